@@ -1,0 +1,370 @@
+/*
+ * mcr-clang - a drop-in CC that builds programs mcr can update.
+ *
+ * It runs clang-16 with the user's arguments unchanged, plus:
+ *   - when compiling: -g (types come from debug info) and the type-tagging
+ *     pass plugin;
+ *   - when linking an executable: the mcr runtime (whole archive, so its malloc
+ *     replaces the C library's) with its entry points exported for shared
+ *     objects;
+ *   - when linking a shared object: weak stubs of those entry points.
+ * Preprocessing, dependency generation and queries (-E, -M, --version, ...) go
+ * to clang untouched. A failing compile gives clang's own output and exit code.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef MCR_CLANG_PATH
+#define MCR_CLANG_PATH "/usr/lib/llvm-16/bin/clang"
+#endif
+#ifndef MCR_CLANGXX_PATH
+#define MCR_CLANGXX_PATH "/usr/lib/llvm-16/bin/clang++"
+#endif
+
+static const char *prog = "mcr-clang";
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s: error: ", prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  exit(1);
+}
+
+static void usage(void) {
+  printf("usage: %s [--mcr-wrappers=FILE] [clang arguments...]\n"
+         "\n"
+         "A drop-in C compiler (CC=%s) that builds programs mcr can live-update.\n"
+         "Every argument except the --mcr-* options below goes to clang-16 unchanged.\n"
+         "\n"
+         "mcr options:\n"
+         "  --mcr-wrappers=FILE   allocator wrappers to treat as allocation sites\n"
+         "                        (format: docs/wrappers.md; or env MCR_WRAPPERS)\n"
+         "  --mcr-help            this text\n"
+         "\n"
+         "Environment:\n"
+         "  MCR_WRAPPERS=FILE     as --mcr-wrappers\n"
+         "  MCR_CLANG=PATH        the clang to run (default %s)\n"
+         "\n"
+         "What it adds: when compiling, -g and the type-tagging pass; when linking an\n"
+         "executable, the mcr runtime (its malloc replaces the C library's); when\n"
+         "linking a shared object, weak stubs. -E, -M, -MM and queries are untouched.\n",
+         prog, prog, MCR_CLANG_PATH);
+}
+
+/* ---- argument list ---- */
+
+struct args {
+  char **v;
+  size_t n, cap;
+};
+
+static void push(struct args *a, const char *s) {
+  if (a->n + 2 > a->cap) {
+    a->cap = a->cap ? a->cap * 2 : 64;
+    a->v = realloc(a->v, a->cap * sizeof(*a->v));
+    if (!a->v)
+      die("out of memory");
+  }
+  a->v[a->n++] = (char *)s;
+  a->v[a->n] = NULL;
+}
+
+/* Response files are expanded for our analysis only; clang gets them as is. */
+static void expand_response(struct args *out, const char *path, int depth) {
+  FILE *f = fopen(path, "r");
+  if (!f || depth > 8) {
+    if (f)
+      fclose(f);
+    push(out, path - 1); /* clang reports the missing file itself */
+    return;
+  }
+  char buf[8192];
+  size_t len = 0;
+  int c, q = 0, have = 0;
+  while ((c = fgetc(f)) != EOF) {
+    if (q) {
+      if (c == q) {
+        q = 0;
+        continue;
+      }
+      if (c == '\\' && q == '"') {
+        int d = fgetc(f);
+        if (d != EOF)
+          c = d;
+      }
+    } else if (c == '\'' || c == '"') {
+      q = c;
+      have = 1;
+      continue;
+    } else if (c == '\\') {
+      int d = fgetc(f);
+      if (d == EOF)
+        break;
+      c = d;
+    } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      if (have || len) {
+        buf[len] = 0;
+        char *s = strdup(buf);
+        if (s[0] == '@')
+          expand_response(out, s + 1, depth + 1);
+        else
+          push(out, s);
+      }
+      len = 0;
+      have = 0;
+      continue;
+    }
+    if (len + 1 < sizeof(buf))
+      buf[len++] = (char)c;
+    have = 1;
+  }
+  if (have || len) {
+    buf[len] = 0;
+    push(out, strdup(buf));
+  }
+  fclose(f);
+}
+
+/* Options whose value is the next argument (so it is not an input file). */
+static int takes_value(const char *a) {
+  static const char *const opts[] = {
+      "-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote",
+      "-idirafter", "-iprefix", "-iwithprefix", "-iwithprefixbefore", "-isysroot",
+      "-x", "-MF", "-MT", "-MQ", "-L", "-l", "-Xlinker", "-Xclang", "-Xassembler",
+      "-Xpreprocessor", "-Xanalyzer", "-Xopenmp-target", "-arch", "-target", "-T",
+      "-u", "-z", "-e", "-mllvm", "-aux-info", "-F", "-rpath", "-install_name",
+      "-framework", "-dependency-file", "-MJ", "-ivfsoverlay", "-resource-dir",
+      "--param", "-std-default", "-gcc-toolchain", "-B", NULL};
+  for (int i = 0; opts[i]; i++)
+    if (strcmp(a, opts[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static int has_suffix(const char *s, const char *suf) {
+  size_t n = strlen(s), m = strlen(suf);
+  return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+static int is_source(const char *f) {
+  static const char *const ext[] = {".c", ".i", ".C", ".cc", ".cpp", ".cxx", ".c++",
+                                    ".ii", ".s", ".S", ".sx", ".m", ".mi", NULL};
+  for (int i = 0; ext[i]; i++)
+    if (has_suffix(f, ext[i]))
+      return 1;
+  return 0;
+}
+
+/* What the command line asks clang to do. */
+struct mode {
+  int query;       /* --version, -###, -print-*, no inputs: pass through */
+  int preprocess;  /* -E, -M, -MM, -fsyntax-only: no code generated */
+  int compile_only;/* -c, -S, -emit-llvm */
+  int shared;      /* -shared */
+  int relocatable; /* -r */
+  int nostdlib;    /* -nostdlib, -nodefaultlibs, -nolibc */
+  int sources;     /* source inputs to compile */
+  int inputs;      /* all inputs */
+};
+
+static void classify(struct args *a, struct mode *m) {
+  int forced_lang = 0;
+  for (size_t i = 1; i < a->n; i++) {
+    const char *s = a->v[i];
+    if (s[0] != '-' || s[1] == 0) {
+      m->inputs++;
+      if ((s[0] == '-' && forced_lang) || (forced_lang && !has_suffix(s, ".o") &&
+                                           !has_suffix(s, ".a") && !has_suffix(s, ".so")) ||
+          is_source(s))
+        m->sources++;
+      continue;
+    }
+    if (strcmp(s, "-x") == 0 && i + 1 < a->n) {
+      const char *lang = a->v[++i];
+      forced_lang = strcmp(lang, "none") != 0;
+      continue;
+    }
+    if (strncmp(s, "-x", 2) == 0) {
+      forced_lang = strcmp(s + 2, "none") != 0;
+      continue;
+    }
+    if (takes_value(s)) {
+      i++;
+      continue;
+    }
+    if (!strcmp(s, "-E") || !strcmp(s, "-M") || !strcmp(s, "-MM") ||
+        !strcmp(s, "-fsyntax-only") || !strcmp(s, "-P"))
+      m->preprocess |= strcmp(s, "-P") != 0;
+    else if (!strcmp(s, "-c") || !strcmp(s, "-S") || !strcmp(s, "-emit-llvm"))
+      m->compile_only = 1;
+    else if (!strcmp(s, "-shared"))
+      m->shared = 1;
+    else if (!strcmp(s, "-r"))
+      m->relocatable = 1;
+    else if (!strcmp(s, "-nostdlib") || !strcmp(s, "-nodefaultlibs") ||
+             !strcmp(s, "-nolibc"))
+      m->nostdlib = 1;
+    else if (!strcmp(s, "-###") || !strcmp(s, "--version") || !strcmp(s, "-v") ||
+             !strcmp(s, "--help") || !strcmp(s, "-dumpversion") ||
+             !strcmp(s, "-dumpmachine") || !strncmp(s, "-print-", 7) ||
+             !strncmp(s, "--print-", 8) || !strcmp(s, "-V") || !strcmp(s, "-qversion"))
+      m->query = 1;
+  }
+  if (!m->inputs)
+    m->query = 1;
+}
+
+/* ---- wrapper config: checked here so mistakes name file and line ---- */
+
+static void check_wrappers(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    die("cannot read allocator wrapper file '%s': %s", path, strerror(errno));
+  char line[1024];
+  int lineno = 0;
+  while (fgets(line, sizeof(line), f)) {
+    lineno++;
+    char *hash = strchr(line, '#');
+    if (hash)
+      *hash = 0;
+    char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
+    if (!w)
+      continue;
+    if (strcmp(w, "wrapper") != 0)
+      die("%s:%d: expected 'wrapper NAME [size=N] [count=M]', found '%s' "
+          "(see docs/wrappers.md)",
+          path, lineno, w);
+    char *name = strtok_r(NULL, " \t\r\n", &save);
+    if (!name)
+      die("%s:%d: 'wrapper' needs a function name", path, lineno);
+    while ((w = strtok_r(NULL, " \t\r\n", &save))) {
+      char *end;
+      if (strncmp(w, "size=", 5) == 0 || strncmp(w, "count=", 6) == 0) {
+        const char *num = strchr(w, '=') + 1;
+        long v = strtol(num, &end, 10);
+        if (*num && !*end && v >= 0 && v < 64)
+          continue;
+      }
+      die("%s:%d: bad attribute '%s' for wrapper %s: expected size=N or count=N "
+          "with N a 0-based argument index",
+          path, lineno, w, name);
+    }
+  }
+  fclose(f);
+}
+
+/* ---- main ---- */
+
+static char *libdir(void) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n < 0)
+    die("cannot find my own executable (/proc/self/exe): %s", strerror(errno));
+  self[n] = 0;
+  char *dir = dirname(self);
+  char *out;
+  if (asprintf(&out, "%s/../lib/mcr", dir) < 0)
+    die("out of memory");
+  char *real = realpath(out, NULL);
+  if (!real)
+    die("mcr's libraries are missing at %s (%s): rebuild or reinstall mcr", out,
+        strerror(errno));
+  return real;
+}
+
+static char *need_file(const char *dir, const char *name) {
+  char *p;
+  if (asprintf(&p, "%s/%s", dir, name) < 0)
+    die("out of memory");
+  if (access(p, R_OK) != 0)
+    die("%s is missing (%s): rebuild or reinstall mcr", p, strerror(errno));
+  return p;
+}
+
+int main(int argc, char **argv) {
+  prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+  int cxx = has_suffix(prog, "++");
+  const char *clang = getenv("MCR_CLANG");
+  if (!clang || !*clang)
+    clang = cxx ? MCR_CLANGXX_PATH : MCR_CLANG_PATH;
+
+  /* Our own options come out; everything else goes to clang as given. */
+  struct args user = {0};
+  const char *wrappers = getenv("MCR_WRAPPERS");
+  push(&user, clang);
+  for (int i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--mcr-wrappers=", 15) == 0) {
+      wrappers = argv[i] + 15;
+    } else if (strcmp(argv[i], "--mcr-help") == 0) {
+      usage();
+      return 0;
+    } else if (strncmp(argv[i], "--mcr-", 6) == 0) {
+      die("unknown option '%s' (see %s --mcr-help)", argv[i], prog);
+    } else {
+      push(&user, argv[i]);
+    }
+  }
+  if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+    usage();
+    printf("\nclang's own options follow.\n\n");
+    fflush(stdout);
+  }
+
+  /* Classify with response files expanded. */
+  struct args flat = {0};
+  for (size_t i = 0; i < user.n; i++) {
+    if (user.v[i][0] == '@' && i > 0)
+      expand_response(&flat, user.v[i] + 1, 0);
+    else
+      push(&flat, user.v[i]);
+  }
+  struct mode m = {0};
+  classify(&flat, &m);
+
+  struct args out = {0};
+  for (size_t i = 0; i < user.n; i++)
+    push(&out, user.v[i]);
+
+  if (!m.query && !m.preprocess) {
+    char *dir = libdir();
+    if (m.sources) {
+      char *plugin = need_file(dir, "MCRPass.so");
+      char *flag;
+      if (asprintf(&flag, "-fpass-plugin=%s", plugin) < 0)
+        die("out of memory");
+      /* After the user's flags, so -g0 or -gline-tables-only can't drop types. */
+      push(&out, "-g");
+      push(&out, flag);
+      if (wrappers && *wrappers) {
+        check_wrappers(wrappers);
+        char *abs = realpath(wrappers, NULL);
+        setenv("MCR_WRAPPERS", abs ? abs : wrappers, 1);
+      }
+    }
+    if (!m.compile_only && !m.relocatable) {
+      if (m.shared || m.nostdlib) {
+        push(&out, need_file(dir, "libmcr_stub.a"));
+      } else {
+        push(&out, "-Wl,--whole-archive");
+        push(&out, need_file(dir, "libmcr_rt.a"));
+        push(&out, "-Wl,--no-whole-archive");
+        push(&out, "-Wl,--export-dynamic-symbol=__mcr_*");
+        push(&out, "-lpthread");
+      }
+    }
+  }
+
+  execv(clang, out.v);
+  die("cannot run %s: %s (set MCR_CLANG or install clang-16)", clang, strerror(errno));
+  return 1;
+}

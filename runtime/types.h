@@ -1,0 +1,28 @@
+/*
+ * types.h - what the runtime knows of the program's types: the type sections
+ * of the executable and of instrumented shared objects, and the allocation
+ * sites, numbered on first use (the number is the heap tag).
+ */
+#ifndef MCR_TYPES_H
+#define MCR_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcr/abi.h"
+
+struct mcr_module {
+  const char *start; /* bounds of the output's MCR_TYPES_SECTION */
+  const char *stop;
+};
+
+/* The registered type sections, in registration order. */
+size_t mcr_types_modules(const struct mcr_module **out);
+
+/* The site with heap tag id, or NULL (untyped, free or unknown tags). */
+struct mcr_site *mcr_site_by_id(uint32_t id);
+
+/* One past the highest site id handed out so far. */
+uint32_t mcr_site_id_limit(void);
+
+#endif /* MCR_TYPES_H */
