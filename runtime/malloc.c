@@ -1,0 +1,122 @@
+/*
+ * malloc.c - the C allocation API on top of the tagged heap (heap.h).
+ *
+ * The runtime is linked whole-archive into the executable, so these
+ * definitions interpose glibc's for the whole process: glibc's own strdup,
+ * getline, fopen... and uninstrumented shared libraries end up here too
+ * (their objects keep MCR_TAG_UNTYPED). Semantics follow glibc's, including
+ * realloc(p, 0) freeing p and returning NULL.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "heap.h"
+
+#define MCR_EXPORT __attribute__((visibility("default")))
+
+#define PAGE_SIZE_ 4096u
+
+static int is_pow2(size_t x)
+{
+  return x && !(x & (x - 1));
+}
+
+MCR_EXPORT void *malloc(size_t size)
+{
+  return mcr_heap_alloc(size, 0);
+}
+
+MCR_EXPORT void free(void *p)
+{
+  mcr_heap_free(p);
+}
+
+MCR_EXPORT void *calloc(size_t n, size_t size)
+{
+  return mcr_heap_calloc(n, size);
+}
+
+MCR_EXPORT void *realloc(void *p, size_t size)
+{
+  if (p && size == 0) {
+    mcr_heap_free(p);
+    return NULL;
+  }
+  return mcr_heap_realloc(p, size);
+}
+
+MCR_EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return realloc(p, total);
+}
+
+MCR_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+  if (align % sizeof(void *) != 0 || !is_pow2(align))
+    return EINVAL;
+  int saved = errno; /* posix_memalign reports through its result only */
+  void *p = mcr_heap_alloc(size, align);
+  if (!p) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+MCR_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return mcr_heap_alloc(size, align);
+}
+
+/* glibc's memalign rounds a non-power-of-two alignment up. */
+MCR_EXPORT void *memalign(size_t align, size_t size)
+{
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (align <= 16)
+    return mcr_heap_alloc(size, 0);
+  if (!is_pow2(align)) {
+    size_t a = 32;
+    while (a < align)
+      a <<= 1;
+    align = a;
+  }
+  return mcr_heap_alloc(size, align);
+}
+
+MCR_EXPORT void *valloc(size_t size)
+{
+  return mcr_heap_alloc(size, PAGE_SIZE_);
+}
+
+MCR_EXPORT void *pvalloc(size_t size)
+{
+  size_t rounded;
+  if (__builtin_add_overflow(size, PAGE_SIZE_ - 1, &rounded)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  rounded &= ~(size_t)(PAGE_SIZE_ - 1);
+  return mcr_heap_alloc(rounded ? rounded : PAGE_SIZE_, PAGE_SIZE_);
+}
+
+MCR_EXPORT size_t malloc_usable_size(void *p)
+{
+  return mcr_heap_usable_size(p);
+}
