@@ -156,9 +156,10 @@ static int has_suffix(const char *s, const char *suf) {
   return n >= m && strcmp(s + n - m, suf) == 0;
 }
 
+/* Inputs the pass sees (assembly does not go through LLVM IR). */
 static int is_source(const char *f) {
   static const char *const ext[] = {".c", ".i", ".C", ".cc", ".cpp", ".cxx", ".c++",
-                                    ".ii", ".s", ".S", ".sx", ".m", ".mi", NULL};
+                                    ".ii", ".m", ".mi", NULL};
   for (int i = 0; ext[i]; i++)
     if (has_suffix(f, ext[i]))
       return 1;
@@ -183,19 +184,14 @@ static void classify(struct args *a, struct mode *m) {
     const char *s = a->v[i];
     if (s[0] != '-' || s[1] == 0) {
       m->inputs++;
-      if ((s[0] == '-' && forced_lang) || (forced_lang && !has_suffix(s, ".o") &&
-                                           !has_suffix(s, ".a") && !has_suffix(s, ".so")) ||
-          is_source(s))
+      if (forced_lang ? !has_suffix(s, ".o") && !has_suffix(s, ".a") && !has_suffix(s, ".so")
+                      : is_source(s))
         m->sources++;
       continue;
     }
-    if (strcmp(s, "-x") == 0 && i + 1 < a->n) {
-      const char *lang = a->v[++i];
-      forced_lang = strcmp(lang, "none") != 0;
-      continue;
-    }
     if (strncmp(s, "-x", 2) == 0) {
-      forced_lang = strcmp(s + 2, "none") != 0;
+      const char *lang = s[2] ? s + 2 : (i + 1 < a->n ? a->v[++i] : "none");
+      forced_lang = strcmp(lang, "none") != 0 && strncmp(lang, "assembler", 9) != 0;
       continue;
     }
     if (takes_value(s)) {

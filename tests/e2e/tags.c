@@ -1,0 +1,67 @@
+/* Heap objects carry the type of their allocation site, found from any pointer
+ * into them; objects allocated inside libc are untyped; freed ones are gone. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "typeof.h"
+
+struct pair {
+  int a;
+  char *s;
+};
+
+struct pair *global_pair;
+
+static int count_tag(const struct mcr_object *o, void *arg) {
+  struct mcr_object *want = arg;
+  if (o->tag == want->tag)
+    want->size++;
+  return 0;
+}
+
+int main(void) {
+  char b[256];
+  struct pair *p = malloc(sizeof(*p));
+  CHECK_STR(type_of(p, b, sizeof(b)), "struct pair");
+  CHECK_STR(type_of(&p->s, b, sizeof(b)), "struct pair"); /* interior */
+  CHECK(malloc_usable_size(p) >= sizeof(*p));
+
+  p->s = strdup("hello");
+  CHECK_STR(type_of(p->s + 3, b, sizeof(b)), "char []");
+
+  int *v = calloc(10, sizeof(int));
+  CHECK_STR(type_of((char *)v + 17, b, sizeof(b)), "int []");
+  v = realloc(v, 100000 * sizeof(int)); /* large: another size class */
+  CHECK_STR(type_of(v + 99999, b, sizeof(b)), "int []");
+
+  global_pair = calloc(1, sizeof(struct pair));
+  CHECK_STR(type_of(global_pair, b, sizeof(b)), "struct pair");
+
+  FILE *f = fopen("/dev/null", "r"); /* allocated inside libc */
+  CHECK(f != NULL);
+  CHECK_STR(type_of(f, b, sizeof(b)), "<untyped>");
+  fclose(f);
+
+  /* Ten objects from one site: foreach sees each of them. */
+  struct pair *many[10];
+  for (int i = 0; i < 10; i++)
+    many[i] = malloc(sizeof(struct pair));
+  struct mcr_object want = {0};
+  mcr_heap_find(many[0], &want);
+  want.size = 0;
+  mcr_heap_foreach(count_tag, &want);
+  CHECK_EQ(want.size, 10);
+  for (int i = 0; i < 10; i++)
+    free(many[i]);
+
+  char *s = p->s;
+  free(s);
+  CHECK_STR(type_of(s, b, sizeof(b)), "<not found>");
+  free(p);
+  free(v);
+  CHECK_DONE();
+}

@@ -1,0 +1,29 @@
+/* typeof.h - what the runtime says a heap pointer is: the type of its
+ * allocation site as C spells it, "<untyped>", or "<not found>". */
+#ifndef MCR_E2E_TYPEOF_H
+#define MCR_E2E_TYPEOF_H
+#include "heap.h"
+#include "typetab.h"
+#include "types.h"
+
+static const char *type_of(const void *p, char *buf, size_t len) {
+  struct mcr_object o;
+  if (mcr_heap_find(p, &o) != 0)
+    return "<not found>";
+  if (o.tag == MCR_TAG_UNTYPED)
+    return "<untyped>";
+  struct mcr_site *s = mcr_site_by_id(o.tag);
+  if (!s)
+    return "<no site>";
+  struct mcr_typetab tt;
+  struct mcr_site_rec r;
+  if (mcr_typetab_open(&tt, s->blob, s->blob->total_size, NULL) != 0 ||
+      mcr_typetab_site(&tt, s->index, &r) != 0)
+    return "<bad table>";
+  if (r.type == MCR_NO_TYPE)
+    return "<no type>";
+  if (mcr_type_render_shape(&tt, r.type, r.shape, buf, len) < 0)
+    return "<bad type>";
+  return buf;
+}
+#endif

@@ -1,0 +1,256 @@
+/*
+ * kvstore - a small single-threaded epoll key-value server, the example the
+ * README's demo builds with mcr-clang. Its state is typical of real servers:
+ * a global config and stats, a chained hash table of heap entries, and a
+ * heap-allocated connection per client with a partially read input buffer.
+ *
+ * Protocol (one command a line):
+ *   SET key value   -> OK
+ *   GET key         -> VALUE value | NOTFOUND
+ *   DEL key         -> DELETED | NOTFOUND
+ *   COUNT           -> COUNT n
+ *   STATS           -> STATS keys=n conns=n cmds=n
+ *
+ * usage: kvstore [-p PORT] [-f PIDFILE]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define NBUCKETS 1024
+#define INBUF 4096
+
+struct entry {
+  char *key;
+  char *value;
+  size_t value_len;
+  struct entry *next;
+};
+
+struct conn {
+  int fd;
+  size_t in_len;
+  char in[INBUF]; /* bytes read but not yet handled */
+  struct conn *next;
+};
+
+struct stats {
+  unsigned long keys;
+  unsigned long conns;
+  unsigned long commands;
+};
+
+struct config {
+  int port;
+  const char *pidfile;
+};
+
+static struct config config = {7400, NULL};
+static struct stats stats;
+static struct entry **table;
+static struct conn *conns;
+static volatile sig_atomic_t stopping;
+
+static unsigned long hash(const char *s) {
+  unsigned long h = 5381;
+  while (*s)
+    h = h * 33 + (unsigned char)*s++;
+  return h;
+}
+
+static struct entry **find(const char *key) {
+  struct entry **e = &table[hash(key) % NBUCKETS];
+  while (*e && strcmp((*e)->key, key) != 0)
+    e = &(*e)->next;
+  return e;
+}
+
+static void set(const char *key, const char *value) {
+  struct entry **slot = find(key);
+  struct entry *e = *slot;
+  if (!e) {
+    e = calloc(1, sizeof(*e));
+    if (!e)
+      return;
+    e->key = strdup(key);
+    *slot = e;
+    stats.keys++;
+  }
+  free(e->value);
+  e->value_len = strlen(value);
+  e->value = malloc(e->value_len + 1);
+  memcpy(e->value, value, e->value_len + 1);
+}
+
+static int del(const char *key) {
+  struct entry **slot = find(key);
+  struct entry *e = *slot;
+  if (!e)
+    return 0;
+  *slot = e->next;
+  free(e->key);
+  free(e->value);
+  free(e);
+  stats.keys--;
+  return 1;
+}
+
+static void reply(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct conn *c, const char *fmt, ...) {
+  char out[INBUF + 64];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, sizeof(out), fmt, ap);
+  va_end(ap);
+  if (n > 0 && write(c->fd, out, (size_t)n < sizeof(out) ? (size_t)n : sizeof(out) - 1) < 0)
+    perror("kvstore: write");
+}
+
+static void command(struct conn *c, char *line) {
+  char *save = NULL;
+  char *cmd = strtok_r(line, " \r", &save);
+  char *key = strtok_r(NULL, " \r", &save);
+  char *value = strtok_r(NULL, "\r", &save);
+  stats.commands++;
+  if (!cmd) {
+    return;
+  } else if (!strcmp(cmd, "SET") && key && value) {
+    set(key, value);
+    reply(c, "OK\n");
+  } else if (!strcmp(cmd, "GET") && key) {
+    struct entry *e = *find(key);
+    if (e)
+      reply(c, "VALUE %s\n", e->value);
+    else
+      reply(c, "NOTFOUND\n");
+  } else if (!strcmp(cmd, "DEL") && key) {
+    reply(c, del(key) ? "DELETED\n" : "NOTFOUND\n");
+  } else if (!strcmp(cmd, "COUNT")) {
+    reply(c, "COUNT %lu\n", stats.keys);
+  } else if (!strcmp(cmd, "STATS")) {
+    reply(c, "STATS keys=%lu conns=%lu cmds=%lu\n", stats.keys, stats.conns, stats.commands);
+  } else {
+    reply(c, "ERROR unknown command\n");
+  }
+}
+
+static void close_conn(int ep, struct conn *c) {
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  for (struct conn **p = &conns; *p; p = &(*p)->next)
+    if (*p == c) {
+      *p = c->next;
+      break;
+    }
+  stats.conns--;
+  free(c);
+}
+
+/* Reads what is there, runs every complete line, keeps the rest. */
+static void readable(int ep, struct conn *c) {
+  ssize_t n = read(c->fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len);
+  if (n <= 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      return;
+    close_conn(ep, c);
+    return;
+  }
+  c->in_len += (size_t)n;
+  c->in[c->in_len] = 0;
+  char *start = c->in, *nl;
+  while ((nl = memchr(start, '\n', c->in + c->in_len - start))) {
+    *nl = 0;
+    command(c, start);
+    start = nl + 1;
+  }
+  c->in_len -= (size_t)(start - c->in);
+  memmove(c->in, start, c->in_len);
+  if (c->in_len == sizeof(c->in) - 1) /* a line longer than the buffer */
+    close_conn(ep, c);
+}
+
+static void on_signal(int sig) {
+  (void)sig;
+  stopping = 1;
+}
+
+int main(int argc, char **argv) {
+  int opt;
+  while ((opt = getopt(argc, argv, "p:f:")) != -1) {
+    if (opt == 'p')
+      config.port = atoi(optarg);
+    else if (opt == 'f')
+      config.pidfile = optarg;
+    else {
+      fprintf(stderr, "usage: %s [-p PORT] [-f PIDFILE]\n", argv[0]);
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+
+  table = calloc(NBUCKETS, sizeof(*table));
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(config.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (!table || lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+      listen(lfd, 128) < 0) {
+    fprintf(stderr, "kvstore: cannot listen on 127.0.0.1:%d: %s\n", config.port,
+            strerror(errno));
+    return 1;
+  }
+  if (config.pidfile) {
+    FILE *f = fopen(config.pidfile, "w");
+    if (f) {
+      fprintf(f, "%d\n", getpid());
+      fclose(f);
+    }
+  }
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
+
+  while (!stopping) {
+    struct epoll_event events[64];
+    int n = epoll_wait(ep, events, 64, -1);
+    for (int i = 0; i < n; i++) {
+      struct conn *c = events[i].data.ptr;
+      if (c) {
+        readable(ep, c);
+        continue;
+      }
+      int fd;
+      while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+          close(fd);
+          continue;
+        }
+        c->fd = fd;
+        c->next = conns;
+        conns = c;
+        stats.conns++;
+        struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
+      }
+    }
+  }
+  if (config.pidfile)
+    unlink(config.pidfile);
+  return 0;
+}
