@@ -1,0 +1,22 @@
+/*
+ * ctl.h - what the mcr-ctl commands share: their entry points and error reporting.
+ *
+ * Each command lives in its own file (types.c: mcr-ctl types) and is listed in the
+ * command table of main.c. A command returns the process exit status:
+ * 0 success, 1 refused or rolled back (update), 2 bad usage or bad input.
+ */
+#ifndef MCR_CTL_H
+#define MCR_CTL_H
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_FAILED 1
+#define CTL_EXIT_USAGE 2
+
+/* Prints "mcr-ctl: " and the message as one line on stderr. */
+void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* mcr-ctl types BINARY [--json] [--sites-only|--globals-only]; argv[0] is "types". */
+int cmd_types(int argc, char **argv);
+void cmd_types_help(void);
+
+#endif /* MCR_CTL_H */
