@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 static int check_failures;
-static int check_quiet_failures;
+static int check_quiet_failures __attribute__((unused));
 
 /* CHECK_*: prints a line either way. */
 #define CHECK_EQ(a, b, what)                                                              \

@@ -114,7 +114,7 @@ int main(void)
 
   /* aligned_alloc / memalign / valloc / pvalloc */
   errno = 0;
-  CHECK(aligned_alloc(48, 96) == NULL && errno == EINVAL, "aligned_alloc(48) is EINVAL");
+  CHECK(aligned_alloc(check_size(48), 96) == NULL && errno == EINVAL, "aligned_alloc(48) is EINVAL");
   for (size_t a = 1; a <= ((size_t)1 << 21); a <<= 1) {
     void *p = aligned_alloc(a, 3 * a);
     EXPECT(p != NULL && (uintptr_t)p % a == 0, "aligned_alloc %zu", a);
@@ -124,7 +124,7 @@ int main(void)
     free(p);
   }
   CHECK_LOOP("aligned_alloc and memalign powers of two 1..2M");
-  void *m = memalign(48, 10);
+  void *m = memalign(check_size(48), 10);
   CHECK(m != NULL && (uintptr_t)m % 64 == 0, "memalign(48) rounds up to 64");
   free(m);
   void *v = valloc(10);
