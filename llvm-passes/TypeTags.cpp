@@ -108,6 +108,10 @@ void loadWrappers(StringMap<AllocFn> &Fns) {
     AllocFn A;
     A.IsWrapper = true;
     for (size_t I = 2; I < W.size(); I++) {
+      if (W[I] == "string") {
+        A.IsString = true;
+        continue;
+      }
       auto KV = W[I].split('=');
       int N;
       if (KV.second.getAsInteger(10, N))
@@ -434,7 +438,52 @@ const DIType *memberAt(const DICompositeType *C, uint64_t OffBits,
 
 struct Recovery {
   const DataLayout &DL;
-  explicit Recovery(const DataLayout &DL) : DL(DL) {}
+  // Struct, union and typedef'd anonymous struct definitions by C name, for
+  // IR struct types ("struct.client") whose object has no described variable
+  // (an extern global, a cast pointer, a union member).
+  StringMap<const DICompositeType *> ByName;
+
+  Recovery(Module &M, const DataLayout &DL) : DL(DL) {
+    DebugInfoFinder F;
+    F.processModule(M);
+    for (DIType *T : F.types()) {
+      if (auto *C = dyn_cast<DICompositeType>(T)) {
+        unsigned Tag = C->getTag();
+        if ((Tag == dwarf::DW_TAG_structure_type || Tag == dwarf::DW_TAG_union_type) &&
+            !C->isForwardDecl() && !C->getName().empty())
+          ByName.try_emplace(C->getName(), C);
+      } else if (auto *D = dyn_cast<DIDerivedType>(T)) {
+        auto *C = dyn_cast_or_null<DICompositeType>(D->getBaseType());
+        if (D->getTag() == dwarf::DW_TAG_typedef && C && C->getName().empty() &&
+            !C->isForwardDecl())
+          ByName.try_emplace(D->getName(), C);
+      }
+    }
+  }
+
+  // The DI definition for an IR struct type named "struct.NAME" or
+  // "union.NAME" (clang may append ".N" to keep names unique).
+  const DICompositeType *byIRName(Type *Ty) {
+    auto *ST = dyn_cast<StructType>(Ty);
+    if (!ST || !ST->hasName())
+      return nullptr;
+    StringRef N = ST->getName();
+    if (!N.consume_front("struct.") && !N.consume_front("union."))
+      return nullptr;
+    auto It = ByName.find(N);
+    if (It == ByName.end()) {
+      size_t Dot = N.rfind('.');
+      if (Dot == StringRef::npos || !llvm::all_of(N.substr(Dot + 1), isDigit))
+        return nullptr;
+      It = ByName.find(N.substr(0, Dot));
+      if (It == ByName.end())
+        return nullptr;
+    }
+    // Sizes must agree, or the name is a coincidence.
+    if (It->second->getSizeInBits() != DL.getTypeAllocSizeInBits(ST))
+      return nullptr;
+    return It->second;
+  }
 
   static const DIType *declaredType(Value *V, std::string *Name) {
     for (DbgDeclareInst *D : FindDbgDeclareUses(V)) {
@@ -558,9 +607,18 @@ struct Recovery {
   const DIType *gepType(GEPOperator *GEP, std::string &Desc, int Depth) {
     std::string BaseDesc;
     const DIType *T = memType(GEP->getPointerOperand(), BaseDesc, Depth + 1);
+    Type *Cur = GEP->getSourceElementType();
+    // The IR says which struct is addressed; when the base's described type is
+    // unknown or another type (a union holding it, a cast), the IR is right.
+    if (const DICompositeType *Named = byIRName(Cur)) {
+      if (!T || stripTypedefs(T) != Named) {
+        if (!T)
+          BaseDesc = "struct " + Named->getName().str();
+        T = Named;
+      }
+    }
     if (!T)
       return nullptr;
-    Type *Cur = GEP->getSourceElementType();
     // A byte-offset GEP (i8) into a struct: find the member at that offset.
     if (Cur->isIntegerTy(8) && GEP->getNumIndices() == 1) {
       auto *CI = dyn_cast<ConstantInt>(GEP->idx_begin()->get());
@@ -635,6 +693,8 @@ struct Recovery {
 // ---------------------------------------------------------------------------
 // The pass.
 
+const DIType *charType(LLVMContext &Ctx);
+
 class TypeTagsPass : public PassInfoMixin<TypeTagsPass> {
 public:
   PreservedAnalyses run(Module &M, ModuleAnalysisManager &);
@@ -690,6 +750,25 @@ void TypeTagsPass::inferFromUsers(Recovery &R, Value *V, Function &F,
       const DIType *Slot = R.memType(Dst, Ev);
       if (Slot)
         consider(Slot, Ev);
+      // A 'void *' local: what the program does with it tells the type
+      // (stored on into a typed slot, or used as bytes).
+      auto *A = dyn_cast<AllocaInst>(Dst);
+      bool IsPtr;
+      if (!Out.Elem && A && Slot && !pointeeOf(Slot, IsPtr) && IsPtr) {
+        for (User *AU : A->users()) {
+          auto *L = dyn_cast<LoadInst>(AU);
+          if (!L || Out.Elem)
+            continue;
+          inferFromUsers(R, L, F, Out, Seen, Depth + 1);
+          for (User *LU : L->users())
+            if (auto *G = dyn_cast<GEPOperator>(LU))
+              if (!Out.Elem && G->getPointerOperand() == L &&
+                  G->getSourceElementType()->isIntegerTy(8)) {
+                Out.Elem = charType(F.getContext());
+                Out.Evidence = "used as bytes through " + Ev;
+              }
+        }
+      }
     } else if (isa<ReturnInst>(U)) {
       const DISubprogram *SP = F.getSubprogram();
       if (SP && SP->getType() && SP->getType()->getTypeArray().size())
@@ -717,6 +796,11 @@ void TypeTagsPass::inferFromUsers(Recovery &R, Value *V, Function &F,
         inferFromUsers(R, U, F, Out, Seen, Depth + 1);
     }
   }
+}
+
+const DIType *charType(LLVMContext &Ctx) {
+  return DIBasicType::get(Ctx, dwarf::DW_TAG_base_type, "char", 8, 0,
+                          dwarf::DW_ATE_signed_char, DINode::FlagZero);
 }
 
 bool hasFlexibleTail(const DIType *T) {
@@ -800,7 +884,7 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
   loadWrappers(Fns);
   LLVMContext &Ctx = M.getContext();
   const DataLayout &DL = M.getDataLayout();
-  Recovery R(DL);
+  Recovery R(M, DL);
   Table T;
 
   Type *I32 = Type::getInt32Ty(Ctx);
@@ -870,9 +954,7 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     }
     if (!Inf.Elem && P.Fn.IsString) {
       // strdup's result holds chars whatever it is stored into.
-      DIBasicType *Char = DIBasicType::get(Ctx, dwarf::DW_TAG_base_type, "char", 8, 0,
-                                           dwarf::DW_ATE_signed_char, DINode::FlagZero);
-      Inf.Elem = Char;
+      Inf.Elem = charType(Ctx);
       Inf.Evidence = "string duplicate";
     }
 

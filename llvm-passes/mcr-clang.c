@@ -237,7 +237,7 @@ static void check_wrappers(const char *path) {
     if (!w)
       continue;
     if (strcmp(w, "wrapper") != 0)
-      die("%s:%d: expected 'wrapper NAME [size=N] [count=M]', found '%s' "
+      die("%s:%d: expected 'wrapper NAME [size=N] [count=M] [string]', found '%s' "
           "(see docs/wrappers.md)",
           path, lineno, w);
     char *name = strtok_r(NULL, " \t\r\n", &save);
@@ -245,6 +245,8 @@ static void check_wrappers(const char *path) {
       die("%s:%d: 'wrapper' needs a function name", path, lineno);
     while ((w = strtok_r(NULL, " \t\r\n", &save))) {
       char *end;
+      if (strcmp(w, "string") == 0)
+        continue;
       if (strncmp(w, "size=", 5) == 0 || strncmp(w, "count=", 6) == 0) {
         const char *num = strchr(w, '=') + 1;
         long v = strtol(num, &end, 10);
@@ -252,7 +254,7 @@ static void check_wrappers(const char *path) {
           continue;
       }
       die("%s:%d: bad attribute '%s' for wrapper %s: expected size=N or count=N "
-          "with N a 0-based argument index",
+          "(N a 0-based argument index) or string",
           path, lineno, w, name);
     }
   }
@@ -340,6 +342,9 @@ int main(int argc, char **argv) {
         die("out of memory");
       /* After the user's flags, so -g0 or -gline-tables-only can't drop types. */
       push(&out, "-g");
+      /* Describe every declared struct, also those a unit reaches only
+       * through an extern global (extern struct redisServer server). */
+      push(&out, "-fno-eliminate-unused-debug-types");
       push(&out, flag);
       if (wrappers && *wrappers) {
         check_wrappers(wrappers);

@@ -12,4 +12,4 @@ struct s *f(void) { return malloc(sizeof(struct s)); }
 // CHECK: %[[P:.*]] = {{.*}}call {{.*}}ptr @malloc(i64 {{.*}}4)
 // CHECK-NEXT: call void @__mcr_tag(ptr {{.*}}%[[P]], ptr {{.*}}@__mcr_sites
 // CHECK: define internal void @mcr.module_ctor()
-// CHECK-NEXT: call void @__mcr_register_types(ptr @__start_mcr_types, ptr @__stop_mcr_types)
+// CHECK-NEXT: call void @__mcr_register_types(ptr {{.*}}@__start_mcr_types, ptr {{.*}}@__stop_mcr_types)

@@ -1,6 +1,6 @@
 """Prints `mcr-ctl types --json` (read from stdin) one line per record, in a
 fixed format for FileCheck, whatever the human output looks like:
-    site LINE FUNCTION CALLEE SHAPE TYPE | reason: REASON
+    site LINE FUNCTION CALLEE SHAPE ELEMENT-TYPE | reason: REASON
     global NAME SYMBOL FLAGS TYPE
 """
 import json
@@ -8,9 +8,9 @@ import sys
 
 doc = json.load(sys.stdin)
 for s in doc.get("sites", []):
-    t = s.get("type")
+    t = s.get("element_type")
     line = "site %s %s %s %s %s" % (s.get("line"), s.get("function"), s.get("callee"),
-                                    s.get("shape"), t if t is not None else "null")
+                                    s.get("shape") or "-", t if t is not None else "null")
     if t is None:
         line += " | reason: %s" % s.get("reason")
     print(line)

@@ -4,6 +4,6 @@
 void *blob;
 void f(size_t n) {
   blob = malloc(n);
-  // CHECK: site [[@LINE-1]] f malloc unknown null | reason: result kept only in a 'void *' (global 'blob')
+  // CHECK: site [[@LINE-1]] f malloc - null | reason: result kept only in a 'void *' (global 'blob')
 }
 // CHECK: summary sites=1 typed=0
