@@ -42,6 +42,7 @@
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+#define SLOW_PATH __attribute__((noinline, cold))
 
 #define PAGE_SHIFT 12
 #define PAGE ((size_t)1 << PAGE_SHIFT)
@@ -658,7 +659,7 @@ static inline int ensure_init(void)
 
 /* ---- small objects ---- */
 
-static void *small_alloc_slow(unsigned cls, size_t size)
+SLOW_PATH static void *small_alloc_slow(unsigned cls, size_t size)
 {
   if (ensure_init() < 0)
     goto nomem;
@@ -699,7 +700,7 @@ static inline void *small_alloc(unsigned cls, size_t size)
   return small_alloc_slow(cls, size);
 }
 
-static void small_free_slow(void **o, uint32_t *tagp, unsigned cls)
+SLOW_PATH static void small_free_slow(void **o, uint32_t *tagp, unsigned cls)
 {
   if (tc.state == TC_NEW)
     tc_init();
@@ -719,7 +720,7 @@ static void small_free_slow(void **o, uint32_t *tagp, unsigned cls)
 
 /* ---- large objects ---- */
 
-static void *large_alloc(size_t size, size_t align, bool *zeroed)
+SLOW_PATH static void *large_alloc(size_t size, size_t align, bool *zeroed)
 {
   void *ret = NULL;
   bool dirty;
@@ -772,7 +773,7 @@ nomem:
   return NULL;
 }
 
-static void large_free(uintptr_t a)
+SLOW_PATH static void large_free(uintptr_t a)
 {
   pthread_mutex_lock(&ph.lock);
   /* re-read under the lock: a racing double free must find the span gone */
