@@ -34,7 +34,7 @@ echo "\$ mcr-ctl types kvstore"
 "$build/bin/mcr-ctl" types "$work/kvstore"
 
 step "5. run it and fill it over a socket"
-"$work/kvstore" -p "$port" 2>"$work/server.log" &
+MCR_HEAP_CENSUS="$work/census.txt" "$work/kvstore" -p "$port" 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -47,10 +47,13 @@ for _ in $(seq 8); do read -r -t 5 line <&3 && echo "kvstore> $line"; done
 exec 3<&-
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
+step "6. its live heap when it stopped, by allocation site and type (MCR_HEAP_CENSUS)"
+cat "$work/census.txt"
+
 cat <<EOT
 
 Done. The server ran on mcr's runtime: every heap object it allocated carries the
-type tag of its allocation site, which is what a live update will use to move its
-state to a new version. (Live update itself arrives with the coordinator: see
+type tag of its allocation site (step 6 counted them from the tags), which is what a
+live update will use to move its state to a new version. (Live update itself arrives with the coordinator: see
 README.md, "Status".)
 EOT

@@ -24,6 +24,34 @@ case "$test" in
     clang-16 -O2 -o "$work/plain-host" "$src/plain-host.c" -ldl
     "$work/plain-host" "$work/libplug.so"
     ;;
+  census)
+    # kvstore's live heap, counted from the tags, matches what the client stored.
+    "$mcc" -O2 -o "$work/kvstore" "$top/tests/servers/kvstore.c"
+    port=$((20000 + RANDOM % 20000))
+    MCR_HEAP_CENSUS="$work/census.txt" "$work/kvstore" -p "$port" 2>"$work/log" &
+    pid=$!
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    exec 3<>"/dev/tcp/127.0.0.1/$port"
+    for i in $(seq 1 40); do printf 'SET key%d value-%d\n' "$i" "$i" >&3; done
+    printf 'DEL key7\nCOUNT\n' >&3
+    for _ in $(seq 42); do read -r -t 5 reply <&3; done
+    echo "last reply: $reply"
+    exec 3<&-
+    kill "$pid"; wait "$pid" || true
+    cat "$work/census.txt"
+    count() { awk -F'\t' -v t="$1" -v s="$2" '$2 ~ s { split($1, a, " "); if (index($1, t)) print a[1] }' "$work/census.txt"; }
+    fail=0
+    expect() {
+      if [ "$(count "$1" "$2")" = "$3" ]; then echo "ok: $3 live '$1' from $2"
+      else echo "FAIL: '$1' from $2: $(count "$1" "$2"), expected $3"; fail=1; fi
+    }
+    [ "$reply" = "COUNT 39" ] || { echo "FAIL: server replied '$reply'"; fail=1; }
+    expect "struct entry" "kvstore.c:81 set" 39
+    expect "char []" "kvstore.c:84 set" 39
+    expect "char []" "kvstore.c:90 set" 39
+    expect "struct entry *[]" "kvstore.c:204 main" 1
+    exit $fail
+    ;;
   *)
     echo "run.sh: unknown test '$test'" >&2
     exit 2
