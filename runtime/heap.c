@@ -785,6 +785,50 @@ SLOW_PATH static void large_free(uintptr_t a)
   pthread_mutex_unlock(&ph.lock);
 }
 
+/* Resizes a large object in place to n pages: trims its tail, or grows into
+ * the free run that follows it. Returns 0 on success, -1 if it cannot. */
+SLOW_PATH static int large_resize(uintptr_t a, size_t n)
+{
+  int ret = -1;
+  pthread_mutex_lock(&ph.lock);
+  struct span *s = g.pagemap[page_of(a)];
+  if (!s || s->state != SPAN_LARGE || s->start != a || s->ltag == MCR_TAG_FREE)
+    goto out;
+  size_t page = page_of(a), old = s->npages;
+  if (n <= old) {
+    size_t tail = old - n;
+    if (tail) {
+      pagemap_set(page + n, tail, NULL);
+      s->npages = n;
+      ph.inuse_pages -= tail;
+      ph_free_run(page + n, tail, tail);
+    }
+    ret = 0;
+    goto out;
+  }
+  size_t need = n - old, next = page + old;
+  struct span *r = next < atomic_load_explicit(&g.npages, memory_order_relaxed) ? g.pagemap[next] : NULL;
+  if (!r || r->state != SPAN_FREE || r->npages < need)
+    goto out;
+  ph_unlink(r);
+  if (r->npages > need) {
+    size_t rest = r->npages - need;
+    r->start = addr_of(next + need);
+    r->npages = rest;
+    r->dirty = r->dirty > rest ? rest : r->dirty;
+    ph_link(r);
+  } else {
+    meta_free(r, r->meta_size);
+  }
+  pagemap_set(next, need, s);
+  s->npages = n;
+  ph.inuse_pages += need;
+  ret = 0;
+out:
+  pthread_mutex_unlock(&ph.lock);
+  return ret;
+}
+
 /* ---- lookup ---- */
 
 /* The span of a, or NULL if a is outside the arena's used part. */
@@ -918,9 +962,12 @@ void *mcr_heap_realloc(void *p, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  if (size <= old) {
-    /* same class, or a large object shrinking by at most half: keep it */
-    if (old <= SMALL_MAX ? class_of(size) == class_of(old) : size > old / 2)
+  if (old <= SMALL_MAX) {
+    if (size <= old && class_of(size) == class_of(old))
+      return p;
+  } else if (size > SMALL_MAX && size <= (arena_pages_max << PAGE_SHIFT)) {
+    /* large stays large: trim or extend the page run where it is */
+    if (large_resize(a, (size + PAGE - 1) >> PAGE_SHIFT) == 0)
       return p;
   }
   uint32_t tag = *tagp;
@@ -1022,4 +1069,38 @@ void mcr_heap_stats(struct mcr_heap_stats *st)
   st->metadata_bytes = (size_t)(meta_top - meta_base) + top * sizeof(struct span *);
   st->mapped_bytes = ((top - clean) << PAGE_SHIFT) + st->metadata_bytes;
   pthread_mutex_unlock(&ph.lock);
+}
+
+int mcr_heap_trim(void)
+{
+  int released = 0;
+  if (!atomic_load_explicit(&inited, memory_order_acquire))
+    return 0;
+  if (tc.state == TC_ACTIVE)
+    for (unsigned c = 1; c < NCLASS; c++)
+      tc_flush(c, 0);
+  /* the empty span each class keeps to avoid churn goes too */
+  for (unsigned c = 1; c < NCLASS; c++) {
+    pthread_mutex_lock(&central[c].lock);
+    for (struct span *s = central[c].partial, *next; s; s = next) {
+      next = s->next;
+      if (s->nfree == s->nobj) {
+        partial_remove(&central[c], s);
+        pthread_mutex_lock(&ph.lock);
+        span_release(s);
+        pthread_mutex_unlock(&ph.lock);
+      }
+    }
+    pthread_mutex_unlock(&central[c].lock);
+  }
+  pthread_mutex_lock(&ph.lock);
+  for (size_t i = 0; i < NLISTS; i++)
+    for (struct span *s = ph.lists[i]; s; s = s->next)
+      if (s->dirty && madvise((void *)s->start, s->npages << PAGE_SHIFT, MADV_DONTNEED) == 0) {
+        ph.dirty_pages -= s->dirty;
+        s->dirty = 0;
+        released = 1;
+      }
+  pthread_mutex_unlock(&ph.lock);
+  return released;
 }

@@ -49,4 +49,8 @@ struct mcr_heap_stats {
 };
 void mcr_heap_stats(struct mcr_heap_stats *st);
 
+/* Returns the calling thread's cached free objects to the shared lists and
+ * all free pages to the OS (malloc_trim). Returns 1 if memory was released. */
+int mcr_heap_trim(void);
+
 #endif /* MCR_HEAP_H */

@@ -120,3 +120,9 @@ MCR_EXPORT size_t malloc_usable_size(void *p)
 {
   return mcr_heap_usable_size(p);
 }
+
+MCR_EXPORT int malloc_trim(size_t pad)
+{
+  (void)pad;
+  return mcr_heap_trim();
+}

@@ -149,6 +149,27 @@ int main(void)
   CHECK(same == p, "realloc within a class stays in place");
   free(same);
 
+  /* large objects resize in place: a shrink trims the page run, a growth
+   * extends into the free pages after it */
+  char *big = malloc(1 << 20);
+  memset(big, 7, 1 << 20);
+  mcr_heap_set_tag(big, 555);
+  char *big2 = realloc(big, 200000);
+  CHECK(big2 == big, "large shrink is in place");
+  CHECK(malloc_usable_size(big2) >= 200000 && malloc_usable_size(big2) < 200000 + 4096,
+        "large shrink trims the page run");
+  struct mcr_object bo;
+  CHECK_EQ(mcr_heap_find(big + 500000, &bo), -1, "trimmed tail is not part of the object");
+  char *big3 = realloc(big2, 900000);
+  CHECK(big3 == big, "large growth into the free pages after it is in place");
+  int intact = 1;
+  for (int i = 0; i < 200000; i++)
+    intact &= big3[i] == 7;
+  CHECK(intact, "contents survive in-place shrink and growth");
+  CHECK(mcr_heap_find(big3 + 899999, &bo) == 0 && bo.base == big3 && bo.tag == 555,
+        "grown object found from its last byte, tag kept");
+  free(big3);
+
   for (int i = 0; i < N; i++)
     if (tags[i] != MCR_TAG_FREE)
       free(objs[i]);

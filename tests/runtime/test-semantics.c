@@ -215,5 +215,21 @@ int main(void)
   mcr_heap_stats(&s1);
   printf("  mapped with 64 MiB %zu, after free %zu\n", s0.mapped_bytes, s1.mapped_bytes);
   CHECK(s0.mapped_bytes - s1.mapped_bytes >= (63 << 20), "a big free returns memory");
+  /* malloc_trim gives free pages back */
+  void *ts[256];
+  for (int i = 0; i < 256; i++)
+    ts[i] = malloc(20000);
+  for (int i = 0; i < 256; i++)
+    memset(ts[i], 1, 20000);
+  for (int i = 0; i < 256; i++)
+    free(ts[i]);
+  mcr_heap_stats(&s0);
+  int trimmed = malloc_trim(0);
+  mcr_heap_stats(&s1);
+  printf("  mapped before malloc_trim %zu, after %zu\n", s0.mapped_bytes, s1.mapped_bytes);
+  CHECK(trimmed == 1 && s1.mapped_bytes < s0.mapped_bytes, "malloc_trim releases free pages");
+  void *after = malloc(20000);
+  CHECK(after != NULL, "allocation after malloc_trim");
+  free(after);
   return check_done();
 }
