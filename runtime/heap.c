@@ -54,7 +54,7 @@
 #define RECIP_SHIFT 40 /* exact for offsets < 2^40 / size: 32 MiB at 32 KiB */
 
 #define ARENA_MAX ((size_t)256 << 30) /* VA only; halved until mmap accepts it */
-#define ARENA_MIN ((size_t)1 << 30)
+#define ARENA_MIN ((size_t)64 << 20) /* under a tight RLIMIT_AS */
 #define GROW_PAGES 1024                /* arena committed 4 MiB at a time */
 #define META_COMMIT ((size_t)256 << 10)
 #define PM_COMMIT ((size_t)64 << 10)

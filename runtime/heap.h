@@ -33,12 +33,14 @@ size_t mcr_heap_usable_size(const void *p); /* 0 for NULL or foreign pointers */
 int mcr_heap_find(const void *p, struct mcr_object *out);
 
 /* Sets the tag of the live object containing p (base or interior); no-op if p
- * is NULL or not inside a live object. */
+ * is NULL or not inside a live object, and for tag MCR_TAG_FREE (a live object
+ * must not look free). */
 void mcr_heap_set_tag(const void *p, uint32_t tag);
 
 /* Calls fn on every live object (tag != MCR_TAG_FREE); stops and returns fn's
  * value if it is non-zero. Not safe against concurrent allocation: call it
- * while the program is quiesced. */
+ * while the program is quiesced. fn may allocate but must not free heap
+ * objects. Objects allocated by fn may or may not be visited. */
 int mcr_heap_foreach(int (*fn)(const struct mcr_object *obj, void *arg), void *arg);
 
 struct mcr_heap_stats {
