@@ -1000,7 +1000,8 @@ void mcr_heap_set_tag(const void *p, uint32_t tag)
   if (tag == MCR_TAG_FREE) /* would make a live object look free */
     return;
   uint32_t *tagp = object_of((uintptr_t)p, &base, &size);
-  if (tagp)
+  /* Deeper inside, p is a sub-allocation (a pool's), not the object. */
+  if (tagp && (uintptr_t)p - base <= MCR_TAG_MAX_HEADER)
     *tagp = tag;
 }
 

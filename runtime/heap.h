@@ -32,9 +32,10 @@ size_t mcr_heap_usable_size(const void *p); /* 0 for NULL or foreign pointers */
  * Returns 0 and fills *out, or -1 if p is not inside a live object. */
 int mcr_heap_find(const void *p, struct mcr_object *out);
 
-/* Sets the tag of the live object containing p (base or interior); no-op if p
- * is NULL or not inside a live object, and for tag MCR_TAG_FREE (a live object
- * must not look free). */
+/* Sets the tag of the live object containing p, if p is its base or at most
+ * MCR_TAG_MAX_HEADER bytes into it (an allocator wrapper's size prefix); a
+ * pointer deeper inside is a sub-allocation (a pool's) and leaves the tag
+ * alone. No-op if p is NULL or not inside a live object. */
 void mcr_heap_set_tag(const void *p, uint32_t tag);
 
 /* Calls fn on every live object (tag != MCR_TAG_FREE); stops and returns fn's

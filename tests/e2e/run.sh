@@ -14,7 +14,8 @@ inc=(-I"$top/runtime" -I"$top/runtime/include" -I"$src")
 case "$test" in
   tags|layout)
     # The runtime's own API is in the archive linked by mcr-clang.
-    "$mcc" -O2 -Wall "${inc[@]}" -o "$work/$test" "$src/$test.c"
+    printf 'wrapper prefixed_alloc size=0\nwrapper pool_alloc size=0\n' > "$work/wrappers"
+    "$mcc" --mcr-wrappers="$work/wrappers" -O2 -Wall "${inc[@]}" -o "$work/$test" "$src/$test.c"
     "$work/$test"
     ;;
   shared)

@@ -23,6 +23,23 @@ static int count_tag(const struct mcr_object *o, void *arg) {
   return 0;
 }
 
+/* A wrapper with a size prefix (tagged through it) and a pool handing out
+ * pieces of one block (the block's tag must stay). */
+void *prefixed_alloc(size_t n) {
+  size_t *p = malloc(n + sizeof(size_t));
+  if (!p)
+    return NULL;
+  p[0] = n;
+  return p + 1;
+}
+static char *pool_block;
+void *pool_alloc(size_t n) {
+  static size_t used = 64; /* the pool's own header */
+  void *r = pool_block + used;
+  used += (n + 15) & ~(size_t)15;
+  return r;
+}
+
 int main(void) {
   char b[256];
   struct pair *p = malloc(sizeof(*p));
@@ -57,6 +74,16 @@ int main(void) {
   CHECK_EQ(want.size, 10);
   for (int i = 0; i < 10; i++)
     free(many[i]);
+
+  /* Wrappers (configured in tests/e2e/tags.wrappers). */
+  struct pair *pp = prefixed_alloc(sizeof(struct pair));
+  CHECK_STR(type_of(pp, b, sizeof(b)), "struct pair");
+  pool_block = malloc(4096);
+  CHECK_STR(type_of(pool_block, b, sizeof(b)), "char []");
+  struct pair *pooled = pool_alloc(sizeof(struct pair));
+  CHECK_STR(type_of(pooled, b, sizeof(b)), "char []"); /* still the block's type */
+  free(pool_block);
+  free((size_t *)pp - 1);
 
   char *s = p->s;
   free(s);

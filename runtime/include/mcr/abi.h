@@ -42,6 +42,9 @@ extern "C" {
 #define MCR_TAG_UNTYPED 1U /* allocated by code the pass did not see */
 #define MCR_TAG_FIRST_SITE 2U
 
+/* Largest header an allocator wrapper may put before the object it returns. */
+#define MCR_TAG_MAX_HEADER 16U
+
 /* All *_off fields are byte offsets from the start of the blob; all string
  * fields are offsets into the string table, where offset 0 is "". */
 struct mcr_blob_header {
@@ -158,8 +161,10 @@ struct mcr_site {
  * Several calls with the same bounds are expected and harmless. */
 void __mcr_register_types(const char *start, const char *stop);
 
-/* Called right after every allocation call with its result (which may be NULL, or
- * point inside the object as allocator wrappers with a header do). */
+/* Called right after every allocation call with its result. The result may be NULL,
+ * or point up to MCR_TAG_MAX_HEADER bytes into the object (allocator wrappers with
+ * a size prefix); deeper inside it is a sub-allocation (a pool's) and the object's
+ * tag is left alone. */
 void __mcr_tag(void *ptr, struct mcr_site *site);
 
 /* Called after allocators that return the object through a pointer argument
