@@ -25,6 +25,13 @@ case "$test" in
     clang-16 -O2 -o "$work/plain-host" "$src/plain-host.c" -ldl
     "$work/plain-host" "$work/libplug.so"
     ;;
+  install)
+    # An installed tree works on its own: mcr-clang finds lib/mcr beside bin/.
+    cmake --install "$build" --prefix "$work/inst" >/dev/null
+    "$work/inst/bin/mcr-clang" -O2 -o "$work/kvstore" "$top/tests/servers/kvstore.c"
+    "$work/inst/bin/mcr-ctl" types --json "$work/kvstore" > "$work/types.json"
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s); sys.exit(0 if s["sites"] == s["typed"] == 5 else 1)' "$work/types.json"
+    ;;
   census)
     # kvstore's live heap, counted from the tags, matches what the client stored.
     "$mcc" -O2 -o "$work/kvstore" "$top/tests/servers/kvstore.c"
