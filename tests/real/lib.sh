@@ -10,14 +10,14 @@
 # then calls real_main "$@".
 #
 # Options of every test script:
-#   --mcr-clang PATH   instrumented compiler (default: $MCR_CLANG, else
-#                      /work/main/build/bin/mcr-clang)
+#   --mcr-clang PATH   instrumented compiler (default: $MCR_BUILD_DIR/bin/mcr-clang)
 #   --plain-only       build and test with clang-16 only (while mcr-clang does not exist)
 #   --rebuild          rebuild the plain build even if an identical one is cached
 # Environment:
 #   MCR_CACHE          cache root (default ~/.cache/mcr); sources in $MCR_CACHE/src
 #   MCR_REAL_OUT       where the builds go (default $MCR_CACHE/real)
-#   MCR_CLANG          as --mcr-clang
+#   MCR_BUILD_DIR      mcr's build directory (default /work/main/build)
+#   (not MCR_CLANG: that one tells mcr-clang which clang to run)
 #   MCR_DEBIAN_PATCHES=1  build the Debian-patched source instead of pure upstream
 #
 # Exit status: 0 when the instrumented build passes everything the plain build
@@ -114,6 +114,8 @@ count() { awk -F'\t' -v s="$2" '$1 == s {n++} END {print n + 0}' "$1"; }
 
 # compare PLAIN MCR: prints the tests that pass plain but not instrumented (names
 # may repeat in a suite: compared as counts); returns 1 if there are any.
+# A TAP case "FILE #N" that did not run at all is no regression when FILE passed
+# as a whole: some files vary their number of cases from run to run.
 compare() {
   awk -F'\t' '
     FNR == NR { if ($1 == "PASS") plain[$2]++; next }
@@ -121,6 +123,7 @@ compare() {
     END {
       bad = 0
       for (t in plain) if (mcr[t] < plain[t]) {
+        if (!(t in mfail) && (i = index(t, " #")) > 0 && mcr[substr(t, 1, i - 1)] > 0) continue
         printf "    %s%s\n", t, (t in mfail) ? "" : "  (did not run)"; bad++
       }
       exit bad > 0
@@ -131,7 +134,7 @@ declare -A BUILD_SECS=() SUITE_SECS=()
 
 # --- main --------------------------------------------------------------------------
 real_main() {
-  local mcr_clang=${MCR_CLANG:-/work/main/build/bin/mcr-clang}
+  local mcr_clang=${MCR_BUILD_DIR:-/work/main/build}/bin/mcr-clang
   local plain_only=0 rebuild=0
   while [ $# -gt 0 ]; do
     case "$1" in
