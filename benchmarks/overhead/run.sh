@@ -12,7 +12,9 @@
 #   lighttpd   wrk -t1 -c32 -d5s on a 4 KiB static file
 #   memcached  memcaslap -T 1 -c 32 -t 5s, 4 worker threads
 # Reported: median throughput of each build, ratio mcr/plain of the medians and the
-# median of per-repeat ratios, and the same for peak RSS (VmHWM). Raw figures go to
+# median of per-repeat ratios, and the same for the server's CPU time per request
+# (user+system, /proc/PID/stat: less sensitive than throughput to a busy machine)
+# and for peak RSS (VmHWM). Every load generator call is bounded by a timeout. Raw figures go to
 # FILE (default: $MCR_CACHE/bench/overhead-<date>.tsv).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,7 +38,7 @@ mcc=$build/bin/mcr-clang
 [ -x "$mcc" ] || { echo "overhead: $mcc not found: build mcr first (cmake + ninja)" >&2; exit 2; }
 mkdir -p "$cache/bench"
 results=${results:-$cache/bench/overhead-$(date +%Y%m%d-%H%M%S).tsv}
-printf 'server\tworkload\trepeat\tbuild\tthroughput\tpeak_rss_kb\n' > "$results"
+printf 'server\tworkload\trepeat\tbuild\tthroughput\tpeak_rss_kb\tcpu_us_per_req\n' > "$results"
 work=$(mktemp -d /tmp/mcr-overhead.XXXXXX)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
@@ -70,8 +72,12 @@ wait_port() {
   echo "overhead: server did not listen on port $1" >&2; return 1
 }
 peak_rss() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+per_req() { awk -v t="$1" -v r="$2" -v hz="$tck" 'BEGIN { if (r > 0) printf "%.3f", t / hz * 1e6 / r }'; }
+load() { timeout 120 taskset -c 0 "$@" 2>/dev/null || true; }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
-record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$results"; }
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$results"; }
 
 run_redis() { # VARIANT REPEAT
   local port=7601
@@ -79,13 +85,19 @@ run_redis() { # VARIANT REPEAT
     --daemonize no >"$work/redis.log" 2>&1 &
   pid=$!
   wait_port $port
-  local out
-  out=$(taskset -c 0 redis-benchmark -p $port -n 100000 -c 50 -t set,get -q 2>/dev/null | tr '\r' '\n')
-  record redis set "$2" "$1" "$(echo "$out" | awk '/^SET: [0-9.]+ requests per second/ {print $2; exit}')" ""
-  record redis get "$2" "$1" "$(echo "$out" | awk '/^GET: [0-9.]+ requests per second/ {print $2; exit}')" ""
-  out=$(taskset -c 0 redis-benchmark -p $port -n 1000000 -r 1000000 -d 32 -c 50 -P 16 -t set,get -q 2>/dev/null | tr '\r' '\n')
-  record redis set-P16 "$2" "$1" "$(echo "$out" | awk '/^SET: [0-9.]+ requests per second/ {print $2; exit}')" ""
-  record redis get-P16 "$2" "$1" "$(echo "$out" | awk '/^GET: [0-9.]+ requests per second/ {print $2; exit}')" "$(peak_rss $pid)"
+  local t n opts c0 out rps rss
+  for t in set get set-P16 get-P16; do
+    case $t in
+      *-P16) n=1000000; opts=(-n $n -r 1000000 -d 32 -c 50 -P 16) ;;
+      *) n=100000; opts=(-n $n -c 50) ;;
+    esac
+    c0=$(cpu_ticks $pid)
+    out=$(load redis-benchmark -p $port "${opts[@]}" -t "${t%-P16}" -q | tr '\r' '\n')
+    rps=$(echo "$out" | awk '/^[A-Z]+: [0-9.]+ requests per second/ {print $2; exit}')
+    rss=""
+    [ $t = get-P16 ] && rss=$(peak_rss $pid)
+    record redis $t "$2" "$1" "$rps" "$rss" "$(per_req $(( $(cpu_ticks $pid) - c0 )) $n)"
+  done
   stop
 }
 
@@ -104,20 +116,26 @@ EOF
   taskset -c 1 "${bin[lighttpd-$1]}" -D -f "$work/lighttpd.conf" -m "$bindir" >/dev/null 2>&1 &
   pid=$!
   wait_port $port
-  local rps
-  rps=$(taskset -c 0 wrk -t1 -c32 -d5s "http://127.0.0.1:$port/file.txt" 2>/dev/null | awk '/^Requests\/sec/ {print $2}')
-  record lighttpd wrk "$2" "$1" "$rps" "$(peak_rss $pid)"
+  local c0 out rps reqs
+  c0=$(cpu_ticks $pid)
+  out=$(load wrk -t1 -c32 -d5s "http://127.0.0.1:$port/file.txt")
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  record lighttpd wrk "$2" "$1" "$rps" "$(peak_rss $pid)" "$(per_req $(( $(cpu_ticks $pid) - c0 )) "${reqs:-0}")"
   stop
 }
 
 run_memcached() {
   local port=7603
-  taskset -c 1 "${bin[memcached-$1]}" -l 127.0.0.1 -p $port -U 0 -t 4 -m 1024 >/dev/null 2>&1 &
+  taskset -c 1 "${bin[memcached-$1]}" -l 127.0.0.1 -p $port -U 0 -t 4 -m 1024 -u "$(id -un)" >/dev/null 2>&1 &
   pid=$!
   wait_port $port
-  local tps
-  tps=$(taskset -c 0 memcaslap -s 127.0.0.1:$port -T 1 -c 32 -t 5s 2>/dev/null | awk '/TPS:/ {for (i = 1; i <= NF; i++) if ($i == "TPS:") v = $(i+1)} END {print v}')
-  record memcached memcaslap "$2" "$1" "$tps" "$(peak_rss $pid)"
+  local c0 out tps ops
+  c0=$(cpu_ticks $pid)
+  out=$(load memcaslap -s 127.0.0.1:$port -T 1 -c 32 -t 5s)
+  tps=$(echo "$out" | awk '/TPS:/ {for (i = 1; i <= NF; i++) if ($i == "TPS:") v = $(i+1)} END {print v}')
+  ops=$(echo "$out" | awk '/TPS:/ {for (i = 1; i <= NF; i++) if ($i == "Ops:") v = $(i+1)} END {print v}')
+  record memcached memcaslap "$2" "$1" "$tps" "$(peak_rss $pid)" "$(per_req $(( $(cpu_ticks $pid) - c0 )) "${ops:-0}")"
   stop
 }
 
