@@ -113,6 +113,12 @@ struct tbin {
 };
 enum { TC_NEW = 0, TC_ACTIVE = 1, TC_DEAD = 2 };
 struct tcache {
+  /* The thread's last allocation, so that tagging it (__mcr_tag right after
+   * the call) and asking its size (redis' zmalloc) need no lookup. Cleared
+   * when freed; large allocations leave it NULL. */
+  void *last;
+  uint32_t *last_tag;
+  size_t last_size;
   struct tbin bins[NCLASS];
   int state;
 };
@@ -680,7 +686,10 @@ SLOW_PATH static void *small_alloc_slow(unsigned cls, size_t size)
   }
   b->head = o[0];
   b->count--;
-  *(uint32_t *)o[1] = MCR_TAG_UNTYPED;
+  tc.last = o;
+  tc.last_tag = o[1];
+  tc.last_size = cls_size[cls];
+  *tc.last_tag = MCR_TAG_UNTYPED;
   return o;
 nomem:
   errno = ENOMEM;
@@ -694,7 +703,10 @@ static inline void *small_alloc(unsigned cls, size_t size)
   if (likely(o != NULL)) {
     b->head = o[0];
     b->count--;
-    *(uint32_t *)o[1] = MCR_TAG_UNTYPED;
+    tc.last = o;
+    tc.last_tag = o[1];
+    tc.last_size = cls_size[cls];
+    *tc.last_tag = MCR_TAG_UNTYPED;
     return o;
   }
   return small_alloc_slow(cls, size);
@@ -722,6 +734,7 @@ SLOW_PATH static void small_free_slow(void **o, uint32_t *tagp, unsigned cls)
 
 SLOW_PATH static void *large_alloc(size_t size, size_t align, bool *zeroed)
 {
+  tc.last = NULL;
   void *ret = NULL;
   bool dirty;
 
@@ -922,13 +935,17 @@ void mcr_heap_free(void *p)
   if (likely(s->cls)) {
     size_t idx = ((a - s->start) * s->recip) >> RECIP_SHIFT;
     uint32_t *tagp = &s->tags[idx];
-    /* interior pointers and double frees are ignored */
-    if (unlikely(a != s->start + idx * s->size || *tagp == MCR_TAG_FREE))
+    void **o = p;
+    /* Interior pointers and double frees are ignored. A free object holds
+     * its tag slot's address in word 1: only then is the tag read, so the
+     * common case never waits on the tag's cache line (a store does not). */
+    if (unlikely(a != s->start + idx * s->size || (o[1] == tagp && *tagp == MCR_TAG_FREE)))
       return;
+    if (p == tc.last)
+      tc.last = NULL;
     *tagp = MCR_TAG_FREE;
     struct tbin *b = &tc.bins[s->cls];
     if (likely(b->count < b->max)) {
-      void **o = p;
       o[0] = b->head;
       o[1] = tagp;
       b->head = o;
@@ -943,11 +960,30 @@ void mcr_heap_free(void *p)
 
 size_t mcr_heap_usable_size(const void *p)
 {
-  uintptr_t a = (uintptr_t)p, base;
-  size_t size;
-  if (!object_of(a, &base, &size) || base != a)
+  if (p && p == tc.last)
+    return tc.last_size;
+  /* Asking the size of a freed object is undefined: the tag is not read. */
+  uintptr_t a = (uintptr_t)p;
+  struct span *s = span_of(a);
+  if (!s)
     return 0;
-  return size;
+  if (s->state == SPAN_SMALL) {
+    size_t idx = ((a - s->start) * s->recip) >> RECIP_SHIFT;
+    return idx < s->nobj && a == s->start + idx * s->size ? s->size : 0;
+  }
+  if (s->state == SPAN_LARGE && a == s->start)
+    return s->npages << PAGE_SHIFT;
+  return 0;
+}
+
+void mcr_heap_tag_new(const void *p, uint32_t tag)
+{
+  uintptr_t d = (uintptr_t)p - (uintptr_t)tc.last;
+  if (likely(tc.last && d <= MCR_TAG_MAX_HEADER && tag != MCR_TAG_FREE)) {
+    *tc.last_tag = tag;
+    return;
+  }
+  mcr_heap_set_tag(p, tag);
 }
 
 void *mcr_heap_realloc(void *p, size_t size)

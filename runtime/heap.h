@@ -38,6 +38,10 @@ int mcr_heap_find(const void *p, struct mcr_object *out);
  * alone. No-op if p is NULL or not inside a live object. */
 void mcr_heap_set_tag(const void *p, uint32_t tag);
 
+/* As mcr_heap_set_tag, for the object this thread allocated last (the case of
+ * __mcr_tag right after an allocation): then without a lookup. */
+void mcr_heap_tag_new(const void *p, uint32_t tag);
+
 /* Calls fn on every live object (tag != MCR_TAG_FREE); stops and returns fn's
  * value if it is non-zero. Not safe against concurrent allocation: call it
  * while the program is quiesced. fn may allocate but must not free heap

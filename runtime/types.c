@@ -103,7 +103,7 @@ void __mcr_tag(void *ptr, struct mcr_site *site) {
   uint32_t id = __atomic_load_n(&site->id, __ATOMIC_RELAXED);
   if (__builtin_expect(id == 0, 0))
     id = assign_site_id(site);
-  mcr_heap_set_tag(ptr, id);
+  mcr_heap_tag_new(ptr, id);
 }
 
 void __mcr_tag_out(int rc, void **out, struct mcr_site *site) {
