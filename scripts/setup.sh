@@ -12,6 +12,7 @@ PKGS=(
   # real-server builds, load generators and their test suites
   dpkg-dev libevent-dev tcl redis-tools wrk apache2-utils libmemcached-tools
   curl procps
+  meson libpcre2-dev zlib1g-dev binutils perl   # lighttpd (meson, regex, deflate); readelf; memcached/lighttpd suites
 )
 
 missing=()
