@@ -120,6 +120,8 @@ void loadWrappers(StringMap<AllocFn> &Fns) {
         A.Size = N;
       else if (KV.first == "count")
         A.Count = N;
+      else if (KV.first == "out")
+        A.OutArg = N;
     }
     Fns[W[1]] = A;
   }
@@ -896,6 +898,7 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
   struct PendingSite {
     CallBase *Call;
     AllocFn Fn;
+    bool ThroughArg; // the object comes back through Fn.OutArg
   };
   std::vector<PendingSite> Pending;
 
@@ -918,7 +921,16 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
         auto It = Fns.find(Callee->getName());
         if (It == Fns.end())
           continue;
-        Pending.push_back({CB, It->second});
+        const AllocFn &A = It->second;
+        // posix_memalign always answers through its argument; a wrapper with
+        // out=N when its result is not used (lighttpd's ck_realloc_u32).
+        bool Through = A.OutArg >= 0 && (unsigned)A.OutArg < CB->arg_size() &&
+                       (!CB->getType()->isPointerTy() || CB->use_empty());
+        // An unused result is no object to describe: a leak, or realloc(p, 0)
+        // used as free.
+        if (!Through && (CB->use_empty() || !CB->getType()->isPointerTy()))
+          continue;
+        Pending.push_back({CB, A, Through});
       }
   }
 
@@ -938,7 +950,7 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
 
     Inferred Inf;
     SmallPtrSet<Value *, 16> Seen;
-    if (P.Fn.OutArg >= 0) {
+    if (P.ThroughArg) {
       // posix_memalign(&p, ...): the type of what p is.
       std::string Ev;
       const DIType *Slot = R.memType(CB->getArgOperand(P.Fn.OutArg), Ev);
@@ -969,8 +981,6 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
         Why = "no debug info in this function (compile with -g)";
       else if (Inf.Found)
         Why = "result kept only in a 'void *' (" + Inf.Evidence + ")";
-      else if (CB->use_empty() && P.Fn.OutArg < 0)
-        Why = "result unused";
       else
         Why = "result not stored in a variable, field, global or return value "
               "with a type";
@@ -1057,10 +1067,9 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
       Constant *Site = ConstantExpr::getInBoundsGetElementPtr(
           AT, SitesGV,
           ArrayRef<Constant *>{ConstantInt::get(I32, 0), ConstantInt::get(I32, I)});
-      if (Pending[I].Fn.OutArg >= 0) {
-        Value *Rc = CI;
-        if (!Rc->getType()->isIntegerTy(32))
-          continue;
+      if (Pending[I].ThroughArg) {
+        // posix_memalign's 0 means success; other functions have no status.
+        Value *Rc = CI->getType()->isIntegerTy(32) ? (Value *)CI : ConstantInt::get(I32, 0);
         B.CreateCall(TagOut, {Rc, CI->getArgOperand(Pending[I].Fn.OutArg), Site});
       } else if (CI->getType()->isPointerTy()) {
         B.CreateCall(Tag, {CI, Site});

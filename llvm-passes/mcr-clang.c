@@ -237,7 +237,7 @@ static void check_wrappers(const char *path) {
     if (!w)
       continue;
     if (strcmp(w, "wrapper") != 0)
-      die("%s:%d: expected 'wrapper NAME [size=N] [count=M] [string]', found '%s' "
+      die("%s:%d: expected 'wrapper NAME [size=N] [count=M] [out=K] [string]', found '%s' "
           "(see docs/wrappers.md)",
           path, lineno, w);
     char *name = strtok_r(NULL, " \t\r\n", &save);
@@ -247,13 +247,14 @@ static void check_wrappers(const char *path) {
       char *end;
       if (strcmp(w, "string") == 0)
         continue;
-      if (strncmp(w, "size=", 5) == 0 || strncmp(w, "count=", 6) == 0) {
+      if (strncmp(w, "size=", 5) == 0 || strncmp(w, "count=", 6) == 0 ||
+          strncmp(w, "out=", 4) == 0) {
         const char *num = strchr(w, '=') + 1;
         long v = strtol(num, &end, 10);
         if (*num && !*end && v >= 0 && v < 64)
           continue;
       }
-      die("%s:%d: bad attribute '%s' for wrapper %s: expected size=N or count=N "
+      die("%s:%d: bad attribute '%s' for wrapper %s: expected size=N, count=N or out=N "
           "(N a 0-based argument index) or string",
           path, lineno, w, name);
     }

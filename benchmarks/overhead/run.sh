@@ -50,20 +50,21 @@ declare -A bin
 build_one() { # NAME VARIANT
   local name=$1 variant=$2 cc out
   out=$cache/bench/$name-${version[$name]}-$variant
+  local wrappers=""
   if [ "$variant" = plain ]; then cc=clang-16; else
     cc=$mcc
-    [ -f "$top/configs/$name.wrappers" ] && cc="$mcc --mcr-wrappers=$top/configs/$name.wrappers"
+    [ -f "$top/configs/$name.wrappers" ] && wrappers=$top/configs/$name.wrappers
   fi
   # Reuse a build made with the same compiler command; an instrumented one only if
   # it is newer than the runtime it links.
-  if [ -f "$out/bench-cc" ] && [ "$(cat "$out/bench-cc")" = "$cc" ] &&
+  if [ -f "$out/bench-cc" ] && [ "$(cat "$out/bench-cc")" = "$cc $wrappers" ] &&
      { [ "$variant" = plain ] || [ "$out/bench-cc" -nt "$build/lib/mcr/libmcr_rt.a" ]; }; then
     bin[$name-$variant]=$(sed -n 's/^binary=//p' "$out/build-info")
   else
     echo "overhead: building $name ${version[$name]} ($variant)" >&2
     rm -rf "$out"
-    bin[$name-$variant]=$("$top/scripts/build-server.sh" "$name" "${version[$name]}" --cc "$cc" --out "$out" | tail -1)
-    echo "$cc" > "$out/bench-cc"
+    bin[$name-$variant]=$(MCR_WRAPPERS=$wrappers "$top/scripts/build-server.sh" "$name" "${version[$name]}" --cc "$cc" --out "$out" | tail -1)
+    echo "$cc $wrappers" > "$out/bench-cc"
   fi
 }
 
