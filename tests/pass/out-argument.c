@@ -6,7 +6,7 @@
 #include <stdlib.h>
 struct item { int k; };
 struct list { struct item **items; unsigned n; };
-void *grow(void **list, size_t n, size_t elt) {
+__attribute__((noinline)) void *grow(void **list, size_t n, size_t elt) {
   void *p = realloc(*list, n * elt);
   if (p)
     *list = p;
