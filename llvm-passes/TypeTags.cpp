@@ -33,7 +33,9 @@
 #include "llvm/IR/PassManager.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Passes/PassPlugin.h"
+#include "llvm/Support/GlobPattern.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Transforms/Utils/ModuleUtils.h"
 
@@ -88,9 +90,17 @@ StringMap<AllocFn> builtinAllocFns() {
   return M;
 }
 
+// A configured type for allocations in matching functions that inference
+// leaves untyped: "type mod_*_init plugin_data" (docs/wrappers.md).
+struct TypeRule {
+  GlobPattern Functions;
+  std::string TypeName;
+  std::string Where; // file:line of the rule, for the evidence
+};
+
 // Wrapper config (docs/wrappers.md). mcr-clang validates the file and reports
 // errors with file:line before clang runs; here bad lines are just skipped.
-void loadWrappers(StringMap<AllocFn> &Fns) {
+void loadWrappers(StringMap<AllocFn> &Fns, std::vector<TypeRule> &Rules) {
   const char *Path = std::getenv("MCR_WRAPPERS");
   if (!Path || !*Path)
     return;
@@ -99,10 +109,25 @@ void loadWrappers(StringMap<AllocFn> &Fns) {
     return;
   SmallVector<StringRef, 64> Lines;
   (*Buf)->getBuffer().split(Lines, '\n');
+  unsigned LineNo = 0;
   for (StringRef L : Lines) {
+    LineNo++;
     L = L.split('#').first.trim();
     SmallVector<StringRef, 4> W;
     L.split(W, ' ', -1, false);
+    if (W.size() >= 3 && W[0] == "type") {
+      auto G = GlobPattern::create(W[1]);
+      if (!G) {
+        consumeError(G.takeError());
+        continue;
+      }
+      std::string Name = W[2].str();
+      for (size_t I = 3; I < W.size(); I++) // "struct foo"
+        Name += " " + W[I].str();
+      Rules.push_back({std::move(*G), Name,
+                       (sys::path::filename(Path) + ":" + Twine(LineNo)).str()});
+      continue;
+    }
     if (W.size() < 2 || W[0] != "wrapper")
       continue;
     AllocFn A;
@@ -455,6 +480,8 @@ struct Recovery {
             !C->isForwardDecl() && !C->getName().empty())
           ByName.try_emplace(C->getName(), C);
       } else if (auto *D = dyn_cast<DIDerivedType>(T)) {
+        if (D->getTag() == dwarf::DW_TAG_typedef)
+          Typedefs.try_emplace(D->getName(), D);
         auto *C = dyn_cast_or_null<DICompositeType>(D->getBaseType());
         if (D->getTag() == dwarf::DW_TAG_typedef && C && C->getName().empty() &&
             !C->isForwardDecl())
@@ -462,6 +489,17 @@ struct Recovery {
       }
     }
   }
+
+  // A type named in a config rule: a typedef, or "struct NAME"/"union NAME".
+  const DIType *byCName(StringRef Name) {
+    bool Tagged = Name.consume_front("struct ") || Name.consume_front("union ");
+    if (!Tagged)
+      if (auto It = Typedefs.find(Name); It != Typedefs.end())
+        return It->second;
+    auto It = ByName.find(Name);
+    return It == ByName.end() ? nullptr : It->second;
+  }
+  StringMap<const DIDerivedType *> Typedefs;
 
   // The DI definition for an IR struct type named "struct.NAME" or
   // "union.NAME" (clang may append ".N" to keep names unique).
@@ -883,7 +921,8 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     return PreservedAnalyses::all();
 
   StringMap<AllocFn> Fns = builtinAllocFns();
-  loadWrappers(Fns);
+  std::vector<TypeRule> Rules;
+  loadWrappers(Fns, Rules);
   LLVMContext &Ctx = M.getContext();
   const DataLayout &DL = M.getDataLayout();
   Recovery R(M, DL);
@@ -963,6 +1002,18 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
       }
     } else {
       inferFromUsers(R, CB, F, Inf, Seen, 0);
+    }
+    if (!Inf.Elem) {
+      // What inference cannot see, the configuration may say.
+      for (const TypeRule &Rule : Rules) {
+        if (!Rule.Functions.match(F.getName()))
+          continue;
+        if (const DIType *T = R.byCName(Rule.TypeName)) {
+          Inf.Elem = T;
+          Inf.Evidence = "configured (" + Rule.Where + ")";
+        }
+        break;
+      }
     }
     if (!Inf.Elem && P.Fn.IsString) {
       // strdup's result holds chars whatever it is stored into.

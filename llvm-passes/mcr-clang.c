@@ -236,9 +236,17 @@ static void check_wrappers(const char *path) {
     char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
     if (!w)
       continue;
+    if (strcmp(w, "type") == 0) {
+      char *glob = strtok_r(NULL, " \t\r\n", &save);
+      char *type = strtok_r(NULL, " \t\r\n", &save);
+      if (!glob || !type)
+        die("%s:%d: 'type' needs a function name (or pattern) and a type name", path,
+            lineno);
+      continue;
+    }
     if (strcmp(w, "wrapper") != 0)
-      die("%s:%d: expected 'wrapper NAME [size=N] [count=M] [out=K] [string]', found '%s' "
-          "(see docs/wrappers.md)",
+      die("%s:%d: expected 'wrapper NAME [size=N] [count=M] [out=K] [string]' or "
+          "'type FUNCTION TYPE', found '%s' (see docs/wrappers.md)",
           path, lineno, w);
     char *name = strtok_r(NULL, " \t\r\n", &save);
     if (!name)
