@@ -78,9 +78,29 @@ SUDO=""
 
 # --- deb-src entries ---------------------------------------------------------
 SRC_LIST=/etc/apt/sources.list.d/mcr-deb-src.sources
-have_deb_src() {
-  grep -rqsE '^[[:space:]]*(Types:.*deb-src|deb-src[[:space:]])' \
-    /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null
+SUITES=(bookworm bookworm-updates bullseye trixie)
+SEC_SUITES=(bookworm-security)
+
+# Is there a deb-src entry for SUITE (deb822 stanza or one-line format)?
+have_deb_src_for() {
+  local suite=$1 f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk -v s="$suite" 'BEGIN { RS = "" }
+      {
+        types = ""; suites = ""
+        n = split($0, l, "\n")
+        for (i = 1; i <= n; i++) {
+          if (l[i] ~ /^[ \t]*#/) continue
+          if (l[i] ~ /^Types:/) types = l[i]
+          if (l[i] ~ /^Suites:/) suites = l[i] " "
+        }
+        if (types ~ /deb-src/ && index(suites, " " s " ")) found = 1
+      }
+      END { exit !found }' "$f" && return 0
+  done
+  grep -qsE "^[[:space:]]*deb-src[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+[[:space:]]+$suite([[:space:]]|$)" \
+    /etc/apt/sources.list /etc/apt/sources.list.d/*.list
 }
 have_source_indices() {
   compgen -G '/var/lib/apt/lists/*_Sources*' >/dev/null
@@ -97,32 +117,34 @@ mirror_uri() {
           awk '{for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:/) {print $i; exit}}' |
           grep -v -- '-security' | head -n1 || true)
   fi
+  uri=${uri%/}
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-if ! have_deb_src; then
-  uri=$(mirror_uri)
-  sec_uri=${uri%/debian}
-  sec_uri=${sec_uri%/}/debian-security
-  note "adding deb-src entries (bookworm, bullseye, trixie) from $uri in $SRC_LIST"
-  $SUDO tee "$SRC_LIST" >/dev/null <<EOF
-# Added by mcr scripts/fetch-source.sh: source packages only (Types: deb-src),
-# so no binary package can come from another release.
-Types: deb-src
-URIs: $uri
-Suites: bookworm bookworm-updates bullseye trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: $sec_uri
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-  need_update=1
-else
-  need_update=0
+need_update=0
+if [ ! -f "$SRC_LIST" ]; then
+  missing=() missing_sec=()
+  for s in "${SUITES[@]}"; do have_deb_src_for "$s" || missing+=("$s"); done
+  for s in "${SEC_SUITES[@]}"; do have_deb_src_for "$s" || missing_sec+=("$s"); done
+  if [ ${#missing[@]} -gt 0 ] || [ ${#missing_sec[@]} -gt 0 ]; then
+    uri=$(mirror_uri)
+    sec_uri=${uri%/debian}/debian-security
+    note "adding deb-src entries (${missing[*]} ${missing_sec[*]}) from $uri in $SRC_LIST"
+    {
+      echo "# Added by mcr scripts/fetch-source.sh: source packages only (Types: deb-src),"
+      echo "# so no binary package can come from another release."
+      if [ ${#missing[@]} -gt 0 ]; then
+        printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\n' "$uri" "${missing[*]}"
+        echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+      fi
+      if [ ${#missing_sec[@]} -gt 0 ]; then
+        [ ${#missing[@]} -eq 0 ] || echo
+        printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\n' "$sec_uri" "${missing_sec[*]}"
+        echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+      fi
+    } | $SUDO tee "$SRC_LIST" >/dev/null
+    need_update=1
+  fi
 fi
 if [ "$need_update" -eq 1 ] || ! have_source_indices; then
   note "apt-get update"

@@ -93,12 +93,15 @@ build() {
 
 # check_instrumented FILE...: every FILE has an ELF section named mcr_types.
 check_instrumented() {
-  local f ok=0
+  local f ok=0 sections
   for f in "$@"; do
     if [ ! -f "$f" ]; then
       log "NOT INSTRUMENTED: $f does not exist"
       ok=1
-    elif readelf -S -W "$f" 2>/dev/null | grep -qE '[[:space:]]mcr_types([[:space:]]|$)'; then
+    # (read all of readelf's output first: with pipefail, grep -q closing the
+    # pipe early would make readelf die of SIGPIPE and the test fail at random)
+    elif sections=$(readelf -S -W "$f" 2>/dev/null) &&
+         grep -qE '[[:space:]]mcr_types([[:space:]]|$)' <<<"$sections"; then
       log "instrumented: $f has section mcr_types"
     else
       log "NOT INSTRUMENTED: $f has no mcr_types section (readelf -S $f)"
