@@ -1,32 +1,47 @@
 /*
  * heap.c - mcr's tagged heap (see heap.h).
  *
- * Layout. One PROT_NONE, MAP_NORESERVE reservation made on first use holds
- * three regions, each committed (mprotect) only as far as it is used:
- *   - the page map: one struct span pointer per 4 KiB arena page;
- *   - metadata: span descriptors and their per-object 32-bit tag arrays;
- *   - the arena: all objects, carved into spans (runs of pages).
- * Objects carry no header: size and tag live in the span descriptor, found
- * from any pointer through the page map in O(1).
+ * Layout. One PROT_NONE, MAP_NORESERVE reservation made on first use holds,
+ * each part committed (mprotect) only as far as it is used:
+ *   - one region of R bytes per small size class (R = 16 GiB, less if the
+ *     reservation had to shrink, e.g. under RLIMIT_AS): the class's objects,
+ *     back to back from the region's start;
+ *   - per small class, its tag array: one 32-bit tag per object slot;
+ *   - for large objects: the page map (one span pointer per 4 KiB page), span
+ *     descriptors, and the large arena, carved into page runs.
+ * Objects carry no header.
  *
  * Small objects (<= 32 KiB) come in 44 size classes (16-byte steps up to 256,
- * then four per doubling). A small span holds objects of one class; the index
- * of an object is its offset times a precomputed reciprocal. Larger objects
- * are page runs of their own (one "large" span each).
+ * then four per doubling). Everything about a small object follows from its
+ * address by arithmetic and a few always-hot tables, never from per-page or
+ * per-object metadata, so free and malloc_usable_size of a cold object touch
+ * no cache line but the object's own and (free) a store to its tag:
+ *   class = (a - small_base) >> region shift   (class 1 is the first region)
+ *   index = offset in the region / size, as a multiply by a reciprocal
+ *   base  = region start + index * size;  tag slot = tags[class] + index
+ * Each class carves fresh objects with a bump pointer (the high-water mark
+ * "top"); an address at or above top is not an object. A region's memory
+ * stays with its class: small-object memory goes back to the OS only in
+ * malloc_trim, and only the free part at the top of a region (lowering top).
+ * Interior free memory is reused by its class, never by another.
+ *
+ * Large objects are page runs of their own (one "large" span each), found
+ * through the page map; only they load metadata on lookup.
  *
  * Free small objects store two words in their own memory: the next pointer of
  * the free list they are on and the address of their tag slot, so the
- * allocation fast path can set the tag without finding the span.
+ * allocation fast path can set the tag without computing it, and free can
+ * tell a double free without reading the tag in the common case.
  *
  * Concurrency: each thread has a cache of free objects per class (initial-exec
  * TLS); it refills from and flushes to a central free list per class (one
- * mutex each), which takes spans from the page heap (one mutex). Lock order:
- * class lock, then page heap lock. Tags of objects in thread caches are
+ * mutex each), which carves from the class's region. Large objects come from
+ * the page heap (one mutex). Tags of objects in thread caches are
  * MCR_TAG_FREE, so foreach/find never see them.
  *
- * Invariants of the page map: every page of an in-use span maps to it; the
- * first and last page of a free run map to the free run; every other entry is
- * NULL. Free runs are always coalesced with their free neighbours.
+ * Invariants of the page map: every page of an in-use large span maps to it;
+ * the first and last page of a free run map to the free run; every other entry
+ * is NULL. Free runs are always coalesced with their free neighbours.
  */
 #define _GNU_SOURCE
 #include "heap.h"
@@ -50,48 +65,89 @@
 #define NCLASS 45           /* class 0 means "not a small object" */
 #define SMALL_MAX 32768     /* largest small class */
 #define SMALL_TABLE_MAX 1024 /* sizes looked up in small_cls[] */
-#define SPAN_MAX_BYTES (1u << 20)
-#define RECIP_SHIFT 40 /* exact for offsets < 2^40 / size: 32 MiB at 32 KiB */
 
-#define ARENA_MAX ((size_t)256 << 30) /* VA only; halved until mmap accepts it */
-#define ARENA_MIN ((size_t)64 << 20) /* under a tight RLIMIT_AS */
-#define GROW_PAGES 1024                /* arena committed 4 MiB at a time */
+/* Region of a small class: 2^34 bytes, halved until mmap accepts the whole
+ * reservation. small_index() is exact for offsets below 2^34 (see there). */
+#define REGION_SHIFT_MAX 34
+#define REGION_SHIFT_MIN 20
+#define LARGE_SHIFT 4 /* the large arena is 16 regions (256 GiB at most) */
+#define CARVE_COMMIT ((size_t)1 << 20) /* a region is made read-write 1 MiB at a time */
+
+#define GROW_PAGES 1024                /* large arena committed 4 MiB at a time */
 #define META_COMMIT ((size_t)256 << 10)
 #define PM_COMMIT ((size_t)64 << 10)
-#define META_ALIGN 64
-#define META_NLISTS 1024
 
 #define NLISTS 256         /* page heap: exact lists for 1..255 pages, [0] for more */
 #define RELEASE_PAGES 64   /* free runs with this many dirty pages go back to the OS */
 #define DIRTY_MIN_BUDGET 256 /* pages of dirty free memory always allowed (1 MiB) */
 
-enum { SPAN_FREE = 1, SPAN_SMALL = 2, SPAN_LARGE = 3 };
+static inline size_t round_up(size_t x, size_t to)
+{
+  return (x + to - 1) & ~(to - 1);
+}
+
+/* ---- small classes: the hot tables ---- */
+
+/* Read on every small free and lookup: the global part, then one entry. */
+static struct {
+  uintptr_t small_base; /* region of class c starts at small_base + (c << shift) */
+  size_t mask;          /* region size - 1 */
+  unsigned shift;
+} sg __attribute__((aligned(64)));
+
+static struct class_info {
+  uint64_t recip;    /* ceil(2^64 / size) */
+  uint32_t *tags;    /* the class's tag array */
+  _Atomic size_t top; /* bytes carved from the region (a multiple of size) */
+  uint32_t size;
+  uint32_t batch;    /* objects moved between thread and central caches at once */
+} cls_tab[NCLASS] __attribute__((aligned(64)));
+
+static uint8_t small_cls[SMALL_TABLE_MAX / 16 + 1];
+
+/* Class of a, or 0 if a is not in a small region. Before init, small_base,
+ * shift and every top are 0: callers reject the address on its offset. */
+static inline size_t small_class(uintptr_t a)
+{
+  size_t c = (a - sg.small_base) >> sg.shift;
+  return c - 1 < NCLASS - 1 ? c : 0;
+}
+
+static inline size_t small_offset(uintptr_t a)
+{
+  return (a - sg.small_base) & sg.mask;
+}
+
+/* offset / size for any offset < 2^34. With d = size <= 2^15,
+ * m = ceil(2^64 / d) and e = m*d - 2^64 (0 <= e < d), write n = q*d + r
+ * (r <= d - 1): then n*m / 2^64 = q + (r + n*e / 2^64) / d, and
+ * n*e < 2^34 * 2^15 < 2^64 makes r + n*e / 2^64 < d, so the floor is q. tests/runtime/test-regions.c checks
+ * it at every quotient step near the ends of every class's region. */
+static inline size_t small_index(size_t off, uint64_t recip)
+{
+  return (size_t)(((unsigned __int128)off * recip) >> 64);
+}
+
+static inline uintptr_t region_start(size_t cls)
+{
+  return sg.small_base + (cls << sg.shift);
+}
+
+/* ---- large objects: page map and spans ---- */
+
+enum { SPAN_FREE = 1, SPAN_LARGE = 2 };
 
 struct span {
-  /* hot: read by free/find/usable_size */
   uintptr_t start;
-  uint64_t recip;  /* small: (2^40 / size) + 1 */
-  uint32_t *tags;  /* small: ntags slots; large: &ltag */
-  uint32_t size;   /* small: object size */
-  uint8_t cls;     /* small: class; 0 otherwise */
-  uint8_t state;   /* SPAN_* */
-  uint16_t unused;
   size_t npages;
-  /* small: central bookkeeping, under the class lock */
-  void *freelist;  /* objects: word 0 next, word 1 tag slot */
-  uint32_t nfree;  /* on freelist plus never handed out */
-  uint32_t bump;   /* next never-used object */
-  uint32_t nobj;
-  uint32_t ntags;  /* ceil(span bytes / size): slots past nobj stay FREE */
-  struct span *next, *prev; /* central partial list or page heap list */
+  uint32_t tag;    /* large: the object's tag */
+  uint8_t state;   /* SPAN_* */
+  struct span *next, *prev; /* page heap list */
   size_t dirty;    /* free runs: pages that may be resident (upper bound) */
-  uint32_t meta_size;
-  uint32_t ltag;   /* large: the tag */
 };
 
-/* Read on every free: keep together. */
 static struct {
-  uintptr_t base;          /* arena start */
+  uintptr_t base;          /* large arena start */
   _Atomic size_t npages;   /* arena pages in use; page map valid below */
   struct span **pagemap;
 } g __attribute__((aligned(64)));
@@ -99,13 +155,7 @@ static struct {
 static size_t arena_pages_max;
 static char *meta_base, *meta_top, *meta_commit, *meta_end;
 static size_t pm_commit_bytes;
-static void *meta_lists[META_NLISTS];
-
-/* Size class tables, filled by classes_init(). */
-static uint8_t small_cls[SMALL_TABLE_MAX / 16 + 1];
-static uint32_t cls_size[NCLASS], cls_pages[NCLASS], cls_nobj[NCLASS];
-static uint32_t cls_ntags[NCLASS], cls_batch[NCLASS];
-static uint64_t cls_recip[NCLASS];
+static struct span *meta_free_list;
 
 struct tbin {
   void **head;
@@ -126,7 +176,10 @@ static __thread struct tcache tc __attribute__((tls_model("initial-exec")));
 
 struct central {
   pthread_mutex_t lock;
-  struct span *partial; /* spans with free objects */
+  void *free;          /* free objects: word 0 next, word 1 tag slot */
+  size_t nfree;
+  size_t committed;    /* read-write bytes of the region */
+  size_t tag_committed; /* read-write bytes of the tag array */
 } __attribute__((aligned(64)));
 static struct central central[NCLASS];
 
@@ -171,30 +224,165 @@ static void classes_init(void)
 {
   for (unsigned c = 1; c < NCLASS; c++) {
     size_t size = class_size_of(c);
-    size_t minobj = size <= 8192 ? 8 : 4;
-    size_t bytes = size * minobj < 65536 ? 65536 : size * minobj;
-    bytes = (bytes + PAGE - 1) & ~(PAGE - 1);
-    /* at most 1/16 of a span wasted at its tail */
-    while ((bytes % size) * 16 > bytes)
-      bytes += PAGE;
-    cls_size[c] = (uint32_t)size;
-    cls_pages[c] = (uint32_t)(bytes >> PAGE_SHIFT);
-    cls_nobj[c] = (uint32_t)(bytes / size);
-    cls_ntags[c] = (uint32_t)((bytes + size - 1) / size);
-    cls_recip[c] = ((uint64_t)1 << RECIP_SHIFT) / size + 1;
+    cls_tab[c].size = (uint32_t)size;
+    cls_tab[c].recip = UINT64_MAX / size + 1; /* ceil(2^64 / size) */
     size_t batch = 16384 / size;
-    cls_batch[c] = (uint32_t)(batch < 2 ? 2 : batch > 64 ? 64 : batch);
+    cls_tab[c].batch = (uint32_t)(batch < 2 ? 2 : batch > 64 ? 64 : batch);
   }
   for (size_t i = 0; i <= SMALL_TABLE_MAX / 16; i++)
     small_cls[i] = (uint8_t)class_of(i * 16);
 }
 
-/* ---- reservation, metadata, page map ---- */
+/* Bytes of the tag array of class cls in regions of region bytes. */
+static size_t tag_array_bytes(unsigned cls, size_t region)
+{
+  return round_up(region / class_size_of(cls) * sizeof(uint32_t), PAGE);
+}
 
 static int commit(void *p, size_t len)
 {
   return mprotect(p, len, PROT_READ | PROT_WRITE);
 }
+
+/* ---- small objects: regions and central lists ---- */
+
+/* Makes the first end bytes of class cls's region and their tag slots
+ * read-write. Under the class lock. */
+static int region_commit(unsigned cls, size_t end)
+{
+  struct central *c = &central[cls];
+  size_t region = sg.mask + 1;
+  size_t want = round_up(end, CARVE_COMMIT);
+  if (want > region)
+    want = region;
+  size_t tags = round_up(want / cls_tab[cls].size * sizeof(uint32_t), PAGE);
+  if (tags > c->tag_committed) {
+    if (commit((char *)cls_tab[cls].tags + c->tag_committed, tags - c->tag_committed) < 0)
+      return -1;
+    c->tag_committed = tags;
+  }
+  if (commit((char *)region_start(cls) + c->committed, want - c->committed) < 0)
+    return -1;
+  c->committed = want;
+  return 0;
+}
+
+/* Carves up to n never-used objects from the top of class cls's region and
+ * pushes them on *head, lowest address first. Returns how many: 0 once the
+ * region is full. Under the class lock. */
+static unsigned region_carve(unsigned cls, unsigned n, void ***head)
+{
+  struct class_info *k = &cls_tab[cls];
+  size_t size = k->size, top = atomic_load_explicit(&k->top, memory_order_relaxed);
+  size_t left = (sg.mask + 1 - top) / size;
+  if (n > left)
+    n = (unsigned)left;
+  if (n == 0)
+    return 0;
+  size_t end = top + n * size;
+  if (end > central[cls].committed && region_commit(cls, end) < 0)
+    return 0;
+  char *base = (char *)region_start(cls);
+  size_t idx = top / size;
+  for (unsigned i = n; i-- > 0;) {
+    void **o = (void **)(base + top + i * size);
+    o[0] = *head;
+    o[1] = &k->tags[idx + i];
+    *head = o;
+  }
+  /* fresh tag slots are zero, MCR_TAG_FREE; the objects are now visible */
+  atomic_store_explicit(&k->top, end, memory_order_release);
+  return n;
+}
+
+/* Hands out up to want free objects of class cls as a list (word 0 next,
+ * word 1 tag slot); returns how many. */
+static unsigned central_alloc(unsigned cls, unsigned want, void **head_out)
+{
+  struct central *c = &central[cls];
+  void **head = NULL;
+  unsigned got = 0;
+
+  pthread_mutex_lock(&c->lock);
+  while (got < want && c->free) {
+    void **o = c->free;
+    c->free = o[0];
+    o[0] = head;
+    head = o;
+    got++;
+  }
+  c->nfree -= got;
+  if (got < want)
+    got += region_carve(cls, want - got, &head);
+  pthread_mutex_unlock(&c->lock);
+  *head_out = head;
+  return got;
+}
+
+/* Takes back a list of n free objects of class cls (tags already FREE). */
+static void central_free(unsigned cls, void **head, void **tail, size_t n)
+{
+  struct central *c = &central[cls];
+  pthread_mutex_lock(&c->lock);
+  tail[0] = c->free;
+  c->free = head;
+  c->nfree += n;
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* Gives the free top of class cls's region back to the OS: the longest run
+ * of objects just below top that are all on the central list (objects in
+ * thread caches keep their memory: their owners may hand them out at any
+ * time). top comes down, so the run is carved afresh when needed; its tag
+ * slots are all FREE, i.e. zero, which is what the OS gives back too.
+ * Returns 1 if memory was released. Under the class lock. */
+static int region_trim(unsigned cls)
+{
+  struct central *c = &central[cls];
+  struct class_info *k = &cls_tab[cls];
+  size_t size = k->size, n = atomic_load_explicit(&k->top, memory_order_relaxed) / size;
+  size_t lo = n - (c->nfree < n ? c->nfree : n); /* the run is at most nfree long */
+  if (lo == n)
+    return 0;
+  /* one bit per object in [lo, n): on the central list */
+  size_t mapsz = round_up((n - lo + 7) / 8, PAGE);
+  uint8_t *map = mmap(NULL, mapsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED)
+    return 0;
+  uintptr_t base = region_start(cls);
+  for (void **o = c->free; o; o = o[0]) {
+    size_t i = ((uintptr_t)o - base) / size;
+    if (i >= lo)
+      map[(i - lo) / 8] |= (uint8_t)(1u << (i - lo) % 8);
+  }
+  size_t keep = n;
+  while (keep > lo && (map[(keep - 1 - lo) / 8] >> (keep - 1 - lo) % 8 & 1))
+    keep--;
+  munmap(map, mapsz);
+  if (keep == n)
+    return 0;
+  for (void **link = (void **)&c->free; *link;) {
+    void **o = *link;
+    if (((uintptr_t)o - base) / size >= keep) {
+      *link = o[0];
+      c->nfree--;
+    } else {
+      link = o;
+    }
+  }
+  atomic_store_explicit(&k->top, keep * size, memory_order_release);
+  int released = 0;
+  size_t from = round_up(keep * size, PAGE), to = round_up(n * size, PAGE);
+  if (to > from && madvise((char *)base + from, to - from, MADV_DONTNEED) == 0)
+    released = 1;
+  uintptr_t tfrom = round_up((uintptr_t)(k->tags + keep), PAGE);
+  uintptr_t tto = round_up((uintptr_t)(k->tags + n), PAGE);
+  if (tto > tfrom && madvise((void *)tfrom, tto - tfrom, MADV_DONTNEED) == 0)
+    released = 1;
+  return released;
+}
+
+/* ---- large objects: descriptors and page heap (all under ph.lock) ---- */
 
 /* Page map entries must exist before npages covers them. */
 static int pagemap_cover(size_t npages)
@@ -202,48 +390,40 @@ static int pagemap_cover(size_t npages)
   size_t need = npages * sizeof(struct span *);
   if (need <= pm_commit_bytes)
     return 0;
-  need = (need + PM_COMMIT - 1) & ~(PM_COMMIT - 1);
+  need = round_up(need, PM_COMMIT);
   if (commit((char *)g.pagemap + pm_commit_bytes, need - pm_commit_bytes) < 0)
     return -1;
   pm_commit_bytes = need;
   return 0;
 }
 
-/* Under ph.lock. Blocks are 64-byte multiples, recycled by exact size. */
-static void *meta_alloc(size_t size)
+static struct span *span_alloc(void)
 {
-  size = (size + META_ALIGN - 1) & ~(size_t)(META_ALIGN - 1);
-  size_t idx = size / META_ALIGN;
-  if (idx < META_NLISTS && meta_lists[idx]) {
-    void *p = meta_lists[idx];
-    meta_lists[idx] = *(void **)p;
-    memset(p, 0, size);
-    return p;
+  struct span *s = meta_free_list;
+  if (s) {
+    meta_free_list = s->next;
+    memset(s, 0, sizeof(*s));
+    return s;
   }
-  if ((size_t)(meta_end - meta_top) < size)
+  if ((size_t)(meta_end - meta_top) < sizeof(*s))
     return NULL;
-  if (meta_top + size > meta_commit) {
-    size_t want = (size_t)(meta_top + size - meta_commit);
-    want = (want + META_COMMIT - 1) & ~(META_COMMIT - 1);
+  if (meta_top + sizeof(*s) > meta_commit) {
+    size_t want = META_COMMIT;
     if (want > (size_t)(meta_end - meta_commit))
       want = (size_t)(meta_end - meta_commit);
     if (commit(meta_commit, want) < 0)
       return NULL;
     meta_commit += want;
   }
-  void *p = meta_top; /* fresh memory is zero */
-  meta_top += size;
-  return p;
+  s = (struct span *)meta_top; /* fresh memory is zero */
+  meta_top += sizeof(*s);
+  return s;
 }
 
-static void meta_free(void *p, size_t size)
+static void span_free(struct span *s)
 {
-  size = (size + META_ALIGN - 1) & ~(size_t)(META_ALIGN - 1);
-  size_t idx = size / META_ALIGN;
-  if (idx >= META_NLISTS)
-    return; /* never happens with the class table above; leak rather than corrupt */
-  *(void **)p = meta_lists[idx];
-  meta_lists[idx] = p;
+  s->next = meta_free_list;
+  meta_free_list = s;
 }
 
 static inline size_t page_of(uintptr_t a)
@@ -255,8 +435,6 @@ static inline uintptr_t addr_of(size_t page)
 {
   return g.base + (page << PAGE_SHIFT);
 }
-
-/* ---- page heap (all under ph.lock) ---- */
 
 static inline size_t list_index(size_t npages)
 {
@@ -339,18 +517,16 @@ static int ph_free_run(size_t page, size_t n, size_t dirty)
     n += r->npages;
     dirty += r->dirty;
     if (s)
-      meta_free(r, r->meta_size);
+      span_free(r);
     else
       s = r;
   }
   if (!s) {
-    s = meta_alloc(sizeof(*s));
+    s = span_alloc();
     if (!s)
       return -1; /* the pages stay unreachable: a leak, not a corruption */
-    s->meta_size = sizeof(*s);
   }
   s->state = SPAN_FREE;
-  s->cls = 0;
   s->start = addr_of(page);
   s->npages = n;
   s->dirty = dirty > n ? n : dirty;
@@ -405,7 +581,7 @@ static size_t ph_alloc_run(size_t n, bool *dirty)
     s->npages = rest;
     ph_link(s);
   } else {
-    meta_free(s, s->meta_size);
+    span_free(s);
   }
   ph.inuse_pages += n;
   return page;
@@ -424,129 +600,8 @@ static void span_release(struct span *s)
   s->state = 0;
   pagemap_set(page, n, NULL);
   ph.inuse_pages -= n;
-  meta_free(s, s->meta_size);
+  span_free(s);
   ph_free_run(page, n, n);
-}
-
-static struct span *span_new_small(unsigned cls)
-{
-  struct span *s = NULL;
-  bool dirty;
-  pthread_mutex_lock(&ph.lock);
-  size_t page = ph_alloc_run(cls_pages[cls], &dirty);
-  if (page == (size_t)-1)
-    goto out;
-  size_t msize = sizeof(*s) + (size_t)cls_ntags[cls] * sizeof(uint32_t);
-  s = meta_alloc(msize);
-  if (!s) {
-    ph.inuse_pages -= cls_pages[cls];
-    ph_free_run(page, cls_pages[cls], dirty ? cls_pages[cls] : 0);
-    goto out;
-  }
-  s->meta_size = (uint32_t)msize;
-  s->start = addr_of(page);
-  s->recip = cls_recip[cls];
-  s->tags = (uint32_t *)(s + 1);
-  s->size = cls_size[cls];
-  s->cls = (uint8_t)cls;
-  s->state = SPAN_SMALL;
-  s->npages = cls_pages[cls];
-  s->nobj = cls_nobj[cls];
-  s->ntags = cls_ntags[cls];
-  s->nfree = s->nobj;
-  pagemap_set(page, s->npages, s);
-out:
-  pthread_mutex_unlock(&ph.lock);
-  return s;
-}
-
-/* ---- central lists ---- */
-
-static void partial_push(struct central *c, struct span *s)
-{
-  s->prev = NULL;
-  s->next = c->partial;
-  if (s->next)
-    s->next->prev = s;
-  c->partial = s;
-}
-
-static void partial_remove(struct central *c, struct span *s)
-{
-  if (s->prev)
-    s->prev->next = s->next;
-  else
-    c->partial = s->next;
-  if (s->next)
-    s->next->prev = s->prev;
-  s->next = s->prev = NULL;
-}
-
-/* Hands out up to want free objects of class cls as a list (word 0 next,
- * word 1 tag slot); returns how many. */
-static unsigned central_alloc(unsigned cls, unsigned want, void **head_out)
-{
-  struct central *c = &central[cls];
-  void **head = NULL;
-  unsigned got = 0;
-  size_t size = cls_size[cls];
-
-  pthread_mutex_lock(&c->lock);
-  while (got < want) {
-    struct span *s = c->partial;
-    if (!s) {
-      s = span_new_small(cls);
-      if (!s)
-        break;
-      partial_push(c, s);
-    }
-    while (got < want && s->freelist) {
-      void **o = s->freelist;
-      s->freelist = o[0];
-      o[0] = head;
-      head = o;
-      got++;
-      s->nfree--;
-    }
-    while (got < want && s->bump < s->nobj) {
-      void **o = (void **)(s->start + s->bump * size);
-      o[0] = head;
-      o[1] = &s->tags[s->bump];
-      head = o;
-      s->bump++;
-      got++;
-      s->nfree--;
-    }
-    if (s->nfree == 0)
-      partial_remove(c, s);
-  }
-  pthread_mutex_unlock(&c->lock);
-  *head_out = head;
-  return got;
-}
-
-/* Takes back a list of free objects of class cls (tags already FREE). */
-static void central_free(unsigned cls, void **head)
-{
-  struct central *c = &central[cls];
-  pthread_mutex_lock(&c->lock);
-  while (head) {
-    void **o = head;
-    head = o[0];
-    struct span *s = g.pagemap[page_of((uintptr_t)o)];
-    o[0] = s->freelist;
-    s->freelist = o;
-    if (s->nfree++ == 0)
-      partial_push(c, s);
-    /* an empty span goes back to the page heap unless it is the only one */
-    if (s->nfree == s->nobj && (c->partial != s || s->next)) {
-      partial_remove(c, s);
-      pthread_mutex_lock(&ph.lock);
-      span_release(s);
-      pthread_mutex_unlock(&ph.lock);
-    }
-  }
-  pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- thread caches ---- */
@@ -556,13 +611,13 @@ static void tc_flush(unsigned cls, uint32_t keep)
   struct tbin *b = &tc.bins[cls];
   if (b->count <= keep)
     return;
+  uint32_t n = b->count - keep;
   void **head = b->head, **last = head;
-  for (uint32_t i = 1; i < b->count - keep; i++)
+  for (uint32_t i = 1; i < n; i++)
     last = last[0];
   b->head = last[0];
-  last[0] = NULL;
   b->count = keep;
-  central_free(cls, head);
+  central_free(cls, head, last, n);
 }
 
 static void tc_destructor(void *arg)
@@ -578,7 +633,7 @@ static void tc_destructor(void *arg)
 static void tc_init(void)
 {
   for (unsigned c = 1; c < NCLASS; c++)
-    tc.bins[c].max = 2 * cls_batch[c];
+    tc.bins[c].max = 2 * cls_tab[c].batch;
   tc.state = TC_ACTIVE;
   /* non-NULL value so the destructor runs at thread exit */
   pthread_setspecific(tc_key, &tc);
@@ -607,6 +662,42 @@ static void fork_child(void)
     pthread_mutex_init(&central[c].lock, NULL);
 }
 
+/* Reserves [small regions][tag arrays][page map][span descriptors][large
+ * arena] with regions of 2^shift bytes, the largest that mmap accepts. */
+static int reserve(void)
+{
+  for (unsigned shift = REGION_SHIFT_MAX; shift >= REGION_SHIFT_MIN; shift--) {
+    size_t region = (size_t)1 << shift;
+    size_t small = (NCLASS - 1) * region, tags = 0;
+    for (unsigned c = 1; c < NCLASS; c++)
+      tags += tag_array_bytes(c, region);
+    size_t arena = region << LARGE_SHIFT;
+    size_t pm = round_up((arena >> PAGE_SHIFT) * sizeof(struct span *), PAGE);
+    /* a descriptor per free run or large object (>= 1 and >= 8 pages) */
+    size_t meta = arena / 32;
+    char *p = mmap(NULL, small + tags + pm + meta + arena, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+      continue;
+    /* class 1 is the first region; the subtraction may wrap, harmlessly */
+    sg.small_base = (uintptr_t)p - region;
+    sg.mask = region - 1;
+    sg.shift = shift;
+    char *t = p + small;
+    for (unsigned c = 1; c < NCLASS; c++) {
+      cls_tab[c].tags = (uint32_t *)t;
+      t += tag_array_bytes(c, region);
+    }
+    g.pagemap = (struct span **)t;
+    meta_base = meta_top = meta_commit = t + pm;
+    meta_end = meta_base + meta;
+    g.base = (uintptr_t)meta_end;
+    arena_pages_max = arena >> PAGE_SHIFT;
+    return 0;
+  }
+  return -1;
+}
+
 static int heap_init_slow(void)
 {
   int ret = -1;
@@ -623,24 +714,7 @@ static int heap_init_slow(void)
   classes_init();
   for (unsigned c = 0; c < NCLASS; c++)
     pthread_mutex_init(&central[c].lock, NULL);
-
-  /* [page map][metadata: 1/4 of the arena, enough for 16-byte objects][arena] */
-  for (size_t arena = ARENA_MAX; arena >= ARENA_MIN; arena /= 2) {
-    size_t pages = arena >> PAGE_SHIFT;
-    size_t pm = (pages * sizeof(struct span *) + PAGE - 1) & ~(PAGE - 1);
-    size_t meta = arena / 4;
-    void *p = mmap(NULL, pm + meta + arena, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-      continue;
-    g.pagemap = p;
-    meta_base = meta_top = meta_commit = (char *)p + pm;
-    meta_end = meta_base + meta;
-    g.base = (uintptr_t)meta_end;
-    arena_pages_max = pages;
-    break;
-  }
-  if (!g.pagemap)
+  if (reserve() < 0)
     goto out;
   if (pthread_key_create(&tc_key, tc_destructor) != 0)
     goto out;
@@ -663,7 +737,7 @@ static inline int ensure_init(void)
   return heap_init_slow();
 }
 
-/* ---- small objects ---- */
+/* ---- small objects: thread side ---- */
 
 SLOW_PATH static void *small_alloc_slow(unsigned cls, size_t size)
 {
@@ -677,7 +751,7 @@ SLOW_PATH static void *small_alloc_slow(unsigned cls, size_t size)
   struct tbin *b = &tc.bins[cls];
   void **o = b->head;
   if (!o) {
-    unsigned want = tc.state == TC_ACTIVE ? cls_batch[cls] : 1;
+    unsigned want = tc.state == TC_ACTIVE ? cls_tab[cls].batch : 1;
     unsigned got = central_alloc(cls, want, (void **)&o);
     if (!got)
       goto nomem;
@@ -688,7 +762,7 @@ SLOW_PATH static void *small_alloc_slow(unsigned cls, size_t size)
   b->count--;
   tc.last = o;
   tc.last_tag = o[1];
-  tc.last_size = cls_size[cls];
+  tc.last_size = cls_tab[cls].size;
   *tc.last_tag = MCR_TAG_UNTYPED;
   return o;
 nomem:
@@ -705,7 +779,7 @@ static inline void *small_alloc(unsigned cls, size_t size)
     b->count--;
     tc.last = o;
     tc.last_tag = o[1];
-    tc.last_size = cls_size[cls];
+    tc.last_size = cls_tab[cls].size;
     *tc.last_tag = MCR_TAG_UNTYPED;
     return o;
   }
@@ -718,8 +792,7 @@ SLOW_PATH static void small_free_slow(void **o, uint32_t *tagp, unsigned cls)
     tc_init();
   o[1] = tagp;
   if (tc.state != TC_ACTIVE) {
-    o[0] = NULL;
-    central_free(cls, o);
+    central_free(cls, o, o, 1);
     return;
   }
   struct tbin *b = &tc.bins[cls];
@@ -727,7 +800,7 @@ SLOW_PATH static void small_free_slow(void **o, uint32_t *tagp, unsigned cls)
   b->head = o;
   b->count++;
   if (b->count > b->max)
-    tc_flush(cls, b->count - cls_batch[cls]);
+    tc_flush(cls, b->count - cls_tab[cls].batch);
 }
 
 /* ---- large objects ---- */
@@ -761,18 +834,16 @@ SLOW_PATH static void *large_alloc(size_t size, size_t align, bool *zeroed)
       ph_free_run(page + lead + n, trail, dirty ? trail : 0);
     page += lead;
   }
-  struct span *s = meta_alloc(sizeof(*s));
+  struct span *s = span_alloc();
   if (!s) {
     ph.inuse_pages -= n;
     ph_free_run(page, n, dirty ? n : 0);
     goto unlock;
   }
-  s->meta_size = sizeof(*s);
   s->start = addr_of(page);
   s->npages = n;
   s->state = SPAN_LARGE;
-  s->ltag = MCR_TAG_UNTYPED;
-  s->tags = &s->ltag;
+  s->tag = MCR_TAG_UNTYPED;
   pagemap_set(page, n, s);
   ret = (void *)s->start;
   if (zeroed)
@@ -786,13 +857,24 @@ nomem:
   return NULL;
 }
 
+/* The span of a, or NULL if a is outside the large arena's used part. */
+static inline struct span *span_of(uintptr_t a)
+{
+  size_t page = (a - g.base) >> PAGE_SHIFT;
+  if (page >= atomic_load_explicit(&g.npages, memory_order_relaxed))
+    return NULL;
+  return g.pagemap[page];
+}
+
 SLOW_PATH static void large_free(uintptr_t a)
 {
+  if (!span_of(a)) /* NULL and foreign pointers: no lock */
+    return;
   pthread_mutex_lock(&ph.lock);
   /* re-read under the lock: a racing double free must find the span gone */
   struct span *s = g.pagemap[page_of(a)];
-  if (s && s->state == SPAN_LARGE && s->start == a && s->ltag != MCR_TAG_FREE) {
-    s->ltag = MCR_TAG_FREE;
+  if (s && s->state == SPAN_LARGE && s->start == a && s->tag != MCR_TAG_FREE) {
+    s->tag = MCR_TAG_FREE;
     span_release(s);
   }
   pthread_mutex_unlock(&ph.lock);
@@ -805,7 +887,7 @@ SLOW_PATH static int large_resize(uintptr_t a, size_t n)
   int ret = -1;
   pthread_mutex_lock(&ph.lock);
   struct span *s = g.pagemap[page_of(a)];
-  if (!s || s->state != SPAN_LARGE || s->start != a || s->ltag == MCR_TAG_FREE)
+  if (!s || s->state != SPAN_LARGE || s->start != a || s->tag == MCR_TAG_FREE)
     goto out;
   size_t page = page_of(a), old = s->npages;
   if (n <= old) {
@@ -831,7 +913,7 @@ SLOW_PATH static int large_resize(uintptr_t a, size_t n)
     r->dirty = r->dirty > rest ? rest : r->dirty;
     ph_link(r);
   } else {
-    meta_free(r, r->meta_size);
+    span_free(r);
   }
   pagemap_set(next, need, s);
   s->npages = n;
@@ -844,34 +926,28 @@ out:
 
 /* ---- lookup ---- */
 
-/* The span of a, or NULL if a is outside the arena's used part. */
-static inline struct span *span_of(uintptr_t a)
-{
-  size_t page = (a - g.base) >> PAGE_SHIFT;
-  if (page >= atomic_load_explicit(&g.npages, memory_order_relaxed))
-    return NULL;
-  return g.pagemap[page];
-}
-
 /* Live object containing a: its tag slot, base and size; NULL if none. */
 static uint32_t *object_of(uintptr_t a, uintptr_t *base, size_t *size)
 {
-  struct span *s = span_of(a);
-  if (!s)
-    return NULL;
-  if (s->state == SPAN_SMALL) {
-    size_t idx = ((a - s->start) * s->recip) >> RECIP_SHIFT;
-    if (idx >= s->nobj || s->tags[idx] == MCR_TAG_FREE)
+  size_t cls = small_class(a);
+  if (cls) {
+    const struct class_info *k = &cls_tab[cls];
+    size_t off = small_offset(a);
+    if (off >= atomic_load_explicit(&k->top, memory_order_relaxed))
       return NULL;
-    *base = s->start + idx * s->size;
-    *size = s->size;
-    return &s->tags[idx];
+    size_t idx = small_index(off, k->recip);
+    if (k->tags[idx] == MCR_TAG_FREE)
+      return NULL;
+    *base = a - off + idx * k->size;
+    *size = k->size;
+    return &k->tags[idx];
   }
-  if (s->state == SPAN_LARGE && a >= s->start && a - s->start < (s->npages << PAGE_SHIFT) &&
-      s->ltag != MCR_TAG_FREE) {
+  struct span *s = span_of(a);
+  if (s && s->state == SPAN_LARGE && a >= s->start && a - s->start < (s->npages << PAGE_SHIFT) &&
+      s->tag != MCR_TAG_FREE) {
     *base = s->start;
     *size = s->npages << PAGE_SHIFT;
-    return &s->ltag;
+    return &s->tag;
   }
   return NULL;
 }
@@ -896,11 +972,11 @@ void *mcr_heap_alloc(size_t size, size_t align)
     return NULL;
   }
   /* a class whose size is a multiple of align has every object aligned,
-   * since spans start on a page */
+   * since regions start on a page */
   if (align <= PAGE && size <= SMALL_MAX) {
     size_t s = size ? (size + align - 1) & ~(align - 1) : align;
     for (unsigned c = s <= SMALL_MAX ? class_of(s) : NCLASS; c < NCLASS; c++)
-      if (cls_size[c] % align == 0)
+      if (cls_tab[c].size % align == 0)
         return small_alloc(c, size);
   }
   return large_alloc(size, align, NULL);
@@ -929,33 +1005,34 @@ void *mcr_heap_calloc(size_t n, size_t size)
 void mcr_heap_free(void *p)
 {
   uintptr_t a = (uintptr_t)p;
-  struct span *s = span_of(a); /* NULL and foreign pointers fall out here */
-  if (unlikely(!s))
-    return;
-  if (likely(s->cls)) {
-    size_t idx = ((a - s->start) * s->recip) >> RECIP_SHIFT;
-    uint32_t *tagp = &s->tags[idx];
-    void **o = p;
-    /* Interior pointers and double frees are ignored. A free object holds
-     * its tag slot's address in word 1: only then is the tag read, so the
-     * common case never waits on the tag's cache line (a store does not). */
-    if (unlikely(a != s->start + idx * s->size || (o[1] == tagp && *tagp == MCR_TAG_FREE)))
-      return;
-    if (p == tc.last)
-      tc.last = NULL;
-    *tagp = MCR_TAG_FREE;
-    struct tbin *b = &tc.bins[s->cls];
-    if (likely(b->count < b->max)) {
-      o[0] = b->head;
-      o[1] = tagp;
-      b->head = o;
-      b->count++;
-      return;
-    }
-    small_free_slow(p, tagp, s->cls);
+  size_t cls = small_class(a);
+  if (unlikely(!cls)) {
+    large_free(a); /* NULL and foreign pointers too */
     return;
   }
-  large_free(a);
+  const struct class_info *k = &cls_tab[cls];
+  size_t off = small_offset(a), idx = small_index(off, k->recip);
+  uint32_t *tagp = &k->tags[idx];
+  void **o = p;
+  /* Interior pointers, pointers above top and double frees are ignored. A
+   * free object holds its tag slot's address in word 1: only then is the tag
+   * read, so the common case never waits on the tag's cache line (a store
+   * does not). */
+  if (unlikely(off != idx * k->size || off >= atomic_load_explicit(&k->top, memory_order_relaxed) ||
+               (o[1] == tagp && *tagp == MCR_TAG_FREE)))
+    return;
+  if (p == tc.last)
+    tc.last = NULL;
+  *tagp = MCR_TAG_FREE;
+  struct tbin *b = &tc.bins[cls];
+  if (likely(b->count < b->max)) {
+    o[0] = b->head;
+    o[1] = tagp;
+    b->head = o;
+    b->count++;
+    return;
+  }
+  small_free_slow(p, tagp, (unsigned)cls);
 }
 
 size_t mcr_heap_usable_size(const void *p)
@@ -964,14 +1041,17 @@ size_t mcr_heap_usable_size(const void *p)
     return tc.last_size;
   /* Asking the size of a freed object is undefined: the tag is not read. */
   uintptr_t a = (uintptr_t)p;
-  struct span *s = span_of(a);
-  if (!s)
-    return 0;
-  if (s->state == SPAN_SMALL) {
-    size_t idx = ((a - s->start) * s->recip) >> RECIP_SHIFT;
-    return idx < s->nobj && a == s->start + idx * s->size ? s->size : 0;
+  size_t cls = small_class(a);
+  if (likely(cls)) {
+    const struct class_info *k = &cls_tab[cls];
+    size_t off = small_offset(a);
+    return off == small_index(off, k->recip) * k->size &&
+                   off < atomic_load_explicit(&k->top, memory_order_relaxed)
+               ? k->size
+               : 0;
   }
-  if (s->state == SPAN_LARGE && a == s->start)
+  struct span *s = span_of(a);
+  if (s && s->state == SPAN_LARGE && a == s->start)
     return s->npages << PAGE_SHIFT;
   return 0;
 }
@@ -1045,6 +1125,19 @@ int mcr_heap_foreach(int (*fn)(const struct mcr_object *obj, void *arg), void *a
 {
   if (!atomic_load_explicit(&inited, memory_order_acquire))
     return 0;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    const struct class_info *k = &cls_tab[c];
+    size_t size = k->size, n = atomic_load_explicit(&k->top, memory_order_acquire) / size;
+    uintptr_t start = region_start(c);
+    for (size_t i = 0; i < n; i++) {
+      if (k->tags[i] == MCR_TAG_FREE)
+        continue;
+      struct mcr_object o = {(void *)(start + i * size), size, k->tags[i]};
+      int r = fn(&o, arg);
+      if (r)
+        return r;
+    }
+  }
   size_t top = atomic_load_explicit(&g.npages, memory_order_acquire);
   for (size_t page = 0; page < top;) {
     struct span *s = g.pagemap[page];
@@ -1053,20 +1146,8 @@ int mcr_heap_foreach(int (*fn)(const struct mcr_object *obj, void *arg), void *a
       continue;
     }
     size_t n = s->npages;
-    if (s->state == SPAN_SMALL) {
-      uintptr_t start = s->start;
-      size_t size = s->size;
-      uint32_t *tags = s->tags, nobj = s->nobj;
-      for (uint32_t i = 0; i < nobj; i++) {
-        if (tags[i] == MCR_TAG_FREE)
-          continue;
-        struct mcr_object o = {(void *)(start + i * size), size, tags[i]};
-        int r = fn(&o, arg);
-        if (r)
-          return r;
-      }
-    } else if (s->state == SPAN_LARGE && s->ltag != MCR_TAG_FREE) {
-      struct mcr_object o = {(void *)s->start, n << PAGE_SHIFT, s->ltag};
+    if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
+      struct mcr_object o = {(void *)s->start, n << PAGE_SHIFT, s->tag};
       int r = fn(&o, arg);
       if (r)
         return r;
@@ -1081,6 +1162,20 @@ void mcr_heap_stats(struct mcr_heap_stats *st)
   memset(st, 0, sizeof(*st));
   if (!atomic_load_explicit(&inited, memory_order_acquire))
     return;
+  size_t small_bytes = 0, tag_bytes = 0;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    const struct class_info *k = &cls_tab[c];
+    pthread_mutex_lock(&central[c].lock);
+    size_t top = atomic_load_explicit(&k->top, memory_order_relaxed), n = top / k->size;
+    for (size_t i = 0; i < n; i++)
+      if (k->tags[i] != MCR_TAG_FREE) {
+        st->live_objects++;
+        st->live_bytes += k->size;
+      }
+    small_bytes += round_up(top, PAGE);
+    tag_bytes += round_up(n * sizeof(uint32_t), PAGE);
+    pthread_mutex_unlock(&central[c].lock);
+  }
   pthread_mutex_lock(&ph.lock);
   size_t top = atomic_load_explicit(&g.npages, memory_order_relaxed);
   for (size_t page = 0; page < top;) {
@@ -1089,13 +1184,7 @@ void mcr_heap_stats(struct mcr_heap_stats *st)
       page++;
       continue;
     }
-    if (s->state == SPAN_SMALL) {
-      for (uint32_t i = 0; i < s->nobj; i++)
-        if (s->tags[i] != MCR_TAG_FREE) {
-          st->live_objects++;
-          st->live_bytes += s->size;
-        }
-    } else if (s->state == SPAN_LARGE && s->ltag != MCR_TAG_FREE) {
+    if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
       st->live_objects++;
       st->live_bytes += s->npages << PAGE_SHIFT;
     }
@@ -1103,8 +1192,8 @@ void mcr_heap_stats(struct mcr_heap_stats *st)
   }
   /* clean free pages (never touched or given back) are not held */
   size_t clean = ph.free_pages - ph.dirty_pages;
-  st->metadata_bytes = (size_t)(meta_top - meta_base) + top * sizeof(struct span *);
-  st->mapped_bytes = ((top - clean) << PAGE_SHIFT) + st->metadata_bytes;
+  st->metadata_bytes = tag_bytes + (size_t)(meta_top - meta_base) + top * sizeof(struct span *);
+  st->mapped_bytes = small_bytes + ((top - clean) << PAGE_SHIFT) + st->metadata_bytes;
   pthread_mutex_unlock(&ph.lock);
 }
 
@@ -1116,18 +1205,9 @@ int mcr_heap_trim(void)
   if (tc.state == TC_ACTIVE)
     for (unsigned c = 1; c < NCLASS; c++)
       tc_flush(c, 0);
-  /* the empty span each class keeps to avoid churn goes too */
   for (unsigned c = 1; c < NCLASS; c++) {
     pthread_mutex_lock(&central[c].lock);
-    for (struct span *s = central[c].partial, *next; s; s = next) {
-      next = s->next;
-      if (s->nfree == s->nobj) {
-        partial_remove(&central[c], s);
-        pthread_mutex_lock(&ph.lock);
-        span_release(s);
-        pthread_mutex_unlock(&ph.lock);
-      }
-    }
+    released |= region_trim(c);
     pthread_mutex_unlock(&central[c].lock);
   }
   pthread_mutex_lock(&ph.lock);
