@@ -23,7 +23,8 @@
  * "top"); an address at or above top is not an object. A region's memory
  * stays with its class: small-object memory goes back to the OS only in
  * malloc_trim, and only the free part at the top of a region (lowering top).
- * Interior free memory is reused by its class, never by another.
+ * Interior free memory is reused by its class, never by another, and a
+ * class whose region is full fails with ENOMEM even if others have room.
  *
  * Large objects are page runs of their own (one "large" span each), found
  * through the page map; only they load metadata on lookup.
@@ -868,8 +869,6 @@ static inline struct span *span_of(uintptr_t a)
 
 SLOW_PATH static void large_free(uintptr_t a)
 {
-  if (!span_of(a)) /* NULL and foreign pointers: no lock */
-    return;
   pthread_mutex_lock(&ph.lock);
   /* re-read under the lock: a racing double free must find the span gone */
   struct span *s = g.pagemap[page_of(a)];
@@ -1007,7 +1006,8 @@ void mcr_heap_free(void *p)
   uintptr_t a = (uintptr_t)p;
   size_t cls = small_class(a);
   if (unlikely(!cls)) {
-    large_free(a); /* NULL and foreign pointers too */
+    if (span_of(a)) /* NULL and foreign pointers fall out here */
+      large_free(a);
     return;
   }
   const struct class_info *k = &cls_tab[cls];
