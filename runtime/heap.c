@@ -6,7 +6,7 @@
  *   - one region of R bytes per small size class (R = 16 GiB, less if the
  *     reservation had to shrink, e.g. under RLIMIT_AS): the class's objects,
  *     back to back from the region's start;
- *   - per small class, its tag array: one 32-bit tag per object slot;
+ *   - per small class, its tag array: one 16-bit tag per object slot;
  *   - for large objects: the page map (one span pointer per 4 KiB page), span
  *     descriptors, and the large arena, carved into page runs.
  * Objects carry no header.
@@ -56,6 +56,10 @@
 
 #include "mcr/abi.h"
 
+/* Tags are stored in 16 bits (abi.h: MCR_TAG_MAX): 2 bytes per object. */
+typedef uint16_t tag_t;
+_Static_assert(MCR_TAG_MAX == (tag_t)-1, "tag_t holds every tag");
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define SLOW_PATH __attribute__((noinline, cold))
@@ -98,7 +102,7 @@ static struct {
 
 static struct class_info {
   uint64_t recip;    /* ceil(2^64 / size) */
-  uint32_t *tags;    /* the class's tag array */
+  tag_t *tags;      /* the class's tag array */
   _Atomic size_t top; /* bytes carved from the region (a multiple of size) */
   uint32_t size;
   uint32_t batch;    /* objects moved between thread and central caches at once */
@@ -141,7 +145,7 @@ enum { SPAN_FREE = 1, SPAN_LARGE = 2 };
 struct span {
   uintptr_t start;
   size_t npages;
-  uint32_t tag;    /* large: the object's tag */
+  tag_t tag;       /* large: the object's tag */
   uint8_t state;   /* SPAN_* */
   struct span *next, *prev; /* page heap list */
   size_t dirty;    /* free runs: pages that may be resident (upper bound) */
@@ -168,7 +172,7 @@ struct tcache {
    * the call) and asking its size (redis' zmalloc) need no lookup. Cleared
    * when freed; large allocations leave it NULL. */
   void *last;
-  uint32_t *last_tag;
+  tag_t *last_tag;
   size_t last_size;
   struct tbin bins[NCLASS];
   int state;
@@ -237,7 +241,7 @@ static void classes_init(void)
 /* Bytes of the tag array of class cls in regions of region bytes. */
 static size_t tag_array_bytes(unsigned cls, size_t region)
 {
-  return round_up(region / class_size_of(cls) * sizeof(uint32_t), PAGE);
+  return round_up(region / class_size_of(cls) * sizeof(tag_t), PAGE);
 }
 
 static int commit(void *p, size_t len)
@@ -256,7 +260,7 @@ static int region_commit(unsigned cls, size_t end)
   size_t want = round_up(end, CARVE_COMMIT);
   if (want > region)
     want = region;
-  size_t tags = round_up(want / cls_tab[cls].size * sizeof(uint32_t), PAGE);
+  size_t tags = round_up(want / cls_tab[cls].size * sizeof(tag_t), PAGE);
   if (tags > c->tag_committed) {
     if (commit((char *)cls_tab[cls].tags + c->tag_committed, tags - c->tag_committed) < 0)
       return -1;
@@ -686,7 +690,7 @@ static int reserve(void)
     sg.shift = shift;
     char *t = p + small;
     for (unsigned c = 1; c < NCLASS; c++) {
-      cls_tab[c].tags = (uint32_t *)t;
+      cls_tab[c].tags = (tag_t *)t;
       t += tag_array_bytes(c, region);
     }
     g.pagemap = (struct span **)t;
@@ -787,7 +791,7 @@ static inline void *small_alloc(unsigned cls, size_t size)
   return small_alloc_slow(cls, size);
 }
 
-SLOW_PATH static void small_free_slow(void **o, uint32_t *tagp, unsigned cls)
+SLOW_PATH static void small_free_slow(void **o, tag_t *tagp, unsigned cls)
 {
   if (tc.state == TC_NEW)
     tc_init();
@@ -926,7 +930,7 @@ out:
 /* ---- lookup ---- */
 
 /* Live object containing a: its tag slot, base and size; NULL if none. */
-static uint32_t *object_of(uintptr_t a, uintptr_t *base, size_t *size)
+static tag_t *object_of(uintptr_t a, uintptr_t *base, size_t *size)
 {
   size_t cls = small_class(a);
   if (cls) {
@@ -1012,7 +1016,7 @@ void mcr_heap_free(void *p)
   }
   const struct class_info *k = &cls_tab[cls];
   size_t off = small_offset(a), idx = small_index(off, k->recip);
-  uint32_t *tagp = &k->tags[idx];
+  tag_t *tagp = &k->tags[idx];
   void **o = p;
   /* Interior pointers, pointers above top and double frees are ignored. A
    * free object holds its tag slot's address in word 1: only then is the tag
@@ -1059,7 +1063,7 @@ size_t mcr_heap_usable_size(const void *p)
 void mcr_heap_tag_new(const void *p, uint32_t tag)
 {
   uintptr_t d = (uintptr_t)p - (uintptr_t)tc.last;
-  if (likely(tc.last && d <= MCR_TAG_MAX_HEADER && tag != MCR_TAG_FREE)) {
+  if (likely(tc.last && d <= MCR_TAG_MAX_HEADER && tag != MCR_TAG_FREE && tag <= MCR_TAG_MAX)) {
     *tc.last_tag = tag;
     return;
   }
@@ -1072,7 +1076,7 @@ void *mcr_heap_realloc(void *p, size_t size)
     return mcr_heap_alloc(size, 0);
   uintptr_t a = (uintptr_t)p, base;
   size_t old;
-  uint32_t *tagp = object_of(a, &base, &old);
+  tag_t *tagp = object_of(a, &base, &old);
   if (!tagp || base != a) {
     /* not ours: its size is unknown, so nothing can be copied safely */
     errno = ENOMEM;
@@ -1086,7 +1090,7 @@ void *mcr_heap_realloc(void *p, size_t size)
     if (large_resize(a, (size + PAGE - 1) >> PAGE_SHIFT) == 0)
       return p;
   }
-  uint32_t tag = *tagp;
+  tag_t tag = *tagp;
   void *q = mcr_heap_alloc(size, 0);
   if (!q)
     return NULL;
@@ -1100,7 +1104,7 @@ int mcr_heap_find(const void *p, struct mcr_object *out)
 {
   uintptr_t base;
   size_t size;
-  uint32_t *tagp = object_of((uintptr_t)p, &base, &size);
+  tag_t *tagp = object_of((uintptr_t)p, &base, &size);
   if (!tagp)
     return -1;
   out->base = (void *)base;
@@ -1115,7 +1119,9 @@ void mcr_heap_set_tag(const void *p, uint32_t tag)
   size_t size;
   if (tag == MCR_TAG_FREE) /* would make a live object look free */
     return;
-  uint32_t *tagp = object_of((uintptr_t)p, &base, &size);
+  if (tag > MCR_TAG_MAX) /* does not fit: the object is untyped, not mislabelled */
+    tag = MCR_TAG_UNTYPED;
+  tag_t *tagp = object_of((uintptr_t)p, &base, &size);
   /* Deeper inside, p is a sub-allocation (a pool's), not the object. */
   if (tagp && (uintptr_t)p - base <= MCR_TAG_MAX_HEADER)
     *tagp = tag;
@@ -1173,7 +1179,7 @@ void mcr_heap_stats(struct mcr_heap_stats *st)
         st->live_bytes += k->size;
       }
     small_bytes += round_up(top, PAGE);
-    tag_bytes += round_up(n * sizeof(uint32_t), PAGE);
+    tag_bytes += round_up(n * sizeof(tag_t), PAGE);
     pthread_mutex_unlock(&central[c].lock);
   }
   pthread_mutex_lock(&ph.lock);

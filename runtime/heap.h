@@ -3,8 +3,8 @@
  * built by mcr-clang.
  *
  * Every heap object, including those allocated by uninstrumented libraries, is
- * known with its size and a 32-bit tag (abi.h: MCR_TAG_FREE, MCR_TAG_UNTYPED, or
- * a site id >= MCR_TAG_FIRST_SITE), and any pointer into an object (interior
+ * known with its size and a tag (abi.h: MCR_TAG_FREE, MCR_TAG_UNTYPED, or a site
+ * id from MCR_TAG_FIRST_SITE to MCR_TAG_MAX; stored in 16 bits), and any pointer into an object (interior
  * too) maps to the object in O(1). Thread-safe, fork-safe, async-signal-unsafe
  * like malloc itself.
  */

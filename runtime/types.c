@@ -73,9 +73,15 @@ static struct mcr_site **site_slot(uint32_t id, int create) {
 
 static uint32_t assign_site_id(struct mcr_site *site) {
   uint32_t id = __atomic_fetch_add(&next_site_id, 1, __ATOMIC_RELAXED);
-  struct mcr_site **slot = site_slot(id, 1);
-  if (!slot)
-    return MCR_TAG_UNTYPED; /* table full or no memory: object stays untyped */
+  struct mcr_site **slot = id <= MCR_TAG_MAX ? site_slot(id, 1) : NULL;
+  if (!slot) {
+    /* More sites than tags (or no memory for the table): this site's objects
+     * stay untyped, handled conservatively like a library's. */
+    uint32_t expected = 0;
+    __atomic_compare_exchange_n(&site->id, &expected, MCR_TAG_UNTYPED, 0, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
+    return expected ? expected : MCR_TAG_UNTYPED;
+  }
   __atomic_store_n(slot, site, __ATOMIC_RELEASE);
   uint32_t expected = 0;
   if (!__atomic_compare_exchange_n(&site->id, &expected, id, 0, __ATOMIC_ACQ_REL,
@@ -94,7 +100,8 @@ struct mcr_site *mcr_site_by_id(uint32_t id) {
 }
 
 uint32_t mcr_site_id_limit(void) {
-  return __atomic_load_n(&next_site_id, __ATOMIC_RELAXED);
+  uint32_t n = __atomic_load_n(&next_site_id, __ATOMIC_RELAXED);
+  return n > MCR_TAG_MAX + 1 ? MCR_TAG_MAX + 1 : n;
 }
 
 void __mcr_tag(void *ptr, struct mcr_site *site) {

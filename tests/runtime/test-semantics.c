@@ -180,6 +180,12 @@ int main(void)
   mcr_heap_set_tag((char *)t + 5, 77);
   mcr_heap_find(t, &o);
   CHECK_EQ(o.tag, 77, "set_tag through an interior pointer");
+  mcr_heap_set_tag(t, MCR_TAG_MAX);
+  mcr_heap_find(t, &o);
+  CHECK_EQ(o.tag, MCR_TAG_MAX, "the largest tag is kept");
+  mcr_heap_set_tag(t, MCR_TAG_MAX + 1);
+  mcr_heap_find(t, &o);
+  CHECK_EQ(o.tag, MCR_TAG_UNTYPED, "a tag too large for 16 bits leaves the object untyped");
   mcr_heap_set_tag(global, 5); /* no-op */
   mcr_heap_set_tag(NULL, 5);
   free(t);

@@ -41,6 +41,7 @@ extern "C" {
 #define MCR_TAG_FREE 0U    /* slot not allocated */
 #define MCR_TAG_UNTYPED 1U /* allocated by code the pass did not see */
 #define MCR_TAG_FIRST_SITE 2U
+#define MCR_TAG_MAX 0xffffU /* tags are 16 bits; later sites leave objects untyped */
 
 /* Largest header an allocator wrapper may put before the object it returns. */
 #define MCR_TAG_MAX_HEADER 16U
