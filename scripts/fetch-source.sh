@@ -13,10 +13,10 @@
 # VERSION is an upstream version (7.0.15: the newest Debian revision of it is used)
 # or a full Debian version (7.0.15-1~deb12u7, 5:7.0.15-1~deb12u7).
 #
-# If no apt source lists deb-src entries, adds them (bookworm, bookworm-updates,
-# bookworm-security, bullseye, trixie; deb-src only, so no binary package can come
-# from another release) in /etc/apt/sources.list.d/mcr-deb-src.sources and runs
-# `apt-get update` once.
+# Adds deb-src entries for those of bookworm, bookworm-updates, bookworm-security,
+# bullseye and trixie that have none yet (deb-src only, so no binary package can
+# come from another release; same mirror as the binary entries) in
+# /etc/apt/sources.list.d/mcr-deb-src.sources, and runs `apt-get update` then.
 #
 # Exit status: 0 path printed; 1 other failure (usage, apt, extraction);
 # 2 the version is not available (not in any listed release, or the mirror
