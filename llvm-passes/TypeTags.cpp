@@ -309,18 +309,8 @@ struct Table {
         M.offset_bits = (uint64_t)E->getValue().getSExtValue();
         Ms.push_back(M);
       }
-      mcr_type_rec &R = Types[I];
-      R.name = str(C->getName());
-      R.size = C->getSizeInBits() / 8;
-      R.target = Under;
-      R.decl_file = str(fileOf(C));
-      R.decl_line = C->getLine();
-      if (C->isForwardDecl())
-        R.flags |= MCR_TF_INCOMPLETE;
-      R.first_member = Members.size();
-      R.count = Ms.size();
-      Members.insert(Members.end(), Ms.begin(), Ms.end());
-      return I;
+      Types[I].target = Under;
+      return finishComposite(I, C, Ms);
     }
     case dwarf::DW_TAG_structure_type:
     case dwarf::DW_TAG_union_type:
@@ -341,21 +331,27 @@ struct Table {
           M.bit_size = D->getSizeInBits();
         Ms.push_back(M);
       }
-      mcr_type_rec &R = Types[I];
-      R.name = str(C->getName());
-      R.size = C->getSizeInBits() / 8;
-      R.decl_file = str(fileOf(C));
-      R.decl_line = C->getLine();
-      if (C->isForwardDecl())
-        R.flags |= MCR_TF_INCOMPLETE;
-      R.first_member = Members.size();
-      R.count = Ms.size();
-      Members.insert(Members.end(), Ms.begin(), Ms.end());
-      return I;
+      return finishComposite(I, C, Ms);
     }
     default:
       return voidType();
     }
+  }
+
+  // Name, size, declaration and members of a struct, union or enum record.
+  uint32_t finishComposite(uint32_t I, const DICompositeType *C,
+                           const std::vector<mcr_member_rec> &Ms) {
+    mcr_type_rec &R = Types[I];
+    R.name = str(C->getName());
+    R.size = C->getSizeInBits() / 8;
+    R.decl_file = str(fileOf(C));
+    R.decl_line = C->getLine();
+    if (C->isForwardDecl())
+      R.flags |= MCR_TF_INCOMPLETE;
+    R.first_member = Members.size();
+    R.count = Ms.size();
+    Members.insert(Members.end(), Ms.begin(), Ms.end());
+    return I;
   }
 
   // T x[a][b] is one DI array with two subranges: an array of a arrays of b.
