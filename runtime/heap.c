@@ -744,6 +744,19 @@ static inline int ensure_init(void)
 
 /* ---- small objects: thread side ---- */
 
+/* Hands out o, the head of the thread's bin b: a new object is UNTYPED, and is
+ * the thread's last allocation (the memo __mcr_tag and usable_size use). */
+static inline void *take_cached(struct tbin *b, void **o, unsigned cls)
+{
+  b->head = o[0];
+  b->count--;
+  tc.last = o;
+  tc.last_tag = o[1];
+  tc.last_size = cls_tab[cls].size;
+  *tc.last_tag = MCR_TAG_UNTYPED;
+  return o;
+}
+
 SLOW_PATH static void *small_alloc_slow(unsigned cls, size_t size)
 {
   if (ensure_init() < 0)
@@ -763,13 +776,7 @@ SLOW_PATH static void *small_alloc_slow(unsigned cls, size_t size)
     b->head = o;
     b->count = got;
   }
-  b->head = o[0];
-  b->count--;
-  tc.last = o;
-  tc.last_tag = o[1];
-  tc.last_size = cls_tab[cls].size;
-  *tc.last_tag = MCR_TAG_UNTYPED;
-  return o;
+  return take_cached(b, o, cls);
 nomem:
   errno = ENOMEM;
   return NULL;
@@ -779,15 +786,8 @@ static inline void *small_alloc(unsigned cls, size_t size)
 {
   struct tbin *b = &tc.bins[cls];
   void **o = b->head;
-  if (likely(o != NULL)) {
-    b->head = o[0];
-    b->count--;
-    tc.last = o;
-    tc.last_tag = o[1];
-    tc.last_size = cls_tab[cls].size;
-    *tc.last_tag = MCR_TAG_UNTYPED;
-    return o;
-  }
+  if (likely(o != NULL))
+    return take_cached(b, o, cls);
   return small_alloc_slow(cls, size);
 }
 
