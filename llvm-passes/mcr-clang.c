@@ -372,6 +372,8 @@ int main(int argc, char **argv) {
         push(&out, "-Wl,--no-whole-archive");
         push(&out, "-Wl,--export-dynamic-symbol=__mcr_*");
         push(&out, "-lpthread");
+        /* the control socket's messages (runtime/control.c) */
+        push(&out, "-lprotobuf-c");
       }
     }
   }

@@ -1,7 +1,7 @@
 /*
  * ctl.h - what the mcr-ctl commands share: their entry points and error reporting.
  *
- * Each command lives in its own file (types.c: mcr-ctl types) and is listed in the
+ * Each command lives in its own file (types.c: mcr-ctl types, status.c: mcr-ctl status) and is listed in the
  * command table of main.c. A command returns the process exit status:
  * 0 success, 1 refused or rolled back (update), 2 bad usage or bad input.
  */
@@ -18,5 +18,9 @@ void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* mcr-ctl types BINARY [--json] [--sites-only|--globals-only]; argv[0] is "types". */
 int cmd_types(int argc, char **argv);
 void cmd_types_help(void);
+
+/* mcr-ctl status PID [--json] [--timeout SEC]; argv[0] is "status" (status.c). */
+int cmd_status(int argc, char **argv);
+void cmd_status_help(void);
 
 #endif /* MCR_CTL_H */

@@ -25,6 +25,8 @@ struct command {
 static const struct command commands[] = {
     {"types", cmd_types, cmd_types_help, "BINARY [--json] [--sites-only|--globals-only]",
      "list allocation sites and globals with their inferred types"},
+    {"status", cmd_status, cmd_status_help, "PID [--json] [--timeout SEC]",
+     "show a running mcr program's threads (id, name, state, class)"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

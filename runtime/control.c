@@ -1,0 +1,517 @@
+/*
+ * control.c - the control thread and its request handlers; see control.h.
+ *
+ * One connection at a time, one request after another on it. Every request is
+ * answered with a Reply, or, for bytes that are not a request (garbage, a length
+ * prefix over the limit), an error Reply and the connection closed. Clients of
+ * another user are closed without a word. A client that stalls is dropped after
+ * IO_TIMEOUT_SEC, so it cannot hold the control thread.
+ *
+ * Adding a request: a message in proto/control.proto (Request.kind and Reply.kind),
+ * a handler below, a line in the handlers table.
+ */
+#define _GNU_SOURCE
+#include "control.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.pb-c.h"
+#include "elfsym.h"
+#include "threads.h"
+
+#ifndef MCR_VERSION
+#define MCR_VERSION "unknown"
+#endif
+
+#define IO_TIMEOUT_SEC 5
+#define FD_FLOOR 900 /* the socket is moved up here, out of the server's way */
+
+typedef Mcr__Control__Request Request;
+typedef Mcr__Control__Reply Reply;
+
+static int listen_fd = -1;
+static dev_t listen_dev; /* identity of our socket: the server may close and reuse */
+static ino_t listen_ino; /* its fd number (daemons close every fd) */
+static pid_t control_tid;
+static int client_fd = -1; /* the connection being served */
+static struct timespec started;
+
+/* ---- per-request memory: everything a reply holds, freed at once ---- */
+
+struct arena {
+  void **blocks;
+  size_t n, cap;
+  int failed;
+};
+
+static void *arena_alloc(struct arena *a, size_t size)
+{
+  void *p;
+
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 64;
+    void **b = realloc(a->blocks, cap * sizeof(*b));
+    if (!b) {
+      a->failed = 1;
+      return NULL;
+    }
+    a->blocks = b;
+    a->cap = cap;
+  }
+  p = calloc(1, size ? size : 1);
+  if (!p) {
+    a->failed = 1;
+    return NULL;
+  }
+  a->blocks[a->n++] = p;
+  return p;
+}
+
+static char *arena_str(struct arena *a, const char *s)
+{
+  size_t len = strlen(s);
+  char *p = arena_alloc(a, len + 1);
+
+  if (p)
+    memcpy(p, s, len + 1);
+  return p;
+}
+
+static void arena_free(struct arena *a)
+{
+  for (size_t i = 0; i < a->n; i++)
+    free(a->blocks[i]);
+  free(a->blocks);
+  memset(a, 0, sizeof(*a));
+}
+
+/* ---- status ---- */
+
+/* Reads a small /proc file into buf (NUL-terminated, trailing newline cut). */
+static int read_small(const char *path, char *buf, size_t len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+
+  if (fd < 0)
+    return -1;
+  n = read(fd, buf, len - 1);
+  close(fd);
+  if (n < 0)
+    return -1;
+  buf[n] = '\0';
+  if (n > 0 && buf[n - 1] == '\n')
+    buf[n - 1] = '\0';
+  return 0;
+}
+
+/* Field 3 of /proc/self/task/TID/stat: the state letter after "(comm) ". */
+static void task_state(pid_t tid, char *out, size_t len)
+{
+  char path[64], buf[512];
+  const char *p;
+
+  snprintf(out, len, "?");
+  snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+  if (read_small(path, buf, sizeof(buf)) || !(p = strrchr(buf, ')')) || p[1] != ' ' || !p[2])
+    return;
+  snprintf(out, len, "%c", p[2]);
+}
+
+static Mcr__Control__ThreadInfo *thread_entry(struct arena *a, struct mcr_symbolizer *sym,
+                                              pid_t tid, const struct mcr_thread_info *t)
+{
+  Mcr__Control__ThreadInfo *ti = arena_alloc(a, sizeof(*ti));
+  char path[64], buf[4096];
+
+  if (!ti)
+    return NULL;
+  mcr__control__thread_info__init(ti);
+  ti->tid = tid;
+  snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
+  ti->name = arena_str(a, read_small(path, buf, sizeof(buf)) ? "?" : buf);
+  task_state(tid, buf, sizeof(buf));
+  ti->state = arena_str(a, buf);
+  ti->has_registered = 1;
+  ti->registered = t != NULL;
+  if (!t)
+    return ti;
+  mcr_threads_class(sym, t, buf, sizeof(buf));
+  ti->thread_class = arena_str(a, buf);
+  if (t->is_main)
+    snprintf(buf, sizeof(buf), "main");
+  else
+    mcr_symbolize(sym, t->start, buf, sizeof(buf));
+  ti->start_routine = arena_str(a, buf);
+  ti->has_start_address = 1;
+  ti->start_address = t->start;
+  ti->has_created_us = 1;
+  ti->created_us = t->created_us;
+  ti->has_pthread_id = 1;
+  ti->pthread_id = t->pthread;
+  ti->creation_stack = arena_alloc(a, (t->nframes ? t->nframes : 1) * sizeof(char *));
+  if (ti->creation_stack) {
+    for (unsigned i = 0; i < t->nframes; i++) {
+      mcr_symbolize(sym, t->frames[i] - 1, buf, sizeof(buf));
+      if (!(ti->creation_stack[i] = arena_str(a, buf)))
+        break;
+      ti->n_creation_stack = i + 1;
+    }
+  }
+  return ti;
+}
+
+static int cmp_tid(const void *x, const void *y)
+{
+  pid_t a = ((const struct mcr_thread_info *)x)->tid, b = ((const struct mcr_thread_info *)y)->tid;
+  return a < b ? -1 : a > b;
+}
+
+static int handle_status(struct arena *a, const Request *req, Reply *rep)
+{
+  Mcr__Control__StatusReply *st = arena_alloc(a, sizeof(*st));
+  struct mcr_symbolizer sym = {0};
+  struct mcr_thread_info *reg = NULL;
+  size_t nreg = 0, cap = 0;
+  struct timespec now;
+  char buf[4096];
+  ssize_t len;
+  DIR *d;
+  struct dirent *de;
+
+  (void)req;
+  if (!st)
+    return -1;
+  mcr__control__status_reply__init(st);
+  st->pid = getpid();
+  len = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  buf[len > 0 ? len : 0] = '\0';
+  st->program = arena_str(a, buf);
+  st->runtime_version = arena_str(a, MCR_VERSION);
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  st->has_uptime_ms = 1;
+  st->uptime_ms = (uint64_t)(((int64_t)now.tv_sec - started.tv_sec) * 1000 +
+                             ((int64_t)now.tv_nsec - started.tv_nsec) / 1000000);
+  st->has_untracked = 1;
+  st->untracked = mcr_threads_untracked();
+
+  /* the registry, sorted by tid */
+  for (;;) {
+    size_t n = mcr_threads_snapshot(reg, cap);
+    if (n <= cap) {
+      nreg = n;
+      break;
+    }
+    cap = n + 16;
+    if (!(reg = arena_alloc(a, cap * sizeof(*reg))))
+      return -1;
+  }
+  if (nreg)
+    qsort(reg, nreg, sizeof(*reg), cmp_tid);
+
+  /* every task of the process, matched with the registry */
+  d = opendir("/proc/self/task");
+  if (d) {
+    size_t ntasks = 0, tcap = 0;
+    Mcr__Control__ThreadInfo **list = NULL;
+    while ((de = readdir(d))) {
+      char *end;
+      long tid = strtol(de->d_name, &end, 10);
+      struct mcr_thread_info key, *t;
+      if (de->d_name[0] < '0' || de->d_name[0] > '9' || *end || tid == control_tid)
+        continue;
+      key.tid = (pid_t)tid;
+      t = nreg ? bsearch(&key, reg, nreg, sizeof(*reg), cmp_tid) : NULL;
+      if (ntasks == tcap) {
+        size_t ncap = tcap ? tcap * 2 : 32;
+        Mcr__Control__ThreadInfo **nl = arena_alloc(a, ncap * sizeof(*nl));
+        if (!nl)
+          break;
+        if (ntasks)
+          memcpy(nl, list, ntasks * sizeof(*nl));
+        list = nl;
+        tcap = ncap;
+      }
+      if (!(list[ntasks] = thread_entry(a, &sym, (pid_t)tid, t)))
+        break;
+      ntasks++;
+    }
+    closedir(d);
+    st->threads = list;
+    st->n_threads = ntasks;
+  }
+  mcr_symbolizer_close(&sym);
+  if (a->failed)
+    return -1;
+  rep->kind_case = MCR__CONTROL__REPLY__KIND_STATUS;
+  rep->status = st;
+  return 0;
+}
+
+/* ---- dispatch ---- */
+
+static const struct handler {
+  Mcr__Control__Request__KindCase kind;
+  int (*run)(struct arena *a, const Request *req, Reply *rep);
+} handlers[] = {
+    {MCR__CONTROL__REQUEST__KIND_STATUS, handle_status},
+};
+
+static void set_error(struct arena *a, Reply *rep, Mcr__Control__Error__Code code,
+                      const char *msg)
+{
+  static Mcr__Control__Error fallback = MCR__CONTROL__ERROR__INIT;
+  Mcr__Control__Error *e = arena_alloc(a, sizeof(*e));
+
+  if (!e) {
+    e = &fallback; /* out of memory: a reply without text */
+  } else {
+    mcr__control__error__init(e);
+    e->message = arena_str(a, msg);
+  }
+  e->has_code = 1;
+  e->code = code;
+  rep->kind_case = MCR__CONTROL__REPLY__KIND_ERROR;
+  rep->error = e;
+}
+
+/* ---- the connection ---- */
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+  while (n) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* 1 read, 0 end of stream before any byte, -1 error or short read */
+static int read_all(int fd, unsigned char *p, size_t n)
+{
+  size_t got = 0;
+
+  while (got < n) {
+    ssize_t r = recv(fd, p + got, n - got, 0);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return r == 0 && got == 0 ? 0 : -1;
+    got += (size_t)r;
+  }
+  return 1;
+}
+
+static int send_reply(int fd, Reply *rep)
+{
+  size_t n = mcr__control__reply__get_packed_size(rep);
+  unsigned char *buf = malloc(n + 4);
+  int rc;
+
+  if (!buf)
+    return -1;
+  mcr_control_put_len(buf, (uint32_t)n);
+  mcr__control__reply__pack(rep, buf + 4);
+  rc = write_all(fd, buf, n + 4);
+  free(buf);
+  return rc;
+}
+
+/* Serves one request; returns 0 to go on with the connection, -1 to close it. */
+static int serve_one(int fd)
+{
+  unsigned char hdr[4], *body = NULL;
+  Reply rep = MCR__CONTROL__REPLY__INIT;
+  struct arena a = {0};
+  Request *req = NULL;
+  uint32_t len;
+  int rc = -1;
+
+  if (read_all(fd, hdr, 4) != 1)
+    return -1;
+  rep.has_protocol = 1;
+  rep.protocol = MCR_CONTROL_PROTOCOL;
+  len = mcr_control_get_len(hdr);
+  if (len > MCR_CONTROL_MAX_REQUEST) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "request of %u bytes is over the limit of %u", len,
+             (unsigned)MCR_CONTROL_MAX_REQUEST);
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__TOO_LARGE, msg);
+    send_reply(fd, &rep);
+    goto out; /* the rest of the stream cannot be framed: close */
+  }
+  body = malloc(len ? len : 1);
+  if (!body || read_all(fd, body, len) != 1)
+    goto out;
+  req = mcr__control__request__unpack(NULL, len, body);
+  if (!req) {
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__MALFORMED, "request does not decode");
+    send_reply(fd, &rep);
+    goto out;
+  }
+  rc = 0;
+  for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+    if (handlers[i].kind == req->kind_case) {
+      if (handlers[i].run(&a, req, &rep) != 0) {
+        rep.kind_case = MCR__CONTROL__REPLY__KIND__NOT_SET;
+        arena_free(&a);
+        set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
+      }
+      break;
+    }
+  if (rep.kind_case == MCR__CONTROL__REPLY__KIND__NOT_SET)
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__UNSUPPORTED,
+              "unknown request (a newer mcr-ctl than this runtime?)");
+  if (send_reply(fd, &rep) != 0)
+    rc = -1;
+out:
+  if (req)
+    mcr__control__request__free_unpacked(req, NULL);
+  free(body);
+  arena_free(&a);
+  return rc;
+}
+
+static void serve(int fd)
+{
+  struct ucred cred;
+  socklen_t clen = sizeof(cred);
+  struct timeval tv = {.tv_sec = IO_TIMEOUT_SEC};
+
+  /* only our own uid, or root */
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) || clen != sizeof(cred) ||
+      (cred.uid != 0 && cred.uid != geteuid() && cred.uid != getuid()))
+    return;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  while (serve_one(fd) == 0)
+    ;
+}
+
+/* ---- the socket and the thread ---- */
+
+static int open_socket(void)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct rlimit rl;
+  struct stat sb;
+  int fd, n;
+
+  n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, MCR_CONTROL_NAME, (int)getpid());
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) ||
+      listen(fd, 8) || fstat(fd, &sb)) {
+    close(fd);
+    return -1;
+  }
+  /* out of the low numbers the server hands out (and expects) itself */
+  if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur > FD_FLOOR + 64) {
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
+    if (high >= 0) {
+      close(fd);
+      fd = high;
+    }
+  }
+  listen_dev = sb.st_dev;
+  listen_ino = sb.st_ino;
+  listen_fd = fd;
+  return 0;
+}
+
+/* Whether listen_fd is still our socket (a daemon may have closed it, and the
+ * number may now be one of the server's own files). */
+static int socket_is_ours(void)
+{
+  struct stat sb;
+
+  return listen_fd >= 0 && !fstat(listen_fd, &sb) && sb.st_dev == listen_dev &&
+         sb.st_ino == listen_ino;
+}
+
+static void *control_main(void *arg)
+{
+  (void)arg;
+  control_tid = gettid();
+  pthread_setname_np(pthread_self(), "mcr-control");
+  for (;;) {
+    int c;
+    if (!socket_is_ours()) {
+      /* the number is not ours any more: never touch it; make a new socket */
+      listen_fd = -1;
+      if (open_socket() != 0)
+        return NULL;
+    }
+    c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        sleep(1); /* out of descriptors or memory: do not spin */
+      continue;
+    }
+    client_fd = c;
+    serve(c);
+    client_fd = -1;
+    close(c);
+  }
+  return NULL;
+}
+
+static void start(void)
+{
+  pthread_t t;
+  const char *env = getenv("MCR_CONTROL");
+
+  control_tid = 0;
+  clock_gettime(CLOCK_MONOTONIC, &started);
+  if (env && !strcmp(env, "off"))
+    return;
+  if (open_socket() != 0)
+    return;
+  if (mcr_threads_start_internal(&t, control_main, NULL) != 0) {
+    close(listen_fd);
+    listen_fd = -1;
+    return;
+  }
+  pthread_detach(t);
+}
+
+/* In the child of fork. The child has one thread (the one that forked), so it is
+ * safe to create one here as far as glibc goes (its thread list and locks have been
+ * reset before handlers run); a child that goes on to exec loses it anyway. The
+ * heap's and the registry's child handlers were registered earlier and have run. */
+static void control_fork_child(void)
+{
+  if (listen_fd >= 0 && socket_is_ours())
+    close(listen_fd); /* the parent's socket: the parent keeps serving on it */
+  listen_fd = -1;
+  if (client_fd >= 0)
+    close(client_fd); /* a connection the parent was serving */
+  client_fd = -1;
+  start();
+}
+
+__attribute__((constructor(201))) static void control_init(void)
+{
+  free(malloc(1)); /* the heap's fork handlers first (see threads.c) */
+  pthread_atfork(NULL, NULL, control_fork_child);
+  start();
+}

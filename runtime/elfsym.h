@@ -1,0 +1,46 @@
+/*
+ * elfsym.h - function names for addresses, from an ELF file's own symbol table.
+ *
+ * dladdr only sees exported (.dynsym) symbols; a server's static functions are in
+ * .symtab, which is not loaded into memory. This reads the file (mapped read-only,
+ * nothing allocated on the heap), bounds-checks everything it reads, and finds the
+ * function symbol that contains an address. Falls back to .dynsym when the file was
+ * stripped.
+ */
+#ifndef MCR_ELFSYM_H
+#define MCR_ELFSYM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mcr_elfsym {
+  const unsigned char *map; /* the whole file, or NULL */
+  size_t size;
+  const unsigned char *syms; /* Elf64_Sym array inside map */
+  size_t nsyms;
+  const char *strtab; /* its string table, inside map */
+  size_t strsz;
+};
+
+/* Maps path and finds its symbol table; returns 0 or -1 (s is then empty). */
+int mcr_elfsym_open(struct mcr_elfsym *s, const char *path);
+void mcr_elfsym_close(struct mcr_elfsym *s);
+
+/* The name of the function symbol whose [value, value + size) contains the
+ * link-time address vaddr (for the nearest preceding one when sizes are 0), or
+ * NULL. The name points into the mapping. */
+const char *mcr_elfsym_lookup(const struct mcr_elfsym *s, uint64_t vaddr);
+
+/* Symbolizes an address of this process: finds the loaded object that contains
+ * it (dl_iterate_phdr), looks it up in that object's file, and writes the function
+ * name, or "OBJECT+0xOFFSET", or "?" into buf. cache (zeroed by the caller, closed
+ * with mcr_symbolizer_close) keeps the last file open across calls. */
+struct mcr_symbolizer {
+  struct mcr_elfsym sym;
+  char path[512];
+  int ok;
+};
+void mcr_symbolize(struct mcr_symbolizer *c, uintptr_t addr, char *buf, size_t len);
+void mcr_symbolizer_close(struct mcr_symbolizer *c);
+
+#endif /* MCR_ELFSYM_H */

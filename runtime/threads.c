@@ -1,0 +1,316 @@
+/*
+ * threads.c - the thread registry and the pthread_create interposer; see threads.h.
+ *
+ * The registry is one array of slots reserved at first use (MAP_NORESERVE: only the
+ * pages that hold slots in use are committed), so its memory is bounded whatever
+ * the program does; a thread created while it is full runs untracked and is
+ * counted. A mutex guards it: thread creation and exit are rare next to the work
+ * threads do, and status requests only copy it out. The lock is held across fork
+ * so the child finds it consistent; in the child only the forking thread remains.
+ *
+ * Creation stacks are captured with libunwind's unw_backtrace, loaded with
+ * dlopen(RTLD_LOCAL) on first use rather than linked: linked, libunwind.so.8 would
+ * put its _Unwind_* and backtrace definitions into the program's global symbol
+ * scope ahead of libgcc_s and libc. Without libunwind, glibc's backtrace is used.
+ */
+#define _GNU_SOURCE
+#include "threads.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <execinfo.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "elfsym.h"
+
+#define MAX_THREADS 8192
+
+enum slot_state { SLOT_FREE, SLOT_STARTING, SLOT_LIVE };
+
+struct slot {
+  enum slot_state state;
+  struct mcr_thread_info info;
+  void *(*fn)(void *); /* the start routine and its argument, for the trampoline */
+  void *arg;
+};
+
+typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+typedef int (*backtrace_fn)(void **, int);
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot *slots;   /* MAX_THREADS, mapped at first use */
+static unsigned high;        /* slots [0, high) have been used */
+static unsigned nlive;
+static unsigned untracked;
+static pthread_key_t exit_key;
+static int reg_ok;           /* slots mapped and exit_key created */
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+static create_fn real_create;
+static backtrace_fn unwind;
+static pthread_once_t unwind_once = PTHREAD_ONCE_INIT;
+
+static uint64_t now_us(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void release(struct slot *s)
+{
+  pthread_mutex_lock(&reg_lock);
+  if (s->state == SLOT_LIVE)
+    nlive--;
+  s->state = SLOT_FREE;
+  pthread_mutex_unlock(&reg_lock);
+}
+
+/* Runs at thread exit (return, pthread_exit, cancellation). */
+static void on_exit_key(void *p)
+{
+  release(p);
+}
+
+static void fork_prepare(void)
+{
+  pthread_mutex_lock(&reg_lock);
+}
+
+static void fork_parent(void)
+{
+  pthread_mutex_unlock(&reg_lock);
+}
+
+/* The child has one thread, the one that called fork: keep its slot only. */
+static void fork_child(void)
+{
+  struct slot *mine = reg_ok ? pthread_getspecific(exit_key) : NULL;
+
+  nlive = 0;
+  for (unsigned i = 0; i < high; i++) {
+    if (&slots[i] == mine && slots[i].state == SLOT_LIVE) {
+      slots[i].info.tid = gettid();
+      slots[i].info.pthread = (uintptr_t)pthread_self();
+      nlive = 1;
+    } else {
+      slots[i].state = SLOT_FREE;
+    }
+  }
+  untracked = 0;
+  pthread_mutex_init(&reg_lock, NULL);
+}
+
+static void reg_init(void)
+{
+  void *m = mmap(NULL, MAX_THREADS * sizeof(struct slot), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED)
+    return;
+  if (pthread_key_create(&exit_key, on_exit_key) != 0) {
+    munmap(m, MAX_THREADS * sizeof(struct slot));
+    return;
+  }
+  slots = m;
+  reg_ok = 1;
+  /* malloc first: the heap registers its own fork handlers on first use, and
+   * pthread_atfork may allocate. The heap's child handler then runs before ours. */
+  free(malloc(1));
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static struct slot *reserve_slot(void)
+{
+  struct slot *s = NULL;
+
+  pthread_once(&reg_once, reg_init);
+  if (!reg_ok)
+    return NULL;
+  pthread_mutex_lock(&reg_lock);
+  for (unsigned i = 0; i < high; i++)
+    if (slots[i].state == SLOT_FREE) {
+      s = &slots[i];
+      break;
+    }
+  if (!s && high < MAX_THREADS)
+    s = &slots[high++];
+  if (s)
+    s->state = SLOT_STARTING;
+  else
+    untracked++;
+  pthread_mutex_unlock(&reg_lock);
+  return s;
+}
+
+static void publish(struct slot *s)
+{
+  pthread_mutex_lock(&reg_lock);
+  s->state = SLOT_LIVE;
+  nlive++;
+  pthread_mutex_unlock(&reg_lock);
+  pthread_setspecific(exit_key, s);
+}
+
+static void unwind_init(void)
+{
+  void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
+  backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
+  unwind = f ? f : backtrace;
+}
+
+static void resolve_create(void)
+{
+  if (!real_create)
+    real_create = (create_fn)dlsym(RTLD_NEXT, "pthread_create");
+}
+
+static void *mcr_thread_trampoline(void *p)
+{
+  struct slot *s = p;
+  void *(*fn)(void *) = s->fn;
+  void *arg = s->arg;
+
+  s->info.tid = gettid();
+  s->info.pthread = (uintptr_t)pthread_self();
+  publish(s);
+  return fn(arg);
+}
+
+/* Keeps the frames from ra (the return address into pthread_create's caller)
+ * outward: whatever the unwinder reports for itself and for us is dropped. */
+__attribute__((noinline)) static unsigned capture(uintptr_t ra, uintptr_t *frames, unsigned max)
+{
+  void *buf[MCR_THREAD_FRAMES + 8];
+  int n, first = 0;
+
+  pthread_once(&unwind_once, unwind_init);
+  n = unwind(buf, MCR_THREAD_FRAMES + 8);
+  for (int i = 0; i < n && i < 8; i++)
+    if ((uintptr_t)buf[i] == ra) {
+      first = i;
+      break;
+    }
+  n -= first;
+  if (n < 0)
+    n = 0;
+  if ((unsigned)n > max)
+    n = (int)max;
+  for (int i = 0; i < n; i++)
+    frames[i] = (uintptr_t)buf[first + i];
+  return (unsigned)n;
+}
+
+__attribute__((noinline)) int pthread_create(pthread_t *t, const pthread_attr_t *attr,
+                                             void *(*fn)(void *), void *arg)
+{
+  struct slot *s;
+  int rc;
+
+  resolve_create();
+  if (!real_create)
+    return EAGAIN;
+  s = reserve_slot();
+  if (!s)
+    return real_create(t, attr, fn, arg);
+  memset(&s->info, 0, sizeof(s->info));
+  s->fn = fn;
+  s->arg = arg;
+  s->info.start = (uintptr_t)fn;
+  s->info.created_us = now_us();
+  s->info.nframes = capture((uintptr_t)__builtin_return_address(0), s->info.frames,
+                            MCR_THREAD_FRAMES);
+  rc = real_create(t, attr, mcr_thread_trampoline, s);
+  if (rc != 0)
+    release(s);
+  return rc;
+}
+
+int mcr_threads_start_internal(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+  sigset_t all, old;
+  int rc;
+
+  resolve_create();
+  if (!real_create)
+    return EAGAIN;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = real_create(t, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+size_t mcr_threads_snapshot(struct mcr_thread_info *out, size_t max)
+{
+  size_t n = 0;
+
+  pthread_once(&reg_once, reg_init);
+  if (!reg_ok)
+    return 0;
+  pthread_mutex_lock(&reg_lock);
+  for (unsigned i = 0; i < high; i++) {
+    if (slots[i].state != SLOT_LIVE)
+      continue;
+    if (n < max)
+      out[n] = slots[i].info;
+    n++;
+  }
+  pthread_mutex_unlock(&reg_lock);
+  return n;
+}
+
+unsigned mcr_threads_untracked(void)
+{
+  return __atomic_load_n(&untracked, __ATOMIC_RELAXED);
+}
+
+void mcr_threads_class(struct mcr_symbolizer *sym, const struct mcr_thread_info *t, char *buf,
+                       size_t len)
+{
+  char names[MCR_THREAD_FRAMES][128];
+  unsigned n = 0;
+  size_t used = 0;
+
+  if (len)
+    buf[0] = '\0';
+  if (t->is_main) {
+    snprintf(buf, len, "main");
+    return;
+  }
+  /* innermost first; stop at main or at our trampoline (a thread created by a
+   * thread: its stack up to that thread's start routine) */
+  for (unsigned i = 0; i < t->nframes && n < MCR_THREAD_FRAMES; i++) {
+    /* a return address may be one past its call's function: look up addr - 1 */
+    mcr_symbolize(sym, t->frames[i] - 1, names[n], sizeof(names[n]));
+    if (!strcmp(names[n], "mcr_thread_trampoline"))
+      break;
+    if (!strcmp(names[n++], "main"))
+      break;
+  }
+  for (unsigned i = n; i-- > 0;) {
+    int w = snprintf(buf + used, len - used, "%s%s", names[i], i ? " > " : "");
+    if (w < 0 || (size_t)w >= len - used)
+      break;
+    used += (size_t)w;
+  }
+}
+
+/* The main thread, before main() runs. */
+__attribute__((constructor(200))) static void threads_init(void)
+{
+  struct slot *s = reserve_slot();
+
+  if (!s)
+    return;
+  memset(&s->info, 0, sizeof(s->info));
+  s->info.is_main = 1;
+  s->info.tid = gettid();
+  s->info.pthread = (uintptr_t)pthread_self();
+  s->info.created_us = now_us();
+  publish(s);
+}
