@@ -134,7 +134,7 @@ int cmd_status(int argc, char **argv)
       }
       if (ctl_parse_timeout(v, &timeout_ms))
         return CTL_EXIT_USAGE;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
+    } else if (argv[i][0] == '-' && argv[i][1] && !(argv[i][1] >= '0' && argv[i][1] <= '9')) {
       ctl_err("status: unknown option '%s' (see mcr-ctl status --help)", argv[i]);
       return CTL_EXIT_USAGE;
     } else if (pid_arg) {

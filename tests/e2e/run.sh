@@ -8,8 +8,70 @@ src=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$src/../.." && pwd)
 mcc="$build/bin/mcr-clang"
 work=$(mktemp -d "${TMPDIR:-/tmp}/mcr-e2e-$test.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+pids=() # processes a test started: killed on the way out, however it ends
+cleanup() {
+  exec 2>/dev/null # no "Killed" notices
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 inc=(-I"$top/runtime" -I"$top/runtime/include" -I"$src")
+
+# ---- helpers of the control-socket tests ----
+ctl="$build/bin/mcr-ctl"
+# Builds threads.c with mcr-clang, linked with an uninstrumented library.
+build_threads() {
+  chmod 755 "$work"
+  clang-16 -O2 -fPIC -shared -o "$work/libthreadlib.so" "$src/threadlib.c"
+  "$mcc" -O2 -Wall -o "$work/threads" "$src/threads.c" -L"$work" -lthreadlib -Wl,-rpath,"$work"
+}
+# wait_file FILE: until it exists (5 s at most)
+wait_file() {
+  for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.05; done
+  echo "FAIL: $1 did not appear"; exit 1
+}
+# start_threads MODE [ARGS...]: runs the test program, sets $tpid once it is ready
+start_threads() {
+  local mode=$1; shift
+  rm -f "$work/ready"
+  "$work/threads" "$mode" "$work/ready" "$@" >"$work/out.log" 2>"$work/err.log" &
+  pids+=($!)
+  wait_file "$work/ready"
+  tpid=$(cat "$work/ready")
+  pids+=("$tpid")
+}
+# check_json FILE PYTHON-EXPR: the expression over s (the status object) must hold
+check_json() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+th = s["threads"]
+classes = sorted(t["class"] for t in th)
+ok = eval(sys.argv[2])
+print(("ok: " if ok else "FAIL: ") + sys.argv[2])
+if not ok:
+    print(json.dumps(s, indent=1))
+sys.exit(0 if ok else 1)
+PY
+}
+# no_noise: the runtime wrote nothing on the program's stdout or stderr
+no_noise() {
+  if [ -s "$work/out.log" ] || [ -s "$work/err.log" ]; then
+    echo "FAIL: the program's output is not empty:"; cat "$work/out.log" "$work/err.log"; exit 1
+  fi
+  echo "ok: nothing on the program's stdout/stderr"
+}
+# expect_refusal WHAT PATTERN CMD...: exit 2, one line on stderr matching PATTERN
+expect_refusal() {
+  local what=$1 pat=$2 rc=0; shift 2
+  timeout 20 "$@" >"$work/o" 2>"$work/e" || rc=$?
+  if [ "$rc" = 2 ] && [ "$(wc -l <"$work/e")" = 1 ] && grep -qE "$pat" "$work/e" && [ ! -s "$work/o" ]; then
+    echo "ok: $what: $(cat "$work/e")"
+  else
+    echo "FAIL: $what: exit $rc, stderr:"; cat "$work/e"; echo "stdout:"; cat "$work/o"; exit 1
+  fi
+}
 
 case "$test" in
   tags|layout)
@@ -59,6 +121,140 @@ case "$test" in
     expect "char []" "kvstore.c:90 set" 39
     expect "struct entry *[]" "kvstore.c:204 main" 1
     exit $fail
+    ;;
+  threads-pool)
+    # 3 pool threads + 1 started inside an uninstrumented library + main: all
+    # five listed, with their creators; the control thread is not.
+    build_threads
+    start_threads pool
+    timeout 10 "$ctl" status --json "$tpid" > "$work/s.json"
+    check_json "$work/s.json" 's["pid"] == '"$tpid"' and len(th) == 5'
+    check_json "$work/s.json" 'classes == ["main", "main > lib_start_worker", "main > start_pool", "main > start_pool", "main > start_pool"]'
+    check_json "$work/s.json" 'sorted(t["start_routine"] for t in th) == ["lib_worker", "main", "pool_worker", "pool_worker", "pool_worker"]'
+    check_json "$work/s.json" 'all(t["registered"] and t["state"] in "SR" for t in th)'
+    check_json "$work/s.json" 'not any(t["name"] == "mcr-control" for t in th)'
+    [ "$(ls /proc/"$tpid"/task | wc -l)" = 6 ] && echo "ok: the process has 6 tasks (5 + control)" || { echo "FAIL: tasks: $(ls /proc/"$tpid"/task | wc -l)"; exit 1; }
+    check_json "$work/s.json" 's["program"].endswith("/threads")'
+    timeout 10 "$ctl" status "$tpid" > "$work/s.txt"
+    cat "$work/s.txt"
+    grep -q "pool_worker  *main > start_pool" "$work/s.txt" || { echo "FAIL: human output"; exit 1; }
+    no_noise
+    ;;
+  threads-exit)
+    # Threads that end (return, pthread_exit, cancellation) leave the list.
+    build_threads
+    start_threads exit "$work/go"
+    timeout 10 "$ctl" status --json "$tpid" > "$work/s1.json"
+    check_json "$work/s1.json" 'len(th) == 8 and sorted(t["start_routine"] for t in th)[:3] == ["ends_by_cancel", "ends_by_exit", "ends_by_return"]'
+    check_json "$work/s1.json" 'classes.count("main > start_short_lived") == 3'
+    touch "$work/go"
+    wait_file "$work/ready.joined"
+    timeout 10 "$ctl" status --json "$tpid" > "$work/s2.json"
+    check_json "$work/s2.json" 'len(th) == 5 and not any(t["start_routine"].startswith("ends_by") for t in th)'
+    no_noise
+    ;;
+  threads-fork)
+    # A daemon: the parent exits, the child has its own control socket.
+    build_threads
+    start_threads daemon
+    timeout 10 "$ctl" status --json "$tpid" > "$work/s.json"
+    check_json "$work/s.json" 's["pid"] == '"$tpid"' and len(th) == 2'
+    check_json "$work/s.json" 'classes == ["main", "main > start_in_child"]'
+    check_json "$work/s.json" '[t["tid"] for t in th if t["class"] == "main"] == ['"$tpid"']'
+    grep -q "@mcr/$tpid\$" /proc/net/unix && echo "ok: @mcr/$tpid is listening" || { echo "FAIL: no @mcr/$tpid"; exit 1; }
+    no_noise
+    ;;
+  status-errors)
+    # mcr-ctl status refuses, with one line and exit 2, what it cannot do.
+    expect_refusal "missing PID" "missing PID" "$ctl" status
+    expect_refusal "bad PID" "not a process id" "$ctl" status 12x
+    expect_refusal "negative PID" "not a process id" "$ctl" status -5
+    expect_refusal "no such process" "no process 2147483647" "$ctl" status 2147483647
+    sleep 100 >/dev/null 2>&1 &
+    pids+=($!)
+    expect_refusal "not an mcr program" "no mcr control socket.*not built with mcr-clang" "$ctl" status $!
+    expect_refusal "unknown option" "unknown option" "$ctl" status --bogus 1
+    expect_refusal "bad timeout" "bad --timeout" "$ctl" status --timeout x 1
+    # a stopped process: no reply in time
+    build_threads
+    start_threads pool
+    kill -STOP "$tpid"
+    expect_refusal "stopped process" "no reply from process $tpid within 0.5 s" "$ctl" status --timeout 0.5 "$tpid"
+    kill -CONT "$tpid"
+    timeout 10 "$ctl" status "$tpid" >/dev/null || { echo "FAIL: no answer after SIGCONT"; exit 1; }
+    echo "ok: answers again after SIGCONT"
+    # another user's process: refused by the peer-credential check
+    if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+      nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+      expect_refusal "root's process, asked by nobody" "belongs to another user \(uid 0\)" "${nobody[@]}" "$ctl" status "$tpid"
+      mkdir -m 777 "$work/nb"
+      "${nobody[@]}" "$work/threads" pool "$work/nb/ready" >/dev/null 2>&1 &
+      pids+=($!)
+      wait_file "$work/nb/ready"
+      npid=$(cat "$work/nb/ready"); pids+=("$npid")
+      timeout 10 "${nobody[@]}" "$ctl" status --json "$npid" > "$work/n.json"
+      check_json "$work/n.json" 'len(th) == 5'
+      timeout 10 "$ctl" status --json "$npid" > "$work/n2.json"
+      check_json "$work/n2.json" 'len(th) == 5'
+      echo "ok: nobody's process answers nobody and root"
+    else
+      echo "skip: another user's process (needs root, setpriv and user nobody)"
+    fi
+    ;;
+  control-garbage)
+    # Garbage, oversized lengths, stalled and half-sent requests: the client is
+    # answered with an error or closed, and the server keeps serving.
+    build_threads
+    start_threads pool
+    python3 - "$tpid" <<'PY'
+import socket, struct, sys, time
+pid = sys.argv[1]
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect("\0mcr/" + pid)
+    return s
+def drain(s):
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return data
+        data += b
+def check(what, ok):
+    print(("ok: " if ok else "FAIL: ") + what)
+    if not ok:
+        sys.exit(1)
+s = conn(); s.sendall(struct.pack("<I", 0x7fffffff)); d = drain(s)
+check("oversized length: error reply then close", len(d) > 4 and struct.unpack("<I", d[:4])[0] == len(d) - 4 and b"over the limit" in d)
+s = conn(); s.sendall(struct.pack("<I", 8) + b"\xff" * 8); d = drain(s)
+check("garbage body: error reply then close", b"does not decode" in d)
+s = conn(); s.sendall(struct.pack("<I", 2) + b"\x72\x00"); d = s.recv(4)
+n = struct.unpack("<I", d)[0]; body = s.recv(n)
+check("unknown request kind: error reply, connection kept", b"unknown request" in body)
+s.sendall(struct.pack("<I", 2) + b"\x0a\x00"); d = s.recv(4)
+check("a status request on the same connection is answered", len(d) == 4)
+s.close()
+s = conn(); s.sendall(b"\x10\x00"); s.close()  # half a length prefix
+s = conn(); s.sendall(struct.pack("<I", 100) + b"abc"); s.close()  # half a body
+s = conn(); s.sendall(b"\x00" * 4); d = s.recv(4); body = s.recv(struct.unpack("<I", d)[0])
+check("empty request: unknown request", b"unknown request" in body)
+PY
+    timeout 10 "$ctl" status --json "$tpid" > "$work/s.json"
+    check_json "$work/s.json" 'len(th) == 5'
+    # a client that connects and says nothing holds the control thread at most 5 s
+    python3 -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect("\0mcr/"+sys.argv[1]); time.sleep(30)' "$tpid" &
+    pids+=($!)
+    sleep 0.3
+    start=$(date +%s)
+    timeout 20 "$ctl" status --timeout 15 --json "$tpid" > "$work/s2.json"
+    check_json "$work/s2.json" 'len(th) == 5'
+    took=$(( $(date +%s) - start ))
+    [ "$took" -le 8 ] || { echo "FAIL: the stalled client held the control thread $took s"; exit 1; }
+    echo "ok: answered after a stalled client in $took s"
+    kill -0 "$tpid" || { echo "FAIL: the server died"; exit 1; }
+    echo "ok: the server still runs"
+    no_noise
     ;;
   *)
     echo "run.sh: unknown test '$test'" >&2
