@@ -37,7 +37,7 @@
 #endif
 
 #define IO_TIMEOUT_SEC 5
-#define FD_FLOOR 900 /* the socket is moved up here, out of the server's way */
+#define FD_FLOOR 900 /* our descriptors move up here (or to 7/8 of RLIMIT_NOFILE) */
 
 typedef Mcr__Control__Request Request;
 typedef Mcr__Control__Reply Reply;
@@ -408,29 +408,45 @@ static void serve(int fd)
 
 /* ---- the socket and the thread ---- */
 
+/* Moves fd to a high number, out of the range the server hands out (and expects:
+ * programs close 0-2 and count on the next open landing there). Returns the new
+ * descriptor, fd itself when there is no room up there, or -1 (fd closed) when fd
+ * would stay in 0-2. */
+static int move_high(int fd)
+{
+  struct rlimit rl;
+  rlim_t floor = FD_FLOOR;
+  int high;
+
+  if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur - rl.rlim_cur / 8 < floor)
+    floor = rl.rlim_cur - rl.rlim_cur / 8;
+  if ((rlim_t)fd < floor && (high = fcntl(fd, F_DUPFD_CLOEXEC, (int)floor)) >= 0) {
+    close(fd);
+    return high;
+  }
+  if (fd <= STDERR_FILENO) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static int open_socket(void)
 {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  struct rlimit rl;
   struct stat sb;
   int fd, n;
 
   n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, MCR_CONTROL_NAME, (int)getpid());
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
+  /* non-blocking: the thread waits in poll, not in accept (see control_main) */
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || (fd = move_high(fd)) < 0)
     return -1;
   if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) ||
       listen(fd, 8) || fstat(fd, &sb)) {
     close(fd);
     return -1;
-  }
-  /* out of the low numbers the server hands out (and expects) itself */
-  if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur > FD_FLOOR + 64) {
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
-    if (high >= 0) {
-      close(fd);
-      fd = high;
-    }
   }
   listen_dev = sb.st_dev;
   listen_ino = sb.st_ino;
@@ -448,20 +464,37 @@ static int socket_is_ours(void)
          sb.st_ino == listen_ino;
 }
 
+/* The thread waits in poll, never blocked in accept: Linux reserves the lowest
+ * free descriptor number when accept is called, not when a client arrives, so a
+ * thread parked in accept would hold a number the program expects to get itself
+ * (a program that closes fd 1 and accepts, expecting 1, gets 3). accept4 is only
+ * called once a client is waiting, and its descriptor is moved up at once. */
 static void *control_main(void *arg)
 {
   (void)arg;
   control_tid = gettid();
   pthread_setname_np(pthread_self(), "mcr-control");
   for (;;) {
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
     int c;
     if (!socket_is_ours()) {
-      /* the number is not ours any more: never touch it; make a new socket */
+      /* The program closed our descriptor (a daemon closing everything, a
+       * program making room for its own fds): the number may be one of its own
+       * files now, so never touch it again, and take no new descriptor behind
+       * its back either. No control socket from here on. */
       listen_fd = -1;
-      if (open_socket() != 0)
-        return NULL;
+      return NULL;
     }
+    if (poll(&p, 1, -1) < 0) {
+      if (errno != EINTR)
+        sleep(1);
+      continue;
+    }
+    if (!socket_is_ours())
+      continue;
     c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c >= 0)
+      c = move_high(c); /* it took the lowest free number meanwhile */
     if (c < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
         sleep(1); /* out of descriptors or memory: do not spin */

@@ -201,6 +201,24 @@ case "$test" in
       echo "skip: another user's process (needs root, setpriv and user nobody)"
     fi
     ;;
+  control-fds)
+    # The runtime keeps out of the program's descriptor numbers: its socket sits
+    # high, and its idle thread holds no number (a thread parked in accept would).
+    build_threads
+    rm -f "$work/ready"
+    "$work/threads" fds "$work/ready" 2>"$work/err.log" &
+    pids+=($!)
+    wait_file "$work/ready"
+    read -r fpid verdict rest < "$work/ready"
+    [ "$verdict" = ok ] || { echo "FAIL: the program got descriptors $rest"; exit 1; }
+    echo "ok: the program's opens got the lowest free numbers (then 1 after closing 1)"
+    case "$(readlink /proc/"$fpid"/fd/900)" in
+      socket:*) echo "ok: the control socket is descriptor 900" ;;
+      *) echo "FAIL: descriptor 900 is not the control socket: $(ls -l /proc/"$fpid"/fd)"; exit 1 ;;
+    esac
+    timeout 10 "$ctl" status "$fpid" >/dev/null
+    echo "ok: status answers"
+    ;;
   control-garbage)
     # Garbage, oversized lengths, stalled and half-sent requests: the client is
     # answered with an error or closed, and the server keeps serving.

@@ -7,7 +7,11 @@
  *                           joins them and writes "joined" into READY.joined
  *   threads daemon READY    forks; the parent exits, the child starts a thread
  *                           and writes its pid into READY
+ *   threads fds READY       once the control thread is idle, the program's next
+ *                           descriptors are the lowest free ones (then 1 after
+ *                           closing 1); writes "PID ok" or "PID bad ..." into READY
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +109,20 @@ int main(int argc, char **argv)
 
   if (argc < 3)
     return 2;
+  if (!strcmp(argv[1], "fds")) {
+    int a, b, want = 0;
+    usleep(300000); /* the control thread is parked by now */
+    while (fcntl(want, F_GETFD) >= 0) /* the lowest number not in use */
+      want++;
+    a = open("/dev/null", O_RDONLY);
+    close(STDOUT_FILENO);
+    b = open("/dev/null", O_WRONLY);
+    snprintf(buf, sizeof(buf), a == want && b == 1 ? "%d ok\n" : "%d bad %d %d (wanted %d, 1)\n",
+             (int)getpid(), a, b, want);
+    write_file(argv[2], buf);
+    for (;;)
+      sleep(1);
+  }
   if (!strcmp(argv[1], "daemon")) {
     pid_t p = fork();
     if (p < 0)
