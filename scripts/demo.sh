@@ -44,16 +44,20 @@ exec 3<>"/dev/tcp/127.0.0.1/$port"
 for i in $(seq 1 5); do printf 'SET key%d value-%d\n' "$i" "$i" >&3; done
 printf 'GET key3\nCOUNT\nSTATS\n' >&3
 for _ in $(seq 8); do read -r -t 5 line <&3 && echo "kvstore> $line"; done
+
+step "6. ask the running server about itself (its control socket)"
+echo "\$ mcr-ctl status $pid"
+"$build/bin/mcr-ctl" status "$pid"
 exec 3<&-
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
-step "6. its live heap when it stopped, by allocation site and type (MCR_HEAP_CENSUS)"
+step "7. its live heap when it stopped, by allocation site and type (MCR_HEAP_CENSUS)"
 cat "$work/census.txt"
 
 cat <<EOT
 
 Done. The server ran on mcr's runtime: every heap object it allocated carries the
-type tag of its allocation site (step 6 counted them from the tags), which is what a
+type tag of its allocation site (step 7 counted them from the tags), which is what a
 live update will use to move its state to a new version. (Live update itself arrives with the coordinator: see
 README.md, "Status".)
 EOT
