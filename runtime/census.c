@@ -40,11 +40,9 @@ static int count_object(const struct mcr_object *o, void *arg) {
 static void describe(uint32_t tag, char *type, size_t tlen, char *where, size_t wlen) {
   snprintf(type, tlen, "<untyped>");
   snprintf(where, wlen, "-");
-  struct mcr_site *s = mcr_site_by_id(tag);
   struct mcr_typetab tt;
   struct mcr_site_rec r;
-  if (!s || mcr_typetab_open(&tt, s->blob, s->blob->total_size, NULL) != 0 ||
-      mcr_typetab_site(&tt, s->index, &r) != 0)
+  if (mcr_site_record(tag, &tt, &r) != 0)
     return;
   if (r.type == MCR_NO_TYPE ||
       mcr_type_render_shape(&tt, r.type, r.shape, type, tlen) < 0)

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "heap.h"
+#include "typetab.h"
 
 #define MAX_MODULES 256
 
@@ -97,6 +98,14 @@ struct mcr_site *mcr_site_by_id(uint32_t id) {
     return NULL;
   struct mcr_site **slot = site_slot(id, 0);
   return slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
+}
+
+int mcr_site_record(uint32_t id, struct mcr_typetab *tt, struct mcr_site_rec *rec) {
+  struct mcr_site *s = mcr_site_by_id(id);
+  if (!s || mcr_typetab_open(tt, s->blob, s->blob->total_size, NULL) != 0 ||
+      mcr_typetab_site(tt, s->index, rec) != 0)
+    return -1;
+  return 0;
 }
 
 uint32_t mcr_site_id_limit(void) {

@@ -22,6 +22,14 @@ size_t mcr_types_modules(const struct mcr_module **out);
 /* The site with heap tag id, or NULL (untyped, free or unknown tags). */
 struct mcr_site *mcr_site_by_id(uint32_t id);
 
+struct mcr_typetab;
+struct mcr_site_rec;
+
+/* The site with heap tag id, with its type table opened into *tt and its record
+ * copied into *rec. Returns 0, or -1 for untyped, free or unknown tags and for a
+ * table that does not validate. */
+int mcr_site_record(uint32_t id, struct mcr_typetab *tt, struct mcr_site_rec *rec);
+
 /* One past the highest site id handed out so far. */
 uint32_t mcr_site_id_limit(void);
 

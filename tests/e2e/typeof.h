@@ -12,14 +12,10 @@ static const char *type_of(const void *p, char *buf, size_t len) {
     return "<not found>";
   if (o.tag == MCR_TAG_UNTYPED)
     return "<untyped>";
-  struct mcr_site *s = mcr_site_by_id(o.tag);
-  if (!s)
-    return "<no site>";
   struct mcr_typetab tt;
   struct mcr_site_rec r;
-  if (mcr_typetab_open(&tt, s->blob, s->blob->total_size, NULL) != 0 ||
-      mcr_typetab_site(&tt, s->index, &r) != 0)
-    return "<bad table>";
+  if (mcr_site_record(o.tag, &tt, &r) != 0)
+    return "<no site>";
   if (r.type == MCR_NO_TYPE)
     return "<no type>";
   if (mcr_type_render_shape(&tt, r.type, r.shape, buf, len) < 0)
