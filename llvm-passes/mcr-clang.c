@@ -374,6 +374,8 @@ int main(int argc, char **argv) {
         push(&out, "-lpthread");
         /* the control socket's messages (runtime/control.c) */
         push(&out, "-lprotobuf-c");
+        /* the quiescence grace period (runtime/quiesce.c) */
+        push(&out, "-lurcu-bp");
       }
     }
   }
