@@ -16,6 +16,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "mcr/abi.h"
+#include "Quiescence.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/SmallPtrSet.h"
@@ -1154,12 +1155,17 @@ extern "C" LLVM_ATTRIBUTE_WEAK PassPluginLibraryInfo llvmGetPassPluginInfo() {
   return {LLVM_PLUGIN_API_VERSION, "mcr-type-tags", "0.1", [](PassBuilder &PB) {
             PB.registerPipelineStartEPCallback(
                 [](ModulePassManager &MPM, OptimizationLevel) {
+                  // The call table and quiescent-point markers first: they
+                  // look at the program's own calls, before any are added.
+                  mcr::addQuiescencePasses(MPM);
                   MPM.addPass(TypeTagsPass());
                 });
             // For opt -passes=mcr-type-tags (the pass's own IR tests).
             PB.registerPipelineParsingCallback(
                 [](StringRef Name, ModulePassManager &MPM,
                    ArrayRef<PassBuilder::PipelineElement>) {
+                  if (mcr::parseQuiescencePass(Name, MPM))
+                    return true;
                   if (Name != "mcr-type-tags")
                     return false;
                   MPM.addPass(TypeTagsPass());

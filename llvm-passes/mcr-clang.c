@@ -7,7 +7,12 @@
  *   - when linking an executable: the mcr runtime (whole archive, so its malloc
  *     replaces the C library's) with its entry points exported for shared
  *     objects;
- *   - when linking a shared object: weak stubs of those entry points.
+ *   - when linking a shared object: weak stubs of those entry points;
+ *   - --mcr-profile: the profiling variant (every call frame kept, a table of
+ *     call sites for mcr-profile);
+ *   - --mcr-quiescence=FILE: the production variant (the config's quiescent
+ *     points marked), and after linking the executable the config names, a check
+ *     that every quiescent point was marked.
  * Preprocessing, dependency generation and queries (-E, -M, --version, ...) go
  * to clang untouched. A failing compile gives clang's own output and exit code.
  */
@@ -19,7 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "../mcr-ctl/elf.h" /* the ELF reader of mcr-ctl */
+#include "mcr/qp.h"
+#include "qpconfig.h"
 
 #ifndef MCR_CLANG_PATH
 #define MCR_CLANG_PATH "/usr/lib/llvm-16/bin/clang"
@@ -41,7 +51,8 @@ static void die(const char *fmt, ...) {
 }
 
 static void usage(void) {
-  printf("usage: %s [--mcr-wrappers=FILE] [clang arguments...]\n"
+  printf("usage: %s [--mcr-wrappers=FILE] [--mcr-profile | --mcr-quiescence=FILE]\n"
+         "       [clang arguments...]\n"
          "\n"
          "A drop-in C compiler (CC=%s) that builds programs mcr can live-update.\n"
          "Every argument except the --mcr-* options below goes to clang-16 unchanged.\n"
@@ -51,10 +62,24 @@ static void usage(void) {
          "                        allocation sites) and type annotations for what\n"
          "                        inference cannot see (format: docs/wrappers.md;\n"
          "                        or env MCR_WRAPPERS)\n"
+         "  --mcr-profile         build the profiling variant, to run under mcr-profile:\n"
+         "                        no inlining, no sibling calls, frame pointers (every\n"
+         "                        frame of the source is seen at run time), and a table\n"
+         "                        of every call site in section mcr_calls\n"
+         "  --mcr-quiescence=FILE build the production variant: mark the quiescent\n"
+         "                        points of FILE, the config mcr-profile wrote (format:\n"
+         "                        docs/quiescence.md). A malformed config stops the\n"
+         "                        build with its file and line. Linking the executable\n"
+         "                        the config's 'program' line names checks that every\n"
+         "                        quiescent point was marked; if one was not (a config\n"
+         "                        of another program or version), the output is deleted\n"
+         "                        and the link fails\n"
          "  --mcr-help            this text\n"
          "\n"
          "Environment:\n"
          "  MCR_WRAPPERS=FILE     as --mcr-wrappers\n"
+         "  MCR_PROFILE=1         as --mcr-profile\n"
+         "  MCR_QUIESCENCE=FILE   as --mcr-quiescence\n"
          "  MCR_CLANG=PATH        the clang to run (default %s)\n"
          "\n"
          "What it adds: when compiling, -g and the type-tagging pass; when linking an\n"
@@ -272,6 +297,100 @@ static void check_wrappers(const char *path) {
   fclose(f);
 }
 
+/* ---- quiescence config ---- */
+
+static struct mcr_qpconfig *load_qpconfig(const char *path) {
+  static struct mcr_qpconfig c;
+  char err[1024];
+  if (mcr_qpconfig_read(path, &c, err, sizeof(err)))
+    die("%s", err);
+  return &c;
+}
+
+/* The output file of a link: -o's value, else a.out. */
+static const char *output_of(struct args *a) {
+  const char *out = "a.out";
+  for (size_t i = 1; i < a->n; i++) {
+    if (!strcmp(a->v[i], "-o") && i + 1 < a->n)
+      out = a->v[++i];
+    else if (!strncmp(a->v[i], "-o", 2) && a->v[i][2] && strncmp(a->v[i], "-obj", 4))
+      out = a->v[i] + 2;
+    else if (takes_value(a->v[i]))
+      i++;
+  }
+  return out;
+}
+
+/* Whether some struct mcr_qp in the section has this id. Records are 8-aligned
+ * and each starts with the magic; only the integer fields are read (the
+ * pointers are relocated at load time). */
+static int has_qp(const struct mcr_elf_section *s, uint32_t id) {
+  for (size_t off = 0; off + sizeof(struct mcr_qp) <= s->size; off += 8) {
+    struct mcr_qp q;
+    memcpy(&q, s->data + off, sizeof(q));
+    if (q.magic != MCR_QP_MAGIC || q.version != MCR_QP_VERSION)
+      continue;
+    if (q.id == id)
+      return 1;
+    off += sizeof(q) - 8;
+  }
+  return 0;
+}
+
+/* After linking the executable the config names: every quiescent point must
+ * have been marked somewhere, or the config does not fit this program. On a
+ * miss the output is deleted and the link fails. */
+static int check_link(const struct mcr_qpconfig *c, const char *output) {
+  struct mcr_elf elf;
+  struct mcr_elf_section sec = {0};
+  char msg[256];
+  int missing = 0;
+
+  if (mcr_elf_open(&elf, output, msg, sizeof(msg)) != MCR_ELF_OK) {
+    fprintf(stderr, "%s: error: cannot check the quiescent points of %s: %s\n", prog, output,
+            msg);
+    unlink(output);
+    return 1;
+  }
+  if (mcr_elf_section(&elf, MCR_QPS_SECTION, &sec) == -2)
+    sec.data = NULL; /* truncated: as if absent */
+  for (size_t i = 0; i < c->nqps; i++) {
+    const struct mcr_qpc_qp *q = &c->qps[i];
+    if (sec.data && has_qp(&sec, q->id))
+      continue;
+    fprintf(stderr,
+            "%s: error: %s:%u: quiescent point '%s' was not instrumented: no call to %s in a "
+            "function %s was compiled with this config (profiled from another program or an "
+            "older version? run mcr-profile again)\n",
+            prog, c->path, q->line, q->stack.text, q->callee, q->stack.frames[q->caller]);
+    missing = 1;
+  }
+  mcr_elf_close(&elf);
+  if (missing)
+    unlink(output);
+  return missing;
+}
+
+/* Runs clang and waits: its exit status, or 128 + the signal that ended it. */
+static int run(struct args *out) {
+  pid_t pid = fork();
+  int st;
+  if (pid < 0)
+    die("cannot fork: %s", strerror(errno));
+  if (pid == 0) {
+    execv(out->v[0], out->v);
+    fprintf(stderr, "%s: error: cannot run %s: %s (set MCR_CLANG or install clang-16)\n",
+            prog, out->v[0], strerror(errno));
+    _exit(127);
+  }
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      die("waiting for %s: %s", out->v[0], strerror(errno));
+  if (WIFSIGNALED(st))
+    return 128 + WTERMSIG(st);
+  return WEXITSTATUS(st);
+}
+
 /* ---- main ---- */
 
 static char *libdir(void) {
@@ -310,10 +429,19 @@ int main(int argc, char **argv) {
   /* Our own options come out; everything else goes to clang as given. */
   struct args user = {0};
   const char *wrappers = getenv("MCR_WRAPPERS");
+  const char *quiescence = getenv("MCR_QUIESCENCE");
+  const char *p = getenv("MCR_PROFILE");
+  int profile = p && *p && strcmp(p, "0") != 0;
   push(&user, clang);
   for (int i = 1; i < argc; i++) {
     if (strncmp(argv[i], "--mcr-wrappers=", 15) == 0) {
       wrappers = argv[i] + 15;
+    } else if (strcmp(argv[i], "--mcr-profile") == 0) {
+      profile = 1;
+    } else if (strncmp(argv[i], "--mcr-quiescence=", 17) == 0) {
+      quiescence = argv[i] + 17;
+      if (!*quiescence)
+        die("--mcr-quiescence needs a file (the config mcr-profile wrote)");
     } else if (strcmp(argv[i], "--mcr-help") == 0) {
       usage();
       return 0;
@@ -344,6 +472,16 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < user.n; i++)
     push(&out, user.v[i]);
 
+  if (quiescence && !*quiescence)
+    quiescence = NULL;
+  if (profile && quiescence)
+    die("--mcr-profile (or MCR_PROFILE) and --mcr-quiescence (or MCR_QUIESCENCE) do not "
+        "go together: profile with the first, then build with the config it wrote");
+  /* Only the pass reads this; mcr-clang passes it on as 1 or not at all. */
+  unsetenv("MCR_PROFILE");
+
+  struct mcr_qpconfig *qpc = NULL;
+  int check = 0;
   if (!m.query && !m.preprocess) {
     char *dir = libdir();
     if (m.sources) {
@@ -362,6 +500,24 @@ int main(int argc, char **argv) {
         char *abs = realpath(wrappers, NULL);
         setenv("MCR_WRAPPERS", abs ? abs : wrappers, 1);
       }
+      if (profile) {
+        /* After the user's flags: every frame the profiler sees at run time
+         * is a function of the source, so stacks match the config's. */
+        push(&out, "-fno-inline");
+        push(&out, "-fno-optimize-sibling-calls");
+        push(&out, "-fno-omit-frame-pointer");
+        setenv("MCR_PROFILE", "1", 1);
+      }
+    }
+    if (quiescence) {
+      qpc = load_qpconfig(quiescence);
+      char *abs = realpath(quiescence, NULL);
+      setenv("MCR_QUIESCENCE", abs ? abs : quiescence, 1);
+      /* Only the program the config was profiled from: build helpers and
+       * configure's test programs link with the same CC. */
+      const char *o = output_of(&flat);
+      const char *base = strrchr(o, '/') ? strrchr(o, '/') + 1 : o;
+      check = !m.compile_only && !m.relocatable && !m.shared && !strcmp(base, qpc->program);
     }
     if (!m.compile_only && !m.relocatable) {
       if (m.shared || m.nostdlib) {
@@ -380,6 +536,12 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (check) {
+    int rc = run(&out);
+    if (rc)
+      return rc;
+    return check_link(qpc, output_of(&flat));
+  }
   execv(clang, out.v);
   die("cannot run %s: %s (set MCR_CLANG or install clang-16)", clang, strerror(errno));
   return 1;

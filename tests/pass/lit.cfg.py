@@ -11,9 +11,14 @@ config.excludes = ["Inputs"]
 bindir = os.path.join(config.mcr_binary_dir, "bin")
 config.environment["PATH"] = os.pathsep.join(
     [config.llvm_tools_dir, bindir, config.environment.get("PATH", "/usr/bin:/bin")])
-config.environment.pop("MCR_WRAPPERS", None)
+for var in ("MCR_WRAPPERS", "MCR_PROFILE", "MCR_QUIESCENCE"):
+    config.environment.pop(var, None)
 config.substitutions.append(("%mcr-clang", os.path.join(bindir, "mcr-clang")))
+config.substitutions.append(
+    ("%mcr-plugin", os.path.join(config.mcr_binary_dir, "lib", "mcr", "MCRPass.so")))
 config.substitutions.append(("%mcr-ctl", os.path.join(bindir, "mcr-ctl")))
 config.substitutions.append(
     ("%sites", config.python + " " + os.path.join(config.test_source_root, "sites.py")))
+config.substitutions.append(
+    ("%calls", config.python + " " + os.path.join(config.test_source_root, "calls.py")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
