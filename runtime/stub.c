@@ -5,6 +5,9 @@
  * shared object still works, untracked.
  */
 #include "mcr/abi.h"
+#include "mcr/qp.h"
+
+#include <stddef.h>
 
 __attribute__((weak)) void __mcr_register_types(const char *start, const char *stop) {
   (void)start;
@@ -21,3 +24,12 @@ __attribute__((weak)) void __mcr_tag_out(int rc, void **out, struct mcr_site *si
   (void)out;
   (void)site;
 }
+
+/* Quiescent-point markers (mcr-clang --mcr-quiescence): outside an mcr program
+ * there is no quiescence, so nothing to mark. */
+__attribute__((weak)) const struct mcr_qp *__mcr_qp_enter(const struct mcr_qp *qp) {
+  (void)qp;
+  return NULL;
+}
+
+__attribute__((weak)) void __mcr_qp_exit(const struct mcr_qp *prev) { (void)prev; }

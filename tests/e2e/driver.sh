@@ -49,6 +49,21 @@ printf -- '-c\na.c\n-o\nrsp.o\n' > args.rsp
 "$mcc" @args.rsp
 check "response file: compiled and instrumented" has_types rsp.o
 
+# The profiling variant: the call table, also through the environment.
+has_calls() { readelf -S "$1" 2>/dev/null | grep ' mcr_calls ' >/dev/null; }
+"$mcc" --mcr-profile -c a.c -o prof.o
+check "--mcr-profile: object has mcr_calls" has_calls prof.o
+MCR_PROFILE=1 "$mcc" -c a.c -o prof-env.o
+check "MCR_PROFILE=1: object has mcr_calls" has_calls prof-env.o
+check "plain build: no mcr_calls" bash -c "! readelf -S a.o | grep -q ' mcr_calls '"
+"$mcc" --mcr-profile -Wall -Wextra -Werror -c a.c -o pw.o 2> pw.err
+check "--mcr-profile -Werror: builds, nothing on stderr" test -s pw.o -a ! -s pw.err
+printf 'mcr-quiescence 1\nprogram prog\nclass main\nqp main > make > read\n' > q.qp
+"$mcc" --mcr-quiescence=q.qp -E a.c > eq.got 2>&1
+check "--mcr-quiescence: -E output identical" cmp e.want eq.got
+"$mcc" --mcr-quiescence=q.qp -Wall -Wextra -Werror -c a.c -o qw.o 2> qw.err
+check "--mcr-quiescence -Werror: builds, nothing on stderr" test -s qw.o -a ! -s qw.err
+
 # Link steps: an executable gets the runtime; a shared object gets stubs.
 "$mcc" -c main.c -o main.o
 "$mcc" main.o a.o -o prog
@@ -82,6 +97,8 @@ check "failing compile: same diagnostics as clang" cmp bad.want bad.got
 # Queries pass through.
 check "--version answers" bash -c "'$mcc' --version | grep -q 'clang version 16'"
 check "--mcr-help answers" bash -c "'$mcc' --mcr-help | grep -q 'mcr-wrappers'"
+check "--mcr-help documents the profiling and production variants" \
+  bash -c "'$mcc' --mcr-help | grep -q -- '--mcr-profile ' && '$mcc' --mcr-help | grep -q -- '--mcr-quiescence=FILE'"
 "$mcc" --mcr-bogus -c a.c 2> bogus.err; rc=$?
 check "unknown --mcr- option: exit 1 and a message" \
   bash -c "test $rc = 1 && grep -q \"unknown option '--mcr-bogus'\" bogus.err"
