@@ -79,7 +79,8 @@ static void usage(FILE *f)
           "Options:\n"
           "  -o, --output FILE   the quiescence config to write\n"
           "  --duration SEC      stop CMD after SEC seconds (decimals allowed)\n"
-          "  --json              print the summary as JSON\n"
+          "  --json              print the summary as JSON (CMD's standard output then\n"
+          "                      goes to standard error)\n"
           "  --keep              keep the directory of .prof files and print its path\n"
           "  -h, --help          this help;  --version  the version\n"
           "\n"
@@ -294,7 +295,7 @@ static void stop_all(const sigset_t *set, const char *dir, int urgent)
 
 /* Forks and execs the command; returns 0, or -1 with the exec's errno. */
 static int start(char **argv, const char *exe, const char *dir, const struct sigaction *old,
-                 const sigset_t *oldmask)
+                 const sigset_t *oldmask, int json)
 {
   int pfd[2], err = 0;
   ssize_t n;
@@ -315,6 +316,8 @@ static int start(char **argv, const char *exe, const char *dir, const struct sig
       sigaction(stop_signals[i], &old[i], NULL);
     sigprocmask(SIG_SETMASK, oldmask, NULL);
     setenv("MCR_PROFILE_DIR", dir, 1);
+    if (json) /* our standard output is the JSON alone */
+      dup2(2, 1);
     execv(exe, argv);
     err = errno;
     n = write(pfd[1], &err, sizeof(err));
@@ -465,7 +468,7 @@ int main(int argc, char **argv)
   t0 = now_ms();
   if (duration > 0)
     deadline = t0 + (uint64_t)(duration * 1000);
-  if (start(argv + i, exe, dir, old, &oldmask) != 0) {
+  if (start(argv + i, exe, dir, old, &oldmask, json) != 0) {
     prof_err("cannot run %s: %s", exe, strerror(errno));
     goto out;
   }
