@@ -121,6 +121,19 @@ static void refused(pid_t pid)
 
 Mcr__Control__Reply *ctl_call(pid_t pid, const Mcr__Control__Request *req, int timeout_ms)
 {
+  Mcr__Control__Reply *rep = ctl_call_raw(pid, req, timeout_ms);
+
+  if (rep && rep->kind_case == MCR__CONTROL__REPLY__KIND_ERROR) {
+    ctl_err("process %d refused the request: %s", (int)pid,
+            rep->error && rep->error->message ? rep->error->message : "(no reason given)");
+    mcr__control__reply__free_unpacked(rep, NULL);
+    rep = NULL;
+  }
+  return rep;
+}
+
+Mcr__Control__Reply *ctl_call_raw(pid_t pid, const Mcr__Control__Request *req, int timeout_ms)
+{
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   Mcr__Control__Reply *rep = NULL;
   unsigned char hdr[4], *buf = NULL;
@@ -215,12 +228,6 @@ Mcr__Control__Reply *ctl_call(pid_t pid, const Mcr__Control__Request *req, int t
     ctl_err("process %d sent a reply that does not decode (a different mcr version?)",
             (int)pid);
     goto out;
-  }
-  if (rep->kind_case == MCR__CONTROL__REPLY__KIND_ERROR) {
-    ctl_err("process %d refused the request: %s", (int)pid,
-            rep->error && rep->error->message ? rep->error->message : "(no reason given)");
-    mcr__control__reply__free_unpacked(rep, NULL);
-    rep = NULL;
   }
 out:
   free(buf);

@@ -24,4 +24,7 @@ int ctl_parse_timeout(const char *s, int *ms);
  * error reply) and returns NULL. */
 Mcr__Control__Reply *ctl_call(pid_t pid, const Mcr__Control__Request *req, int timeout_ms);
 
+/* As ctl_call, but an Error reply is returned to the caller (not printed). */
+Mcr__Control__Reply *ctl_call_raw(pid_t pid, const Mcr__Control__Request *req, int timeout_ms);
+
 #endif /* MCR_CTL_CONTROL_H */

@@ -23,4 +23,7 @@ void cmd_types_help(void);
 int cmd_status(int argc, char **argv);
 void cmd_status_help(void);
 
+int cmd_quiesce(int argc, char **argv);
+void cmd_quiesce_help(void);
+
 #endif /* MCR_CTL_H */

@@ -26,7 +26,9 @@ static const struct command commands[] = {
     {"types", cmd_types, cmd_types_help, "BINARY [--json] [--sites-only|--globals-only]",
      "list allocation sites and globals with their inferred types"},
     {"status", cmd_status, cmd_status_help, "PID [--json] [--timeout SEC]",
-     "show a running mcr program's threads (id, name, state, class)"},
+     "show a running mcr program's threads (id, name, state, class, quiescent point)"},
+    {"quiesce", cmd_quiesce, cmd_quiesce_help, "PID [--hold SEC] [--timeout SEC] [--json]",
+     "park every thread at a quiescent point, hold, resume; print the timings"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

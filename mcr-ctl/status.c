@@ -85,7 +85,28 @@ static void print_json(const Mcr__Control__StatusReply *st)
         fputs(", ", f);
       json_str(f, t->creation_stack[j]);
     }
-    fputs("]}", f);
+    fputs("], \"quiesce_state\": ", f);
+    json_str(f, t->registered ? t->quiesce_state : NULL);
+    fputs(", \"point\": ", f);
+    json_str(f, t->point ? t->point->stack : NULL);
+    fputs("}", f);
+  }
+  fprintf(f, "\n], \"quiescing\": %s, \"points\": [", st->quiescing ? "true" : "false");
+  for (size_t i = 0; i < st->n_points; i++) {
+    const Mcr__Control__QuiescentPoint *p = st->points[i];
+    fprintf(f, "%s\n  {\"id\": %u, \"class\": ", i ? "," : "", p->id);
+    json_str(f, p->thread_class);
+    fputs(", \"stack\": ", f);
+    json_str(f, p->stack);
+    fputs(", \"blocking_function\": ", f);
+    json_str(f, p->blocking_function);
+    fputs(", \"caller\": ", f);
+    json_str(f, p->caller);
+    fputs(", \"callee\": ", f);
+    json_str(f, p->callee);
+    fputs(", \"file\": ", f);
+    json_str(f, p->file);
+    fprintf(f, ", \"line\": %u}", p->line);
   }
   fputs("\n]}\n", f);
 }
@@ -101,13 +122,28 @@ static void print_human(const Mcr__Control__StatusReply *st)
          up / 60 % 60, up % 60);
   printf("threads:  %zu%s\n\n", st->n_threads,
          st->untracked ? " (some created while the registry was full: class ?)" : "");
-  printf("%-8s %-16s %-5s %-24s %s\n", "TID", "NAME", "STATE", "START", "CLASS");
+  printf("%-8s %-16s %-5s %-8s %-24s %s\n", "TID", "NAME", "STATE", "QUIESCE", "START",
+         "CLASS");
   for (size_t i = 0; i < st->n_threads; i++) {
     const Mcr__Control__ThreadInfo *t = st->threads[i];
-    printf("%-8d %-16s %-5s %-24s %s\n", t->tid, t->name ? t->name : "?",
+    printf("%-8d %-16s %-5s %-8s %-24s %s\n", t->tid, t->name ? t->name : "?",
            t->state ? t->state : "?",
+           t->registered && t->quiesce_state ? t->quiesce_state : "?",
            t->registered && t->start_routine ? t->start_routine : "?",
            t->registered && t->thread_class ? t->thread_class : "?");
+    if (t->point)
+      printf("%8s at %s (%s:%u)\n", "", t->point->stack, t->point->file, t->point->line);
+  }
+  if (!st->n_points) {
+    printf("\nquiescent points: none compiled in (build with mcr-clang --mcr-quiescence=FILE;\n"
+           "FILE comes from mcr-profile)\n");
+    return;
+  }
+  printf("\nquiescent points:%s\n", st->quiescing ? " (a quiesce is in progress)" : "");
+  for (size_t i = 0; i < st->n_points; i++) {
+    const Mcr__Control__QuiescentPoint *p = st->points[i];
+    printf("  %s\n    class %s; %s calls %s at %s:%u\n", p->stack, p->thread_class,
+           p->caller, p->callee, p->file, p->line);
   }
 }
 

@@ -30,6 +30,7 @@
 
 #include "control.pb-c.h"
 #include "elfsym.h"
+#include "quiesce.h"
 #include "threads.h"
 
 #ifndef MCR_VERSION
@@ -37,6 +38,9 @@
 #endif
 
 #define IO_TIMEOUT_SEC 5
+#define QUIESCE_MAX_MS 600000u     /* hold and timeout limits */
+#define QUIESCE_DEFAULT_TIMEOUT_MS 2000u
+#define HANDED_OFF 2               /* a handler took over the connection */
 #define FD_FLOOR 900 /* our descriptors move up here (or to 7/8 of RLIMIT_NOFILE) */
 
 typedef Mcr__Control__Request Request;
@@ -47,6 +51,7 @@ static dev_t listen_dev; /* identity of our socket: the server may close and reu
 static ino_t listen_ino; /* its fd number (daemons close every fd) */
 static pid_t control_tid;
 static int client_fd = -1; /* the connection being served */
+static int quiesce_active; /* a quiesce worker is running (atomic) */
 static struct timespec started;
 
 /* ---- per-request memory: everything a reply holds, freed at once ---- */
@@ -131,6 +136,27 @@ static void task_state(pid_t tid, char *out, size_t len)
   snprintf(out, len, "%c", p[2]);
 }
 
+static Mcr__Control__QuiescentPoint *qp_entry(struct arena *a, const struct mcr_qp *q)
+{
+  Mcr__Control__QuiescentPoint *p = arena_alloc(a, sizeof(*p));
+
+  if (!p)
+    return NULL;
+  mcr__control__quiescent_point__init(p);
+  p->has_id = 1;
+  p->id = q->id;
+  p->thread_class = arena_str(a, q->thread_class ? q->thread_class : "");
+  p->stack = arena_str(a, q->stack ? q->stack : "");
+  p->blocking_function =
+      arena_str(a, q->blockfn < MCR_BLOCK_COUNT ? mcr_blockfn_names[q->blockfn] : "?");
+  p->caller = arena_str(a, q->caller ? q->caller : "");
+  p->callee = arena_str(a, q->callee ? q->callee : "");
+  p->file = arena_str(a, q->file ? q->file : "");
+  p->has_line = 1;
+  p->line = q->line;
+  return p;
+}
+
 static Mcr__Control__ThreadInfo *thread_entry(struct arena *a, struct mcr_symbolizer *sym,
                                               pid_t tid, const struct mcr_thread_info *t)
 {
@@ -162,6 +188,9 @@ static Mcr__Control__ThreadInfo *thread_entry(struct arena *a, struct mcr_symbol
   ti->created_us = t->created_us;
   ti->has_pthread_id = 1;
   ti->pthread_id = t->pthread;
+  ti->quiesce_state = arena_str(a, mcr_quiesce_state_name(t->qstate));
+  if (t->qp_at)
+    ti->point = qp_entry(a, t->qp_at);
   ti->creation_stack = arena_alloc(a, (t->nframes ? t->nframes : 1) * sizeof(char *));
   if (ti->creation_stack) {
     for (unsigned i = 0; i < t->nframes; i++) {
@@ -207,6 +236,19 @@ static int handle_status(struct arena *a, const Request *req, Reply *rep)
                              ((int64_t)now.tv_nsec - started.tv_nsec) / 1000000);
   st->has_untracked = 1;
   st->untracked = mcr_threads_untracked();
+  st->has_quiescing = 1;
+  st->quiescing = __atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST) != 0;
+  {
+    size_t np = mcr_quiesce_points(NULL, 0);
+    const struct mcr_qp **pts = np ? arena_alloc(a, np * sizeof(*pts)) : NULL;
+    if (pts) {
+      np = mcr_quiesce_points(pts, np);
+      st->points = arena_alloc(a, np * sizeof(*st->points));
+      for (size_t i = 0; st->points && i < np; i++)
+        if ((st->points[i] = qp_entry(a, pts[i])))
+          st->n_points = i + 1;
+    }
+  }
 
   /* the registry, sorted by tid */
   for (;;) {
@@ -261,6 +303,165 @@ static int handle_status(struct arena *a, const Request *req, Reply *rep)
   return 0;
 }
 
+/* ---- quiesce: served by a worker thread, so that the control thread keeps
+ * answering (status shows the parked threads; a second quiesce is refused) ---- */
+
+struct quiesce_job {
+  int fd;
+  unsigned hold_ms, timeout_ms;
+};
+
+static void set_error(struct arena *a, Reply *rep, Mcr__Control__Error__Code code,
+                      const char *msg);
+static int send_reply(int fd, Reply *rep);
+
+static uint64_t mono_us(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The reply's per-thread part, built after the resume (symbolizing is slow). */
+static int arrivals(struct arena *a, const struct mcr_qresult *res, Mcr__Control__QuiesceReply *qr)
+{
+  struct mcr_symbolizer sym = {0};
+  struct mcr_thread_info *reg = NULL;
+  size_t nreg = mcr_threads_snapshot(NULL, 0) + 16;
+  char buf[4096], path[64];
+
+  if (!(reg = arena_alloc(a, nreg * sizeof(*reg))))
+    return -1;
+  nreg = mcr_threads_snapshot(reg, nreg);
+  qr->threads = arena_alloc(a, (res->nthreads ? res->nthreads : 1) * sizeof(*qr->threads));
+  if (!qr->threads)
+    return -1;
+  for (size_t i = 0; i < res->nthreads; i++) {
+    const struct mcr_qarrival *r = &res->threads[i];
+    Mcr__Control__ThreadArrival *t = arena_alloc(a, sizeof(*t));
+    if (!t)
+      break;
+    mcr__control__thread_arrival__init(t);
+    t->tid = r->tid;
+    snprintf(path, sizeof(path), "/proc/self/task/%d/comm", r->tid);
+    t->name = arena_str(a, read_small(path, buf, sizeof(buf)) ? "?" : buf);
+    for (size_t k = 0; k < nreg; k++)
+      if (reg[k].tid == r->tid) {
+        mcr_threads_class(&sym, &reg[k], buf, sizeof(buf));
+        t->thread_class = arena_str(a, buf);
+        break;
+      }
+    t->has_arrived = 1;
+    t->arrived = r->arrived != 0;
+    t->state = arena_str(a, mcr_quiesce_state_name(r->state));
+    if (r->arrived) {
+      t->has_arrival_us = 1;
+      t->arrival_us = r->arrival_us;
+      if (r->at)
+        t->point = qp_entry(a, r->at);
+    } else {
+      t->where = arena_str(a, r->where);
+    }
+    qr->threads[qr->n_threads++] = t;
+  }
+  mcr_symbolizer_close(&sym);
+  return a->failed ? -1 : 0;
+}
+
+static void *quiesce_worker(void *p)
+{
+  struct quiesce_job *job = p;
+  Mcr__Control__QuiesceReply *qr;
+  Reply rep = MCR__CONTROL__REPLY__INIT;
+  struct mcr_qresult res;
+  struct arena a = {0};
+  uint64_t t_hold, t_end;
+
+  pthread_setname_np(pthread_self(), "mcr-quiesce");
+  rep.has_protocol = 1;
+  rep.protocol = MCR_CONTROL_PROTOCOL;
+  if (mcr_quiesce_begin(job->timeout_ms, &res) == 0) {
+    struct timespec ts = {(time_t)(job->hold_ms / 1000), (long)(job->hold_ms % 1000) * 1000000L};
+    t_hold = mono_us();
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+      ;
+    t_end = mono_us();
+    mcr_quiesce_end();
+  } else {
+    t_hold = t_end = mono_us();
+  }
+  if (res.error[0]) {
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__REFUSED, res.error);
+  } else if ((qr = arena_alloc(&a, sizeof(*qr)))) {
+    mcr__control__quiesce_reply__init(qr);
+    qr->has_quiesced = 1;
+    qr->quiesced = res.ok != 0;
+    qr->has_time_to_quiescence_us = 1;
+    qr->time_to_quiescence_us = res.quiesce_us;
+    qr->has_grace_period_us = 1;
+    qr->grace_period_us = res.grace_us;
+    qr->has_held_us = 1;
+    qr->held_us = t_end - t_hold;
+    qr->has_resume_us = 1;
+    qr->resume_us = mono_us() - t_end;
+    if (arrivals(&a, &res, qr) == 0) {
+      rep.kind_case = MCR__CONTROL__REPLY__KIND_QUIESCE;
+      rep.quiesce = qr;
+    }
+  }
+  if (rep.kind_case == MCR__CONTROL__REPLY__KIND__NOT_SET) {
+    arena_free(&a);
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
+  }
+  send_reply(job->fd, &rep);
+  close(job->fd);
+  arena_free(&a);
+  mcr_qresult_free(&res);
+  free(job);
+  __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+static int handle_quiesce(struct arena *a, const Request *req, Reply *rep)
+{
+  const Mcr__Control__QuiesceRequest *q = req->quiesce;
+  struct quiesce_job *job;
+  pthread_t t;
+  char msg[160];
+
+  if (q->has_hold_ms && q->hold_ms > QUIESCE_MAX_MS) {
+    snprintf(msg, sizeof(msg), "hold of %u ms is over the limit of %u ms", q->hold_ms, QUIESCE_MAX_MS);
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED, msg);
+    return 0;
+  }
+  if (q->has_timeout_ms && (q->timeout_ms == 0 || q->timeout_ms > QUIESCE_MAX_MS)) {
+    snprintf(msg, sizeof(msg), "timeout must be 1 to %u ms", QUIESCE_MAX_MS);
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED, msg);
+    return 0;
+  }
+  if (__atomic_exchange_n(&quiesce_active, 1, __ATOMIC_SEQ_CST)) {
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
+              "another quiesce is in progress in this process; try again when it ends");
+    return 0;
+  }
+  job = malloc(sizeof(*job));
+  if (!job) {
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    return -1;
+  }
+  job->fd = client_fd;
+  job->hold_ms = q->has_hold_ms ? q->hold_ms : 0;
+  job->timeout_ms = q->has_timeout_ms ? q->timeout_ms : QUIESCE_DEFAULT_TIMEOUT_MS;
+  if (mcr_threads_start_internal(&t, quiesce_worker, job) != 0) {
+    free(job);
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "cannot start a thread");
+    return 0;
+  }
+  pthread_detach(t);
+  return HANDED_OFF;
+}
+
 /* ---- dispatch ---- */
 
 static const struct handler {
@@ -268,6 +469,7 @@ static const struct handler {
   int (*run)(struct arena *a, const Request *req, Reply *rep);
 } handlers[] = {
     {MCR__CONTROL__REQUEST__KIND_STATUS, handle_status},
+    {MCR__CONTROL__REQUEST__KIND_QUIESCE, handle_quiesce},
 };
 
 static void set_error(struct arena *a, Reply *rep, Mcr__Control__Error__Code code,
@@ -335,7 +537,8 @@ static int send_reply(int fd, Reply *rep)
   return rc;
 }
 
-/* Serves one request; returns 0 to go on with the connection, -1 to close it. */
+/* Serves one request; returns 0 to go on with the connection, -1 to close it,
+ * HANDED_OFF when a handler took it over (do not close it). */
 static int serve_one(int fd)
 {
   unsigned char hdr[4], *body = NULL;
@@ -370,7 +573,12 @@ static int serve_one(int fd)
   rc = 0;
   for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
     if (handlers[i].kind == req->kind_case) {
-      if (handlers[i].run(&a, req, &rep) != 0) {
+      int h = handlers[i].run(&a, req, &rep);
+      if (h == HANDED_OFF) {
+        rc = HANDED_OFF; /* the connection is the handler's now */
+        goto out;
+      }
+      if (h != 0) {
         rep.kind_case = MCR__CONTROL__REPLY__KIND__NOT_SET;
         arena_free(&a);
         set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
@@ -390,8 +598,9 @@ out:
   return rc;
 }
 
-static void serve(int fd)
+static int serve(int fd)
 {
+  int rc;
   struct ucred cred;
   socklen_t clen = sizeof(cred);
   struct timeval tv = {.tv_sec = IO_TIMEOUT_SEC};
@@ -399,11 +608,12 @@ static void serve(int fd)
   /* only our own uid, or root */
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) || clen != sizeof(cred) ||
       (cred.uid != 0 && cred.uid != geteuid() && cred.uid != getuid()))
-    return;
+    return -1;
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  while (serve_one(fd) == 0)
+  while ((rc = serve_one(fd)) == 0)
     ;
+  return rc;
 }
 
 /* ---- the socket and the thread ---- */
@@ -501,9 +711,9 @@ static void *control_main(void *arg)
       continue;
     }
     client_fd = c;
-    serve(c);
+    if (serve(c) != HANDED_OFF)
+      close(c);
     client_fd = -1;
-    close(c);
   }
   return NULL;
 }
@@ -539,6 +749,7 @@ static void control_fork_child(void)
   if (client_fd >= 0)
     close(client_fd); /* a connection the parent was serving */
   client_fd = -1;
+  quiesce_active = 0; /* the parent's worker, if any, is the parent's */
   start();
 }
 

@@ -36,6 +36,7 @@ enum slot_state { SLOT_FREE, SLOT_STARTING, SLOT_LIVE };
 struct slot {
   enum slot_state state;
   struct mcr_thread_info info;
+  struct mcr_qthread q; /* quiesce.h */
   void *(*fn)(void *); /* the start routine and its argument, for the trampoline */
   void *arg;
 };
@@ -170,16 +171,30 @@ static void resolve_create(void)
     real_create = (create_fn)dlsym(RTLD_NEXT, "pthread_create");
 }
 
+static void thread_end(void *p)
+{
+  mcr_quiesce_thread_end(p);
+}
+
+/* The thread runs program code inside a read-side section (quiesce.h) from here
+ * until it ends, however it ends: the cleanup handler runs on pthread_exit and
+ * cancellation too. */
 static void *mcr_thread_trampoline(void *p)
 {
   struct slot *s = p;
   void *(*fn)(void *) = s->fn;
   void *arg = s->arg;
+  void *ret;
 
   s->info.tid = gettid();
   s->info.pthread = (uintptr_t)pthread_self();
+  memset(&s->q, 0, sizeof(s->q));
   publish(s);
-  return fn(arg);
+  mcr_quiesce_thread_start(&s->q);
+  pthread_cleanup_push(thread_end, &s->q);
+  ret = fn(arg);
+  pthread_cleanup_pop(1);
+  return ret;
 }
 
 /* Keeps the frames from ra (the return address into pthread_create's caller)
@@ -257,12 +272,44 @@ size_t mcr_threads_snapshot(struct mcr_thread_info *out, size_t max)
   for (unsigned i = 0; i < high; i++) {
     if (slots[i].state != SLOT_LIVE)
       continue;
-    if (n < max)
+    if (n < max) {
       out[n] = slots[i].info;
+      out[n].qstate = __atomic_load_n(&slots[i].q.state, __ATOMIC_SEQ_CST);
+      out[n].qp_at = out[n].qstate != MCR_Q_RUN ? slots[i].q.at : NULL;
+    }
     n++;
   }
   pthread_mutex_unlock(&reg_lock);
   return n;
+}
+
+size_t mcr_threads_qstates(struct mcr_qthread **out, size_t max)
+{
+  size_t n = 0;
+
+  pthread_once(&reg_once, reg_init);
+  if (!reg_ok)
+    return 0;
+  pthread_mutex_lock(&reg_lock);
+  for (unsigned i = 0; i < high; i++) {
+    if (slots[i].state != SLOT_LIVE || slots[i].q.tid == 0)
+      continue;
+    if (n < max)
+      out[n] = &slots[i].q;
+    n++;
+  }
+  pthread_mutex_unlock(&reg_lock);
+  return n;
+}
+
+int mcr_threads_self_info(struct mcr_thread_info *out)
+{
+  struct slot *s = reg_ok ? pthread_getspecific(exit_key) : NULL;
+
+  if (!s)
+    return -1;
+  *out = s->info;
+  return 0;
 }
 
 unsigned mcr_threads_untracked(void)
@@ -313,5 +360,7 @@ __attribute__((constructor(200))) static void threads_init(void)
   s->info.tid = gettid();
   s->info.pthread = (uintptr_t)pthread_self();
   s->info.created_us = now_us();
+  memset(&s->q, 0, sizeof(s->q));
   publish(s);
+  mcr_quiesce_thread_start(&s->q);
 }

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "quiesce.h"
+
 #define MCR_THREAD_FRAMES 24 /* return addresses kept per creation stack */
 
 struct mcr_thread_info {
@@ -31,11 +33,22 @@ struct mcr_thread_info {
   uint64_t created_us;    /* CLOCK_REALTIME, microseconds */
   unsigned nframes;
   uintptr_t frames[MCR_THREAD_FRAMES]; /* innermost first: the caller of pthread_create */
+  int qstate;                 /* enum mcr_qstate, when the snapshot was taken */
+  const struct mcr_qp *qp_at; /* where it is blocked or parked (MCR_Q_WAIT and on) */
 };
 
 /* Copies up to max registered threads into out; returns how many are
  * registered (may exceed max). Takes the registry lock briefly. */
 size_t mcr_threads_snapshot(struct mcr_thread_info *out, size_t max);
+
+/* Pointers to the quiescence records of the registered threads (up to max);
+ * returns how many are registered. The records stay mapped (a slot is reused,
+ * never freed): a thread that ends sets its record's tid to 0. */
+size_t mcr_threads_qstates(struct mcr_qthread **out, size_t max);
+
+/* The calling thread's registry entry; returns 0, or -1 when the thread is not
+ * registered (runtime threads, threads created past the registry's capacity). */
+int mcr_threads_self_info(struct mcr_thread_info *out);
 
 /* Threads created while the registry was full (they run, untracked). */
 unsigned mcr_threads_untracked(void);
