@@ -91,9 +91,9 @@ static void evidence(FILE *f, const struct stack *s, const struct calls *c)
   char a[32], b[32], where[512];
   int loop;
 
-  fprintf(f, "# %llu hits, %s blocked (%.1f%% of the class's blocked time, %.1f%% of its "
+  fprintf(f, "# %llu hit%s, %s blocked (%.1f%% of the class's blocked time, %.1f%% of its "
              "threads' lifetime), longest %s; in %zu process%s\n",
-          (unsigned long long)s->hits, dur(s->ns, a, sizeof(a)), pct(s->ns, s->class_ns),
+          (unsigned long long)s->hits, s->hits == 1 ? "" : "s", dur(s->ns, a, sizeof(a)), pct(s->ns, s->class_ns),
           pct(s->ns, s->class_life_ns), dur(s->max_ns, b, sizeof(b)), s->nprocs,
           s->nprocs == 1 ? "" : "es");
   if (!c->present)
@@ -232,13 +232,14 @@ void print_summary(FILE *f, const struct profile *p, const struct calls *c,
       if (s->verdict == V_QP) {
         nqp++;
         qp_location(s, c, where, sizeof(where));
-        fprintf(f, "  qp      %s\n          %s%s%llu hits, %s blocked (%.1f%%)\n", s->text,
-                where, *where ? ", " : "", (unsigned long long)s->hits, dur(s->ns, a, sizeof(a)),
-                pct(s->ns, s->class_ns));
+        fprintf(f, "  qp      %s\n          %s%s%llu hit%s, %s blocked (%.1f%%)\n", s->text,
+                where, *where ? ", " : "", (unsigned long long)s->hits, s->hits == 1 ? "" : "s",
+                dur(s->ns, a, sizeof(a)), pct(s->ns, s->class_ns));
       } else {
         reject_reason(s, c, reason, sizeof(reason));
-        fprintf(f, "  reject  %s\n          %s (%llu hits, %s, %.1f%%)\n", s->text, reason,
-                (unsigned long long)s->hits, dur(s->ns, a, sizeof(a)), pct(s->ns, s->class_ns));
+        fprintf(f, "  reject  %s\n          %s (%llu hit%s, %s, %.1f%%)\n", s->text, reason,
+                (unsigned long long)s->hits, s->hits == 1 ? "" : "s", dur(s->ns, a, sizeof(a)),
+                pct(s->ns, s->class_ns));
       }
     }
     if (!cl->nstacks)

@@ -80,6 +80,8 @@ struct pthread_rec {
   uint64_t from_us;    /* max(created, profiling start in this process) */
   uint64_t seen_us;    /* last seen alive */
   int ended;           /* gone from the registry: its lifetime ends at seen_us */
+  struct pstack *pending;  /* the call it is blocked in (mcr_profile_begin), or NULL */
+  uint64_t pending_start;
 };
 
 /* A distinct blocking call stack. Counters are updated atomically. */
@@ -89,6 +91,7 @@ struct pstack {
   unsigned fn;
   unsigned nframes;
   uint64_t hits, total_ns, max_ns;
+  unsigned row;       /* the writer's: its output row */
   uintptr_t frames[]; /* innermost first, starting at the wrapper's caller */
 };
 
@@ -127,6 +130,9 @@ static __thread struct {
   int cls; /* -1: not a registered thread (runtime threads): never recorded */
   int busy;
   struct pthread_rec *rec;
+  struct pstack *pending; /* from mcr_profile_begin, for the call with this fn and ra */
+  unsigned pending_fn;
+  uintptr_t pending_ra;
 } self;
 
 /* ---- recording ---- */
@@ -178,6 +184,7 @@ static struct pthread_rec *thread_find_or_add(pid_t tid, uint64_t created_us, un
   r->from_us = created_us > start_us ? created_us : start_us;
   r->seen_us = now;
   r->ended = 0;
+  r->pending = NULL;
   thread_index[h] = ++nthreads;
   return r;
 }
@@ -240,6 +247,7 @@ static struct pstack *stack_find_or_add(uint64_t h, unsigned cls, unsigned fn,
   s = (struct pstack *)(pool + pool_used);
   pool_used += (size + 7) & ~(size_t)7;
   __atomic_store_n(&nstacks, nstacks + 1, __ATOMIC_RELAXED);
+  memset(s, 0, sizeof(*s)); /* the pool is reused after fork */
   s->hash = h;
   s->cls = cls;
   s->fn = fn;
@@ -251,24 +259,18 @@ out:
   return s;
 }
 
-void mcr_profile_record(enum mcr_blockfn fn, uint64_t start, uint64_t end, uintptr_t ra)
+/* The calling thread's stack for a blocking call to fn made at ra, found or
+ * added; NULL if it is not recorded. */
+static struct pstack *this_stack(enum mcr_blockfn fn, uintptr_t ra)
 {
   void *buf[MAX_FRAMES + SKIP_FRAMES];
-  struct pstack *s;
-  uint64_t h, ns = end > start ? end - start : 0, max;
+  uint64_t h;
   int n, first = -1;
 
-  /* busy: a signal handler's blocking call while we record is not recorded */
-  if (!__atomic_load_n(&mcr_profiling, __ATOMIC_RELAXED) || self.busy ||
-      (unsigned)fn >= MCR_BLOCK_COUNT)
-    return;
-  self.busy = 1;
   if (self.gen != __atomic_load_n(&gen, __ATOMIC_RELAXED))
     thread_setup();
   if (self.cls < 0)
-    goto out;
-  /* alive until at least now (a thread that ends between two writes) */
-  __atomic_store_n(&self.rec->seen_us, end / 1000u + clock_offset_us, __ATOMIC_RELAXED);
+    return NULL;
   n = unwind(buf, MAX_FRAMES + SKIP_FRAMES);
   for (int i = 0; i < n && i < SKIP_FRAMES; i++)
     if ((uintptr_t)buf[i] == ra) {
@@ -277,7 +279,7 @@ void mcr_profile_record(enum mcr_blockfn fn, uint64_t start, uint64_t end, uintp
     }
   if (first < 0) {
     __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
-    goto out;
+    return NULL;
   }
   n -= first;
   if (n > MAX_FRAMES)
@@ -285,9 +287,54 @@ void mcr_profile_record(enum mcr_blockfn fn, uint64_t start, uint64_t end, uintp
   h = mix((uint64_t)self.cls, fn);
   for (int i = 0; i < n; i++)
     h = mix(h, (uintptr_t)buf[first + i]);
-  s = stack_find_or_add(h, (unsigned)self.cls, fn, buf + first, (unsigned)n);
+  return stack_find_or_add(h, (unsigned)self.cls, fn, buf + first, (unsigned)n);
+}
+
+/* busy: a signal handler's blocking call while we record is not recorded */
+static int skip(enum mcr_blockfn fn)
+{
+  return !__atomic_load_n(&mcr_profiling, __ATOMIC_RELAXED) || self.busy ||
+         (unsigned)fn >= MCR_BLOCK_COUNT;
+}
+
+void mcr_profile_begin(enum mcr_blockfn fn, uint64_t start, uintptr_t ra)
+{
+  struct pstack *s;
+
+  if (skip(fn))
+    return;
+  self.busy = 1;
+  s = this_stack(fn, ra);
+  self.pending = s;
+  self.pending_fn = fn;
+  self.pending_ra = ra;
+  if (s) {
+    __atomic_store_n(&self.rec->pending_start, start, __ATOMIC_RELAXED);
+    __atomic_store_n(&self.rec->pending, s, __ATOMIC_RELEASE);
+  }
+  self.busy = 0;
+}
+
+void mcr_profile_record(enum mcr_blockfn fn, uint64_t start, uint64_t end, uintptr_t ra)
+{
+  struct pstack *s;
+  uint64_t ns = end > start ? end - start : 0, max;
+
+  if (skip(fn))
+    return;
+  self.busy = 1;
+  if (self.pending && self.pending_fn == (unsigned)fn && self.pending_ra == ra &&
+      self.gen == __atomic_load_n(&gen, __ATOMIC_RELAXED)) {
+    s = self.pending;
+    __atomic_store_n(&self.rec->pending, NULL, __ATOMIC_RELAXED);
+  } else {
+    s = this_stack(fn, ra);
+  }
+  self.pending = NULL;
   if (!s)
     goto out;
+  /* alive until at least now (a thread that ends between two writes) */
+  __atomic_store_n(&self.rec->seen_us, end / 1000u + clock_offset_us, __ATOMIC_RELAXED);
   __atomic_fetch_add(&s->hits, 1, __ATOMIC_RELAXED);
   __atomic_fetch_add(&s->total_ns, ns, __ATOMIC_RELAXED);
   max = __atomic_load_n(&s->max_ns, __ATOMIC_RELAXED);
@@ -550,7 +597,7 @@ static int format(struct sbuf *b)
   struct class_sum *sums = NULL;
   struct row *rows = NULL;
   unsigned ncls, nrows = 0, nsums = 0, maxrows = __atomic_load_n(&nstacks, __ATOMIC_RELAXED);
-  uint64_t now = now_us();
+  uint64_t now = now_us(), now_ns = mcr_now_ns();
   char exe[4096];
   ssize_t el;
   int rc = -1;
@@ -579,9 +626,12 @@ static int format(struct sbuf *b)
   }
   pthread_mutex_unlock(&ins_lock);
   for (unsigned i = 0; i < STACK_SLOTS; i++) {
-    const struct pstack *s = __atomic_load_n(&index_[i], __ATOMIC_ACQUIRE);
+    struct pstack *s = __atomic_load_n(&index_[i], __ATOMIC_ACQUIRE);
     struct sbuf t = {0};
-    if (!s || s->cls >= ncls || nrows == maxrows) /* classes and stacks added since */
+    if (!s)
+      continue;
+    s->row = 0;
+    if (s->cls >= ncls || nrows == maxrows) /* classes and stacks added since */
       continue;
     if (stack_text(s, &t) != 0) {
       free(t.p);
@@ -594,8 +644,23 @@ static int format(struct sbuf *b)
     rows[nrows] = (struct row){cnames[s->cls], t.p, __atomic_load_n(&s->hits, __ATOMIC_RELAXED),
                                __atomic_load_n(&s->total_ns, __ATOMIC_RELAXED),
                                __atomic_load_n(&s->max_ns, __ATOMIC_RELAXED)};
-    nrows++;
+    s->row = ++nrows; /* 0: no row */
   }
+  /* calls still blocked count with the time they have waited so far */
+  pthread_mutex_lock(&ins_lock);
+  for (unsigned i = 0; i < nthreads; i++) {
+    const struct pthread_rec *r = &threads_[i];
+    struct pstack *s = __atomic_load_n(&r->pending, __ATOMIC_ACQUIRE);
+    uint64_t t0 = __atomic_load_n(&r->pending_start, __ATOMIC_RELAXED), ns;
+    if (!s || r->ended || !s->row || t0 > now_ns)
+      continue;
+    ns = now_ns - t0;
+    rows[s->row - 1].hits++;
+    rows[s->row - 1].total_ns += ns;
+    if (ns > rows[s->row - 1].max_ns)
+      rows[s->row - 1].max_ns = ns;
+  }
+  pthread_mutex_unlock(&ins_lock);
   qsort(rows, nrows, sizeof(*rows), row_cmp);
   qsort(sums, ncls, sizeof(*sums), class_sum_cmp);
   /* classes with the same name (pthread_create called at two places of one

@@ -24,4 +24,11 @@ uint64_t mcr_now_ns(void);
  * the recorded stack starts at the program's call of fn. */
 void mcr_profile_record(enum mcr_blockfn fn, uint64_t start_ns, uint64_t end_ns, uintptr_t ra);
 
+/* Optional, before the real call (same fn and ra as the mcr_profile_record that
+ * follows): the call is then counted while it is still blocked, so a thread that
+ * waits through the whole run (an idle server, a maintenance thread on a
+ * condition nobody signals) still shows where it waits. The stack walked here is
+ * reused by mcr_profile_record: no extra cost per call. */
+void mcr_profile_begin(enum mcr_blockfn fn, uint64_t start_ns, uintptr_t ra);
+
 #endif /* MCR_PROFILE_H */

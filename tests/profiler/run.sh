@@ -165,6 +165,26 @@ PY
     has "$work/out" "class main (2 threads)"
     production forker
     ;;
+  pending)
+    # The recording entry points called directly: exact counts and times from
+    # mcr_profile_record, and a call announced by mcr_profile_begin that never
+    # returns is counted with the time it has been blocked.
+    "$mcc" --mcr-profile -O2 -I"$src/../../runtime" -I"$src/../../runtime/include" \
+      -o "$work/pending" "$src/pending.c"
+    rc=0
+    "$prof" -o "$work/pending.qp" --keep --duration 1.5 -- "$work/pending" >"$work/out" 2>"$work/err" || rc=$?
+    [ "$rc" = 2 ] || fail "mcr-profile exited $rc (expected 2: the stand-in wrappers are in no loop)"
+    d=$(sed -n 's/^mcr-profile: profiles kept in //p' "$work/err")
+    p=$(ls "$d"/*.prof)
+    matches "$p" "^class 1 [0-9]+ main$"
+    matches "$p" "^class 1 [0-9]+ main > start_waiter$"
+    has "$p" "stack 100 100000000 1000000 main > loop > read"
+    has "$p" "stack 100 900000000 9000000 main > loop > poll"
+    matches "$p" "^stack 1 [12][0-9]{9} [12][0-9]{9} waiter > pthread_cond_wait$"
+    rm -rf "$d"
+    has "$work/out" "class main > start_waiter (1 thread)"
+    matches "$work/out" "^          .* \(1 hit, [12]\.[0-9]+ s, 100\.0%\)$"
+    ;;
   cli)
     # Bad usage and programs mcr-profile cannot profile: one line, exit 2.
     build noloop
