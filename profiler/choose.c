@@ -178,18 +178,28 @@ size_t classes_with_qp(const struct profile *p)
 void reject_reason(const struct stack *s, const struct calls *c, char *buf, size_t len)
 {
   const struct stack *qp = s->nested_in;
-  int d = s->nested_at;
+  int d = s->nested_at, h;
 
   switch (s->verdict) {
   case V_NESTED:
+    /* name the handler by the program's first function past the branch, if the
+     * branch itself is library code without a name (libevent's dispatch) */
+    h = d;
+    if (!is_program(s->frames[d]))
+      for (size_t e = (size_t)d; e + 1 < s->nframes; e++)
+        if (is_program(s->frames[e])) {
+          h = (int)e;
+          break;
+        }
     if (d - 1 == qp->loop_at ||
         (is_program(s->frames[d - 1]) && in_loop(c, s->frames[d - 1], s->frames[d]) == 1))
-      snprintf(buf, len, "blocks while handling an event: inside %s, called from the loop in %s",
-               s->frames[d], s->frames[d - 1]);
+      snprintf(buf, len, "blocks while handling an event: inside %s, %s from the loop in %s",
+               s->frames[h], h == d ? "called" : "reached", s->frames[d - 1]);
     else
       snprintf(buf, len,
-               "blocks while handling an event: inside %s, called from %s in the loop of %s",
-               s->frames[d], s->frames[d - 1], qp->frames[qp->loop_at]);
+               "blocks while handling an event: inside %s, %s from %s in the loop of %s",
+               s->frames[h], h == d ? "called" : "reached", s->frames[d - 1],
+               qp->frames[qp->loop_at]);
     break;
   case V_NO_LOOP:
     snprintf(buf, len, "not in a loop: no call on its stack is inside a loop of its caller");

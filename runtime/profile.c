@@ -48,6 +48,7 @@
 #define THREAD_SLOTS 16384
 #define WRITE_INTERVAL_NS 1000000000ull
 #define MAX_WRITE_FAILURES 3 /* in a row: then profiling turns off */
+#define FD_FLOOR 900         /* the file is written through a descriptor up here */
 
 int mcr_profiling;
 
@@ -740,6 +741,15 @@ static void write_profile(void)
   if (format(&b) != 0)
     goto out;
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0 && fd < FD_FLOOR) {
+    /* out of the numbers the program hands out (as control.c does): a daemon
+     * closing and reusing low numbers cannot get ours while we write */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
+    if (hi >= 0) {
+      close(fd);
+      fd = hi;
+    }
+  }
   if (fd < 0 || write_all(fd, b.p, b.len) != 0)
     goto out;
   if (close(fd) != 0) {

@@ -165,6 +165,22 @@ PY
     has "$work/out" "class main (2 threads)"
     production forker
     ;;
+  libevent)
+    # A worker in libevent's loop: the loop is assumed inside event_base_loop;
+    # the callback's read is inside the handling of an event.
+    "$mcc" --mcr-profile -O2 -Wall -o "$work/libevent-worker" "$src/libevent-worker.c" -levent
+    "$prof" -o "$work/libevent-worker.qp" -- "$work/libevent-worker" >"$work/out" 2>"$work/err" ||
+      fail "mcr-profile exited $?"
+    q="$work/libevent-worker.qp"
+    has "$q" "class main > start_worker"
+    matches "$q" "^qp worker_libevent > event_base_loop@libevent-[0-9.]+\.so\.[0-9]+ > .*epoll_wait$"
+    matches "$q" "^reject worker_libevent > event_base_loop@libevent.* > on_read > read : blocks while handling an event: inside on_read, reached from the loop in event_base_loop@libevent"
+    matches "$q" "^#   \(blocks inside event_base_loop@libevent.*: a loop there is assumed\)$"
+    has "$q" "qp main > feed > usleep"
+    "$mcc" --mcr-quiescence="$q" -O2 -o "$work/libevent-worker-prod" "$src/libevent-worker.c" -levent ||
+      fail "mcr-clang --mcr-quiescence rejected the config"
+    ok "mcr-clang --mcr-quiescence builds libevent-worker"
+    ;;
   pending)
     # The recording entry points called directly: exact counts and times from
     # mcr_profile_record, and a call announced by mcr_profile_begin that never
