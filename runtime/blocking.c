@@ -253,6 +253,7 @@ static void sleep_park(struct mcr_qthread *q, const struct mcr_qp *qp)
   do {                                                                                    \
     if (LIKELY_NOT(mcr_profiling)) {                                                      \
       uint64_t t0_ = mcr_now_ns();                                                        \
+      mcr_profile_begin(fn, t0_, RA);                                                     \
       __typeof__(call) r_ = call;                                                         \
       int e_ = errno;                                                                     \
       mcr_profile_record(fn, t0_, mcr_now_ns(), RA);                                      \

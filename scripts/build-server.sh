@@ -88,6 +88,8 @@ KEY=$( {
   "$CC_PATH" --version 2>&1 || true
   printf '%s\n' "$JOBS" "${EXTRA[@]+"${EXTRA[@]}"}"
   [ -z "${MCR_WRAPPERS:-}" ] || cat "$MCR_WRAPPERS" 2>/dev/null || true
+  echo "profile=${MCR_PROFILE:-} quiescence=${MCR_QUIESCENCE:-}"
+  [ -z "${MCR_QUIESCENCE:-}" ] || cat "$MCR_QUIESCENCE" 2>/dev/null || true
 } | sha256sum | cut -c1-16)
 if [ "$REUSE" -eq 1 ] && [ -f "$OUT/build-info" ] && grep -qx "key=$KEY" "$OUT/build-info"; then
   BIN=$(sed -n 's/^binary=//p' "$OUT/build-info")
