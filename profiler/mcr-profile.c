@@ -209,17 +209,19 @@ static void signal_all(int sig)
 }
 
 /* Waits until no descendant is left (1) or ms passed (0); a stop signal (the
- * user pressing Ctrl-C again) cuts the wait short. */
+ * user pressing Ctrl-C again) ends the wait (-1). */
 static int wait_gone(const sigset_t *set, uint64_t ms)
 {
   uint64_t end = now_ms() + ms;
 
   while (reap()) {
     uint64_t t = now_ms();
+    int sig;
     if (t >= end)
       return 0;
-    if (wait_signal(set, end - t) != SIGCHLD && now_ms() < end)
-      return 0;
+    sig = wait_signal(set, end - t);
+    if (sig && sig != SIGCHLD)
+      return -1;
   }
   return 1;
 }
@@ -260,14 +262,14 @@ static void wait_flush(const char *dir, uint64_t ms)
 
 /* SIGTERM to the command's process group and to our direct children (a
  * daemon that left the group is one once its parent exited), then to every
- * descendant, then SIGKILL. */
-static void stop_all(const sigset_t *set, const char *dir, int urgent)
+ * descendant, then SIGKILL; at once if a stop signal comes again. */
+static void stop_all(const sigset_t *set, const char *dir)
 {
   pid_t pids[4096];
   size_t n;
+  int rc;
 
-  if (!urgent)
-    wait_flush(dir, FLUSH_WAIT_MS);
+  wait_flush(dir, FLUSH_WAIT_MS);
   kill(-cmd_pid, SIGTERM);
   n = descendants(pids, 4096);
   for (size_t i = 0; i < n; i++)
@@ -284,13 +286,15 @@ static void stop_all(const sigset_t *set, const char *dir, int urgent)
       if ((rp = strrchr(buf, ')')) && sscanf(rp + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
         kill(pids[i], SIGTERM);
     }
-  if (wait_gone(set, TERM_WAIT_MS))
-    return;
-  signal_all(SIGTERM);
-  if (wait_gone(set, TERM_ALL_WAIT_MS))
-    return;
-  signal_all(SIGKILL);
-  wait_gone(set, 5000);
+  rc = wait_gone(set, TERM_WAIT_MS);
+  if (rc == 0) {
+    signal_all(SIGTERM);
+    rc = wait_gone(set, TERM_ALL_WAIT_MS);
+  }
+  if (rc <= 0) {
+    signal_all(SIGKILL);
+    wait_gone(set, 5000);
+  }
 }
 
 /* Forks and execs the command; returns 0, or -1 with the exec's errno. */
@@ -484,7 +488,7 @@ int main(int argc, char **argv)
   }
   seconds = (double)(now_ms() - t0) / 1000;
   if (reap())
-    stop_all(&set, dir, 0);
+    stop_all(&set, dir);
 
   found = prof_load(&prof, dir, real_exe);
   if (found < 0)
