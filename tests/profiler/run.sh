@@ -95,6 +95,15 @@ case "$test" in
     [ ! -s "$work/err" ] || fail "mcr-profile wrote on stderr"
     production epoll-server
     ;;
+  idle)
+    # No client at all: the one epoll_wait never returns, and still counts
+    # (the wrapper announced it) with the time it waited.
+    build epoll-server
+    "$prof" -o "$work/epoll-server.qp" --duration 1 -- "$work/epoll-server" "$work/ready" >"$work/out" 2>"$work/err" ||
+      fail "mcr-profile exited $?"
+    has "$work/epoll-server.qp" "qp main > serve > epoll_wait"
+    matches "$work/out" "^          .*epoll-server.c:[0-9]+, 1 hit, [0-9.]+ s blocked \(100\.0%\)$"
+    ;;
   pool)
     # A condition-variable pool, a sleeping maintenance thread and a producer:
     # one class per kind of thread, each with its own quiescent point. The
