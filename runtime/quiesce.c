@@ -1,13 +1,14 @@
 /*
  * quiesce.c - the quiesce protocol; see quiesce.h and docs/quiescence.md.
  *
- * Why both a grace period and a state check: the grace period (urcu-bp's
- * synchronize_rcu) proves every thread has left the code it was running when the
- * quiesce began; a thread that re-enters program code after that sees the flag
- * and parks, except one whose fd wait returned events at the same moment: it must
- * handle them (they are out of the kernel) and parks at its next quiescent point.
- * So the coordinator then waits until every registered thread is parked or
- * blocked in a condition wait or sleep at a quiescent point.
+ * Two checks: each thread publishes its state (running, waiting, blocked, parked)
+ * with sequentially consistent stores, and reads the quiesce flag after
+ * publishing "running", so the coordinator either sees it running or it sees the
+ * flag and parks. A thread whose fd wait returned events at the moment the flag
+ * rose must handle them (they are out of the kernel): it runs on and parks at its
+ * next quiescent point. When every thread is parked or blocked at a point, a
+ * grace period (urcu-bp's synchronize_rcu) confirms that none is still inside
+ * program code, its read-side section.
  */
 #define _GNU_SOURCE
 #include "quiesce.h"
@@ -374,7 +375,7 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
   struct mcr_qthread **qs = NULL;
   uint64_t *seen_ns = NULL;
   size_t n, cap = 0;
-  uint64_t t0, deadline, last_kick, ticket, gp_end = 0;
+  uint64_t t0, deadline, last_kick, ticket = 0, gp_start = 0, gp_end = 0;
   int all = 0;
 
   memset(res, 0, sizeof(*res));
@@ -435,16 +436,18 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
     if (__atomic_load_n(&qs[i]->state, __ATOMIC_SEQ_CST) == MCR_Q_WAIT)
       kick(qs[i]->tid);
   last_kick = now_ns();
-  ticket = gp_request();
 
+  /* Wait until every thread is parked or blocked at a point, then let a grace
+   * period confirm it. The grace period comes last because urcu-bp's writer
+   * polls readers and sleeps 10 ms between rounds once a reader is slow: asked
+   * while threads still run program code it would cost 10 ms; asked when every
+   * thread is outside its read-side section it ends in microseconds. */
   for (;;) {
     uint64_t now = now_ns();
-    if (!gp_end && ticket && gp_finished(ticket))
-      gp_end = now;
-    all = gp_end != 0;
+    int states_ok = 1;
     for (size_t i = 0; i < n; i++) {
       int s = __atomic_load_n(&qs[i]->state, __ATOMIC_SEQ_CST);
-      if (qs[i]->tid == 0)
+      if (__atomic_load_n(&qs[i]->tid, __ATOMIC_SEQ_CST) == 0)
         continue; /* the thread ended */
       if (arrived(s)) {
         if (!seen_ns[i])
@@ -452,11 +455,21 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
                            ? qs[i]->arrived_ns
                            : now;
       } else {
-        all = 0;
+        states_ok = 0;
         seen_ns[i] = 0;
       }
     }
-    if (all || now >= deadline)
+    if (states_ok) {
+      if (!ticket) {
+        ticket = gp_request();
+        gp_start = now;
+      } else if (gp_finished(ticket)) {
+        gp_end = now;
+        all = 1;
+        break;
+      }
+    }
+    if (now >= deadline)
       break;
     if (now - last_kick >= KICK_EVERY_NS) {
       for (size_t i = 0; i < n; i++)
@@ -464,12 +477,12 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
           kick(qs[i]->tid);
       last_kick = now;
     }
-    struct timespec ts = {0, (long)POLL_NS};
+    struct timespec ts = {0, (long)(ticket ? POLL_NS / 5 : POLL_NS)};
     nanosleep(&ts, NULL);
   }
 
   res->quiesce_us = (now_ns() - t0) / 1000;
-  res->grace_us = gp_end ? (gp_end - t0) / 1000 : 0;
+  res->grace_us = gp_end ? (gp_end - gp_start) / 1000 : 0;
   res->ok = all;
   /* on a timeout, resume first, describe the stragglers after: a thread stuck
    * in a system call is still there, and the others wait no longer */

@@ -7,8 +7,9 @@
  * thread's current quiescent point, and park the thread there while a quiesce is
  * in progress. The coordinator (mcr_quiesce_begin, called by the control thread)
  * raises the quiesce flag, interrupts threads blocked on fds with the runtime's
- * signal, waits for a grace period (synchronize_rcu), then for every thread to be
- * parked or blocked in a condition wait or sleep, bounded by a timeout.
+ * signal, waits for every thread to be parked or blocked in a condition wait or
+ * sleep at a quiescent point, then for a grace period (synchronize_rcu) to
+ * confirm it, all bounded by a timeout.
  */
 #ifndef MCR_QUIESCE_H
 #define MCR_QUIESCE_H
@@ -74,7 +75,7 @@ struct mcr_qarrival {
 struct mcr_qresult {
   int ok;                   /* 1: every thread arrived */
   uint64_t quiesce_us;      /* time to quiescence (or until the timeout) */
-  uint64_t grace_us;        /* of which the grace period */
+  uint64_t grace_us;        /* of which the confirming grace period */
   size_t nthreads;
   struct mcr_qarrival *threads; /* nthreads entries, malloc'ed; free with mcr_qresult_free */
   char error[256];          /* set when the quiesce could not start */
