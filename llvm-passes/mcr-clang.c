@@ -31,6 +31,14 @@
 #include "mcr/qp.h"
 #include "qpconfig.h"
 
+/* Defined by runtime/blocking.c (the mcr/qp.h names and the fortified variants). */
+static const char *const blocking_wrappers[] = {
+    "epoll_wait", "epoll_pwait", "poll", "ppoll", "select", "pselect", "accept", "accept4",
+    "read", "recv", "recvfrom", "recvmsg", "pthread_cond_wait", "pthread_cond_timedwait",
+    "sem_wait", "sem_timedwait", "nanosleep", "clock_nanosleep", "usleep", "sleep",
+    "sigsuspend", "sigwait", "sigwaitinfo", "sigtimedwait", "pause", "__read_chk",
+    "__recv_chk", "__recvfrom_chk", "__poll_chk", "__ppoll_chk", "pthread_create", NULL};
+
 #ifndef MCR_CLANG_PATH
 #define MCR_CLANG_PATH "/usr/lib/llvm-16/bin/clang"
 #endif
@@ -527,6 +535,15 @@ int main(int argc, char **argv) {
         push(&out, need_file(dir, "libmcr_rt.a"));
         push(&out, "-Wl,--no-whole-archive");
         push(&out, "-Wl,--export-dynamic-symbol=__mcr_*");
+        /* The runtime's wrappers of blocking functions (runtime/blocking.c) must
+         * also win for libraries loaded later with dlopen, which the linker
+         * cannot see: export them. */
+        for (const char *const *w = blocking_wrappers; *w; w++) {
+          char *flag;
+          if (asprintf(&flag, "-Wl,--export-dynamic-symbol=%s", *w) < 0)
+            die("out of memory");
+          push(&out, flag);
+        }
         push(&out, "-lpthread");
         /* the control socket's messages (runtime/control.c) */
         push(&out, "-lprotobuf-c");
