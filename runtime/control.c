@@ -52,6 +52,7 @@ static ino_t listen_ino; /* its fd number (daemons close every fd) */
 static pid_t control_tid;
 static int client_fd = -1; /* the connection being served */
 static int quiesce_active; /* a quiesce worker is running (atomic) */
+static int quiesce_fd = -1; /* the connection it serves */
 static struct timespec started;
 
 /* ---- per-request memory: everything a reply holds, freed at once ---- */
@@ -414,6 +415,7 @@ static void *quiesce_worker(void *p)
     set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
   }
   send_reply(job->fd, &rep);
+  quiesce_fd = -1;
   close(job->fd);
   arena_free(&a);
   mcr_qresult_free(&res);
@@ -449,7 +451,7 @@ static int handle_quiesce(struct arena *a, const Request *req, Reply *rep)
     __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
     return -1;
   }
-  job->fd = client_fd;
+  job->fd = quiesce_fd = client_fd;
   job->hold_ms = q->has_hold_ms ? q->hold_ms : 0;
   job->timeout_ms = q->has_timeout_ms ? q->timeout_ms : QUIESCE_DEFAULT_TIMEOUT_MS;
   if (mcr_threads_start_internal(&t, quiesce_worker, job) != 0) {
@@ -749,7 +751,10 @@ static void control_fork_child(void)
   if (client_fd >= 0)
     close(client_fd); /* a connection the parent was serving */
   client_fd = -1;
-  quiesce_active = 0; /* the parent's worker, if any, is the parent's */
+  if (quiesce_active && quiesce_fd >= 0)
+    close(quiesce_fd); /* the parent's worker and its client stay the parent's */
+  quiesce_fd = -1;
+  quiesce_active = 0;
   start();
 }
 
