@@ -164,6 +164,40 @@ case "$test" in
     grep -q "@mcr/$tpid\$" /proc/net/unix && echo "ok: @mcr/$tpid is listening" || { echo "FAIL: no @mcr/$tpid"; exit 1; }
     no_noise
     ;;
+  quiesce-errors)
+    # mcr-ctl quiesce: bad usage and bad targets get one line and exit 2; a program
+    # that cannot be quiesced (no quiescent points compiled in) exit 1, unharmed.
+    expect_refusal "missing PID" "missing PID" "$ctl" quiesce
+    expect_refusal "bad PID" "not a process id" "$ctl" quiesce 12x
+    expect_refusal "no such process" "no process 2147483647" "$ctl" quiesce 2147483647
+    sleep 100 >/dev/null 2>&1 &
+    pids+=($!)
+    expect_refusal "not an mcr program" "no mcr control socket.*not built with mcr-clang" "$ctl" quiesce $!
+    expect_refusal "unknown option" "unknown option" "$ctl" quiesce --bogus 1
+    expect_refusal "bad hold" "bad --hold" "$ctl" quiesce --hold x 1
+    expect_refusal "hold too long" "bad --hold" "$ctl" quiesce --hold 601 1
+    expect_refusal "negative hold" "bad --hold" "$ctl" quiesce --hold -1 1
+    expect_refusal "zero timeout" "bad --timeout" "$ctl" quiesce --timeout 0 1
+    build_threads
+    start_threads pool
+    rc=0
+    timeout 20 "$ctl" quiesce "$tpid" >"$work/o" 2>"$work/e" || rc=$?
+    if [ "$rc" = 1 ] && grep -q "no quiescent points compiled in.*mcr-profile.*--mcr-quiescence" "$work/e" && [ ! -s "$work/o" ]; then
+      echo "ok: no quiescent points: $(cat "$work/e")"
+    else
+      echo "FAIL: no quiescent points: exit $rc"; cat "$work/e" "$work/o"; exit 1
+    fi
+    timeout 10 "$ctl" status --json "$tpid" > "$work/s.json"
+    check_json "$work/s.json" 'len(th) == 5 and s["points"] == [] and not s["quiescing"]'
+    check_json "$work/s.json" 'all(t["quiesce_state"] == "running" for t in th)'
+    if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+      expect_refusal "root's process, asked by nobody" "belongs to another user \(uid 0\)" \
+        setpriv --reuid=nobody --regid=nogroup --clear-groups "$ctl" quiesce "$tpid"
+    else
+      echo "skip: another user's process (needs root, setpriv and user nobody)"
+    fi
+    no_noise
+    ;;
   status-errors)
     # mcr-ctl status refuses, with one line and exit 2, what it cannot do.
     expect_refusal "missing PID" "missing PID" "$ctl" status
