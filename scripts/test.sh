@@ -2,9 +2,9 @@
 # Runs mcr's tests on a fresh machine: installs what is missing from Debian's
 # packages, builds, and runs ctest.
 #
-#   scripts/test.sh              all tests: pass, unit, cli, e2e, then real servers
+#   scripts/test.sh              all tests: pass, unit, cli, e2e, quiesce, then real servers
 #   scripts/test.sh --fast       all but the real-server label (a few minutes)
-#   scripts/test.sh -L LABEL     only that ctest label (pass, unit, cli, e2e, real)
+#   scripts/test.sh -L LABEL     only that ctest label (pass, unit, cli, e2e, quiesce, real)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${MCR_BUILD:-$top/build}
