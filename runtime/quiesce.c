@@ -163,9 +163,19 @@ static void on_kick(int sig, siginfo_t *si, void *uc)
     __atomic_add_fetch(&mcr_qself->kicks, 1, __ATOMIC_RELAXED);
 }
 
-static void kick(pid_t tid)
+/* Sends the runtime's signal to a thread in an fd wait, unless the one sent
+ * last is still pending (kicks has not moved since): in a thread that blocks
+ * the signal, one real-time signal would otherwise be queued every
+ * KICK_EVERY_NS until the timeout, quiesce after quiesce, against the user's
+ * RLIMIT_SIGPENDING. */
+static void kick(struct mcr_qthread *q)
 {
-  syscall(SYS_tgkill, getpid(), tid, kick_sig);
+  unsigned k = __atomic_load_n(&q->kicks, __ATOMIC_SEQ_CST);
+
+  if (q->kick_sent && q->kick_sent - 1 == k)
+    return;
+  if (syscall(SYS_tgkill, getpid(), q->tid, kick_sig) == 0)
+    q->kick_sent = k + 1;
 }
 
 /* ---- the grace period ---- */
@@ -334,6 +344,23 @@ static void describe(pid_t tid, char *out, size_t len)
     used += (size_t)snprintf(out + used, len - used, " %s", names[i]);
 }
 
+/* Whether the thread blocks the runtime's signal (SigBlk of its status). */
+static int blocks_kick(pid_t tid)
+{
+  char path[64], line[128];
+  unsigned long long mask = 0;
+  int found = 0;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+  if (!(f = fopen(path, "re")))
+    return 0;
+  while (!found && fgets(line, sizeof(line), f))
+    found = sscanf(line, "SigBlk: %llx", &mask) == 1;
+  fclose(f);
+  return found && kick_sig >= 1 && kick_sig <= 64 && (mask >> (kick_sig - 1) & 1);
+}
+
 /* ---- the coordinator ---- */
 
 static const char *state_name(int s)
@@ -434,7 +461,7 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
   }
   for (size_t i = 0; i < n; i++)
     if (__atomic_load_n(&qs[i]->state, __ATOMIC_SEQ_CST) == MCR_Q_WAIT)
-      kick(qs[i]->tid);
+      kick(qs[i]);
   last_kick = now_ns();
 
   /* Wait until every thread is parked or blocked at a point, then let a grace
@@ -474,7 +501,7 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
     if (now - last_kick >= KICK_EVERY_NS) {
       for (size_t i = 0; i < n; i++)
         if (__atomic_load_n(&qs[i]->state, __ATOMIC_SEQ_CST) == MCR_Q_WAIT)
-          kick(qs[i]->tid);
+          kick(qs[i]);
       last_kick = now;
     }
     struct timespec ts = {0, (long)(ticket ? POLL_NS / 5 : POLL_NS)};
@@ -500,8 +527,16 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
     a->arrived = all || seen_ns[i] != 0;
     a->at = a->arrived ? qs[i]->at : NULL;
     a->arrival_us = a->arrived && seen_ns[i] > t0 ? (seen_ns[i] - t0) / 1000 : 0;
-    if (!a->arrived)
+    if (!a->arrived) {
       describe(tid, a->where, sizeof(a->where));
+      if (a->state == MCR_Q_WAIT && blocks_kick(tid)) {
+        char d[sizeof(a->where)];
+        snprintf(d, sizeof(d), "%s", a->where);
+        snprintf(a->where, sizeof(a->where),
+                 "blocks the runtime's signal %d, which cannot interrupt its wait at the "
+                 "quiescent point; %s", kick_sig, d);
+      }
+    }
   }
   free(qs);
   free(seen_ns);
@@ -544,6 +579,7 @@ static void fork_child(void)
   if (mcr_qself) {
     mcr_qself->tid = gettid();
     mcr_qself->state = MCR_Q_RUN;
+    mcr_qself->kick_sent = 0; /* a child starts with no signal pending */
   }
 }
 

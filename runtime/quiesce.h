@@ -30,6 +30,7 @@ enum mcr_qstate {
 struct mcr_qthread {
   int state;                /* enum mcr_qstate, atomic */
   unsigned kicks;           /* incremented by the runtime's signal handler */
+  unsigned kick_sent;       /* kicks + 1 when the signal was last sent (0: never) */
   pid_t tid;
   const struct mcr_qp *at;  /* the quiescent point it is blocked or parked at */
   uint64_t arrived_ns;      /* when it parked (or was first seen blocked), this quiesce */

@@ -403,7 +403,7 @@ PY
     "$ctl" quiesce "$spid" --hold 0.01 --timeout 0.3 --json >"$work/pollw.json" 2>"$work/pollw.err" || rc=$?
     [ $rc = 1 ] || fail "quiesce with a thread in poll() with every signal blocked exited $rc (expected 1)"
     python3 - "$work/pollw.json" <<'PY' || fail "the reply: $(cat "$work/pollw.json")"
-import json, sys
+import json, signal, sys
 d = json.load(open(sys.argv[1]))
 assert d["quiesced"] is False
 late = [t for t in d["threads"] if not t["arrived"]]
@@ -411,11 +411,26 @@ assert len(late) == 1 and len(d["threads"]) == 4, d["threads"]
 t = late[0]
 assert t["state"] == "waiting", t          # at its quiescent point, not interrupted
 assert "system call 7" in t["where"] and "pollw" in t["where"], t  # 7: poll
+assert t["where"].startswith("blocks the runtime's signal %d, which cannot interrupt" % (signal.SIGRTMAX - 3)), t
 for a in d["threads"]:
     if a["arrived"]:
         assert a["point"]["stack"] in ("main > serve > epoll_wait", "condw > pthread_cond_wait", "ppollw > ppoll"), a
 print("ok: quiesce timed out on the thread in poll() with the runtime's signal blocked: " + t["where"])
 PY
+    # The runtime's signal is not re-sent while one is still pending in the
+    # thread: a signal queued every millisecond until the timeout would pile up
+    # against the user's RLIMIT_SIGPENDING (SigQ counts the user's queued
+    # signals, other processes' included: hence the margin).
+    sigq() { sed -n 's/^SigQ:[[:space:]]*\([0-9]*\)\/.*/\1/p' "/proc/$spid/status"; }
+    q0=$(sigq)
+    for i in 1 2 3; do
+      rc=0
+      "$ctl" quiesce "$spid" --hold 0.01 --timeout 0.3 --json >"$work/pollw$i.json" 2>&1 || rc=$?
+      [ $rc = 1 ] || fail "quiesce $i with the poll() thread exited $rc: $(cat "$work/pollw$i.json")"
+    done
+    q1=$(sigq)
+    [ $((q1 - q0)) -lt 50 ] || fail "3 quiesces that timed out left $((q1 - q0)) more signals queued ($q0 -> $q1)"
+    ok "3 more quiesces timed out the same way; signals queued for the user: $q0, then $q1"
     phase pollw-after 1
     stat poll_wakes
     [ "$val" -gt 0 ] || fail "the poll() thread does not run"
