@@ -3,8 +3,10 @@
 # packages, builds, and runs ctest.
 #
 #   scripts/test.sh              all tests: pass, unit, cli, e2e, quiesce, then real servers
-#   scripts/test.sh --fast       all but the real-server label (a few minutes)
-#   scripts/test.sh -L LABEL     only that ctest label (pass, unit, cli, e2e, quiesce, real)
+#                                (real, then real-quiesce)
+#   scripts/test.sh --fast       all but the real-server labels (a few minutes)
+#   scripts/test.sh -L LABEL     only that ctest label (pass, unit, cli, e2e, quiesce, real,
+#                                real-quiesce)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${MCR_BUILD:-$top/build}
@@ -15,7 +17,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --fast) fast=1 ;;
     -L) labels+=("$2"); shift ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -31,9 +33,17 @@ cd "$build"
 if [ ${#labels[@]} -gt 0 ]; then
   for l in "${labels[@]}"; do ctest --output-on-failure -L "^$l\$"; done
 elif [ $fast -eq 1 ]; then
-  ctest --output-on-failure -LE '^real$'
+  ctest --output-on-failure -LE '^real(-quiesce)?$'
 else
-  # Fast labels first, so a failure there shows before the long real-server runs.
-  ctest --output-on-failure -LE '^real$'
-  ctest --output-on-failure -L '^real$'
+  # Fast labels first, so a failure there shows before the long real-server runs;
+  # then the real servers' suites, then their quiescence (both run even if the
+  # first fails; ctest prints each test's time).
+  ctest --output-on-failure -LE '^real(-quiesce)?$'
+  rc=0
+  for l in real real-quiesce; do
+    s=$(date +%s)
+    ctest --output-on-failure -L "^$l\$" || rc=1
+    echo "test.sh: label $l took $(( $(date +%s) - s )) s"
+  done
+  exit "$rc"
 fi
