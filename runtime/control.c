@@ -414,13 +414,16 @@ static void *quiesce_worker(void *p)
     arena_free(&a);
     set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
   }
-  send_reply(job->fd, &rep);
+  /* Ready for the next quiesce before the client has this reply: a client that
+   * asks again as soon as it has it (mcr-ctl in a loop) must not find this
+   * worker still cleaning up and be refused as "in progress". */
   quiesce_fd = -1;
+  __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+  send_reply(job->fd, &rep);
   close(job->fd);
   arena_free(&a);
   mcr_qresult_free(&res);
   free(job);
-  __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
   return NULL;
 }
 

@@ -11,7 +11,7 @@ PKGS=(
   libunwind-dev libdwarf-dev libelf-dev liburcu-dev libprotobuf-c-dev protobuf-c-compiler
   # real-server builds, load generators and their test suites
   dpkg-dev libevent-dev tcl redis-tools wrk apache2-utils libmemcached-tools
-  curl procps
+  curl procps gdb   # gdb: tests/e2e/quiesce-reply.sh holds a runtime thread at a breakpoint
   meson libpcre2-dev zlib1g-dev binutils perl   # lighttpd (meson, regex, deflate); readelf; memcached/lighttpd suites
 )
 
