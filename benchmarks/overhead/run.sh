@@ -3,33 +3,41 @@
 # build of the same source, interleaved in the same run, several repeats.
 #
 #   benchmarks/overhead/run.sh [--servers redis,lighttpd,memcached] [--repeats N]
-#                              [--build DIR] [--results FILE]
+#                              [--variants plain,mcr[,mcr-qp]] [--build DIR] [--results FILE]
 #
-# For each repeat the two builds run one after the other (order alternating), the
-# server pinned to CPU 1 and the load generator to CPU 0:
+# Variants: plain (clang-16), mcr (mcr-clang with configs/NAME.wrappers, no
+# quiescence config), mcr-qp (the production build: the same plus the server's
+# quiescence config, made and cached by benchmarks/quiescence/prod-build.sh with
+# scripts/profile-server.sh; its quiescent-point hooks are the difference to mcr).
+# For each repeat the builds run one after the other (two variants: order
+# alternating; three: every order once in 6 repeats), the server pinned to CPU 1
+# and the load generator to CPU 0:
 #   redis      redis-benchmark -n 100000 -c 50 -t set,get (unpipelined), then
 #              -P 16 -n 1000000 -r 1000000 -d 32 (fills ~1M keys: the peak RSS figure)
 #   lighttpd   wrk -t1 -c32 -d5s on a 4 KiB static file
 #   memcached  memcaslap -T 1 -c 32 -t 5s, 4 worker threads
-# Reported: median throughput of each build, ratio mcr/plain of the medians and the
-# median of per-repeat ratios, and the same for the server's CPU time per request
-# (user+system, /proc/PID/stat: less sensitive than throughput to a busy machine)
-# and for peak RSS (VmHWM). Every load generator call is bounded by a timeout. Raw figures go to
-# FILE (default: $MCR_CACHE/bench/overhead-<date>.tsv).
+# Reported: median throughput of each build, ratio to plain of the medians and the
+# median of per-repeat ratios (with mcr-qp also mcr-qp/mcr), and the same for the
+# server's CPU time per request (user+system, /proc/PID/stat: less sensitive than
+# throughput to a busy machine) and for peak RSS (VmHWM). Every load generator
+# call is bounded by a timeout. Raw figures go to FILE (default:
+# $MCR_CACHE/bench/overhead-<date>.tsv).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${MCR_CACHE:-$HOME/.cache/mcr}
 servers=redis,lighttpd,memcached
 repeats=3
+variants=plain,mcr
 build=$top/build
 results=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --servers) servers=$2; shift ;;
     --repeats) repeats=$2; shift ;;
+    --variants) variants=$2; shift ;;
     --build) build=$2; shift ;;
     --results) results=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "overhead: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,6 +57,10 @@ declare -A bin
 
 build_one() { # NAME VARIANT
   local name=$1 variant=$2 cc out
+  if [ "$variant" = mcr-qp ]; then
+    bin[$name-$variant]=$("$top/benchmarks/quiescence/prod-build.sh" "$name" "${version[$name]}" --build "$build")
+    return
+  fi
   out=$cache/bench/$name-${version[$name]}-$variant
   local wrappers=""
   if [ "$variant" = plain ]; then cc=clang-16; else
@@ -141,16 +153,27 @@ run_memcached() {
 }
 
 IFS=, read -r -a list <<< "$servers"
+IFS=, read -r -a vlist <<< "$variants"
+for v in "${vlist[@]}"; do
+  case "$v" in plain|mcr|mcr-qp) ;; *) echo "overhead: unknown variant '$v' (plain, mcr, mcr-qp)" >&2; exit 2 ;; esac
+done
 for s in "${list[@]}"; do
   case "$s" in redis|lighttpd|memcached) ;; *) echo "overhead: unknown server '$s'" >&2; exit 2 ;; esac
-  build_one "$s" plain
-  build_one "$s" mcr
+  for v in "${vlist[@]}"; do build_one "$s" "$v"; done
 done
+nv=${#vlist[@]}
 for r in $(seq 1 "$repeats"); do
-  # Alternate which build goes first, so drift over the run hits both alike.
-  if [ $((r % 2)) -eq 1 ]; then order="plain mcr"; else order="mcr plain"; fi
+  # Vary which build goes first, so drift over the run hits all alike: with two,
+  # alternate; with more, rotate every second repeat and reverse every other one
+  # (three variants: each of the 6 orders once in 6 repeats).
+  if [ "$nv" -le 2 ]; then rot=0; else rot=$(( (r - 1) / 2 % nv )); fi
+  order=()
+  for ((i = 0; i < nv; i++)); do order+=("${vlist[$(( (i + rot) % nv ))]}"); done
+  if [ $((r % 2)) -eq 0 ]; then
+    rev=(); for ((i = nv - 1; i >= 0; i--)); do rev+=("${order[$i]}"); done; order=("${rev[@]}")
+  fi
   for s in "${list[@]}"; do
-    for v in $order; do
+    for v in "${order[@]}"; do
       echo "overhead: $s $v repeat $r/$repeats" >&2
       "run_$s" "$v" "$r"
     done
