@@ -40,7 +40,7 @@ REPO=$(cd "$HERE/.." && pwd)
 say() { echo "$PROG: $*" >&2; }
 die() { say "$*"; exit 1; }
 usage() {
-  sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}/usage: /;2,$s/^usage: /       /' >&2
+  sed -n '2,3p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}/usage: /;2,$s/^usage: /       /' >&2
   exit 2
 }
 
