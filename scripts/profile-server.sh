@@ -267,13 +267,13 @@ served=0
 case "$NAME" in
   redis)
     served=$(timeout 5 redis-cli -h 127.0.0.1 -p "$PORT" info stats 2>/dev/null |
-             sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p') ;;
+             sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p') || true ;;
   memcached)
     served=$( (exec 3<>"/dev/tcp/127.0.0.1/$PORT" && printf 'stats\r\nquit\r\n' >&3 &&
                timeout 5 cat <&3) 2>/dev/null | tr -d '\r' |
-             awk '$2 == "cmd_get" || $2 == "cmd_set" {n += $3} END {print n + 0}') ;;
+             awk '$2 == "cmd_get" || $2 == "cmd_set" {n += $3} END {print n + 0}') || true ;;
   lighttpd|nginx)
-    served=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$WLOG" | tail -n1) ;;
+    served=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$WLOG" | tail -n1) || true ;;
 esac
 served=${served:-0}
 say "workload done: $served requests served"

@@ -229,7 +229,7 @@ quiesce_main() {
     exit 1
   fi
   local pids
-  pids=$(server_pids | tr '\n' ' ')
+  pids=$(server_pids | tr '\n' ' ') || true
   log "production $SERVER on 127.0.0.1:$PORT, processes: $pids"
   "$MCR_CTL" status "$SERVER_PID" >"$RUN/status-before.txt" 2>&1 || true
   sed 's/^/    /' "$RUN/status-before.txt" >&2
@@ -277,7 +277,7 @@ quiesce_main() {
 
   # 6. still the same processes, still answering correctly
   local now
-  now=$(server_pids | tr '\n' ' ')
+  now=$(server_pids | tr '\n' ' ') || true
   if [ "$now" != "$pids" ]; then
     log "FAILED: the server's processes changed during the loop: before $pids, after $now"
     status=1
