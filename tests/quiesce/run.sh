@@ -211,8 +211,14 @@ standard() {
   check_quiesces "$@"
   alive
   held_probe
-  phase after 1.5
-  after=$done_reqs
+  # A loose sanity check, not a timing: the machine is shared, so a slow phase
+  # is measured again (up to three times) before it counts as a failure.
+  for try in 1 2 3; do
+    phase after 1.5
+    after=$done_reqs
+    [ $((after * 10)) -ge $((before * 3)) ] && break
+    echo "note: after-phase $try: $after requests, $before before; measuring again"
+  done
   [ $((after * 10)) -ge $((before * 3)) ] ||
     fail "throughput did not come back: $after requests after the quiesces, $before before"
   ok "throughput after the quiesces: $after requests in 1.5 s, $before before"
