@@ -1,11 +1,19 @@
 """Summarizes benchmarks/quiescence/run.sh: raw.tsv (one row per quiesce) and
 points.tsv (one row per server run) -> Markdown tables on stdout.
 
+    summarize.py RAW.tsv [POINTS.tsv] [--compact]
+    summarize.py DIR [DIR...] [--compact]
+
+DIRs are output directories of run.sh (raw.tsv, points.tsv): their runs are
+pooled, run r of the k-th directory counted as run "k.r".
+--compact: one row per server and thread setting, the modes side by side.
+
 Per (server, thread setting, mode) and per run: median, p90, p99 and max of the
 time to quiescence, of the grace period and of the slowest thread's arrival
 (nearest-rank percentiles: p99 of 200 quiesces is the 198th smallest). Then the
 median of each statistic over the runs, and the range of the per-run p99."""
 import csv
+import os
 import statistics
 import sys
 from collections import Counter, defaultdict
@@ -28,8 +36,19 @@ def ms(us):
 
 
 def main():
-    raw = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-    points = list(csv.DictReader(open(sys.argv[2]), delimiter="\t")) if len(sys.argv) > 2 else []
+    args = [a for a in sys.argv[1:] if a != "--compact"]
+    compact = "--compact" in sys.argv[1:]
+    if all(os.path.isdir(a) for a in args):
+        raw, points = [], []
+        for k, d in enumerate(args, 1):
+            for name, into in (("raw.tsv", raw), ("points.tsv", points)):
+                for r in csv.DictReader(open(os.path.join(d, name)), delimiter="\t"):
+                    if len(args) > 1:
+                        r["repeat"] = "%d.%s" % (k, r["repeat"])
+                    into.append(r)
+    else:
+        raw = list(csv.DictReader(open(args[0]), delimiter="\t"))
+        points = list(csv.DictReader(open(args[1]), delimiter="\t")) if len(args) > 1 else []
 
     runs = defaultdict(lambda: defaultdict(list))  # key -> repeat -> rows
     for r in raw:
@@ -43,6 +62,8 @@ def main():
         return (server != "memcached", ["load", "light", "idle"].index(mode) if mode in ("load", "light", "idle") else 9,
                 int(n) if n.isdigit() else 0)
 
+    if compact:
+        return print_compact(runs, order)
     print("Time to quiescence in ms: per run, the median, p90, p99 and max over its quiesces; "
           "in the table the median of those over the runs (p99 range: lowest and highest "
           "per-run p99). Server CPUs: the CPU time the server used during the quiesces over their "
@@ -101,6 +122,33 @@ def main():
         print("\nLoad average during the runs: %.2f–%.2f (median %.2f).%s" % (
             min(la), max(la), statistics.median(la),
             " The load generator exited early in %d runs." % len(dead) if dead else ""))
+
+
+def print_compact(runs, order):
+    """One row per server and thread setting, one column group per mode: the
+    medians over the runs of the per-run median and p99 (and the p99 range)."""
+    modes = [m for m in ("load", "light", "idle") if any(k[2] == m for k in runs)]
+    rows = sorted({(k[0], k[1]) for k in runs}, key=lambda sn: order((sn[0], sn[1], "load")))
+    print("Time to quiescence, ms: median / **p99** (lowest–highest per-run p99); medians over "
+          "the runs.\n")
+    print("| server | -t | threads | " + " | ".join(modes) + " |")
+    print("|---|---|---|" + "---|" * len(modes))
+    for server, n in rows:
+        cells, nthreads = [], ""
+        for m in modes:
+            per = []
+            for rep, rr in sorted(runs.get((server, n, m), {}).items()):
+                ok = [r for r in rr if r["ok"] == "1"]
+                if ok:
+                    per.append(stats([float(r["ttq_us"]) for r in ok]))
+                    nthreads = ok[0]["nthreads"]
+            if not per:
+                cells.append("–")
+                continue
+            p99s = [x["p99"] for x in per]
+            cells.append("%s / **%s** (%s–%s)" % (ms(statistics.median(x["med"] for x in per)),
+                                                  ms(statistics.median(p99s)), ms(min(p99s)), ms(max(p99s))))
+        print("| %s | %s | %s | %s |" % (server, n if n.isdigit() else "–", nthreads, " | ".join(cells)))
 
 
 if __name__ == "__main__":
