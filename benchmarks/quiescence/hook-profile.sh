@@ -141,7 +141,8 @@ for s in "${list[@]}"; do
 done
 {
   echo "command: benchmarks/quiescence/hook-profile.sh ${args[*]}"
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git -C "$top" rev-parse --short HEAD 2>/dev/null)"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), repository at $(git -C "$top" rev-parse --short HEAD 2>/dev/null)"
+  echo "mcr build: $build, from $("$here/build-source.sh" "$build")"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$out/meta.txt"
 start=$SECONDS

@@ -114,7 +114,8 @@ if [ "$pin" -eq 1 ]; then scpu=(taskset -c 1); ccpu=(taskset -c 0); else scpu=()
 {
   echo "command: benchmarks/quiescence/run.sh ${args[*]}"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "commit: $(git -C "$top" rev-parse --short HEAD 2>/dev/null) $(git -C "$top" log -1 --format=%s 2>/dev/null)"
+  echo "repository: $(git -C "$top" rev-parse --short HEAD 2>/dev/null) $(git -C "$top" log -1 --format=%s 2>/dev/null)"
+  echo "mcr build: $build, from $("$here/build-source.sh" "$build")"
   echo "machine: $(uname -srm), $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "pinned: $([ "$pin" -eq 1 ] && echo 'server CPU 1, load generator and mcr-ctl CPU 0' || echo no)"

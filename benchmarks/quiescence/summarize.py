@@ -7,6 +7,7 @@ points.tsv (one row per server run) -> Markdown tables on stdout.
 DIRs are output directories of run.sh (raw.tsv, points.tsv): their runs are
 pooled, run r of the k-th directory counted as run "k.r".
 --compact: one row per server and thread setting, the modes side by side.
+--breakdown MODES: where the time goes, for the modes given (e.g. load,light).
 
 Per (server, thread setting, mode) and per run: median, p90, p99 and max of the
 time to quiescence, of the grace period and of the slowest thread's arrival
@@ -36,8 +37,14 @@ def ms(us):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--compact"]
-    compact = "--compact" in sys.argv[1:]
+    argv = sys.argv[1:]
+    breakdown = None
+    if "--breakdown" in argv:
+        i = argv.index("--breakdown")
+        breakdown = argv[i + 1].split(",")
+        del argv[i:i + 2]
+    args = [a for a in argv if a != "--compact"]
+    compact = "--compact" in argv
     if all(os.path.isdir(a) for a in args):
         raw, points = [], []
         for k, d in enumerate(args, 1):
@@ -64,6 +71,25 @@ def main():
 
     if compact:
         return print_compact(runs, order)
+    if breakdown:
+        print("| server | -t | mode | threads | load ops/s | median | p99 | grace median / p99 "
+              "| slowest arrival median / p99 | server CPUs | threads waiting for a CPU (runs: min–max) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+    else:
+        print_header()
+    for key in sorted(runs, key=order):
+        if breakdown and key[2] not in breakdown:
+            continue
+        row(key, runs, pts, breakdown)
+    if points and not breakdown:
+        la = [float(p["loadavg_start"]) for p in points] + [float(p["loadavg_end"]) for p in points]
+        dead = [p for p in points if p["load_alive"] == "0"]
+        print("\nLoad average during the runs: %.2f–%.2f (median %.2f).%s" % (
+            min(la), max(la), statistics.median(la),
+            " The load generator exited early in %d runs." % len(dead) if dead else ""))
+
+
+def print_header():
     print("Time to quiescence in ms: per run, the median, p90, p99 and max over its quiesces; "
           "in the table the median of those over the runs (p99 range: lowest and highest "
           "per-run p99). Server CPUs: the CPU time the server used during the quiesces over their "
@@ -74,54 +100,59 @@ def main():
           "| p99 | p99 range | max | grace median | grace p99 | slowest arrival median "
           "| slowest arrival p99 | slowest thread in the top 10% | server CPUs | threads waiting for a CPU (per run) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for key in sorted(runs, key=order):
-        server, n, mode = key
-        per = []
-        total = failed = 0
-        tail = Counter()
-        for rep, rows in sorted(runs[key].items()):
-            ok = [r for r in rows if r["ok"] == "1"]
-            total += len(rows)
-            failed += len(rows) - len(ok)
-            if not ok:
-                continue
-            t = stats([float(r["ttq_us"]) for r in ok])
-            g = stats([float(r["grace_us"]) for r in ok])
-            a = stats([float(r["slowest_us"] or 0) for r in ok])
-            per.append((t, g, a))
-            for r in ok:
-                if float(r["ttq_us"]) >= t["p90"]:
-                    tail["%s (%s)" % (r["slowest_name"], r["slowest_state"])] += 1
-        if not per:
-            print("| %s | %s | %s | | | | %d (%d) | | | | | | | | | | | | |" % (server, n, mode, total, failed))
+
+
+def row(key, runs, pts, breakdown):
+    server, n, mode = key
+    per = []
+    total = failed = 0
+    tail = Counter()
+    for rep, rows in sorted(runs[key].items()):
+        ok = [r for r in rows if r["ok"] == "1"]
+        total += len(rows)
+        failed += len(rows) - len(ok)
+        if not ok:
             continue
+        t = stats([float(r["ttq_us"]) for r in ok])
+        g = stats([float(r["grace_us"]) for r in ok])
+        a = stats([float(r["slowest_us"] or 0) for r in ok])
+        per.append((t, g, a))
+        for r in ok:
+            if float(r["ttq_us"]) >= t["p90"]:
+                tail["%s (%s)" % (r["slowest_name"], r["slowest_state"])] += 1
+    if not per:
+        print("| %s | %s | %s | | | | %d (%d) | | | | | | | | | | | | |" % (server, n, mode, total, failed))
+        return
 
-        def med(i, stat):
-            return statistics.median(x[i][stat] for x in per)
+    def med(i, stat):
+        return statistics.median(x[i][stat] for x in per)
 
-        nthreads = Counter(r["nthreads"] for rows in runs[key].values() for r in rows if r["ok"] == "1")
-        ps = pts.get(key, [])
-        ntasks = Counter(p["ntasks"] for p in ps).most_common(1)[0][0] if ps else ""
-        ops = [float(p["load_ops_per_s"]) for p in ps if p["load_ops_per_s"]]
-        p99s = [x[0]["p99"] for x in per]
-        cpus = [float(p["server_cpus"]) for p in ps if p.get("server_cpus")]
-        waiting = [p["server_waiting"] for p in sorted(ps, key=lambda p: p["repeat"]) if p.get("server_waiting")]
-        tsum = sum(tail.values())
-        tails = ", ".join("%s %d%%" % (name, round(100.0 * c / tsum)) for name, c in tail.most_common(2))
-        print("| %s | %s | %s | %s | %s | %s | %d (%d) | %s | %s | **%s** | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            server, n if n.isdigit() else "–", mode, nthreads.most_common(1)[0][0], ntasks,
-            "%.0f" % statistics.median(ops) if ops and mode != "idle" else "–", total, failed,
-            ms(med(0, "med")), ms(med(0, "p90")), ms(med(0, "p99")), ms(min(p99s)), ms(max(p99s)),
-            ms(med(0, "max")), ms(med(1, "med")), ms(med(1, "p99")), ms(med(2, "med")),
-            ms(med(2, "p99")), tails, "%.2f" % statistics.median(cpus) if cpus else "",
-            " / ".join(waiting)))
-
-    if points:
-        la = [float(p["loadavg_start"]) for p in points] + [float(p["loadavg_end"]) for p in points]
-        dead = [p for p in points if p["load_alive"] == "0"]
-        print("\nLoad average during the runs: %.2f–%.2f (median %.2f).%s" % (
-            min(la), max(la), statistics.median(la),
-            " The load generator exited early in %d runs." % len(dead) if dead else ""))
+    nthreads = Counter(r["nthreads"] for rows in runs[key].values() for r in rows if r["ok"] == "1")
+    ps = pts.get(key, [])
+    ntasks = Counter(p["ntasks"] for p in ps).most_common(1)[0][0] if ps else ""
+    ops = [float(p["load_ops_per_s"]) for p in ps if p["load_ops_per_s"]]
+    p99s = [x[0]["p99"] for x in per]
+    cpus = [float(p["server_cpus"]) for p in ps if p.get("server_cpus")]
+    waiting = [p["server_waiting"] for p in sorted(ps, key=lambda p: p["repeat"]) if p.get("server_waiting")]
+    tsum = sum(tail.values())
+    tails = ", ".join("%s %d%%" % (name, round(100.0 * c / tsum)) for name, c in tail.most_common(2))
+    if breakdown:
+        w = [float(x) for x in waiting]
+        print("| %s | %s | %s | %s | %s | %s | **%s** | %s / %s | %s / %s | %s | %s |" % (
+            server, n if n.isdigit() else "–", mode, nthreads.most_common(1)[0][0],
+            "%.0f" % statistics.median(ops) if ops and mode != "idle" else "–",
+            ms(med(0, "med")), ms(med(0, "p99")), ms(med(1, "med")), ms(med(1, "p99")),
+            ms(med(2, "med")), ms(med(2, "p99")),
+            "%.2f" % statistics.median(cpus) if cpus else "",
+            "%.2f–%.2f" % (min(w), max(w)) if w else ""))
+        return
+    print("| %s | %s | %s | %s | %s | %s | %d (%d) | %s | %s | **%s** | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        server, n if n.isdigit() else "–", mode, nthreads.most_common(1)[0][0], ntasks,
+        "%.0f" % statistics.median(ops) if ops and mode != "idle" else "–", total, failed,
+        ms(med(0, "med")), ms(med(0, "p90")), ms(med(0, "p99")), ms(min(p99s)), ms(max(p99s)),
+        ms(med(0, "max")), ms(med(1, "med")), ms(med(1, "p99")), ms(med(2, "med")),
+        ms(med(2, "p99")), tails, "%.2f" % statistics.median(cpus) if cpus else "",
+        " / ".join(waiting)))
 
 
 def print_compact(runs, order):
