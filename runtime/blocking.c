@@ -145,14 +145,26 @@ struct wait {
   struct mcr_qthread *q;
   const struct mcr_qp *qp;
   unsigned kicks;
-  uint64_t deadline_ns; /* 0: no timeout */
+  int64_t timeout_ns; /* the caller's timeout; -1: none */
+  uint64_t start_ns;  /* coarse clock, only with a timeout */
 };
 
-static void wait_begin(struct wait *w, const struct mcr_qp *qp, uint64_t timeout_ns, int has_timeout)
+/* CLOCK_MONOTONIC_COARSE: a memory read in the vDSO. The time is only needed
+ * after the runtime's signal interrupted a wait, that is after a quiesce, when a
+ * few milliseconds more or less do not matter; every other wait pays one read. */
+static uint64_t coarse_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void wait_begin(struct wait *w, const struct mcr_qp *qp, int64_t timeout_ns)
 {
   w->q = mcr_qself;
   w->qp = qp;
-  w->deadline_ns = has_timeout ? mcr_now_ns() + timeout_ns : 0;
+  w->timeout_ns = timeout_ns;
+  w->start_ns = timeout_ns > 0 ? coarse_ns() : 0;
   w->q->at = qp;
   __atomic_store_n(&w->q->state, MCR_Q_WAIT, __ATOMIC_SEQ_CST);
   mcr_quiesce_offline();
@@ -181,31 +193,29 @@ static void wait_end(struct wait *w)
   errno = saved;
 }
 
-/* Remaining milliseconds for poll-style timeouts: -1 none, 0 expired. */
-static int remaining_ms(const struct wait *w)
+/* What is left of the caller's timeout: -1 none, 0 expired. */
+static int64_t left_ns(const struct wait *w)
 {
-  uint64_t now;
+  uint64_t spent;
 
-  if (!w->deadline_ns)
+  if (w->timeout_ns < 0)
     return -1;
-  now = mcr_now_ns();
-  if (now >= w->deadline_ns)
-    return 0;
-  return (int)((w->deadline_ns - now + 999999) / 1000000);
+  spent = coarse_ns() - w->start_ns;
+  return spent >= (uint64_t)w->timeout_ns ? 0 : w->timeout_ns - (int64_t)spent;
 }
 
-static void remaining_ts(const struct wait *w, struct timespec *ts)
+static struct timespec ns_ts(int64_t ns)
 {
-  uint64_t now = mcr_now_ns(), left = now < w->deadline_ns ? w->deadline_ns - now : 0;
-  ts->tv_sec = (time_t)(left / 1000000000u);
-  ts->tv_nsec = (long)(left % 1000000000u);
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  return ts;
 }
 
-static uint64_t ts_ns(const struct timespec *ts)
+/* -1 for a missing or invalid timeout (the real call then reports EINVAL). */
+static int64_t ts_ns(const struct timespec *ts)
 {
-  if (ts->tv_sec < 0 || ts->tv_nsec < 0)
-    return 0;
-  return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+  if (!ts || ts->tv_sec < 0 || ts->tv_nsec < 0)
+    return -1;
+  return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
 /* A copy of a wait's signal mask without the runtime's signal, so that it can
@@ -230,23 +240,29 @@ static inline struct mcr_qthread *sleep_begin(const struct mcr_qp *qp)
 }
 
 /* Returns 1 if the thread has to park (a quiesce started meanwhile): the
- * caller then calls sleep_park. State RUN is published before the flag is read,
- * so the coordinator either sees RUN or this thread sees the flag. */
+ * caller then calls sleep_park, and sleep_online after. State RUN is published
+ * before the flag is read, so the coordinator either sees RUN or this thread
+ * sees the flag. The flag is read before the read-side section is re-entered: a
+ * thread that parks never enters it, so it cannot delay the confirming grace
+ * period (urcu-bp sleeps 10 ms when a reader is inside). */
 static inline int sleep_end(struct mcr_qthread *q)
 {
-  int saved = errno, park;
   __atomic_store_n(&q->state, MCR_Q_RUN, __ATOMIC_SEQ_CST);
-  mcr_quiesce_online();
-  park = __atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST);
-  errno = saved;
-  return park;
+  return __atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST);
 }
 
 static void sleep_park(struct mcr_qthread *q, const struct mcr_qp *qp)
 {
-  mcr_quiesce_offline();
+  int saved = errno;
   mcr_quiesce_park(q, qp);
+  errno = saved;
+}
+
+static inline void sleep_online(void)
+{
+  int saved = errno;
   mcr_quiesce_online();
+  errno = saved;
 }
 
 #define PROFILED(fn, call)                                                                \
@@ -262,53 +278,80 @@ static void sleep_park(struct mcr_qthread *q, const struct mcr_qp *qp)
     }                                                                                     \
   } while (0)
 
-/* ---- fd waits ---- */
+/* ---- fd waits ----
+ * At a quiescent point every fd wait goes through the variant that takes a
+ * signal mask (with a NULL mask it is the same system call as the plain one):
+ * one loop per family instead of one per function. */
 
-int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+static int epoll_at(const struct mcr_qp *qp, int epfd, struct epoll_event *ev, int max,
+                    int timeout, const sigset_t *mask)
 {
-  const struct mcr_qp *qp;
   struct wait w;
+  sigset_t copy;
   int rc;
 
-  PROFILED(MCR_BLOCK_EPOLL_WAIT, REAL(epoll_wait)(epfd, ev, max, timeout));
-  if (!(qp = at_point(MCR_BLOCK_EPOLL_WAIT)))
-    return REAL(epoll_wait)(epfd, ev, max, timeout);
-  wait_begin(&w, qp, (uint64_t)timeout * 1000000u, timeout >= 0);
+  mask = unblock_ours(mask, &copy);
+  wait_begin(&w, qp, timeout < 0 ? -1 : (int64_t)timeout * 1000000);
   for (;;) {
     wait_before(&w);
-    rc = real.epoll_wait(epfd, ev, max, remaining_ms(&w));
+    rc = real.epoll_pwait(epfd, ev, max, timeout, mask);
     if (!wait_kicked(&w, rc))
       break;
-    if (remaining_ms(&w) == 0) {
+    int64_t left = left_ns(&w);
+    if (left == 0) {
       rc = 0;
       break;
     }
+    timeout = left < 0 ? -1 : (int)((left + 999999) / 1000000);
   }
   wait_end(&w);
   return rc;
 }
 
+int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+  const struct mcr_qp *qp;
+
+  PROFILED(MCR_BLOCK_EPOLL_WAIT, REAL(epoll_wait)(epfd, ev, max, timeout));
+  if (!(qp = at_point(MCR_BLOCK_EPOLL_WAIT)))
+    return REAL(epoll_wait)(epfd, ev, max, timeout);
+  (void)REAL(epoll_pwait);
+  return epoll_at(qp, epfd, ev, max, timeout, NULL);
+}
+
 int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask)
 {
   const struct mcr_qp *qp;
-  struct wait w;
-  sigset_t copy;
-  int rc;
 
   PROFILED(MCR_BLOCK_EPOLL_PWAIT, REAL(epoll_pwait)(epfd, ev, max, timeout, mask));
   if (!(qp = at_point(MCR_BLOCK_EPOLL_PWAIT)))
     return REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
+  return epoll_at(qp, epfd, ev, max, timeout, mask);
+}
+
+static int ppoll_at(const struct mcr_qp *qp, struct pollfd *fds, nfds_t n,
+                    const struct timespec *ts, const sigset_t *mask)
+{
+  struct timespec left = ts ? *ts : (struct timespec){0, 0};
+  struct wait w;
+  sigset_t copy;
+  int rc;
+
+  (void)REAL(ppoll);
   mask = unblock_ours(mask, &copy);
-  wait_begin(&w, qp, (uint64_t)timeout * 1000000u, timeout >= 0);
+  wait_begin(&w, qp, ts_ns(ts));
   for (;;) {
     wait_before(&w);
-    rc = real.epoll_pwait(epfd, ev, max, remaining_ms(&w), mask);
+    rc = real.ppoll(fds, n, ts ? &left : NULL, mask);
     if (!wait_kicked(&w, rc))
       break;
-    if (remaining_ms(&w) == 0) {
+    int64_t l = left_ns(&w);
+    if (l == 0) {
       rc = 0;
       break;
     }
+    if (l > 0)
+      left = ns_ts(l);
   }
   wait_end(&w);
   return rc;
@@ -316,22 +359,8 @@ int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const si
 
 static int poll_at(const struct mcr_qp *qp, struct pollfd *fds, nfds_t n, int timeout)
 {
-  struct wait w;
-  int rc;
-
-  wait_begin(&w, qp, (uint64_t)timeout * 1000000u, timeout >= 0);
-  for (;;) {
-    wait_before(&w);
-    rc = real.poll(fds, n, remaining_ms(&w));
-    if (!wait_kicked(&w, rc))
-      break;
-    if (remaining_ms(&w) == 0) {
-      rc = 0;
-      break;
-    }
-  }
-  wait_end(&w);
-  return rc;
+  struct timespec ts = ns_ts((int64_t)timeout * 1000000);
+  return ppoll_at(qp, fds, n, timeout < 0 ? NULL : &ts, NULL);
 }
 
 int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -352,34 +381,7 @@ int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
   PROFILED(MCR_BLOCK_POLL, REAL(poll_chk)(fds, n, timeout, fdslen));
   if (!(qp = at_point(MCR_BLOCK_POLL)) || n > fdslen / sizeof(*fds))
     return REAL(poll_chk)(fds, n, timeout, fdslen);
-  (void)REAL(poll);
   return poll_at(qp, fds, n, timeout);
-}
-
-static int ppoll_at(const struct mcr_qp *qp, struct pollfd *fds, nfds_t n,
-                    const struct timespec *ts, const sigset_t *mask)
-{
-  struct wait w;
-  struct timespec left;
-  sigset_t copy;
-  int rc;
-
-  mask = unblock_ours(mask, &copy);
-  wait_begin(&w, qp, ts ? ts_ns(ts) : 0, ts != NULL);
-  for (;;) {
-    wait_before(&w);
-    if (ts)
-      remaining_ts(&w, &left);
-    rc = real.ppoll(fds, n, ts ? &left : NULL, mask);
-    if (!wait_kicked(&w, rc))
-      break;
-    if (remaining_ms(&w) == 0) {
-      rc = 0;
-      break;
-    }
-  }
-  wait_end(&w);
-  return rc;
 }
 
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
@@ -402,103 +404,87 @@ int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const s
   PROFILED(MCR_BLOCK_PPOLL, REAL(ppoll_chk)(fds, n, ts, mask, fdslen));
   if (!(qp = at_point(MCR_BLOCK_PPOLL)) || n > fdslen / sizeof(*fds))
     return REAL(ppoll_chk)(fds, n, ts, mask, fdslen);
-  (void)REAL(ppoll);
   return ppoll_at(qp, fds, n, ts, mask);
+}
+
+/* pselect and select at a quiescent point. The sets are results too: the
+ * caller's are kept to call again. tv (select): set to the time left, as Linux's
+ * select does. */
+static int pselect_at(const struct mcr_qp *qp, int nfds, fd_set *r, fd_set *wr, fd_set *ex,
+                      const struct timespec *ts, const sigset_t *mask, struct timeval *tv)
+{
+  fd_set *sets[3] = {r, wr, ex}, saved[3];
+  struct timespec left = ts ? *ts : (struct timespec){0, 0};
+  struct wait w;
+  sigset_t copy;
+  int rc;
+
+  (void)REAL(pselect);
+  for (int i = 0; i < 3; i++)
+    if (sets[i])
+      saved[i] = *sets[i];
+  mask = unblock_ours(mask, &copy);
+  wait_begin(&w, qp, ts_ns(ts));
+  for (;;) {
+    wait_before(&w);
+    rc = real.pselect(nfds, r, wr, ex, ts ? &left : NULL, mask);
+    if (!wait_kicked(&w, rc))
+      break;
+    for (int i = 0; i < 3; i++)
+      if (sets[i])
+        *sets[i] = saved[i];
+    int64_t l = left_ns(&w);
+    if (l == 0) {
+      /* timed out while parked: empty sets, as the real call leaves them */
+      for (int i = 0; i < 3; i++)
+        if (sets[i])
+          FD_ZERO(sets[i]);
+      rc = 0;
+      break;
+    }
+    if (l > 0)
+      left = ns_ts(l);
+  }
+  if (tv && ts) {
+    struct timespec end = ns_ts(left_ns(&w));
+    tv->tv_sec = end.tv_sec;
+    tv->tv_usec = end.tv_nsec / 1000;
+  }
+  wait_end(&w);
+  return rc;
 }
 
 int select(int nfds, fd_set *r, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
   const struct mcr_qp *qp;
-  fd_set r0, w0, e0;
-  struct wait w;
-  int rc;
+  struct timespec ts;
 
   PROFILED(MCR_BLOCK_SELECT, REAL(select)(nfds, r, wr, ex, tv));
   if (!(qp = at_point(MCR_BLOCK_SELECT)))
     return REAL(select)(nfds, r, wr, ex, tv);
-  /* the sets are results too: keep the caller's to call again */
-  if (r)
-    r0 = *r;
-  if (wr)
-    w0 = *wr;
-  if (ex)
-    e0 = *ex;
-  wait_begin(&w, qp, tv ? (uint64_t)tv->tv_sec * 1000000000u + (uint64_t)tv->tv_usec * 1000u : 0,
-             tv != NULL);
-  for (;;) {
-    wait_before(&w);
-    if (tv) {
-      struct timespec left;
-      remaining_ts(&w, &left);
-      tv->tv_sec = left.tv_sec;
-      tv->tv_usec = left.tv_nsec / 1000;
-    }
-    rc = real.select(nfds, r, wr, ex, tv);
-    if (!wait_kicked(&w, rc))
-      break;
-    if (r)
-      *r = r0;
-    if (wr)
-      *wr = w0;
-    if (ex)
-      *ex = e0;
-    if (tv && remaining_ms(&w) == 0) {
-      rc = 0;
-      break;
-    }
+  if (tv) {
+    ts.tv_sec = tv->tv_sec;
+    ts.tv_nsec = tv->tv_usec * 1000;
   }
-  wait_end(&w);
-  return rc;
+  return pselect_at(qp, nfds, r, wr, ex, tv ? &ts : NULL, NULL, tv);
 }
 
 int pselect(int nfds, fd_set *r, fd_set *wr, fd_set *ex, const struct timespec *ts,
             const sigset_t *mask)
 {
   const struct mcr_qp *qp;
-  fd_set r0, w0, e0;
-  struct timespec left;
-  sigset_t copy;
-  struct wait w;
-  int rc;
 
   PROFILED(MCR_BLOCK_PSELECT, REAL(pselect)(nfds, r, wr, ex, ts, mask));
   if (!(qp = at_point(MCR_BLOCK_PSELECT)))
     return REAL(pselect)(nfds, r, wr, ex, ts, mask);
-  if (r)
-    r0 = *r;
-  if (wr)
-    w0 = *wr;
-  if (ex)
-    e0 = *ex;
-  mask = unblock_ours(mask, &copy);
-  wait_begin(&w, qp, ts ? ts_ns(ts) : 0, ts != NULL);
-  for (;;) {
-    wait_before(&w);
-    if (ts)
-      remaining_ts(&w, &left);
-    rc = real.pselect(nfds, r, wr, ex, ts ? &left : NULL, mask);
-    if (!wait_kicked(&w, rc))
-      break;
-    if (r)
-      *r = r0;
-    if (wr)
-      *wr = w0;
-    if (ex)
-      *ex = e0;
-    if (ts && remaining_ms(&w) == 0) {
-      rc = 0;
-      break;
-    }
-  }
-  wait_end(&w);
-  return rc;
+  return pselect_at(qp, nfds, r, wr, ex, ts, mask, NULL);
 }
 
 /* accept, read and recv* have no timeout of their own: call again until done. */
 #define NO_TIMEOUT_WAIT(qp, call, result)                                                 \
   do {                                                                                    \
     struct wait w_;                                                                       \
-    wait_begin(&w_, qp, 0, 0);                                                            \
+    wait_begin(&w_, qp, -1);                                                            \
     do {                                                                                  \
       wait_before(&w_);                                                                   \
       result = call;                                                                      \
@@ -634,7 +620,7 @@ int sigsuspend(const sigset_t *mask)
   if (!(qp = at_point(MCR_BLOCK_SIGSUSPEND)))
     return REAL(sigsuspend)(mask);
   mask = unblock_ours(mask, &copy);
-  wait_begin(&w, qp, 0, 0);
+  wait_begin(&w, qp, -1);
   wait_before(&w);
   rc = real.sigsuspend(mask);
   if (wait_kicked(&w, rc))
@@ -652,7 +638,7 @@ int pause(void)
   PROFILED(MCR_BLOCK_PAUSE, REAL(pause)());
   if (!(qp = at_point(MCR_BLOCK_PAUSE)))
     return REAL(pause)();
-  wait_begin(&w, qp, 0, 0);
+  wait_begin(&w, qp, -1);
   wait_before(&w);
   rc = real.pause();
   if (wait_kicked(&w, rc))
@@ -671,11 +657,9 @@ int pause(void)
       return call;                                                                        \
     q_ = sleep_begin(qp_);                                                                \
     result = call;                                                                        \
-    if (sleep_end(q_)) {                                                                  \
-      int e_ = errno;                                                                     \
+    if (sleep_end(q_))                                                                    \
       sleep_park(q_, qp_);                                                                \
-      errno = e_;                                                                         \
-    }                                                                                     \
+    sleep_online();                                                                       \
   } while (0)
 
 int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
@@ -695,6 +679,7 @@ int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     sleep_park(q, qp);
     pthread_mutex_lock(m);
   }
+  sleep_online();
   return rc;
 }
 
@@ -714,6 +699,7 @@ int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct t
     sleep_park(q, qp);
     pthread_mutex_lock(m);
   }
+  sleep_online();
   return rc;
 }
 

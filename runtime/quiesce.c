@@ -133,14 +133,13 @@ void mcr_quiesce_thread_start(struct mcr_qthread *q)
 {
   q->tid = gettid();
   mcr_qself = q;
-  mcr_quiesce_online();
   /* a thread created while a quiesce is in progress runs no program code until
-   * it ends: park outside the read-side section */
-  if (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST)) {
-    mcr_quiesce_offline();
+   * it ends: it parks before it enters its read-side section (state RUN is
+   * published first, see blocking.c sleep_end) */
+  __atomic_store_n(&q->state, MCR_Q_RUN, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST))
     mcr_quiesce_park(q, NULL);
-    mcr_quiesce_online();
-  }
+  mcr_quiesce_online();
 }
 
 void mcr_quiesce_thread_end(struct mcr_qthread *q)

@@ -164,6 +164,31 @@ case "$test" in
     grep -q "@mcr/$tpid\$" /proc/net/unix && echo "ok: @mcr/$tpid is listening" || { echo "FAIL: no @mcr/$tpid"; exit 1; }
     no_noise
     ;;
+  quiesce-waits)
+    # select, poll and epoll_wait with timeouts at quiescent points, quiesced
+    # with holds shorter and longer than their timeout: each still returns as
+    # the real call would (no event, empty sets), never early (qwaits.c).
+    "$mcc" -O2 -Wall "${inc[@]}" -o "$work/qwaits" "$src/qwaits.c"
+    "$work/qwaits" 20 >"$work/qwaits.out" 2>&1 &
+    qpid=$!
+    pids+=("$qpid")
+    for _ in $(seq 50); do [ -s "$work/qwaits.out" ] && break; sleep 0.05; done
+    n=0
+    for hold in 0.02 0.15 0.02 0.15 0.05 0.3 0.02 0.15; do
+      sleep 0.07
+      timeout 20 "$ctl" quiesce "$qpid" --hold "$hold" >"$work/q.txt" 2>&1 ||
+        { echo "FAIL: quiesce with hold $hold: $(cat "$work/q.txt")"; exit 1; }
+      n=$((n + 1))
+    done
+    echo "ok: $n quiesces of a thread waiting in select/poll/epoll_wait with a timeout"
+    rc=0
+    wait "$qpid" || rc=$?
+    if [ "$rc" = 0 ] && grep -qx done "$work/qwaits.out"; then
+      echo "ok: every wait returned as the real call would"
+    else
+      echo "FAIL: exit $rc: $(cat "$work/qwaits.out")"; exit 1
+    fi
+    ;;
   quiesce-errors)
     # mcr-ctl quiesce: bad usage and bad targets get one line and exit 2; a program
     # that cannot be quiesced (no quiescent points compiled in) exit 1, unharmed.
