@@ -23,7 +23,17 @@ void cmd_types_help(void);
 int cmd_status(int argc, char **argv);
 void cmd_status_help(void);
 
+/* Writes s to f as a JSON string; NULL as null (json.c). */
+#include <stdio.h>
+void ctl_json_str(FILE *f, const char *s);
+/* Length of the valid UTF-8 sequence at s, or 0 if s does not start one. */
+int ctl_utf8_len(const unsigned char *s);
+
 int cmd_quiesce(int argc, char **argv);
 void cmd_quiesce_help(void);
+
+/* mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--json] (update.c). */
+int cmd_update(int argc, char **argv);
+void cmd_update_help(void);
 
 #endif /* MCR_CTL_H */

@@ -29,6 +29,8 @@ static const struct command commands[] = {
      "show a running mcr program's threads (id, name, state, class, quiescent point)"},
     {"quiesce", cmd_quiesce, cmd_quiesce_help, "PID [--hold SEC] [--timeout SEC] [--json]",
      "park every thread at a quiescent point, hold, resume; print the timings"},
+    {"update", cmd_update, cmd_update_help, "PID NEW [--timeout SEC] [--report FILE] [--json]",
+     "live-update a running program to a new executable; state and connections carry over"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -55,7 +57,7 @@ static void usage(FILE *f)
             commands[i].summary);
   fprintf(f, "\n"
              "Run 'mcr-ctl COMMAND --help' for the options of a command.\n"
-             "Exit status: 0 success, 2 bad usage or bad input.\n");
+             "Exit status: 0 success, 1 refused or rolled back, 2 bad usage or bad input.\n");
 }
 
 static const struct command *find_command(const char *name)

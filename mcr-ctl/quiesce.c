@@ -40,26 +40,6 @@ void cmd_quiesce_help(void)
          "process, or no reply.\n");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-  if (!s) {
-    fputs("null", f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      fprintf(f, "\\%c", c);
-    else if (c == '\n')
-      fputs("\\n", f);
-    else if (c < 0x20)
-      fprintf(f, "\\u%04x", c);
-    else
-      fputc(c, f);
-  }
-  fputc('"', f);
-}
 
 /* seconds argument -> ms in [min_ms, MAX_MS] */
 static int parse_sec(const char *opt, const char *v, int min_ms, int *ms)
@@ -129,25 +109,25 @@ static void print_json(pid_t pid, const Mcr__Control__QuiesceReply *q)
   for (size_t i = 0; i < q->n_threads; i++) {
     const Mcr__Control__ThreadArrival *t = q->threads[i];
     fprintf(f, "%s\n  {\"tid\": %d, \"name\": ", i ? "," : "", t->tid);
-    json_str(f, t->name);
+    ctl_json_str(f, t->name);
     fputs(", \"class\": ", f);
-    json_str(f, t->thread_class);
+    ctl_json_str(f, t->thread_class);
     fprintf(f, ", \"arrived\": %s, \"state\": ", t->arrived ? "true" : "false");
-    json_str(f, t->state);
+    ctl_json_str(f, t->state);
     if (t->arrived) {
       fprintf(f, ", \"arrival_us\": %llu, \"point\": ", (unsigned long long)t->arrival_us);
       if (t->point) {
         fputs("{\"stack\": ", f);
-        json_str(f, t->point->stack);
+        ctl_json_str(f, t->point->stack);
         fputs(", \"file\": ", f);
-        json_str(f, t->point->file);
+        ctl_json_str(f, t->point->file);
         fprintf(f, ", \"line\": %u, \"id\": %u}", t->point->line, t->point->id);
       } else {
         fputs("null", f);
       }
     } else {
       fputs(", \"where\": ", f);
-      json_str(f, t->where);
+      ctl_json_str(f, t->where);
     }
     fputc('}', f);
   }

@@ -35,77 +35,55 @@ void cmd_status_help(void)
          "another user's process, or no reply in time.\n");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-  if (!s) {
-    fputs("null", f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      fprintf(f, "\\%c", c);
-    else if (c == '\n')
-      fputs("\\n", f);
-    else if (c == '\t')
-      fputs("\\t", f);
-    else if (c < 0x20)
-      fprintf(f, "\\u%04x", c);
-    else
-      fputc(c, f);
-  }
-  fputc('"', f);
-}
 
 static void print_json(const Mcr__Control__StatusReply *st)
 {
   FILE *f = stdout;
 
   fprintf(f, "{\"pid\": %d, \"program\": ", st->pid);
-  json_str(f, st->program);
+  ctl_json_str(f, st->program);
   fputs(", \"runtime_version\": ", f);
-  json_str(f, st->runtime_version);
+  ctl_json_str(f, st->runtime_version);
   fprintf(f, ", \"uptime_ms\": %llu, \"untracked\": %u, \"threads\": [",
           (unsigned long long)st->uptime_ms, st->untracked);
   for (size_t i = 0; i < st->n_threads; i++) {
     const Mcr__Control__ThreadInfo *t = st->threads[i];
     fprintf(f, "%s\n  {\"tid\": %d, \"name\": ", i ? "," : "", t->tid);
-    json_str(f, t->name);
+    ctl_json_str(f, t->name);
     fputs(", \"state\": ", f);
-    json_str(f, t->state);
+    ctl_json_str(f, t->state);
     fprintf(f, ", \"registered\": %s, \"class\": ", t->registered ? "true" : "false");
-    json_str(f, t->registered ? t->thread_class : NULL);
+    ctl_json_str(f, t->registered ? t->thread_class : NULL);
     fputs(", \"start_routine\": ", f);
-    json_str(f, t->registered ? t->start_routine : NULL);
+    ctl_json_str(f, t->registered ? t->start_routine : NULL);
     fprintf(f, ", \"start_address\": \"0x%llx\", \"created_us\": %llu, \"creation_stack\": [",
             (unsigned long long)t->start_address, (unsigned long long)t->created_us);
     for (size_t j = 0; j < t->n_creation_stack; j++) {
       if (j)
         fputs(", ", f);
-      json_str(f, t->creation_stack[j]);
+      ctl_json_str(f, t->creation_stack[j]);
     }
     fputs("], \"quiesce_state\": ", f);
-    json_str(f, t->registered ? t->quiesce_state : NULL);
+    ctl_json_str(f, t->registered ? t->quiesce_state : NULL);
     fputs(", \"point\": ", f);
-    json_str(f, t->point ? t->point->stack : NULL);
+    ctl_json_str(f, t->point ? t->point->stack : NULL);
     fputs("}", f);
   }
   fprintf(f, "\n], \"quiescing\": %s, \"points\": [", st->quiescing ? "true" : "false");
   for (size_t i = 0; i < st->n_points; i++) {
     const Mcr__Control__QuiescentPoint *p = st->points[i];
     fprintf(f, "%s\n  {\"id\": %u, \"class\": ", i ? "," : "", p->id);
-    json_str(f, p->thread_class);
+    ctl_json_str(f, p->thread_class);
     fputs(", \"stack\": ", f);
-    json_str(f, p->stack);
+    ctl_json_str(f, p->stack);
     fputs(", \"blocking_function\": ", f);
-    json_str(f, p->blocking_function);
+    ctl_json_str(f, p->blocking_function);
     fputs(", \"caller\": ", f);
-    json_str(f, p->caller);
+    ctl_json_str(f, p->caller);
     fputs(", \"callee\": ", f);
-    json_str(f, p->callee);
+    ctl_json_str(f, p->callee);
     fputs(", \"file\": ", f);
-    json_str(f, p->file);
+    ctl_json_str(f, p->file);
     fprintf(f, ", \"line\": %u}", p->line);
   }
   fputs("\n]}\n", f);

@@ -279,89 +279,12 @@ nomem:
 
 /* ---- output: JSON ---------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s, or 0 if s does not start one. */
-static int utf8_len(const unsigned char *s)
-{
-  unsigned char c = s[0];
-  int n;
-  unsigned char lo = 0x80, hi = 0xbf;
 
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xc2 && c <= 0xdf)
-    n = 2;
-  else if (c >= 0xe0 && c <= 0xef)
-    n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-  else if (c >= 0xf0 && c <= 0xf4)
-    n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-  else
-    return 0;
-  if (s[1] < lo || s[1] > hi)
-    return 0;
-  for (int i = 2; i < n; i++)
-    if (s[i] < 0x80 || s[i] > 0xbf)
-      return 0;
-  return n;
-}
-
-/* A JSON string; NULL is null. Bytes that are not UTF-8 are read as Latin-1, so the
- * output is always valid JSON in UTF-8. */
-static void json_str(FILE *f, const char *s)
-{
-  const unsigned char *p = (const unsigned char *)s;
-
-  if (!s) {
-    fputs("null", f);
-    return;
-  }
-  fputc('"', f);
-  while (*p) {
-    unsigned char c = *p;
-    int n;
-
-    switch (c) {
-    case '"':
-      fputs("\\\"", f);
-      break;
-    case '\\':
-      fputs("\\\\", f);
-      break;
-    case '\b':
-      fputs("\\b", f);
-      break;
-    case '\f':
-      fputs("\\f", f);
-      break;
-    case '\n':
-      fputs("\\n", f);
-      break;
-    case '\r':
-      fputs("\\r", f);
-      break;
-    case '\t':
-      fputs("\\t", f);
-      break;
-    default:
-      if (c < 0x20 || c == 0x7f) {
-        fprintf(f, "\\u%04x", c);
-      } else if ((n = utf8_len(p)) > 0) {
-        fwrite(p, 1, (size_t)n, f);
-        p += n;
-        continue;
-      } else {
-        fprintf(f, "\\u%04x", c); /* not UTF-8: the byte as a Latin-1 character */
-      }
-      break;
-    }
-    p++;
-  }
-  fputc('"', f);
-}
 
 /* A string field where "" means absent. */
 static void json_opt(FILE *f, const char *s)
 {
-  json_str(f, s && *s ? s : NULL);
+  ctl_json_str(f, s && *s ? s : NULL);
 }
 
 static void json_flags(FILE *f, uint32_t flags)
@@ -387,13 +310,13 @@ static void json_flags(FILE *f, uint32_t flags)
 static void print_json(FILE *f, const struct types_ctx *c, int sites, int globals)
 {
   fputs("{\n  \"binary\": ", f);
-  json_str(f, c->path);
+  ctl_json_str(f, c->path);
   fputs(",\n  \"modules\": [", f);
   for (size_t b = 0; b < c->ntabs; b++) {
     const struct mcr_typetab *tt = &c->tabs[b];
 
     fputs(b ? ",\n    {\"module\": " : "\n    {\"module\": ", f);
-    json_str(f, mcr_typetab_str(tt, tt->hdr.module));
+    ctl_json_str(f, mcr_typetab_str(tt, tt->hdr.module));
     fputs(", \"comp_dir\": ", f);
     json_opt(f, mcr_typetab_str(tt, tt->hdr.comp_dir));
     fputs(", \"producer\": ", f);
@@ -409,23 +332,23 @@ static void print_json(FILE *f, const struct types_ctx *c, int sites, int global
       const struct site_row *r = &c->sites[i];
 
       fputs(i ? ",\n    {\"file\": " : "\n    {\"file\": ", f);
-      json_str(f, r->file);
+      ctl_json_str(f, r->file);
       fprintf(f, ", \"line\": %u, \"column\": %u, \"function\": ", r->line, r->column);
-      json_str(f, r->function);
+      ctl_json_str(f, r->function);
       fputs(", \"callee\": ", f);
-      json_str(f, r->callee);
+      ctl_json_str(f, r->callee);
       fputs(", \"type\": ", f);
-      json_str(f, r->type);
+      ctl_json_str(f, r->type);
       fputs(", \"element_type\": ", f);
-      json_str(f, r->elem_type);
+      ctl_json_str(f, r->elem_type);
       fputs(", \"shape\": ", f);
-      json_str(f, r->type ? mcr_site_shape_name(r->shape) : NULL);
+      ctl_json_str(f, r->type ? mcr_site_shape_name(r->shape) : NULL);
       fputs(", \"reason\": ", f);
-      json_str(f, r->reason);
+      ctl_json_str(f, r->reason);
       fputs(", \"evidence\": ", f);
       json_opt(f, r->evidence);
       fputs(", \"module\": ", f);
-      json_str(f, r->module);
+      ctl_json_str(f, r->module);
       fprintf(f, ", \"index\": %u}", r->index);
     }
     fputs(c->nsites ? "\n  ]" : "]", f);
@@ -437,19 +360,19 @@ static void print_json(FILE *f, const struct types_ctx *c, int sites, int global
       const struct global_row *r = &c->globals[i];
 
       fputs(i ? ",\n    {\"name\": " : "\n    {\"name\": ", f);
-      json_str(f, r->name);
+      ctl_json_str(f, r->name);
       fputs(", \"symbol\": ", f);
-      json_str(f, r->symbol);
+      ctl_json_str(f, r->symbol);
       fputs(", \"type\": ", f);
-      json_str(f, r->type);
+      ctl_json_str(f, r->type);
       fputs(", \"file\": ", f);
-      json_str(f, r->file);
+      ctl_json_str(f, r->file);
       fprintf(f, ", \"line\": %u, \"flags\": ", r->line);
       json_flags(f, r->flags);
       fputs(", \"scope\": ", f);
       json_opt(f, r->scope);
       fprintf(f, ", \"size\": %llu, \"module\": ", (unsigned long long)r->size);
-      json_str(f, r->module);
+      ctl_json_str(f, r->module);
       fputc('}', f);
     }
     fputs(c->nglobals ? "\n  ]" : "]", f);
@@ -465,7 +388,7 @@ static void print_json(FILE *f, const struct types_ctx *c, int sites, int global
   fputs(", \"untyped_reasons\": [", f);
   for (size_t i = 0; i < c->nreasons; i++) {
     fputs(i ? ", {\"reason\": " : "{\"reason\": ", f);
-    json_str(f, c->reasons[i].reason);
+    ctl_json_str(f, c->reasons[i].reason);
     fprintf(f, ", \"count\": %zu}", c->reasons[i].count);
   }
   fprintf(f, "], \"globals\": %zu, \"globals_typed\": %zu}\n}\n", c->nglobals,
@@ -485,7 +408,7 @@ static char *human(const char *s)
   if (!out)
     return NULL;
   while (*p) {
-    int k = *p >= 0x20 && *p != 0x7f ? utf8_len(p) : 0;
+    int k = *p >= 0x20 && *p != 0x7f ? ctl_utf8_len(p) : 0;
 
     if (k > 0) {
       memcpy(o, p, (size_t)k);

@@ -1,0 +1,334 @@
+/*
+ * update.c - mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--json]
+ *
+ * Checks NEW before anything is touched (an executable ELF for x86-64, built by
+ * mcr-clang with quiescent points, from the same program as the running
+ * process), then asks the process to update itself to it, and prints each phase
+ * with its duration and the pause its clients saw. Exit 0 committed, 1 rolled
+ * back (the old version still serves; a report is written), 2 bad usage or bad
+ * input (nothing was done).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "ctl.h"
+#include "elf.h"
+#include "typetab.h"
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define MAX_MS 600000
+
+void cmd_update_help(void)
+{
+  printf("Usage: mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--json]\n"
+         "\n"
+         "Updates the running program PID (built by mcr-clang --mcr-quiescence) to the\n"
+         "executable NEW without a restart: the old process starts NEW with its own\n"
+         "arguments, environment and descriptors; NEW replays the old startup (its\n"
+         "listening sockets, log files... are the old ones), its threads park at their\n"
+         "quiescent points; the old process quiesces; NEW takes over the heap, the\n"
+         "globals and every connection, and serves. The old process then exits and NEW\n"
+         "has a new PID (printed; a pid file the server wrote and systemd's MAINPID follow).\n"
+         "If anything fails before the commit, NEW is killed and the old process resumes\n"
+         "as if nothing happened.\n"
+         "\n"
+         "Options:\n"
+         "  --timeout SEC   bound on each phase that waits (default 10, at most 600)\n"
+         "  --report FILE   where to write the report of a rolled-back update (default\n"
+         "                  /tmp/mcr-update-PID-TIME.json)\n"
+         "  --json          machine-readable output (one JSON object)\n"
+         "  -h, --help      this help\n"
+         "\n"
+         "Environment: MCR_UPDATE_FAULT=PHASE:crash|hang makes NEW crash or hang at PHASE\n"
+         "(startup, ready, heap, globals, stacks, fds, commit): for testing rollback.\n"
+         "\n"
+         "Exit status: 0 committed; 1 rolled back (the old version still serves, the\n"
+         "report says why); 2 bad usage or bad input: no such process, NEW missing, not\n"
+         "executable, not an x86-64 ELF, not built by mcr-clang or from another program\n"
+         "(nothing was done).\n");
+}
+
+/* Source modules of the type tables in an executable (for "same program"). */
+static size_t modules(const struct mcr_elf *e, const char **out, size_t max)
+{
+  struct mcr_elf_section s;
+  size_t pos = 0, n = 0;
+  const void *blob;
+  size_t len;
+  if (mcr_elf_section(e, "mcr_types", &s) != 0 || !s.data)
+    return 0;
+  while (n < max && mcr_typetab_next(s.data, s.size, &pos, &blob, &len, NULL) == 1) {
+    struct mcr_typetab tt;
+    if (mcr_typetab_open(&tt, blob, len, NULL) == 0)
+      out[n++] = mcr_typetab_str(&tt, tt.hdr.module);
+  }
+  return n;
+}
+
+static const char *base_name(const char *p)
+{
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+/* The checks of "Bad input": refused before anything is touched. */
+static int check_new(pid_t pid, const char *path, char *abs)
+{
+  struct stat st;
+  struct mcr_elf e = {0}, o = {0};
+  struct mcr_elf_section sec;
+  char msg[512], exe[64];
+  static const char *nm[4096], *om[4096];
+  int rc = -1;
+
+  if (stat(path, &st) != 0) {
+    ctl_err("update: %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ctl_err("update: %s is not a regular file", path);
+    return -1;
+  }
+  if (access(path, X_OK) != 0) {
+    ctl_err("update: %s is not executable (chmod +x it)", path);
+    return -1;
+  }
+  if (!realpath(path, abs)) {
+    ctl_err("update: %s: %s", path, strerror(errno));
+    return -1;
+  }
+  switch (mcr_elf_open(&e, abs, msg, sizeof(msg))) {
+  case MCR_ELF_OK:
+    break;
+  case MCR_ELF_NOT_ELF:
+    ctl_err("update: %s is not an ELF executable", path);
+    return -1;
+  case MCR_ELF_WRONG_ARCH:
+    ctl_err("update: %s is not an x86-64 executable (this machine runs x86-64)", path);
+    return -1;
+  default:
+    ctl_err("update: %s", msg);
+    return -1;
+  }
+  if (mcr_elf_section(&e, "mcr_types", &sec) != 0) {
+    ctl_err("update: %s was not built by mcr-clang (it has no type tables): build it with "
+            "CC=mcr-clang", path);
+    goto out;
+  }
+  if (mcr_elf_section(&e, "mcr_qps", &sec) != 0) {
+    ctl_err("update: %s has no quiescent points: build it with mcr-clang "
+            "--mcr-quiescence=FILE (the config mcr-profile wrote)", path);
+    goto out;
+  }
+  snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+  if (mcr_elf_open(&o, exe, msg, sizeof(msg)) != MCR_ELF_OK) {
+    ctl_err("update: cannot read the executable of process %d: %s", (int)pid, msg);
+    goto out;
+  }
+  {
+    size_t nn = modules(&e, nm, 4096), no = modules(&o, om, 4096), common = 0;
+    for (size_t i = 0; i < no; i++)
+      for (size_t j = 0; j < nn; j++)
+        if (!strcmp(base_name(om[i]), base_name(nm[j]))) {
+          common++;
+          break;
+        }
+    if (no && common * 2 < no) {
+      ctl_err("update: %s is built from another program than process %d (%zu of its %zu "
+              "source files are in the new executable)", path, (int)pid, common, no);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  mcr_elf_close(&e);
+  if (o.data)
+    mcr_elf_close(&o);
+  return rc;
+}
+
+static void write_report(const char *path, pid_t pid, const Mcr__Control__UpdateReply *u)
+{
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    ctl_err("update: cannot write the report %s: %s", path, strerror(errno));
+    return;
+  }
+  fprintf(f, "{\"pid\": %d, \"committed\": false, \"reasons\": [", (int)pid);
+  for (size_t i = 0; i < u->n_reasons; i++) {
+    fputs(i ? ",\n  " : "\n  ", f);
+    ctl_json_str(f, u->reasons[i]);
+  }
+  fputs("],\n \"notes\": [", f);
+  for (size_t i = 0; i < u->n_notes; i++) {
+    fputs(i ? ",\n  " : "\n  ", f);
+    ctl_json_str(f, u->notes[i]);
+  }
+  fputs("]}\n", f);
+  fclose(f);
+}
+
+static void print_human(pid_t pid, const Mcr__Control__UpdateReply *u, const char *report)
+{
+  printf("%-14s %10s  %s\n", "PHASE", "TIME", "");
+  for (size_t i = 0; i < u->n_phases; i++)
+    printf("%-14s %8.3fms  %s\n", u->phases[i]->name ? u->phases[i]->name : "?",
+           u->phases[i]->us / 1000.0, u->phases[i]->detail ? u->phases[i]->detail : "");
+  for (size_t i = 0; i < u->n_notes; i++)
+    printf("note: %s\n", u->notes[i]);
+  if (u->committed) {
+    printf("\nprocess %d updated: new pid %u; clients saw a pause of %.3f ms (total %.3f s)\n",
+           (int)pid, u->new_pid, u->pause_us / 1000.0, u->total_us / 1e6);
+  } else {
+    printf("\nupdate of process %d rolled back: the old version still serves", (int)pid);
+    if (u->pause_us)
+      printf(" (its clients saw a pause of %.3f ms)", u->pause_us / 1000.0);
+    printf(".\n");
+    for (size_t i = 0; i < u->n_reasons; i++)
+      printf("  %s\n", u->reasons[i]);
+    printf("report: %s\n", report);
+  }
+}
+
+static void print_json(pid_t pid, const Mcr__Control__UpdateReply *u, const char *report)
+{
+  FILE *f = stdout;
+  fprintf(f, "{\"pid\": %d, \"committed\": %s, \"new_pid\": %u, \"pause_us\": %llu, "
+             "\"total_us\": %llu, \"phases\": [",
+          (int)pid, u->committed ? "true" : "false", u->committed ? u->new_pid : 0,
+          (unsigned long long)u->pause_us, (unsigned long long)u->total_us);
+  for (size_t i = 0; i < u->n_phases; i++) {
+    fprintf(f, "%s{\"name\": ", i ? ", " : "");
+    ctl_json_str(f, u->phases[i]->name);
+    fprintf(f, ", \"us\": %llu, \"detail\": ", (unsigned long long)u->phases[i]->us);
+    ctl_json_str(f, u->phases[i]->detail);
+    fputc('}', f);
+  }
+  fputs("], \"reasons\": [", f);
+  for (size_t i = 0; i < u->n_reasons; i++) {
+    fputs(i ? ", " : "", f);
+    ctl_json_str(f, u->reasons[i]);
+  }
+  fputs("], \"notes\": [", f);
+  for (size_t i = 0; i < u->n_notes; i++) {
+    fputs(i ? ", " : "", f);
+    ctl_json_str(f, u->notes[i]);
+  }
+  fputs("], \"report\": ", f);
+  ctl_json_str(f, u->committed ? NULL : report);
+  fputs("}\n", f);
+}
+
+static int parse_sec(const char *v, int *ms)
+{
+  char *end;
+  double d;
+  errno = 0;
+  d = v ? strtod(v, &end) : -1;
+  if (!v || !*v || *end || errno || d <= 0 || d * 1000 > MAX_MS) {
+    ctl_err("update: bad --timeout '%s' (expected seconds from 0.001 to %d)", v ? v : "",
+            MAX_MS / 1000);
+    return -1;
+  }
+  *ms = (int)(d * 1000 + 0.5);
+  return *ms > 0 ? 0 : -1;
+}
+
+int cmd_update(int argc, char **argv)
+{
+  Mcr__Control__Request req = MCR__CONTROL__REQUEST__INIT;
+  Mcr__Control__UpdateRequest ureq = MCR__CONTROL__UPDATE_REQUEST__INIT;
+  Mcr__Control__Reply *rep;
+  const char *args[2] = {NULL, NULL}, *report = NULL;
+  char abs[PATH_MAX], defreport[256];
+  int json = 0, timeout_ms = DEFAULT_TIMEOUT_MS, nargs = 0, rc;
+  pid_t pid;
+
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      cmd_update_help();
+      return CTL_EXIT_OK;
+    } else if (!strcmp(a, "--json")) {
+      json = 1;
+    } else if (!strcmp(a, "--timeout") || !strncmp(a, "--timeout=", 10)) {
+      const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+      if (parse_sec(v, &timeout_ms))
+        return CTL_EXIT_USAGE;
+    } else if (!strcmp(a, "--report") || !strncmp(a, "--report=", 9)) {
+      report = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!report || !*report) {
+        ctl_err("update: --report needs a file name");
+        return CTL_EXIT_USAGE;
+      }
+    } else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) {
+      ctl_err("update: unknown option '%s' (see mcr-ctl update --help)", a);
+      return CTL_EXIT_USAGE;
+    } else if (nargs < 2) {
+      args[nargs++] = a;
+    } else {
+      ctl_err("update: too many arguments (usage: mcr-ctl update PID NEW)");
+      return CTL_EXIT_USAGE;
+    }
+  }
+  if (nargs < 2) {
+    ctl_err("update: missing %s (usage: mcr-ctl update PID NEW [--timeout SEC] [--json])",
+            nargs ? "NEW" : "PID and NEW");
+    return CTL_EXIT_USAGE;
+  }
+  if (ctl_parse_pid(args[0], &pid))
+    return CTL_EXIT_USAGE;
+  if (kill(pid, 0) != 0 && errno == ESRCH) {
+    ctl_err("update: no process %d", (int)pid);
+    return CTL_EXIT_USAGE;
+  }
+  if (check_new(pid, args[1], abs) != 0)
+    return CTL_EXIT_USAGE;
+  if (!report) {
+    snprintf(defreport, sizeof(defreport), "/tmp/mcr-update-%d-%ld.json", (int)pid,
+             (long)time(NULL));
+    report = defreport;
+  }
+
+  ureq.path = abs;
+  ureq.has_timeout_ms = 1;
+  ureq.timeout_ms = (uint32_t)timeout_ms;
+  ureq.fault = getenv("MCR_UPDATE_FAULT");
+  req.kind_case = MCR__CONTROL__REQUEST__KIND_UPDATE;
+  req.update = &ureq;
+  /* phases that wait: startup, quiesce, transfer, commit */
+  rep = ctl_call_raw(pid, &req, 4 * timeout_ms + CTL_DEFAULT_TIMEOUT_MS);
+  if (!rep)
+    return CTL_EXIT_USAGE;
+  if (rep->kind_case == MCR__CONTROL__REPLY__KIND_ERROR) {
+    const Mcr__Control__Error *e = rep->error;
+    int refused = e && e->has_code && e->code == MCR__CONTROL__ERROR__CODE__REFUSED;
+    ctl_err("update: process %d refused the update: %s", (int)pid,
+            e && e->message ? e->message : "(no reason given)");
+    mcr__control__reply__free_unpacked(rep, NULL);
+    return refused ? CTL_EXIT_FAILED : CTL_EXIT_USAGE;
+  }
+  if (rep->kind_case != MCR__CONTROL__REPLY__KIND_UPDATE || !rep->update) {
+    ctl_err("update: process %d answered with something other than an update reply", (int)pid);
+    mcr__control__reply__free_unpacked(rep, NULL);
+    return CTL_EXIT_USAGE;
+  }
+  if (!rep->update->committed)
+    write_report(report, pid, rep->update);
+  if (json)
+    print_json(pid, rep->update, report);
+  else
+    print_human(pid, rep->update, report);
+  rc = rep->update->committed ? CTL_EXIT_OK : CTL_EXIT_FAILED;
+  mcr__control__reply__free_unpacked(rep, NULL);
+  return rc;
+}
