@@ -39,6 +39,15 @@ static const char *const blocking_wrappers[] = {
     "sigsuspend", "sigwait", "sigwaitinfo", "sigtimedwait", "pause", "__read_chk",
     "__recv_chk", "__recvfrom_chk", "__poll_chk", "__ppoll_chk", "pthread_create", NULL};
 
+/* Defined by runtime/startup.c (the startup log's wrappers). */
+static const char *const startup_wrappers[] = {
+    "socket", "socketpair", "bind", "listen", "setsockopt", "open", "open64", "openat",
+    "openat64", "creat", "creat64", "__open_2", "__open64_2", "__openat_2", "__openat64_2",
+    "close", "pipe", "pipe2", "epoll_create", "epoll_create1", "epoll_ctl", "eventfd", "signalfd",
+    "timerfd_create", "timerfd_settime", "dup", "dup2", "dup3", "fork", "setsid", "chdir",
+    "fchdir", "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid", "setresuid",
+    "setresgid", "setgroups", "initgroups", "prctl", "mmap", "mmap64", NULL};
+
 #ifndef MCR_CLANG_PATH
 #define MCR_CLANG_PATH "/usr/lib/llvm-16/bin/clang"
 #endif
@@ -539,6 +548,12 @@ int main(int argc, char **argv) {
          * also win for libraries loaded later with dlopen, which the linker
          * cannot see: export them. */
         for (const char *const *w = blocking_wrappers; *w; w++) {
+          char *flag;
+          if (asprintf(&flag, "-Wl,--export-dynamic-symbol=%s", *w) < 0)
+            die("out of memory");
+          push(&out, flag);
+        }
+        for (const char *const *w = startup_wrappers; *w; w++) {
           char *flag;
           if (asprintf(&flag, "-Wl,--export-dynamic-symbol=%s", *w) < 0)
             die("out of memory");

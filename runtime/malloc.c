@@ -18,6 +18,19 @@
 
 #define MCR_EXPORT __attribute__((visibility("default")))
 
+/* The startup allocation records (startup.h): while the startup window is open,
+ * each allocation and free is reported. Weak defaults so the heap links alone
+ * (tests/runtime); the runtime's startup.c defines the real ones. */
+__attribute__((weak)) int mcr_startup_on;
+__attribute__((weak)) void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra)
+{
+  (void)newp, (void)oldp, (void)ra;
+}
+#define HOOK(newp, oldp)                                                                       \
+  (__builtin_expect(mcr_startup_on, 0)                                                        \
+       ? mcr_startup_alloc_hook(newp, oldp, (uintptr_t)__builtin_return_address(0))           \
+       : (void)0)
+
 #define PAGE_SIZE_ 4096u
 
 static int is_pow2(size_t x)
@@ -27,26 +40,36 @@ static int is_pow2(size_t x)
 
 MCR_EXPORT void *malloc(size_t size)
 {
-  return mcr_heap_alloc(size, 0);
+  void *p = mcr_heap_alloc(size, 0);
+  HOOK(p, NULL);
+  return p;
 }
 
 MCR_EXPORT void free(void *p)
 {
+  HOOK(NULL, p);
   mcr_heap_free(p);
 }
 
 MCR_EXPORT void *calloc(size_t n, size_t size)
 {
-  return mcr_heap_calloc(n, size);
+  void *p = mcr_heap_calloc(n, size);
+  HOOK(p, NULL);
+  return p;
 }
 
 MCR_EXPORT void *realloc(void *p, size_t size)
 {
+  void *q;
   if (p && size == 0) {
+    HOOK(NULL, p);
     mcr_heap_free(p);
     return NULL;
   }
-  return mcr_heap_realloc(p, size);
+  q = mcr_heap_realloc(p, size);
+  if (q)
+    HOOK(q, p);
+  return q;
 }
 
 MCR_EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -69,6 +92,7 @@ MCR_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     errno = saved;
     return ENOMEM;
   }
+  HOOK(p, NULL);
   *out = p;
   return 0;
 }
@@ -79,7 +103,9 @@ MCR_EXPORT void *aligned_alloc(size_t align, size_t size)
     errno = EINVAL;
     return NULL;
   }
-  return mcr_heap_alloc(size, align);
+  void *p = mcr_heap_alloc(size, align);
+  HOOK(p, NULL);
+  return p;
 }
 
 /* glibc's memalign rounds a non-power-of-two alignment up. */
@@ -90,19 +116,23 @@ MCR_EXPORT void *memalign(size_t align, size_t size)
     return NULL;
   }
   if (align <= 16)
-    return mcr_heap_alloc(size, 0);
-  if (!is_pow2(align)) {
+    align = 0; /* the default alignment */
+  if (align && !is_pow2(align)) {
     size_t a = 32;
     while (a < align)
       a <<= 1;
     align = a;
   }
-  return mcr_heap_alloc(size, align);
+  void *p = mcr_heap_alloc(size, align);
+  HOOK(p, NULL);
+  return p;
 }
 
 MCR_EXPORT void *valloc(size_t size)
 {
-  return mcr_heap_alloc(size, PAGE_SIZE_);
+  void *p = mcr_heap_alloc(size, PAGE_SIZE_);
+  HOOK(p, NULL);
+  return p;
 }
 
 MCR_EXPORT void *pvalloc(size_t size)
@@ -113,7 +143,9 @@ MCR_EXPORT void *pvalloc(size_t size)
     return NULL;
   }
   rounded &= ~(size_t)(PAGE_SIZE_ - 1);
-  return mcr_heap_alloc(rounded ? rounded : PAGE_SIZE_, PAGE_SIZE_);
+  void *p = mcr_heap_alloc(rounded ? rounded : PAGE_SIZE_, PAGE_SIZE_);
+  HOOK(p, NULL);
+  return p;
 }
 
 MCR_EXPORT size_t malloc_usable_size(void *p)

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "elfsym.h"
+#include "stackid.h"
 #include "threads.h"
 
 #define MAX_FRAMES 64        /* return addresses kept per blocking stack */
@@ -96,10 +97,8 @@ struct pstack {
   uintptr_t frames[]; /* innermost first, starting at the wrapper's caller */
 };
 
-typedef int (*backtrace_fn)(void **, int);
-
 static char dir[4096];
-static backtrace_fn unwind;
+static mcr_backtrace_fn unwind;
 static char unwind_obj[256]; /* file name of the unwinder's object */
 
 /* Insertions (stacks, classes, threads) take ins_lock; the writer takes
@@ -857,8 +856,6 @@ __attribute__((constructor(210))) static void profile_init(void)
 {
   const char *d = getenv("MCR_PROFILE_DIR");
   struct stat st;
-  void *h, *buf[4];
-  Dl_info dli;
 
   if (!d || !*d || strlen(d) >= sizeof(dir) || stat(d, &st) != 0 || !S_ISDIR(st.st_mode))
     return;
@@ -869,17 +866,9 @@ __attribute__((constructor(210))) static void profile_init(void)
   thread_index = map(THREAD_SLOTS * sizeof(*thread_index));
   if (!index_ || !pool || !threads_ || !thread_index)
     return;
-  /* libunwind as threads.c loads it (not linked: see there); glibc's backtrace
-   * otherwise, called once now because its first call loads libgcc_s */
-  h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
-  unwind = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
-  if (!unwind)
-    unwind = backtrace;
-  unwind(buf, 4);
-  if (dladdr((void *)unwind, &dli) && dli.dli_fname) {
-    const char *base = strrchr(dli.dli_fname, '/');
-    snprintf(unwind_obj, sizeof(unwind_obj), "%s", base ? base + 1 : dli.dli_fname);
-  }
+  /* the runtime's unwinder (stackid.h), loaded now */
+  unwind = mcr_unwinder();
+  snprintf(unwind_obj, sizeof(unwind_obj), "%s", mcr_unwinder_object());
   start_ns = mcr_now_ns();
   start_us = now_us();
   clock_offset_us = start_us - start_ns / 1000u;

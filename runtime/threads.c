@@ -8,17 +8,17 @@
  * threads do, and status requests only copy it out. The lock is held across fork
  * so the child finds it consistent; in the child only the forking thread remains.
  *
- * Creation stacks are captured with libunwind's unw_backtrace, loaded with
- * dlopen(RTLD_LOCAL) on first use rather than linked: linked, libunwind.so.8 would
- * put its _Unwind_* and backtrace definitions into the program's global symbol
- * scope ahead of libgcc_s and libc. Without libunwind, glibc's backtrace is used.
+ * Creation stacks are captured with the runtime's unwinder (stackid.h: libunwind's
+ * unw_backtrace, loaded with dlopen, or glibc's backtrace).
+ *
+ * The runtime's own threads run with mcr_in_runtime set (stackid.h): their
+ * allocations and calls are not the program's startup.
  */
 #define _GNU_SOURCE
 #include "threads.h"
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <execinfo.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "elfsym.h"
+#include "stackid.h"
 
 #define MAX_THREADS 8192
 
@@ -42,7 +43,6 @@ struct slot {
 };
 
 typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-typedef int (*backtrace_fn)(void **, int);
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *slots;   /* MAX_THREADS, mapped at first use */
@@ -54,8 +54,6 @@ static int reg_ok;           /* slots mapped and exit_key created */
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
 static create_fn real_create;
-static backtrace_fn unwind;
-static pthread_once_t unwind_once = PTHREAD_ONCE_INIT;
 
 static uint64_t now_us(void)
 {
@@ -158,13 +156,6 @@ static void publish(struct slot *s)
   pthread_setspecific(exit_key, s);
 }
 
-static void unwind_init(void)
-{
-  void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
-  backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
-  unwind = f ? f : backtrace;
-}
-
 static void resolve_create(void)
 {
   if (!real_create)
@@ -204,8 +195,7 @@ __attribute__((noinline)) static unsigned capture(uintptr_t ra, uintptr_t *frame
   void *buf[MCR_THREAD_FRAMES + 8];
   int n, first = 0;
 
-  pthread_once(&unwind_once, unwind_init);
-  n = unwind(buf, MCR_THREAD_FRAMES + 8);
+  n = mcr_unwinder()(buf, MCR_THREAD_FRAMES + 8);
   for (int i = 0; i < n && i < 8; i++)
     if ((uintptr_t)buf[i] == ra) {
       first = i;
@@ -246,18 +236,42 @@ __attribute__((noinline)) int pthread_create(pthread_t *t, const pthread_attr_t 
   return rc;
 }
 
+struct internal_start {
+  void *(*fn)(void *);
+  void *arg;
+};
+
+static void *internal_trampoline(void *p)
+{
+  struct internal_start s = *(struct internal_start *)p;
+
+  mcr_in_runtime = 1;
+  free(p);
+  return s.fn(s.arg);
+}
+
 int mcr_threads_start_internal(pthread_t *t, void *(*fn)(void *), void *arg)
 {
+  struct internal_start *s;
   sigset_t all, old;
   int rc;
 
   resolve_create();
   if (!real_create)
     return EAGAIN;
+  mcr_in_runtime++;
+  s = malloc(sizeof(*s));
+  mcr_in_runtime--;
+  if (!s)
+    return EAGAIN;
+  s->fn = fn;
+  s->arg = arg;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = real_create(t, NULL, fn, arg);
+  rc = real_create(t, NULL, internal_trampoline, s);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0)
+    free(s);
   return rc;
 }
 

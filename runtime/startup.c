@@ -1,0 +1,2063 @@
+/*
+ * startup.c - the startup log, its replay, and the startup allocation records;
+ * see startup.h and docs/update.md ("Startup log and replay").
+ *
+ * The wrappers are defined in the executable, so they win over the C library's
+ * definitions for every caller, uninstrumented libraries included (as in
+ * blocking.c). Outside the window (mcr_startup_on == 0) each one is a load, a
+ * branch and a call of the real function. Inside it, a call goes:
+ *   1. ID and description of the caller's stack (stackid.h), hash and detail
+ *      of the arguments that must match (fd arguments translated to the old
+ *      process's numbers, see below), all without our lock;
+ *   2. under the lock: its ordinal, and in a replay the decision (run, return
+ *      the old result, or refuse as a conflict);
+ *   3. the call, or not;
+ *   4. under the lock: the entry appended to this process's log.
+ * The runtime's own calls (runtime threads, our bookkeeping: mcr_in_runtime)
+ * are neither recorded nor replayed.
+ *
+ * fd translation: when a matched call that created an fd runs for real in the
+ * new process (the old's object is gone: a pid file written then closed), its
+ * fd number differs from the old's; later calls on it (write, close) are
+ * compared with the old log using the old number.
+ *
+ * Memory: the log, the counters, the allocation records and the parsed old log
+ * are mapped MAP_NORESERVE at first use; only the pages used are committed.
+ */
+#define _GNU_SOURCE
+#undef _FORTIFY_SOURCE
+#include "startup.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "heap.h"
+#include "stackid.h"
+
+#define MCR_EXPORT __attribute__((visibility("default")))
+#define RA ((uintptr_t)__builtin_return_address(0))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define MAX_ENTRIES 16384     /* this process's log; later calls are counted as dropped */
+#define COUNTER_SLOTS 131072  /* (ID, kind) -> next ordinal; a power of two */
+#define MAX_ALLOCS 262144     /* live allocation records */
+#define ALLOC_SLOTS 524288    /* address index; a power of two */
+#define ALLOC_EVENT_CAP 1000000 /* allocations hashed before the records stop (a
+                                 * program that never ends its window stops paying) */
+#define MAX_CONFLICTS 1024
+#define FD_MAP 65536          /* fds tracked for inheritance and translation */
+
+#define ON_LOG 1
+#define ON_ALLOCS 2
+
+#define LOG_MAGIC "MCRSLOG"   /* 8 bytes with the NUL */
+#define LOG_VERSION 1u
+#define HEADER_SIZE 64u
+#define ENTRY_FIXED 104u      /* serialized entry without its strings */
+#define ALLOC_REC 32u
+
+MCR_EXPORT int mcr_startup_on; /* opened by startup_init */
+
+static pthread_mutex_t st_lock = PTHREAD_MUTEX_INITIALIZER;
+static int replaying;
+static int ended;
+
+static struct mcr_startup_entry *entries; /* MAX_ENTRIES */
+static unsigned nentries, ndropped;
+
+struct counter {
+  uint64_t id;
+  uint32_t kind; /* 0: allocations */
+  uint32_t next;
+  uint32_t used;
+  uint32_t pad;
+};
+static struct counter *counters; /* COUNTER_SLOTS */
+
+static struct mcr_startup_alloc *allocs; /* MAX_ALLOCS, in allocation order (dead ones kept
+                                          * until compaction) */
+static uint32_t *alloc_index;            /* ALLOC_SLOTS: 0 free, TOMB, else record + 1 */
+#define TOMB 0xffffffffu
+static unsigned nallocs, nlive, ntomb, allocs_dropped, alloc_events;
+
+/* replay state */
+static struct mcr_startup_log old;
+static uint32_t *old_index; /* old_slots: 0 free, else entry + 1 */
+static size_t old_slots;
+static unsigned char *old_used;
+static unsigned char *inherited_map; /* FD_MAP bits */
+static int32_t *fd_xlat;             /* FD_MAP: new fd -> old fd number + 1 (0: none) */
+static struct mcr_startup_conflict *conflicts; /* MAX_CONFLICTS */
+static unsigned nconflicts, nreplayed, nrun;
+
+/* ---- the real functions ---- */
+
+static struct {
+  int (*socket)(int, int, int);
+  int (*socketpair)(int, int, int, int[2]);
+  int (*bind)(int, const struct sockaddr *, socklen_t);
+  int (*listen)(int, int);
+  int (*setsockopt)(int, int, int, const void *, socklen_t);
+  int (*open)(const char *, int, ...);
+  int (*open64)(const char *, int, ...);
+  int (*openat)(int, const char *, int, ...);
+  int (*openat64)(int, const char *, int, ...);
+  int (*creat)(const char *, mode_t);
+  int (*creat64)(const char *, mode_t);
+  int (*open_2)(const char *, int);
+  int (*open64_2)(const char *, int);
+  int (*openat_2)(int, const char *, int);
+  int (*openat64_2)(int, const char *, int);
+  int (*close)(int);
+  int (*pipe)(int[2]);
+  int (*pipe2)(int[2], int);
+  int (*epoll_create)(int);
+  int (*epoll_create1)(int);
+  int (*epoll_ctl)(int, int, int, struct epoll_event *);
+  int (*eventfd)(unsigned, int);
+  int (*signalfd)(int, const sigset_t *, int);
+  int (*timerfd_create)(int, int);
+  int (*timerfd_settime)(int, int, const struct itimerspec *, struct itimerspec *);
+  int (*dup)(int);
+  int (*dup2)(int, int);
+  int (*dup3)(int, int, int);
+  pid_t (*fork)(void);
+  pid_t (*setsid)(void);
+  int (*chdir)(const char *);
+  int (*fchdir)(int);
+  int (*setuid)(uid_t);
+  int (*setgid)(gid_t);
+  int (*seteuid)(uid_t);
+  int (*setegid)(gid_t);
+  int (*setreuid)(uid_t, uid_t);
+  int (*setregid)(gid_t, gid_t);
+  int (*setresuid)(uid_t, uid_t, uid_t);
+  int (*setresgid)(gid_t, gid_t, gid_t);
+  int (*setgroups)(size_t, const gid_t *);
+  int (*initgroups)(const char *, gid_t);
+  int (*prctl)(int, ...);
+} real;
+
+static void *next(const char *name)
+{
+  return dlsym(RTLD_NEXT, name);
+}
+
+static void resolve(void)
+{
+#define R(f, name) real.f = next(name)
+  R(socket, "socket");
+  R(socketpair, "socketpair");
+  R(bind, "bind");
+  R(listen, "listen");
+  R(setsockopt, "setsockopt");
+  R(open, "open");
+  R(open64, "open64");
+  R(openat, "openat");
+  R(openat64, "openat64");
+  R(creat, "creat");
+  R(creat64, "creat64");
+  R(open_2, "__open_2");
+  R(open64_2, "__open64_2");
+  R(openat_2, "__openat_2");
+  R(openat64_2, "__openat64_2");
+  R(close, "close");
+  R(pipe, "pipe");
+  R(pipe2, "pipe2");
+  R(epoll_create, "epoll_create");
+  R(epoll_create1, "epoll_create1");
+  R(epoll_ctl, "epoll_ctl");
+  R(eventfd, "eventfd");
+  R(signalfd, "signalfd");
+  R(timerfd_create, "timerfd_create");
+  R(timerfd_settime, "timerfd_settime");
+  R(dup, "dup");
+  R(dup2, "dup2");
+  R(dup3, "dup3");
+  R(fork, "fork");
+  R(setsid, "setsid");
+  R(chdir, "chdir");
+  R(fchdir, "fchdir");
+  R(setuid, "setuid");
+  R(setgid, "setgid");
+  R(seteuid, "seteuid");
+  R(setegid, "setegid");
+  R(setreuid, "setreuid");
+  R(setregid, "setregid");
+  R(setresuid, "setresuid");
+  R(setresgid, "setresgid");
+  R(setgroups, "setgroups");
+  R(initgroups, "initgroups");
+  R(prctl, "prctl");
+#undef R
+}
+
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+
+#define REAL(f) (UNLIKELY(!real.f) ? pthread_once(&resolve_once, resolve) : 0, real.f)
+/* The window is open and the caller is the program. */
+#define RECORDING() (UNLIKELY(mcr_startup_on) && (mcr_startup_on & ON_LOG) && !mcr_in_runtime)
+
+/* ---- small helpers ---- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME 0x100000001b3ull
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= FNV_PRIME;
+  }
+  return h;
+}
+
+static void *map(size_t n)
+{
+  void *p = (void *)syscall(SYS_mmap, NULL, n, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void unmap(void *p, size_t n)
+{
+  if (p)
+    syscall(SYS_munmap, p, n);
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+  snprintf(dst, size, "%s", src ? src : "");
+}
+
+const char *mcr_startup_kind_name(uint32_t kind)
+{
+  static const char *const names[MCR_SK_COUNT] = {
+      [MCR_SK_SOCKET] = "socket",         [MCR_SK_SOCKETPAIR] = "socketpair",
+      [MCR_SK_BIND] = "bind",             [MCR_SK_LISTEN] = "listen",
+      [MCR_SK_SETSOCKOPT] = "setsockopt", [MCR_SK_OPEN] = "open",
+      [MCR_SK_CLOSE] = "close",           [MCR_SK_PIPE] = "pipe",
+      [MCR_SK_EPOLL_CREATE] = "epoll_create", [MCR_SK_EPOLL_CTL] = "epoll_ctl",
+      [MCR_SK_EVENTFD] = "eventfd",       [MCR_SK_SIGNALFD] = "signalfd",
+      [MCR_SK_TIMERFD_CREATE] = "timerfd_create", [MCR_SK_TIMERFD_SETTIME] = "timerfd_settime",
+      [MCR_SK_DUP] = "dup",               [MCR_SK_DUP2] = "dup2",
+      [MCR_SK_FORK] = "fork",             [MCR_SK_SETSID] = "setsid",
+      [MCR_SK_CHDIR] = "chdir",           [MCR_SK_FCHDIR] = "fchdir",
+      [MCR_SK_SETID] = "setid",           [MCR_SK_PRCTL] = "prctl",
+      [MCR_SK_MMAP] = "mmap"};
+  return kind > 0 && kind < MCR_SK_COUNT && names[kind] ? names[kind] : "?";
+}
+
+/* ---- init and fork ---- */
+
+static void fork_prepare(void)
+{
+  pthread_mutex_lock(&st_lock);
+}
+
+static void fork_parent(void)
+{
+  pthread_mutex_unlock(&st_lock);
+}
+
+static void fork_child(void)
+{
+  pthread_mutex_init(&st_lock, NULL);
+}
+
+/* Under st_lock: the tables, mapped at first use. Returns 0 or -1. */
+static int tables(void)
+{
+  static int state; /* 0 not yet, 1 ok, -1 failed */
+
+  if (state)
+    return state > 0 ? 0 : -1;
+  entries = map(MAX_ENTRIES * sizeof(*entries));
+  counters = map(COUNTER_SLOTS * sizeof(*counters));
+  allocs = map(MAX_ALLOCS * sizeof(*allocs));
+  alloc_index = map(ALLOC_SLOTS * sizeof(*alloc_index));
+  conflicts = map(MAX_CONFLICTS * sizeof(*conflicts));
+  state = entries && counters && allocs && alloc_index && conflicts ? 1 : -1;
+  if (state < 0)
+    mcr_startup_on = 0; /* no memory: no window (the program runs as without us) */
+  return state > 0 ? 0 : -1;
+}
+
+/* After threads.c (200) and control.c (201): the runtime's own control socket,
+ * made on the main thread in its constructor, is not the program's. The unwinder
+ * is loaded now, not inside a dlopen the program makes. */
+__attribute__((constructor(202))) static void startup_init(void)
+{
+  mcr_in_runtime++;
+  pthread_once(&resolve_once, resolve);
+  mcr_unwinder();
+  mcr_stack_id(0); /* maps the memo and registers its fork handlers */
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  pthread_mutex_lock(&st_lock);
+  if (tables() == 0 && !ended)
+    __atomic_store_n(&mcr_startup_on, ON_LOG | ON_ALLOCS, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+}
+
+/* ---- ordinals ---- */
+
+/* Under st_lock: the next ordinal of (id, kind). */
+static uint32_t next_ordinal(uint64_t id, uint32_t kind)
+{
+  uint64_t h = (id ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+  size_t i = (size_t)(h >> 40) & (COUNTER_SLOTS - 1);
+
+  for (size_t p = 0; p < COUNTER_SLOTS; p++, i = (i + 1) & (COUNTER_SLOTS - 1)) {
+    struct counter *c = &counters[i];
+    if (!c->used) {
+      c->used = 1;
+      c->id = id;
+      c->kind = kind;
+      c->next = 1;
+      return 0;
+    }
+    if (c->id == id && c->kind == kind)
+      return c->next++;
+  }
+  return UINT32_MAX; /* full: matches nothing */
+}
+
+/* ---- fds ---- */
+
+static int is_inherited(int fd)
+{
+  return inherited_map && fd >= 0 && fd < FD_MAP && (inherited_map[fd / 8] >> (fd % 8)) & 1;
+}
+
+/* The old process's number for fd (see the file comment). */
+static int64_t xlat(int fd)
+{
+  if (fd_xlat && fd >= 0 && fd < FD_MAP && fd_xlat[fd])
+    return fd_xlat[fd] - 1;
+  return fd;
+}
+
+static void set_xlat(int fd, int oldfd)
+{
+  if (fd_xlat && fd >= 0 && fd < FD_MAP)
+    fd_xlat[fd] = oldfd >= 0 ? oldfd + 1 : 0;
+}
+
+/* Identity of the object fd refers to. */
+static int fd_identity(int fd, uint64_t *dev, uint64_t *ino, uint64_t *link)
+{
+  struct stat sb;
+  char path[64], target[256];
+  ssize_t n;
+
+  *dev = *ino = *link = 0;
+  if (fd < 0 || fstat(fd, &sb) != 0)
+    return -1;
+  *dev = (uint64_t)sb.st_dev;
+  *ino = (uint64_t)sb.st_ino;
+  /* epoll, eventfd, timerfd, signalfd: one shared anonymous inode; the link
+   * ("anon_inode:[eventpoll]") at least tells the kinds apart */
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  n = readlink(path, target, sizeof(target));
+  if (n > 11 && !memcmp(target, "anon_inode:", 11))
+    *link = fnv(FNV_OFFSET, target, (size_t)n);
+  return 0;
+}
+
+/* ---- a call in the window ---- */
+
+enum cls {
+  C_CREATE,  /* makes new fds: replayed when the old's are inherited and still the same */
+  C_MODIFY,  /* shapes the object of fd `target`: never run on an inherited fd */
+  C_PROCESS, /* process-wide state (setsid, credentials, prctl): replayed when matched */
+  C_LOCAL,   /* process-local and idempotent (chdir, PR_SET_NAME): always run */
+  C_LOGONLY, /* file mmap: always run, never a conflict */
+  C_FORK
+};
+
+enum act { A_RUN, A_REPLAY, A_SKIP };
+
+struct call {
+  uint32_t kind;
+  enum cls cls;
+  int target;     /* C_MODIFY: the fd it shapes */
+  uint64_t id;
+  uint64_t hash;
+  uint32_t ordinal;
+  char detail[MCR_SE_DETAIL];
+  char stack[MCR_SE_STACK];
+  size_t dlen;
+  /* the decision */
+  enum act act;
+  const struct mcr_startup_entry *o; /* the matched old entry */
+  int conflict;
+  /* the outcome */
+  int64_t result;
+  int err;
+  int nfds;
+  int fds[2];
+};
+
+static void begin(struct call *c, uint32_t kind, enum cls cls, uintptr_t ra)
+{
+  memset(c, 0, sizeof(*c));
+  c->kind = kind;
+  c->cls = cls;
+  c->target = -1;
+  c->fds[0] = c->fds[1] = -1;
+  c->id = mcr_stack_id_describe_at(ra, c->stack, sizeof(c->stack));
+  c->hash = fnv(FNV_OFFSET, &kind, sizeof(kind));
+}
+
+static void h_int(struct call *c, int64_t v)
+{
+  c->hash = fnv(c->hash, &v, sizeof(v));
+}
+
+static void h_bytes(struct call *c, const void *p, size_t n)
+{
+  h_int(c, (int64_t)n);
+  if (p)
+    c->hash = fnv(c->hash, p, n);
+}
+
+static void h_str(struct call *c, const char *s)
+{
+  h_bytes(c, s, s ? strlen(s) + 1 : 0);
+}
+
+static void d_add(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void d_add(struct call *c, const char *fmt, ...)
+{
+  va_list ap;
+  int w;
+
+  if (c->dlen >= sizeof(c->detail) - 1)
+    return;
+  va_start(ap, fmt);
+  w = vsnprintf(c->detail + c->dlen, sizeof(c->detail) - c->dlen, fmt, ap);
+  va_end(ap);
+  if (w > 0)
+    c->dlen += (size_t)w;
+  if (c->dlen >= sizeof(c->detail))
+    c->dlen = sizeof(c->detail) - 1;
+}
+
+struct flag_name {
+  int v;
+  const char *name;
+};
+
+static void d_flags(struct call *c, int v, const struct flag_name *names)
+{
+  int first = 1;
+  for (; names->name; names++)
+    if (names->v && (v & names->v) == names->v) {
+      d_add(c, "%s%s", first ? "" : "|", names->name);
+      v &= ~names->v;
+      first = 0;
+    }
+  if (v || first)
+    d_add(c, "%s%#x", first ? "" : "|", (unsigned)v);
+}
+
+static void d_open_flags(struct call *c, int flags)
+{
+  static const struct flag_name names[] = {
+      {O_CREAT, "O_CREAT"},       {O_EXCL, "O_EXCL"},         {O_NOCTTY, "O_NOCTTY"},
+      {O_TRUNC, "O_TRUNC"},       {O_APPEND, "O_APPEND"},     {O_NONBLOCK, "O_NONBLOCK"},
+      {O_DSYNC, "O_DSYNC"},       {O_DIRECTORY, "O_DIRECTORY"}, {O_NOFOLLOW, "O_NOFOLLOW"},
+      {O_CLOEXEC, "O_CLOEXEC"},   {O_PATH, "O_PATH"},         {0, NULL}};
+  int acc = flags & O_ACCMODE;
+  d_add(c, "%s", acc == O_RDONLY ? "O_RDONLY" : acc == O_WRONLY ? "O_WRONLY"
+                 : acc == O_RDWR ? "O_RDWR" : "O_ACCMODE");
+  flags &= ~O_ACCMODE;
+  if (flags) {
+    d_add(c, "|");
+    d_flags(c, flags, names);
+  }
+}
+
+static void d_sockaddr(struct call *c, const struct sockaddr *sa, socklen_t len)
+{
+  char buf[INET6_ADDRSTRLEN];
+
+  if (!sa || len < sizeof(sa_family_t)) {
+    d_add(c, "NULL");
+    return;
+  }
+  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *in = (const void *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+    d_add(c, "%s:%u", buf, ntohs(in->sin_port));
+  } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *in6 = (const void *)sa;
+    inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
+    d_add(c, "[%s]:%u", buf, ntohs(in6->sin6_port));
+  } else if (sa->sa_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const void *)sa;
+    size_t n = len - offsetof(struct sockaddr_un, sun_path);
+    if (n > sizeof(un->sun_path))
+      n = sizeof(un->sun_path);
+    if (n && un->sun_path[0] == '\0')
+      d_add(c, "unix:@%.*s", (int)n - 1, un->sun_path + 1);
+    else
+      d_add(c, "unix:%.*s", (int)strnlen(un->sun_path, n), un->sun_path);
+  } else {
+    d_add(c, "family %d", sa->sa_family);
+  }
+}
+
+/* The parts of an address that must match (not sin_zero's padding). */
+static void h_sockaddr(struct call *c, const struct sockaddr *sa, socklen_t len)
+{
+  if (!sa || len < sizeof(sa_family_t)) {
+    h_int(c, -1);
+    return;
+  }
+  h_int(c, sa->sa_family);
+  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *in = (const void *)sa;
+    h_bytes(c, &in->sin_port, sizeof(in->sin_port));
+    h_bytes(c, &in->sin_addr, sizeof(in->sin_addr));
+  } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *in6 = (const void *)sa;
+    h_bytes(c, &in6->sin6_port, sizeof(in6->sin6_port));
+    h_bytes(c, &in6->sin6_addr, sizeof(in6->sin6_addr));
+    h_int(c, in6->sin6_scope_id);
+  } else {
+    h_bytes(c, sa, len);
+  }
+}
+
+static void conflict(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Under st_lock. */
+static void conflict(struct call *c, const char *fmt, ...)
+{
+  struct mcr_startup_conflict *k;
+  char why[256];
+  va_list ap;
+
+  c->conflict = 1;
+  nconflicts++;
+  if (nconflicts > MAX_CONFLICTS)
+    return; /* counted, not kept */
+  k = &conflicts[nconflicts - 1];
+  memset(k, 0, sizeof(*k));
+  k->kind = c->kind;
+  k->stack_id = c->id;
+  copy_str(k->old_detail, sizeof(k->old_detail), c->o ? c->o->detail : "");
+  copy_str(k->new_detail, sizeof(k->new_detail), c->detail);
+  copy_str(k->stack, sizeof(k->stack), c->stack);
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  snprintf(k->message, sizeof(k->message), "%s: %s (at %s)", mcr_startup_kind_name(c->kind), why,
+           c->stack[0] ? c->stack : "an unknown stack");
+}
+
+/* Under st_lock: the first unused old entry with (id, kind, ordinal). */
+static const struct mcr_startup_entry *find_old(const struct call *c)
+{
+  uint64_t h;
+  size_t i;
+
+  if (!old_slots)
+    return NULL;
+  h = (c->id ^ ((uint64_t)c->kind << 32 | c->ordinal)) * 0x9e3779b97f4a7c15ull;
+  for (i = (size_t)(h >> 20) & (old_slots - 1);; i = (i + 1) & (old_slots - 1)) {
+    uint32_t v = old_index[i];
+    const struct mcr_startup_entry *e;
+    if (!v)
+      return NULL;
+    e = &old.entries[v - 1];
+    if (e->stack_id == c->id && e->kind == c->kind && e->ordinal == c->ordinal &&
+        !old_used[v - 1]) {
+      old_used[v - 1] = 1;
+      return e;
+    }
+  }
+}
+
+static int result_fds(const struct mcr_startup_entry *e)
+{
+  return !(e->flags & MCR_SE_FD_RESULT) || e->result < 0 ? 0 : e->fds[1] >= 0 ? 2 : 1;
+}
+
+/* The old entry's result fds are open here, inherited, and the same objects. */
+static int still_same(const struct mcr_startup_entry *e)
+{
+  int n = result_fds(e);
+
+  if (!n || !(e->flags & MCR_SE_OPEN_NOW))
+    return 0;
+  for (int i = 0; i < n; i++) {
+    uint64_t dev, ino, link;
+    if (!is_inherited(e->fds[i]) || fd_identity(e->fds[i], &dev, &ino, &link) ||
+        dev != e->dev[i] || ino != e->ino[i] || link != e->link_hash[i])
+      return 0;
+  }
+  return 1;
+}
+
+/* Under st_lock: what a call in the window does. */
+static void decide(struct call *c)
+{
+  const struct mcr_startup_entry *o;
+  int equal;
+
+  c->ordinal = next_ordinal(c->id, c->kind);
+  c->act = A_RUN;
+  if (!replaying)
+    return;
+  o = c->o = find_old(c);
+  equal = o && o->args_hash == c->hash;
+  switch (c->cls) {
+  case C_CREATE:
+    if (o && !equal) {
+      conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
+      c->act = A_SKIP;
+    } else if (o && (o->result < 0 || still_same(o))) {
+      c->act = A_REPLAY;
+    }
+    break;
+  case C_MODIFY:
+    if (!is_inherited(c->target))
+      break; /* the new process's own object: run */
+    if (o && equal) {
+      c->act = A_REPLAY;
+    } else if (o) {
+      conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
+      c->act = A_SKIP;
+    } else {
+      conflict(c, "%s would change fd %d, shared with the old process, which made no such "
+                  "call here", c->detail, c->target);
+      c->act = A_SKIP;
+    }
+    break;
+  case C_PROCESS:
+    if (o && equal) {
+      c->act = A_REPLAY;
+    } else if (o) {
+      conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
+      c->act = A_SKIP;
+    }
+    break;
+  case C_LOCAL:
+    if (o && !equal)
+      conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
+    break;
+  case C_LOGONLY:
+    break;
+  case C_FORK:
+    if (o && o->result > 0)
+      conflict(c, "the old process was the parent of this fork (child %lld): a process that "
+                  "goes on after forking is not supported", (long long)o->result);
+    else if (o && equal)
+      c->act = A_REPLAY; /* the old process is the child that continued: so are we */
+    break;
+  }
+  if (c->act == A_REPLAY)
+    nreplayed++;
+  else if (c->act == A_RUN)
+    nrun++;
+}
+
+/* The old result, for a replayed or refused call; sets errno. */
+static int64_t old_result(struct call *c, int *fds)
+{
+  const struct mcr_startup_entry *o = c->o;
+
+  if (!o) { /* refused, nothing recorded: as if it had worked */
+    c->result = 0;
+    c->err = 0;
+    return 0;
+  }
+  c->result = o->result;
+  c->err = o->err;
+  c->nfds = result_fds(o);
+  for (int i = 0; i < c->nfds; i++) {
+    c->fds[i] = o->fds[i];
+    if (fds)
+      fds[i] = o->fds[i];
+  }
+  if (c->result < 0)
+    errno = c->err;
+  return c->result;
+}
+
+/* After a call ran: its outcome, and the fd translation of a matched creation. */
+static void ran(struct call *c, int64_t result, int err, int nfds, const int *fds)
+{
+  c->result = result;
+  c->err = result < 0 ? err : 0;
+  c->nfds = result < 0 ? 0 : nfds;
+  for (int i = 0; i < c->nfds; i++)
+    c->fds[i] = fds[i];
+  if (c->o && c->cls == C_CREATE && c->nfds == result_fds(c->o))
+    for (int i = 0; i < c->nfds; i++)
+      set_xlat(c->fds[i], c->o->fds[i]);
+}
+
+/* Appends the call to this process's log. Keeps errno. */
+static void record(struct call *c)
+{
+  struct mcr_startup_entry *e;
+  uint64_t dev[2] = {0}, ino[2] = {0}, link[2] = {0};
+  int saved = errno;
+
+  mcr_in_runtime++;
+  for (int i = 0; i < c->nfds; i++)
+    fd_identity(c->fds[i], &dev[i], &ino[i], &link[i]);
+  pthread_mutex_lock(&st_lock);
+  if (nentries >= MAX_ENTRIES || !entries) {
+    ndropped++;
+    if (!replaying) /* a window that never ends: stop paying for it */
+      __atomic_and_fetch(&mcr_startup_on, ~ON_LOG, __ATOMIC_RELAXED);
+    goto out;
+  }
+  e = &entries[nentries++];
+  memset(e, 0, sizeof(*e));
+  e->stack_id = c->id;
+  e->kind = c->kind;
+  e->ordinal = c->ordinal;
+  e->args_hash = c->hash;
+  e->result = c->result;
+  e->err = c->err;
+  e->flags = (c->nfds ? MCR_SE_FD_RESULT : 0) | (c->act == A_REPLAY ? MCR_SE_REPLAYED : 0) |
+             (c->conflict ? MCR_SE_CONFLICT : 0);
+  e->fds[0] = e->fds[1] = -1;
+  for (int i = 0; i < c->nfds; i++) {
+    e->fds[i] = c->fds[i];
+    e->dev[i] = dev[i];
+    e->ino[i] = ino[i];
+    e->link_hash[i] = link[i];
+  }
+  copy_str(e->detail, sizeof(e->detail), c->detail);
+  copy_str(e->stack, sizeof(e->stack), c->stack);
+out:
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+  errno = saved;
+}
+
+static void decide_locked(struct call *c)
+{
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  if (tables() == 0)
+    decide(c);
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+}
+
+/* The common path of a call returning an int that may be an fd (nfds 0 or 1).
+ * run() is the real call's result (errno set by it). */
+#define ONE_FD_CALL(c, nfds_on_success, run_expr)                                              \
+  do {                                                                                        \
+    decide_locked(c);                                                                         \
+    if ((c)->act != A_RUN) {                                                                  \
+      int r_ = (int)old_result(c, NULL);                                                      \
+      record(c);                                                                              \
+      return r_;                                                                              \
+    } else {                                                                                  \
+      int r_ = (run_expr);                                                                    \
+      int fd_ = r_;                                                                           \
+      ran(c, r_, errno, (nfds_on_success), &fd_);                                             \
+      record(c);                                                                              \
+      return r_;                                                                              \
+    }                                                                                         \
+  } while (0)
+
+/* ---- sockets ---- */
+
+static void d_socket(struct call *c, const char *fn, int domain, int type, int proto)
+{
+  static const struct flag_name tflags[] = {
+      {SOCK_CLOEXEC, "SOCK_CLOEXEC"}, {SOCK_NONBLOCK, "SOCK_NONBLOCK"}, {0, NULL}};
+  int base = type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+  d_add(c, "%s(%s, ", fn,
+        domain == AF_INET ? "AF_INET" : domain == AF_INET6 ? "AF_INET6"
+        : domain == AF_UNIX ? "AF_UNIX" : domain == AF_NETLINK ? "AF_NETLINK" : "AF_?");
+  if (domain != AF_INET && domain != AF_INET6 && domain != AF_UNIX && domain != AF_NETLINK)
+    d_add(c, "%d, ", domain);
+  d_add(c, "%s", base == SOCK_STREAM ? "SOCK_STREAM" : base == SOCK_DGRAM ? "SOCK_DGRAM"
+                 : base == SOCK_SEQPACKET ? "SOCK_SEQPACKET" : base == SOCK_RAW ? "SOCK_RAW"
+                 : "SOCK_?");
+  if (type & (SOCK_CLOEXEC | SOCK_NONBLOCK)) {
+    d_add(c, "|");
+    d_flags(c, type & (SOCK_CLOEXEC | SOCK_NONBLOCK), tflags);
+  }
+  d_add(c, ", %d)", proto);
+}
+
+MCR_EXPORT int socket(int domain, int type, int proto)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(socket)(domain, type, proto);
+  begin(&c, MCR_SK_SOCKET, C_CREATE, RA);
+  h_int(&c, domain);
+  h_int(&c, type);
+  h_int(&c, proto);
+  d_socket(&c, "socket", domain, type, proto);
+  ONE_FD_CALL(&c, 1, REAL(socket)(domain, type, proto));
+}
+
+MCR_EXPORT int socketpair(int domain, int type, int proto, int sv[2])
+{
+  struct call c;
+  int r;
+
+  if (!RECORDING())
+    return REAL(socketpair)(domain, type, proto, sv);
+  begin(&c, MCR_SK_SOCKETPAIR, C_CREATE, RA);
+  h_int(&c, domain);
+  h_int(&c, type);
+  h_int(&c, proto);
+  d_socket(&c, "socketpair", domain, type, proto);
+  decide_locked(&c);
+  if (c.act != A_RUN) {
+    r = (int)old_result(&c, sv);
+  } else {
+    r = REAL(socketpair)(domain, type, proto, sv);
+    ran(&c, r, errno, 2, sv);
+  }
+  record(&c);
+  return r;
+}
+
+MCR_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(bind)(fd, sa, len);
+  begin(&c, MCR_SK_BIND, C_MODIFY, RA);
+  c.target = fd;
+  h_int(&c, xlat(fd));
+  h_sockaddr(&c, sa, len);
+  d_add(&c, "bind(%d, ", fd);
+  d_sockaddr(&c, sa, len);
+  d_add(&c, ")");
+  ONE_FD_CALL(&c, 0, REAL(bind)(fd, sa, len));
+}
+
+MCR_EXPORT int listen(int fd, int backlog)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(listen)(fd, backlog);
+  begin(&c, MCR_SK_LISTEN, C_MODIFY, RA);
+  c.target = fd;
+  h_int(&c, xlat(fd));
+  h_int(&c, backlog);
+  d_add(&c, "listen(%d, %d)", fd, backlog);
+  ONE_FD_CALL(&c, 0, REAL(listen)(fd, backlog));
+}
+
+MCR_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(setsockopt)(fd, level, name, val, len);
+  begin(&c, MCR_SK_SETSOCKOPT, C_MODIFY, RA);
+  c.target = fd;
+  h_int(&c, xlat(fd));
+  h_int(&c, level);
+  h_int(&c, name);
+  h_bytes(&c, val, val ? len : 0);
+  d_add(&c, "setsockopt(%d, %d, %d, ", fd, level, name);
+  if (val && len == sizeof(int))
+    d_add(&c, "%d)", *(const int *)val);
+  else
+    d_add(&c, "%u bytes)", (unsigned)len);
+  ONE_FD_CALL(&c, 0, REAL(setsockopt)(fd, level, name, val, len));
+}
+
+/* ---- files ---- */
+
+static int needs_mode(int flags)
+{
+  return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
+/* Every open variant: openat(dirfd, path, flags, mode) in the log. */
+static int st_open(uintptr_t ra, int dirfd, const char *path, int flags, mode_t mode)
+{
+  struct call c;
+
+  begin(&c, MCR_SK_OPEN, C_CREATE, ra);
+  h_int(&c, dirfd == AT_FDCWD ? AT_FDCWD : xlat(dirfd));
+  h_str(&c, path);
+  h_int(&c, flags);
+  h_int(&c, needs_mode(flags) ? (int64_t)mode : -1);
+  if (dirfd == AT_FDCWD)
+    d_add(&c, "open(\"%s\", ", path ? path : "(null)");
+  else
+    d_add(&c, "openat(%d, \"%s\", ", dirfd, path ? path : "(null)");
+  d_open_flags(&c, flags);
+  if (needs_mode(flags))
+    d_add(&c, ", 0%o", (unsigned)mode);
+  d_add(&c, ")");
+  ONE_FD_CALL(&c, 1, REAL(openat)(dirfd, path, flags, mode));
+}
+
+#define OPEN_MODE(flags, mode)                                                                 \
+  do {                                                                                        \
+    if (needs_mode(flags)) {                                                                  \
+      va_list ap_;                                                                            \
+      va_start(ap_, flags);                                                                   \
+      mode = va_arg(ap_, mode_t);                                                             \
+      va_end(ap_);                                                                            \
+    }                                                                                         \
+  } while (0)
+
+MCR_EXPORT int open(const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+
+  OPEN_MODE(flags, mode);
+  if (!RECORDING())
+    return REAL(open)(path, flags, mode);
+  return st_open(RA, AT_FDCWD, path, flags, mode);
+}
+
+MCR_EXPORT int open64(const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+
+  OPEN_MODE(flags, mode);
+  if (!RECORDING())
+    return REAL(open64)(path, flags, mode);
+  return st_open(RA, AT_FDCWD, path, flags, mode);
+}
+
+MCR_EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+
+  OPEN_MODE(flags, mode);
+  if (!RECORDING())
+    return REAL(openat)(dirfd, path, flags, mode);
+  return st_open(RA, dirfd, path, flags, mode);
+}
+
+MCR_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+
+  OPEN_MODE(flags, mode);
+  if (!RECORDING())
+    return REAL(openat64)(dirfd, path, flags, mode);
+  return st_open(RA, dirfd, path, flags, mode);
+}
+
+MCR_EXPORT int creat(const char *path, mode_t mode)
+{
+  if (!RECORDING())
+    return REAL(creat)(path, mode);
+  return st_open(RA, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+MCR_EXPORT int creat64(const char *path, mode_t mode)
+{
+  if (!RECORDING())
+    return REAL(creat64)(path, mode);
+  return st_open(RA, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+/* -D_FORTIFY_SOURCE builds call these for open without a mode. */
+MCR_EXPORT int __open_2(const char *path, int flags)
+{
+  if (!RECORDING())
+    return REAL(open_2)(path, flags);
+  return st_open(RA, AT_FDCWD, path, flags, 0);
+}
+
+MCR_EXPORT int __open64_2(const char *path, int flags)
+{
+  if (!RECORDING())
+    return REAL(open64_2)(path, flags);
+  return st_open(RA, AT_FDCWD, path, flags, 0);
+}
+
+MCR_EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+  if (!RECORDING())
+    return REAL(openat_2)(dirfd, path, flags);
+  return st_open(RA, dirfd, path, flags, 0);
+}
+
+MCR_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+  if (!RECORDING())
+    return REAL(openat64_2)(dirfd, path, flags);
+  return st_open(RA, dirfd, path, flags, 0);
+}
+
+MCR_EXPORT int close(int fd)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(close)(fd);
+  begin(&c, MCR_SK_CLOSE, C_MODIFY, RA);
+  c.target = fd;
+  h_int(&c, xlat(fd));
+  d_add(&c, "close(%d)", fd);
+  decide_locked(&c);
+  if (c.act != A_RUN) {
+    int r = (int)old_result(&c, NULL);
+    record(&c);
+    return r;
+  } else {
+    int r = REAL(close)(fd);
+    ran(&c, r, errno, 0, NULL);
+    if (r == 0) {
+      pthread_mutex_lock(&st_lock);
+      set_xlat(fd, -1);
+      pthread_mutex_unlock(&st_lock);
+    }
+    record(&c);
+    return r;
+  }
+}
+
+static int st_pipe(uintptr_t ra, int fds[2], int flags, int with_flags)
+{
+  static const struct flag_name names[] = {
+      {O_CLOEXEC, "O_CLOEXEC"}, {O_NONBLOCK, "O_NONBLOCK"}, {O_DIRECT, "O_DIRECT"}, {0, NULL}};
+  struct call c;
+  int r;
+
+  begin(&c, MCR_SK_PIPE, C_CREATE, ra);
+  h_int(&c, flags);
+  d_add(&c, "pipe2(");
+  d_flags(&c, flags, names);
+  d_add(&c, ")");
+  decide_locked(&c);
+  if (c.act != A_RUN) {
+    r = (int)old_result(&c, fds);
+  } else {
+    r = with_flags ? REAL(pipe2)(fds, flags) : REAL(pipe)(fds);
+    ran(&c, r, errno, 2, fds);
+  }
+  record(&c);
+  return r;
+}
+
+MCR_EXPORT int pipe(int fds[2])
+{
+  if (!RECORDING())
+    return REAL(pipe)(fds);
+  return st_pipe(RA, fds, 0, 0);
+}
+
+MCR_EXPORT int pipe2(int fds[2], int flags)
+{
+  if (!RECORDING())
+    return REAL(pipe2)(fds, flags);
+  return st_pipe(RA, fds, flags, 1);
+}
+
+/* ---- epoll, eventfd, signalfd, timerfd ---- */
+
+static int st_epoll_create(uintptr_t ra, int flags, int size)
+{
+  struct call c;
+
+  begin(&c, MCR_SK_EPOLL_CREATE, C_CREATE, ra);
+  h_int(&c, flags);
+  d_add(&c, "epoll_create1(%s)", flags & EPOLL_CLOEXEC ? "EPOLL_CLOEXEC" : "0");
+  ONE_FD_CALL(&c, 1, size > 0 ? REAL(epoll_create)(size) : REAL(epoll_create1)(flags));
+}
+
+MCR_EXPORT int epoll_create(int size)
+{
+  if (!RECORDING())
+    return REAL(epoll_create)(size);
+  if (size <= 0) { /* its own error: epoll_create1 would not give it */
+    errno = EINVAL;
+    return -1;
+  }
+  return st_epoll_create(RA, 0, size);
+}
+
+MCR_EXPORT int epoll_create1(int flags)
+{
+  if (!RECORDING())
+    return REAL(epoll_create1)(flags);
+  return st_epoll_create(RA, flags, 0);
+}
+
+/* The event's data is not compared: it is often a pointer to the program's
+ * object, which the update maps to the old process's (whose data the shared
+ * epoll instance keeps). */
+MCR_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(epoll_ctl)(epfd, op, fd, ev);
+  begin(&c, MCR_SK_EPOLL_CTL, C_MODIFY, RA);
+  c.target = epfd;
+  h_int(&c, xlat(epfd));
+  h_int(&c, op);
+  h_int(&c, xlat(fd));
+  h_int(&c, ev && op != EPOLL_CTL_DEL ? (int64_t)ev->events : -1);
+  d_add(&c, "epoll_ctl(%d, %s, %d", epfd,
+        op == EPOLL_CTL_ADD ? "ADD" : op == EPOLL_CTL_MOD ? "MOD" : op == EPOLL_CTL_DEL ? "DEL"
+                                                                                      : "?",
+        fd);
+  if (ev && op != EPOLL_CTL_DEL)
+    d_add(&c, ", events %#x, data %#llx", ev->events, (unsigned long long)ev->data.u64);
+  d_add(&c, ")");
+  ONE_FD_CALL(&c, 0, REAL(epoll_ctl)(epfd, op, fd, ev));
+}
+
+MCR_EXPORT int eventfd(unsigned initval, int flags)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(eventfd)(initval, flags);
+  begin(&c, MCR_SK_EVENTFD, C_CREATE, RA);
+  h_int(&c, initval);
+  h_int(&c, flags);
+  d_add(&c, "eventfd(%u, %#x)", initval, (unsigned)flags);
+  ONE_FD_CALL(&c, 1, REAL(eventfd)(initval, flags));
+}
+
+MCR_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(signalfd)(fd, mask, flags);
+  begin(&c, MCR_SK_SIGNALFD, fd < 0 ? C_CREATE : C_MODIFY, RA);
+  c.target = fd;
+  h_int(&c, fd < 0 ? -1 : xlat(fd));
+  h_bytes(&c, mask, sizeof(*mask)); /* h_bytes takes NULL */
+  h_int(&c, flags);
+  d_add(&c, "signalfd(%d, mask, %#x)", fd, (unsigned)flags);
+  ONE_FD_CALL(&c, fd < 0, REAL(signalfd)(fd, mask, flags));
+}
+
+MCR_EXPORT int timerfd_create(int clockid, int flags)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(timerfd_create)(clockid, flags);
+  begin(&c, MCR_SK_TIMERFD_CREATE, C_CREATE, RA);
+  h_int(&c, clockid);
+  h_int(&c, flags);
+  d_add(&c, "timerfd_create(%d, %#x)", clockid, (unsigned)flags);
+  ONE_FD_CALL(&c, 1, REAL(timerfd_create)(clockid, flags));
+}
+
+/* An absolute expiry differs from run to run: only a relative one is compared. */
+MCR_EXPORT int timerfd_settime(int fd, int flags, const struct itimerspec *nv,
+                               struct itimerspec *ov)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(timerfd_settime)(fd, flags, nv, ov);
+  begin(&c, MCR_SK_TIMERFD_SETTIME, C_MODIFY, RA);
+  c.target = fd;
+  h_int(&c, xlat(fd));
+  h_int(&c, flags);
+  if (nv) {
+    h_int(&c, nv->it_interval.tv_sec);
+    h_int(&c, nv->it_interval.tv_nsec);
+    if (!(flags & TFD_TIMER_ABSTIME)) {
+      h_int(&c, nv->it_value.tv_sec);
+      h_int(&c, nv->it_value.tv_nsec);
+    }
+  }
+  d_add(&c, "timerfd_settime(%d, %#x, interval %lld.%09ld)", fd, (unsigned)flags,
+        nv ? (long long)nv->it_interval.tv_sec : 0LL, nv ? nv->it_interval.tv_nsec : 0L);
+  decide_locked(&c);
+  if (c.act != A_RUN) {
+    int r = (int)old_result(&c, NULL);
+    if (ov && r == 0)
+      memset(ov, 0, sizeof(*ov));
+    record(&c);
+    return r;
+  } else {
+    int r = REAL(timerfd_settime)(fd, flags, nv, ov);
+    ran(&c, r, errno, 0, NULL);
+    record(&c);
+    return r;
+  }
+}
+
+/* ---- dup ---- */
+
+MCR_EXPORT int dup(int fd)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(dup)(fd);
+  begin(&c, MCR_SK_DUP, C_CREATE, RA);
+  h_int(&c, xlat(fd));
+  d_add(&c, "dup(%d)", fd);
+  ONE_FD_CALL(&c, 1, REAL(dup)(fd));
+}
+
+static int st_dup2(uintptr_t ra, int oldfd, int newfd, int flags, int three)
+{
+  struct call c;
+
+  begin(&c, MCR_SK_DUP2, C_MODIFY, ra);
+  c.target = newfd;
+  h_int(&c, xlat(oldfd));
+  h_int(&c, xlat(newfd));
+  h_int(&c, flags);
+  if (three)
+    d_add(&c, "dup3(%d, %d, %#x)", oldfd, newfd, (unsigned)flags);
+  else
+    d_add(&c, "dup2(%d, %d)", oldfd, newfd);
+  ONE_FD_CALL(&c, 1, three ? REAL(dup3)(oldfd, newfd, flags) : REAL(dup2)(oldfd, newfd));
+}
+
+MCR_EXPORT int dup2(int oldfd, int newfd)
+{
+  if (!RECORDING())
+    return REAL(dup2)(oldfd, newfd);
+  return st_dup2(RA, oldfd, newfd, 0, 0);
+}
+
+MCR_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+  if (!RECORDING())
+    return REAL(dup3)(oldfd, newfd, flags);
+  return st_dup2(RA, oldfd, newfd, flags, 1);
+}
+
+/* ---- processes ---- */
+
+/* Both processes log the fork, each with its own result: the child's log is
+ * the parent's up to here (its memory), then "fork() = 0". Our lock is held
+ * across the fork by our fork handlers, so the child's copy is consistent. */
+MCR_EXPORT pid_t fork(void)
+{
+  struct call c;
+  pid_t pid;
+
+  if (!RECORDING())
+    return REAL(fork)();
+  begin(&c, MCR_SK_FORK, C_FORK, RA);
+  d_add(&c, "fork()");
+  decide_locked(&c);
+  if (c.act != A_RUN) {
+    pid = (pid_t)old_result(&c, NULL);
+    record(&c);
+    return pid;
+  }
+  mcr_in_runtime++; /* the fork handlers' calls are not the program's */
+  pid = REAL(fork)();
+  mcr_in_runtime--;
+  ran(&c, pid, errno, 0, NULL);
+  record(&c);
+  return pid;
+}
+
+MCR_EXPORT pid_t setsid(void)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(setsid)();
+  begin(&c, MCR_SK_SETSID, C_PROCESS, RA);
+  d_add(&c, "setsid()");
+  ONE_FD_CALL(&c, 0, REAL(setsid)());
+}
+
+MCR_EXPORT int chdir(const char *path)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(chdir)(path);
+  begin(&c, MCR_SK_CHDIR, C_LOCAL, RA);
+  h_str(&c, path);
+  d_add(&c, "chdir(\"%s\")", path);
+  ONE_FD_CALL(&c, 0, REAL(chdir)(path));
+}
+
+MCR_EXPORT int fchdir(int fd)
+{
+  struct call c;
+
+  if (!RECORDING())
+    return REAL(fchdir)(fd);
+  begin(&c, MCR_SK_FCHDIR, C_LOCAL, RA);
+  h_int(&c, xlat(fd));
+  d_add(&c, "fchdir(%d)", fd);
+  ONE_FD_CALL(&c, 0, REAL(fchdir)(fd));
+}
+
+/* Credentials: one kind, the function's name in the hash and the detail. glibc's
+ * versions change every thread's credentials (not the raw system calls). */
+#define SETID(name, args_decl, cargs, hash_stmts, ...)                                         \
+  MCR_EXPORT int name args_decl                                                               \
+  {                                                                                           \
+    struct call c;                                                                            \
+    if (!RECORDING())                                                                         \
+      return REAL(name) cargs;                                                                \
+    begin(&c, MCR_SK_SETID, C_PROCESS, RA);                                                   \
+    h_str(&c, #name);                                                                         \
+    hash_stmts;                                                                               \
+    d_add(&c, #name "(");                                                                     \
+    d_add(&c, __VA_ARGS__);                                                                   \
+    d_add(&c, ")");                                                                           \
+    ONE_FD_CALL(&c, 0, REAL(name) cargs);                                                     \
+  }
+
+SETID(setuid, (uid_t u), (u), h_int(&c, u), "%u", (unsigned)u)
+SETID(setgid, (gid_t g), (g), h_int(&c, g), "%u", (unsigned)g)
+SETID(seteuid, (uid_t u), (u), h_int(&c, u), "%u", (unsigned)u)
+SETID(setegid, (gid_t g), (g), h_int(&c, g), "%u", (unsigned)g)
+SETID(setreuid, (uid_t r, uid_t e), (r, e), (h_int(&c, r), h_int(&c, e)), "%d, %d", (int)r,
+      (int)e)
+SETID(setregid, (gid_t r, gid_t e), (r, e), (h_int(&c, r), h_int(&c, e)), "%d, %d", (int)r,
+      (int)e)
+SETID(setresuid, (uid_t r, uid_t e, uid_t s), (r, e, s),
+      (h_int(&c, r), h_int(&c, e), h_int(&c, s)), "%d, %d, %d", (int)r, (int)e, (int)s)
+SETID(setresgid, (gid_t r, gid_t e, gid_t s), (r, e, s),
+      (h_int(&c, r), h_int(&c, e), h_int(&c, s)), "%d, %d, %d", (int)r, (int)e, (int)s)
+SETID(setgroups, (size_t n, const gid_t *list), (n, list),
+      (h_int(&c, (int64_t)n), h_bytes(&c, list, list ? n * sizeof(gid_t) : 0)), "%zu groups", n)
+
+/* It reads the group database (NSS may open files and sockets): those calls are
+ * libc's, not the program's. */
+MCR_EXPORT int initgroups(const char *user, gid_t group)
+{
+  struct call c;
+  int r;
+
+  if (!RECORDING())
+    return REAL(initgroups)(user, group);
+  begin(&c, MCR_SK_SETID, C_PROCESS, RA);
+  h_str(&c, "initgroups");
+  h_str(&c, user);
+  h_int(&c, group);
+  d_add(&c, "initgroups(\"%s\", %u)", user ? user : "(null)", (unsigned)group);
+  decide_locked(&c);
+  if (c.act != A_RUN) {
+    r = (int)old_result(&c, NULL);
+  } else {
+    mcr_in_runtime++;
+    r = REAL(initgroups)(user, group);
+    mcr_in_runtime--;
+    ran(&c, r, errno, 0, NULL);
+  }
+  record(&c);
+  return r;
+}
+
+/* Only the options that shape the process are logged; the others (reads
+ * above all: PR_GET_NAME fills the caller's buffer) always run. The thread's
+ * name is the thread's own: set for real. */
+MCR_EXPORT int prctl(int option, ...)
+{
+  unsigned long a[4];
+  struct call c;
+  va_list ap;
+  enum cls cls;
+
+  va_start(ap, option);
+  for (int i = 0; i < 4; i++)
+    a[i] = va_arg(ap, unsigned long);
+  va_end(ap);
+  if (!RECORDING())
+    return REAL(prctl)(option, a[0], a[1], a[2], a[3]);
+  switch (option) {
+  case PR_SET_NAME:
+    cls = C_LOCAL;
+    break;
+  case PR_SET_PDEATHSIG:
+  case PR_SET_DUMPABLE:
+  case PR_SET_KEEPCAPS:
+  case PR_CAPBSET_DROP:
+  case PR_SET_SECUREBITS:
+  case PR_SET_TIMERSLACK:
+  case PR_SET_CHILD_SUBREAPER:
+  case PR_SET_NO_NEW_PRIVS:
+  case PR_SET_THP_DISABLE:
+    cls = C_PROCESS;
+    break;
+  default:
+    return REAL(prctl)(option, a[0], a[1], a[2], a[3]);
+  }
+  begin(&c, MCR_SK_PRCTL, cls, RA);
+  h_int(&c, option);
+  if (option == PR_SET_NAME) {
+    char name[17];
+    snprintf(name, sizeof(name), "%s", a[0] ? (const char *)a[0] : "");
+    h_str(&c, name);
+    d_add(&c, "prctl(PR_SET_NAME, \"%s\")", name);
+  } else {
+    h_int(&c, (int64_t)a[0]);
+    d_add(&c, "prctl(%d, %lu)", option, a[0]);
+  }
+  ONE_FD_CALL(&c, 0, REAL(prctl)(option, a[0], a[1], a[2], a[3]));
+}
+
+/* Logged only (a file mapping is the process's own). The system call directly:
+ * the allocator maps memory through here before anything can be resolved. */
+static void *raw_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+  return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+static void *st_mmap(uintptr_t ra, void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+  struct call c;
+  void *p;
+  char path[64], target[128];
+  ssize_t n;
+
+  begin(&c, MCR_SK_MMAP, C_LOGONLY, ra);
+  h_int(&c, (int64_t)len);
+  h_int(&c, prot);
+  h_int(&c, flags);
+  h_int(&c, xlat(fd));
+  h_int(&c, off);
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  n = readlink(path, target, sizeof(target) - 1);
+  target[n > 0 ? n : 0] = '\0';
+  d_add(&c, "mmap(%d \"%s\", %zu, %#x, %#x, %lld)", fd, target, len, (unsigned)prot,
+        (unsigned)flags, (long long)off);
+  decide_locked(&c);
+  p = raw_mmap(addr, len, prot, flags, fd, off);
+  c.result = p == MAP_FAILED ? -1 : (int64_t)(uintptr_t)p;
+  c.err = p == MAP_FAILED ? errno : 0;
+  record(&c);
+  return p;
+}
+
+MCR_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+  if (fd < 0 || (flags & MAP_ANONYMOUS) || !RECORDING())
+    return raw_mmap(addr, len, prot, flags, fd, off);
+  return st_mmap(RA, addr, len, prot, flags, fd, off);
+}
+
+MCR_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+  if (fd < 0 || (flags & MAP_ANONYMOUS) || !RECORDING())
+    return raw_mmap(addr, len, prot, flags, fd, off);
+  return st_mmap(RA, addr, len, prot, flags, fd, off);
+}
+
+/* ---- the window ---- */
+
+void mcr_startup_end(void)
+{
+  pthread_mutex_lock(&st_lock);
+  __atomic_store_n(&mcr_startup_on, 0, __ATOMIC_RELEASE);
+  ended = 1;
+  replaying = 0;
+  pthread_mutex_unlock(&st_lock);
+}
+
+size_t mcr_startup_entries(const struct mcr_startup_entry **out)
+{
+  *out = entries;
+  return nentries;
+}
+
+void mcr_startup_refresh(void)
+{
+  pthread_mutex_lock(&st_lock);
+  for (unsigned i = 0; i < nentries; i++) {
+    struct mcr_startup_entry *e = &entries[i];
+    int n = result_fds(e), same = n > 0;
+    for (int k = 0; k < n; k++) {
+      uint64_t dev, ino, link;
+      if (fd_identity(e->fds[k], &dev, &ino, &link) || dev != e->dev[k] || ino != e->ino[k] ||
+          link != e->link_hash[k])
+        same = 0;
+    }
+    if (same)
+      e->flags |= MCR_SE_OPEN_NOW;
+    else
+      e->flags &= ~MCR_SE_OPEN_NOW;
+  }
+  pthread_mutex_unlock(&st_lock);
+}
+
+size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out)
+{
+  *out = conflicts;
+  return nconflicts < MAX_CONFLICTS ? nconflicts : MAX_CONFLICTS;
+}
+
+void mcr_startup_stats(struct mcr_startup_stats *out)
+{
+  pthread_mutex_lock(&st_lock);
+  memset(out, 0, sizeof(*out));
+  out->mode = !mcr_startup_on ? 0 : replaying ? 2 : 1;
+  out->entries = nentries;
+  out->dropped = ndropped;
+  out->replayed = nreplayed;
+  out->run = nrun;
+  out->conflicts = nconflicts;
+  out->allocs = nlive;
+  out->allocs_dropped = allocs_dropped;
+  out->old_entries = (unsigned)old.nentries;
+  out->old_allocs = (unsigned)old.nallocs;
+  pthread_mutex_unlock(&st_lock);
+}
+
+/* ---- allocation records ---- */
+
+static size_t addr_slot(uint64_t addr)
+{
+  return (size_t)((addr >> 4) * 0x9e3779b97f4a7c15ull >> 40) & (ALLOC_SLOTS - 1);
+}
+
+/* Under st_lock: the index slot holding addr, or NULL. */
+static uint32_t *find_alloc(uint64_t addr)
+{
+  size_t i = addr_slot(addr);
+
+  for (size_t p = 0; p < ALLOC_SLOTS; p++, i = (i + 1) & (ALLOC_SLOTS - 1)) {
+    uint32_t v = alloc_index[i];
+    if (!v)
+      return NULL;
+    if (v != TOMB && allocs[v - 1].addr == addr)
+      return &alloc_index[i];
+  }
+  return NULL;
+}
+
+/* Under st_lock: drops dead records and tombstones. */
+static void compact(void)
+{
+  unsigned n = 0;
+
+  memset(alloc_index, 0, ALLOC_SLOTS * sizeof(*alloc_index));
+  for (unsigned i = 0; i < nallocs; i++) {
+    size_t s;
+    if (!allocs[i].live)
+      continue;
+    allocs[n] = allocs[i];
+    for (s = addr_slot(allocs[n].addr); alloc_index[s]; s = (s + 1) & (ALLOC_SLOTS - 1))
+      ;
+    alloc_index[s] = n + 1;
+    n++;
+  }
+  nallocs = nlive = n;
+  ntomb = 0;
+}
+
+void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra)
+{
+  uint64_t id = 0;
+  size_t size = 0;
+
+  if (mcr_in_runtime || !(__atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED) & ON_ALLOCS))
+    return;
+  if (newp) {
+    if (__atomic_add_fetch(&alloc_events, 1, __ATOMIC_RELAXED) > ALLOC_EVENT_CAP) {
+      /* the window has lasted too long: stop paying for it */
+      __atomic_and_fetch(&mcr_startup_on, ~ON_ALLOCS, __ATOMIC_RELAXED);
+      __atomic_add_fetch(&allocs_dropped, 1, __ATOMIC_RELAXED);
+      return;
+    }
+    id = mcr_stack_id_at(ra);
+    size = mcr_heap_usable_size(newp);
+  }
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  if (tables() != 0)
+    goto out;
+  if (oldp) {
+    uint32_t *slot = find_alloc((uint64_t)(uintptr_t)oldp);
+    if (slot) {
+      allocs[*slot - 1].live = 0;
+      *slot = TOMB;
+      nlive--;
+      ntomb++;
+    }
+  }
+  if (newp) {
+    uint32_t ord = next_ordinal(id, 0);
+    uint32_t *slot = find_alloc((uint64_t)(uintptr_t)newp);
+    size_t s;
+    if (slot) { /* freed behind our back (a runtime thread): the address is new now */
+      allocs[*slot - 1].live = 0;
+      *slot = TOMB;
+      nlive--;
+      ntomb++;
+    }
+    if (nallocs == MAX_ALLOCS || ntomb > ALLOC_SLOTS / 4)
+      compact();
+    if (nallocs == MAX_ALLOCS) {
+      allocs_dropped++;
+      goto out;
+    }
+    allocs[nallocs] = (struct mcr_startup_alloc){.addr = (uint64_t)(uintptr_t)newp,
+                                                 .size = size, .stack_id = id,
+                                                 .ordinal = ord, .live = 1};
+    for (s = addr_slot((uint64_t)(uintptr_t)newp); alloc_index[s] && alloc_index[s] != TOMB;
+         s = (s + 1) & (ALLOC_SLOTS - 1))
+      ;
+    if (alloc_index[s] == TOMB)
+      ntomb--;
+    alloc_index[s] = ++nallocs;
+    nlive++;
+  }
+out:
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+}
+
+size_t mcr_startup_allocs(const struct mcr_startup_alloc **out)
+{
+  size_t n;
+
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  if (allocs && alloc_index)
+    compact();
+  n = nlive;
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+  *out = allocs;
+  return n;
+}
+
+const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_t ordinal)
+{
+  for (size_t i = 0; i < old.nallocs; i++)
+    if (old.allocs[i].stack_id == stack_id && old.allocs[i].ordinal == ordinal)
+      return &old.allocs[i];
+  return NULL;
+}
+
+/* ---- serialization ----
+ *
+ * Layout (version 1), all integers in the host's byte order (x86_64: little):
+ *   header, HEADER_SIZE bytes: magic "MCRSLOG\0", u32 version, u32 header_size,
+ *     u64 total_len, u32 nentries, u32 nallocs, u32 entry_fixed, u32 alloc_rec,
+ *     u32 dropped, u32 allocs_dropped, u64 checksum (FNV-1a 64 of every
+ *     byte of the buffer but these 8), 8 bytes reserved (0);
+ *   nentries entries: entry_fixed bytes (u64 stack_id, u32 kind, u32 ordinal,
+ *     u64 args_hash, i64 result, i32 err, u32 flags, i32 fds[2], u64 dev[2],
+ *     u64 ino[2], u64 link_hash[2], u16 detail_len, u16 stack_len, u32 0),
+ *     then the detail and the stack text (no NUL), padded with 0 to 8 bytes;
+ *   nallocs records of alloc_rec bytes: u64 addr, u64 size, u64 stack_id,
+ *     u32 ordinal, u32 0.
+ * A reader accepts larger entry_fixed/alloc_rec/header_size (fields appended
+ * later) and skips what it does not know.
+ */
+
+struct cursor {
+  unsigned char *p;
+  size_t off, len;
+};
+
+static void put(struct cursor *c, const void *v, size_t n)
+{
+  memcpy(c->p + c->off, v, n);
+  c->off += n;
+}
+
+#define PUT(c, v)                                                                              \
+  do {                                                                                        \
+    __typeof__(v) v_ = (v);                                                                   \
+    put(c, &v_, sizeof(v_));                                                                  \
+  } while (0)
+
+/* Of everything but the checksum field itself. */
+static uint64_t checksum(const unsigned char *p, size_t len)
+{
+  return fnv(fnv(FNV_OFFSET, p, 48), p + 56, len - 56);
+}
+
+static size_t pad8(size_t n)
+{
+  return (n + 7) & ~(size_t)7;
+}
+
+static size_t entry_bytes(const struct mcr_startup_entry *e)
+{
+  return pad8(ENTRY_FIXED + strnlen(e->detail, sizeof(e->detail)) +
+              strnlen(e->stack, sizeof(e->stack)));
+}
+
+int mcr_startup_serialize(void **bufp, size_t *lenp)
+{
+  struct cursor c = {0};
+  size_t total = HEADER_SIZE;
+  uint64_t sum;
+  int rc = -1;
+
+  *bufp = NULL;
+  *lenp = 0;
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  if (allocs && alloc_index)
+    compact();
+  for (unsigned i = 0; i < nentries; i++)
+    total += entry_bytes(&entries[i]);
+  total += (size_t)nlive * ALLOC_REC;
+  c.p = map(total);
+  if (!c.p) {
+    errno = ENOMEM;
+    goto out;
+  }
+  c.len = total;
+  put(&c, LOG_MAGIC, 8);
+  PUT(&c, (uint32_t)LOG_VERSION);
+  PUT(&c, (uint32_t)HEADER_SIZE);
+  PUT(&c, (uint64_t)total);
+  PUT(&c, (uint32_t)nentries);
+  PUT(&c, (uint32_t)nlive);
+  PUT(&c, (uint32_t)ENTRY_FIXED);
+  PUT(&c, (uint32_t)ALLOC_REC);
+  PUT(&c, (uint32_t)ndropped);
+  PUT(&c, (uint32_t)allocs_dropped);
+  PUT(&c, (uint64_t)0); /* checksum, below */
+  PUT(&c, (uint64_t)0);
+  for (unsigned i = 0; i < nentries; i++) {
+    const struct mcr_startup_entry *e = &entries[i];
+    uint16_t dl = (uint16_t)strnlen(e->detail, sizeof(e->detail));
+    uint16_t sl = (uint16_t)strnlen(e->stack, sizeof(e->stack));
+    size_t start = c.off;
+    PUT(&c, e->stack_id);
+    PUT(&c, e->kind);
+    PUT(&c, e->ordinal);
+    PUT(&c, e->args_hash);
+    PUT(&c, e->result);
+    PUT(&c, e->err);
+    PUT(&c, e->flags & (MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT));
+    PUT(&c, e->fds[0]);
+    PUT(&c, e->fds[1]);
+    PUT(&c, e->dev[0]);
+    PUT(&c, e->dev[1]);
+    PUT(&c, e->ino[0]);
+    PUT(&c, e->ino[1]);
+    PUT(&c, e->link_hash[0]);
+    PUT(&c, e->link_hash[1]);
+    PUT(&c, dl);
+    PUT(&c, sl);
+    PUT(&c, (uint32_t)0);
+    put(&c, e->detail, dl);
+    put(&c, e->stack, sl);
+    c.off = start + entry_bytes(e); /* the mapping is zeroed: padding is 0 */
+  }
+  for (unsigned i = 0; i < nlive; i++) {
+    PUT(&c, allocs[i].addr);
+    PUT(&c, allocs[i].size);
+    PUT(&c, allocs[i].stack_id);
+    PUT(&c, allocs[i].ordinal);
+    PUT(&c, (uint32_t)0);
+  }
+  sum = checksum(c.p, total);
+  memcpy(c.p + 48, &sum, sizeof(sum));
+  *bufp = c.p;
+  *lenp = total;
+  rc = 0;
+out:
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+  return rc;
+}
+
+void mcr_startup_buffer_free(void *buf, size_t len)
+{
+  unmap(buf, len);
+}
+
+struct reader {
+  const unsigned char *p;
+  size_t off, len;
+};
+
+static int get(struct reader *r, void *v, size_t n)
+{
+  if (n > r->len - r->off)
+    return -1;
+  memcpy(v, r->p + r->off, n);
+  r->off += n;
+  return 0;
+}
+
+#define GET(r, v) get(r, &(v), sizeof(v))
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+  va_list ap;
+  int n = 0;
+
+  if (err && errlen) {
+    n = snprintf(err, errlen, "startup log: ");
+    if (n < 0 || (size_t)n >= errlen)
+      n = 0;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, char *err,
+                      size_t errlen)
+{
+  struct reader r = {.p = buf, .len = len};
+  char magic[8];
+  uint32_t version, hsize, nent, nal, efix, arec, dropped, adropped;
+  uint64_t total, sum, reserved;
+  size_t memlen;
+  unsigned char *mem;
+
+  memset(out, 0, sizeof(*out));
+  if (!buf)
+    return fail(err, errlen, "no buffer");
+  if (len < HEADER_SIZE)
+    return fail(err, errlen, "truncated: %zu bytes, the header alone is %u", len, HEADER_SIZE);
+  get(&r, magic, 8);
+  GET(&r, version);
+  GET(&r, hsize);
+  GET(&r, total);
+  GET(&r, nent);
+  GET(&r, nal);
+  GET(&r, efix);
+  GET(&r, arec);
+  GET(&r, dropped);
+  GET(&r, adropped);
+  GET(&r, sum);
+  GET(&r, reserved);
+  if (memcmp(magic, LOG_MAGIC, 8))
+    return fail(err, errlen, "bad magic: not a startup log");
+  if (version != LOG_VERSION)
+    return fail(err, errlen, "version %u, this runtime reads version %u", version, LOG_VERSION);
+  if (total != len)
+    return fail(err, errlen, "truncated or padded: the header says %llu bytes, the buffer has %zu",
+                (unsigned long long)total, len);
+  if (hsize < HEADER_SIZE || hsize > len)
+    return fail(err, errlen, "bad header size %u (buffer %zu bytes)", hsize, len);
+  if (efix < ENTRY_FIXED || efix > 4096 || arec < ALLOC_REC || arec > 4096)
+    return fail(err, errlen, "bad record sizes: entry %u (at least %u), allocation %u (at least %u)",
+                efix, ENTRY_FIXED, arec, ALLOC_REC);
+  if (checksum(buf, len) != sum)
+    return fail(err, errlen, "checksum mismatch: the buffer is corrupt");
+  if (reserved)
+    return fail(err, errlen, "reserved header bytes are not 0");
+  if (nent > (len - hsize) / efix || nal > (len - hsize) / arec)
+    return fail(err, errlen, "%u entries and %u allocation records cannot fit in %zu bytes", nent,
+                nal, len);
+  memlen = (size_t)nent * sizeof(struct mcr_startup_entry) +
+           (size_t)nal * sizeof(struct mcr_startup_alloc);
+  mem = map(memlen ? memlen : 1);
+  if (!mem)
+    return fail(err, errlen, "no memory for %u entries: %s", nent, strerror(errno));
+  out->mem = mem;
+  out->memlen = memlen ? memlen : 1;
+  out->entries = (struct mcr_startup_entry *)mem;
+  out->allocs = (struct mcr_startup_alloc *)(mem + (size_t)nent * sizeof(struct mcr_startup_entry));
+  out->dropped = dropped;
+  out->allocs_dropped = adropped;
+  r.off = hsize;
+  for (uint32_t i = 0; i < nent; i++) {
+    struct mcr_startup_entry *e = &out->entries[i];
+    size_t start = r.off;
+    uint16_t dl = 0, sl = 0;
+    uint32_t zero;
+    if (efix > len - r.off) {
+      fail(err, errlen, "truncated: entry %u at offset %zu needs %u bytes, %zu left", i, start,
+           efix, len - r.off);
+      goto bad;
+    }
+    GET(&r, e->stack_id);
+    GET(&r, e->kind);
+    GET(&r, e->ordinal);
+    GET(&r, e->args_hash);
+    GET(&r, e->result);
+    GET(&r, e->err);
+    GET(&r, e->flags);
+    GET(&r, e->fds[0]);
+    GET(&r, e->fds[1]);
+    GET(&r, e->dev[0]);
+    GET(&r, e->dev[1]);
+    GET(&r, e->ino[0]);
+    GET(&r, e->ino[1]);
+    GET(&r, e->link_hash[0]);
+    GET(&r, e->link_hash[1]);
+    GET(&r, dl);
+    GET(&r, sl);
+    GET(&r, zero);
+    r.off = start + efix;
+    if (e->kind == 0 || e->kind >= MCR_SK_COUNT) {
+      fail(err, errlen, "entry %u at offset %zu: unknown kind %u", i, start, e->kind);
+      goto bad;
+    }
+    if (e->flags & ~(MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT)) {
+      fail(err, errlen, "entry %u (%s): unknown flags %#x", i, mcr_startup_kind_name(e->kind),
+           e->flags);
+      goto bad;
+    }
+    if (e->fds[0] < -1 || e->fds[1] < -1 || (e->fds[1] >= 0 && e->fds[0] < 0) ||
+        ((e->flags & MCR_SE_FD_RESULT) && e->result >= 0 && e->fds[0] < 0)) {
+      fail(err, errlen, "entry %u (%s): bad result fds %d, %d", i, mcr_startup_kind_name(e->kind),
+           e->fds[0], e->fds[1]);
+      goto bad;
+    }
+    if (e->err < 0 || e->err > 4095) {
+      fail(err, errlen, "entry %u (%s): bad errno %d", i, mcr_startup_kind_name(e->kind), e->err);
+      goto bad;
+    }
+    if (dl >= MCR_SE_DETAIL || sl >= MCR_SE_STACK) {
+      fail(err, errlen, "entry %u (%s): text too long (detail %u, stack %u bytes)", i,
+           mcr_startup_kind_name(e->kind), dl, sl);
+      goto bad;
+    }
+    if ((size_t)dl + sl > len - r.off || pad8(efix + (size_t)dl + sl) > len - start) {
+      fail(err, errlen, "truncated: entry %u at offset %zu: its text runs past the end", i, start);
+      goto bad;
+    }
+    get(&r, e->detail, dl);
+    get(&r, e->stack, sl);
+    if (memchr(e->detail, '\0', dl) || memchr(e->stack, '\0', sl)) {
+      fail(err, errlen, "entry %u (%s): a NUL inside its text", i, mcr_startup_kind_name(e->kind));
+      goto bad;
+    }
+    r.off = start + pad8(efix + (size_t)dl + sl);
+  }
+  for (uint32_t i = 0; i < nal; i++) {
+    struct mcr_startup_alloc *a = &out->allocs[i];
+    size_t start = r.off;
+    if (arec > len - r.off) {
+      fail(err, errlen, "truncated: allocation record %u at offset %zu needs %u bytes, %zu left",
+           i, start, arec, len - r.off);
+      goto bad;
+    }
+    GET(&r, a->addr);
+    GET(&r, a->size);
+    GET(&r, a->stack_id);
+    GET(&r, a->ordinal);
+    a->live = 1;
+    r.off = start + arec;
+    if (!a->addr || a->size > (1ull << 48)) {
+      fail(err, errlen, "allocation record %u: bad address %#llx or size %llu", i,
+           (unsigned long long)a->addr, (unsigned long long)a->size);
+      goto bad;
+    }
+  }
+  if (r.off != len) {
+    fail(err, errlen, "%zu bytes after the last record (offset %zu)", len - r.off, r.off);
+    goto bad;
+  }
+  out->nentries = nent;
+  out->nallocs = nal;
+  return 0;
+bad:
+  mcr_startup_log_free(out);
+  return -1;
+}
+
+void mcr_startup_log_free(struct mcr_startup_log *log)
+{
+  unmap(log->mem, log->memlen);
+  memset(log, 0, sizeof(*log));
+}
+
+/* ---- replay ---- */
+
+int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
+                             size_t ninherited, char *err, size_t errlen)
+{
+  struct mcr_startup_log log;
+  size_t slots = 16;
+  int rc = -1;
+
+  mcr_in_runtime++;
+  if (mcr_startup_parse(buf, len, &log, err, errlen) != 0)
+    goto out_unlocked;
+  pthread_mutex_lock(&st_lock);
+  if (ended || !(mcr_startup_on & ON_LOG) || tables() != 0) {
+    fail(err, errlen, "the startup window of this process is closed: too late to replay");
+    goto out;
+  }
+  if (replaying || old.mem) {
+    fail(err, errlen, "a replay has already begun");
+    goto out;
+  }
+  while (slots < 2 * log.nentries)
+    slots *= 2;
+  old_index = map(slots * sizeof(*old_index));
+  old_used = map(log.nentries ? log.nentries : 1);
+  if (!inherited_map)
+    inherited_map = map(FD_MAP / 8);
+  if (!fd_xlat)
+    fd_xlat = map(FD_MAP * sizeof(*fd_xlat));
+  if (!old_index || !old_used || !inherited_map || !fd_xlat) {
+    fail(err, errlen, "no memory for the replay tables: %s", strerror(errno));
+    unmap(old_index, slots * sizeof(*old_index));
+    unmap(old_used, log.nentries ? log.nentries : 1);
+    old_index = NULL;
+    old_used = NULL;
+    goto out;
+  }
+  for (size_t i = 0; i < log.nentries; i++) {
+    const struct mcr_startup_entry *e = &log.entries[i];
+    uint64_t h = (e->stack_id ^ ((uint64_t)e->kind << 32 | e->ordinal)) * 0x9e3779b97f4a7c15ull;
+    size_t s = (size_t)(h >> 20) & (slots - 1);
+    while (old_index[s])
+      s = (s + 1) & (slots - 1);
+    old_index[s] = (uint32_t)i + 1;
+  }
+  for (size_t i = 0; i < ninherited; i++)
+    if (inherited[i] >= 0 && inherited[i] < FD_MAP)
+      inherited_map[inherited[i] / 8] |= (unsigned char)(1u << (inherited[i] % 8));
+  old = log;
+  log.mem = NULL;
+  old_slots = slots;
+  replaying = 1;
+  rc = 0;
+out:
+  pthread_mutex_unlock(&st_lock);
+  if (log.mem)
+    mcr_startup_log_free(&log);
+out_unlocked:
+  mcr_in_runtime--;
+  return rc;
+}

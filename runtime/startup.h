@@ -1,0 +1,177 @@
+/*
+ * startup.h - the startup log, its replay by call-stack ID, and the startup
+ * allocation records (docs/update.md, "Startup log and replay").
+ *
+ * From runtime init until mcr_startup_end(), every call that creates or shapes a
+ * kernel object (sockets, files, epoll, eventfd, timers, dup, fork, setsid,
+ * credentials, chdir, prctl; file mmaps, logged only) is recorded with its
+ * call-stack ID (stackid.h), an ordinal among calls with the same (ID, kind), a
+ * hash and a readable detail of the arguments that must match, and its result.
+ * Every heap allocation of a program thread is recorded too ({address, usable
+ * size, ID, ordinal}), and removed when it is freed within the window.
+ *
+ * The new version of a server, started by the old with the old's fds inherited,
+ * replays the old log (mcr_startup_replay_begin): a call matched by (ID, kind,
+ * ordinal) with equal arguments returns the old result without running, so the
+ * new process ends its startup holding the old's sockets and files; see
+ * docs/update.md for the rules and conflicts.
+ *
+ * Outside the window a wrapper costs a load and a branch. Everything lives in
+ * runtime-private memory (mmap). Thread-safe; survives fork (the child keeps the
+ * parent's entries).
+ */
+#ifndef MCR_STARTUP_H
+#define MCR_STARTUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The kinds of recorded calls. Values are part of the serialized format:
+ * append only. Variants share a kind (open64, creat, __open_2, openat: OPEN;
+ * epoll_create: EPOLL_CREATE; dup2/dup3: DUP2) so a version built with other
+ * flags still matches. */
+enum mcr_startup_kind {
+  MCR_SK_SOCKET = 1,
+  MCR_SK_SOCKETPAIR,
+  MCR_SK_BIND,
+  MCR_SK_LISTEN,
+  MCR_SK_SETSOCKOPT,
+  MCR_SK_OPEN,
+  MCR_SK_CLOSE,
+  MCR_SK_PIPE,
+  MCR_SK_EPOLL_CREATE,
+  MCR_SK_EPOLL_CTL,
+  MCR_SK_EVENTFD,
+  MCR_SK_SIGNALFD,
+  MCR_SK_TIMERFD_CREATE,
+  MCR_SK_TIMERFD_SETTIME,
+  MCR_SK_DUP,
+  MCR_SK_DUP2,
+  MCR_SK_FORK,
+  MCR_SK_SETSID,
+  MCR_SK_CHDIR,
+  MCR_SK_FCHDIR,
+  MCR_SK_SETID, /* setuid ... setresgid, setgroups, initgroups (the detail names which) */
+  MCR_SK_PRCTL,
+  MCR_SK_MMAP,
+  MCR_SK_COUNT
+};
+
+/* Entry flags. */
+#define MCR_SE_FD_RESULT 0x1u /* the result is an fd (fds[0], and fds[1] for pairs) */
+#define MCR_SE_OPEN_NOW 0x2u  /* mcr_startup_refresh: each result fd is still the same object */
+#define MCR_SE_REPLAYED 0x4u  /* new process: the old result was returned, the call did not run */
+#define MCR_SE_CONFLICT 0x8u  /* new process: this call conflicted with the old log */
+
+#define MCR_SE_DETAIL 160
+#define MCR_SE_STACK 256
+
+struct mcr_startup_entry {
+  uint64_t stack_id;
+  uint32_t kind;     /* enum mcr_startup_kind */
+  uint32_t ordinal;  /* among entries with the same (stack_id, kind), from 0 */
+  uint64_t args_hash;
+  int64_t result;    /* the return value (pid for fork, 0 for pipe/socketpair) */
+  int32_t err;       /* errno when the call failed, else 0 */
+  uint32_t flags;    /* MCR_SE_* */
+  int32_t fds[2];    /* result fds (-1: none) */
+  uint64_t dev[2], ino[2]; /* fstat of fds[i] when the call returned */
+  uint64_t link_hash[2];   /* hash of /proc/self/fd/N for anonymous inodes (epoll, eventfd,
+                            * timerfd, signalfd share one inode), else 0 */
+  char detail[MCR_SE_DETAIL]; /* "bind(6, 0.0.0.0:6379)" */
+  char stack[MCR_SE_STACK];   /* "main > initServer > listenToPort" */
+};
+
+struct mcr_startup_alloc {
+  uint64_t addr;
+  uint64_t size;     /* usable size */
+  uint64_t stack_id; /* of the allocation call (malloc, calloc, realloc ...) */
+  uint32_t ordinal;  /* among allocations with the same stack_id, freed ones included */
+  uint32_t live;     /* internal: 0 once freed (never in what mcr_startup_allocs returns) */
+};
+
+struct mcr_startup_conflict {
+  uint32_t kind;
+  uint64_t stack_id;
+  char old_detail[MCR_SE_DETAIL]; /* "" when the old log has no such call */
+  char new_detail[MCR_SE_DETAIL];
+  char stack[MCR_SE_STACK];
+  char message[640]; /* one line: what, old vs new, where */
+};
+
+struct mcr_startup_stats {
+  int mode;              /* 0 window closed, 1 recording, 2 replaying */
+  unsigned entries;      /* in this process's log */
+  unsigned dropped;      /* calls not logged: the log was full */
+  unsigned replayed;     /* matched: the old result returned, not run */
+  unsigned run;          /* ran for real during a replay (unmatched, stale, exempt) */
+  unsigned conflicts;
+  unsigned allocs;       /* live allocation records */
+  unsigned allocs_dropped;
+  unsigned old_entries;  /* in the log being replayed */
+  unsigned old_allocs;
+};
+
+/* The recording/replay flag the wrappers and the allocator test (0: closed). */
+extern int mcr_startup_on;
+
+/* Ends the window (idempotent, thread-safe): wrappers go straight to the C
+ * library from here on. The log and the allocation records stay. With the
+ * test-only env MCR_STARTUP_DUMP=FILE, the serialized log is written there. */
+void mcr_startup_end(void);
+
+/* This process's log (valid until the next wrapped call in the window). */
+size_t mcr_startup_entries(const struct mcr_startup_entry **out);
+
+/* Old process, just before it spawns the new version: marks each fd-result
+ * entry MCR_SE_OPEN_NOW if every result fd is still open and the same object
+ * (st_dev, st_ino, and /proc link for anonymous inodes), else clears it. */
+void mcr_startup_refresh(void);
+
+/* The log and the live allocation records as one flat, pointer-free, versioned
+ * buffer in runtime-private memory; free it with mcr_startup_buffer_free.
+ * Returns 0 or -1 (errno set). */
+int mcr_startup_serialize(void **buf, size_t *len);
+void mcr_startup_buffer_free(void *buf, size_t len);
+
+/* A parsed log: entries and allocation records in runtime-private memory. */
+struct mcr_startup_log {
+  struct mcr_startup_entry *entries;
+  size_t nentries;
+  struct mcr_startup_alloc *allocs;
+  size_t nallocs;
+  uint32_t dropped, allocs_dropped;
+  void *mem;
+  size_t memlen;
+};
+/* Validates everything (magic, version, sizes, bounds, kinds, strings,
+ * checksum); returns 0, or -1 with a message in err naming what is wrong and
+ * where. Never reads outside [buf, buf + len). */
+int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, char *err,
+                      size_t errlen);
+void mcr_startup_log_free(struct mcr_startup_log *log);
+
+/* New process, early (a constructor before main): replay log (a buffer from
+ * mcr_startup_serialize) with the fd numbers inherited from the old process.
+ * Returns 0, or -1 with a message (the process then records normally). */
+int mcr_startup_replay_begin(const void *log, size_t len, const int *inherited,
+                             size_t ninherited, char *err, size_t errlen);
+
+/* The conflicts found so far in a replay. */
+size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out);
+void mcr_startup_stats(struct mcr_startup_stats *out);
+
+/* This process's live startup allocation records, sorted by address (valid
+ * until the next allocation in the window). */
+size_t mcr_startup_allocs(const struct mcr_startup_alloc **out);
+/* The replayed (old) log's allocation with this (stack_id, ordinal), or NULL. */
+const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_t ordinal);
+
+/* The allocator's hook (malloc.c, only while mcr_startup_on): newp was
+ * returned for a request (NULL: none), oldp was freed or reallocated (NULL:
+ * none). ra is the allocation call's return address. */
+void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra);
+
+const char *mcr_startup_kind_name(uint32_t kind);
+
+#endif /* MCR_STARTUP_H */

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Startup log and replay (label "startup"): programs built with mcr-clang.
+#   run.sh BUILD_DIR TEST    TEST: replay bind-change extra-ctl ids corrupt
+set -euo pipefail
+build=$1
+test=$2
+src=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$src/../.." && pwd)
+mcc="$build/bin/mcr-clang"
+work=$(mktemp -d "${TMPDIR:-/tmp}/mcr-startup-$test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+inc=(-I"$top/runtime" -I"$top/runtime/include")
+fails=0
+
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+# val FILE KEY: the value of "KEY value" in FILE
+val() { awk -v k="$2" '$1 == k { sub(/^[^ ]+ /, ""); print; exit }' "$1"; }
+# same WHAT A B
+same() { if [ "$2" = "$3" ]; then ok "$1 ($2)"; else bad "$1: '$2' vs '$3'"; fi; }
+# entry_id FILE KIND DETAIL-PREFIX: the ID/ordinal of that entry
+entry_id() { awk -v k="$2" -v d="$3" '$1 == "entry" && $2 == k && index($0, "| " d) { print $3; exit }' "$1"; }
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# old (version 1) spawns new (version 2 + FLAGS) with its fds; both report.
+run_pair() {
+  "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=1 -o "$work/v1" "$src/server.c"
+  "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=2 "$@" -o "$work/v2" "$src/server.c"
+  mkdir -p "$work/run"
+  port=$(free_port)
+  timeout 30 "$work/v1" old "$work/run" "$port" "$work/v2" 2>"$work/err" || {
+    bad "the old server failed: $(cat "$work/err")"; exit 1; }
+  if [ -s "$work/err" ]; then bad "stderr: $(cat "$work/err")"; fi
+  old="$work/run/old.txt" new="$work/run/new.txt"
+  same "the new version ran" "$(val "$old" new_status)" 0
+  same "the old version listened on the port" "$(val "$old" bind_rc)" 0
+}
+
+case "$test" in
+  replay)
+    run_pair
+    same "socket: the inherited fd" "$(val "$new" fd_listen)" "$(val "$old" fd_listen)"
+    same "bind: no EADDRINUSE (rc)" "$(val "$new" bind_rc)" 0
+    same "bind: errno" "$(val "$new" bind_errno)" 0
+    same "listen rc" "$(val "$new" listen_rc)" 0
+    same "epoll_create: the inherited fd" "$(val "$new" fd_epoll)" "$(val "$old" fd_epoll)"
+    same "epoll_ctl rc" "$(val "$new" ctl_rc)" 0
+    same "open of the log: the inherited fd" "$(val "$new" fd_log)" "$(val "$old" fd_log)"
+    for k in socket setsockopt bind listen epoll_create epoll_ctl; do
+      f=$(awk -v k=$k '$1 == "entry" && $2 == k { print $5; exit }' "$new")
+      same "$k replayed (flag 0x4)" "$(( f & 4 ))" 4
+    done
+    f=$(awk '$1 == "entry" && $2 == "open" && /server.log/ { print $5; exit }' "$new")
+    same "open of the log replayed" "$(( f & 4 ))" 4
+    same "the pid file written for real by the new process" "$(tr -d '\n' <"$work/run/server.pid")" \
+      "$(val "$new" pid)"
+    f=$(awk '$1 == "entry" && $2 == "open" && /server.pid/ { print $5; exit }' "$new")
+    same "open of the pid file ran (not replayed)" "$(( f & 4 ))" 0
+    same "no conflicts" "$(grep -c '^conflict' "$new" || true)" 0
+    same "the old epoll set is untouched" "$(val "$old" old_epoll_targets)" 1
+    # IDs: the same paths in two builds, different paths differ
+    for k in "socket socket(" "bind bind(" "epoll_create epoll_create1(" "open open(\"$work/run/server.log" \
+             "open open(\"$work/run/server.pid"; do
+      set -- $k
+      same "ID of $2 equal across builds" "$(entry_id "$new" "$1" "$2")" "$(entry_id "$old" "$1" "$2")"
+    done
+    a=$(entry_id "$old" open "open(\"$work/run/server.log")
+    b=$(entry_id "$old" open "open(\"$work/run/server.pid")
+    if [ -n "$a" ] && [ "${a%/*}" != "${b%/*}" ]; then ok "open of the log and of the pid file: different IDs ($a, $b)"
+    else bad "open of the log and of the pid file: IDs '$a' '$b'"; fi
+    # allocation records
+    for o in cfg table; do
+      same "allocation $o: (ID, ordinal) across builds" "$(val "$new" alloc_$o | cut -d' ' -f1)" \
+        "$(val "$old" alloc_$o | cut -d' ' -f1)"
+      same "allocation $o: the old log's record is the old object" "$(val "$new" oldaddr_$o)" \
+        "$(val "$old" alloc_$o | awk '{ print $5 }')"
+    done
+    same "freed in the window: no record (old)" "$(val "$old" allocs_from_init_server)" 2
+    same "freed in the window: no record (new)" "$(val "$new" allocs_from_init_server)" 2
+    n=$(grep -c '^entry' "$old")
+    if [ "$n" -ge 9 ]; then ok "the old log has $n entries"; else bad "the old log has $n entries"; fi
+    ;;
+  bind-change)
+    run_pair -DCHANGE_BIND
+    c=$(grep '^conflict bind:' "$new" || true)
+    if [[ "$c" == *"bind(5, 127.0.0.1:$port)"*"bind(5, 127.0.0.2:$port)"*"listen_to_port"* ]] ||
+       [[ "$c" == *"127.0.0.1:$port)"*"127.0.0.2:$port)"*"main > init_server > listen_to_port"* ]]; then
+      ok "a changed bind address is a conflict: $c"
+    else bad "no bind conflict naming both addresses and the stack: '$c'"; cat "$new"; fi
+    same "one conflict" "$(grep -c '^conflict' "$new" || true)" 1
+    same "the conflicting bind was not run (rc is the old one)" "$(val "$new" bind_rc)" 0
+    ;;
+  extra-ctl)
+    run_pair -DEXTRA_CTL
+    c=$(grep '^conflict epoll_ctl:' "$new" || true)
+    if [[ "$c" == *"shared with the old process"*"watch_more"* ]]; then
+      ok "an unmatched epoll_ctl on the inherited epoll fd is a conflict: $c"
+    else bad "no epoll_ctl conflict: '$c'"; cat "$new"; fi
+    same "it was not executed (EPOLL_CTL_DEL finds nothing)" "$(val "$new" extra_del)" ENOENT
+    same "the old process's epoll set still has one target" "$(val "$old" old_epoll_targets)" 1
+    ;;
+  ids)
+    "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=1 -o "$work/ids1" "$src/ids.c" -lpthread
+    "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=2 -o "$work/ids2" "$src/ids.c" -lpthread
+    "$work/ids1" >"$work/o1" || { cat "$work/o1"; bad "ids (version 1)"; }
+    "$work/ids2" >"$work/o2" || { cat "$work/o2"; bad "ids (version 2)"; }
+    cat "$work/o1"
+    if cmp -s "$work/ids1" "$work/ids2"; then bad "the two builds are the same file"; fi
+    same "path_a: the same ID in both builds" "$(val "$work/o2" path_a)" "$(val "$work/o1" path_a)"
+    same "path_b: the same ID in both builds" "$(val "$work/o2" path_b)" "$(val "$work/o1" path_b)"
+    ;;
+  corrupt)
+    "$mcc" -O2 -Wall "${inc[@]}" -o "$work/corrupt" "$src/corrupt.c"
+    "$work/corrupt" || bad "corrupt"
+    ;;
+  *) echo "unknown test $test"; exit 2 ;;
+esac
+if [ "$fails" -ne 0 ]; then echo "$fails check(s) failed"; exit 1; fi
+echo "all checks passed"
