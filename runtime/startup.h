@@ -161,7 +161,7 @@ int mcr_startup_replay_begin(const void *log, size_t len, const int *inherited,
 size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out);
 void mcr_startup_stats(struct mcr_startup_stats *out);
 
-/* This process's live startup allocation records, sorted by address (valid
+/* This process's live startup allocation records, in allocation order (valid
  * until the next allocation in the window). */
 size_t mcr_startup_allocs(const struct mcr_startup_alloc **out);
 /* The replayed (old) log's allocation with this (stack_id, ordinal), or NULL. */
