@@ -104,6 +104,37 @@ const char *mcr_elfsym_lookup(const struct mcr_elfsym *s, uint64_t vaddr)
   return best;
 }
 
+int mcr_elfsym_symbol(const struct mcr_elfsym *s, size_t i, Elf64_Sym *sym, const char **name)
+{
+  if (i >= s->nsyms)
+    return -1;
+  memcpy(sym, s->syms + i * sizeof(*sym), sizeof(*sym));
+  *name = sym->st_name < s->strsz ? s->strtab + sym->st_name : "";
+  return 0;
+}
+
+int mcr_elfsym_section(const struct mcr_elfsym *s, size_t i, Elf64_Shdr *sh, const char **name)
+{
+  Elf64_Ehdr eh;
+  Elf64_Shdr str;
+
+  if (!s->map)
+    return -1;
+  memcpy(&eh, s->map, sizeof(eh)); /* checked by mcr_elfsym_open */
+  if (i >= eh.e_shnum)
+    return -1;
+  memcpy(sh, s->map + eh.e_shoff + i * sizeof(*sh), sizeof(*sh));
+  *name = "";
+  if (eh.e_shstrndx < eh.e_shnum) {
+    memcpy(&str, s->map + eh.e_shoff + eh.e_shstrndx * sizeof(str), sizeof(str));
+    if (str.sh_type == SHT_STRTAB && str.sh_size && sh->sh_name < str.sh_size &&
+        range_ok(s->size, str.sh_offset, str.sh_size) &&
+        s->map[str.sh_offset + str.sh_size - 1] == '\0')
+      *name = (const char *)s->map + str.sh_offset + sh->sh_name;
+  }
+  return 0;
+}
+
 struct find_obj {
   uintptr_t addr;
   uintptr_t bias;

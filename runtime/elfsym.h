@@ -10,6 +10,7 @@
 #ifndef MCR_ELFSYM_H
 #define MCR_ELFSYM_H
 
+#include <elf.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,13 @@ void mcr_elfsym_close(struct mcr_elfsym *s);
  * link-time address vaddr (for the nearest preceding one when sizes are 0), or
  * NULL. The name points into the mapping. */
 const char *mcr_elfsym_lookup(const struct mcr_elfsym *s, uint64_t vaddr);
+
+/* Raw access for readers that need more than function names (runtime/image.c):
+ * entry i of the symbol table, of the section table (its name through *name, or
+ * "" when the section-name table is unusable). Each returns 0, or -1 past the end;
+ * names point into the mapping and are bounds-checked (NUL-terminated inside it). */
+int mcr_elfsym_symbol(const struct mcr_elfsym *s, size_t i, Elf64_Sym *sym, const char **name);
+int mcr_elfsym_section(const struct mcr_elfsym *s, size_t i, Elf64_Shdr *sh, const char **name);
 
 /* Symbolizes an address of this process: finds the loaded object that contains
  * it (dl_iterate_phdr), looks it up in that object's file, and writes the function
