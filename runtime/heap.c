@@ -1,7 +1,9 @@
 /*
  * heap.c - mcr's tagged heap (see heap.h).
  *
- * Layout. One PROT_NONE, MAP_NORESERVE reservation made on first use holds,
+ * Layout. One PROT_NONE, MAP_NORESERVE reservation made on first use, at a
+ * random 1 GiB-aligned address in [16 TiB, 80 TiB) (away from the libraries,
+ * so that a successor process can reserve the same range: heap.h), holds,
  * each part committed (mprotect) only as far as it is used:
  *   - one region of R bytes per small size class (R = 16 GiB, less if the
  *     reservation had to shrink, e.g. under RLIMIT_AS): the class's objects,
@@ -29,6 +31,16 @@
  * Large objects are page runs of their own (one "large" span each), found
  * through the page map; only they load metadata on lookup.
  *
+ * Lanes (heap.h). Every class region, the large arena and the descriptor
+ * area are split in halves; each lane of each has its own bump pointer
+ * (top[lane], npages[lane], meta_top[lane]), and "at or above top is not an
+ * object" holds per lane: lane = offset >> (shift - 1), two instructions
+ * more on free and lookup. Lane 1 of a class starts at the first slot at or after
+ * half the region; the slot straddling the middle is never carved (its tag
+ * slot stays FREE and is committed with lane 1). Only carving picks a lane
+ * (carve_lane); free lists and free runs mix both. Free runs never merge
+ * across the middle of the arena.
+ *
  * Free small objects store two words in their own memory: the next pointer of
  * the free list they are on and the address of their tag slot, so the
  * allocation fast path can set the tag without computing it, and free can
@@ -48,11 +60,17 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "mcr/abi.h"
 
@@ -86,6 +104,17 @@ _Static_assert(MCR_TAG_MAX == (tag_t)-1, "tag_t holds every tag");
 #define RELEASE_PAGES 64   /* free runs with this many dirty pages go back to the OS */
 #define DIRTY_MIN_BUDGET 256 /* pages of dirty free memory always allowed (1 MiB) */
 
+/* Placement: random hints in [16 TiB, 80 TiB), 1 GiB aligned. */
+#define HINT_LO ((uintptr_t)16 << 40)
+#define HINT_SLOTS ((uintptr_t)64 << 10) /* 64 TiB / 1 GiB */
+#define HINT_TRIES 8
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+_Static_assert(MCR_HEAP_NCLASS == NCLASS - 1, "heap.h's class count");
+_Static_assert(MCR_HEAP_NLISTS == NLISTS, "heap.h's page heap list count");
+
 static inline size_t round_up(size_t x, size_t to)
 {
   return (x + to - 1) & ~(to - 1);
@@ -100,13 +129,16 @@ static struct {
   unsigned shift;
 } sg __attribute__((aligned(64)));
 
+/* One cache line each, so a free or lookup touches one line of the table. */
 static struct class_info {
   uint64_t recip;    /* ceil(2^64 / size) */
   tag_t *tags;      /* the class's tag array */
-  _Atomic size_t top; /* bytes carved from the region (a multiple of size) */
+  /* per lane: offset in the region of the lane's high-water mark (a
+   * multiple of size); lane 1's starts at lane1_first() */
+  _Atomic size_t top[2];
   uint32_t size;
   uint32_t batch;    /* objects moved between thread and central caches at once */
-} cls_tab[NCLASS] __attribute__((aligned(64)));
+} __attribute__((aligned(64))) cls_tab[NCLASS];
 
 static uint8_t small_cls[SMALL_TABLE_MAX / 16 + 1];
 
@@ -138,6 +170,40 @@ static inline uintptr_t region_start(size_t cls)
   return sg.small_base + (cls << sg.shift);
 }
 
+/* High-water mark of the lane that offset off of class k's region is in:
+ * (off * 2) >> shift rather than off >> (shift - 1), as the caller has just
+ * shifted by sg.shift (off < 2^34: no overflow). */
+static inline size_t top_at(const struct class_info *k, size_t off)
+{
+  return atomic_load_explicit(&k->top[(off << 1) >> sg.shift], memory_order_relaxed);
+}
+
+/* Lane 1 of class cls: first object offset, and the byte offset in the tag
+ * array from which its tag slots are committed (the page of the straddling
+ * slot's, so that a lookup in the straddling slot reads a committed FREE). */
+static size_t lane1_first(unsigned cls)
+{
+  size_t half = (sg.mask + 1) >> 1, size = cls_tab[cls].size;
+  return (half + size - 1) / size * size;
+}
+
+static size_t lane1_tag_lo(unsigned cls)
+{
+  size_t half = (sg.mask + 1) >> 1;
+  return half / cls_tab[cls].size * sizeof(tag_t) & ~(PAGE - 1);
+}
+
+static inline size_t lane_lo(unsigned cls, unsigned lane)
+{
+  return lane ? lane1_first(cls) : 0;
+}
+
+/* Objects of the lane end at or below this offset. */
+static inline size_t lane_hi(unsigned lane)
+{
+  return lane ? sg.mask + 1 : (sg.mask + 1) >> 1;
+}
+
 /* ---- large objects: page map and spans ---- */
 
 enum { SPAN_FREE = 1, SPAN_LARGE = 2 };
@@ -153,13 +219,17 @@ struct span {
 
 static struct {
   uintptr_t base;          /* large arena start */
-  _Atomic size_t npages;   /* arena pages in use; page map valid below */
+  /* per lane: first unused page index; the page map is valid below (lane 1
+   * starts at lane_pages) */
+  _Atomic size_t npages[2];
   struct span **pagemap;
+  size_t lane_pages;       /* pages per lane */
+  unsigned lane_pshift;    /* log2(lane_pages) */
 } g __attribute__((aligned(64)));
 
-static size_t arena_pages_max;
-static char *meta_base, *meta_top, *meta_commit, *meta_end;
-static size_t pm_commit_bytes;
+static char *meta_base[2], *meta_top[2], *meta_commit[2], *meta_end[2];
+static size_t pm_commit_bytes[2]; /* page map bytes committed, from its start */
+static size_t pm_bytes;
 static struct span *meta_free_list;
 
 struct tbin {
@@ -183,8 +253,10 @@ struct central {
   pthread_mutex_t lock;
   void *free;          /* free objects: word 0 next, word 1 tag slot */
   size_t nfree;
-  size_t committed;    /* read-write bytes of the region */
-  size_t tag_committed; /* read-write bytes of the tag array */
+  /* per lane: read-write bytes of the region and of the tag array, as
+   * offsets from their start (lane 1's start at its own beginning) */
+  size_t committed[2];
+  size_t tag_committed[2];
 } __attribute__((aligned(64)));
 static struct central central[NCLASS];
 
@@ -199,6 +271,26 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int inited;
 static int init_failed;
 static pthread_key_t tc_key;
+
+/* The lane this process carves in. Changes under every class lock and
+ * ph.lock, read under either. */
+static unsigned carve_lane;
+
+static uintptr_t reserve_base;
+static size_t reserve_size;
+
+/* Update mode (heap.h). */
+enum { UPD_NONE, UPD_FAILED, UPD_READY, UPD_PREPARED, UPD_ADOPTED, UPD_ABANDONED };
+static struct {
+  int mode;
+  char why[320];        /* UPD_FAILED: why */
+  /* where this process's own lane-1 objects start (the old's marks) */
+  size_t top1[NCLASS];
+  size_t pages1;
+  size_t meta1;         /* offset from meta_base[1] */
+} upd;
+static char adopt_err[320];
+static uint64_t export_serial;
 
 /* ---- size classes ---- */
 
@@ -251,41 +343,45 @@ static int commit(void *p, size_t len)
 
 /* ---- small objects: regions and central lists ---- */
 
-/* Makes the first end bytes of class cls's region and their tag slots
- * read-write. Under the class lock. */
-static int region_commit(unsigned cls, size_t end)
+/* Makes class cls's region read-write up to offset end in lane lane, and
+ * the tag slots of the objects below. Under the class lock (or before the
+ * heap is published). */
+static int region_commit(unsigned cls, unsigned lane, size_t end)
 {
   struct central *c = &central[cls];
-  size_t region = sg.mask + 1;
   size_t want = round_up(end, CARVE_COMMIT);
-  if (want > region)
-    want = region;
+  if (want > lane_hi(lane))
+    want = lane_hi(lane);
   size_t tags = round_up(want / cls_tab[cls].size * sizeof(tag_t), PAGE);
-  if (tags > c->tag_committed) {
-    if (commit((char *)cls_tab[cls].tags + c->tag_committed, tags - c->tag_committed) < 0)
+  if (tags > c->tag_committed[lane]) {
+    size_t from = c->tag_committed[lane];
+    if (commit((char *)cls_tab[cls].tags + from, tags - from) < 0)
       return -1;
-    c->tag_committed = tags;
+    c->tag_committed[lane] = tags;
   }
-  if (commit((char *)region_start(cls) + c->committed, want - c->committed) < 0)
-    return -1;
-  c->committed = want;
+  if (want > c->committed[lane]) {
+    if (commit((char *)region_start(cls) + c->committed[lane], want - c->committed[lane]) < 0)
+      return -1;
+    c->committed[lane] = want;
+  }
   return 0;
 }
 
-/* Carves up to n never-used objects from the top of class cls's region and
- * pushes them on *head, lowest address first. Returns how many: 0 once the
- * region is full. Under the class lock. */
+/* Carves up to n never-used objects from the top of the carving lane of
+ * class cls's region and pushes them on *head, lowest address first. Returns
+ * how many: 0 once the lane is full. Under the class lock. */
 static unsigned region_carve(unsigned cls, unsigned n, void ***head)
 {
   struct class_info *k = &cls_tab[cls];
-  size_t size = k->size, top = atomic_load_explicit(&k->top, memory_order_relaxed);
-  size_t left = (sg.mask + 1 - top) / size;
+  unsigned lane = carve_lane;
+  size_t size = k->size, top = atomic_load_explicit(&k->top[lane], memory_order_relaxed);
+  size_t left = (lane_hi(lane) - top) / size;
   if (n > left)
     n = (unsigned)left;
   if (n == 0)
     return 0;
   size_t end = top + n * size;
-  if (end > central[cls].committed && region_commit(cls, end) < 0)
+  if (end > central[cls].committed[lane] && region_commit(cls, lane, end) < 0)
     return 0;
   char *base = (char *)region_start(cls);
   size_t idx = top / size;
@@ -296,7 +392,7 @@ static unsigned region_carve(unsigned cls, unsigned n, void ***head)
     *head = o;
   }
   /* fresh tag slots are zero, MCR_TAG_FREE; the objects are now visible */
-  atomic_store_explicit(&k->top, end, memory_order_release);
+  atomic_store_explicit(&k->top[lane], end, memory_order_release);
   return n;
 }
 
@@ -335,18 +431,22 @@ static void central_free(unsigned cls, void **head, void **tail, size_t n)
   pthread_mutex_unlock(&c->lock);
 }
 
-/* Gives the free top of class cls's region back to the OS: the longest run
- * of objects just below top that are all on the central list (objects in
- * thread caches keep their memory: their owners may hand them out at any
- * time). top comes down, so the run is carved afresh when needed; its tag
- * slots are all FREE, i.e. zero, which is what the OS gives back too.
- * Returns 1 if memory was released. Under the class lock. */
-static int region_trim(unsigned cls)
+/* Gives the free top of lane lane of class cls's region back to the OS: the
+ * longest run of objects just below top that are all on the central list
+ * (objects in thread caches keep their memory: their owners may hand them
+ * out at any time). top comes down, so the run is carved afresh when needed
+ * (in lane 1 only by a successor); its tag slots are all FREE, i.e. zero,
+ * which is what the OS gives back too. Returns 1 if memory was released.
+ * Under the class lock. */
+static int lane_trim(unsigned cls, unsigned lane)
 {
   struct central *c = &central[cls];
   struct class_info *k = &cls_tab[cls];
-  size_t size = k->size, n = atomic_load_explicit(&k->top, memory_order_relaxed) / size;
-  size_t lo = n - (c->nfree < n ? c->nfree : n); /* the run is at most nfree long */
+  size_t size = k->size, first = lane_lo(cls, lane) / size;
+  size_t n = atomic_load_explicit(&k->top[lane], memory_order_relaxed) / size;
+  if (n <= first)
+    return 0;
+  size_t lo = n - (c->nfree < n - first ? c->nfree : n - first); /* the run is at most nfree long */
   if (lo == n)
     return 0;
   /* one bit per object in [lo, n): on the central list */
@@ -357,7 +457,7 @@ static int region_trim(unsigned cls)
   uintptr_t base = region_start(cls);
   for (void **o = c->free; o; o = o[0]) {
     size_t i = ((uintptr_t)o - base) / size;
-    if (i >= lo)
+    if (i >= lo && i < n)
       map[(i - lo) / 8] |= (uint8_t)(1u << (i - lo) % 8);
   }
   size_t keep = n;
@@ -368,37 +468,64 @@ static int region_trim(unsigned cls)
     return 0;
   for (void **link = (void **)&c->free; *link;) {
     void **o = *link;
-    if (((uintptr_t)o - base) / size >= keep) {
+    size_t i = ((uintptr_t)o - base) / size;
+    if (i >= keep && i < n) {
       *link = o[0];
       c->nfree--;
     } else {
       link = o;
     }
   }
-  atomic_store_explicit(&k->top, keep * size, memory_order_release);
+  atomic_store_explicit(&k->top[lane], keep * size, memory_order_release);
   int released = 0;
   size_t from = round_up(keep * size, PAGE), to = round_up(n * size, PAGE);
   if (to > from && madvise((char *)base + from, to - from, MADV_DONTNEED) == 0)
     released = 1;
   uintptr_t tfrom = round_up((uintptr_t)(k->tags + keep), PAGE);
   uintptr_t tto = round_up((uintptr_t)(k->tags + n), PAGE);
+  /* lane 0's last tag page may hold lane 1's first tags */
+  if (lane == 0 && tto > (uintptr_t)k->tags + lane1_tag_lo(cls))
+    tto = (uintptr_t)k->tags + lane1_tag_lo(cls);
   if (tto > tfrom && madvise((void *)tfrom, tto - tfrom, MADV_DONTNEED) == 0)
     released = 1;
   return released;
 }
 
+static int region_trim(unsigned cls)
+{
+  int released = lane_trim(cls, 0);
+  return lane_trim(cls, 1) | released;
+}
+
 /* ---- large objects: descriptors and page heap (all under ph.lock) ---- */
 
-/* Page map entries must exist before npages covers them. */
-static int pagemap_cover(size_t npages)
+/* Page map entries of lane lane must exist before npages[lane] covers them
+ * (npages: a page index). */
+static int pagemap_cover(unsigned lane, size_t npages)
 {
   size_t need = npages * sizeof(struct span *);
-  if (need <= pm_commit_bytes)
+  if (need <= pm_commit_bytes[lane])
     return 0;
   need = round_up(need, PM_COMMIT);
-  if (commit((char *)g.pagemap + pm_commit_bytes, need - pm_commit_bytes) < 0)
+  if (need > pm_bytes)
+    need = pm_bytes;
+  if (commit((char *)g.pagemap + pm_commit_bytes[lane], need - pm_commit_bytes[lane]) < 0)
     return -1;
-  pm_commit_bytes = need;
+  pm_commit_bytes[lane] = need;
+  return 0;
+}
+
+/* Makes lane lane's descriptor area read-write up to end. */
+static int meta_cover(unsigned lane, char *end)
+{
+  while (end > meta_commit[lane]) {
+    size_t want = META_COMMIT;
+    if (want > (size_t)(meta_end[lane] - meta_commit[lane]))
+      want = (size_t)(meta_end[lane] - meta_commit[lane]);
+    if (want == 0 || commit(meta_commit[lane], want) < 0)
+      return -1;
+    meta_commit[lane] += want;
+  }
   return 0;
 }
 
@@ -410,18 +537,13 @@ static struct span *span_alloc(void)
     memset(s, 0, sizeof(*s));
     return s;
   }
-  if ((size_t)(meta_end - meta_top) < sizeof(*s))
+  unsigned lane = carve_lane;
+  if ((size_t)(meta_end[lane] - meta_top[lane]) < sizeof(*s))
     return NULL;
-  if (meta_top + sizeof(*s) > meta_commit) {
-    size_t want = META_COMMIT;
-    if (want > (size_t)(meta_end - meta_commit))
-      want = (size_t)(meta_end - meta_commit);
-    if (commit(meta_commit, want) < 0)
-      return NULL;
-    meta_commit += want;
-  }
-  s = (struct span *)meta_top; /* fresh memory is zero */
-  meta_top += sizeof(*s);
+  if (meta_cover(lane, meta_top[lane] + sizeof(*s)) < 0)
+    return NULL;
+  s = (struct span *)meta_top[lane]; /* fresh memory is zero */
+  meta_top[lane] += sizeof(*s);
   return s;
 }
 
@@ -439,6 +561,11 @@ static inline size_t page_of(uintptr_t a)
 static inline uintptr_t addr_of(size_t page)
 {
   return g.base + (page << PAGE_SHIFT);
+}
+
+static inline unsigned page_lane(size_t page)
+{
+  return page >= g.lane_pages;
 }
 
 static inline size_t list_index(size_t npages)
@@ -505,8 +632,10 @@ static struct span *ph_find(size_t n)
  * that may be resident. Big dirty runs go back to the OS. */
 static int ph_free_run(size_t page, size_t n, size_t dirty)
 {
-  size_t top = atomic_load_explicit(&g.npages, memory_order_relaxed);
-  struct span *l = page > 0 ? g.pagemap[page - 1] : NULL;
+  unsigned lane = page_lane(page);
+  size_t lo = lane ? g.lane_pages : 0;
+  size_t top = atomic_load_explicit(&g.npages[lane], memory_order_relaxed);
+  struct span *l = page > lo ? g.pagemap[page - 1] : NULL;
   struct span *r = page + n < top ? g.pagemap[page + n] : NULL;
   struct span *s = NULL;
 
@@ -549,17 +678,19 @@ static int ph_free_run(size_t page, size_t n, size_t dirty)
 
 static int ph_grow(size_t n)
 {
-  size_t top = atomic_load_explicit(&g.npages, memory_order_relaxed);
+  unsigned lane = carve_lane;
+  size_t top = atomic_load_explicit(&g.npages[lane], memory_order_relaxed);
+  size_t end = (lane + 1) * g.lane_pages;
   size_t want = (n + GROW_PAGES - 1) / GROW_PAGES * GROW_PAGES;
-  if (want > arena_pages_max - top)
+  if (want > end - top)
     want = n;
-  if (n > arena_pages_max - top)
+  if (n > end - top)
     return -1;
-  if (pagemap_cover(top + want) < 0)
+  if (pagemap_cover(lane, top + want) < 0)
     return -1;
   if (commit((void *)addr_of(top), want << PAGE_SHIFT) < 0)
     return -1;
-  atomic_store_explicit(&g.npages, top + want, memory_order_release);
+  atomic_store_explicit(&g.npages[lane], top + want, memory_order_release);
   return ph_free_run(top, want, 0);
 }
 
@@ -667,37 +798,357 @@ static void fork_child(void)
     pthread_mutex_init(&central[c].lock, NULL);
 }
 
-/* Reserves [small regions][tag arrays][page map][span descriptors][large
- * arena] with regions of 2^shift bytes, the largest that mmap accepts. */
+/* ---- reservation: layout, placement, update mode ---- */
+
+struct layout {
+  size_t region, small, tags, pm, meta, arena, total;
+};
+
+/* [small regions][tag arrays][page map][span descriptors][large arena] with
+ * regions of 2^shift bytes. */
+static void layout_of(unsigned shift, struct layout *l)
+{
+  l->region = (size_t)1 << shift;
+  l->small = (NCLASS - 1) * l->region;
+  l->tags = 0;
+  for (unsigned c = 1; c < NCLASS; c++)
+    l->tags += tag_array_bytes(c, l->region);
+  l->arena = l->region << LARGE_SHIFT;
+  l->pm = round_up((l->arena >> PAGE_SHIFT) * sizeof(struct span *), PAGE);
+  /* a descriptor per free run or large object (>= 1 and >= 8 pages) */
+  l->meta = l->arena / 32;
+  l->total = l->small + l->tags + l->pm + l->meta + l->arena;
+}
+
+/* Points the tables at a reservation at p with regions of 2^shift bytes,
+ * every lane empty. */
+static void layout_set(char *p, unsigned shift)
+{
+  struct layout l;
+  layout_of(shift, &l);
+  reserve_base = (uintptr_t)p;
+  reserve_size = l.total;
+  /* class 1 is the first region; the subtraction may wrap, harmlessly */
+  sg.small_base = (uintptr_t)p - l.region;
+  sg.mask = l.region - 1;
+  sg.shift = shift;
+  char *t = p + l.small;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    cls_tab[c].tags = (tag_t *)t;
+    t += tag_array_bytes(c, l.region);
+    atomic_store_explicit(&cls_tab[c].top[0], 0, memory_order_relaxed);
+    atomic_store_explicit(&cls_tab[c].top[1], lane1_first(c), memory_order_relaxed);
+    central[c].committed[0] = 0;
+    central[c].committed[1] = l.region / 2;
+    central[c].tag_committed[0] = 0;
+    central[c].tag_committed[1] = lane1_tag_lo(c);
+  }
+  g.pagemap = (struct span **)t;
+  pm_bytes = l.pm;
+  g.lane_pages = (l.arena >> PAGE_SHIFT) / 2;
+  g.lane_pshift = (unsigned)__builtin_ctzl(g.lane_pages);
+  atomic_store_explicit(&g.npages[0], 0, memory_order_relaxed);
+  atomic_store_explicit(&g.npages[1], g.lane_pages, memory_order_relaxed);
+  pm_commit_bytes[0] = 0;
+  pm_commit_bytes[1] = g.lane_pages * sizeof(struct span *);
+  meta_base[0] = meta_top[0] = meta_commit[0] = t + l.pm;
+  meta_end[0] = meta_base[1] = meta_top[1] = meta_commit[1] = meta_base[0] + l.meta / 2;
+  meta_end[1] = meta_base[0] + l.meta;
+  g.base = (uintptr_t)meta_end[1];
+}
+
+/* Bounded string building without malloc or stdio (this may run inside
+ * ld.so): n counts every byte asked for, so n >= len means truncated. */
+struct sbuf {
+  char *p;
+  size_t len, n;
+};
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+  for (; *s; s++, b->n++)
+    if (b->n + 1 < b->len)
+      b->p[b->n] = *s;
+  if (b->len)
+    b->p[b->n < b->len ? b->n : b->len - 1] = 0;
+}
+
+static void sb_num(struct sbuf *b, uint64_t v, unsigned radix)
+{
+  char t[24];
+  int i = (int)sizeof(t) - 1;
+  t[i] = 0;
+  do
+    t[--i] = "0123456789abcdef"[v % radix];
+  while ((v /= radix) != 0);
+  sb_str(b, t + i);
+}
+
+static void sb_hex(struct sbuf *b, uint64_t v)
+{
+  sb_str(b, "0x");
+  sb_num(b, v, 16);
+}
+
+static uint64_t random_u64(void)
+{
+  uint64_t r = 0;
+  if (syscall(SYS_getrandom, &r, sizeof(r), 1 /* GRND_NONBLOCK */) != (long)sizeof(r))
+    r = ((uint64_t)(uintptr_t)&r ^ (uint64_t)(uintptr_t)random_u64) * 0x9e3779b97f4a7c15ULL;
+  return r;
+}
+
+static char *map_reserve(uintptr_t at, size_t len, int flags)
+{
+  char *p = mmap((void *)at, len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | flags, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* A reservation of len bytes at a random 1 GiB-aligned address in
+ * [16 TiB, 80 TiB), far from the libraries near mmap_base, so that a
+ * successor can reserve the same range; else wherever the kernel likes. */
+static char *reserve_placed(size_t len)
+{
+  for (int i = 0; i < HINT_TRIES; i++) {
+    uintptr_t hint = HINT_LO + ((uintptr_t)(random_u64() % HINT_SLOTS) << 30);
+    /* a kernel without MAP_FIXED_NOREPLACE takes it as a hint: any address will do */
+    char *p = map_reserve(hint, len, MAP_FIXED_NOREPLACE);
+    if (p)
+      return p;
+    if (errno != EEXIST)
+      break; /* e.g. RLIMIT_AS: the kernel cannot do better */
+  }
+  return map_reserve(0, len, 0);
+}
+
+/* Copies MCR_UPDATE_HEAP's value from the initial environment into buf.
+ * Returns its length, -1 if it is not set, -2 if it does not fit. Raw system
+ * calls only: the heap may be initialised inside ld.so, before environ. */
+static long read_update_env(char *buf, size_t len)
+{
+  static const char key[] = MCR_UPDATE_HEAP_ENV "=";
+  char chunk[1024];
+  size_t match = 0; /* key bytes matched at the start of this entry; SIZE_MAX: no match */
+  long out = -1;    /* >= 0: in the value, bytes copied */
+  long ret = -1;
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  for (;;) {
+    long n = syscall(SYS_read, fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    for (long i = 0; i < n; i++) {
+      char ch = chunk[i];
+      if (out >= 0) {
+        if (ch == 0)
+          goto found;
+        if ((size_t)out + 1 >= len) {
+          ret = -2;
+          goto done;
+        }
+        buf[out++] = ch;
+      } else if (ch == 0) {
+        match = 0;
+      } else if (match != SIZE_MAX) {
+        match = ch == key[match] ? match + 1 : SIZE_MAX;
+        if (match == sizeof(key) - 1)
+          out = 0;
+      }
+    }
+  }
+  if (out < 0)
+    goto done;
+found:
+  buf[out] = 0;
+  ret = out;
+done:
+  syscall(SYS_close, fd);
+  return ret;
+}
+
+static const char *parse_num(const char *s, unsigned radix, uint64_t *v)
+{
+  uint64_t x = 0;
+  const char *start = s;
+  for (;; s++) {
+    unsigned d;
+    if (*s >= '0' && *s <= '9')
+      d = (unsigned)(*s - '0');
+    else if (radix == 16 && *s >= 'a' && *s <= 'f')
+      d = (unsigned)(*s - 'a' + 10);
+    else
+      break;
+    if (d >= radix || x > (UINT64_MAX - d) / radix)
+      return NULL;
+    x = x * radix + d;
+  }
+  *v = x;
+  return s == start ? NULL : s;
+}
+
+struct update_geom {
+  uint64_t base, shift, pages1, meta1, top1[NCLASS];
+};
+
+/* MCR_UPDATE_HEAP's value (heap.h). Returns 0 or -1. */
+static int parse_update_env(const char *s, struct update_geom *u)
+{
+  uint64_t version;
+  if (!(s = parse_num(s, 10, &version)) || version != 1 || *s++ != ':' ||
+      !(s = parse_num(s, 16, &u->base)) || *s++ != ':' || !(s = parse_num(s, 10, &u->shift)) ||
+      *s++ != ':' || !(s = parse_num(s, 16, &u->pages1)) || *s++ != ':' ||
+      !(s = parse_num(s, 16, &u->meta1)) || *s++ != ':')
+    return -1;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    if (!(s = parse_num(s, 16, &u->top1[c])))
+      return -1;
+    if (*s++ != (c == NCLASS - 1 ? 0 : ','))
+      return -1;
+  }
+  if (u->shift < REGION_SHIFT_MIN || u->shift > REGION_SHIFT_MAX || !u->base || u->base % PAGE)
+    return -1;
+  return 0;
+}
+
+/* Names in why the first mapping of this process that overlaps [lo, hi),
+ * from /proc/self/maps (raw system calls, as above). */
+static void name_taker(uintptr_t lo, uintptr_t hi, struct sbuf *why)
+{
+  char chunk[1024], line[384];
+  size_t ll = 0;
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  sb_str(why, "the old heap's range ");
+  sb_hex(why, lo);
+  sb_str(why, "-");
+  sb_hex(why, hi);
+  sb_str(why, " is taken");
+  if (fd < 0)
+    return;
+  for (;;) {
+    long n = syscall(SYS_read, fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    for (long i = 0; i < n; i++) {
+      if (chunk[i] != '\n') {
+        if (ll + 1 < sizeof(line))
+          line[ll++] = chunk[i];
+        continue;
+      }
+      line[ll] = 0;
+      ll = 0;
+      /* start-end perms offset dev inode [path] */
+      uint64_t s, e;
+      const char *p = parse_num(line, 16, &s);
+      if (!p || *p++ != '-' || !(p = parse_num(p, 16, &e)) || s >= hi || e <= lo)
+        continue;
+      for (int field = 0; field < 4; field++) {
+        while (*p == ' ')
+          p++;
+        while (*p && *p != ' ')
+          p++;
+      }
+      while (*p == ' ')
+        p++;
+      sb_str(why, " by ");
+      sb_str(why, *p ? p : "an anonymous mapping");
+      sb_str(why, " (");
+      sb_hex(why, s);
+      sb_str(why, "-");
+      sb_hex(why, e);
+      sb_str(why, ")");
+      goto out;
+    }
+  }
+out:
+  syscall(SYS_close, fd);
+}
+
+/* Update mode: the heap at exactly the old heap's range, carving lane 1 above
+ * the old's lane-1 marks. The old's part of lane 1 is committed at once, so
+ * that lookups of (foreign) pointers into it read free tag slots and empty
+ * page map entries. Returns 0, or -1 with upd.why set and nothing reserved. */
+static int reserve_update(const char *val, long vlen)
+{
+  struct sbuf why = {upd.why, sizeof(upd.why), 0};
+  struct update_geom u;
+  struct layout l;
+  upd.mode = UPD_FAILED;
+  if (vlen < 0 || parse_update_env(val, &u) < 0) {
+    sb_str(&why, MCR_UPDATE_HEAP_ENV " is malformed");
+    return -1;
+  }
+  layout_of((unsigned)u.shift, &l);
+  char *p = map_reserve(u.base, l.total, MAP_FIXED_NOREPLACE);
+  if (!p || p != (char *)u.base) {
+    int err = p ? EEXIST : errno;
+    if (p)
+      munmap(p, l.total); /* a kernel that took MAP_FIXED_NOREPLACE as a hint */
+    if (err == EEXIST) {
+      name_taker(u.base, u.base + l.total, &why);
+    } else {
+      sb_str(&why, "cannot reserve the old heap's range ");
+      sb_hex(&why, u.base);
+      sb_str(&why, "-");
+      sb_hex(&why, u.base + l.total);
+      sb_str(&why, ": errno ");
+      sb_num(&why, (uint64_t)err, 10);
+    }
+    return -1;
+  }
+  layout_set(p, (unsigned)u.shift);
+  bool ok = u.pages1 >= g.lane_pages && u.pages1 <= 2 * g.lane_pages &&
+            u.meta1 <= (size_t)(meta_end[1] - meta_base[1]) && u.meta1 % sizeof(struct span) == 0;
+  for (unsigned c = 1; c < NCLASS && ok; c++)
+    ok = u.top1[c] >= lane1_first(c) && u.top1[c] <= l.region && u.top1[c] % cls_tab[c].size == 0;
+  if (!ok) {
+    sb_str(&why, MCR_UPDATE_HEAP_ENV " is malformed");
+    goto fail;
+  }
+  for (unsigned c = 1; c < NCLASS; c++) {
+    upd.top1[c] = u.top1[c];
+    atomic_store_explicit(&cls_tab[c].top[1], u.top1[c], memory_order_relaxed);
+    if (u.top1[c] > lane1_first(c) && region_commit(c, 1, u.top1[c]) < 0)
+      goto nomem;
+  }
+  upd.pages1 = u.pages1;
+  upd.meta1 = u.meta1;
+  atomic_store_explicit(&g.npages[1], u.pages1, memory_order_relaxed);
+  meta_top[1] = meta_base[1] + u.meta1;
+  if (pagemap_cover(1, u.pages1) < 0 || meta_cover(1, meta_top[1]) < 0)
+    goto nomem;
+  carve_lane = 1;
+  upd.mode = UPD_READY;
+  return 0;
+nomem:
+  sb_str(&why, "cannot commit the old heap's lane 1: errno ");
+  sb_num(&why, (uint64_t)errno, 10);
+fail:
+  munmap(p, l.total);
+  return -1;
+}
+
+/* Reserves the heap: in update mode at the old heap's range if possible,
+ * else at a random address with regions of 2^shift bytes, the largest that
+ * mmap accepts (RLIMIT_AS). */
 static int reserve(void)
 {
+  char val[1536];
+  long vlen = read_update_env(val, sizeof(val));
+  if (vlen != -1 && reserve_update(val, vlen) == 0)
+    return 0;
   for (unsigned shift = REGION_SHIFT_MAX; shift >= REGION_SHIFT_MIN; shift--) {
-    size_t region = (size_t)1 << shift;
-    size_t small = (NCLASS - 1) * region, tags = 0;
-    for (unsigned c = 1; c < NCLASS; c++)
-      tags += tag_array_bytes(c, region);
-    size_t arena = region << LARGE_SHIFT;
-    size_t pm = round_up((arena >> PAGE_SHIFT) * sizeof(struct span *), PAGE);
-    /* a descriptor per free run or large object (>= 1 and >= 8 pages) */
-    size_t meta = arena / 32;
-    char *p = mmap(NULL, small + tags + pm + meta + arena, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
+    struct layout l;
+    layout_of(shift, &l);
+    char *p = reserve_placed(l.total);
+    if (!p)
       continue;
-    /* class 1 is the first region; the subtraction may wrap, harmlessly */
-    sg.small_base = (uintptr_t)p - region;
-    sg.mask = region - 1;
-    sg.shift = shift;
-    char *t = p + small;
-    for (unsigned c = 1; c < NCLASS; c++) {
-      cls_tab[c].tags = (tag_t *)t;
-      t += tag_array_bytes(c, region);
-    }
-    g.pagemap = (struct span **)t;
-    meta_base = meta_top = meta_commit = t + pm;
-    meta_end = meta_base + meta;
-    g.base = (uintptr_t)meta_end;
-    arena_pages_max = arena >> PAGE_SHIFT;
+    layout_set(p, shift);
     return 0;
   }
   return -1;
@@ -818,7 +1269,7 @@ SLOW_PATH static void *large_alloc(size_t size, size_t align, bool *zeroed)
 
   if (ensure_init() < 0)
     goto nomem;
-  if (size > (arena_pages_max << PAGE_SHIFT) || align > (arena_pages_max << PAGE_SHIFT))
+  if (size > (g.lane_pages << PAGE_SHIFT) || align > (g.lane_pages << PAGE_SHIFT))
     goto nomem;
   size_t n = (size + PAGE - 1) >> PAGE_SHIFT;
   if (n == 0)
@@ -862,11 +1313,13 @@ nomem:
   return NULL;
 }
 
-/* The span of a, or NULL if a is outside the large arena's used part. */
+/* The span of a, or NULL if a is outside the used part of the large arena's
+ * lanes. Before init, a page index above 1 is lane 2 or more, and every
+ * npages is 0. */
 static inline struct span *span_of(uintptr_t a)
 {
-  size_t page = (a - g.base) >> PAGE_SHIFT;
-  if (page >= atomic_load_explicit(&g.npages, memory_order_relaxed))
+  size_t page = (a - g.base) >> PAGE_SHIFT, lane = page >> g.lane_pshift;
+  if (lane > 1 || page >= atomic_load_explicit(&g.npages[lane], memory_order_relaxed))
     return NULL;
   return g.pagemap[page];
 }
@@ -905,7 +1358,12 @@ SLOW_PATH static int large_resize(uintptr_t a, size_t n)
     goto out;
   }
   size_t need = n - old, next = page + old;
-  struct span *r = next < atomic_load_explicit(&g.npages, memory_order_relaxed) ? g.pagemap[next] : NULL;
+  /* not across the middle: next must be in page's lane, below its top */
+  unsigned lane = page_lane(page);
+  struct span *r = page_lane(next) == lane &&
+                           next < atomic_load_explicit(&g.npages[lane], memory_order_relaxed)
+                       ? g.pagemap[next]
+                       : NULL;
   if (!r || r->state != SPAN_FREE || r->npages < need)
     goto out;
   ph_unlink(r);
@@ -936,7 +1394,7 @@ static tag_t *object_of(uintptr_t a, uintptr_t *base, size_t *size)
   if (cls) {
     const struct class_info *k = &cls_tab[cls];
     size_t off = small_offset(a);
-    if (off >= atomic_load_explicit(&k->top, memory_order_relaxed))
+    if (off >= top_at(k, off))
       return NULL;
     size_t idx = small_index(off, k->recip);
     if (k->tags[idx] == MCR_TAG_FREE)
@@ -1022,7 +1480,7 @@ void mcr_heap_free(void *p)
    * free object holds its tag slot's address in word 1: only then is the tag
    * read, so the common case never waits on the tag's cache line (a store
    * does not). */
-  if (unlikely(off != idx * k->size || off >= atomic_load_explicit(&k->top, memory_order_relaxed) ||
+  if (unlikely(off != idx * k->size || off >= top_at(k, off) ||
                (o[1] == tagp && *tagp == MCR_TAG_FREE)))
     return;
   if (p == tc.last)
@@ -1049,10 +1507,7 @@ size_t mcr_heap_usable_size(const void *p)
   if (likely(cls)) {
     const struct class_info *k = &cls_tab[cls];
     size_t off = small_offset(a);
-    return off == small_index(off, k->recip) * k->size &&
-                   off < atomic_load_explicit(&k->top, memory_order_relaxed)
-               ? k->size
-               : 0;
+    return off == small_index(off, k->recip) * k->size && off < top_at(k, off) ? k->size : 0;
   }
   struct span *s = span_of(a);
   if (s && s->state == SPAN_LARGE && a == s->start)
@@ -1085,7 +1540,7 @@ void *mcr_heap_realloc(void *p, size_t size)
   if (old <= SMALL_MAX) {
     if (size <= old && class_of(size) == class_of(old))
       return p;
-  } else if (size > SMALL_MAX && size <= (arena_pages_max << PAGE_SHIFT)) {
+  } else if (size > SMALL_MAX && size <= (g.lane_pages << PAGE_SHIFT)) {
     /* large stays large: trim or extend the page run where it is */
     if (large_resize(a, (size + PAGE - 1) >> PAGE_SHIFT) == 0)
       return p;
@@ -1133,32 +1588,37 @@ int mcr_heap_foreach(int (*fn)(const struct mcr_object *obj, void *arg), void *a
     return 0;
   for (unsigned c = 1; c < NCLASS; c++) {
     const struct class_info *k = &cls_tab[c];
-    size_t size = k->size, n = atomic_load_explicit(&k->top, memory_order_acquire) / size;
+    size_t size = k->size;
     uintptr_t start = region_start(c);
-    for (size_t i = 0; i < n; i++) {
-      if (k->tags[i] == MCR_TAG_FREE)
-        continue;
-      struct mcr_object o = {(void *)(start + i * size), size, k->tags[i]};
-      int r = fn(&o, arg);
-      if (r)
-        return r;
+    for (unsigned lane = 0; lane < 2; lane++) {
+      size_t n = atomic_load_explicit(&k->top[lane], memory_order_acquire) / size;
+      for (size_t i = lane_lo(c, lane) / size; i < n; i++) {
+        if (k->tags[i] == MCR_TAG_FREE)
+          continue;
+        struct mcr_object o = {(void *)(start + i * size), size, k->tags[i]};
+        int r = fn(&o, arg);
+        if (r)
+          return r;
+      }
     }
   }
-  size_t top = atomic_load_explicit(&g.npages, memory_order_acquire);
-  for (size_t page = 0; page < top;) {
-    struct span *s = g.pagemap[page];
-    if (!s || s->start != addr_of(page)) {
-      page++;
-      continue;
+  for (unsigned lane = 0; lane < 2; lane++) {
+    size_t top = atomic_load_explicit(&g.npages[lane], memory_order_acquire);
+    for (size_t page = lane * g.lane_pages; page < top;) {
+      struct span *s = g.pagemap[page];
+      if (!s || s->start != addr_of(page)) {
+        page++;
+        continue;
+      }
+      size_t n = s->npages;
+      if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
+        struct mcr_object o = {(void *)s->start, n << PAGE_SHIFT, s->tag};
+        int r = fn(&o, arg);
+        if (r)
+          return r;
+      }
+      page += n;
     }
-    size_t n = s->npages;
-    if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
-      struct mcr_object o = {(void *)s->start, n << PAGE_SHIFT, s->tag};
-      int r = fn(&o, arg);
-      if (r)
-        return r;
-    }
-    page += n;
   }
   return 0;
 }
@@ -1172,34 +1632,44 @@ void mcr_heap_stats(struct mcr_heap_stats *st)
   for (unsigned c = 1; c < NCLASS; c++) {
     const struct class_info *k = &cls_tab[c];
     pthread_mutex_lock(&central[c].lock);
-    size_t top = atomic_load_explicit(&k->top, memory_order_relaxed), n = top / k->size;
-    for (size_t i = 0; i < n; i++)
-      if (k->tags[i] != MCR_TAG_FREE) {
-        st->live_objects++;
-        st->live_bytes += k->size;
+    for (unsigned lane = 0; lane < 2; lane++) {
+      size_t lo = lane_lo(c, lane), top = atomic_load_explicit(&k->top[lane], memory_order_relaxed);
+      size_t first = lo / k->size, n = top / k->size;
+      for (size_t i = first; i < n; i++)
+        if (k->tags[i] != MCR_TAG_FREE) {
+          st->live_objects++;
+          st->live_bytes += k->size;
+        }
+      if (n > first) {
+        small_bytes += round_up(top - lo, PAGE);
+        tag_bytes += round_up((n - first) * sizeof(tag_t), PAGE);
       }
-    small_bytes += round_up(top, PAGE);
-    tag_bytes += round_up(n * sizeof(tag_t), PAGE);
+    }
     pthread_mutex_unlock(&central[c].lock);
   }
   pthread_mutex_lock(&ph.lock);
-  size_t top = atomic_load_explicit(&g.npages, memory_order_relaxed);
-  for (size_t page = 0; page < top;) {
-    struct span *s = g.pagemap[page];
-    if (!s || s->start != addr_of(page)) {
-      page++;
-      continue;
+  size_t used = 0; /* arena pages in use, both lanes */
+  for (unsigned lane = 0; lane < 2; lane++) {
+    size_t top = atomic_load_explicit(&g.npages[lane], memory_order_relaxed);
+    used += top - lane * g.lane_pages;
+    for (size_t page = lane * g.lane_pages; page < top;) {
+      struct span *s = g.pagemap[page];
+      if (!s || s->start != addr_of(page)) {
+        page++;
+        continue;
+      }
+      if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
+        st->live_objects++;
+        st->live_bytes += s->npages << PAGE_SHIFT;
+      }
+      page += s->npages;
     }
-    if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
-      st->live_objects++;
-      st->live_bytes += s->npages << PAGE_SHIFT;
-    }
-    page += s->npages;
   }
   /* clean free pages (never touched or given back) are not held */
   size_t clean = ph.free_pages - ph.dirty_pages;
-  st->metadata_bytes = tag_bytes + (size_t)(meta_top - meta_base) + top * sizeof(struct span *);
-  st->mapped_bytes = small_bytes + ((top - clean) << PAGE_SHIFT) + st->metadata_bytes;
+  st->metadata_bytes = tag_bytes + (size_t)(meta_top[0] - meta_base[0]) +
+                       (size_t)(meta_top[1] - meta_base[1]) + used * sizeof(struct span *);
+  st->mapped_bytes = small_bytes + ((used - clean) << PAGE_SHIFT) + st->metadata_bytes;
   pthread_mutex_unlock(&ph.lock);
 }
 
@@ -1226,4 +1696,472 @@ int mcr_heap_trim(void)
       }
   pthread_mutex_unlock(&ph.lock);
   return released;
+}
+
+void mcr_heap_flush_thread_cache(void)
+{
+  if (tc.state == TC_ACTIVE)
+    for (unsigned c = 1; c < NCLASS; c++)
+      tc_flush(c, 0);
+}
+
+/* ---- live update (heap.h) ---- */
+
+/* Every class lock, then the page heap's: the order of fork_prepare. */
+static void lock_all(void)
+{
+  fork_prepare();
+}
+
+static void unlock_all(void)
+{
+  fork_parent();
+}
+
+int mcr_heap_update_env(char *buf, size_t len)
+{
+  if (ensure_init() < 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  lock_all();
+  if (upd.mode == UPD_PREPARED) {
+    /* lane 0 may already hold the old's bytes: carving there would hand them out */
+    unlock_all();
+    errno = EBUSY;
+    return -1;
+  }
+  /* the marks written below must not move: lane 1 is the successor's from now on */
+  if (carve_lane == 1) {
+    carve_lane = 0;
+    upd.mode = UPD_ABANDONED;
+  }
+  struct sbuf b = {buf, len, 0};
+  sb_str(&b, "1:");
+  sb_num(&b, reserve_base, 16);
+  sb_str(&b, ":");
+  sb_num(&b, sg.shift, 10);
+  sb_str(&b, ":");
+  sb_num(&b, atomic_load_explicit(&g.npages[1], memory_order_relaxed), 16);
+  sb_str(&b, ":");
+  sb_num(&b, (uint64_t)(meta_top[1] - meta_base[1]), 16);
+  for (unsigned c = 1; c < NCLASS; c++) {
+    sb_str(&b, c == 1 ? ":" : ",");
+    sb_num(&b, atomic_load_explicit(&cls_tab[c].top[1], memory_order_relaxed), 16);
+  }
+  unlock_all();
+  if (b.n >= len) {
+    errno = ERANGE;
+    return -1;
+  }
+  return 0;
+}
+
+int mcr_heap_update_ready(char *why, size_t len)
+{
+  struct sbuf b = {why, len, 0};
+  ensure_init();
+  switch (upd.mode) {
+  case UPD_READY:
+  case UPD_PREPARED:
+    sb_str(&b, "");
+    return 0;
+  case UPD_FAILED:
+    sb_str(&b, upd.why);
+    break;
+  case UPD_ADOPTED:
+    sb_str(&b, "this process has adopted its predecessor's heap already");
+    break;
+  case UPD_ABANDONED:
+    sb_str(&b, "this process gave up adopting (it was asked for its own " MCR_UPDATE_HEAP_ENV ")");
+    break;
+  default:
+    sb_str(&b, "not started in update mode (" MCR_UPDATE_HEAP_ENV " is not set)");
+    break;
+  }
+  return -1;
+}
+
+int mcr_heap_export(struct mcr_heap_state *st)
+{
+  memset(st, 0, sizeof(*st));
+  if (!atomic_load_explicit(&inited, memory_order_acquire)) {
+    errno = EINVAL;
+    return -1;
+  }
+  lock_all();
+  st->magic = MCR_HEAP_STATE_MAGIC;
+  st->pid = (uint64_t)getpid();
+  st->serial = ++export_serial;
+  st->base = reserve_base;
+  st->size = reserve_size;
+  st->shift = sg.shift;
+  st->nclass = MCR_HEAP_NCLASS;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    for (unsigned lane = 0; lane < 2; lane++)
+      st->top[c - 1][lane] = atomic_load_explicit(&cls_tab[c].top[lane], memory_order_relaxed);
+    st->free_head[c - 1] = (uintptr_t)central[c].free;
+    st->nfree[c - 1] = central[c].nfree;
+  }
+  for (unsigned lane = 0; lane < 2; lane++) {
+    st->npages[lane] = atomic_load_explicit(&g.npages[lane], memory_order_relaxed);
+    st->meta_top[lane] = (uintptr_t)meta_top[lane];
+  }
+  st->meta_free = (uintptr_t)meta_free_list;
+  for (size_t i = 0; i < NLISTS; i++)
+    st->ph_lists[i] = (uintptr_t)ph.lists[i];
+  for (size_t i = 0; i < NLISTS / 64; i++)
+    st->ph_bits[i] = ph.bits[i];
+  st->free_pages = ph.free_pages;
+  st->dirty_pages = ph.dirty_pages;
+  st->inuse_pages = ph.inuse_pages;
+  unlock_all();
+  return 0;
+}
+
+/* Range list under construction: ranges of one group (one lane of one area,
+ * all the old's) merge across gaps of up to a page; ranges of different
+ * groups only when adjacent, since a gap there may hold the new process's
+ * own objects. */
+struct remit {
+  struct mcr_heap_range *out;
+  size_t max, n;
+  uint64_t lo, hi;
+  unsigned group;
+};
+
+static void remit_flush(struct remit *e)
+{
+  if (e->hi > e->lo) {
+    if (e->n < e->max)
+      e->out[e->n] = (struct mcr_heap_range){e->lo, e->hi - e->lo};
+    e->n++;
+  }
+  e->lo = e->hi = 0;
+}
+
+static void remit_add(struct remit *e, uint64_t lo, uint64_t hi, unsigned group)
+{
+  if (hi <= lo)
+    return;
+  if (e->hi > e->lo && lo >= e->lo &&
+      (lo <= e->hi || (group == e->group && lo - e->hi <= PAGE))) {
+    if (hi > e->hi)
+      e->hi = hi;
+    e->group = group;
+    return;
+  }
+  remit_flush(e);
+  e->lo = lo;
+  e->hi = hi;
+  e->group = group;
+}
+
+/* Where the parts of a heap with regions of 2^shift bytes at base lie. */
+struct heap_addrs {
+  struct layout l;
+  uint64_t small_base, tags[NCLASS], pm, meta, arena, lane_pages;
+};
+
+static void heap_addrs(uint64_t base, unsigned shift, struct heap_addrs *h)
+{
+  layout_of(shift, &h->l);
+  h->small_base = base - h->l.region;
+  uint64_t t = base + h->l.small;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    h->tags[c] = t;
+    t += tag_array_bytes(c, h->l.region);
+  }
+  h->pm = t;
+  h->meta = h->pm + h->l.pm;
+  h->arena = h->meta + h->l.meta;
+  h->lane_pages = (h->l.arena >> PAGE_SHIFT) / 2;
+}
+
+static bool state_ok(const struct mcr_heap_state *st)
+{
+  return st->magic == MCR_HEAP_STATE_MAGIC && st->nclass == MCR_HEAP_NCLASS &&
+         st->shift >= REGION_SHIFT_MIN && st->shift <= REGION_SHIFT_MAX;
+}
+
+size_t mcr_heap_ranges(const struct mcr_heap_state *st, struct mcr_heap_range *out, size_t max)
+{
+  struct remit e = {out, max, 0, 0, 0, 0};
+  struct heap_addrs h;
+  if (!state_ok(st))
+    return 0;
+  heap_addrs(st->base, st->shift, &h);
+  uint64_t half = h.l.region / 2;
+  /* the exporter itself can leave out free page runs */
+  bool own = atomic_load_explicit(&inited, memory_order_acquire) && st->pid == (uint64_t)getpid() &&
+             st->serial == export_serial && st->base == reserve_base && st->shift == sg.shift;
+
+  for (unsigned c = 1; c < NCLASS; c++) {
+    uint64_t r = h.small_base + ((uint64_t)c << st->shift), size = class_size_of(c);
+    remit_add(&e, r, r + st->top[c - 1][0], 2 * c);
+    remit_add(&e, r + (half + size - 1) / size * size, r + st->top[c - 1][1], 2 * c + 1);
+  }
+  for (unsigned c = 1; c < NCLASS; c++) {
+    uint64_t size = class_size_of(c), first1 = (half + size - 1) / size;
+    remit_add(&e, h.tags[c], h.tags[c] + st->top[c - 1][0] / size * sizeof(tag_t), 100 + 2 * c);
+    remit_add(&e, h.tags[c] + first1 * sizeof(tag_t),
+              h.tags[c] + st->top[c - 1][1] / size * sizeof(tag_t), 100 + 2 * c + 1);
+  }
+  const uint64_t ent = sizeof(struct span *);
+  if (own)
+    pthread_mutex_lock(&ph.lock);
+  for (unsigned pass = 0; pass < 2; pass++) { /* page map, then (after meta) the arena */
+    for (unsigned lane = 0; lane < 2; lane++) {
+      size_t page = lane * h.lane_pages, top = st->npages[lane];
+      unsigned group = 200 + 10 * pass + lane;
+      if (!own) {
+        if (pass == 0)
+          remit_add(&e, h.pm + page * ent, h.pm + top * ent, group);
+        else
+          remit_add(&e, h.arena + (page << PAGE_SHIFT), h.arena + (top << PAGE_SHIFT), group);
+        continue;
+      }
+      while (page < top) {
+        struct span *s = g.pagemap[page];
+        if (!s || s->start != addr_of(page)) {
+          page++;
+          continue;
+        }
+        size_t n = s->npages;
+        if (s->state == SPAN_LARGE) {
+          if (pass == 0)
+            remit_add(&e, h.pm + page * ent, h.pm + (page + n) * ent, group);
+          else
+            remit_add(&e, s->start, s->start + (n << PAGE_SHIFT), group);
+        } else if (pass == 0) { /* a free run: its first and last entries */
+          remit_add(&e, h.pm + page * ent, h.pm + (page + 1) * ent, group);
+          remit_add(&e, h.pm + (page + n - 1) * ent, h.pm + (page + n) * ent, group);
+        }
+        page += n;
+      }
+    }
+    if (pass == 0) {
+      remit_add(&e, h.meta, st->meta_top[0], 205);
+      remit_add(&e, h.meta + h.l.meta / 2, st->meta_top[1], 206);
+    }
+  }
+  if (own)
+    pthread_mutex_unlock(&ph.lock);
+  remit_flush(&e);
+  return e.n;
+}
+
+__attribute__((format(printf, 1, 2))) static int adopt_fail(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(adopt_err, sizeof(adopt_err), fmt, ap);
+  va_end(ap);
+  errno = EINVAL;
+  return -1;
+}
+
+/* NULL or a descriptor of either lane. */
+static bool in_meta(uint64_t p)
+{
+  unsigned lane = p >= (uintptr_t)meta_base[1];
+  return !p || (p >= (uintptr_t)meta_base[0] && p < (uintptr_t)meta_end[1] &&
+                (p - (uintptr_t)meta_base[lane]) % sizeof(struct span) == 0);
+}
+
+/* Checks old against this heap; under lock_all. Returns 0 or -1 (adopt_err). */
+static int adopt_check(const struct mcr_heap_state *old)
+{
+  size_t half = (sg.mask + 1) / 2;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    size_t size = cls_tab[c].size, t0 = old->top[c - 1][0], t1 = old->top[c - 1][1];
+    uint64_t fh = old->free_head[c - 1], r = region_start(c);
+    if (t0 > half || t0 % size || t1 < lane1_first(c) || t1 > sg.mask + 1 || t1 % size ||
+        (fh && (fh < r || fh >= r + sg.mask + 1)))
+      return adopt_fail("class %u (%zu bytes): the old heap's state is out of range", c, size);
+    if (t1 > upd.top1[c])
+      return adopt_fail("class %u (%zu bytes): the old heap's lane-1 objects end at %#zx, above "
+                        "this process's own from %#zx",
+                        c, size, r + t1, r + upd.top1[c]);
+    if (atomic_load_explicit(&cls_tab[c].top[0], memory_order_relaxed) != 0)
+      return adopt_fail("class %u (%zu bytes): this process has objects in lane 0", c, size);
+  }
+  if (old->npages[0] > g.lane_pages || old->npages[1] < g.lane_pages ||
+      old->npages[1] > 2 * g.lane_pages || old->meta_top[0] < (uintptr_t)meta_base[0] ||
+      old->meta_top[0] > (uintptr_t)meta_end[0] || old->meta_top[1] < (uintptr_t)meta_base[1] ||
+      old->meta_top[1] > (uintptr_t)meta_end[1] || !in_meta(old->meta_free))
+    return adopt_fail("the old heap's large-object state is out of range");
+  for (size_t i = 0; i < NLISTS; i++)
+    if (!in_meta(old->ph_lists[i]))
+      return adopt_fail("the old heap's free page list %zu is out of range", i);
+  if (old->npages[1] > upd.pages1)
+    return adopt_fail("the old heap's lane-1 large arena ends at %#zx, above this process's own "
+                      "from %#zx",
+                      addr_of(old->npages[1]), addr_of(upd.pages1));
+  if (old->meta_top[1] > (uintptr_t)meta_base[1] + upd.meta1)
+    return adopt_fail("the old heap's lane-1 span descriptors end at %#" PRIx64
+                      ", above this process's own from %p",
+                      old->meta_top[1], (void *)(meta_base[1] + upd.meta1));
+  if (atomic_load_explicit(&g.npages[0], memory_order_relaxed) != 0 || meta_top[0] != meta_base[0])
+    return adopt_fail("this process has large objects in lane 0");
+  return 0;
+}
+
+int mcr_heap_adopt_prepare(const struct mcr_heap_state *old)
+{
+  int ret = -1;
+  char why[sizeof(upd.why)];
+  adopt_err[0] = 0;
+  if (mcr_heap_update_ready(why, sizeof(why)) < 0)
+    return adopt_fail("%s", why);
+  if (!state_ok(old))
+    return adopt_fail("not a heap state (magic %#" PRIx64 ", %u classes)", old->magic, old->nclass);
+  if (old->base != reserve_base || old->shift != sg.shift || old->size != reserve_size)
+    return adopt_fail("the old heap is at %#" PRIx64 " (%#" PRIx64 " bytes, regions of 2^%u), this "
+                      "one at %#zx (%#zx bytes, 2^%u)",
+                      old->base, old->size, old->shift, reserve_base, reserve_size, sg.shift);
+  lock_all();
+  if (adopt_check(old) < 0)
+    goto out;
+  /* Commit the old's ranges (no cost until touched). Lane 1's part was
+   * committed at initialisation, except the arena's pages. */
+  for (unsigned c = 1; c < NCLASS; c++)
+    if (old->top[c - 1][0] && region_commit(c, 0, old->top[c - 1][0]) < 0)
+      goto nomem;
+  size_t np0 = old->npages[0];
+  if (np0 && (pagemap_cover(0, np0) < 0 || commit((void *)addr_of(0), np0 << PAGE_SHIFT) < 0))
+    goto nomem;
+  /* up to where this process's own pages start: mcr_heap_adopt frees any gap */
+  if (upd.pages1 > g.lane_pages &&
+      commit((void *)addr_of(g.lane_pages), (upd.pages1 - g.lane_pages) << PAGE_SHIFT) < 0)
+    goto nomem;
+  if (meta_cover(0, (char *)(uintptr_t)old->meta_top[0]) < 0)
+    goto nomem;
+  upd.mode = UPD_PREPARED;
+  ret = 0;
+  goto out;
+nomem:
+  adopt_fail("cannot commit the old heap's ranges: %s", strerror(errno));
+out:
+  unlock_all();
+  return ret;
+}
+
+/* Maps a tag through map_tag, once per distinct tag (memo: 0 = not yet). */
+static tag_t map_one(tag_t t, tag_t *memo, uint32_t (*map_tag)(uint32_t, void *), void *arg)
+{
+  if (memo && memo[t])
+    return memo[t];
+  uint32_t m = map_tag ? map_tag(t, arg) : t;
+  if (m == MCR_TAG_FREE || m > MCR_TAG_MAX)
+    m = MCR_TAG_UNTYPED;
+  if (memo)
+    memo[t] = (tag_t)m;
+  return (tag_t)m;
+}
+
+int mcr_heap_adopt(const struct mcr_heap_state *old, uint32_t (*map_tag)(uint32_t tag, void *arg),
+                   void *arg)
+{
+  if (upd.mode != UPD_PREPARED)
+    return adopt_fail("mcr_heap_adopt_prepare has not succeeded");
+  if (!state_ok(old) || old->base != reserve_base || old->shift != sg.shift)
+    return adopt_fail("not the heap state given to mcr_heap_adopt_prepare");
+  adopt_err[0] = 0;
+
+  /* Tags first, without the locks (map_tag may allocate): nothing of this
+   * process reaches the old's objects yet. */
+  size_t memo_bytes = ((size_t)MCR_TAG_MAX + 1) * sizeof(tag_t);
+  tag_t *memo = mmap(NULL, memo_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memo == MAP_FAILED)
+    memo = NULL;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    tag_t *tags = cls_tab[c].tags;
+    size_t size = cls_tab[c].size;
+    size_t from[2] = {0, lane1_first(c) / size};
+    for (unsigned lane = 0; lane < 2; lane++)
+      for (size_t i = from[lane], n = old->top[c - 1][lane] / size; i < n; i++)
+        if (tags[i] != MCR_TAG_FREE)
+          tags[i] = map_one(tags[i], memo, map_tag, arg);
+  }
+  for (unsigned lane = 0; lane < 2; lane++)
+    for (struct span *s = (struct span *)meta_base[lane];
+         (uintptr_t)(s + 1) <= old->meta_top[lane]; s++)
+      if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE)
+        s->tag = map_one(s->tag, memo, map_tag, arg);
+  if (memo)
+    munmap(memo, memo_bytes);
+
+  lock_all();
+  for (unsigned c = 1; c < NCLASS; c++) {
+    struct central *k = &central[c];
+    size_t size = cls_tab[c].size;
+    atomic_store_explicit(&cls_tab[c].top[0], old->top[c - 1][0], memory_order_release);
+    /* slots between the old's lane-1 mark and ours (if the old trimmed) */
+    for (size_t i = upd.top1[c] / size; i-- > old->top[c - 1][1] / size;) {
+      void **o = (void **)(region_start(c) + i * size);
+      o[0] = k->free;
+      o[1] = &cls_tab[c].tags[i];
+      k->free = o;
+      k->nfree++;
+    }
+    /* ours are few (startup): walk them to append the old's */
+    void *head = (void *)(uintptr_t)old->free_head[c - 1];
+    if (head) {
+      void **link = (void **)&k->free;
+      while (*link)
+        link = *link;
+      *link = head;
+      k->nfree += old->nfree[c - 1];
+    }
+  }
+
+  atomic_store_explicit(&g.npages[0], old->npages[0], memory_order_release);
+  meta_top[0] = (char *)(uintptr_t)old->meta_top[0];
+  struct span **link = &meta_free_list;
+  while (*link)
+    link = &(*link)->next;
+  *link = (struct span *)(uintptr_t)old->meta_free;
+  for (size_t i = 0; i < NLISTS; i++) {
+    struct span *oh = (struct span *)(uintptr_t)old->ph_lists[i];
+    if (!oh)
+      continue;
+    struct span **l = &ph.lists[i], *prev = NULL;
+    while (*l) {
+      prev = *l;
+      l = &(*l)->next;
+    }
+    *l = oh;
+    oh->prev = prev;
+  }
+  for (size_t i = 0; i < NLISTS / 64; i++)
+    ph.bits[i] |= old->ph_bits[i];
+  ph.free_pages += old->free_pages;
+  ph.dirty_pages += old->dirty_pages;
+  ph.inuse_pages += old->inuse_pages;
+  /* lane 1 of the arena: the old's pages end where ours begin (or below, if
+   * something went missing): join the free runs on either side */
+  size_t e = old->npages[1];
+  if (e < upd.pages1) {
+    ph_free_run(e, upd.pages1 - e, 0);
+  } else if (e > g.lane_pages && e < atomic_load_explicit(&g.npages[1], memory_order_relaxed)) {
+    struct span *l = g.pagemap[e - 1], *r = g.pagemap[e];
+    if (l && r && l->state == SPAN_FREE && r->state == SPAN_FREE && r->start == addr_of(e)) {
+      ph_unlink(l);
+      ph_unlink(r);
+      l->npages += r->npages;
+      l->dirty += r->dirty;
+      span_free(r);
+      ph_link(l);
+    }
+  }
+  carve_lane = 0;
+  upd.mode = UPD_ADOPTED;
+  unlock_all();
+  return 0;
+}
+
+const char *mcr_heap_adopt_error(void)
+{
+  return adopt_err;
 }

@@ -1,7 +1,7 @@
 /* test-regions.c - the per-class regions of small objects: the index
  * arithmetic is exact up to the largest offset of a region, addresses at or
- * above a class's high-water mark are not objects, and a full region makes
- * malloc fail with ENOMEM (in a child under RLIMIT_AS, where the reservation
+ * above a class's high-water mark are not objects, and a full region (its
+ * lane 0, the half a process normally carves in) makes malloc fail with ENOMEM (in a child under RLIMIT_AS, where the reservation
  * shrinks to small regions that can be filled).
  *
  * White-box: heap.c and malloc.c are compiled into this file, to reach the
@@ -62,12 +62,16 @@ static void check_top(unsigned cls)
   char *p = malloc(size);
   struct mcr_object o;
   uintptr_t start = region_start(cls);
-  size_t top = atomic_load(&cls_tab[cls].top);
+  size_t top = atomic_load(&cls_tab[cls].top[0]);
   EXPECT(p && (uintptr_t)p >= start && (uintptr_t)p < start + top, "class %u object %p", cls, (void *)p);
   EXPECT(mcr_heap_find(p + size - 1, &o) == 0 && o.base == p, "class %u last byte", cls);
   EXPECT_EQ(mcr_heap_find((char *)start + top, &o), -1, "class %u at top", cls);
   EXPECT_EQ(malloc_usable_size((char *)start + top), 0, "class %u at top", cls);
   free((char *)start + top); /* ignored, must not crash or hand it out */
+  /* lane 1 is empty in a process not started in update mode */
+  EXPECT_EQ(mcr_heap_find((char *)start + lane1_first(cls), &o), -1, "class %u lane 1", cls);
+  EXPECT_EQ(malloc_usable_size((char *)start + lane1_first(cls)), 0, "class %u lane 1", cls);
+  EXPECT_EQ(mcr_heap_find((char *)start + (sg.mask + 1) / 2 - 1, &o), -1, "class %u end of lane 0", cls);
   EXPECT_EQ(mcr_heap_find((char *)start + sg.mask, &o), -1, "class %u last byte of region", cls);
   EXPECT_EQ(malloc_usable_size((char *)start + sg.mask), 0, "class %u last byte of region", cls);
   free((char *)start + sg.mask - size + 1);
@@ -106,7 +110,7 @@ static char **fill_class(unsigned cls, size_t *n)
 
 static size_t live_in_class(unsigned cls)
 {
-  size_t live = 0, n = atomic_load(&cls_tab[cls].top) / cls_tab[cls].size;
+  size_t live = 0, n = atomic_load(&cls_tab[cls].top[0]) / cls_tab[cls].size;
   for (size_t i = 0; i < n; i++)
     live += cls_tab[cls].tags[i] != MCR_TAG_FREE;
   return live;
@@ -114,7 +118,8 @@ static size_t live_in_class(unsigned cls)
 
 static void check_full_region(unsigned cls)
 {
-  size_t size = cls_tab[cls].size, region = sg.mask + 1, slots = region / size, n = 0;
+  /* lane 0: the half of the region a process carves in */
+  size_t size = cls_tab[cls].size, region = (sg.mask + 1) / 2, slots = region / size, n = 0;
   size_t before = live_in_class(cls);
   char **ps = fill_class(cls, &n);
   int err = errno;
@@ -122,11 +127,12 @@ static void check_full_region(unsigned cls)
     CHECK(0, "mmap for the object list");
     return;
   }
-  printf("  class %u (%zu bytes): %zu objects (+%zu live before) in a %zu-byte region\n", cls,
+  printf("  class %u (%zu bytes): %zu objects (+%zu live before) in a %zu-byte lane\n", cls,
          size, n, before, region);
-  CHECK_EQ(n + before, slots, "region full: every slot handed out");
+  CHECK_EQ(n + before, slots, "lane 0 full: every slot handed out");
   CHECK_EQ(err, ENOMEM, "the next malloc fails with ENOMEM");
-  CHECK_EQ(atomic_load(&cls_tab[cls].top), slots * size, "high-water mark at the last slot");
+  CHECK_EQ(atomic_load(&cls_tab[cls].top[0]), slots * size, "high-water mark at the last slot");
+  CHECK_EQ(atomic_load(&cls_tab[cls].top[1]), lane1_first(cls), "lane 1 untouched");
   uintptr_t start = region_start(cls);
   char *last = (char *)start + (slots - 1) * size;
   struct mcr_object o;
@@ -134,7 +140,7 @@ static void check_full_region(unsigned cls)
         "last byte of the last object finds it");
   CHECK_EQ(malloc_usable_size(last), size, "usable size of the last object");
   CHECK_EQ(mcr_heap_find((char *)start + region - 1, &o) == 0 ? (char *)o.base : NULL,
-           region % size ? NULL : last, "last byte of the region: the last object or nothing");
+           region % size ? NULL : last, "last byte of lane 0: the last object or nothing");
   free(last);
   char *again = malloc(size);
   CHECK_EQ((uintptr_t)again, (uintptr_t)last, "a freed object of a full region is reused");
@@ -142,7 +148,7 @@ static void check_full_region(unsigned cls)
     free(ps[i]); /* again is one of them */
   free(ps[n - 1]); /* a double free, ignored */
   munmap(ps, (slots + 1) * sizeof(*ps));
-  CHECK(malloc_trim(0) == 1 && atomic_load(&cls_tab[cls].top) < region,
+  CHECK(malloc_trim(0) == 1 && atomic_load(&cls_tab[cls].top[0]) < region,
         "malloc_trim gives the free top back");
   free(last); /* below top no more, or free: ignored either way */
   ps = fill_class(cls, &n);
