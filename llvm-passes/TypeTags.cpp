@@ -1037,7 +1037,12 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     T.Sites.push_back(S);
   }
 
-  // Globals, static locals, thread-locals.
+  // Globals, static locals, thread-locals. The writable ones are also put in
+  // llvm.compiler.used: a live update copies each global by name (docs/update.md),
+  // so the optimizer must neither split one into scalars (GlobalOpt turns a static
+  // struct whose address is never taken into stats.0, stats.1, ...) nor delete one
+  // it can prove is never read.
+  std::vector<GlobalValue *> Keep;
   for (GlobalVariable &G : M.globals()) {
     if (G.isDeclaration())
       continue;
@@ -1070,7 +1075,11 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     Rec.size = DL.getTypeAllocSize(G.getValueType());
     T.Globals.push_back(Rec);
     ++NumGlobals;
+    if (!G.isConstant() && !G.isThreadLocal())
+      Keep.push_back(&G);
   }
+  if (!Keep.empty())
+    appendToCompilerUsed(M, Keep);
 
   // Emit the table.
   std::string CompDir;

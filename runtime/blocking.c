@@ -35,6 +35,8 @@
 
 #include "profile.h"
 #include "quiesce.h"
+#include "startup.h"
+#include "update.h"
 
 #define RA ((uintptr_t)__builtin_return_address(0))
 #define LIKELY_NOT(x) __builtin_expect(!!(x), 0)
@@ -134,10 +136,22 @@ __attribute__((constructor(101))) static void blocking_init(void)
 /* ---- quiescent-point plumbing ---- */
 
 /* The quiescent point at which the calling thread is making this call, or NULL. */
+/* The process's first quiescence ends its startup (startup.h): when the main
+ * thread first reaches its point. */
+__attribute__((noinline, cold)) static void first_point(void)
+{
+  if (gettid() == getpid())
+    mcr_startup_end();
+}
+
 static inline const struct mcr_qp *at_point(enum mcr_blockfn f)
 {
   const struct mcr_qp *qp = mcr_qp_current;
-  return qp && qp->blockfn == f && mcr_qself ? qp : NULL;
+  if (!qp || qp->blockfn != f || !mcr_qself)
+    return NULL;
+  if (LIKELY_NOT(mcr_startup_on))
+    first_point();
+  return qp;
 }
 
 /* An fd or signal wait at a quiescent point. */
@@ -649,12 +663,29 @@ int pause(void)
 
 /* ---- waits that count as arrived ---- */
 
+/* The new version of an update parks before such a wait rather than inside it,
+ * with its registers on its stack (update.h), holding no lock. */
+static void park_first(const struct mcr_qp *qp, pthread_mutex_t *m)
+{
+  int saved = errno;
+  if (m)
+    pthread_mutex_unlock(m);
+  mcr_quiesce_offline();
+  mcr_quiesce_park(mcr_qself, qp);
+  mcr_quiesce_online();
+  if (m)
+    pthread_mutex_lock(m);
+  errno = saved;
+}
+
 #define SLEEP_WAIT(fn, call, result)                                                      \
   do {                                                                                    \
     const struct mcr_qp *qp_ = at_point(fn);                                              \
     struct mcr_qthread *q_;                                                               \
     if (!qp_)                                                                             \
       return call;                                                                        \
+    if (LIKELY_NOT(mcr_update_parking))                                                   \
+      park_first(qp_, NULL);                                                              \
     q_ = sleep_begin(qp_);                                                                \
     result = call;                                                                        \
     if (sleep_end(q_))                                                                    \
@@ -671,6 +702,8 @@ int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
   PROFILED(MCR_BLOCK_COND_WAIT, REAL(cond_wait)(c, m));
   if (!(qp = at_point(MCR_BLOCK_COND_WAIT)))
     return REAL(cond_wait)(c, m);
+  if (LIKELY_NOT(mcr_update_parking))
+    park_first(qp, m);
   q = sleep_begin(qp);
   rc = real.cond_wait(c, m);
   if (sleep_end(q)) {
@@ -692,6 +725,8 @@ int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct t
   PROFILED(MCR_BLOCK_COND_TIMEDWAIT, REAL(cond_timedwait)(c, m, ts));
   if (!(qp = at_point(MCR_BLOCK_COND_TIMEDWAIT)))
     return REAL(cond_timedwait)(c, m, ts);
+  if (LIKELY_NOT(mcr_update_parking))
+    park_first(qp, m);
   q = sleep_begin(qp);
   rc = real.cond_timedwait(c, m, ts);
   if (sleep_end(q)) {

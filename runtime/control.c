@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "control.h"
+#include "update.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -467,6 +468,131 @@ static int handle_quiesce(struct arena *a, const Request *req, Reply *rep)
   return HANDED_OFF;
 }
 
+/* ---- update: served by a worker thread, like a quiesce (and excluding it) ---- */
+
+struct update_job {
+  int fd;
+  unsigned timeout_ms;
+  char path[4096];
+  char fault[128];
+};
+
+#define UPDATE_DEFAULT_TIMEOUT_MS 10000u
+
+static int update_reply(struct arena *a, const struct mcr_update_result *r, Reply *rep)
+{
+  Mcr__Control__UpdateReply *ur = arena_alloc(a, sizeof(*ur));
+  if (!ur)
+    return -1;
+  mcr__control__update_reply__init(ur);
+  ur->has_committed = 1;
+  ur->committed = r->committed != 0;
+  ur->has_new_pid = r->committed;
+  ur->new_pid = (uint32_t)r->new_pid;
+  ur->has_pause_us = 1;
+  ur->pause_us = r->pause_us;
+  ur->has_total_us = 1;
+  ur->total_us = r->total_us;
+  ur->phases = arena_alloc(a, (r->nphases + 1) * sizeof(*ur->phases));
+  ur->reasons = arena_alloc(a, (r->nreasons + 1) * sizeof(char *));
+  ur->notes = arena_alloc(a, (r->nnotes + 1) * sizeof(char *));
+  if (!ur->phases || !ur->reasons || !ur->notes)
+    return -1;
+  for (size_t i = 0; i < r->nphases; i++) {
+    Mcr__Control__UpdatePhase *p = arena_alloc(a, sizeof(*p));
+    if (!p)
+      return -1;
+    mcr__control__update_phase__init(p);
+    p->name = arena_str(a, r->phases[i].name);
+    p->has_us = 1;
+    p->us = r->phases[i].us;
+    p->detail = arena_str(a, r->phases[i].detail);
+    ur->phases[ur->n_phases++] = p;
+  }
+  for (size_t i = 0; i < r->nreasons; i++)
+    ur->reasons[ur->n_reasons++] = arena_str(a, r->reasons[i]);
+  for (size_t i = 0; i < r->nnotes; i++)
+    ur->notes[ur->n_notes++] = arena_str(a, r->notes[i]);
+  rep->kind_case = MCR__CONTROL__REPLY__KIND_UPDATE;
+  rep->update = ur;
+  return 0;
+}
+
+static void *update_worker(void *p)
+{
+  struct update_job *job = p;
+  Reply rep = MCR__CONTROL__REPLY__INIT;
+  struct arena a = {0};
+  static struct mcr_update_result res; /* large; one update at a time */
+
+  pthread_setname_np(pthread_self(), "mcr-update");
+  rep.has_protocol = 1;
+  rep.protocol = MCR_CONTROL_PROTOCOL;
+  mcr_update_run(job->path, job->timeout_ms, job->fault, &res);
+  if (res.refused)
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__REFUSED, res.reasons[0]);
+  else if (update_reply(&a, &res, &rep) != 0)
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
+  if (!res.committed) {
+    quiesce_fd = -1;
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+  }
+  send_reply(job->fd, &rep);
+  close(job->fd);
+  arena_free(&a);
+  if (res.committed)
+    mcr_update_finish(&res); /* does not return */
+  free(job);
+  return NULL;
+}
+
+static int handle_update(struct arena *a, const Request *req, Reply *rep)
+{
+  const Mcr__Control__UpdateRequest *u = req->update;
+  struct update_job *job;
+  pthread_t t;
+  char msg[160];
+
+  if (!u->path || u->path[0] != '/' || strlen(u->path) >= sizeof(job->path)) {
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED,
+              "the new version's path must be absolute");
+    return 0;
+  }
+  if (u->has_timeout_ms && (u->timeout_ms == 0 || u->timeout_ms > QUIESCE_MAX_MS)) {
+    snprintf(msg, sizeof(msg), "timeout must be 1 to %u ms", QUIESCE_MAX_MS);
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED, msg);
+    return 0;
+  }
+  if (__atomic_exchange_n(&quiesce_active, 1, __ATOMIC_SEQ_CST)) {
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
+              "another update or quiesce is in progress in this process; try again when it "
+              "ends");
+    return 0;
+  }
+  job = calloc(1, sizeof(*job));
+  if (!job) {
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    return -1;
+  }
+  job->fd = quiesce_fd = client_fd;
+  job->timeout_ms = u->has_timeout_ms ? u->timeout_ms : UPDATE_DEFAULT_TIMEOUT_MS;
+  snprintf(job->path, sizeof(job->path), "%s", u->path);
+  snprintf(job->fault, sizeof(job->fault), "%s", u->fault ? u->fault : "");
+  if (mcr_threads_start_internal(&t, update_worker, job) != 0) {
+    free(job);
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "cannot start a thread");
+    return 0;
+  }
+  pthread_detach(t);
+  return HANDED_OFF;
+}
+
+int mcr_control_fd_is_own(int fd)
+{
+  return fd >= 0 && (fd == listen_fd || fd == client_fd || fd == quiesce_fd);
+}
+
 /* ---- dispatch ---- */
 
 static const struct handler {
@@ -475,6 +601,7 @@ static const struct handler {
 } handlers[] = {
     {MCR__CONTROL__REQUEST__KIND_STATUS, handle_status},
     {MCR__CONTROL__REQUEST__KIND_QUIESCE, handle_quiesce},
+    {MCR__CONTROL__REQUEST__KIND_UPDATE, handle_update},
 };
 
 static void set_error(struct arena *a, Reply *rep, Mcr__Control__Error__Code code,
@@ -707,6 +834,15 @@ static void *control_main(void *arg)
     }
     if (!socket_is_ours())
       continue;
+    /* No request while the heap is being handed over (old side, from the
+     * export to the end of the copy) or taken over (new side): serving one
+     * allocates. The client waits in its connect/read timeout. */
+    if (__atomic_load_n(&mcr_update_heap_frozen, __ATOMIC_SEQ_CST) ||
+        __atomic_load_n(&mcr_update_parking, __ATOMIC_SEQ_CST)) {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+      continue;
+    }
     c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (c >= 0)
       c = move_high(c); /* it took the lowest free number meanwhile */

@@ -33,4 +33,8 @@ static inline uint32_t mcr_control_get_len(const unsigned char *p)
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* Is fd one of the control socket's own descriptors (its socket, a connection
+ * being served)? An update neither hands these to the new version nor lists them. */
+int mcr_control_fd_is_own(int fd);
+
 #endif /* MCR_CONTROL_H */

@@ -12,6 +12,8 @@
  */
 #define _GNU_SOURCE
 #include "quiesce.h"
+#include "heap.h"
+#include "update.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -112,19 +114,58 @@ void mcr_quiesce_offline(void)
     urcu_bp_read_unlock();
 }
 
+/* The top of the calling thread's stack. */
+static uintptr_t stack_top(void)
+{
+  pthread_attr_t a;
+  void *lo;
+  size_t size;
+  uintptr_t top = 0;
+  if (pthread_getattr_np(pthread_self(), &a) != 0)
+    return 0;
+  if (pthread_attr_getstack(&a, &lo, &size) == 0)
+    top = (uintptr_t)lo + size;
+  pthread_attr_destroy(&a);
+  return top;
+}
+
+/* Parks with every callee-saved register on the stack (the clobbers make the
+ * compiler save them in this frame and restore them from it on return), and
+ * records the stack pointer: a rewrite of the stack while the thread waits
+ * reaches the registers too. */
+__attribute__((noinline)) static void park_saving_registers(struct mcr_qthread *q)
+{
+  uintptr_t sp;
+  __asm__ volatile("" ::: "rbx", "r12", "r13", "r14", "r15", "memory");
+  __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+  q->park_sp = sp;
+  while (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST))
+    futex(&mcr_quiescing, FUTEX_WAIT_PRIVATE, 1, NULL);
+  q->park_sp = 0;
+  __asm__ volatile("" ::: "rbx", "r12", "r13", "r14", "r15", "memory");
+}
+
 void mcr_quiesce_park(struct mcr_qthread *q, const struct mcr_qp *at)
 {
   int saved = errno, prev;
 
   if (!q || !__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST))
     return;
+  if (__atomic_load_n(&mcr_update_old_active, __ATOMIC_RELAXED))
+    mcr_heap_flush_thread_cache(); /* nothing cached is lost in the transfer */
+  if (__atomic_load_n(&mcr_update_parking, __ATOMIC_RELAXED) && !q->stack_hi)
+    q->stack_hi = stack_top();
   prev = __atomic_load_n(&q->state, __ATOMIC_RELAXED);
   q->at = at;
   q->arrived_ns = now_ns();
   q->quiesce_gen = __atomic_load_n(&quiesce_gen, __ATOMIC_RELAXED);
   __atomic_store_n(&q->state, MCR_Q_PARKED, __ATOMIC_SEQ_CST);
-  while (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST))
-    futex(&mcr_quiescing, FUTEX_WAIT_PRIVATE, 1, NULL);
+  if (__atomic_load_n(&mcr_update_parking, __ATOMIC_RELAXED)) {
+    park_saving_registers(q);
+  } else {
+    while (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST))
+      futex(&mcr_quiescing, FUTEX_WAIT_PRIVATE, 1, NULL);
+  }
   __atomic_store_n(&q->state, prev, __ATOMIC_SEQ_CST);
   errno = saved;
 }

@@ -35,6 +35,10 @@ struct mcr_qthread {
   const struct mcr_qp *at;  /* the quiescent point it is blocked or parked at */
   uint64_t arrived_ns;      /* when it parked (or was first seen blocked), this quiesce */
   uint64_t quiesce_gen;     /* the quiesce arrived_ns belongs to */
+  /* New version of an update (update.h): where the parked thread's stack is,
+   * from its innermost word (registers saved there) to its top, so the
+   * transfer can rewrite references on it. */
+  uintptr_t park_sp, stack_hi;
 };
 
 /* The calling thread's record (NULL for threads the registry does not know). */

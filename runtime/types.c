@@ -93,6 +93,11 @@ static uint32_t assign_site_id(struct mcr_site *site) {
   return id;
 }
 
+uint32_t mcr_site_id_of(struct mcr_site *site) {
+  uint32_t id = __atomic_load_n(&site->id, __ATOMIC_RELAXED);
+  return id ? id : assign_site_id(site);
+}
+
 struct mcr_site *mcr_site_by_id(uint32_t id) {
   if (id < MCR_TAG_FIRST_SITE)
     return NULL;

@@ -30,6 +30,9 @@ struct mcr_site_rec;
  * table that does not validate. */
 int mcr_site_record(uint32_t id, struct mcr_typetab *tt, struct mcr_site_rec *rec);
 
+/* The heap tag of site, numbering it now if it has none yet. */
+uint32_t mcr_site_id_of(struct mcr_site *site);
+
 /* One past the highest site id handed out so far. */
 uint32_t mcr_site_id_limit(void);
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # mcr's demo on a fresh machine: installs what is missing, builds mcr, builds the
-# example server (tests/servers/kvstore.c) with CC=mcr-clang, shows the type
-# tags mcr-clang gave its allocation sites and globals, then runs the server,
-# fills it over a socket, and shows the same answers an uninstrumented build gives.
+# example server (tests/servers/kvstore.c) with CC=mcr-clang, finds its quiescent
+# points with a profiling run, builds version 1 and version 2 (a code change),
+# starts version 1, fills it, keeps a client connected with a half-sent request,
+# and live-updates it to version 2: the keys, the connection and the half-sent
+# request survive, the pid file names the new process.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${MCR_BUILD:-$top/build}
@@ -51,46 +53,52 @@ sed -n '/^mcr-profile: /,$p' "$work/profile.log"
 echo "--- kvstore.qp (without comments):"
 grep -v '^#' "$work/kvstore.qp" | grep -v '^$'
 
-step "4. build the example server with CC=mcr-clang and its quiescent points"
-echo "\$ mcr-clang --mcr-quiescence=kvstore.qp -O2 -o kvstore tests/servers/kvstore.c"
-"$build/bin/mcr-clang" --mcr-quiescence="$work/kvstore.qp" -O2 -Wall -o "$work/kvstore" \
-  "$top/tests/servers/kvstore.c"
-readelf -S "$work/kvstore" | grep -E 'mcr_(types|sites|qps)' | awk '{print "section", $2}'
-echo "\$ mcr-ctl types kvstore"
-"$build/bin/mcr-ctl" types "$work/kvstore"
+step "4. build versions 1 and 2 of the example server with their quiescent points"
+echo "\$ mcr-clang --mcr-quiescence=kvstore.qp -O2 -o v1/kvstore tests/servers/kvstore.c"
+echo "\$ mcr-clang --mcr-quiescence=kvstore.qp -O2 -DKV_VERSION=2 -o v2/kvstore tests/servers/kvstore.c"
+mkdir -p "$work/v1" "$work/v2"
+for v in 1 2; do
+  "$build/bin/mcr-clang" --mcr-quiescence="$work/kvstore.qp" -O2 -Wall -DKV_VERSION=$v \
+    -o "$work/v$v/kvstore" "$top/tests/servers/kvstore.c"
+done
+readelf -S "$work/v1/kvstore" | grep -E 'mcr_(types|sites|qps)' | awk '{print "section", $2}'
 
-step "5. run it, fill it over a socket, keep the client connected"
-MCR_HEAP_CENSUS="$work/census.txt" "$work/kvstore" -p "$port" 2>"$work/server.log" &
+step "5. run version 1, fill it over a socket, keep the client connected"
+"$work/v1/kvstore" -p "$port" -f "$work/kvstore.pid" 2>"$work/server.log" &
 pid=$!
 fill "$port"
-
-step "6. ask the running server about itself (its control socket)"
+printf 'VERSION\n' >&3
+read -r -t 5 line <&3 && echo "kvstore> $line"
 echo "\$ mcr-ctl status $pid"
 "$build/bin/mcr-ctl" status "$pid"
 
-step "7. quiesce it for one second while the client sends a request"
-echo "\$ mcr-ctl quiesce $pid --hold 1"
-"$build/bin/mcr-ctl" quiesce "$pid" --hold 1 &
-q=$!
-sleep 0.3
-t0=$(date +%s%N)
-printf 'GET key5\n' >&3
-read -r -t 5 line <&3
-echo "kvstore> $line   (sent during the hold; answered $(( ($(date +%s%N) - t0) / 1000000 )) ms later, after the resume)"
-wait "$q"
-printf 'COUNT\n' >&3
-read -r -t 5 line <&3 && echo "kvstore> $line   (same connection, after the quiesce)"
-exec 3<&-
-kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+step "6. live-update it to version 2 while the client is connected"
+printf 'SET half-sent hel' >&3
+echo "(the client sent 'SET half-sent hel' without its end of line: the server has read it"
+echo " into its connection buffer and waits for the rest)"
+echo "\$ mcr-ctl update $pid v2/kvstore"
+"$build/bin/mcr-ctl" update "$pid" "$work/v2/kvstore"
+old=$pid
+pid=$(cat "$work/kvstore.pid")
+kill -0 "$old" 2>/dev/null && { echo "the old process still runs"; exit 1; }
+echo "old process $old has exited; the pid file names the new process $pid"
 
-step "8. its live heap when it stopped, by allocation site and type (MCR_HEAP_CENSUS)"
-cat "$work/census.txt"
+step "7. the same connection, after the update"
+printf 'lo\n' >&3
+read -r -t 5 line <&3 && echo "kvstore> $line   (the rest of the half-sent request)"
+for c in "GET half-sent" "GET key3" COUNT STATS VERSION; do
+  printf '%s\n' "$c" >&3
+  read -r -t 5 line <&3 && echo "kvstore> $line   ($c)"
+done
+exec 3<&-
+echo "\$ mcr-ctl status $pid"
+"$build/bin/mcr-ctl" status "$pid"
+kill "$pid"; pid=""
 
 cat <<EOT
 
-Done. The server ran on mcr's runtime: every heap object it allocated carries the
-type tag of its allocation site (step 8 counted them from the tags), and its thread
-parks at the quiescent point mcr-profile found (step 7), which is where a live update
-will move its state to a new version. (Live update itself arrives with the
-coordinator: see README.md, "Status".)
+Done. Version 1 of the server was replaced by version 2 without a restart: the new
+process replayed the old one's startup (same listening socket, no EADDRINUSE), took
+over its heap, its globals and its connections, and answered on the same connection,
+finishing a request that was half-read when the update started. See docs/update.md.
 EOT

@@ -116,10 +116,10 @@ case "$test" in
       else echo "FAIL: '$1' from $2: $(count "$1" "$2"), expected $3"; fail=1; fi
     }
     [ "$reply" = "COUNT 39" ] || { echo "FAIL: server replied '$reply'"; fail=1; }
-    expect "struct entry" "kvstore.c:81 set" 39
-    expect "char []" "kvstore.c:84 set" 39
+    expect "struct entry" "kvstore.c:87 set" 39
     expect "char []" "kvstore.c:90 set" 39
-    expect "struct entry *[]" "kvstore.c:204 main" 1
+    expect "char []" "kvstore.c:96 set" 39
+    expect "struct entry *[]" "kvstore.c:212 main" 1
     exit $fail
     ;;
   threads-pool)

@@ -10,6 +10,8 @@
  *   DEL key         -> DELETED | NOTFOUND
  *   COUNT           -> COUNT n
  *   STATS           -> STATS keys=n conns=n cmds=n
+ *   VERSION         -> VERSION n (KV_VERSION at build time: the update tests build
+ *                      version 2 of this server with -DKV_VERSION=2, a code change)
  *
  * usage: kvstore [-p PORT] [-f PIDFILE]
  */
@@ -25,6 +27,10 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#ifndef KV_VERSION
+#define KV_VERSION 1
+#endif
 
 #define NBUCKETS 1024
 #define INBUF 4096
@@ -136,6 +142,8 @@ static void command(struct conn *c, char *line) {
     reply(c, del(key) ? "DELETED\n" : "NOTFOUND\n");
   } else if (!strcmp(cmd, "COUNT")) {
     reply(c, "COUNT %lu\n", stats.keys);
+  } else if (!strcmp(cmd, "VERSION")) {
+    reply(c, "VERSION %d\n", KV_VERSION);
   } else if (!strcmp(cmd, "STATS")) {
     reply(c, "STATS keys=%lu conns=%lu cmds=%lu\n", stats.keys, stats.conns, stats.commands);
   } else {

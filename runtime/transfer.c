@@ -1,0 +1,703 @@
+/*
+ * transfer.c - the state transfer of a live update (transfer.h).
+ */
+#define _GNU_SOURCE
+#include "transfer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "heap.h"
+#include "image.h"
+#include "quiesce.h"
+#include "startup.h"
+#include "threads.h"
+#include "typetab.h"
+#include "types.h"
+
+#define STATE_VERSION 1
+#define KCMP_FILE 0
+
+/* The executable's allocation sites (linker-defined bounds of the section). */
+extern struct mcr_site __start_mcr_sites[] __attribute__((weak, visibility("hidden")));
+extern struct mcr_site __stop_mcr_sites[] __attribute__((weak, visibility("hidden")));
+
+/* ---- sites: the same allocation site in both versions ----
+ * Keyed by (source module, enclosing function, callee, ordinal among the
+ * module's sites with that function and callee): line numbers move with any
+ * code change, these do not. */
+
+static int site_key(const struct mcr_site *s, char *buf, size_t len)
+{
+  struct mcr_typetab tt;
+  struct mcr_site_rec rec, o;
+  unsigned ordinal = 0;
+
+  if (!s || !s->blob || mcr_typetab_open(&tt, s->blob, s->blob->total_size, NULL) != 0 ||
+      mcr_typetab_site(&tt, s->index, &rec) != 0)
+    return -1;
+  for (uint32_t i = 0; i < s->index; i++)
+    if (mcr_typetab_site(&tt, i, &o) == 0 && o.function == rec.function && o.callee == rec.callee)
+      ordinal++;
+  int n = snprintf(buf, len, "%s|%s|%s|%u", mcr_typetab_str(&tt, tt.hdr.module),
+                   mcr_typetab_str(&tt, rec.function), mcr_typetab_str(&tt, rec.callee), ordinal);
+  return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* ---- old side ---- */
+
+int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fds, size_t nfds,
+                          char *err, size_t errlen)
+{
+  struct mcr_heap_state st;
+  char key[1024];
+
+  if (mcr_heap_export(&st) != 0) {
+    snprintf(err, errlen, "the heap could not be described");
+    return -1;
+  }
+  mcr_buf_u32(out, STATE_VERSION);
+  mcr_buf_u32(out, (uint32_t)getpid());
+  mcr_buf_u64(out, t_quiesce);
+  mcr_buf_u32(out, (uint32_t)sizeof(st));
+  mcr_buf_put(out, &st, sizeof(st));
+  /* the ranges: only this process can tell its free page runs */
+  {
+    size_t max = 1024, n;
+    struct mcr_heap_range *r = NULL;
+    for (;;) {
+      r = mmap(NULL, max * sizeof(*r), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (r == MAP_FAILED) {
+        snprintf(err, errlen, "out of memory describing the heap");
+        return -1;
+      }
+      n = mcr_heap_ranges(&st, r, max);
+      if (n <= max)
+        break;
+      munmap(r, max * sizeof(*r));
+      max = n + 64;
+    }
+    mcr_buf_u32(out, (uint32_t)n);
+    mcr_buf_put(out, r, n * sizeof(*r));
+    munmap(r, max * sizeof(*r));
+  }
+  uint32_t limit = mcr_site_id_limit();
+  mcr_buf_u32(out, limit);
+  for (uint32_t id = MCR_TAG_FIRST_SITE; id < limit; id++) {
+    struct mcr_site *s = mcr_site_by_id(id);
+    mcr_buf_str(out, s && site_key(s, key, sizeof(key)) == 0 ? key : "");
+  }
+  mcr_buf_u32(out, (uint32_t)nfds);
+  for (size_t i = 0; i < nfds; i++)
+    mcr_buf_u32(out, (uint32_t)fds[i]);
+  if (out->bad) {
+    snprintf(err, errlen, "out of memory describing the state");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- new side ---- */
+
+struct ctx {
+  pid_t old_pid;
+  struct mcr_arena *arena;
+  struct mcr_image_map *image;
+  struct mcr_buf *report;
+  int conflicts;
+  uint32_t *tag_map; /* old tag -> new tag */
+  uint32_t tag_limit;
+  /* statistics */
+  uint64_t image_words, image_failed;
+};
+
+#define conflict(c, ...)                                                                  \
+  do {                                                                                    \
+    (c)->conflicts++;                                                                     \
+    if ((c)->conflicts <= 20) {                                                           \
+      mcr_buf_printf((c)->report, "conflict ");                                           \
+      mcr_buf_printf((c)->report, __VA_ARGS__);                                           \
+      mcr_buf_printf((c)->report, "\n");                                                  \
+    }                                                                                     \
+  } while (0)
+
+static void phase(struct ctx *c, const char *name, uint64_t t0, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void phase(struct ctx *c, const char *name, uint64_t t0, const char *fmt, ...)
+{
+  char d[200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d, sizeof(d), fmt, ap);
+  va_end(ap);
+  mcr_buf_printf(c->report, "phase %s %llu %s\n", name,
+                 (unsigned long long)(mcr_update_now_ns() - t0), d);
+}
+
+/* Reads [addr, addr+len) of the old process into the same range here. */
+static int copy_same(pid_t pid, uintptr_t addr, size_t len)
+{
+  while (len) {
+    struct iovec l = {(void *)addr, len}, r = {(void *)addr, len};
+    ssize_t n = process_vm_readv(pid, &l, 1, &r, 1, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    if (n == 0) {
+      errno = EFAULT;
+      return -1;
+    }
+    addr += (size_t)n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int read_old(pid_t pid, uintptr_t addr, void *to, size_t len)
+{
+  struct iovec l = {to, len}, r = {(void *)addr, len};
+  ssize_t n = process_vm_readv(pid, &l, 1, &r, 1, 0);
+  return n == (ssize_t)len ? 0 : -1;
+}
+
+static uint32_t map_tag(uint32_t tag, void *arg)
+{
+  struct ctx *c = arg;
+  if (tag < MCR_TAG_FIRST_SITE)
+    return tag;
+  return tag < c->tag_limit && c->tag_map[tag] ? c->tag_map[tag] : MCR_TAG_UNTYPED;
+}
+
+static int build_tag_map(struct ctx *c, struct mcr_buf *st)
+{
+  uint32_t limit = mcr_buf_get_u32(st);
+  size_t nnew = (size_t)(__stop_mcr_sites - __start_mcr_sites);
+  char key[1024];
+  char **keys;
+  size_t matched = 0, total = 0;
+
+  if (st->bad || limit > MCR_TAG_MAX + 1)
+    return -1;
+  c->tag_limit = limit;
+  c->tag_map = mcr_arena_alloc(c->arena, (limit + 1) * sizeof(uint32_t), 8);
+  keys = mcr_arena_alloc(c->arena, (nnew + 1) * sizeof(char *), 8);
+  if (!c->tag_map || !keys)
+    return -1;
+  memset(c->tag_map, 0, (limit + 1) * sizeof(uint32_t));
+  for (size_t i = 0; i < nnew; i++) {
+    keys[i] = NULL;
+    if (site_key(&__start_mcr_sites[i], key, sizeof(key)) == 0 &&
+        (keys[i] = mcr_arena_alloc(c->arena, strlen(key) + 1, 1)))
+      strcpy(keys[i], key);
+  }
+  for (uint32_t id = MCR_TAG_FIRST_SITE; id < limit; id++) {
+    const char *k = mcr_buf_get_str(st);
+    if (!*k)
+      continue;
+    total++;
+    /* linear: a few thousand sites, once per update */
+    for (size_t i = 0; i < nnew; i++)
+      if (keys[i] && !strcmp(keys[i], k)) {
+        c->tag_map[id] = mcr_site_id_of(&__start_mcr_sites[i]);
+        matched++;
+        break;
+      }
+  }
+  if (total > matched)
+    mcr_buf_printf(c->report, "note %zu of %zu allocation sites of the old version have no "
+                              "counterpart: their objects are kept, untyped\n",
+                   total - matched, total);
+  return st->bad ? -1 : 0;
+}
+
+/* Rewrites the words of [p, p+len) that point into the old program image. */
+static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const char *where)
+{
+  for (size_t i = 0; i < nwords; i++) {
+    uintptr_t v = p[i], nv;
+    char why[256];
+    if (!mcr_image_is_old(c->image, v))
+      continue;
+    if (mcr_image_translate(c->image, v, &nv, why, sizeof(why)) == 0) {
+      p[i] = nv;
+      c->image_words++;
+    } else {
+      c->image_failed++;
+      conflict(c, "%s+%zu holds 0x%lx, a pointer into the old program with no counterpart in "
+                  "the new one: %s", where, i * sizeof(uintptr_t), (unsigned long)v, why);
+    }
+  }
+}
+
+static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_state *hs)
+{
+  struct mcr_heap_range *r;
+  uint32_t n = mcr_buf_get_u32(st);
+  uint64_t t = mcr_update_now_ns(), bytes = 0;
+  char why[256];
+
+  if (st->bad || n > (1u << 24) ||
+      !(r = mcr_arena_alloc(c->arena, ((size_t)n + 1) * sizeof(*r), 8)) ||
+      mcr_buf_get(st, r, (size_t)n * sizeof(*r)) != 0) {
+    conflict(c, "the old heap's ranges could not be read");
+    return -1;
+  }
+  if (mcr_heap_update_ready(why, sizeof(why)) != 0) {
+    conflict(c, "%s", why);
+    return -1;
+  }
+  if (mcr_heap_adopt_prepare(hs) != 0) {
+    conflict(c, "%s", mcr_heap_adopt_error());
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    if (copy_same(c->old_pid, r[i].start, r[i].len) != 0) {
+      conflict(c, "reading the old heap at 0x%lx (%lu bytes): %s", (unsigned long)r[i].start,
+               (unsigned long)r[i].len, strerror(errno));
+      return -1;
+    }
+    bytes += r[i].len;
+  }
+  uint64_t dt = mcr_update_now_ns() - t;
+  phase(c, "heap-copy", t, "%.1f MB in %u ranges, %.2f GB/s", bytes / 1e6, n,
+        dt ? bytes / (double)dt : 0.0);
+  t = mcr_update_now_ns();
+  if (build_tag_map(c, st) != 0) {
+    conflict(c, "the old version's allocation sites could not be read");
+    return -1;
+  }
+  if (mcr_heap_adopt(hs, map_tag, c) != 0) {
+    conflict(c, "the old heap could not be adopted: %s", mcr_heap_adopt_error());
+    return -1;
+  }
+  phase(c, "heap-adopt", t, "%u tags renumbered", c->tag_limit);
+  /* words pointing into the old executable and libraries */
+  t = mcr_update_now_ns();
+  uint64_t before = c->image_words;
+  for (uint32_t i = 0; i < n; i++)
+    translate_words(c, (uintptr_t *)r[i].start, r[i].len / sizeof(uintptr_t), "heap");
+  phase(c, "heap-pointers", t, "%llu pointers into the program image rewritten",
+        (unsigned long long)(c->image_words - before));
+  return c->conflicts ? -1 : 0;
+}
+
+/* ---- globals ---- */
+
+static int keep_type_name(const char *n)
+{
+  static const char *const keep[] = {
+      "pthread_mutex_t", "pthread_cond_t",     "pthread_rwlock_t",   "pthread_spinlock_t",
+      "pthread_barrier_t", "pthread_t",        "pthread_once_t",     "pthread_key_t",
+      "pthread_attr_t",  "pthread_mutexattr_t", "pthread_condattr_t", "sem_t",
+  };
+  for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+    if (!strcmp(n, keep[i]))
+      return 1;
+  return 0;
+}
+
+/* Marks in keep[] the bytes of type t at off that this process keeps (its own
+ * threads' synchronization objects and ids), and fixes pid_t fields holding the
+ * old pid. depth bounds the walk. */
+static void walk_type(struct ctx *c, const struct mcr_typetab *tt, uint32_t t, uint64_t off,
+                      unsigned char *keep, unsigned char *val, uint64_t size, int depth)
+{
+  struct mcr_type_rec tr;
+  if (depth > 24 || t == MCR_NO_TYPE || mcr_typetab_type(tt, t, &tr) != 0 || off >= size)
+    return;
+  const char *name = mcr_typetab_str(tt, tr.name);
+  switch (tr.kind) {
+  case MCR_TYPE_TYPEDEF:
+    if (name && keep_type_name(name)) {
+      struct mcr_type_rec u = tr;
+      uint32_t x = tr.target;
+      /* the size comes from what the typedef names */
+      for (int i = 0; i < 8 && u.kind == MCR_TYPE_TYPEDEF && x != MCR_NO_TYPE; i++) {
+        if (mcr_typetab_type(tt, x, &u) != 0)
+          break;
+        x = u.target;
+      }
+      uint64_t n = u.size && off + u.size <= size ? u.size : 0;
+      if (n)
+        memset(keep + off, 1, n);
+      return;
+    }
+    if (name && (!strcmp(name, "pid_t") || !strcmp(name, "__pid_t")) && off + 4 <= size) {
+      int32_t v;
+      memcpy(&v, val + off, 4);
+      if (v == (int32_t)c->old_pid) {
+        v = (int32_t)getpid();
+        memcpy(val + off, &v, 4);
+      }
+      return;
+    }
+    walk_type(c, tt, tr.target, off, keep, val, size, depth + 1);
+    return;
+  case MCR_TYPE_STRUCT:
+  case MCR_TYPE_UNION:
+    for (uint32_t i = 0; i < tr.count; i++) {
+      struct mcr_member_rec m;
+      if (mcr_typetab_member(tt, tr.first_member + i, &m) == 0 && !m.bit_size)
+        walk_type(c, tt, m.type, off + m.offset_bits / 8, keep, val, size, depth + 1);
+    }
+    return;
+  case MCR_TYPE_ARRAY: {
+    struct mcr_type_rec e;
+    if (mcr_typetab_type(tt, tr.target, &e) != 0)
+      return;
+    /* arrays of scalars and pointers hold nothing to keep: skip the walk */
+    uint32_t x = tr.target;
+    for (int i = 0; i < 8 && e.kind == MCR_TYPE_TYPEDEF; i++) {
+      const char *en = mcr_typetab_str(tt, e.name);
+      if (en && (keep_type_name(en) || !strcmp(en, "pid_t")))
+        break;
+      x = e.target;
+      if (mcr_typetab_type(tt, x, &e) != 0)
+        return;
+    }
+    if (e.kind != MCR_TYPE_STRUCT && e.kind != MCR_TYPE_UNION && e.kind != MCR_TYPE_ARRAY &&
+        e.kind != MCR_TYPE_TYPEDEF)
+      return;
+    uint64_t esize = 0;
+    {
+      struct mcr_type_rec u = e;
+      for (int i = 0; i < 8 && u.kind == MCR_TYPE_TYPEDEF; i++)
+        if (mcr_typetab_type(tt, u.target, &u) != 0)
+          return;
+      esize = u.size;
+    }
+    if (!esize)
+      return;
+    for (uint32_t i = 0; i < tr.count && off + (uint64_t)i * esize < size; i++)
+      walk_type(c, tt, tr.target, off + (uint64_t)i * esize, keep, val, size, depth + 1);
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+static int in_exe(const void *p)
+{
+  Dl_info info;
+  struct link_map *lm = NULL;
+  if (!dladdr1(p, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+    return 0;
+  return lm->l_name == NULL || lm->l_name[0] == 0;
+}
+
+static int step_globals(struct ctx *c)
+{
+  const struct mcr_module *mods;
+  size_t nmods = mcr_types_modules(&mods);
+  uint64_t t = mcr_update_now_ns();
+  size_t copied = 0, fresh = 0;
+  uint64_t bytes = 0;
+
+  for (size_t m = 0; m < nmods; m++) {
+    if (!in_exe(mods[m].start))
+      continue; /* instrumented shared objects: their globals stay the new version's */
+    size_t pos = 0;
+    const void *blob;
+    size_t blen;
+    while (mcr_typetab_next(mods[m].start, (size_t)(mods[m].stop - mods[m].start), &pos, &blob,
+                            &blen, NULL) == 1) {
+      struct mcr_typetab tt;
+      if (mcr_typetab_open(&tt, blob, blen, NULL) != 0)
+        continue;
+      for (uint32_t g = 0; g < mcr_typetab_nglobals(&tt); g++) {
+        struct mcr_global_rec gr;
+        uintptr_t oa, na;
+        size_t os, ns;
+        if (mcr_typetab_global(&tt, g, &gr) != 0 || (gr.flags & (MCR_GF_CONST | MCR_GF_TLS)))
+          continue;
+        const char *sym = mcr_typetab_str(&tt, gr.symbol);
+        const char *file = mcr_typetab_str(&tt, tt.hdr.module);
+        if (!sym || !*sym)
+          continue;
+        if (mcr_image_symbol(c->image, 1, sym, file, &na, &ns) != 0)
+          continue; /* optimized away in this build */
+        if (mcr_image_symbol(c->image, 0, sym, file, &oa, &os) != 0) {
+          fresh++;
+          continue; /* a new global: keeps its initial value */
+        }
+        if (os != ns) {
+          conflict(c, "global %s (%s:%u) changed size from %zu to %zu bytes: changed types "
+                      "need a type transformation (not available yet)",
+                   sym, mcr_typetab_str(&tt, gr.file), gr.line, os, ns);
+          continue;
+        }
+        if (!ns)
+          continue;
+        unsigned char *val = mcr_arena_alloc(c->arena, ns, 16);
+        unsigned char *keep = mcr_arena_alloc(c->arena, ns, 1);
+        if (!val || !keep) {
+          conflict(c, "out of memory copying global %s", sym);
+          return -1;
+        }
+        if (read_old(c->old_pid, oa, val, ns) != 0) {
+          conflict(c, "reading global %s of the old version: %s", sym, strerror(errno));
+          continue;
+        }
+        memset(keep, 0, ns);
+        walk_type(c, &tt, gr.type, 0, keep, val, ns, 0);
+        /* pointers into the old image: word by word, kept bytes excluded */
+        for (size_t off = 0; off + sizeof(uintptr_t) <= ns; off += sizeof(uintptr_t)) {
+          int kept = 0;
+          for (size_t k = 0; k < sizeof(uintptr_t); k++)
+            kept |= keep[off + k];
+          if (!kept && (na + off) % sizeof(uintptr_t) == 0)
+            translate_words(c, (uintptr_t *)(val + off), 1, sym);
+        }
+        unsigned char *dst = (unsigned char *)na;
+        for (size_t i = 0; i < ns; i++)
+          if (!keep[i])
+            dst[i] = val[i];
+        copied++;
+        bytes += ns;
+      }
+    }
+  }
+  phase(c, "globals", t, "%zu globals (%.1f kB) copied, %zu new ones keep their initial value",
+        copied, bytes / 1e3, fresh);
+  return c->conflicts ? -1 : 0;
+}
+
+/* ---- stacks: this process's startup objects -> the old process's ---- */
+
+struct pair {
+  uintptr_t nbase, nend, obase;
+};
+
+static int cmp_pair(const void *a, const void *b)
+{
+  const struct pair *x = a, *y = b;
+  return x->nbase < y->nbase ? -1 : x->nbase > y->nbase;
+}
+
+static const struct pair *find_pair(const struct pair *p, size_t n, uintptr_t v)
+{
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (v < p[mid].nbase)
+      hi = mid;
+    else if (v >= p[mid].nend)
+      lo = mid + 1;
+    else
+      return &p[mid];
+  }
+  return NULL;
+}
+
+static size_t rewrite(const struct pair *p, size_t n, uintptr_t *w, size_t nwords)
+{
+  size_t k = 0;
+  for (size_t i = 0; i < nwords; i++) {
+    const struct pair *q = find_pair(p, n, w[i]);
+    if (q) {
+      w[i] = q->obase + (w[i] - q->nbase);
+      k++;
+    }
+  }
+  return k;
+}
+
+static int step_stacks(struct ctx *c)
+{
+  const struct mcr_startup_alloc *mine;
+  size_t nmine = mcr_startup_allocs(&mine);
+  uint64_t t = mcr_update_now_ns();
+  struct pair *p = mcr_arena_alloc(c->arena, (nmine + 1) * sizeof(*p), 8);
+  size_t np = 0, words = 0, nthreads = 0;
+
+  if (!p)
+    return -1;
+  /* (ID, ordinal) -> old object, checked against the adopted heap: it must
+   * still be there, the same size (freed since and reused: no match) */
+  for (size_t i = 0; i < nmine; i++) {
+    const struct mcr_startup_alloc *o_ = mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
+    struct mcr_object o;
+    if (o_ && mcr_heap_find((void *)(uintptr_t)o_->addr, &o) == 0 &&
+        (uintptr_t)o.base == o_->addr && o.size == mine[i].size)
+      p[np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o_->addr};
+  }
+  qsort(p, np, sizeof(*p), cmp_pair);
+
+  struct mcr_qthread *qs[1024];
+  size_t n = mcr_threads_qstates(qs, 1024);
+  for (size_t i = 0; i < n && i < 1024; i++) {
+    struct mcr_qthread *q = qs[i];
+    if (!q->tid)
+      continue;
+    if (__atomic_load_n(&q->state, __ATOMIC_SEQ_CST) != MCR_Q_PARKED || !q->park_sp ||
+        q->stack_hi <= q->park_sp) {
+      conflict(c, "thread %d of the new version is not parked with a known stack", (int)q->tid);
+      continue;
+    }
+    words += rewrite(p, np, (uintptr_t *)q->park_sp, (q->stack_hi - q->park_sp) / sizeof(uintptr_t));
+    nthreads++;
+  }
+  /* startup objects of this process that stay (no counterpart) may point to
+   * ones that were replaced */
+  for (size_t i = 0; i < nmine; i++)
+    if (!find_pair(p, np, mine[i].addr))
+      words += rewrite(p, np, (uintptr_t *)mine[i].addr, mine[i].size / sizeof(uintptr_t));
+  phase(c, "stacks", t, "%zu of %zu startup objects matched, %zu references rewritten on %zu "
+                        "threads", np, nmine, words, nthreads);
+  return c->conflicts ? -1 : 0;
+}
+
+/* ---- descriptors ---- */
+
+static int old_cloexec(pid_t pid, int fd)
+{
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, fd);
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0)
+    return 0;
+  ssize_t n = read(f, buf, sizeof(buf) - 1);
+  close(f);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  char *fl = strstr(buf, "flags:");
+  return fl && (strtoul(fl + 6, NULL, 8) & O_CLOEXEC);
+}
+
+static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, size_t ninherited)
+{
+  uint32_t n = mcr_buf_get_u32(st);
+  uint64_t t = mcr_update_now_ns();
+  size_t same = 0, pulled = 0, replaced = 0, closed = 0;
+  int pidfd;
+  int *old;
+
+  if (st->bad || n > (1u << 20))
+    return -1;
+  old = mcr_arena_alloc(c->arena, (n + 1) * sizeof(int), 8);
+  if (!old)
+    return -1;
+  for (uint32_t i = 0; i < n; i++)
+    old[i] = (int)mcr_buf_get_u32(st);
+  pidfd = (int)syscall(SYS_pidfd_open, c->old_pid, 0);
+  if (pidfd < 0) {
+    conflict(c, "pidfd_open(%d): %s", (int)c->old_pid, strerror(errno));
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    int fd = old[i];
+    int have = fcntl(fd, F_GETFD) >= 0;
+    if (have && syscall(SYS_kcmp, getpid(), c->old_pid, KCMP_FILE, fd, fd) == 0) {
+      same++;
+    } else {
+      int got = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+      if (got < 0) {
+        if (errno == EBADF)
+          continue; /* closed meanwhile (it cannot be: the old process is quiesced) */
+        conflict(c, "taking descriptor %d from the old process: %s", fd, strerror(errno));
+        continue;
+      }
+      if (got != fd) {
+        if (dup3(got, fd, 0) < 0) {
+          conflict(c, "dup3 to descriptor %d: %s", fd, strerror(errno));
+          close(got);
+          continue;
+        }
+        close(got);
+      }
+      if (have) {
+        replaced++;
+        if (replaced <= 5)
+          mcr_buf_printf(c->report, "note descriptor %d of the new version's own startup was "
+                                    "replaced by the old process's descriptor %d\n", fd, fd);
+      } else {
+        pulled++;
+      }
+    }
+    fcntl(fd, F_SETFD, old_cloexec(c->old_pid, fd) ? FD_CLOEXEC : 0);
+  }
+  /* inherited at spawn and closed by the old process since */
+  for (size_t i = 0; i < ninherited; i++) {
+    int fd = inherited[i], found = 0;
+    for (uint32_t j = 0; j < n && !found; j++)
+      found = old[j] == fd;
+    if (!found && fcntl(fd, F_GETFD) >= 0) {
+      char link[64], what[256] = "?";
+      snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+      ssize_t l = readlink(link, what, sizeof(what) - 1);
+      what[l > 0 ? l : 1] = 0;
+      close(fd);
+      if (++closed <= 5)
+        mcr_buf_printf(c->report, "note descriptor %d (%s), inherited at the spawn, was closed by "
+                                  "the old process since: closed\n", fd, what);
+    }
+  }
+  close(pidfd);
+  phase(c, "fds", t, "%u descriptors: %zu inherited, %zu opened since the spawn, %zu replaced, "
+                     "%zu closed since", n, same, pulled, replaced, closed);
+  return c->conflicts ? -1 : 0;
+}
+
+int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherited,
+                       struct mcr_buf *report)
+{
+  struct ctx c = {0};
+  struct mcr_heap_state hs;
+  char err[256];
+  int rc = -1;
+
+  c.report = report;
+  if (mcr_buf_get_u32(st) != STATE_VERSION) {
+    conflict(&c, "the old process runs another version of the mcr runtime");
+    return -1;
+  }
+  c.old_pid = (pid_t)mcr_buf_get_u32(st);
+  (void)mcr_buf_get_u64(st); /* t_quiesce: the old side measures the pause */
+  if (mcr_buf_get_u32(st) != sizeof(hs) || mcr_buf_get(st, &hs, sizeof(hs)) != 0) {
+    conflict(&c, "the old heap description does not match this runtime");
+    return -1;
+  }
+  if (!(c.arena = mcr_arena_create())) {
+    conflict(&c, "out of memory");
+    return -1;
+  }
+  uint64_t t = mcr_update_now_ns();
+  if (mcr_image_map_open(&c.image, c.old_pid, c.arena, err, sizeof(err)) != 0) {
+    conflict(&c, "%s", err);
+    goto out;
+  }
+  phase(&c, "image-map", t, "%s", "old and new executable and libraries paired");
+  mcr_update_fault("heap");
+  if (step_heap(&c, st, &hs) != 0)
+    goto out;
+  mcr_update_fault("globals");
+  if (step_globals(&c) != 0)
+    goto out;
+  mcr_update_fault("stacks");
+  if (step_stacks(&c) != 0)
+    goto out;
+  mcr_update_fault("fds");
+  if (step_fds(&c, st, inherited, ninherited) != 0)
+    goto out;
+  rc = 0;
+out:
+  if (c.image)
+    mcr_image_map_close(c.image);
+  mcr_arena_destroy(c.arena);
+  return rc;
+}

@@ -1,0 +1,40 @@
+/*
+ * transfer.h - moving a quiesced old process's program state into the new
+ * version (docs/update.md, "State transfer").
+ *
+ * The old side describes (heap layout, allocation sites, descriptors); the new
+ * side does all the work, reading the old memory with process_vm_readv while the
+ * old process stays quiesced and unchanged (so a rollback loses nothing):
+ *   heap     the old heap's used ranges copied to the same addresses, then
+ *            adopted (heap.h); object tags renumbered to this process's sites
+ *   globals  each of the program's globals copied by symbol name, except fields
+ *            this process must keep (pthread objects, thread ids), pid_t fields
+ *            holding the old pid set to the new one
+ *   image    every word of the copied heap and globals that points into the old
+ *            executable or a library rewritten to the new address (image.h)
+ *   stacks   references on the parked threads' stacks (and in this process's
+ *            other startup objects) to its own startup objects rewritten to the
+ *            old process's matching objects (same allocation call-stack ID)
+ *   fds      the old descriptor table reproduced at the same numbers
+ */
+#ifndef MCR_TRANSFER_H
+#define MCR_TRANSFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "update.h"
+
+/* Old side, quiesced: appends the description to out. fds: the program's
+ * descriptors (not the runtime's). */
+int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fds, size_t nfds,
+                          char *err, size_t errlen);
+
+/* New side, every program thread parked: takes the state over. Appends "phase",
+ * "note" and "conflict" lines (update.h) to report. Returns 0, or -1 when the
+ * update must roll back (the conflict lines say why). */
+int mcr_transfer_apply(struct mcr_buf *state, const int *inherited, size_t ninherited,
+                       struct mcr_buf *report);
+
+#endif /* MCR_TRANSFER_H */

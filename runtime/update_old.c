@@ -1,0 +1,604 @@
+/*
+ * update_old.c - the old side of a live update (update.h, docs/update.md): spawn
+ * the new version as this process's child with this process's startup argv,
+ * environment and cwd and all its descriptors, let it replay its startup and park,
+ * quiesce, hand it the heap description, wait for its transfer, then commit (exit)
+ * or roll back (kill it, resume). Runs on the runtime's update worker thread.
+ */
+#define _GNU_SOURCE
+#include "update.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <stddef.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "heap.h"
+#include "quiesce.h"
+#include "startup.h"
+#include "transfer.h"
+
+int mcr_update_old_active;
+int mcr_update_heap_frozen;
+
+/* What the process started with, saved before main (the program may rewrite
+ * its argv and environment area later, as nginx does for its process titles). */
+static char *start_args;  /* NUL-separated, from /proc/self/cmdline */
+static size_t start_args_len;
+static char *start_env;   /* NUL-separated, from /proc/self/environ */
+static size_t start_env_len;
+static char start_cwd[4096];
+static sigset_t start_ignored;
+
+static char *slurp(const char *path, size_t *len)
+{
+  size_t cap = 1 << 16, n = 0;
+  char *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (p == MAP_FAILED || fd < 0)
+    goto fail;
+  for (;;) {
+    if (n == cap) {
+      char *q = mmap(NULL, cap * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (q == MAP_FAILED)
+        goto fail;
+      memcpy(q, p, n);
+      munmap(p, cap);
+      p = q;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, p + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    n += (size_t)r;
+  }
+  close(fd);
+  *len = n;
+  return p;
+fail:
+  if (fd >= 0)
+    close(fd);
+  if (p != MAP_FAILED)
+    munmap(p, cap);
+  *len = 0;
+  return NULL;
+}
+
+__attribute__((constructor(103))) static void update_old_init(void)
+{
+  start_args = slurp("/proc/self/cmdline", &start_args_len);
+  start_env = slurp("/proc/self/environ", &start_env_len);
+  if (!getcwd(start_cwd, sizeof(start_cwd)))
+    start_cwd[0] = 0;
+  sigemptyset(&start_ignored);
+  for (int s = 1; s < NSIG; s++) {
+    struct sigaction sa;
+    if (sigaction(s, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+      sigaddset(&start_ignored, s);
+  }
+}
+
+/* Splits a NUL-separated block into a NULL-terminated vector with room for
+ * extra more entries (runtime-private memory, freed with the block's owner). */
+static char **vec(const char *block, size_t len, size_t extra, size_t *count)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++)
+    if (!block[i])
+      n++;
+  if (len && block[len - 1])
+    n++;
+  char **v = mmap(NULL, (n + extra + 1) * sizeof(char *), PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (v == MAP_FAILED)
+    return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < len;) {
+    /* a process that was itself started by an update still has its
+     * predecessor's MCR_UPDATE_* in its saved environment: never pass them on */
+    if (strncmp(block + i, "MCR_UPDATE_", 11) != 0)
+      v[k++] = (char *)block + i;
+    i += strnlen(block + i, len - i) + 1;
+  }
+  v[k] = NULL;
+  *count = k;
+  return v;
+}
+
+static void add_phase(struct mcr_update_result *r, const char *name, uint64_t ns, const char *detail)
+{
+  if (r->nphases >= sizeof(r->phases) / sizeof(r->phases[0]))
+    return;
+  struct mcr_update_phase *p = &r->phases[r->nphases++];
+  snprintf(p->name, sizeof(p->name), "%s", name);
+  p->us = ns / 1000;
+  snprintf(p->detail, sizeof(p->detail), "%s", detail ? detail : "");
+}
+
+static void add_line(char (*lines)[256], size_t *n, const char *s)
+{
+  if (*n < MCR_UPDATE_MAX_LINES)
+    snprintf(lines[(*n)++], 256, "%s", s);
+}
+
+#define reason(r, ...)                                                                   \
+  do {                                                                                   \
+    char l_[256];                                                                        \
+    snprintf(l_, sizeof(l_), __VA_ARGS__);                                               \
+    add_line((r)->reasons, &(r)->nreasons, l_);                                          \
+  } while (0)
+
+/* Text payload from the new side: "phase NAME NS DETAIL", "note TEXT",
+ * "conflict TEXT" lines. */
+static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
+{
+  const char *p = (const char *)b->p, *end = p + b->len;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    char line[512];
+    snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) - 1 ? n : sizeof(line) - 1), p);
+    if (!strncmp(line, "note ", 5)) {
+      add_line(r->notes, &r->nnotes, line + 5);
+    } else if (!strncmp(line, "conflict ", 9)) {
+      add_line(r->reasons, &r->nreasons, line + 9);
+    } else if (!strncmp(line, "phase ", 6)) {
+      char name[32] = "", detail[128] = "";
+      unsigned long long ns = 0;
+      int used = 0;
+      if (sscanf(line + 6, "%31s %llu %n", name, &ns, &used) >= 2) {
+        snprintf(detail, sizeof(detail), "%s", line + 6 + used);
+        add_phase(r, name, ns, detail);
+      }
+    }
+    p = nl ? nl + 1 : NULL;
+  }
+}
+
+/* Is fd one the runtime opened for itself (never inherited, never listed)? */
+static int own_fd(int fd, const int *own, size_t nown)
+{
+  for (size_t i = 0; i < nown; i++)
+    if (own[i] == fd)
+      return 1;
+  return mcr_control_fd_is_own(fd);
+}
+
+/* The program's open descriptors (ascending). */
+static size_t list_fds(int *out, size_t max, const int *own, size_t nown)
+{
+  size_t n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  if (!d)
+    return 0;
+  int dfd = dirfd(d);
+  while ((e = readdir(d))) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    if (*end || e->d_name[0] == '.' || fd == dfd || own_fd((int)fd, own, nown))
+      continue;
+    if (n < max)
+      out[n] = (int)fd;
+    n++;
+  }
+  closedir(d);
+  /* insertion sort: a few thousand at most */
+  size_t m = n < max ? n : max;
+  for (size_t i = 1; i < m; i++)
+    for (size_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
+      int t = out[j];
+      out[j] = out[j - 1];
+      out[j - 1] = t;
+    }
+  return n;
+}
+
+static int high_fd(int fd)
+{
+  int h = fcntl(fd, F_DUPFD_CLOEXEC, MCR_UPDATE_FD_BASE);
+  if (h < 0)
+    return fd;
+  close(fd);
+  return h;
+}
+
+static int make_log_memfd(void)
+{
+  void *buf = NULL;
+  size_t len = 0;
+  int fd = -1;
+
+  mcr_startup_refresh();
+  if (mcr_startup_serialize(&buf, &len) != 0)
+    return -1;
+  fd = (int)syscall(SYS_memfd_create, "mcr-startup-log", MFD_CLOEXEC);
+  if (fd >= 0) {
+    const char *p = buf;
+    size_t left = len;
+    while (left) {
+      ssize_t w = write(fd, p, left);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0) {
+        close(fd);
+        fd = -1;
+        break;
+      }
+      p += w;
+      left -= (size_t)w;
+    }
+  }
+  mcr_startup_buffer_free(buf, len);
+  return fd >= 0 ? high_fd(fd) : -1;
+}
+
+/* posix_spawn of path with this process's startup argv/env/cwd, every program
+ * descriptor kept at its number (dup2(fd, fd) clears FD_CLOEXEC), the channel
+ * and log at theirs, default signal dispositions except what was ignored at
+ * startup, an empty mask. */
+static int spawn(const char *path, int chan, int logfd, const char *fault, pid_t *pid,
+                 const int *own, size_t nown, char *err, size_t errlen)
+{
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  size_t nargs = 0, nenv = 0;
+  char **argv = vec(start_args, start_args_len, 0, &nargs);
+  char **envp = vec(start_env, start_env_len, 6, &nenv);
+  static char e_fd[64], e_log[64], e_old[64], e_fault[160], e_heap[2048];
+  int fds[4096];
+  size_t nfds;
+  sigset_t none, def;
+  int rc = -1;
+
+  if (!argv || !envp || !nargs) {
+    snprintf(err, errlen, "this process's startup arguments were not saved");
+    return -1;
+  }
+  snprintf(e_fd, sizeof(e_fd), "%s=%d", MCR_ENV_UPDATE_FD, chan);
+  snprintf(e_log, sizeof(e_log), "%s=%d", MCR_ENV_UPDATE_LOG, logfd);
+  snprintf(e_old, sizeof(e_old), "%s=%d", MCR_ENV_UPDATE_OLD, (int)getpid());
+  envp[nenv++] = e_fd;
+  envp[nenv++] = e_log;
+  envp[nenv++] = e_old;
+  if (mcr_heap_update_env(e_heap + strlen(MCR_ENV_UPDATE_HEAP) + 1,
+                          sizeof(e_heap) - strlen(MCR_ENV_UPDATE_HEAP) - 1) == 0) {
+    memcpy(e_heap, MCR_ENV_UPDATE_HEAP "=", strlen(MCR_ENV_UPDATE_HEAP) + 1);
+    envp[nenv++] = e_heap;
+  }
+  if (fault && *fault) {
+    snprintf(e_fault, sizeof(e_fault), "%s=%s", MCR_ENV_UPDATE_FAULT, fault);
+    envp[nenv++] = e_fault;
+  }
+  envp[nenv] = NULL;
+
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&at);
+  nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), own, nown);
+  for (size_t i = 0; i < nfds && i < sizeof(fds) / sizeof(fds[0]); i++) {
+    int fl = fcntl(fds[i], F_GETFD);
+    if (fl >= 0 && (fl & FD_CLOEXEC))
+      posix_spawn_file_actions_adddup2(&fa, fds[i], fds[i]);
+  }
+  posix_spawn_file_actions_adddup2(&fa, chan, chan);
+  posix_spawn_file_actions_adddup2(&fa, logfd, logfd);
+  if (start_cwd[0])
+    posix_spawn_file_actions_addchdir_np(&fa, start_cwd);
+  sigemptyset(&none);
+  sigfillset(&def);
+  for (int s = 1; s < NSIG; s++)
+    if (sigismember(&start_ignored, s))
+      sigdelset(&def, s);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &def);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  rc = posix_spawn(pid, path, &fa, &at, argv, envp);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot start %s: %s", path, strerror(rc));
+    rc = -1;
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  munmap(argv, (nargs + 1) * sizeof(char *));
+  munmap(envp, (nenv + 1 + 6) * sizeof(char *));
+  return rc;
+}
+
+static void kill_new(pid_t pid, int pidfd)
+{
+  if (pid <= 0)
+    return;
+  if (pidfd >= 0)
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+  else
+    kill(pid, SIGKILL);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+}
+
+static const char *recv_error(int e)
+{
+  switch (e) {
+  case ETIMEDOUT: return "timed out";
+  case ESRCH: return "the new version exited or crashed";
+  case ECONNRESET:
+  case EPIPE: return "the new version closed the channel (it exited or crashed)";
+  case EPROTO: return "the new version sent garbage";
+  default: return strerror(e);
+  }
+}
+
+/* Why the new process ended, if it did. */
+static void exit_status(pid_t pid, struct mcr_update_result *r)
+{
+  int st;
+  pid_t w = waitpid(pid, &st, WNOHANG);
+  if (w != pid)
+    return;
+  if (WIFSIGNALED(st))
+    reason(r, "the new version was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+  else if (WIFEXITED(st))
+    reason(r, "the new version exited with status %d", WEXITSTATUS(st));
+}
+
+void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
+                    struct mcr_update_result *r)
+{
+  int sv[2] = {-1, -1}, logfd = -1, pidfd = -1, type, quiesced = 0;
+  int own[4];
+  size_t nown = 0;
+  pid_t pid = -1;
+  struct mcr_buf msg = {0}, state = {0};
+  struct mcr_qresult qres;
+  char err[256];
+  uint64_t t0 = mcr_update_now_ns(), t, t_quiesce = 0;
+
+  memset(r, 0, sizeof(*r));
+  memset(&qres, 0, sizeof(qres));
+  if (access(path, X_OK) != 0) {
+    r->refused = 1;
+    reason(r, "%s: not executable by this process (uid %d): %s", path, (int)geteuid(),
+           strerror(errno));
+    return;
+  }
+  if (mcr_quiesce_points(NULL, 0) == 0) {
+    r->refused = 1;
+    reason(r, "this program has no quiescent points compiled in: profile it with mcr-profile, "
+              "then build it with mcr-clang --mcr-quiescence=FILE");
+    return;
+  }
+
+  /* 1. spawn */
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    reason(r, "socketpair: %s", strerror(errno));
+    goto rollback;
+  }
+  sv[0] = high_fd(sv[0]);
+  sv[1] = high_fd(sv[1]);
+  own[nown++] = sv[0];
+  own[nown++] = sv[1];
+  if ((logfd = make_log_memfd()) < 0) {
+    reason(r, "cannot write the startup log for the new version: %s", strerror(errno));
+    goto rollback;
+  }
+  own[nown++] = logfd;
+  __atomic_store_n(&mcr_update_old_active, 1, __ATOMIC_SEQ_CST);
+  if (spawn(path, sv[1], logfd, fault, &pid, own, nown, err, sizeof(err)) != 0) {
+    reason(r, "%s", err);
+    goto rollback;
+  }
+  r->new_pid = pid;
+  close(sv[1]);
+  sv[1] = -1;
+  close(logfd);
+  logfd = -1;
+  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd >= 0)
+    pidfd = high_fd(pidfd);
+
+  /* 2. its startup: replayed, every thread parked */
+  t = mcr_update_now_ns();
+  if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
+    int e = errno;
+    exit_status(pid, r);
+    reason(r, "waiting for the new version to finish its startup: %s", recv_error(e));
+    goto rollback;
+  }
+  take_lines(r, &msg);
+  if (type != MCR_U_READY) {
+    if (!r->nreasons)
+      reason(r, "the new version refused the update");
+    goto rollback;
+  }
+  mcr_buf_free(&msg);
+  add_phase(r, "startup", mcr_update_now_ns() - t, "new version started, startup replayed, threads parked");
+
+  /* 3. quiesce this process */
+  t = t_quiesce = mcr_update_now_ns();
+  if (mcr_quiesce_begin(timeout_ms, &qres) != 0) {
+    reason(r, "this process did not quiesce: %s",
+           qres.error[0] ? qres.error : "a thread did not reach its quiescent point in time");
+    for (size_t i = 0; i < qres.nthreads; i++)
+      if (!qres.threads[i].arrived)
+        reason(r, "thread %d: %s", (int)qres.threads[i].tid, qres.threads[i].where);
+    goto rollback;
+  }
+  quiesced = 1;
+  add_phase(r, "quiesce", mcr_update_now_ns() - t, "");
+
+  /* 4. the state description: the new version reads the memory itself */
+  t = mcr_update_now_ns();
+  {
+    int fds[8192];
+    size_t nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), own, nown);
+    own[nown++] = pidfd;
+    nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), own, nown);
+    if (nfds > sizeof(fds) / sizeof(fds[0])) {
+      reason(r, "more than %zu open descriptors", sizeof(fds) / sizeof(fds[0]));
+      goto rollback;
+    }
+    __atomic_store_n(&mcr_update_heap_frozen, 1, __ATOMIC_SEQ_CST);
+    if (mcr_transfer_describe(&state, t_quiesce, fds, nfds, err, sizeof(err)) != 0) {
+      reason(r, "%s", err);
+      goto rollback;
+    }
+  }
+  if (mcr_chan_send(sv[0], MCR_U_STATE, &state) != 0) {
+    exit_status(pid, r);
+    reason(r, "sending the state description: %s", recv_error(errno));
+    goto rollback;
+  }
+  add_phase(r, "describe", mcr_update_now_ns() - t, "");
+
+  /* 5. the transfer, in the new version */
+  if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
+    int e = errno;
+    exit_status(pid, r);
+    reason(r, "waiting for the state transfer: %s", recv_error(e));
+    goto rollback;
+  }
+  __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
+  take_lines(r, &msg);
+  mcr_buf_free(&msg);
+  if (type != MCR_U_DONE) {
+    if (!r->nreasons)
+      reason(r, "the new version could not take over the state");
+    goto rollback;
+  }
+
+  /* 6. commit */
+  t = mcr_update_now_ns();
+  if (mcr_chan_send(sv[0], MCR_U_COMMIT, NULL) != 0 ||
+      mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0 || type != MCR_U_RESUMED) {
+    int e = errno;
+    exit_status(pid, r);
+    reason(r, "committing: the new version did not resume: %s", recv_error(e));
+    goto rollback;
+  }
+  {
+    /* "resumed NS": when its threads were released */
+    unsigned long long at = 0;
+    const char *p = msg.p ? (const char *)msg.p : "";
+    if (msg.len && sscanf(p, "resumed %llu", &at) == 1 && at > t_quiesce)
+      r->pause_us = (at - t_quiesce) / 1000;
+  }
+  mcr_buf_free(&msg);
+  add_phase(r, "commit", mcr_update_now_ns() - t, "");
+  r->committed = 1;
+  r->total_us = (mcr_update_now_ns() - t0) / 1000;
+  mcr_buf_free(&state);
+  close(sv[0]);
+  if (pidfd >= 0)
+    close(pidfd);
+  /* this process stays quiesced until it exits (mcr_update_finish) */
+  return;
+
+rollback:
+  kill_new(pid, pidfd);
+  __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
+  if (quiesced) {
+    mcr_quiesce_end();
+    r->pause_us = (mcr_update_now_ns() - t_quiesce) / 1000;
+  }
+  __atomic_store_n(&mcr_update_old_active, 0, __ATOMIC_SEQ_CST);
+  mcr_qresult_free(&qres);
+  mcr_buf_free(&msg);
+  mcr_buf_free(&state);
+  if (sv[0] >= 0)
+    close(sv[0]);
+  if (sv[1] >= 0)
+    close(sv[1]);
+  if (logfd >= 0)
+    close(logfd);
+  if (pidfd >= 0)
+    close(pidfd);
+  r->new_pid = 0;
+  r->total_us = (mcr_update_now_ns() - t0) / 1000;
+  if (!r->nreasons)
+    reason(r, "unknown failure");
+}
+
+/* sd_notify(MAINPID=new) to the service manager, if it gave us a socket. */
+static void notify_main_pid(pid_t pid)
+{
+  const char *path = getenv("NOTIFY_SOCKET");
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  char msg[64];
+  size_t plen;
+  int fd;
+
+  if (!path || !*path || (path[0] != '/' && path[0] != '@'))
+    return;
+  plen = strlen(path);
+  if (plen >= sizeof(sa.sun_path))
+    return;
+  memcpy(sa.sun_path, path, plen);
+  if (path[0] == '@')
+    sa.sun_path[0] = 0;
+  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return;
+  int n = snprintf(msg, sizeof(msg), "MAINPID=%d\n", (int)pid);
+  sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen));
+  close(fd);
+}
+
+/* A pid file this process wrote at startup and kept: if it still holds this
+ * process's pid, it now names the new one. (Pid files written and closed at
+ * startup were written again by the new version's startup.) */
+static void rewrite_pidfiles(pid_t old, pid_t new)
+{
+  const struct mcr_startup_entry *e;
+  size_t n = mcr_startup_entries(&e);
+  char want[32], path[MCR_SE_DETAIL], buf[32];
+
+  int wl = snprintf(want, sizeof(want), "%d", (int)old);
+  for (size_t i = 0; i < n; i++) {
+    const char *q1, *q2;
+    if (e[i].kind != MCR_SK_OPEN || e[i].result < 0 || !(q1 = strchr(e[i].detail, '"')) ||
+        !(q2 = strchr(q1 + 1, '"')) || q2 - q1 - 1 >= (long)sizeof(path))
+      continue;
+    snprintf(path, sizeof(path), "%.*s", (int)(q2 - q1 - 1), q1 + 1);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+      continue;
+    ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (got > 0) {
+      buf[got] = 0;
+      size_t l = strcspn(buf, "\n");
+      if ((int)l == wl && !strncmp(buf, want, (size_t)wl) && (buf[l] == 0 || !buf[l + 1])) {
+        char line[32];
+        int ll = snprintf(line, sizeof(line), "%d\n", (int)new);
+        if (pwrite(fd, line, (size_t)ll, 0) == ll)
+          (void)!ftruncate(fd, ll);
+      }
+    }
+    close(fd);
+  }
+}
+
+void mcr_update_finish(const struct mcr_update_result *r)
+{
+  notify_main_pid(r->new_pid);
+  rewrite_pidfiles(getpid(), r->new_pid);
+  /* No atexit handlers, no stdio flush: the new version owns every file and
+   * connection now, and this process's handlers would act on them (remove the
+   * pid file, flush a log buffer twice, send a goodbye). */
+  _exit(0);
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""kvclient.py - drives tests/servers/kvstore.c across live updates (run.sh).
+
+  kvclient.py fill PORT N                 SET key0..keyN-1 (value-i) on one connection
+  kvclient.py check PORT N [VERSION]      every key intact (and VERSION answers it)
+  kvclient.py session PORT N VERSION CMD...
+      opens a connection, fills N keys, leaves a half-sent line in the server's
+      buffer ("SET partial hal"), runs CMD (the update) and records its exit status,
+      then completes the line on the same connection and checks the reply, the key,
+      every other key, VERSION, and that a fresh connection works. Prints one line
+      per check; exit 0 only if all pass.
+  kvclient.py load PORT SECONDS OUTFILE
+      SET/GET pairs on 4 connections for SECONDS, each reply checked; writes
+      "requests N failures M maxgap_ms G" to OUTFILE (stops early on SIGTERM).
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def connect(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.settimeout(10)
+            return s
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Conn:
+    def __init__(self, port):
+        self.s = connect(port)
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data.encode())
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed by the server")
+            self.buf += chunk
+        l, self.buf = self.buf.split(b"\n", 1)
+        return l.decode()
+
+    def cmd(self, c):
+        self.send(c + "\n")
+        return self.line()
+
+    def pipeline(self, cmds):
+        self.send("".join(c + "\n" for c in cmds))
+        return [self.line() for _ in cmds]
+
+
+def fill(c, n):
+    for i in range(0, n, 500):
+        cmds = ["SET key%d value-%d" % (j, j) for j in range(i, min(n, i + 500))]
+        for r in c.pipeline(cmds):
+            if r != "OK":
+                raise RuntimeError("SET answered %r" % r)
+
+
+def check_keys(c, n):
+    bad = 0
+    for i in range(0, n, 500):
+        cmds = ["GET key%d" % j for j in range(i, min(n, i + 500))]
+        for j, r in zip(range(i, i + 500), c.pipeline(cmds)):
+            if r != "VALUE value-%d" % j:
+                bad += 1
+    return bad
+
+
+def report(ok, what):
+    print("%s: %s" % ("ok" if ok else "FAIL", what))
+    return ok
+
+
+def session(port, n, version, cmd):
+    c = Conn(port)
+    fill(c, n)
+    c.send("SET partial hal")  # read into the server's buffer, not handled yet
+    time.sleep(0.2)
+    rc = subprocess.call(cmd)
+    ok = report(rc == 0, "update command exit status %d" % rc)
+    c.send("f\n")
+    ok &= report(c.line() == "OK", "the half-sent line completed on the same connection")
+    ok &= report(c.cmd("GET partial") == "VALUE half", "GET partial -> VALUE half")
+    bad = check_keys(c, n)
+    ok &= report(bad == 0, "%d keys intact (%d bad)" % (n, bad))
+    r = c.cmd("VERSION")
+    ok &= report(r == "VERSION %s" % version, "same connection answers %r" % r)
+    d = Conn(port)
+    r = d.cmd("COUNT")
+    ok &= report(r == "COUNT %d" % (n + 1), "a new connection: %r" % r)
+    return 0 if ok else 1
+
+
+def load(port, seconds, out):
+    stop = [False]
+    signal.signal(signal.SIGTERM, lambda *a: stop.__setitem__(0, True))
+    conns = [Conn(port) for _ in range(4)]
+    reqs = fails = 0
+    maxgap = 0.0
+    last = time.time()
+    end = time.time() + seconds
+    i = 0
+    while not stop[0] and time.time() < end:
+        c = conns[i % 4]
+        k = "load%d" % (i % 1000)
+        try:
+            r = c.pipeline(["SET %s v%d" % (k, i), "GET %s" % k])
+            if r != ["OK", "VALUE v%d" % i]:
+                fails += 1
+        except Exception:
+            fails += 1
+            conns[i % 4] = Conn(port)
+        now = time.time()
+        maxgap = max(maxgap, now - last)
+        last = now
+        reqs += 2
+        i += 1
+    with open(out, "w") as f:
+        f.write("requests %d failures %d maxgap_ms %.1f\n" % (reqs, fails, maxgap * 1000))
+
+
+def main():
+    a = sys.argv[1:]
+    if not a or a[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if a[0] == "fill":
+        fill(Conn(int(a[1])), int(a[2]))
+        return 0
+    if a[0] == "check":
+        c = Conn(int(a[1]))
+        bad = check_keys(c, int(a[2]))
+        ok = report(bad == 0, "%s keys intact (%d bad)" % (a[2], bad))
+        if len(a) > 3:
+            r = c.cmd("VERSION")
+            ok &= report(r == "VERSION " + a[3], "VERSION -> %r" % r)
+        return 0 if ok else 1
+    if a[0] == "session":
+        return session(int(a[1]), int(a[2]), a[3], a[4:])
+    if a[0] == "load":
+        load(int(a[1]), float(a[2]), a[3])
+        return 0
+    print("kvclient.py: unknown command %r" % a[0], file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

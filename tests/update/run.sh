@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Live update end to end (label "update"): the example server tests/servers/kvstore.c
+# through the whole pipeline (profile -> config -> production builds of version 1
+# and version 2, a code change) and then:
+#   kvstore    v1 -> v2 with 3000 keys, a connection holding a half-sent line, a pid
+#              file: committed, every key intact, the line completed on the same
+#              connection, VERSION 2, a new pid that the pid file names, the old
+#              process gone, a second update v2 -> v1 on top
+#   load       v1 -> v2 while a client runs SET/GET on 4 connections: no failure
+#   rollback   MCR_UPDATE_FAULT=PHASE:crash and PHASE:hang for every phase: exit 1,
+#              the old process serves with its keys, its connection, the same
+#              descriptors, not quiesced; then a clean update still works
+#   badinput   NEW missing / not executable / not ELF / not built by mcr-clang /
+#              another program; an update while another runs: refused, exit 2 (1
+#              for the busy case), the process untouched
+#
+#   run.sh BUILD_DIR TEST
+# On failure the work directory is kept and its path printed.
+set -euo pipefail
+build=$1
+test=$2
+src=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$src/../.." && pwd)
+mcc="$build/bin/mcr-clang"
+prof="$build/bin/mcr-profile"
+ctl="$build/bin/mcr-ctl"
+client="$src/kvclient.py"
+work=$(mktemp -d "${TMPDIR:-/tmp}/mcr-update-$test.XXXXXX")
+cflags=(-O2 -g -Wall -Wextra -Werror)
+pids=()
+keep=0
+cleanup() {
+  local rc=$?
+  exec 2>/dev/null
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  [ -s "$work/pidfile" ] && kill -9 "$(cat "$work/pidfile")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ $keep = 1 ]; then echo "files kept in $work"; else rm -rf "$work"; fi
+  exit $rc
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
+  keep=1
+  exit 1
+}
+ok() { echo "ok: $*"; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# the pipeline: profile version 1 under a workload, then both versions with its config
+build_versions() {
+  local port p
+  mkdir -p "$work/prof" "$work/v1" "$work/v2"
+  "$mcc" --mcr-profile "${cflags[@]}" -o "$work/prof/kvstore" "$top/tests/servers/kvstore.c" ||
+    fail "profiling build"
+  port=$(free_port)
+  "$prof" -o "$work/kvstore.qp" --duration 3 -- "$work/prof/kvstore" -p "$port" >"$work/profile.log" 2>&1 &
+  p=$!
+  python3 "$client" fill "$port" 200 || fail "load while profiling"
+  wait "$p" || fail "mcr-profile"
+  for v in 1 2; do
+    "$mcc" --mcr-quiescence="$work/kvstore.qp" "${cflags[@]}" -DKV_VERSION=$v -o "$work/v$v/kvstore" \
+      "$top/tests/servers/kvstore.c" || fail "production build of version $v"
+  done
+  ok "kvstore versions 1 and 2 built with their quiescent points"
+}
+
+# start BINARY: the server on a fresh port; sets $port and $pid
+start() {
+  port=$(free_port)
+  rm -f "$work/pidfile"
+  "$1" -p "$port" -f "$work/pidfile" >>"$work/server.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do [ -s "$work/pidfile" ] && break; sleep 0.05; done
+  [ -s "$work/pidfile" ] || fail "the server did not start"
+}
+
+fdcount() { ls "/proc/$1/fd" | wc -l; }
+alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]; }
+
+update() { # update PID BIN [ARGS]: runs mcr-ctl update, output in update.log
+  local p=$1 bin=$2
+  shift 2
+  "$ctl" update "$p" "$bin" --json "$@" >"$work/update.json" 2>>"$work/update.log"
+}
+
+new_pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_pid"])' "$work/update.json"; }
+
+case "$test" in
+kvstore)
+  build_versions
+  start "$work/v1/kvstore"
+  old=$pid
+  python3 "$client" session "$port" 3000 2 "$ctl" update "$old" "$work/v2/kvstore" \
+    >"$work/session.log" 2>&1 || { cat "$work/session.log"; fail "update v1 -> v2"; }
+  cat "$work/session.log"
+  for _ in $(seq 100); do alive "$old" || break; sleep 0.05; done
+  ! alive "$old" || fail "the old process $old still runs"
+  ok "the old process exited"
+  new=$(cat "$work/pidfile")
+  [ "$new" != "$old" ] && alive "$new" || fail "the pid file names $new"
+  ok "the pid file names the new process $new"
+  "$ctl" status "$new" >"$work/status.log" 2>&1 || fail "mcr-ctl status of the new process"
+  ok "mcr-ctl status answers for the new process"
+  # and back: the new process is itself updatable
+  update "$new" "$work/v1/kvstore" || fail "update v2 -> v1 (exit $?)"
+  python3 "$client" check "$port" 3000 1 || fail "keys after the second update"
+  ok "second update v2 -> v1 committed"
+  ;;
+load)
+  build_versions
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 1000
+  python3 "$client" load "$port" 6 "$work/load.out" &
+  l=$!
+  pids+=("$l")
+  sleep 2
+  update "$pid" "$work/v2/kvstore" || fail "update under load"
+  wait "$l"
+  cat "$work/load.out"
+  read -r _ reqs _ fails _ gap <"$work/load.out"
+  [ "$fails" = 0 ] && [ "$reqs" -gt 100 ] || fail "load: $reqs requests, $fails failures"
+  ok "$reqs requests during the update, 0 failed, longest gap $gap ms"
+  python3 "$client" check "$port" 1000 2 || fail "keys after the update"
+  ;;
+rollback)
+  build_versions
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 500
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  fds=$(fdcount "$pid")
+  for phase in startup ready heap globals stacks fds commit; do
+    for how in crash hang; do
+      rc=0
+      MCR_UPDATE_FAULT=$phase:$how update "$pid" "$work/v2/kvstore" --timeout 2 || rc=$?
+      [ $rc = 1 ] || fail "$phase:$how: mcr-ctl update exited $rc, expected 1 (rolled back)"
+      alive "$pid" || fail "$phase:$how: the old process died"
+      printf 'GET key7\n' >&3
+      read -r -t 5 line <&3 || fail "$phase:$how: no answer on the connection"
+      [ "$line" = "VALUE value-7" ] || fail "$phase:$how: answered '$line'"
+      python3 "$client" check "$port" 500 1 >/dev/null || fail "$phase:$how: keys after the rollback"
+      [ "$(fdcount "$pid")" = "$fds" ] || fail "$phase:$how: $(fdcount "$pid") descriptors, was $fds"
+      "$ctl" status "$pid" --json | grep -q '"quiescing": false' ||
+        fail "$phase:$how: still quiescing after the rollback"
+      ok "$phase:$how rolled back: old process serving, keys, connection and $fds descriptors intact"
+    done
+  done
+  exec 3<&-
+  update "$pid" "$work/v2/kvstore" || fail "a clean update after the rollbacks"
+  python3 "$client" check "$port" 500 2 || fail "keys after the update"
+  ok "a clean update after 14 rollbacks committed"
+  ;;
+badinput)
+  build_versions
+  start "$work/v1/kvstore"
+  fds=$(fdcount "$pid")
+  printf 'not a program\n' >"$work/text"
+  chmod +x "$work/text"
+  cp "$work/v2/kvstore" "$work/noexec"
+  chmod -x "$work/noexec"
+  printf 'int main(void){return 0;}\n' >"$work/other.c"
+  cc -o "$work/plain" "$work/other.c"
+  "$mcc" -o "$work/other" "$work/other.c"
+  check_refused() { # EXPECTED_RC MESSAGE_PART ARGS...
+    local want=$1 part=$2 rc=0
+    shift 2
+    "$ctl" update "$@" >"$work/out.log" 2>&1 || rc=$?
+    [ $rc = "$want" ] || { cat "$work/out.log"; fail "mcr-ctl update $*: exit $rc, expected $want"; }
+    grep -q -- "$part" "$work/out.log" || { cat "$work/out.log"; fail "no '$part' in the message"; }
+    alive "$pid" || fail "the process died"
+    # (while another update runs, that update holds descriptors of its own)
+    [ -n "${busy:-}" ] || [ "$(fdcount "$pid")" = "$fds" ] || fail "the process was touched"
+    ok "refused ($rc): $(head -1 "$work/out.log")"
+  }
+  check_refused 2 "No such file" "$pid" "$work/missing"
+  check_refused 2 "not executable" "$pid" "$work/noexec"
+  check_refused 2 "not an ELF" "$pid" "$work/text"
+  check_refused 2 "not built by mcr-clang" "$pid" "$work/plain"
+  check_refused 2 "no quiescent points" "$pid" "$work/other"
+  check_refused 2 "missing" "$pid"
+  check_refused 2 "no process" 999999 "$work/v2/kvstore"
+  # another program: the profiling build of something else with a config of its own
+  # (the pool server of the quiescence tests has other source files)
+  # busy: a hanging update holds the process; a second one is refused
+  MCR_UPDATE_FAULT=ready:hang "$ctl" update "$pid" "$work/v2/kvstore" --timeout 3 >/dev/null 2>&1 &
+  h=$!
+  sleep 1
+  busy=1 check_refused 1 "in progress" "$pid" "$work/v2/kvstore"
+  wait "$h" || true
+  [ "$(fdcount "$pid")" = "$fds" ] || fail "$(fdcount "$pid") descriptors after the rollback, was $fds"
+  ok "the hanging update rolled back, $fds descriptors as before"
+  python3 "$client" check "$port" 0 1 || fail "the server after the refusals"
+  ;;
+*)
+  echo "run.sh: unknown test '$test'" >&2
+  exit 2
+  ;;
+esac
+echo "PASS: $test"
