@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -419,9 +420,23 @@ const char *mcr_quiesce_state_name(int s)
   return state_name(s);
 }
 
+/* Memory of the coordinator's own, outside the program's heap: the heap is
+ * what an update hands over, and its export must see it unchanged. */
+static void *rt_alloc(size_t n)
+{
+  void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void rt_free(void *p, size_t n)
+{
+  if (p)
+    munmap(p, n ? n : 1);
+}
+
 void mcr_qresult_free(struct mcr_qresult *res)
 {
-  free(res->threads);
+  rt_free(res->threads, res->threads_bytes);
   res->threads = NULL;
   res->nthreads = 0;
 }
@@ -478,9 +493,9 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
     n = mcr_threads_qstates(qs, cap);
     if (n <= cap)
       break;
-    free(qs);
+    rt_free(qs, cap * sizeof(*qs));
     cap = n + 16;
-    qs = malloc(cap * sizeof(*qs));
+    qs = rt_alloc(cap * sizeof(*qs));
     if (!qs) {
       resume();
       pthread_mutex_unlock(&busy);
@@ -488,11 +503,12 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
       return -1;
     }
   }
-  seen_ns = calloc(n ? n : 1, sizeof(*seen_ns));
-  res->threads = calloc(n ? n : 1, sizeof(*res->threads));
+  seen_ns = rt_alloc((n ? n : 1) * sizeof(*seen_ns));
+  res->threads_bytes = (n ? n : 1) * sizeof(*res->threads);
+  res->threads = rt_alloc(res->threads_bytes);
   if (!seen_ns || !res->threads) {
-    free(qs);
-    free(seen_ns);
+    rt_free(qs, cap * sizeof(*qs));
+    rt_free(seen_ns, (n ? n : 1) * sizeof(*seen_ns));
     mcr_qresult_free(res);
     resume();
     pthread_mutex_unlock(&busy);
@@ -578,8 +594,8 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
       }
     }
   }
-  free(qs);
-  free(seen_ns);
+  rt_free(qs, cap * sizeof(*qs));
+  rt_free(seen_ns, (n ? n : 1) * sizeof(*seen_ns));
   if (!all) {
     pthread_mutex_unlock(&busy);
     return -1;

@@ -36,8 +36,9 @@ struct mcr_qthread {
   uint64_t arrived_ns;      /* when it parked (or was first seen blocked), this quiesce */
   uint64_t quiesce_gen;     /* the quiesce arrived_ns belongs to */
   /* New version of an update (update.h): where the parked thread's stack is,
-   * from its innermost word (registers saved there) to its top, so the
-   * transfer can rewrite references on it. */
+   * from its innermost word (registers saved there) to the outermost frame of
+   * the program (threads.c sets it: not the TLS and thread descriptor above),
+   * so the transfer can rewrite references on it. */
   uintptr_t park_sp, stack_hi;
 };
 
@@ -82,7 +83,10 @@ struct mcr_qresult {
   uint64_t quiesce_us;      /* time to quiescence (or until the timeout) */
   uint64_t grace_us;        /* of which the confirming grace period */
   size_t nthreads;
-  struct mcr_qarrival *threads; /* nthreads entries, malloc'ed; free with mcr_qresult_free */
+  struct mcr_qarrival *threads; /* nthreads entries (runtime-private memory: a quiesce
+                                 * for an update allocates nothing in the program's heap);
+                                 * free with mcr_qresult_free */
+  size_t threads_bytes;
   char error[256];          /* set when the quiesce could not start */
 };
 

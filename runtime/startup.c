@@ -1662,11 +1662,46 @@ size_t mcr_startup_allocs(const struct mcr_startup_alloc **out)
   return n;
 }
 
+/* (stack_id, ordinal) -> index into old.allocs + 1, open addressing, built on
+ * first use (the transfer asks for every startup object: tens of thousands). */
+static uint32_t *old_alloc_index;
+static size_t old_alloc_cap;
+
+static size_t alloc_key(uint64_t stack_id, uint32_t ordinal)
+{
+  return (size_t)((stack_id ^ ((uint64_t)ordinal * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull >> 20);
+}
+
 const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_t ordinal)
 {
-  for (size_t i = 0; i < old.nallocs; i++)
-    if (old.allocs[i].stack_id == stack_id && old.allocs[i].ordinal == ordinal)
-      return &old.allocs[i];
+  if (!old.nallocs)
+    return NULL;
+  if (!old_alloc_index) {
+    size_t cap = 1024;
+    while (cap < 2 * old.nallocs)
+      cap *= 2;
+    uint32_t *t = map(cap * sizeof(*t));
+    if (!t) { /* no memory: the slow way */
+      for (size_t i = 0; i < old.nallocs; i++)
+        if (old.allocs[i].stack_id == stack_id && old.allocs[i].ordinal == ordinal)
+          return &old.allocs[i];
+      return NULL;
+    }
+    for (size_t i = 0; i < old.nallocs; i++) {
+      size_t h = alloc_key(old.allocs[i].stack_id, old.allocs[i].ordinal) & (cap - 1);
+      while (t[h])
+        h = (h + 1) & (cap - 1);
+      t[h] = (uint32_t)i + 1;
+    }
+    old_alloc_cap = cap;
+    old_alloc_index = t;
+  }
+  for (size_t h = alloc_key(stack_id, ordinal) & (old_alloc_cap - 1); old_alloc_index[h];
+       h = (h + 1) & (old_alloc_cap - 1)) {
+    const struct mcr_startup_alloc *a = &old.allocs[old_alloc_index[h] - 1];
+    if (a->stack_id == stack_id && a->ordinal == ordinal)
+      return a;
+  }
   return NULL;
 }
 

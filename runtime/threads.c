@@ -170,6 +170,8 @@ static void thread_end(void *p)
 /* The thread runs program code inside a read-side section (quiesce.h) from here
  * until it ends, however it ends: the cleanup handler runs on pthread_exit and
  * cancellation too. */
+extern void *__libc_stack_end;
+
 static void *mcr_thread_trampoline(void *p)
 {
   struct slot *s = p;
@@ -180,6 +182,9 @@ static void *mcr_thread_trampoline(void *p)
   s->info.tid = gettid();
   s->info.pthread = (uintptr_t)pthread_self();
   memset(&s->q, 0, sizeof(s->q));
+  /* the program's frames end here: above are glibc's start_thread and the
+   * thread's TLS and descriptor, which an update must not rewrite */
+  s->q.stack_hi = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
   publish(s);
   mcr_quiesce_thread_start(&s->q);
   pthread_cleanup_push(thread_end, &s->q);
@@ -375,6 +380,7 @@ __attribute__((constructor(200))) static void threads_init(void)
   s->info.pthread = (uintptr_t)pthread_self();
   s->info.created_us = now_us();
   memset(&s->q, 0, sizeof(s->q));
+  s->q.stack_hi = (uintptr_t)__libc_stack_end; /* main's frames end at the initial stack */
   publish(s);
   mcr_quiesce_thread_start(&s->q);
 }

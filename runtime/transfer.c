@@ -181,40 +181,122 @@ static uint32_t map_tag(uint32_t tag, void *arg)
   return tag < c->tag_limit && c->tag_map[tag] ? c->tag_map[tag] : MCR_TAG_UNTYPED;
 }
 
+/* One global of the program, planned before the pause: where it is in both
+ * processes, which bytes this process keeps (its own threads' pthread objects
+ * and ids), where pid_t fields are. */
+struct gplan {
+  const char *name;
+  uintptr_t oa, na;
+  size_t size;
+  unsigned char *keep; /* NULL: nothing kept */
+  uint32_t *pids;      /* offsets of pid_t fields */
+  uint32_t npids;
+};
+
+static struct {
+  struct mcr_arena *arena;
+  struct mcr_image_map *image;
+  pid_t old_pid;
+  struct gplan *g;
+  size_t ng, fresh, missing;
+  char err[256];
+  int conflicts; /* sizes that differ: reported at the transfer */
+  char conflict[4][256];
+} plan;
+
+/* The new version's sites by key, built before the pause (mcr_transfer_prepare):
+ * an open-addressing table in runtime-private memory. */
+static struct {
+  struct mcr_arena *arena;
+  size_t cap;
+  const char **key;
+  struct mcr_site **site;
+} sites;
+
+static uint64_t str_hash(const char *s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static int plan_globals(void);
+
+int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
+{
+  size_t nnew = (size_t)(__stop_mcr_sites - __start_mcr_sites);
+  char key[1024];
+
+  if (sites.arena)
+    return 0;
+  plan.old_pid = old_pid;
+  if (!(plan.arena = mcr_arena_create())) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (mcr_image_map_open(&plan.image, old_pid, plan.arena, err, errlen) != 0)
+    return -1;
+  if (plan_globals() != 0) {
+    snprintf(err, errlen, "out of memory planning the globals");
+    return -1;
+  }
+  if (!(sites.arena = mcr_arena_create()))
+    return -1;
+  sites.cap = 64;
+  while (sites.cap < 2 * nnew + 2)
+    sites.cap *= 2;
+  sites.key = mcr_arena_alloc(sites.arena, sites.cap * sizeof(char *), 8);
+  sites.site = mcr_arena_alloc(sites.arena, sites.cap * sizeof(*sites.site), 8);
+  if (!sites.key || !sites.site)
+    return -1;
+  for (size_t i = 0; i < nnew; i++) {
+    if (site_key(&__start_mcr_sites[i], key, sizeof(key)) != 0)
+      continue;
+    size_t h = str_hash(key) & (sites.cap - 1);
+    while (sites.key[h] && strcmp(sites.key[h], key))
+      h = (h + 1) & (sites.cap - 1);
+    if (sites.key[h])
+      continue; /* the same key twice: keep the first */
+    sites.key[h] = mcr_arena_strdup(sites.arena, key);
+    sites.site[h] = &__start_mcr_sites[i];
+  }
+  return 0;
+}
+
+static struct mcr_site *site_by_key(const char *key)
+{
+  if (!sites.cap)
+    return NULL;
+  size_t h = str_hash(key) & (sites.cap - 1);
+  for (; sites.key[h]; h = (h + 1) & (sites.cap - 1))
+    if (!strcmp(sites.key[h], key))
+      return sites.site[h];
+  return NULL;
+}
+
 static int build_tag_map(struct ctx *c, struct mcr_buf *st)
 {
   uint32_t limit = mcr_buf_get_u32(st);
-  size_t nnew = (size_t)(__stop_mcr_sites - __start_mcr_sites);
-  char key[1024];
-  char **keys;
   size_t matched = 0, total = 0;
 
-  if (st->bad || limit > MCR_TAG_MAX + 1)
+  if (st->bad || limit > MCR_TAG_MAX + 1 || !sites.arena)
     return -1;
   c->tag_limit = limit;
   c->tag_map = mcr_arena_alloc(c->arena, (limit + 1) * sizeof(uint32_t), 8);
-  keys = mcr_arena_alloc(c->arena, (nnew + 1) * sizeof(char *), 8);
-  if (!c->tag_map || !keys)
+  if (!c->tag_map)
     return -1;
   memset(c->tag_map, 0, (limit + 1) * sizeof(uint32_t));
-  for (size_t i = 0; i < nnew; i++) {
-    keys[i] = NULL;
-    if (site_key(&__start_mcr_sites[i], key, sizeof(key)) == 0 &&
-        (keys[i] = mcr_arena_alloc(c->arena, strlen(key) + 1, 1)))
-      strcpy(keys[i], key);
-  }
   for (uint32_t id = MCR_TAG_FIRST_SITE; id < limit; id++) {
     const char *k = mcr_buf_get_str(st);
+    struct mcr_site *s;
     if (!*k)
       continue;
     total++;
-    /* linear: a few thousand sites, once per update */
-    for (size_t i = 0; i < nnew; i++)
-      if (keys[i] && !strcmp(keys[i], k)) {
-        c->tag_map[id] = mcr_site_id_of(&__start_mcr_sites[i]);
-        matched++;
-        break;
-      }
+    if ((s = site_by_key(k))) {
+      c->tag_map[id] = mcr_site_id_of(s);
+      matched++;
+    }
   }
   if (total > matched)
     mcr_buf_printf(c->report, "note %zu of %zu allocation sites of the old version have no "
@@ -264,6 +346,9 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
     return -1;
   }
   for (uint32_t i = 0; i < n; i++) {
+    /* the pages first, in one call per range, rather than a fault per page in
+     * the copy (MADV_POPULATE_WRITE, Linux 5.14; ignored where unknown) */
+    madvise((void *)(uintptr_t)r[i].start, r[i].len, 23 /* MADV_POPULATE_WRITE */);
     if (copy_same(c->old_pid, r[i].start, r[i].len) != 0) {
       conflict(c, "reading the old heap at 0x%lx (%lu bytes): %s", (unsigned long)r[i].start,
                (unsigned long)r[i].len, strerror(errno));
@@ -287,8 +372,22 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
   /* words pointing into the old executable and libraries */
   t = mcr_update_now_ns();
   uint64_t before = c->image_words;
-  for (uint32_t i = 0; i < n; i++)
-    translate_words(c, (uintptr_t *)r[i].start, r[i].len / sizeof(uintptr_t), "heap");
+  {
+    enum { CHUNK = 1 << 16 };
+    size_t *idx = mcr_arena_alloc(c->arena, CHUNK * sizeof(size_t), 8);
+    if (!idx)
+      return -1;
+    for (uint32_t i = 0; i < n; i++) {
+      uintptr_t *w = (uintptr_t *)r[i].start;
+      size_t nw = r[i].len / sizeof(uintptr_t);
+      for (size_t off = 0; off < nw; off += CHUNK) {
+        size_t m = nw - off < CHUNK ? nw - off : CHUNK;
+        size_t k = mcr_image_scan(c->image, w + off, m, idx);
+        for (size_t j = 0; j < k; j++)
+          translate_words(c, w + off + idx[j], 1, "heap");
+      }
+    }
+  }
   phase(c, "heap-pointers", t, "%llu pointers into the program image rewritten",
         (unsigned long long)(c->image_words - before));
   return c->conflicts ? -1 : 0;
@@ -309,49 +408,50 @@ static int keep_type_name(const char *n)
   return 0;
 }
 
-/* Marks in keep[] the bytes of type t at off that this process keeps (its own
- * threads' synchronization objects and ids), and fixes pid_t fields holding the
- * old pid. depth bounds the walk. */
-static void walk_type(struct ctx *c, const struct mcr_typetab *tt, uint32_t t, uint64_t off,
-                      unsigned char *keep, unsigned char *val, uint64_t size, int depth)
+
+/* Marks in keep[] the bytes of type t at off that this process keeps, and
+ * collects the offsets of pid_t fields. depth bounds the walk. */
+static void walk_type(const struct mcr_typetab *tt, uint32_t t, uint64_t off, struct gplan *g,
+                      int depth)
 {
   struct mcr_type_rec tr;
-  if (depth > 24 || t == MCR_NO_TYPE || mcr_typetab_type(tt, t, &tr) != 0 || off >= size)
+  if (depth > 24 || t == MCR_NO_TYPE || mcr_typetab_type(tt, t, &tr) != 0 || off >= g->size)
     return;
   const char *name = mcr_typetab_str(tt, tr.name);
   switch (tr.kind) {
   case MCR_TYPE_TYPEDEF:
     if (name && keep_type_name(name)) {
       struct mcr_type_rec u = tr;
-      uint32_t x = tr.target;
-      /* the size comes from what the typedef names */
-      for (int i = 0; i < 8 && u.kind == MCR_TYPE_TYPEDEF && x != MCR_NO_TYPE; i++) {
-        if (mcr_typetab_type(tt, x, &u) != 0)
+      for (int i = 0; i < 8 && u.kind == MCR_TYPE_TYPEDEF && u.target != MCR_NO_TYPE; i++)
+        if (mcr_typetab_type(tt, u.target, &u) != 0)
           break;
-        x = u.target;
-      }
-      uint64_t n = u.size && off + u.size <= size ? u.size : 0;
-      if (n)
-        memset(keep + off, 1, n);
-      return;
-    }
-    if (name && (!strcmp(name, "pid_t") || !strcmp(name, "__pid_t")) && off + 4 <= size) {
-      int32_t v;
-      memcpy(&v, val + off, 4);
-      if (v == (int32_t)c->old_pid) {
-        v = (int32_t)getpid();
-        memcpy(val + off, &v, 4);
+      if (u.size && off + u.size <= g->size) {
+        if (!g->keep && !(g->keep = mcr_arena_alloc(plan.arena, g->size, 1)))
+          return;
+        memset(g->keep + off, 1, u.size);
       }
       return;
     }
-    walk_type(c, tt, tr.target, off, keep, val, size, depth + 1);
+    if (name && (!strcmp(name, "pid_t") || !strcmp(name, "__pid_t")) && off + 4 <= g->size) {
+      if (g->npids % 16 == 0) {
+        uint32_t *n = mcr_arena_alloc(plan.arena, (g->npids + 16) * sizeof(uint32_t), 4);
+        if (!n)
+          return;
+        if (g->npids)
+          memcpy(n, g->pids, g->npids * sizeof(uint32_t));
+        g->pids = n;
+      }
+      g->pids[g->npids++] = (uint32_t)off;
+      return;
+    }
+    walk_type(tt, tr.target, off, g, depth + 1);
     return;
   case MCR_TYPE_STRUCT:
   case MCR_TYPE_UNION:
     for (uint32_t i = 0; i < tr.count; i++) {
       struct mcr_member_rec m;
       if (mcr_typetab_member(tt, tr.first_member + i, &m) == 0 && !m.bit_size)
-        walk_type(c, tt, m.type, off + m.offset_bits / 8, keep, val, size, depth + 1);
+        walk_type(tt, m.type, off + m.offset_bits / 8, g, depth + 1);
     }
     return;
   case MCR_TYPE_ARRAY: {
@@ -359,30 +459,24 @@ static void walk_type(struct ctx *c, const struct mcr_typetab *tt, uint32_t t, u
     if (mcr_typetab_type(tt, tr.target, &e) != 0)
       return;
     /* arrays of scalars and pointers hold nothing to keep: skip the walk */
-    uint32_t x = tr.target;
     for (int i = 0; i < 8 && e.kind == MCR_TYPE_TYPEDEF; i++) {
       const char *en = mcr_typetab_str(tt, e.name);
       if (en && (keep_type_name(en) || !strcmp(en, "pid_t")))
         break;
-      x = e.target;
-      if (mcr_typetab_type(tt, x, &e) != 0)
+      if (mcr_typetab_type(tt, e.target, &e) != 0)
         return;
     }
     if (e.kind != MCR_TYPE_STRUCT && e.kind != MCR_TYPE_UNION && e.kind != MCR_TYPE_ARRAY &&
         e.kind != MCR_TYPE_TYPEDEF)
       return;
-    uint64_t esize = 0;
-    {
-      struct mcr_type_rec u = e;
-      for (int i = 0; i < 8 && u.kind == MCR_TYPE_TYPEDEF; i++)
-        if (mcr_typetab_type(tt, u.target, &u) != 0)
-          return;
-      esize = u.size;
-    }
-    if (!esize)
+    struct mcr_type_rec u = e;
+    for (int i = 0; i < 8 && u.kind == MCR_TYPE_TYPEDEF; i++)
+      if (mcr_typetab_type(tt, u.target, &u) != 0)
+        return;
+    if (!u.size)
       return;
-    for (uint32_t i = 0; i < tr.count && off + (uint64_t)i * esize < size; i++)
-      walk_type(c, tt, tr.target, off + (uint64_t)i * esize, keep, val, size, depth + 1);
+    for (uint32_t i = 0; i < tr.count && off + (uint64_t)i * u.size < g->size; i++)
+      walk_type(tt, tr.target, off + (uint64_t)i * u.size, g, depth + 1);
     return;
   }
   default:
@@ -399,13 +493,12 @@ static int in_exe(const void *p)
   return lm->l_name == NULL || lm->l_name[0] == 0;
 }
 
-static int step_globals(struct ctx *c)
+/* Before the pause: pairs every writable global of the executable's type
+ * tables with the old process's by symbol name. */
+static int plan_globals(void)
 {
   const struct mcr_module *mods;
-  size_t nmods = mcr_types_modules(&mods);
-  uint64_t t = mcr_update_now_ns();
-  size_t copied = 0, fresh = 0;
-  uint64_t bytes = 0;
+  size_t nmods = mcr_types_modules(&mods), cap = 0;
 
   for (size_t m = 0; m < nmods; m++) {
     if (!in_exe(mods[m].start))
@@ -418,61 +511,109 @@ static int step_globals(struct ctx *c)
       struct mcr_typetab tt;
       if (mcr_typetab_open(&tt, blob, blen, NULL) != 0)
         continue;
-      for (uint32_t g = 0; g < mcr_typetab_nglobals(&tt); g++) {
+      for (uint32_t gi = 0; gi < mcr_typetab_nglobals(&tt); gi++) {
         struct mcr_global_rec gr;
         uintptr_t oa, na;
         size_t os, ns;
-        if (mcr_typetab_global(&tt, g, &gr) != 0 || (gr.flags & (MCR_GF_CONST | MCR_GF_TLS)))
+        if (mcr_typetab_global(&tt, gi, &gr) != 0 || (gr.flags & (MCR_GF_CONST | MCR_GF_TLS)))
           continue;
         const char *sym = mcr_typetab_str(&tt, gr.symbol);
         const char *file = mcr_typetab_str(&tt, tt.hdr.module);
         if (!sym || !*sym)
           continue;
-        if (mcr_image_symbol(c->image, 1, sym, file, &na, &ns) != 0)
-          continue; /* optimized away in this build */
-        if (mcr_image_symbol(c->image, 0, sym, file, &oa, &os) != 0) {
-          fresh++;
+        if (mcr_image_symbol(plan.image, 1, sym, file, &na, &ns) != 0) {
+          plan.missing++; /* not in this executable's symbol table */
+          continue;
+        }
+        if (mcr_image_symbol(plan.image, 0, sym, file, &oa, &os) != 0) {
+          plan.fresh++;
           continue; /* a new global: keeps its initial value */
         }
         if (os != ns) {
-          conflict(c, "global %s (%s:%u) changed size from %zu to %zu bytes: changed types "
-                      "need a type transformation (not available yet)",
-                   sym, mcr_typetab_str(&tt, gr.file), gr.line, os, ns);
+          if (plan.conflicts < 4)
+            snprintf(plan.conflict[plan.conflicts], sizeof(plan.conflict[0]),
+                     "global %s (%s:%u) changed size from %zu to %zu bytes: changed types need "
+                     "a type transformation (not available yet)",
+                     sym, mcr_typetab_str(&tt, gr.file), gr.line, os, ns);
+          plan.conflicts++;
           continue;
         }
         if (!ns)
           continue;
-        unsigned char *val = mcr_arena_alloc(c->arena, ns, 16);
-        unsigned char *keep = mcr_arena_alloc(c->arena, ns, 1);
-        if (!val || !keep) {
-          conflict(c, "out of memory copying global %s", sym);
-          return -1;
+        if (plan.ng == cap) {
+          size_t nc = cap ? 2 * cap : 256;
+          struct gplan *n = mcr_arena_alloc(plan.arena, nc * sizeof(*n), 8);
+          if (!n)
+            return -1;
+          if (cap)
+            memcpy(n, plan.g, cap * sizeof(*n));
+          plan.g = n;
+          cap = nc;
         }
-        if (read_old(c->old_pid, oa, val, ns) != 0) {
-          conflict(c, "reading global %s of the old version: %s", sym, strerror(errno));
-          continue;
-        }
-        memset(keep, 0, ns);
-        walk_type(c, &tt, gr.type, 0, keep, val, ns, 0);
-        /* pointers into the old image: word by word, kept bytes excluded */
-        for (size_t off = 0; off + sizeof(uintptr_t) <= ns; off += sizeof(uintptr_t)) {
-          int kept = 0;
-          for (size_t k = 0; k < sizeof(uintptr_t); k++)
-            kept |= keep[off + k];
-          if (!kept && (na + off) % sizeof(uintptr_t) == 0)
-            translate_words(c, (uintptr_t *)(val + off), 1, sym);
-        }
-        unsigned char *dst = (unsigned char *)na;
-        for (size_t i = 0; i < ns; i++)
-          if (!keep[i])
-            dst[i] = val[i];
-        copied++;
-        bytes += ns;
+        struct gplan *g = &plan.g[plan.ng++];
+        memset(g, 0, sizeof(*g));
+        g->name = mcr_arena_strdup(plan.arena, sym);
+        g->oa = oa;
+        g->na = na;
+        g->size = ns;
+        walk_type(&tt, gr.type, 0, g, 0);
       }
     }
   }
+  return 0;
+}
+
+/* In the pause: copies the planned globals. */
+static int step_globals(struct ctx *c)
+{
+  uint64_t t = mcr_update_now_ns(), bytes = 0;
+  size_t maxsize = 0;
+  unsigned char *val;
+
+  for (int i = 0; i < plan.conflicts && i < 4; i++)
+    conflict(c, "%s", plan.conflict[i]);
+  if (plan.conflicts)
+    return -1;
+  for (size_t i = 0; i < plan.ng; i++)
+    if (plan.g[i].size > maxsize)
+      maxsize = plan.g[i].size;
+  if (!(val = mcr_arena_alloc(c->arena, maxsize + 16, 16)))
+    return -1;
+  for (size_t i = 0; i < plan.ng; i++) {
+    struct gplan *g = &plan.g[i];
+    if (read_old(c->old_pid, g->oa, val, g->size) != 0) {
+      conflict(c, "reading global %s of the old version: %s", g->name, strerror(errno));
+      continue;
+    }
+    for (uint32_t k = 0; k < g->npids; k++) {
+      int32_t v;
+      memcpy(&v, val + g->pids[k], 4);
+      if (v == (int32_t)c->old_pid) {
+        v = (int32_t)getpid();
+        memcpy(val + g->pids[k], &v, 4);
+      }
+    }
+    /* pointers into the old image, word by word, kept bytes excluded */
+    for (size_t off = (sizeof(uintptr_t) - g->na % sizeof(uintptr_t)) % sizeof(uintptr_t);
+         off + sizeof(uintptr_t) <= g->size; off += sizeof(uintptr_t)) {
+      int kept = 0;
+      for (size_t k = 0; g->keep && k < sizeof(uintptr_t); k++)
+        kept |= g->keep[off + k];
+      if (!kept)
+        translate_words(c, (uintptr_t *)(val + off), 1, g->name);
+    }
+    unsigned char *dst = (unsigned char *)g->na;
+    if (!g->keep) {
+      memcpy(dst, val, g->size);
+    } else {
+      for (size_t k = 0; k < g->size; k++)
+        if (!g->keep[k])
+          dst[k] = val[k];
+    }
+    bytes += g->size;
+  }
   phase(c, "globals", t, "%zu globals (%.1f kB) copied, %zu new ones keep their initial value",
-        copied, bytes / 1e3, fresh);
+        plan.ng, bytes / 1e3, plan.fresh);
   return c->conflicts ? -1 : 0;
 }
 
@@ -658,7 +799,6 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
 {
   struct ctx c = {0};
   struct mcr_heap_state hs;
-  char err[256];
   int rc = -1;
 
   c.report = report;
@@ -676,12 +816,11 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     conflict(&c, "out of memory");
     return -1;
   }
-  uint64_t t = mcr_update_now_ns();
-  if (mcr_image_map_open(&c.image, c.old_pid, c.arena, err, sizeof(err)) != 0) {
-    conflict(&c, "%s", err);
+  if (!plan.image || plan.old_pid != c.old_pid) {
+    conflict(&c, "the transfer was not prepared for process %d", (int)c.old_pid);
     goto out;
   }
-  phase(&c, "image-map", t, "%s", "old and new executable and libraries paired");
+  c.image = plan.image;
   mcr_update_fault("heap");
   if (step_heap(&c, st, &hs) != 0)
     goto out;
@@ -696,8 +835,6 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   rc = 0;
 out:
-  if (c.image)
-    mcr_image_map_close(c.image);
   mcr_arena_destroy(c.arena);
   return rc;
 }

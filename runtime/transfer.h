@@ -31,6 +31,10 @@
 int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fds, size_t nfds,
                           char *err, size_t errlen);
 
+/* New side, before the pause: pairs the two processes' executables and
+ * libraries, plans the globals, indexes this version's allocation sites. */
+int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen);
+
 /* New side, every program thread parked: takes the state over. Appends "phase",
  * "note" and "conflict" lines (update.h) to report. Returns 0, or -1 when the
  * update must roll back (the conflict lines say why). */

@@ -36,6 +36,7 @@ int mcr_update_parking;
 #define WAIT_STATE_MS 600000u
 
 static int chan = -1;
+static pid_t old_pid;
 static char fault_spec[128];
 static int inherited[8192];
 static size_t ninherited;
@@ -116,6 +117,7 @@ __attribute__((constructor(203))) static void update_new_init(void)
     return;
   if (env_int(MCR_ENV_UPDATE_LOG, &logfd) != 0 || env_int(MCR_ENV_UPDATE_OLD, &old) != 0)
     fail_exit("the new version was started without its startup log");
+  old_pid = (pid_t)old;
   if ((f = getenv(MCR_ENV_UPDATE_FAULT)))
     snprintf(fault_spec, sizeof(fault_spec), "%s", f);
   unsetenv(MCR_ENV_UPDATE_FD);
@@ -196,6 +198,14 @@ static void *agent(void *arg)
     mcr_startup_stats(&s);
     mcr_buf_printf(&rep, "note startup replay: %u calls replayed, %u run for real, %u startup "
                          "objects\n", s.replayed, s.run, s.allocs);
+  }
+  {
+    char err[300];
+    uint64_t t0 = mcr_update_now_ns();
+    if (mcr_transfer_prepare(old_pid, err, sizeof(err)) != 0)
+      fail_exit(err);
+    mcr_buf_printf(&rep, "note transfer prepared in %.1f ms (image map, globals, sites)\n",
+                   (mcr_update_now_ns() - t0) / 1e6);
   }
   mcr_update_fault("ready");
   if (mcr_chan_send(chan, MCR_U_READY, &rep) != 0)
