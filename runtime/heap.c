@@ -1782,6 +1782,15 @@ int mcr_heap_update_ready(char *why, size_t len)
   return -1;
 }
 
+int mcr_heap_reservation(uintptr_t *base, size_t *size)
+{
+  if (ensure_init() != 0)
+    return -1;
+  *base = reserve_base;
+  *size = reserve_size;
+  return 0;
+}
+
 int mcr_heap_export(struct mcr_heap_state *st)
 {
   memset(st, 0, sizeof(*st));

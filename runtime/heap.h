@@ -134,6 +134,9 @@ struct mcr_heap_state {
 };
 #define MCR_HEAP_STATE_MAGIC 0x6d63726865617031ULL /* "mcrheap1" */
 
+/* The heap's reservation (both lanes, metadata included). */
+int mcr_heap_reservation(uintptr_t *base, size_t *size);
+
 /* Snapshot of this process's heap for a successor. Call with every other
  * thread quiesced and their caches flushed; the heap must then stay unchanged
  * until the successor has copied mcr_heap_ranges. Returns 0, or -1 if the
