@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "dirty.h"
 #include "heap.h"
 #include "image.h"
 #include "quiesce.h"
@@ -59,8 +60,47 @@ static int site_key(const struct mcr_site *s, char *buf, size_t len)
 
 /* ---- old side ---- */
 
+int mcr_transfer_precopy_ranges(struct mcr_buf *out, struct mcr_dirty **dirty, char *note,
+                                size_t notelen)
+{
+  struct mcr_heap_state st;
+  struct mcr_heap_range *r = NULL;
+  size_t max = 1024, n = 0;
+
+  *dirty = NULL;
+  note[0] = 0;
+  /* a snapshot while the program runs: only a hint of what to copy early.
+   * pid 0: the ranges must not come from the page map, which changes meanwhile */
+  if (mcr_heap_export(&st) != 0)
+    goto none;
+  st.pid = 0;
+  for (;;) {
+    r = mmap(NULL, max * sizeof(*r), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) {
+      r = NULL;
+      goto none;
+    }
+    n = mcr_heap_ranges(&st, r, max);
+    if (n <= max)
+      break;
+    munmap(r, max * sizeof(*r));
+    max = n + 64;
+  }
+  if (!(*dirty = mcr_dirty_start(r, n, note, notelen)))
+    goto none;
+  mcr_buf_u32(out, (uint32_t)n);
+  mcr_buf_put(out, r, n * sizeof(*r));
+  munmap(r, max * sizeof(*r));
+  return out->bad ? -1 : 0;
+none:
+  if (r)
+    munmap(r, max * sizeof(*r));
+  mcr_buf_u32(out, 0);
+  return out->bad ? -1 : 0;
+}
+
 int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fds, size_t nfds,
-                          char *err, size_t errlen)
+                          struct mcr_dirty *dirty, char *err, size_t errlen)
 {
   struct mcr_heap_state st;
   char key[1024];
@@ -93,6 +133,15 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
     mcr_buf_u32(out, (uint32_t)n);
     mcr_buf_put(out, r, n * sizeof(*r));
     munmap(r, max * sizeof(*r));
+  }
+  /* the pages written since the pre-copy (0xffffffff: unknown, copy all) */
+  {
+    uint64_t pages;
+    size_t at = out->len;
+    if (!dirty || mcr_dirty_collect(dirty, out, &pages) != 0) {
+      out->len = at;
+      mcr_buf_u32(out, 0xffffffffu);
+    }
   }
   uint32_t limit = mcr_site_id_limit();
   mcr_buf_u32(out, limit);
@@ -199,6 +248,10 @@ static struct {
   char err[256];
   int conflicts; /* sizes that differ: reported at the transfer */
   char conflict[4][256];
+  struct mcr_heap_range *pre; /* copied before the pause (sorted) */
+  uint32_t npre;
+  uint64_t pre_failed;        /* pointers the pre-copy could not translate */
+  char pre_why[300];
 } plan;
 
 /* The new version's sites by key, built before the pause (mcr_transfer_prepare):
@@ -392,6 +445,122 @@ static void *scanner(void *p)
   return NULL;
 }
 
+int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report)
+{
+  uint64_t t = mcr_update_now_ns(), bytes = 0;
+  uint32_t n = mcr_buf_get_u32(msg);
+  enum { WORDS = SCAN_CHUNK / sizeof(uintptr_t) };
+  size_t *idx;
+
+  if (msg->bad || n > (1u << 24) || !plan.arena)
+    return -1;
+  plan.pre = mcr_arena_alloc(plan.arena, ((size_t)n + 1) * sizeof(*plan.pre), 8);
+  idx = mcr_arena_alloc(plan.arena, WORDS * sizeof(size_t), 8);
+  if (!plan.pre || !idx || mcr_buf_get(msg, plan.pre, (size_t)n * sizeof(*plan.pre)) != 0)
+    return -1;
+  for (uint32_t i = 0; i < n; i++) {
+    uintptr_t lo = plan.pre[i].start & ~(uintptr_t)4095;
+    uintptr_t hi = (plan.pre[i].start + plan.pre[i].len + 4095) & ~(uintptr_t)4095;
+    /* the pages are the old heap's: read-write here too (prefault_old_heap
+     * did most); a failure leaves the range to the pause */
+    if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0 ||
+        copy_same(plan.old_pid, plan.pre[i].start, plan.pre[i].len) != 0) {
+      plan.pre[i].len = 0;
+      continue;
+    }
+    bytes += plan.pre[i].len;
+    uintptr_t *w = (uintptr_t *)(uintptr_t)plan.pre[i].start;
+    size_t nw = plan.pre[i].len / sizeof(uintptr_t);
+    for (size_t off = 0; off < nw; off += WORDS) {
+      size_t m = nw - off < WORDS ? nw - off : WORDS;
+      size_t k = mcr_image_scan(plan.image, w + off, m, idx);
+      for (size_t j = 0; j < k; j++) {
+        uintptr_t nv;
+        char why[256];
+        if (mcr_image_translate(plan.image, w[off + idx[j]], &nv, why, sizeof(why)) == 0) {
+          w[off + idx[j]] = nv;
+        } else if (plan.pre_failed++ == 0) {
+          snprintf(plan.pre_why, sizeof(plan.pre_why), "heap 0x%lx holds 0x%lx: %s",
+                   (unsigned long)(uintptr_t)(w + off + idx[j]), (unsigned long)w[off + idx[j]],
+                   why);
+        }
+      }
+    }
+  }
+  plan.npre = n;
+  mcr_buf_printf(report, "phase precopy %llu %.1f MB copied before the pause (pages written "
+                         "meanwhile are copied again in it)\n",
+                 (unsigned long long)(mcr_update_now_ns() - t), bytes / 1e6);
+  return 0;
+}
+
+/* Appends [lo, hi) to the copy list. */
+static int add_piece(struct ctx *c, struct mcr_heap_range **v, size_t *n, size_t *cap, uint64_t lo,
+                     uint64_t hi)
+{
+  if (hi <= lo)
+    return 0;
+  if (*n && (*v)[*n - 1].start + (*v)[*n - 1].len == lo) {
+    (*v)[*n - 1].len += hi - lo;
+    return 0;
+  }
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 1024;
+    struct mcr_heap_range *nv = mcr_arena_alloc(c->arena, nc * sizeof(*nv), 8);
+    if (!nv)
+      return -1;
+    if (*n)
+      memcpy(nv, *v, *n * sizeof(*nv));
+    *v = nv;
+    *cap = nc;
+  }
+  (*v)[(*n)++] = (struct mcr_heap_range){lo, hi - lo};
+  return 0;
+}
+
+/* What the pause must copy of the final ranges r: everything not pre-copied,
+ * and of what was, the pages written since (d: sorted page regions). */
+static struct mcr_heap_range *copy_list(struct ctx *c, const struct mcr_heap_range *r, uint32_t n,
+                                        const uint64_t *d, uint32_t nd, int all, size_t *out_n)
+{
+  struct mcr_heap_range *v = NULL;
+  size_t nv = 0, cap = 0, pi = 0, di = 0;
+
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t a = r[i].start, b = r[i].start + r[i].len, x = a;
+    if (all || !plan.npre) {
+      if (add_piece(c, &v, &nv, &cap, a, b) != 0)
+        return NULL;
+      continue;
+    }
+    while (pi < plan.npre && plan.pre[pi].start + plan.pre[pi].len <= a)
+      pi++;
+    for (size_t p = pi; p < plan.npre && plan.pre[p].start < b; p++) {
+      uint64_t plo = plan.pre[p].start, phi = plan.pre[p].start + plan.pre[p].len;
+      if (!plan.pre[p].len)
+        continue; /* the pre-copy failed there */
+      if (plo > x && add_piece(c, &v, &nv, &cap, x, plo < b ? plo : b) != 0)
+        return NULL;
+      uint64_t lo = plo > a ? plo : a, hi = phi < b ? phi : b;
+      while (di < nd && d[2 * di + 1] <= lo)
+        di++;
+      for (size_t k = di; k < nd && d[2 * k] < hi; k++) {
+        uint64_t s = d[2 * k] > lo ? d[2 * k] : lo, e = d[2 * k + 1] < hi ? d[2 * k + 1] : hi;
+        if (add_piece(c, &v, &nv, &cap, s, e) != 0)
+          return NULL;
+      }
+      if (hi > x)
+        x = hi;
+    }
+    if (add_piece(c, &v, &nv, &cap, x, b) != 0)
+      return NULL;
+  }
+  *out_n = nv;
+  if (!v)
+    v = mcr_arena_alloc(c->arena, sizeof(*v), 8);
+  return v;
+}
+
 static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_state *hs)
 {
   struct mcr_heap_range *r;
@@ -404,6 +573,40 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
       mcr_buf_get(st, r, (size_t)n * sizeof(*r)) != 0) {
     conflict(c, "the old heap's ranges could not be read");
     return -1;
+  }
+  {
+    uint32_t nd = mcr_buf_get_u32(st);
+    int all = nd == 0xffffffffu;
+    uint64_t *d = NULL;
+    size_t np = 0;
+    if (!all) {
+      if (st->bad || nd > (1u << 26) ||
+          !(d = mcr_arena_alloc(c->arena, ((size_t)nd + 1) * 2 * sizeof(uint64_t), 8)) ||
+          mcr_buf_get(st, d, (size_t)nd * 2 * sizeof(uint64_t)) != 0) {
+        conflict(c, "the old heap's written pages could not be read");
+        return -1;
+      }
+    }
+    if (plan.pre_failed) {
+      conflict(c, "%llu pointers into the old program have no counterpart in the new one; "
+                  "the first: %s", (unsigned long long)plan.pre_failed, plan.pre_why);
+      return -1;
+    }
+    struct mcr_heap_range *pieces = copy_list(c, r, n, d, nd, all, &np);
+    if (!pieces) {
+      conflict(c, "out of memory listing what to copy");
+      return -1;
+    }
+    uint64_t total = 0, again = 0;
+    for (uint32_t i = 0; i < n; i++)
+      total += r[i].len;
+    for (size_t i = 0; i < np; i++)
+      again += pieces[i].len;
+    mcr_buf_printf(c->report, "note the pause copies %.1f of the heap's %.1f MB (%s)\n",
+                   again / 1e6, total / 1e6,
+                   all ? "no pre-copy" : "written since the pre-copy, or not pre-copied");
+    r = pieces;
+    n = (uint32_t)np;
   }
   if (mcr_heap_update_ready(why, sizeof(why)) != 0) {
     conflict(c, "%s", why);
@@ -878,10 +1081,13 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
         close(got);
       }
       if (have) {
+        int inh = 0;
+        for (size_t k = 0; k < ninherited && !inh; k++)
+          inh = inherited[k] == fd;
         replaced++;
-        if (replaced <= 5)
-          mcr_buf_printf(c->report, "note descriptor %d of the new version's own startup was "
-                                    "replaced by the old process's descriptor %d\n", fd, fd);
+        if (replaced <= 5 && !inh)
+          mcr_buf_printf(c->report, "note descriptor %d, opened by the new version's startup, "
+                                    "was replaced by the old process's descriptor %d\n", fd, fd);
       } else {
         pulled++;
       }
@@ -905,8 +1111,8 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
     }
   }
   close(pidfd);
-  phase(c, "fds", t, "%u descriptors: %zu inherited, %zu opened since the spawn, %zu replaced, "
-                     "%zu closed since", n, same, pulled, replaced, closed);
+  phase(c, "fds", t, "%u descriptors: %zu inherited, %zu opened or reopened since the spawn, "
+                     "%zu closed since", n, same, pulled + replaced, closed);
   return c->conflicts ? -1 : 0;
 }
 

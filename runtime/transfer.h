@@ -26,10 +26,24 @@
 
 #include "update.h"
 
+struct mcr_dirty;
+
+/* Old side, still serving: appends to out the heap ranges as they are now, for
+ * the new version to copy before the pause, and starts tracking which pages
+ * are written from then on (*dirty; NULL if the kernel cannot: then the pause
+ * copies everything). */
+int mcr_transfer_precopy_ranges(struct mcr_buf *out, struct mcr_dirty **dirty, char *note,
+                                size_t notelen);
+
 /* Old side, quiesced: appends the description to out. fds: the program's
- * descriptors (not the runtime's). */
+ * descriptors (not the runtime's); dirty: the tracker of the pre-copy. */
 int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fds, size_t nfds,
-                          char *err, size_t errlen);
+                          struct mcr_dirty *dirty, char *err, size_t errlen);
+
+/* New side, before the pause: copies the ranges of a pre-copy message to the
+ * same addresses and rewrites their pointers into the old program image.
+ * Appends a "phase" line to report. */
+int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report);
 
 /* New side, before the pause: pairs the two processes' executables and
  * libraries, plans the globals, indexes this version's allocation sites. */

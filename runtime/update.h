@@ -6,8 +6,11 @@
  *   old                                   new
  *   spawn (fds, argv, env, cwd) ------->  replay startup, park every thread
  *                               <-------  READY (or FAIL: conflicts)
+ *   PRECOPY (heap ranges; writes ------>  copy them, rewrite image pointers
+ *   to them tracked from now)   <-------  PRECOPIED
  *   quiesce
- *   STATE (heap, sites, fds)    ------->  copy heap, globals, pointers, stacks, fds
+ *   STATE (heap, written pages, ------->  copy what changed, globals, pointers,
+ *   sites, fds)                           stacks, fds
  *                               <-------  DONE (or FAIL)
  *   COMMIT                      ------->  resume
  *                               <-------  RESUMED
@@ -42,6 +45,8 @@ enum mcr_umsg {
   MCR_U_DONE = 4,    /* new -> old: text lines */
   MCR_U_COMMIT = 5,  /* old -> new: empty */
   MCR_U_RESUMED = 6, /* new -> old: text lines */
+  MCR_U_PRECOPY = 7, /* old -> new: heap ranges to copy before the pause */
+  MCR_U_PRECOPIED = 8, /* new -> old: text lines */
 };
 
 /* A growable byte buffer in runtime-private memory (mmap), for messages. */

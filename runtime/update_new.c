@@ -212,6 +212,17 @@ static void *agent(void *arg)
     _exit(1);
   mcr_buf_free(&rep);
 
+  /* the heap, ahead of the pause */
+  if (mcr_chan_recv(chan, -1, WAIT_STATE_MS, &type, &msg) != 0 || type != MCR_U_PRECOPY)
+    _exit(1); /* rolled back, or the old process died */
+  mcr_update_fault("precopy");
+  if (mcr_transfer_precopy(&msg, &rep) != 0)
+    fail_exit("the pre-copy message is malformed");
+  mcr_buf_free(&msg);
+  if (mcr_chan_send(chan, MCR_U_PRECOPIED, &rep) != 0)
+    _exit(1);
+  mcr_buf_free(&rep);
+
   /* the old process is quiesced: take over its state */
   if (mcr_chan_recv(chan, -1, WAIT_STATE_MS, &type, &msg) != 0 || type != MCR_U_STATE)
     _exit(1); /* rolled back, or the old process died */

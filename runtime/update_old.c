@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "dirty.h"
 #include "heap.h"
 #include "quiesce.h"
 #include "startup.h"
@@ -365,6 +366,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   pid_t pid = -1;
   struct mcr_buf msg = {0}, state = {0};
   struct mcr_qresult qres;
+  struct mcr_dirty *dirty = NULL;
   char err[256];
   uint64_t t0 = mcr_update_now_ns(), t, t_quiesce = 0;
 
@@ -428,6 +430,36 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   mcr_buf_free(&msg);
   add_phase(r, "startup", mcr_update_now_ns() - t, "new version started, startup replayed, threads parked");
 
+  /* 2b. the heap copied ahead of the pause, writes to it tracked meanwhile */
+  t = mcr_update_now_ns();
+  {
+    struct mcr_buf pre = {0};
+    char note[256];
+    if (mcr_transfer_precopy_ranges(&pre, &dirty, note, sizeof(note)) != 0 ||
+        mcr_chan_send(sv[0], MCR_U_PRECOPY, &pre) != 0) {
+      mcr_buf_free(&pre);
+      exit_status(pid, r);
+      reason(r, "sending the pre-copy ranges: %s", recv_error(errno));
+      goto rollback;
+    }
+    mcr_buf_free(&pre);
+    if (!dirty && note[0])
+      add_line(r->notes, &r->nnotes, note);
+  }
+  if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
+    int e = errno;
+    exit_status(pid, r);
+    reason(r, "waiting for the pre-copy: %s", recv_error(e));
+    goto rollback;
+  }
+  take_lines(r, &msg);
+  mcr_buf_free(&msg);
+  if (type != MCR_U_PRECOPIED) {
+    if (!r->nreasons)
+      reason(r, "the new version failed the pre-copy");
+    goto rollback;
+  }
+
   /* 3. quiesce this process */
   t = t_quiesce = mcr_update_now_ns();
   if (mcr_quiesce_begin(timeout_ms, &qres) != 0) {
@@ -453,7 +485,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
       goto rollback;
     }
     __atomic_store_n(&mcr_update_heap_frozen, 1, __ATOMIC_SEQ_CST);
-    if (mcr_transfer_describe(&state, t_quiesce, fds, nfds, err, sizeof(err)) != 0) {
+    if (mcr_transfer_describe(&state, t_quiesce, fds, nfds, dirty, err, sizeof(err)) != 0) {
       reason(r, "%s", err);
       goto rollback;
     }
@@ -500,6 +532,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   mcr_buf_free(&msg);
   add_phase(r, "commit", mcr_update_now_ns() - t, "");
   r->committed = 1;
+  mcr_dirty_stop(dirty);
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
   mcr_buf_free(&state);
   close(sv[0]);
@@ -510,6 +543,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
 
 rollback:
   kill_new(pid, pidfd);
+  mcr_dirty_stop(dirty); /* the heap's pages writable as before */
   __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
   if (quiesced) {
     mcr_quiesce_end();
