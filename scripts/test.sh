@@ -2,11 +2,11 @@
 # Runs mcr's tests on a fresh machine: installs what is missing from Debian's
 # packages, builds, and runs ctest.
 #
-#   scripts/test.sh              all tests: pass, unit, cli, e2e, quiesce, then real servers
-#                                (real, then real-quiesce)
+#   scripts/test.sh              all tests: pass, unit, cli, e2e, quiesce, startup, image,
+#                                update, then real servers (real, real-quiesce, real-update)
 #   scripts/test.sh --fast       all but the real-server labels (a few minutes)
-#   scripts/test.sh -L LABEL     only that ctest label (pass, unit, cli, e2e, quiesce, real,
-#                                real-quiesce)
+#   scripts/test.sh -L LABEL     only that ctest label (pass, unit, cli, e2e, quiesce,
+#                                startup, image, update, real, real-quiesce, real-update)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${MCR_BUILD:-$top/build}
@@ -33,14 +33,14 @@ cd "$build"
 if [ ${#labels[@]} -gt 0 ]; then
   for l in "${labels[@]}"; do ctest --output-on-failure -L "^$l\$"; done
 elif [ $fast -eq 1 ]; then
-  ctest --output-on-failure -LE '^real(-quiesce)?$'
+  ctest --output-on-failure -LE '^real(-quiesce|-update)?$'
 else
   # Fast labels first, so a failure there shows before the long real-server runs;
-  # then the real servers' suites, then their quiescence (both run even if the
-  # first fails; ctest prints each test's time).
-  ctest --output-on-failure -LE '^real(-quiesce)?$'
+  # then the real servers' suites, their quiescence, their live update (each runs
+  # even if an earlier one fails; ctest prints each test's time).
+  ctest --output-on-failure -LE '^real(-quiesce|-update)?$'
   rc=0
-  for l in real real-quiesce; do
+  for l in real real-quiesce real-update; do
     s=$(date +%s)
     ctest --output-on-failure -L "^$l\$" || rc=1
     echo "test.sh: label $l took $(( $(date +%s) - s )) s"
