@@ -35,6 +35,7 @@
 
 #include "profile.h"
 #include "quiesce.h"
+#include "stackid.h"
 #include "startup.h"
 #include "update.h"
 
@@ -144,15 +145,55 @@ __attribute__((noinline, cold)) static void first_point(void)
     mcr_startup_end();
 }
 
-static inline const struct mcr_qp *at_point(enum mcr_blockfn f)
+/* Is the stack above ra (outermost first: "main > a > b") the point's
+ * configured stack, give or take frames inlined in this build? The marker
+ * only matches the innermost call: in the new version of an update, redis'
+ * epoll_wait inside processEventsWhileBlocked during an RDB load at startup is
+ * marked too, and parking there would resume the load on the old state. */
+__attribute__((noinline, cold)) static int stack_matches(const struct mcr_qp *qp, uintptr_t ra)
+{
+  char got[2048];
+  const char *want = qp->stack, *p = got;
+  if (!want || mcr_stack_describe_at(ra, got, sizeof(got)) <= 0 || !strncmp(got, "... > ", 6))
+    return 1; /* cannot tell: as before */
+  while (*p) {
+    const char *end = strstr(p, " > ");
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    /* the next name of got must come later in want, as a whole name */
+    char name[256];
+    const char *w = want;
+    if (n >= sizeof(name))
+      return 1;
+    memcpy(name, p, n);
+    name[n] = 0;
+    for (;;) {
+      const char *hit = strstr(w, name);
+      if (!hit)
+        return 0;
+      if ((hit == qp->stack || (hit - qp->stack >= 3 && !strncmp(hit - 3, " > ", 3))) &&
+          (!strncmp(hit + n, " > ", 3) || hit[n] == 0)) {
+        want = hit + n;
+        break;
+      }
+      w = hit + 1;
+    }
+    p = end ? end + 3 : p + n;
+  }
+  return 1;
+}
+
+static inline const struct mcr_qp *at_point_ra(enum mcr_blockfn f, uintptr_t ra)
 {
   const struct mcr_qp *qp = mcr_qp_current;
   if (!qp || qp->blockfn != f || !mcr_qself)
     return NULL;
   if (LIKELY_NOT(mcr_startup_on))
     first_point();
+  if (LIKELY_NOT(mcr_update_parking) && !stack_matches(qp, ra))
+    return NULL;
   return qp;
 }
+#define at_point(f) at_point_ra((f), (uintptr_t)__builtin_return_address(0))
 
 /* An fd or signal wait at a quiescent point. */
 struct wait {

@@ -44,6 +44,16 @@ struct mcr_dirty {
   struct { uint64_t lo, hi; } r[]; /* page-aligned, merged */
 };
 
+/* Runtime descriptors live high, out of the program's range (update.h). */
+static int high(int fd)
+{
+  int h = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, MCR_UPDATE_FD_BASE);
+  if (h < 0)
+    return fd;
+  close(fd);
+  return h;
+}
+
 static void *rt_alloc(size_t n)
 {
   void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -78,7 +88,7 @@ struct mcr_dirty *mcr_dirty_start(const struct mcr_heap_range *r, size_t n, char
       d->n++;
     }
   }
-  d->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  d->uffd = high((int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (d->uffd < 0) {
     snprintf(err, errlen, "userfaultfd: %s", strerror(errno));
     goto fail;
@@ -88,7 +98,7 @@ struct mcr_dirty *mcr_dirty_start(const struct mcr_heap_range *r, size_t n, char
              strerror(errno));
     goto fail;
   }
-  d->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  d->pagemap = high(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   if (d->pagemap < 0) {
     snprintf(err, errlen, "/proc/self/pagemap: %s", strerror(errno));
     goto fail;
@@ -151,6 +161,11 @@ int mcr_dirty_collect(struct mcr_dirty *d, struct mcr_buf *out, uint64_t *pages)
 out:
   munmap(vec, VEC * sizeof(*vec));
   return rc;
+}
+
+int mcr_dirty_owns(const struct mcr_dirty *d, int fd)
+{
+  return d && fd >= 0 && (fd == d->uffd || fd == d->pagemap);
 }
 
 void mcr_dirty_stop(struct mcr_dirty *d)

@@ -30,6 +30,9 @@ struct mcr_dirty *mcr_dirty_start(const struct mcr_heap_range *r, size_t n, char
  * Returns 0, or -1 (then the caller must treat everything as written). */
 int mcr_dirty_collect(struct mcr_dirty *d, struct mcr_buf *out, uint64_t *pages);
 
+/* Is fd one of the tracker's own descriptors (never handed to the new version)? */
+int mcr_dirty_owns(const struct mcr_dirty *d, int fd);
+
 /* Stops tracking (the protection goes with the userfaultfd) and frees d. */
 void mcr_dirty_stop(struct mcr_dirty *d);
 

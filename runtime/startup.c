@@ -1627,7 +1627,11 @@ void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra)
     }
     if (nallocs == MAX_ALLOCS || ntomb > ALLOC_SLOTS / 4)
       compact();
-    if (nallocs == MAX_ALLOCS) {
+    if (nallocs == MAX_ALLOCS || nlive >= ALLOC_SLOTS / 2) {
+      /* a startup that loads data (redis reading its RDB file) allocates far
+       * more than long-lived startup objects: stop recording rather than let
+       * the open-addressing index fill up (every probe then walks it all) */
+      __atomic_and_fetch(&mcr_startup_on, ~ON_ALLOCS, __ATOMIC_RELAXED);
       allocs_dropped++;
       goto out;
     }

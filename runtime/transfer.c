@@ -1085,9 +1085,15 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
         for (size_t k = 0; k < ninherited && !inh; k++)
           inh = inherited[k] == fd;
         replaced++;
-        if (replaced <= 5 && !inh)
+        if (replaced <= 5 && !inh) {
+          char link[64], what[128] = "?";
+          snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)c->old_pid, fd);
+          ssize_t l = readlink(link, what, sizeof(what) - 1);
+          what[l > 0 ? l : 1] = 0;
           mcr_buf_printf(c->report, "note descriptor %d, opened by the new version's startup, "
-                                    "was replaced by the old process's descriptor %d\n", fd, fd);
+                                    "was replaced by the old process's descriptor %d (%s)\n",
+                         fd, fd, what);
+        }
       } else {
         pulled++;
       }

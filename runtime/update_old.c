@@ -172,12 +172,14 @@ static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
 }
 
 /* Is fd one the runtime opened for itself (never inherited, never listed)? */
+static struct mcr_dirty *own_dirty; /* the pre-copy's tracker, while it runs */
+
 static int own_fd(int fd, const int *own, size_t nown)
 {
   for (size_t i = 0; i < nown; i++)
     if (own[i] == fd)
       return 1;
-  return mcr_control_fd_is_own(fd);
+  return mcr_control_fd_is_own(fd) || mcr_dirty_owns(own_dirty, fd);
 }
 
 /* The program's open descriptors (ascending). */
@@ -443,6 +445,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
       goto rollback;
     }
     mcr_buf_free(&pre);
+    own_dirty = dirty;
     if (!dirty && note[0])
       add_line(r->notes, &r->nnotes, note);
   }
@@ -532,6 +535,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   mcr_buf_free(&msg);
   add_phase(r, "commit", mcr_update_now_ns() - t, "");
   r->committed = 1;
+  own_dirty = NULL;
   mcr_dirty_stop(dirty);
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
   mcr_buf_free(&state);
@@ -543,6 +547,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
 
 rollback:
   kill_new(pid, pidfd);
+  own_dirty = NULL;
   mcr_dirty_stop(dirty); /* the heap's pages writable as before */
   __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
   if (quiesced) {

@@ -13,6 +13,13 @@
 #   badinput   NEW missing / not executable / not ELF / not built by mcr-clang /
 #              another program; an update while another runs: refused, exit 2 (1
 #              for the busy case), the process untouched
+#   pool       the thread-pool server tests/servers/poolkv.c (an epoll thread, 4
+#              workers on a heap mutex + condition variable, a maintenance thread
+#              in pthread_cond_timedwait, per-worker heap structs kept in locals):
+#              v1 -> v2 with 2000 keys, a half-sent line and a checking load
+#              client: committed, no failed request, keys, line, VERSION, TICKS
+#              still counting, WORKERS carried over; a rollback (stacks:crash)
+#              leaves v2 serving; then v2 -> v1 commits
 #
 #   run.sh BUILD_DIR TEST
 # On failure the work directory is kept and its path printed.
@@ -67,11 +74,13 @@ build_versions() {
   ok "kvstore versions 1 and 2 built with their quiescent points"
 }
 
-# start BINARY: the server on a fresh port; sets $port and $pid
+# start BINARY [ARGS]: the server on a fresh port; sets $port and $pid
 start() {
+  local bin=$1
+  shift
   port=$(free_port)
   rm -f "$work/pidfile"
-  "$1" -p "$port" -f "$work/pidfile" >>"$work/server.log" 2>&1 &
+  "$bin" -p "$port" -f "$work/pidfile" "$@" >>"$work/server.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   for _ in $(seq 100); do [ -s "$work/pidfile" ] && break; sleep 0.05; done
@@ -94,6 +103,7 @@ kvstore)
   build_versions
   start "$work/v1/kvstore"
   old=$pid
+  fdcount "$old" >"$work/fds-before"
   python3 "$client" session "$port" 3000 2 "$ctl" update "$old" "$work/v2/kvstore" \
     >"$work/session.log" 2>&1 || { cat "$work/session.log"; fail "update v1 -> v2"; }
   cat "$work/session.log"
@@ -105,6 +115,13 @@ kvstore)
   ok "the pid file names the new process $new"
   "$ctl" status "$new" >"$work/status.log" 2>&1 || fail "mcr-ctl status of the new process"
   ok "mcr-ctl status answers for the new process"
+  # the update's own descriptors (channel, startup log, userfaultfd, pagemap) are
+  # not the program's: none may be left in the new process
+  leaked=$(ls -l "/proc/$new/fd" | grep -E 'userfaultfd|pagemap|mcr-startup-log' || true)
+  [ -z "$leaked" ] || fail "the new process holds the update's descriptors: $leaked"
+  [ "$(fdcount "$new")" -le "$(( $(cat "$work/fds-before") + 2 ))" ] ||
+    fail "the new process has $(fdcount "$new") descriptors, the old had $(cat "$work/fds-before")"
+  ok "no descriptor of the update itself left in the new process ($(fdcount "$new") open)"
   # and back: the new process is itself updatable
   update "$new" "$work/v1/kvstore" || fail "update v2 -> v1 (exit $?)"
   python3 "$client" check "$port" 3000 1 || fail "keys after the second update"
@@ -193,6 +210,66 @@ badinput)
   [ "$(fdcount "$pid")" = "$fds" ] || fail "$(fdcount "$pid") descriptors after the rollback, was $fds"
   ok "the hanging update rolled back, $fds descriptors as before"
   python3 "$client" check "$port" 0 1 || fail "the server after the refusals"
+  ;;
+pool)
+  # the pipeline for poolkv: profile under load, check the config has the three
+  # kinds of points, build both versions with it
+  pool_src="$top/tests/servers/poolkv.c"
+  pclient="$src/poolclient.py"
+  mkdir -p "$work/prof" "$work/v1" "$work/v2"
+  "$mcc" --mcr-profile "${cflags[@]}" -o "$work/prof/poolkv" "$pool_src" || fail "profiling build"
+  port=$(free_port)
+  "$prof" -o "$work/poolkv.qp" --duration 3 -- "$work/prof/poolkv" -p "$port" >"$work/profile.log" 2>&1 &
+  p=$!
+  python3 "$client" fill "$port" 200 || fail "load while profiling"
+  python3 "$client" load "$port" 1.5 "$work/profload.out" || fail "load while profiling"
+  wait "$p" || fail "mcr-profile"
+  for qp in "main > event_loop > epoll_wait" "worker_main > pthread_cond_wait" \
+    "maintenance_main > pthread_cond_timedwait"; do
+    grep -qxF "qp $qp" "$work/poolkv.qp" || { cat "$work/poolkv.qp"; fail "the config has no 'qp $qp'"; }
+  done
+  ok "poolkv.qp: the event thread's epoll_wait, the workers' cond wait, the maintenance timedwait"
+  for v in 1 2; do
+    "$mcc" --mcr-quiescence="$work/poolkv.qp" "${cflags[@]}" -DPOOL_VERSION=$v \
+      -o "$work/v$v/poolkv" "$pool_src" || fail "production build of version $v"
+  done
+  ok "poolkv versions 1 and 2 built with the same config"
+
+  start "$work/v1/poolkv" -w 4
+  old=$pid
+  python3 "$pclient" state "$port" 1 >"$work/state0.log" 2>&1 || { cat "$work/state0.log"; fail "v1"; }
+  # a checking load on 4 connections across the update
+  python3 "$client" load "$port" 7 "$work/load.out" &
+  l=$!
+  pids+=("$l")
+  sleep 0.5
+  python3 "$pclient" session "$port" 2000 2 "$ctl" update "$old" "$work/v2/poolkv" \
+    >"$work/session.log" 2>&1 || { cat "$work/session.log"; fail "update v1 -> v2"; }
+  cat "$work/session.log"
+  wait "$l"
+  read -r _ reqs _ fails _ gap <"$work/load.out"
+  [ "$fails" = 0 ] && [ "$reqs" -gt 100 ] || fail "load: $reqs requests, $fails failures"
+  ok "load across the update: $reqs requests, 0 failed, longest gap $gap ms"
+  for _ in $(seq 100); do alive "$old" || break; sleep 0.05; done
+  ! alive "$old" || fail "the old process $old still runs"
+  new=$(cat "$work/pidfile")
+  [ "$new" != "$old" ] && alive "$new" || fail "the pid file names $new"
+  ok "the old process exited, the new one is $new"
+
+  # a failed update of v2 rolls back: v2 serves on, with its state
+  rc=0
+  MCR_UPDATE_FAULT=stacks:crash update "$new" "$work/v1/poolkv" --timeout 5 || rc=$?
+  [ $rc = 1 ] || fail "stacks:crash: mcr-ctl update exited $rc, expected 1 (rolled back)"
+  alive "$new" || fail "stacks:crash: v2 died"
+  python3 "$client" check "$port" 2000 2 >/dev/null || fail "stacks:crash: keys or VERSION after the rollback"
+  python3 "$pclient" state "$port" 2 >"$work/state1.log" 2>&1 || { cat "$work/state1.log"; fail "after the rollback"; }
+  ok "stacks:crash rolled back: v2 ($new) serves its keys, TICKS counts, WORKERS consistent"
+
+  # and back: v2 -> v1, the per-worker state carried over once more
+  python3 "$pclient" session "$port" 2000 1 "$ctl" update "$new" "$work/v1/poolkv" \
+    >"$work/session2.log" 2>&1 || { cat "$work/session2.log"; fail "update v2 -> v1"; }
+  sed 's/^/  v2 -> v1: /' "$work/session2.log"
+  ok "second update v2 -> v1 committed"
   ;;
 *)
   echo "run.sh: unknown test '$test'" >&2
