@@ -273,6 +273,7 @@ static uint64_t str_hash(const char *s)
 
 static int plan_globals(void);
 static void warm_globals(void);
+static int plan_pairs(void);
 
 /* Before the pause: gives pages to the parts of the heap reservation that the
  * old process uses now (its read-write mappings there), so that the copy in
@@ -324,6 +325,10 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
   }
   prefault_old_heap(old_pid);
   warm_globals();
+  if (plan_pairs() != 0) {
+    snprintf(err, errlen, "out of memory pairing the startup objects");
+    return -1;
+  }
   if (!(sites.arena = mcr_arena_create()))
     return -1;
   sites.cap = 64;
@@ -950,6 +955,8 @@ static int step_globals(struct ctx *c)
 
 struct pair {
   uintptr_t nbase, nend, obase;
+  size_t size;
+  int state; /* 0 not checked yet, 1 the old object is there, 2 it is not */
 };
 
 static int cmp_pair(const void *a, const void *b)
@@ -958,7 +965,7 @@ static int cmp_pair(const void *a, const void *b)
   return x->nbase < y->nbase ? -1 : x->nbase > y->nbase;
 }
 
-static const struct pair *find_pair(const struct pair *p, size_t n, uintptr_t v)
+static struct pair *find_pair(struct pair *p, size_t n, uintptr_t v)
 {
   size_t lo = 0, hi = n;
   while (lo < hi) {
@@ -973,12 +980,54 @@ static const struct pair *find_pair(const struct pair *p, size_t n, uintptr_t v)
   return NULL;
 }
 
-static size_t rewrite(const struct pair *p, size_t n, uintptr_t *w, size_t nwords)
+/* Pairs of this process's startup objects with the old process's, by (ID,
+ * ordinal), built before the pause; whether the old object is still there
+ * (freed since and its address reused: no match) is checked in the pause, for
+ * the pairs a reference actually points into. */
+static struct {
+  struct pair *p;
+  size_t np;
+  const struct mcr_startup_alloc **stay; /* startup objects with no pair */
+  size_t nstay, nmine;
+} pairs;
+
+static int plan_pairs(void)
+{
+  const struct mcr_startup_alloc *mine;
+  size_t nmine = mcr_startup_allocs(&mine);
+
+  pairs.nmine = nmine;
+  pairs.p = mcr_arena_alloc(plan.arena, (nmine + 1) * sizeof(*pairs.p), 8);
+  pairs.stay = mcr_arena_alloc(plan.arena, (nmine + 1) * sizeof(*pairs.stay), 8);
+  if (!pairs.p || !pairs.stay)
+    return -1;
+  for (size_t i = 0; i < nmine; i++) {
+    const struct mcr_startup_alloc *o = mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
+    if (o && o->size == mine[i].size)
+      pairs.p[pairs.np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o->addr,
+                                          mine[i].size, 0};
+    else
+      pairs.stay[pairs.nstay++] = &mine[i];
+  }
+  qsort(pairs.p, pairs.np, sizeof(*pairs.p), cmp_pair);
+  return 0;
+}
+
+static size_t rewrite(uintptr_t *w, size_t nwords)
 {
   size_t k = 0;
   for (size_t i = 0; i < nwords; i++) {
-    const struct pair *q = find_pair(p, n, w[i]);
-    if (q) {
+    struct pair *q = find_pair(pairs.p, pairs.np, w[i]);
+    if (!q)
+      continue;
+    if (!q->state) {
+      struct mcr_object o;
+      q->state = mcr_heap_find((void *)q->obase, &o) == 0 && (uintptr_t)o.base == q->obase &&
+                         o.size == q->size
+                     ? 1
+                     : 2;
+    }
+    if (q->state == 1) {
       w[i] = q->obase + (w[i] - q->nbase);
       k++;
     }
@@ -988,24 +1037,8 @@ static size_t rewrite(const struct pair *p, size_t n, uintptr_t *w, size_t nword
 
 static int step_stacks(struct ctx *c)
 {
-  const struct mcr_startup_alloc *mine;
-  size_t nmine = mcr_startup_allocs(&mine);
   uint64_t t = mcr_update_now_ns();
-  struct pair *p = mcr_arena_alloc(c->arena, (nmine + 1) * sizeof(*p), 8);
-  size_t np = 0, words = 0, nthreads = 0;
-
-  if (!p)
-    return -1;
-  /* (ID, ordinal) -> old object, checked against the adopted heap: it must
-   * still be there, the same size (freed since and reused: no match) */
-  for (size_t i = 0; i < nmine; i++) {
-    const struct mcr_startup_alloc *o_ = mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
-    struct mcr_object o;
-    if (o_ && mcr_heap_find((void *)(uintptr_t)o_->addr, &o) == 0 &&
-        (uintptr_t)o.base == o_->addr && o.size == mine[i].size)
-      p[np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o_->addr};
-  }
-  qsort(p, np, sizeof(*p), cmp_pair);
+  size_t words = 0, nthreads = 0;
 
   struct mcr_qthread *qs[1024];
   size_t n = mcr_threads_qstates(qs, 1024);
@@ -1018,16 +1051,19 @@ static int step_stacks(struct ctx *c)
       conflict(c, "thread %d of the new version is not parked with a known stack", (int)q->tid);
       continue;
     }
-    words += rewrite(p, np, (uintptr_t *)q->park_sp, (q->stack_hi - q->park_sp) / sizeof(uintptr_t));
+    words += rewrite((uintptr_t *)q->park_sp, (q->stack_hi - q->park_sp) / sizeof(uintptr_t));
     nthreads++;
   }
   /* startup objects of this process that stay (no counterpart) may point to
    * ones that were replaced */
-  for (size_t i = 0; i < nmine; i++)
-    if (!find_pair(p, np, mine[i].addr))
-      words += rewrite(p, np, (uintptr_t *)mine[i].addr, mine[i].size / sizeof(uintptr_t));
-  phase(c, "stacks", t, "%zu of %zu startup objects matched, %zu references rewritten on %zu "
-                        "threads", np, nmine, words, nthreads);
+  for (size_t i = 0; i < pairs.nstay; i++)
+    words += rewrite((uintptr_t *)pairs.stay[i]->addr, pairs.stay[i]->size / sizeof(uintptr_t));
+  size_t used = 0;
+  for (size_t i = 0; i < pairs.np; i++)
+    used += pairs.p[i].state == 1;
+  phase(c, "stacks", t, "%zu of %zu startup objects paired with the old's, %zu referenced: %zu "
+                        "references rewritten on %zu threads",
+        pairs.np, pairs.nmine, used, words, nthreads);
   return c->conflicts ? -1 : 0;
 }
 
