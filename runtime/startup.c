@@ -1666,6 +1666,30 @@ size_t mcr_startup_allocs(const struct mcr_startup_alloc **out)
   return n;
 }
 
+void mcr_startup_alloc_retarget(uint64_t from, uint64_t to)
+{
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  if (allocs && alloc_index) {
+    uint32_t *slot = find_alloc(from);
+    if (slot) {
+      /* the index is by address: the record moves to its new slot */
+      uint32_t rec = *slot;
+      size_t s;
+      *slot = TOMB;
+      ntomb++;
+      allocs[rec - 1].addr = to;
+      for (s = addr_slot(to); alloc_index[s] && alloc_index[s] != TOMB; s = (s + 1) & (ALLOC_SLOTS - 1))
+        ;
+      if (alloc_index[s] == TOMB)
+        ntomb--;
+      alloc_index[s] = rec;
+    }
+  }
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+}
+
 /* (stack_id, ordinal) -> index into old.allocs + 1, open addressing, built on
  * first use (the transfer asks for every startup object: tens of thousands). */
 static uint32_t *old_alloc_index;

@@ -170,6 +170,11 @@ const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_
 /* The allocator's hook (malloc.c, only while mcr_startup_on): newp was
  * returned for a request (NULL: none), oldp was freed or reallocated (NULL:
  * none). ra is the allocation call's return address. */
+/* After an update: the startup object recorded at address from was replaced by
+ * the old process's at to, which the program uses now; the record names it, so
+ * that the next update pairs the right object. */
+void mcr_startup_alloc_retarget(uint64_t from, uint64_t to);
+
 void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra);
 
 const char *mcr_startup_kind_name(uint32_t kind);

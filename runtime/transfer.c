@@ -173,7 +173,21 @@ struct ctx {
   uint32_t tag_limit;
   /* statistics */
   uint64_t image_words, image_failed;
+  /* heap words whose image pointer has no counterpart: a conflict only if the
+   * word is inside a live object (free memory holds stale values, e.g. a
+   * control reply's pointers into the quiescent-point table), checked once the
+   * heap is adopted */
+  uintptr_t *suspect;
+  size_t nsuspect, suspect_cap, suspect_lost;
 };
+
+static void suspect(struct ctx *c, uintptr_t *where)
+{
+  if (c->nsuspect < c->suspect_cap)
+    c->suspect[c->nsuspect++] = (uintptr_t)where;
+  else
+    c->suspect_lost++;
+}
 
 #define conflict(c, ...)                                                                  \
   do {                                                                                    \
@@ -250,8 +264,8 @@ static struct {
   char conflict[4][256];
   struct mcr_heap_range *pre; /* copied before the pause (sorted) */
   uint32_t npre;
-  uint64_t pre_failed;        /* pointers the pre-copy could not translate */
-  char pre_why[300];
+  uintptr_t *suspect;         /* heap words the pre-copy could not translate (see ctx) */
+  size_t nsuspect, suspect_cap, suspect_lost;
 } plan;
 
 /* The new version's sites by key, built before the pause (mcr_transfer_prepare):
@@ -274,6 +288,7 @@ static uint64_t str_hash(const char *s)
 static int plan_globals(void);
 static void warm_globals(void);
 static int plan_pairs(void);
+static int plan_sync(void);
 
 /* Before the pause: gives pages to the parts of the heap reservation that the
  * old process uses now (its read-write mappings there), so that the copy in
@@ -325,8 +340,8 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
   }
   prefault_old_heap(old_pid);
   warm_globals();
-  if (plan_pairs() != 0) {
-    snprintf(err, errlen, "out of memory pairing the startup objects");
+  if (plan_pairs() != 0 || plan_sync() != 0) {
+    snprintf(err, errlen, "out of memory planning the transfer");
     return -1;
   }
   if (!(sites.arena = mcr_arena_create()))
@@ -404,11 +419,39 @@ static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const ch
     if (mcr_image_translate(c->image, v, &nv, why, sizeof(why)) == 0) {
       p[i] = nv;
       c->image_words++;
+    } else if (!where) {
+      suspect(c, &p[i]); /* heap: decided after the adoption */
     } else {
       c->image_failed++;
       conflict(c, "%s+%zu holds 0x%lx, a pointer into the old program with no counterpart in "
                   "the new one: %s", where, i * sizeof(uintptr_t), (unsigned long)v, why);
     }
+  }
+}
+
+/* After the adoption: the suspects inside live objects are conflicts. */
+static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_t lost)
+{
+  for (size_t i = 0; i < n; i++) {
+    struct mcr_object o;
+    uintptr_t *w = (uintptr_t *)list[i], nv;
+    char why[256];
+    if (mcr_heap_find(w, &o) != 0 || !mcr_image_is_old(c->image, *w))
+      continue; /* free memory, or rewritten since */
+    if (mcr_image_translate(c->image, *w, &nv, why, sizeof(why)) == 0) {
+      *w = nv;
+      continue;
+    }
+    c->image_failed++;
+    conflict(c, "heap object 0x%lx (%zu bytes, tag %u) holds at +%zu the address 0x%lx, a "
+                "pointer into the old program with no counterpart in the new one: %s",
+             (unsigned long)(uintptr_t)o.base, o.size, o.tag,
+             (size_t)((uintptr_t)w - (uintptr_t)o.base), (unsigned long)*w, why);
+  }
+  if (lost) {
+    c->image_failed += lost;
+    conflict(c, "%zu more heap words point into the old program with no counterpart in the new "
+                "one (not all could be checked)", lost);
   }
 }
 
@@ -444,7 +487,7 @@ static void *scanner(void *p)
       uintptr_t *w = (uintptr_t *)(uintptr_t)(sc->r[i].start + off);
       size_t k = mcr_image_scan(sc->c.image, w, len / sizeof(uintptr_t), idx);
       for (size_t x = 0; x < k; x++)
-        translate_words(&sc->c, w + idx[x], 1, "heap");
+        translate_words(&sc->c, w + idx[x], 1, NULL);
     }
   }
   return NULL;
@@ -460,6 +503,10 @@ int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report)
   if (msg->bad || n > (1u << 24) || !plan.arena)
     return -1;
   plan.pre = mcr_arena_alloc(plan.arena, ((size_t)n + 1) * sizeof(*plan.pre), 8);
+  plan.suspect_cap = 4096;
+  plan.suspect = mcr_arena_alloc(plan.arena, plan.suspect_cap * sizeof(uintptr_t), 8);
+  if (!plan.suspect)
+    return -1;
   idx = mcr_arena_alloc(plan.arena, WORDS * sizeof(size_t), 8);
   if (!plan.pre || !idx || mcr_buf_get(msg, plan.pre, (size_t)n * sizeof(*plan.pre)) != 0)
     return -1;
@@ -484,10 +531,10 @@ int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report)
         char why[256];
         if (mcr_image_translate(plan.image, w[off + idx[j]], &nv, why, sizeof(why)) == 0) {
           w[off + idx[j]] = nv;
-        } else if (plan.pre_failed++ == 0) {
-          snprintf(plan.pre_why, sizeof(plan.pre_why), "heap 0x%lx holds 0x%lx: %s",
-                   (unsigned long)(uintptr_t)(w + off + idx[j]), (unsigned long)w[off + idx[j]],
-                   why);
+        } else if (plan.nsuspect < plan.suspect_cap) {
+          plan.suspect[plan.nsuspect++] = (uintptr_t)(w + off + idx[j]);
+        } else {
+          plan.suspect_lost++;
         }
       }
     }
@@ -592,11 +639,6 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
         return -1;
       }
     }
-    if (plan.pre_failed) {
-      conflict(c, "%llu pointers into the old program have no counterpart in the new one; "
-                  "the first: %s", (unsigned long long)plan.pre_failed, plan.pre_why);
-      return -1;
-    }
     struct mcr_heap_range *pieces = copy_list(c, r, n, d, nd, all, &np);
     if (!pieces) {
       conflict(c, "out of memory listing what to copy");
@@ -625,6 +667,12 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
    * process is quiesced) the scan for pointers into the old program image,
    * a chunk behind the copy. */
   struct scan scan = {.c = *c, .r = r, .n = n};
+  scan.c.nsuspect = scan.c.suspect_lost = 0;
+  scan.c.suspect_cap = 4096;
+  if (!(scan.c.suspect = mcr_arena_alloc(c->arena, scan.c.suspect_cap * sizeof(uintptr_t), 8))) {
+    conflict(c, "out of memory for the pointer scan");
+    return -1;
+  }
   if (!(scan.idx = mcr_arena_alloc(c->arena, SCAN_CHUNK / sizeof(uintptr_t) * sizeof(size_t), 8))) {
     conflict(c, "out of memory for the pointer scan");
     return -1;
@@ -680,6 +728,8 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
   c->image_words += scan.c.image_words;
   c->image_failed += scan.c.image_failed;
   c->conflicts += scan.c.conflicts;
+  judge_suspects(c, plan.suspect, plan.nsuspect, plan.suspect_lost);
+  judge_suspects(c, scan.c.suspect, scan.c.nsuspect, scan.c.suspect_lost);
   if (scan.report.len)
     mcr_buf_put(c->report, scan.report.p, scan.report.len);
   mcr_buf_free(&scan.report);
@@ -951,6 +1001,148 @@ static int step_globals(struct ctx *c)
   return c->conflicts ? -1 : 0;
 }
 
+/* ---- synchronization objects in the heap ----
+ * A mutex or condition variable inside a heap object was copied with the old
+ * process's bookkeeping: a condition variable counts the old threads blocked
+ * in it (a signal then goes to a group of waiters that no longer exist: a lost
+ * wake-up), a mutex may name an old owner. At quiescence no thread holds a lock
+ * or waits in a way that must survive (the old threads are abandoned, the new
+ * ones are parked before their waits), so each one is reset to its idle state,
+ * keeping its attributes. Globals keep the new version's (plan_globals). */
+
+struct sync_ctx {
+  uint8_t *memo; /* per tag: 0 not looked at, 1 nothing to reset, 2 resets */
+  uint32_t limit;
+  size_t mutexes, conds, objects;
+};
+
+/* Resets the synchronization objects of type t at p (size bytes there; p NULL:
+ * only tells); returns whether the type holds any. */
+static int sync_reset(struct sync_ctx *s, const struct mcr_typetab *tt, uint32_t t,
+                      unsigned char *p, uint64_t size, int depth)
+{
+  struct mcr_type_rec tr;
+  int any = 0;
+  if (depth > 24 || t == MCR_NO_TYPE || mcr_typetab_type(tt, t, &tr) != 0)
+    return 0;
+  const char *name = mcr_typetab_str(tt, tr.name);
+  switch (tr.kind) {
+  case MCR_TYPE_TYPEDEF:
+    if (name && !strcmp(name, "pthread_mutex_t") && size >= sizeof(pthread_mutex_t)) {
+      if (p) {
+        pthread_mutex_t *m = (pthread_mutex_t *)p;
+        int kind = m->__data.__kind;
+        memset(m, 0, sizeof(*m));
+        m->__data.__kind = kind;
+        s->mutexes++;
+      }
+      return 1;
+    }
+    if (name && !strcmp(name, "pthread_cond_t") && size >= sizeof(pthread_cond_t)) {
+      if (p) {
+        pthread_cond_t *cv = (pthread_cond_t *)p;
+        unsigned attrs = cv->__data.__wrefs & 3; /* clock and process-shared bits */
+        memset(cv, 0, sizeof(*cv));
+        cv->__data.__wrefs = attrs;
+        s->conds++;
+      }
+      return 1;
+    }
+    return sync_reset(s, tt, tr.target, p, size, depth + 1);
+  case MCR_TYPE_STRUCT:
+    for (uint32_t i = 0; i < tr.count; i++) {
+      struct mcr_member_rec m;
+      if (mcr_typetab_member(tt, tr.first_member + i, &m) == 0 && !m.bit_size &&
+          m.offset_bits / 8 < size)
+        any |= sync_reset(s, tt, m.type, p ? p + m.offset_bits / 8 : NULL,
+                          size - m.offset_bits / 8, depth + 1);
+    }
+    return any;
+  case MCR_TYPE_ARRAY: {
+    struct mcr_type_rec e;
+    if (mcr_typetab_type(tt, tr.target, &e) != 0)
+      return 0;
+    for (int i = 0; i < 8 && e.kind == MCR_TYPE_TYPEDEF && e.target != MCR_NO_TYPE; i++)
+      if (mcr_typetab_type(tt, e.target, &e) != 0)
+        return 0;
+    if (!e.size || (e.kind != MCR_TYPE_STRUCT && e.kind != MCR_TYPE_UNION))
+      return 0;
+    if (!p)
+      return sync_reset(s, tt, tr.target, NULL, e.size, depth + 1);
+    for (uint32_t i = 0; i < tr.count && (uint64_t)(i + 1) * e.size <= size; i++)
+      any |= sync_reset(s, tt, tr.target, p + (uint64_t)i * e.size, e.size, depth + 1);
+    return any;
+  }
+  default: /* unions: which member is live is unknown */
+    return 0;
+  }
+}
+
+static struct sync_ctx sync_plan;
+
+/* Before the pause: which of this version's allocation sites hold a mutex or
+ * condition variable (most programs: none, and the step is skipped). */
+static int plan_sync(void)
+{
+  size_t nnew = (size_t)(__stop_mcr_sites - __start_mcr_sites), found = 0;
+  sync_plan.limit = MCR_TAG_MAX + 1;
+  if (!(sync_plan.memo = mcr_arena_alloc(plan.arena, sync_plan.limit, 8)))
+    return -1;
+  for (size_t i = 0; i < nnew; i++) {
+    struct mcr_site *site = &__start_mcr_sites[i];
+    struct mcr_typetab tt;
+    struct mcr_site_rec rec;
+    if (!site->blob || mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) != 0 ||
+        mcr_typetab_site(&tt, site->index, &rec) != 0 || rec.type == MCR_NO_TYPE ||
+        !sync_reset(&sync_plan, &tt, rec.type, NULL, UINT64_MAX, 0))
+      continue;
+    uint32_t id = mcr_site_id_of(site);
+    if (id < sync_plan.limit) {
+      sync_plan.memo[id] = 2;
+      found++;
+    }
+  }
+  if (!found)
+    sync_plan.memo = NULL;
+  return 0;
+}
+
+static int sync_object(const struct mcr_object *o, void *arg)
+{
+  struct sync_ctx *s = arg;
+  struct mcr_typetab tt;
+  struct mcr_site_rec rec;
+  struct mcr_type_rec tr;
+
+  if (o->tag >= s->limit || s->memo[o->tag] != 2)
+    return 0;
+  if (mcr_site_record(o->tag, &tt, &rec) != 0 || rec.type == MCR_NO_TYPE ||
+      mcr_typetab_type(&tt, rec.type, &tr) != 0)
+    return 0;
+  /* the element size: an object may be an array of its site's type */
+  for (int i = 0; i < 8 && tr.kind == MCR_TYPE_TYPEDEF && tr.target != MCR_NO_TYPE; i++)
+    if (mcr_typetab_type(&tt, tr.target, &tr) != 0)
+      return 0;
+  if (!tr.size)
+    return 0;
+  for (uint64_t off = 0; off + tr.size <= o->size; off += tr.size)
+    sync_reset(s, &tt, rec.type, (unsigned char *)o->base + off, tr.size, 0);
+  s->objects++;
+  return 0;
+}
+
+static int step_sync(struct ctx *c)
+{
+  uint64_t t = mcr_update_now_ns();
+  if (!sync_plan.memo)
+    return 0; /* no allocation site holds one */
+  sync_plan.mutexes = sync_plan.conds = sync_plan.objects = 0;
+  mcr_heap_foreach(sync_object, &sync_plan);
+  phase(c, "heap-sync", t, "%zu mutexes and %zu condition variables reset in %zu objects",
+        sync_plan.mutexes, sync_plan.conds, sync_plan.objects);
+  return 0;
+}
+
 /* ---- stacks: this process's startup objects -> the old process's ---- */
 
 struct pair {
@@ -1011,6 +1203,24 @@ static int plan_pairs(void)
   }
   qsort(pairs.p, pairs.np, sizeof(*pairs.p), cmp_pair);
   return 0;
+}
+
+void mcr_transfer_committed(void)
+{
+  /* The startup objects this process uses now are the old process's: its
+   * records must say so, or the next update pairs its startup objects with
+   * the ones discarded here. Checked now, outside the pause. */
+  for (size_t i = 0; i < pairs.np; i++) {
+    struct pair *q = &pairs.p[i];
+    struct mcr_object o;
+    if (q->state == 0)
+      q->state = mcr_heap_find((void *)q->obase, &o) == 0 && (uintptr_t)o.base == q->obase &&
+                         o.size == q->size
+                     ? 1
+                     : 2;
+    if (q->state == 1)
+      mcr_startup_alloc_retarget(q->nbase, q->obase);
+  }
 }
 
 static size_t rewrite(uintptr_t *w, size_t nwords)
@@ -1187,6 +1397,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   c.image = plan.image;
   mcr_update_fault("heap");
   if (step_heap(&c, st, &hs) != 0)
+    goto out;
+  if (step_sync(&c) != 0)
     goto out;
   mcr_update_fault("globals");
   if (step_globals(&c) != 0)

@@ -55,4 +55,8 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen);
 int mcr_transfer_apply(struct mcr_buf *state, const int *inherited, size_t ninherited,
                        struct mcr_buf *report);
 
+/* New side, after the commit (threads running): the startup allocation
+ * records name the objects in use now (the old process's), for the next update. */
+void mcr_transfer_committed(void);
+
 #endif /* MCR_TRANSFER_H */

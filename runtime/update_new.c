@@ -244,6 +244,7 @@ static void *agent(void *arg)
   mcr_buf_printf(&rep, "resumed %llu", (unsigned long long)mcr_update_now_ns());
   mcr_chan_send(chan, MCR_U_RESUMED, &rep);
   mcr_buf_free(&rep);
+  mcr_transfer_committed();
   close(chan);
   chan = -1;
   return NULL;

@@ -9,6 +9,7 @@
 #include "update.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -359,6 +360,8 @@ static void exit_status(pid_t pid, struct mcr_update_result *r)
     reason(r, "the new version exited with status %d", WEXITSTATUS(st));
 }
 
+static void rewrite_pidfiles(pid_t old, pid_t new);
+
 void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
                     struct mcr_update_result *r)
 {
@@ -566,6 +569,8 @@ rollback:
     close(logfd);
   if (pidfd >= 0)
     close(pidfd);
+  if (pid > 0)
+    rewrite_pidfiles(pid, getpid()); /* the new startup wrote its pid: ours again */
   r->new_pid = 0;
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
   if (!r->nreasons)
@@ -598,25 +603,74 @@ static void notify_main_pid(pid_t pid)
   close(fd);
 }
 
-/* A pid file this process wrote at startup and kept: if it still holds this
- * process's pid, it now names the new one. (Pid files written and closed at
- * startup were written again by the new version's startup.) */
+/* Files the startup opened for writing with fopen (pid files: redis'): the
+ * startup log has the opens made through open(), not the one inside libc's
+ * fopen. Absolute paths, resolved when opened. */
+#define MAX_WFILES 16
+static char startup_wfiles[MAX_WFILES][512];
+static int nstartup_wfiles;
+
+static FILE *note_fopen(FILE *f, const char *path, const char *mode)
+{
+  if (f && path && mode && (strchr(mode, 'w') || strchr(mode, 'a')) &&
+      __atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED)) {
+    int i = __atomic_fetch_add(&nstartup_wfiles, 1, __ATOMIC_RELAXED);
+    if (i < MAX_WFILES && !realpath(path, startup_wfiles[i]))
+      startup_wfiles[i][0] = 0;
+  }
+  return f;
+}
+
+__attribute__((visibility("default"))) FILE *fopen(const char *path, const char *mode)
+{
+  static FILE *(*real)(const char *, const char *);
+  if (!real)
+    real = (FILE * (*)(const char *, const char *)) dlsym(RTLD_NEXT, "fopen");
+  return real ? note_fopen(real(path, mode), path, mode) : NULL;
+}
+
+__attribute__((visibility("default"))) FILE *fopen64(const char *path, const char *mode)
+{
+  static FILE *(*real)(const char *, const char *);
+  if (!real)
+    real = (FILE * (*)(const char *, const char *)) dlsym(RTLD_NEXT, "fopen64");
+  return real ? note_fopen(real(path, mode), path, mode) : NULL;
+}
+
+/* If the file at path holds exactly the pid old (a line), it gets new. */
+static void rewrite_pidfile(const char *path, pid_t old, pid_t new);
+
+/* The pid files this process wrote at startup: if one still holds the pid
+ * old, it gets new. At a commit (old: this process) for a pid file kept open
+ * (one written and closed at startup was written again by the new version's
+ * startup); at a rollback (old: the killed new version) for every one. */
 static void rewrite_pidfiles(pid_t old, pid_t new)
 {
   const struct mcr_startup_entry *e;
   size_t n = mcr_startup_entries(&e);
-  char want[32], path[MCR_SE_DETAIL], buf[32];
+  char path[MCR_SE_DETAIL];
 
-  int wl = snprintf(want, sizeof(want), "%d", (int)old);
+  for (int i = 0; i < nstartup_wfiles && i < MAX_WFILES; i++)
+    if (startup_wfiles[i][0])
+      rewrite_pidfile(startup_wfiles[i], old, new);
   for (size_t i = 0; i < n; i++) {
     const char *q1, *q2;
     if (e[i].kind != MCR_SK_OPEN || e[i].result < 0 || !(q1 = strchr(e[i].detail, '"')) ||
         !(q2 = strchr(q1 + 1, '"')) || q2 - q1 - 1 >= (long)sizeof(path))
       continue;
     snprintf(path, sizeof(path), "%.*s", (int)(q2 - q1 - 1), q1 + 1);
+    rewrite_pidfile(path, old, new);
+  }
+}
+
+static void rewrite_pidfile(const char *path, pid_t old, pid_t new)
+{
+  char want[32], buf[32];
+  int wl = snprintf(want, sizeof(want), "%d", (int)old);
+  {
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-      continue;
+      return;
     ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
     if (got > 0) {
       buf[got] = 0;

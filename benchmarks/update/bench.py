@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import sys
 import time
 
@@ -339,6 +340,12 @@ def measure_restart(a, srv, r):
     rec = {"save_ms": save_ms, "rdb_bytes": rdb, "stop_ms": ms(t0, t1), "ready_ms": ms(t0, t2)}
     rec.update(probe_fields(res, t0))
     rec.update(v)
+    # the part of the heap copied in the pause (the runtime's note)
+    for note in rep.get("notes", []):
+        m = re.match(r"the pause copies ([0-9.]+) of the heap's ([0-9.]+) MB", note)
+        if m:
+            rec["pause_copy_mb"] = float(m.group(1))
+            rec["heap_mb"] = float(m.group(2))
     return rec
 
 
@@ -415,6 +422,64 @@ def measure_mcr_update(a, srv, r):
         rec["reported_pause_field"] = k
     rec.update(probe_fields(res, t0))
     rec.update(v)
+    # the part of the heap copied in the pause (the runtime's note)
+    for note in rep.get("notes", []):
+        m = re.match(r"the pause copies ([0-9.]+) of the heap's ([0-9.]+) MB", note)
+        if m:
+            rec["pause_copy_mb"] = float(m.group(1))
+            rec["heap_mb"] = float(m.group(2))
+    return rec
+
+
+class Writer:
+    """SETs random existing keys to their own values (content unchanged, so the
+    checks after still hold; the heap's pages are written: each SET replaces
+    the value object) in pipelined batches of 100 on one connection, as fast as
+    it goes, until stopped."""
+
+    def __init__(self, port, n):
+        self.port, self.n, self.stop_flag, self.count, self.errors = port, n, False, 0, 0
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        r = Redis(self.port, timeout=30.0)
+        try:
+            while not self.stop_flag:
+                idx = [random.randrange(self.n) for _ in range(100)]
+                try:
+                    got = r.pipeline([("SET", key_of(i), value_of(i)) for i in idx])
+                    self.errors += sum(1 for g in got if g != "OK")
+                    self.count += len(idx)
+                except (OSError, ConnectionError, RespError):
+                    self.errors += 1
+                    r.close()
+                    r = Redis(self.port, timeout=30.0)
+        finally:
+            r.close()
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.t.start()
+
+    def stop(self):
+        self.stop_flag = True
+        self.t.join(60)
+        secs = time.monotonic() - self.t0
+        return {"writes": self.count, "write_errors": self.errors,
+                "writes_per_s": round(self.count / secs) if secs > 0 else 0}
+
+
+def measure_mcr_writes(a, srv, r):
+    """As mcr, while a client writes (Writer): the pages written between the
+    pre-copy and the quiesce are copied in the pause."""
+    w = Writer(a.port, a.keys)
+    w.start()
+    time.sleep(1.0)
+    try:
+        rec = measure_mcr_update(a, srv, r)
+    finally:
+        wrec = w.stop()
+    rec.update(wrec)
     return rec
 
 
@@ -427,7 +492,7 @@ def tail(path, n=5):
 
 
 METHODS = {"memcpy": measure_memcpy, "criu": measure_criu, "restart": measure_restart,
-           "mcr": measure_mcr_update}
+           "mcr": measure_mcr_update, "mcr-writes": measure_mcr_writes}
 
 
 def main():
@@ -455,7 +520,7 @@ def main():
             sys.exit("update-bench: unknown method '%s'" % m)
     if "criu" in methods and not a.criu:
         sys.exit("update-bench: method criu needs --criu")
-    if "mcr" in methods and not mcr_update_available(a):
+    if ("mcr" in methods or "mcr-writes" in methods) and not mcr_update_available(a):
         log("mcr update: not available yet (`%s update --help` fails): skipped" % a.ctl)
         methods.remove("mcr")
     libc = ctypes.CDLL(None, use_errno=True)

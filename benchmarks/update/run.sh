@@ -5,7 +5,7 @@
 # than a restart with RDB reload, measured in the same run).
 #
 #   benchmarks/update/run.sh [--keys N] [--repeats R] [--build DIR] [--out DIR]
-#       [--redis BINARY] [--new BINARY] [--methods memcpy,criu,restart,mcr]
+#       [--redis BINARY] [--new BINARY] [--methods memcpy,criu,restart,mcr,mcr-writes]
 #       [--skip-criu] [--copies K] [--port P] [--images DIR] [--keep-images]
 #
 # redis: the mcr-clang build with redis's quiescence config (the .qp that
@@ -31,6 +31,9 @@
 #            includes up to one cron tick in which redis still serves)
 #   mcr      mcr-ctl update PID NEW --json (NEW: --new, default the same binary):
 #            its reported pause; skipped while `mcr-ctl update --help` fails
+#   mcr-writes  the same while a client rewrites random keys with their own values
+#            as fast as it can (pipelined SETs): the heap pages written between the
+#            pre-copy and the quiesce are copied in the pause
 # Around criu, restart and mcr two probes (probe.py) PING every 1 ms, one on a
 # persistent connection and one with a new connection per PING; the longest gap
 # between two good replies is the pause a client sees. After each, DBSIZE == N
@@ -44,7 +47,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/benchmarks/update
 cache=${MCR_CACHE:-$HOME/.cache/mcr}
 keys=1000000 repeats=3 build=$top/build out="" redis="" new="" copies=7 port=""
-methods=memcpy,criu,restart,mcr skip_criu=0 keep=() images=""
+methods=memcpy,criu,restart,mcr,mcr-writes skip_criu=0 keep=() images=""
 args=("$@")
 die() { echo "update-bench: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do

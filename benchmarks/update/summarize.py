@@ -62,6 +62,11 @@ COLUMNS = {
             ("new-connection gap ms", "probe_connect_gap_ms", None),
             ("reported pause ms", "reported_pause_ms", None),
             ("mcr-ctl wall ms", "ctl_wall_ms", None), ("until ready ms", "ready_ms", None)],
+    "mcr-writes": [("client pause ms", "probe_persistent_gap_ms", None),
+                   ("reported pause ms", "reported_pause_ms", None),
+                   ("writes/s during it", "writes_per_s", None),
+                   ("write errors", "write_errors", None),
+                   ("MB copied in the pause", "pause_copy_mb", None)],
 }
 PAUSE = "probe_persistent_gap_ms"
 
@@ -95,7 +100,7 @@ def main(argv):
         out.append("|" + "---|" * len(cols))
         out.append("| " + " | ".join(fmt((c[2] or (lambda x: x))(med(rs, c[1])))
                                       for c in cols) + " |")
-        if m in ("criu", "restart", "mcr"):
+        if m in ("criu", "restart", "mcr", "mcr-writes"):
             out.append("")
             out.append("per run, client pause ms: " + ", ".join(
                 fmt(r.get(PAUSE)) for r in sorted(rs, key=lambda r: r["repeat"])))
