@@ -312,7 +312,11 @@ static int spawn(const char *path, int chan, int logfd, const char *fault, pid_t
   posix_spawnattr_setsigdefault(&at, &def);
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   rc = posix_spawn(pid, path, &fa, &at, argv, envp);
-  if (rc != 0) {
+  if (rc == EBADF) {
+    snprintf(err, errlen, "cannot start %s: %s (descriptors kept closing meanwhile)", path,
+             strerror(rc));
+    rc = -1;
+  } else if (rc != 0) {
     snprintf(err, errlen, "cannot start %s: %s", path, strerror(rc));
     rc = -1;
   }
@@ -405,7 +409,12 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   }
   own[nown++] = logfd;
   __atomic_store_n(&mcr_update_old_active, 1, __ATOMIC_SEQ_CST);
-  if (spawn(path, sv[1], logfd, fault, &pid, own, nown, err, sizeof(err)) != 0) {
+  /* a descriptor listed for the child may close before the spawn (a client
+   * leaving): posix_spawn then fails with EBADF, and a new list is made */
+  int spawned = -1;
+  for (int tries = 0; tries < 5 && spawned != 0; tries++)
+    spawned = spawn(path, sv[1], logfd, fault, &pid, own, nown, err, sizeof(err));
+  if (spawned != 0) {
     reason(r, "%s", err);
     goto rollback;
   }
