@@ -831,6 +831,57 @@ static int match_string(struct mcr_image_map *m, uintptr_t old, uintptr_t sec_lo
   return -1;
 }
 
+/* An old address inside the executable's .dynsym (the dynamic loader keeps
+ * pointers to entries of it: a link_map's lookup cache of a library loaded with
+ * dlopen names the executable's symbol it last resolved): the entry of the same
+ * symbol name in the new .dynsym, at the same offset into the entry. */
+static int dynsym_name(const struct mcr_elfsym *e, const Elf64_Shdr *sh, size_t idx,
+                       const char **out)
+{
+  Elf64_Shdr str;
+  const char *sn;
+  Elf64_Sym sym;
+  if (sh->sh_offset + (idx + 1) * sizeof(sym) > e->size ||
+      mcr_elfsym_section(e, sh->sh_link, &str, &sn) != 0 || str.sh_offset > e->size ||
+      str.sh_size > e->size - str.sh_offset)
+    return -1;
+  memcpy(&sym, e->map + sh->sh_offset + idx * sizeof(sym), sizeof(sym));
+  if (sym.st_name >= str.sh_size)
+    return -1;
+  const char *n = (const char *)e->map + str.sh_offset + sym.st_name;
+  if (!memchr(n, 0, str.sh_size - sym.st_name))
+    return -1;
+  *out = n;
+  return 0;
+}
+
+static int match_dynsym(struct mcr_image_map *m, uint64_t off, const Elf64_Shdr *osh,
+                        uintptr_t *out, char *why, size_t whylen)
+{
+  const struct side *os = &m->side[0], *ns = &m->side[1];
+  size_t idx = off / sizeof(Elf64_Sym), rem = off % sizeof(Elf64_Sym);
+  const char *name, *nn, *sn;
+  Elf64_Shdr nsh;
+
+  if (dynsym_name(&os->elf, osh, idx, &name) != 0) {
+    msg(why, whylen, ".dynsym+0x%llx of the old executable: unreadable entry",
+        (unsigned long long)off);
+    return -1;
+  }
+  for (size_t i = 1; mcr_elfsym_section(&ns->elf, i, &nsh, &sn) == 0; i++) {
+    if (nsh.sh_type != SHT_DYNSYM)
+      continue;
+    for (size_t j = 0; j < nsh.sh_size / sizeof(Elf64_Sym); j++)
+      if (dynsym_name(&ns->elf, &nsh, j, &nn) == 0 && !strcmp(nn, name) && (j == 0) == (idx == 0)) {
+        *out = ns->objs[ns->exe].bias + nsh.sh_addr + j * sizeof(Elf64_Sym) + rem;
+        return 0;
+      }
+    break;
+  }
+  msg(why, whylen, ".dynsym entry of '%s' in the old executable: not in the new .dynsym", name);
+  return -1;
+}
+
 /* ---- translation ---- */
 
 static int translate_exe(struct mcr_image_map *m, uintptr_t old, uintptr_t *out, int *how,
@@ -862,6 +913,8 @@ static int translate_exe(struct mcr_image_map *m, uintptr_t old, uintptr_t *out,
       return match_string(m, old, exe->bias + sh.sh_addr, exe->bias + sh.sh_addr + sh.sh_size,
                           name, out, why, whylen);
     }
+    if (sh.sh_type == SHT_DYNSYM)
+      return match_dynsym(m, vaddr - sh.sh_addr, &sh, out, why, whylen);
     msg(why, whylen, "%s+0x%llx of the old executable: no symbol contains it",
         name[0] ? name : "section", (unsigned long long)(vaddr - sh.sh_addr));
     return -1;

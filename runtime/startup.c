@@ -405,7 +405,8 @@ struct call {
   enum cls cls;
   int target;     /* C_MODIFY: the fd it shapes */
   uint64_t id;
-  uint64_t hash;
+  uint64_t hash;     /* fd arguments in the old process's numbers: matched against its log */
+  uint64_t own_hash; /* the same in this process's own numbers: what its log records */
   uint32_t ordinal;
   char detail[MCR_SE_DETAIL];
   char stack[MCR_SE_STACK];
@@ -429,19 +430,31 @@ static void begin(struct call *c, uint32_t kind, enum cls cls, uintptr_t ra)
   c->target = -1;
   c->fds[0] = c->fds[1] = -1;
   c->id = mcr_stack_id_describe_at(ra, c->stack, sizeof(c->stack));
-  c->hash = fnv(FNV_OFFSET, &kind, sizeof(kind));
+  c->hash = c->own_hash = fnv(FNV_OFFSET, &kind, sizeof(kind));
 }
 
 static void h_int(struct call *c, int64_t v)
 {
   c->hash = fnv(c->hash, &v, sizeof(v));
+  c->own_hash = fnv(c->own_hash, &v, sizeof(v));
+}
+
+/* An fd argument: translated for the match, as it is for this process's log (a
+ * process updated in turn is matched against its own numbers, not its parent's). */
+static void h_fd(struct call *c, int fd)
+{
+  int64_t o = xlat(fd), v = fd;
+  c->hash = fnv(c->hash, &o, sizeof(o));
+  c->own_hash = fnv(c->own_hash, &v, sizeof(v));
 }
 
 static void h_bytes(struct call *c, const void *p, size_t n)
 {
   h_int(c, (int64_t)n);
-  if (p)
+  if (p) {
     c->hash = fnv(c->hash, p, n);
+    c->own_hash = fnv(c->own_hash, p, n);
+  }
 }
 
 static void h_str(struct call *c, const char *s)
@@ -745,7 +758,7 @@ static void record(struct call *c)
   e->stack_id = c->id;
   e->kind = c->kind;
   e->ordinal = c->ordinal;
-  e->args_hash = c->hash;
+  e->args_hash = c->own_hash;
   e->result = c->result;
   e->err = c->err;
   e->flags = (c->nfds ? MCR_SE_FD_RESULT : 0) | (c->act == A_REPLAY ? MCR_SE_REPLAYED : 0) |
@@ -861,7 +874,7 @@ MCR_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
     return REAL(bind)(fd, sa, len);
   begin(&c, MCR_SK_BIND, C_MODIFY, RA);
   c.target = fd;
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   h_sockaddr(&c, sa, len);
   d_add(&c, "bind(%d, ", fd);
   d_sockaddr(&c, sa, len);
@@ -877,7 +890,7 @@ MCR_EXPORT int listen(int fd, int backlog)
     return REAL(listen)(fd, backlog);
   begin(&c, MCR_SK_LISTEN, C_MODIFY, RA);
   c.target = fd;
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   h_int(&c, backlog);
   d_add(&c, "listen(%d, %d)", fd, backlog);
   ONE_FD_CALL(&c, 0, REAL(listen)(fd, backlog));
@@ -891,7 +904,7 @@ MCR_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_
     return REAL(setsockopt)(fd, level, name, val, len);
   begin(&c, MCR_SK_SETSOCKOPT, C_MODIFY, RA);
   c.target = fd;
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   h_int(&c, level);
   h_int(&c, name);
   h_bytes(&c, val, val ? len : 0);
@@ -916,7 +929,10 @@ static int st_open(uintptr_t ra, int dirfd, const char *path, int flags, mode_t 
   struct call c;
 
   begin(&c, MCR_SK_OPEN, C_CREATE, ra);
-  h_int(&c, dirfd == AT_FDCWD ? AT_FDCWD : xlat(dirfd));
+  if (dirfd == AT_FDCWD)
+    h_int(&c, AT_FDCWD);
+  else
+    h_fd(&c, dirfd);
   h_str(&c, path);
   h_int(&c, flags);
   h_int(&c, needs_mode(flags) ? (int64_t)mode : -1);
@@ -1032,7 +1048,7 @@ MCR_EXPORT int close(int fd)
     return REAL(close)(fd);
   begin(&c, MCR_SK_CLOSE, C_MODIFY, RA);
   c.target = fd;
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   d_add(&c, "close(%d)", fd);
   decide_locked(&c);
   if (c.act != A_RUN) {
@@ -1130,9 +1146,9 @@ MCR_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     return REAL(epoll_ctl)(epfd, op, fd, ev);
   begin(&c, MCR_SK_EPOLL_CTL, C_MODIFY, RA);
   c.target = epfd;
-  h_int(&c, xlat(epfd));
+  h_fd(&c, epfd);
   h_int(&c, op);
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   h_int(&c, ev && op != EPOLL_CTL_DEL ? (int64_t)ev->events : -1);
   d_add(&c, "epoll_ctl(%d, %s, %d", epfd,
         op == EPOLL_CTL_ADD ? "ADD" : op == EPOLL_CTL_MOD ? "MOD" : op == EPOLL_CTL_DEL ? "DEL"
@@ -1165,7 +1181,10 @@ MCR_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
     return REAL(signalfd)(fd, mask, flags);
   begin(&c, MCR_SK_SIGNALFD, fd < 0 ? C_CREATE : C_MODIFY, RA);
   c.target = fd;
-  h_int(&c, fd < 0 ? -1 : xlat(fd));
+  if (fd < 0)
+    h_int(&c, -1);
+  else
+    h_fd(&c, fd);
   h_bytes(&c, mask, sizeof(*mask)); /* h_bytes takes NULL */
   h_int(&c, flags);
   d_add(&c, "signalfd(%d, mask, %#x)", fd, (unsigned)flags);
@@ -1195,7 +1214,7 @@ MCR_EXPORT int timerfd_settime(int fd, int flags, const struct itimerspec *nv,
     return REAL(timerfd_settime)(fd, flags, nv, ov);
   begin(&c, MCR_SK_TIMERFD_SETTIME, C_MODIFY, RA);
   c.target = fd;
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   h_int(&c, flags);
   if (nv) {
     h_int(&c, nv->it_interval.tv_sec);
@@ -1231,7 +1250,7 @@ MCR_EXPORT int dup(int fd)
   if (!RECORDING())
     return REAL(dup)(fd);
   begin(&c, MCR_SK_DUP, C_CREATE, RA);
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   d_add(&c, "dup(%d)", fd);
   ONE_FD_CALL(&c, 1, REAL(dup)(fd));
 }
@@ -1242,8 +1261,8 @@ static int st_dup2(uintptr_t ra, int oldfd, int newfd, int flags, int three)
 
   begin(&c, MCR_SK_DUP2, C_MODIFY, ra);
   c.target = newfd;
-  h_int(&c, xlat(oldfd));
-  h_int(&c, xlat(newfd));
+  h_fd(&c, oldfd);
+  h_fd(&c, newfd);
   h_int(&c, flags);
   if (three)
     d_add(&c, "dup3(%d, %d, %#x)", oldfd, newfd, (unsigned)flags);
@@ -1324,7 +1343,7 @@ MCR_EXPORT int fchdir(int fd)
   if (!RECORDING())
     return REAL(fchdir)(fd);
   begin(&c, MCR_SK_FCHDIR, C_LOCAL, RA);
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   d_add(&c, "fchdir(%d)", fd);
   ONE_FD_CALL(&c, 0, REAL(fchdir)(fd));
 }
@@ -1454,7 +1473,7 @@ static void *st_mmap(uintptr_t ra, void *addr, size_t len, int prot, int flags, 
   h_int(&c, (int64_t)len);
   h_int(&c, prot);
   h_int(&c, flags);
-  h_int(&c, xlat(fd));
+  h_fd(&c, fd);
   h_int(&c, off);
   snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
   n = readlink(path, target, sizeof(target) - 1);

@@ -647,7 +647,7 @@ __attribute__((visibility("default"))) FILE *fopen64(const char *path, const cha
 }
 
 /* If the file at path holds exactly the pid old (a line), it gets new. */
-static void rewrite_pidfile(const char *path, pid_t old, pid_t new);
+static void rewrite_pidfile(const char *path, pid_t old, pid_t new, int progfd);
 
 /* The pid files this process wrote at startup: if one still holds the pid
  * old, it gets new. At a commit (old: this process) for a pid file kept open
@@ -661,38 +661,58 @@ static void rewrite_pidfiles(pid_t old, pid_t new)
 
   for (int i = 0; i < nstartup_wfiles && i < MAX_WFILES; i++)
     if (startup_wfiles[i][0])
-      rewrite_pidfile(startup_wfiles[i], old, new);
+      rewrite_pidfile(startup_wfiles[i], old, new, -1);
   for (size_t i = 0; i < n; i++) {
     const char *q1, *q2;
     if (e[i].kind != MCR_SK_OPEN || e[i].result < 0 || !(q1 = strchr(e[i].detail, '"')) ||
         !(q2 = strchr(q1 + 1, '"')) || q2 - q1 - 1 >= (long)sizeof(path))
       continue;
     snprintf(path, sizeof(path), "%.*s", (int)(q2 - q1 - 1), q1 + 1);
-    rewrite_pidfile(path, old, new);
+    rewrite_pidfile(path, old, new, (int)e[i].result);
   }
 }
 
-static void rewrite_pidfile(const char *path, pid_t old, pid_t new)
+/* One line of buf at *p that is pid a or b: 1 (a), 2 (b), 0 (neither). */
+static int pid_line(const char **p, pid_t a, pid_t b)
 {
-  char want[32], buf[32];
-  int wl = snprintf(want, sizeof(want), "%d", (int)old);
-  {
-    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-      return;
-    ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
-    if (got > 0) {
-      buf[got] = 0;
-      size_t l = strcspn(buf, "\n");
-      if ((int)l == wl && !strncmp(buf, want, (size_t)wl) && (buf[l] == 0 || !buf[l + 1])) {
-        char line[32];
-        int ll = snprintf(line, sizeof(line), "%d\n", (int)new);
-        if (pwrite(fd, line, (size_t)ll, 0) == ll)
-          (void)!ftruncate(fd, ll);
-      }
+  char *end;
+  long v = strtol(*p, &end, 10);
+  if (end == *p || *end != '\n' || **p < '0' || **p > '9' || (v != a && v != b))
+    return 0;
+  *p = end + 1;
+  return v == a ? 1 : 2;
+}
+
+/* A pid file holding old gets new. Kept open by the program (progfd), it was
+ * also written by the other version's startup through the same descriptor, at
+ * the shared offset: it then reads "old\nnew\n" or "new\nold\n"; and the
+ * descriptor's offset must end up after the line written, or the next
+ * generation's startup leaves a hole of NULs before its own. */
+static void rewrite_pidfile(const char *path, pid_t old, pid_t new, int progfd)
+{
+  char buf[64];
+  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return;
+  ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
+  if (got > 0) {
+    const char *p = buf;
+    int l1, l2 = 0;
+    buf[got] = 0;
+    l1 = pid_line(&p, old, new);
+    if (l1 && *p)
+      l2 = pid_line(&p, old, new);
+    if (!*p && (l1 == 1 || l2 == 1) && (!l2 || l1 != l2)) {
+      char line[32];
+      struct stat a, b;
+      int ll = snprintf(line, sizeof(line), "%d\n", (int)new);
+      if (pwrite(fd, line, (size_t)ll, 0) == ll && ftruncate(fd, ll) == 0 && progfd >= 0 &&
+          fstat(fd, &a) == 0 && fstat(progfd, &b) == 0 && a.st_dev == b.st_dev &&
+          a.st_ino == b.st_ino && lseek(progfd, 0, SEEK_CUR) > ll)
+        lseek(progfd, ll, SEEK_SET);
     }
-    close(fd);
   }
+  close(fd);
 }
 
 void mcr_update_finish(const struct mcr_update_result *r)
