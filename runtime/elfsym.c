@@ -159,19 +159,27 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *arg)
   return 0;
 }
 
-void mcr_symbolize(struct mcr_symbolizer *c, uintptr_t addr, char *buf, size_t len)
+int mcr_elf_object_of(uintptr_t addr, uintptr_t *bias, char *path, size_t len)
 {
   struct find_obj f = {.addr = addr};
-  const char *path, *name, *base;
-
-  snprintf(buf, len, "?");
-  if (!addr)
-    return;
   dl_iterate_phdr(find_object, &f);
   if (!f.found)
-    return;
+    return -1;
+  *bias = f.bias;
   /* the first object, with an empty name, is the executable */
-  path = f.name && *f.name ? f.name : "/proc/self/exe";
+  snprintf(path, len, "%s", f.name && *f.name ? f.name : "/proc/self/exe");
+  return 0;
+}
+
+void mcr_symbolize(struct mcr_symbolizer *c, uintptr_t addr, char *buf, size_t len)
+{
+  char path[512];
+  uintptr_t bias;
+  const char *name, *base;
+
+  snprintf(buf, len, "?");
+  if (!addr || mcr_elf_object_of(addr, &bias, path, sizeof(path)) != 0)
+    return;
   if (!c->ok || strcmp(c->path, path)) {
     mcr_symbolizer_close(c);
     if (strlen(path) >= sizeof(c->path))
@@ -181,13 +189,13 @@ void mcr_symbolize(struct mcr_symbolizer *c, uintptr_t addr, char *buf, size_t l
     if (!c->ok)
       c->ok = -1; /* remember the failure for this path */
   }
-  name = c->ok > 0 ? mcr_elfsym_lookup(&c->sym, addr - f.bias) : NULL;
+  name = c->ok > 0 ? mcr_elfsym_lookup(&c->sym, addr - bias) : NULL;
   if (name && *name) {
     snprintf(buf, len, "%s", name);
     return;
   }
   base = strrchr(path, '/');
-  snprintf(buf, len, "%s+0x%lx", base ? base + 1 : path, (unsigned long)(addr - f.bias));
+  snprintf(buf, len, "%s+0x%lx", base ? base + 1 : path, (unsigned long)(addr - bias));
 }
 
 void mcr_symbolizer_close(struct mcr_symbolizer *c)

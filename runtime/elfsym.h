@@ -39,6 +39,10 @@ const char *mcr_elfsym_lookup(const struct mcr_elfsym *s, uint64_t vaddr);
 int mcr_elfsym_symbol(const struct mcr_elfsym *s, size_t i, Elf64_Sym *sym, const char **name);
 int mcr_elfsym_section(const struct mcr_elfsym *s, size_t i, Elf64_Shdr *sh, const char **name);
 
+/* The loaded object (dl_iterate_phdr) that holds addr: its load bias and file
+ * ("/proc/self/exe" for the executable). Returns 0, or -1 if none does. */
+int mcr_elf_object_of(uintptr_t addr, uintptr_t *bias, char *path, size_t len);
+
 /* Symbolizes an address of this process: finds the loaded object that contains
  * it (dl_iterate_phdr), looks it up in that object's file, and writes the function
  * name, or "OBJECT+0xOFFSET", or "?" into buf. cache (zeroed by the caller, closed

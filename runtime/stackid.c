@@ -162,31 +162,6 @@ static void memo_init(void)
   mcr_in_runtime--;
 }
 
-struct find_obj {
-  uintptr_t addr, bias;
-  char path[512];
-  int found;
-};
-
-static int find_object(struct dl_phdr_info *info, size_t size, void *arg)
-{
-  struct find_obj *f = arg;
-  (void)size;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-    if (ph->p_type == PT_LOAD && f->addr >= lo && f->addr - lo < ph->p_memsz) {
-      f->bias = info->dlpi_addr;
-      /* the first object, with an empty name, is the executable */
-      snprintf(f->path, sizeof(f->path), "%s",
-               info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "/proc/self/exe");
-      f->found = 1;
-      return 1;
-    }
-  }
-  return 0;
-}
-
 /* Under sym_lock: the symbol table of path, opened on first use. */
 static const struct mcr_elfsym *object_syms(const char *path)
 {
@@ -207,16 +182,16 @@ static const struct mcr_elfsym *object_syms(const char *path)
  * buf (normalized, at most NAME_MAX_ characters). */
 static void symbolize(uintptr_t ra, char *buf, size_t len)
 {
-  struct find_obj f = {.addr = ra - 1}; /* a call may be the function's last instruction */
+  struct {
+    uintptr_t addr, bias;
+    char path[512];
+  } f = {.addr = ra - 1}; /* a call may be the function's last instruction */
   const struct mcr_elfsym *s;
   const char *name = NULL, *base;
   size_t n;
 
   snprintf(buf, len, "?");
-  if (!ra)
-    return;
-  dl_iterate_phdr(find_object, &f);
-  if (!f.found)
+  if (!ra || mcr_elf_object_of(f.addr, &f.bias, f.path, sizeof(f.path)) != 0)
     return;
   pthread_mutex_lock(&sym_lock);
   s = object_syms(f.path);
