@@ -102,7 +102,7 @@ case "$test" in
     "$prof" -o "$work/epoll-server.qp" --duration 1 -- "$work/epoll-server" "$work/ready" >"$work/out" 2>"$work/err" ||
       fail "mcr-profile exited $?"
     has "$work/epoll-server.qp" "qp main > serve > epoll_wait"
-    matches "$work/out" "^          .*epoll-server.c:[0-9]+, 1 hit, [0-9.]+ s blocked \(100\.0%\)$"
+    matches "$work/out" "^          .*epoll-server.c:[0-9]+, 1 hit, [0-9.]+ m?s blocked \(100\.0%\)$"
     ;;
   pool)
     # A condition-variable pool, a sleeping maintenance thread and a producer:
