@@ -754,7 +754,7 @@ static int serve(int fd)
  * programs close 0-2 and count on the next open landing there). Returns the new
  * descriptor, fd itself when there is no room up there, or -1 (fd closed) when fd
  * would stay in 0-2. */
-static int move_high(int fd)
+int mcr_fd_move_high(int fd)
 {
   struct rlimit rl;
   rlim_t floor = FD_FLOOR;
@@ -783,7 +783,7 @@ static int open_socket(void)
   n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, MCR_CONTROL_NAME, (int)getpid());
   /* non-blocking: the thread waits in poll, not in accept (see control_main) */
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0 || (fd = move_high(fd)) < 0)
+  if (fd < 0 || (fd = mcr_fd_move_high(fd)) < 0)
     return -1;
   if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) ||
       listen(fd, 8) || fstat(fd, &sb)) {
@@ -845,7 +845,7 @@ static void *control_main(void *arg)
     }
     c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (c >= 0)
-      c = move_high(c); /* it took the lowest free number meanwhile */
+      c = mcr_fd_move_high(c); /* it took the lowest free number meanwhile */
     if (c < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
         sleep(1); /* out of descriptors or memory: do not spin */

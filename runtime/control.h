@@ -33,6 +33,12 @@ static inline uint32_t mcr_control_get_len(const unsigned char *p)
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* Moves a runtime descriptor up to 900 (or 7/8 of RLIMIT_NOFILE), out of the
+ * range the program hands out, close-on-exec. Returns the new descriptor, fd
+ * itself when there is no room up there, or -1 (fd closed) when fd would stay
+ * in 0-2. */
+int mcr_fd_move_high(int fd);
+
 /* Is fd one of the control socket's own descriptors (its socket, a connection
  * being served)? An update neither hands these to the new version nor lists them. */
 int mcr_control_fd_is_own(int fd);

@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include "dirty.h"
 
+#include "control.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -44,15 +46,6 @@ struct mcr_dirty {
   struct { uint64_t lo, hi; } r[]; /* page-aligned, merged */
 };
 
-/* Runtime descriptors live high, out of the program's range (update.h). */
-static int high(int fd)
-{
-  int h = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, MCR_UPDATE_FD_BASE);
-  if (h < 0)
-    return fd;
-  close(fd);
-  return h;
-}
 
 static void *rt_alloc(size_t n)
 {
@@ -88,7 +81,7 @@ struct mcr_dirty *mcr_dirty_start(const struct mcr_heap_range *r, size_t n, char
       d->n++;
     }
   }
-  d->uffd = high((int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  d->uffd = mcr_fd_move_high((int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (d->uffd < 0) {
     snprintf(err, errlen, "userfaultfd: %s", strerror(errno));
     goto fail;
@@ -98,7 +91,7 @@ struct mcr_dirty *mcr_dirty_start(const struct mcr_heap_range *r, size_t n, char
              strerror(errno));
     goto fail;
   }
-  d->pagemap = high(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  d->pagemap = mcr_fd_move_high(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   if (d->pagemap < 0) {
     snprintf(err, errlen, "/proc/self/pagemap: %s", strerror(errno));
     goto fail;

@@ -17,6 +17,7 @@
  * that finds the key without the name symbolizes the address itself.
  */
 #define _GNU_SOURCE
+#include "fnv.h"
 #include "stackid.h"
 
 #include <dlfcn.h>
@@ -73,18 +74,6 @@ static pthread_mutex_t sym_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
 static unsigned long n_misses, n_unnamed, n_memo;
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    h ^= b[i];
-    h *= FNV_PRIME;
-  }
-  return h;
-}
 
 /* ---- the unwinder (shared with threads.c and profile.c) ---- */
 
@@ -127,7 +116,7 @@ uint64_t mcr_stack_name_hash(const char *name)
 
   if (n > NAME_MAX_)
     n = NAME_MAX_;
-  h = fnv(FNV_OFFSET, name, n);
+  h = mcr_fnv(MCR_FNV_OFFSET, name, n);
   return h ? h : 1;
 }
 
@@ -340,7 +329,7 @@ static uint64_t id_describe(uintptr_t ra, unsigned skip, char *buf, size_t len)
   /* used only when the memo or the name pool is full: the hash stays right, a
    * description longer than TMP_NAMES frames may then repeat names */
   char tmpmem[TMP_NAMES][sizeof(struct name_rec) + NAME_MAX_ + 1] __attribute__((aligned(8)));
-  uint64_t h = FNV_OFFSET;
+  uint64_t h = MCR_FNV_OFFSET;
   int n, ndesc = 0, base_seen = 0;
 
   if (buf && len)
@@ -354,7 +343,7 @@ static uint64_t id_describe(uintptr_t ra, unsigned skip, char *buf, size_t len)
   for (int i = (int)skip; i < n; i++) {
     tmp = (struct name_rec *)tmpmem[(i - (int)skip) % TMP_NAMES];
     const struct name_rec *r = frame_name((uintptr_t)frames[i], tmp);
-    h = fnv(h, &r->hash, sizeof(r->hash));
+    h = mcr_fnv(h, &r->hash, sizeof(r->hash));
     if (buf && !base_seen) {
       /* main is shown; the thread's start (our trampoline, libc's) is not */
       base_seen = is_base(r->name);

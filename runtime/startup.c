@@ -26,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #undef _FORTIFY_SOURCE
+#include "fnv.h"
 #include "startup.h"
 
 #include <arpa/inet.h>
@@ -221,18 +222,6 @@ static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 
 /* ---- small helpers ---- */
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    h ^= b[i];
-    h *= FNV_PRIME;
-  }
-  return h;
-}
 
 static void *map(size_t n)
 {
@@ -383,7 +372,7 @@ static int fd_identity(int fd, uint64_t *dev, uint64_t *ino, uint64_t *link)
   snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
   n = readlink(path, target, sizeof(target));
   if (n > 11 && !memcmp(target, "anon_inode:", 11))
-    *link = fnv(FNV_OFFSET, target, (size_t)n);
+    *link = mcr_fnv(MCR_FNV_OFFSET, target, (size_t)n);
   return 0;
 }
 
@@ -430,13 +419,13 @@ static void begin(struct call *c, uint32_t kind, enum cls cls, uintptr_t ra)
   c->target = -1;
   c->fds[0] = c->fds[1] = -1;
   c->id = mcr_stack_id_describe_at(ra, c->stack, sizeof(c->stack));
-  c->hash = c->own_hash = fnv(FNV_OFFSET, &kind, sizeof(kind));
+  c->hash = c->own_hash = mcr_fnv(MCR_FNV_OFFSET, &kind, sizeof(kind));
 }
 
 static void h_int(struct call *c, int64_t v)
 {
-  c->hash = fnv(c->hash, &v, sizeof(v));
-  c->own_hash = fnv(c->own_hash, &v, sizeof(v));
+  c->hash = mcr_fnv(c->hash, &v, sizeof(v));
+  c->own_hash = mcr_fnv(c->own_hash, &v, sizeof(v));
 }
 
 /* An fd argument: translated for the match, as it is for this process's log (a
@@ -444,16 +433,16 @@ static void h_int(struct call *c, int64_t v)
 static void h_fd(struct call *c, int fd)
 {
   int64_t o = xlat(fd), v = fd;
-  c->hash = fnv(c->hash, &o, sizeof(o));
-  c->own_hash = fnv(c->own_hash, &v, sizeof(v));
+  c->hash = mcr_fnv(c->hash, &o, sizeof(o));
+  c->own_hash = mcr_fnv(c->own_hash, &v, sizeof(v));
 }
 
 static void h_bytes(struct call *c, const void *p, size_t n)
 {
   h_int(c, (int64_t)n);
   if (p) {
-    c->hash = fnv(c->hash, p, n);
-    c->own_hash = fnv(c->own_hash, p, n);
+    c->hash = mcr_fnv(c->hash, p, n);
+    c->own_hash = mcr_fnv(c->own_hash, p, n);
   }
 }
 
@@ -1789,7 +1778,7 @@ static void put(struct cursor *c, const void *v, size_t n)
 /* Of everything but the checksum field itself. */
 static uint64_t checksum(const unsigned char *p, size_t len)
 {
-  return fnv(fnv(FNV_OFFSET, p, 48), p + 56, len - 56);
+  return mcr_fnv(mcr_fnv(MCR_FNV_OFFSET, p, 48), p + 56, len - 56);
 }
 
 static size_t pad8(size_t n)

@@ -21,6 +21,7 @@
 
 #include "arena.h"
 #include "dirty.h"
+#include "fnv.h"
 #include "heap.h"
 #include "image.h"
 #include "quiesce.h"
@@ -279,10 +280,7 @@ static struct {
 
 static uint64_t str_hash(const char *s)
 {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
+  return mcr_fnv(MCR_FNV_OFFSET, s, strlen(s));
 }
 
 static int plan_globals(void);

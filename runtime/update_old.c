@@ -213,14 +213,6 @@ static size_t list_fds(int *out, size_t max, const int *own, size_t nown)
   return n;
 }
 
-static int high_fd(int fd)
-{
-  int h = fcntl(fd, F_DUPFD_CLOEXEC, MCR_UPDATE_FD_BASE);
-  if (h < 0)
-    return fd;
-  close(fd);
-  return h;
-}
 
 static int make_log_memfd(void)
 {
@@ -249,7 +241,7 @@ static int make_log_memfd(void)
     }
   }
   mcr_startup_buffer_free(buf, len);
-  return fd >= 0 ? high_fd(fd) : -1;
+  return fd >= 0 ? mcr_fd_move_high(fd) : -1;
 }
 
 /* posix_spawn of path with this process's startup argv/env/cwd, every program
@@ -399,8 +391,8 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
     reason(r, "socketpair: %s", strerror(errno));
     goto rollback;
   }
-  sv[0] = high_fd(sv[0]);
-  sv[1] = high_fd(sv[1]);
+  sv[0] = mcr_fd_move_high(sv[0]);
+  sv[1] = mcr_fd_move_high(sv[1]);
   own[nown++] = sv[0];
   own[nown++] = sv[1];
   if ((logfd = make_log_memfd()) < 0) {
@@ -425,7 +417,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   logfd = -1;
   pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd >= 0)
-    pidfd = high_fd(pidfd);
+    pidfd = mcr_fd_move_high(pidfd);
 
   /* 2. its startup: replayed, every thread parked */
   t = mcr_update_now_ns();
