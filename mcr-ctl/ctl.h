@@ -36,4 +36,8 @@ void cmd_quiesce_help(void);
 int cmd_update(int argc, char **argv);
 void cmd_update_help(void);
 
+/* mcr-ctl report FILE [--json] (report.c). */
+int cmd_report(int argc, char **argv);
+void cmd_report_help(void);
+
 #endif /* MCR_CTL_H */

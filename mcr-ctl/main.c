@@ -31,6 +31,8 @@ static const struct command commands[] = {
      "park every thread at a quiescent point, hold, resume; print the timings"},
     {"update", cmd_update, cmd_update_help, "PID NEW [--timeout SEC] [--report FILE] [--json]",
      "live-update a running program to a new executable; state and connections carry over"},
+    {"report", cmd_report, cmd_report_help, "FILE [--json]",
+     "show the conflict report of a rolled-back update (why, where, what to change)"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -5,8 +5,8 @@
  * mcr-clang with quiescent points, from the same program as the running
  * process), then asks the process to update itself to it, and prints each phase
  * with its duration and the pause its clients saw. Exit 0 committed, 1 rolled
- * back (the old version still serves; a report is written), 2 bad usage or bad
- * input (nothing was done).
+ * back (the old version still serves; a conflict report is written: report.h),
+ * 2 bad usage or bad input (nothing was done).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +22,12 @@
 #include "control.h"
 #include "ctl.h"
 #include "elf.h"
+#include "report.h"
 #include "typetab.h"
+
+#ifndef MCR_VERSION
+#define MCR_VERSION "unknown"
+#endif
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define MAX_MS 600000
@@ -43,9 +48,11 @@ void cmd_update_help(void)
          "\n"
          "Options:\n"
          "  --timeout SEC   bound on each phase that waits (default 10, at most 600)\n"
-         "  --report FILE   where to write the report of a rolled-back update (default\n"
-         "                  /tmp/mcr-update-PID-TIME.json)\n"
-         "  --json          machine-readable output (one JSON object)\n"
+         "  --report FILE   where to write the conflict report of a rolled-back update\n"
+         "                  (default /tmp/mcr-update-PID-TIME.report; read it with\n"
+         "                  mcr-ctl report FILE)\n"
+         "  --json          machine-readable output (one JSON object; the conflicts with\n"
+         "                  all their fields, as mcr-ctl report --json)\n"
          "  -h, --help      this help\n"
          "\n"
          "Environment: MCR_UPDATE_FAULT=PHASE:crash|hang makes NEW crash or hang at PHASE\n"
@@ -157,25 +164,77 @@ out:
   return rc;
 }
 
-static void write_report(const char *path, pid_t pid, const Mcr__Control__UpdateReply *u)
+/* The reply's conflicts; from a runtime that sends only text reasons, each
+ * reason as a conflict of kind "other". conv holds those (n_reasons of them). */
+static Mcr__Report__Conflict *const *conflicts_of(const Mcr__Control__UpdateReply *u,
+                                                  Mcr__Report__Conflict *conv,
+                                                  Mcr__Report__Conflict **convp, size_t *n)
 {
-  FILE *f = fopen(path, "w");
-  if (!f) {
-    ctl_err("update: cannot write the report %s: %s", path, strerror(errno));
-    return;
+  if (u->n_conflicts || !u->n_reasons) {
+    *n = u->n_conflicts;
+    return u->conflicts;
   }
-  fprintf(f, "{\"pid\": %d, \"committed\": false, \"reasons\": [", (int)pid);
   for (size_t i = 0; i < u->n_reasons; i++) {
-    fputs(i ? ",\n  " : "\n  ", f);
-    ctl_json_str(f, u->reasons[i]);
+    mcr__report__conflict__init(&conv[i]);
+    conv[i].kind = "other";
+    conv[i].message = u->reasons[i];
+    convp[i] = &conv[i];
   }
-  fputs("],\n \"notes\": [", f);
-  for (size_t i = 0; i < u->n_notes; i++) {
-    fputs(i ? ",\n  " : "\n  ", f);
-    ctl_json_str(f, u->notes[i]);
+  *n = u->n_reasons;
+  return convp;
+}
+
+static void write_report(const char *path, pid_t pid, const char *program, const char *newbin,
+                         const Mcr__Control__UpdateReply *u)
+{
+  Mcr__Report__Report r = MCR__REPORT__REPORT__INIT;
+  Mcr__Report__Phase *ph = calloc(u->n_phases + 1, sizeof(*ph));
+  Mcr__Report__Phase **php = calloc(u->n_phases + 1, sizeof(*php));
+  Mcr__Report__Conflict *conv = calloc(u->n_reasons + 1, sizeof(*conv));
+  Mcr__Report__Conflict **convp = calloc(u->n_reasons + 1, sizeof(*convp));
+  char err[1024];
+
+  if (!ph || !php || !conv || !convp) {
+    ctl_err("update: cannot write the report %s: out of memory", path);
+    goto out;
   }
-  fputs("]}\n", f);
-  fclose(f);
+  r.has_schema_version = 1;
+  r.schema_version = CTL_REPORT_SCHEMA;
+  r.has_created = 1;
+  r.created = (uint64_t)time(NULL);
+  r.has_old_pid = 1;
+  r.old_pid = (uint32_t)pid;
+  r.has_new_pid = u->has_new_pid;
+  r.new_pid = u->new_pid;
+  r.program = (char *)program;
+  r.new_binary = (char *)newbin;
+  r.has_committed = 1;
+  r.committed = u->committed;
+  r.has_pause_us = 1;
+  r.pause_us = u->pause_us;
+  r.has_total_us = 1;
+  r.total_us = u->total_us;
+  for (size_t i = 0; i < u->n_phases; i++) {
+    mcr__report__phase__init(&ph[i]);
+    ph[i].name = u->phases[i]->name;
+    ph[i].has_us = 1;
+    ph[i].us = u->phases[i]->us;
+    ph[i].detail = u->phases[i]->detail;
+    php[i] = &ph[i];
+  }
+  r.n_phases = u->n_phases;
+  r.phases = php;
+  r.conflicts = (Mcr__Report__Conflict **)conflicts_of(u, conv, convp, &r.n_conflicts);
+  r.n_notes = u->n_notes;
+  r.notes = u->notes;
+  r.mcr_version = MCR_VERSION;
+  if (ctl_report_write(path, &r, err, sizeof(err)) != 0)
+    ctl_err("update: %s", err);
+out:
+  free(ph);
+  free(php);
+  free(conv);
+  free(convp);
 }
 
 static void print_human(pid_t pid, const Mcr__Control__UpdateReply *u, const char *report)
@@ -194,15 +253,34 @@ static void print_human(pid_t pid, const Mcr__Control__UpdateReply *u, const cha
     if (u->pause_us)
       printf(" (its clients saw a pause of %.3f ms)", u->pause_us / 1000.0);
     printf(".\n");
-    for (size_t i = 0; i < u->n_reasons; i++)
-      printf("  %s\n", u->reasons[i]);
-    printf("report: %s\n", report);
+    if (u->n_conflicts) {
+      for (size_t i = 0; i < u->n_conflicts; i++) {
+        const Mcr__Report__Conflict *c = u->conflicts[i];
+        printf("  [%s] %s", c->kind && *c->kind ? c->kind : "other",
+               c->message ? c->message : "");
+        if (c->stack && *c->stack)
+          printf(" (at %s)", c->stack);
+        printf("\n");
+      }
+    } else {
+      for (size_t i = 0; i < u->n_reasons; i++)
+        printf("  %s\n", u->reasons[i]);
+    }
+    printf("report: %s (mcr-ctl report %s: the details and suggested fixes)\n", report,
+           report);
   }
 }
 
 static void print_json(pid_t pid, const Mcr__Control__UpdateReply *u, const char *report)
 {
   FILE *f = stdout;
+  Mcr__Report__Conflict *conv = calloc(u->n_reasons + 1, sizeof(*conv));
+  Mcr__Report__Conflict **convp = calloc(u->n_reasons + 1, sizeof(*convp));
+  Mcr__Report__Conflict *const *c = NULL;
+  size_t nc = 0;
+
+  if (conv && convp)
+    c = conflicts_of(u, conv, convp, &nc);
   fprintf(f, "{\"pid\": %d, \"committed\": %s, \"new_pid\": %u, \"pause_us\": %llu, "
              "\"total_us\": %llu, \"phases\": [",
           (int)pid, u->committed ? "true" : "false", u->committed ? u->new_pid : 0,
@@ -219,7 +297,9 @@ static void print_json(pid_t pid, const Mcr__Control__UpdateReply *u, const char
     fputs(i ? ", " : "", f);
     ctl_json_str(f, u->reasons[i]);
   }
-  fputs("], \"notes\": [", f);
+  fputs("], \"conflicts\": ", f);
+  ctl_report_json_conflicts(f, c, nc);
+  fputs(", \"notes\": [", f);
   for (size_t i = 0; i < u->n_notes; i++) {
     fputs(i ? ", " : "", f);
     ctl_json_str(f, u->notes[i]);
@@ -227,6 +307,8 @@ static void print_json(pid_t pid, const Mcr__Control__UpdateReply *u, const char
   fputs("], \"report\": ", f);
   ctl_json_str(f, u->committed ? NULL : report);
   fputs("}\n", f);
+  free(conv);
+  free(convp);
 }
 
 static int parse_sec(const char *v, int *ms)
@@ -250,7 +332,7 @@ int cmd_update(int argc, char **argv)
   Mcr__Control__UpdateRequest ureq = MCR__CONTROL__UPDATE_REQUEST__INIT;
   Mcr__Control__Reply *rep;
   const char *args[2] = {NULL, NULL}, *report = NULL;
-  char abs[PATH_MAX], defreport[256];
+  char abs[PATH_MAX], defreport[256], program[PATH_MAX] = "", exe[64];
   int json = 0, timeout_ms = DEFAULT_TIMEOUT_MS, nargs = 0, rc;
   pid_t pid;
 
@@ -295,9 +377,15 @@ int cmd_update(int argc, char **argv)
   if (check_new(pid, args[1], abs) != 0)
     return CTL_EXIT_USAGE;
   if (!report) {
-    snprintf(defreport, sizeof(defreport), "/tmp/mcr-update-%d-%ld.json", (int)pid,
+    snprintf(defreport, sizeof(defreport), "/tmp/mcr-update-%d-%ld.report", (int)pid,
              (long)time(NULL));
     report = defreport;
+  }
+  /* the old executable, for the report (after a commit the process is gone) */
+  snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+  {
+    ssize_t n = readlink(exe, program, sizeof(program) - 1);
+    program[n > 0 ? n : 0] = 0;
   }
 
   ureq.path = abs;
@@ -324,7 +412,7 @@ int cmd_update(int argc, char **argv)
     return CTL_EXIT_USAGE;
   }
   if (!rep->update->committed)
-    write_report(report, pid, rep->update);
+    write_report(report, pid, program, abs, rep->update);
   if (json)
     print_json(pid, rep->update, report);
   else

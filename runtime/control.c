@@ -479,6 +479,34 @@ struct update_job {
 
 #define UPDATE_DEFAULT_TIMEOUT_MS 10000u
 
+static int update_conflicts(struct arena *a, const struct mcr_update_result *r,
+                            Mcr__Control__UpdateReply *ur)
+{
+  ur->conflicts = arena_alloc(a, (r->nconflicts + 1) * sizeof(*ur->conflicts));
+  if (!ur->conflicts)
+    return -1;
+  for (size_t i = 0; i < r->nconflicts; i++) {
+    const struct mcr_update_conflict *c = &r->conflicts[i];
+    Mcr__Report__Conflict *m = arena_alloc(a, sizeof(*m));
+    if (!m)
+      return -1;
+    mcr__report__conflict__init(m);
+    m->kind = arena_str(a, mcr_update_conflict_get(c, MCR_CF_KIND));
+    m->message = arena_str(a, mcr_update_conflict_get(c, MCR_CF_MESSAGE));
+    m->object = arena_str(a, mcr_update_conflict_get(c, MCR_CF_OBJECT));
+    m->old_type = arena_str(a, mcr_update_conflict_get(c, MCR_CF_OLD_TYPE));
+    m->new_type = arena_str(a, mcr_update_conflict_get(c, MCR_CF_NEW_TYPE));
+    m->old_location = arena_str(a, mcr_update_conflict_get(c, MCR_CF_OLD_LOCATION));
+    m->new_location = arena_str(a, mcr_update_conflict_get(c, MCR_CF_NEW_LOCATION));
+    m->stack = arena_str(a, mcr_update_conflict_get(c, MCR_CF_STACK));
+    m->fix = arena_str(a, mcr_update_conflict_get(c, MCR_CF_FIX));
+    ur->conflicts[ur->n_conflicts++] = m;
+    /* for clients that only know the text lines */
+    ur->reasons[ur->n_reasons++] = m->message;
+  }
+  return a->failed ? -1 : 0;
+}
+
 static int update_reply(struct arena *a, const struct mcr_update_result *r, Reply *rep)
 {
   Mcr__Control__UpdateReply *ur = arena_alloc(a, sizeof(*ur));
@@ -487,15 +515,15 @@ static int update_reply(struct arena *a, const struct mcr_update_result *r, Repl
   mcr__control__update_reply__init(ur);
   ur->has_committed = 1;
   ur->committed = r->committed != 0;
-  ur->has_new_pid = r->committed;
-  ur->new_pid = (uint32_t)r->new_pid;
+  ur->has_new_pid = r->committed || r->spawned_pid > 0;
+  ur->new_pid = (uint32_t)(r->committed ? r->new_pid : r->spawned_pid);
   ur->has_pause_us = 1;
   ur->pause_us = r->pause_us;
   ur->has_total_us = 1;
   ur->total_us = r->total_us;
   ur->phases = arena_alloc(a, (r->nphases + 1) * sizeof(*ur->phases));
-  ur->reasons = arena_alloc(a, (r->nreasons + 1) * sizeof(char *));
-  ur->notes = arena_alloc(a, (r->nnotes + 1) * sizeof(char *));
+  ur->reasons = arena_alloc(a, (r->nconflicts + 1) * sizeof(char *));
+  ur->notes = arena_alloc(a, (r->nnotes + 2) * sizeof(char *));
   if (!ur->phases || !ur->reasons || !ur->notes)
     return -1;
   for (size_t i = 0; i < r->nphases; i++) {
@@ -509,13 +537,19 @@ static int update_reply(struct arena *a, const struct mcr_update_result *r, Repl
     p->detail = arena_str(a, r->phases[i].detail);
     ur->phases[ur->n_phases++] = p;
   }
-  for (size_t i = 0; i < r->nreasons; i++)
-    ur->reasons[ur->n_reasons++] = arena_str(a, r->reasons[i]);
+  if (update_conflicts(a, r, ur) != 0)
+    return -1;
   for (size_t i = 0; i < r->nnotes; i++)
     ur->notes[ur->n_notes++] = arena_str(a, r->notes[i]);
+  if (r->nconflicts_lost) {
+    char more[96];
+    snprintf(more, sizeof(more), "%zu more conflicts were not kept (at most %d per update)",
+             r->nconflicts_lost, MCR_UPDATE_MAX_CONFLICTS);
+    ur->notes[ur->n_notes++] = arena_str(a, more);
+  }
   rep->kind_case = MCR__CONTROL__REPLY__KIND_UPDATE;
   rep->update = ur;
-  return 0;
+  return a->failed ? -1 : 0;
 }
 
 static void *update_worker(void *p)
@@ -530,7 +564,9 @@ static void *update_worker(void *p)
   rep.protocol = MCR_CONTROL_PROTOCOL;
   mcr_update_run(job->path, job->timeout_ms, job->fault, &res);
   if (res.refused)
-    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__REFUSED, res.reasons[0]);
+    set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__REFUSED,
+              res.nconflicts ? mcr_update_conflict_get(&res.conflicts[0], MCR_CF_MESSAGE)
+                             : "refused");
   else if (update_reply(&a, &res, &rep) != 0)
     set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
   if (!res.committed) {

@@ -80,25 +80,82 @@ int mcr_chan_recv(int fd, int pidfd, unsigned timeout_ms, int *type, struct mcr_
 /* Monotonic clock in ns (system-wide, comparable between the two processes). */
 uint64_t mcr_update_now_ns(void);
 
+/* ---- conflicts (docs/update.md, "Conflict reports"; proto/report.proto) ----
+ *
+ * The new version says why it refuses with text lines in a FAIL (or READY, DONE)
+ * payload:
+ *
+ *   conflict KIND\tMESSAGE\tOBJECT\tOLD_TYPE\tNEW_TYPE\tOLD_LOCATION\tNEW_LOCATION\tSTACK\tFIX
+ *
+ * fields separated by one TAB each, in this order; trailing fields may be left out
+ * or empty. KIND is one short word (lowercase letters, digits, '-', '_', at most
+ * 15): startup, type, narrowing, enum, pinned, global, heap, image, fd, stack,
+ * crash, timeout, other. Locations are "file:line" or "file:line:col"; STACK is
+ * function names, outermost first, joined by " > ". A field must not hold a TAB or
+ * a newline (mcr_conflict_field_put replaces them with spaces). A line without a
+ * TAB, or whose first field is not such a word, is kind "other" with the whole
+ * text as its message (TABs made spaces).
+ */
+enum mcr_conflict_field {
+  MCR_CF_KIND,
+  MCR_CF_MESSAGE,
+  MCR_CF_OBJECT,
+  MCR_CF_OLD_TYPE,
+  MCR_CF_NEW_TYPE,
+  MCR_CF_OLD_LOCATION,
+  MCR_CF_NEW_LOCATION,
+  MCR_CF_STACK,
+  MCR_CF_FIX,
+  MCR_CF_COUNT
+};
+
+/* Appends s to b as a conflict field: TABs, newlines and other control
+ * characters become spaces. */
+void mcr_conflict_field_put(struct mcr_buf *b, const char *s);
+
 /* ---- old side (update_old.c) ---- */
 
 #define MCR_UPDATE_MAX_LINES 64
+/* Conflicts kept per update, and the room for one conflict's fields (NUL
+ * separated). Longer conflicts lose the end of their longest fields ("..."). */
+#define MCR_UPDATE_MAX_CONFLICTS 48
+#define MCR_UPDATE_CONFLICT_LEN 2048
 struct mcr_update_phase {
   char name[32];
   uint64_t us;
   char detail[96];
 };
+struct mcr_update_conflict {
+  uint16_t off[MCR_CF_COUNT]; /* where each field starts in text */
+  char text[MCR_UPDATE_CONFLICT_LEN];
+};
+/* Lives in the old process's .bss (control.c): fixed size, no allocation. */
 struct mcr_update_result {
   int committed;
-  pid_t new_pid;
+  pid_t new_pid;     /* the process that serves now (committed), else 0 */
+  pid_t spawned_pid; /* the new version's process, if one was started */
   uint64_t pause_us, total_us;
   size_t nphases;
   struct mcr_update_phase phases[24];
-  size_t nreasons, nnotes;
-  char reasons[MCR_UPDATE_MAX_LINES][256];
+  size_t nconflicts, nconflicts_lost, nnotes;
+  struct mcr_update_conflict conflicts[MCR_UPDATE_MAX_CONFLICTS];
   char notes[MCR_UPDATE_MAX_LINES][256];
-  int refused; /* bad input or busy: nothing was done (reasons[0] says why) */
+  int refused; /* bad input or busy: nothing was done (conflict 0 says why) */
 };
+
+/* Stores the fields (len[f] bytes of field[f], which need no NUL; NULL with
+ * length 0 for none) in c, control characters made spaces. */
+void mcr_update_conflict_set(struct mcr_update_conflict *c, const char *const *field,
+                             const size_t *len);
+/* One "conflict " line's text (after that prefix, without the newline). */
+void mcr_update_conflict_parse(struct mcr_update_conflict *c, const char *line, size_t n);
+
+/* Field f of conflict c ("" if empty). */
+static inline const char *mcr_update_conflict_get(const struct mcr_update_conflict *c,
+                                                  enum mcr_conflict_field f)
+{
+  return c->text + c->off[f];
+}
 
 /* Runs an update of this process to the executable at path (called on a
  * runtime thread). On return with res->committed, the caller replies and then

@@ -88,13 +88,102 @@ void mcr_buf_str(struct mcr_buf *b, const char *s)
 void mcr_buf_printf(struct mcr_buf *b, const char *fmt, ...)
 {
   char line[1024];
-  va_list ap;
+  va_list ap, again;
   va_start(ap, fmt);
+  va_copy(again, ap);
   int n = vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
-  if (n < 0)
-    return;
-  mcr_buf_put(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+  if (n >= 0 && (size_t)n < sizeof(line)) {
+    mcr_buf_put(b, line, (size_t)n);
+  } else if (n >= 0 && reserve(b, (size_t)n + 1) == 0) {
+    /* a long line (a conflict with a long stack): formatted in place */
+    vsnprintf((char *)b->p + b->len, (size_t)n + 1, fmt, again);
+    b->len += (size_t)n;
+  }
+  va_end(again);
+}
+
+void mcr_conflict_field_put(struct mcr_buf *b, const char *s)
+{
+  for (; s && *s; s++) {
+    char c = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
+    mcr_buf_put(b, &c, 1);
+  }
+}
+
+/* ---- conflicts: the line format is in update.h ---- */
+
+static int kind_word(const char *p, size_t n)
+{
+  if (n == 0 || n > 15)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '-' ||
+          p[i] == '_'))
+      return 0;
+  return 1;
+}
+
+void mcr_update_conflict_set(struct mcr_update_conflict *c, const char *const *field,
+                             const size_t *len)
+{
+  size_t total = 0, cap = sizeof(c->text) - MCR_CF_COUNT, limit = cap, pos = 0;
+
+  for (int f = 0; f < MCR_CF_COUNT; f++)
+    total += len[f];
+  if (total > cap) {
+    /* the largest per-field limit that fits: long fields lose their ends, short
+     * ones stay whole */
+    size_t lo = 0, hi = cap;
+    while (lo < hi) {
+      size_t mid = (lo + hi + 1) / 2, sum = 0;
+      for (int f = 0; f < MCR_CF_COUNT; f++)
+        sum += len[f] < mid ? len[f] : mid;
+      if (sum <= cap)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    limit = lo;
+  }
+  for (int f = 0; f < MCR_CF_COUNT; f++) {
+    size_t n = len[f] < limit ? len[f] : limit;
+    c->off[f] = (uint16_t)pos;
+    for (size_t i = 0; i < n; i++) {
+      char ch = field[f] ? field[f][i] : 0;
+      c->text[pos + i] = (unsigned char)ch < 0x20 || ch == 0x7f ? ' ' : ch;
+    }
+    if (n < len[f] && n >= 3)
+      memcpy(c->text + pos + n - 3, "...", 3);
+    pos += n;
+    c->text[pos++] = 0;
+  }
+}
+
+void mcr_update_conflict_parse(struct mcr_update_conflict *c, const char *line, size_t n)
+{
+  const char *field[MCR_CF_COUNT] = {0};
+  size_t len[MCR_CF_COUNT] = {0};
+  const char *tab = memchr(line, '\t', n);
+
+  if (!tab || !kind_word(line, (size_t)(tab - line))) {
+    field[MCR_CF_KIND] = "other";
+    len[MCR_CF_KIND] = 5;
+    field[MCR_CF_MESSAGE] = line;
+    len[MCR_CF_MESSAGE] = n;
+  } else {
+    const char *p = line, *end = line + n;
+    for (int f = 0; f < MCR_CF_COUNT && p <= end; f++) {
+      const char *t = memchr(p, '\t', (size_t)(end - p));
+      /* the last field takes the rest, TABs and all (made spaces) */
+      if (!t || f == MCR_CF_COUNT - 1)
+        t = end;
+      field[f] = p;
+      len[f] = (size_t)(t - p);
+      p = t + 1;
+    }
+  }
+  mcr_update_conflict_set(c, field, len);
 }
 
 int mcr_buf_get(struct mcr_buf *b, void *p, size_t n)

@@ -140,6 +140,47 @@ __attribute__((constructor(203))) static void update_new_init(void)
   __atomic_store_n(&mcr_quiescing, 1, __ATOMIC_SEQ_CST);
 }
 
+/* A startup replay conflict as a structured conflict line (update.h): kind
+ * startup, the call as the object, its stack, and what to do about it. */
+static void startup_conflict(struct mcr_buf *b, const struct mcr_startup_conflict *k)
+{
+  const char *call = mcr_startup_kind_name(k->kind);
+  const char *object = k->new_detail[0] ? k->new_detail : k->old_detail;
+  char msg[sizeof(k->message)], suffix[sizeof(k->stack) + 16];
+  size_t n, sn;
+
+  /* the message ends with " (at STACK)": the stack has a field of its own */
+  snprintf(msg, sizeof(msg), "%s", k->message);
+  snprintf(suffix, sizeof(suffix), " (at %s)", k->stack[0] ? k->stack : "an unknown stack");
+  n = strlen(msg);
+  sn = strlen(suffix);
+  if (n > sn && !strcmp(msg + n - sn, suffix))
+    msg[n - sn] = 0;
+
+  mcr_buf_printf(b, "conflict startup\t");
+  mcr_conflict_field_put(b, msg);
+  mcr_buf_printf(b, "\t");
+  mcr_conflict_field_put(b, object);
+  mcr_buf_printf(b, "\t\t\t\t\t"); /* no types, no source locations */
+  mcr_conflict_field_put(b, k->stack);
+  mcr_buf_printf(b, "\t");
+  if (!strcmp(call, "fork"))
+    mcr_buf_printf(b, "a process that goes on after forking (a parent that keeps running) "
+                      "cannot be updated yet: restart it instead");
+  else if (!k->old_detail[0])
+    mcr_buf_printf(b, "the new version's startup must not change a descriptor it inherits "
+                      "from the old one: make this %s after the startup (once the main thread "
+                      "reached its quiescent point), or restart the server instead", call);
+  else {
+    mcr_buf_printf(b, "the new version's startup must make the same %s as the old one, with "
+                      "the same arguments (here: ", call);
+    mcr_conflict_field_put(b, k->old_detail);
+    mcr_buf_printf(b, "); a changed address, file or option cannot be taken over live: keep "
+                      "the old one in this version, or restart the server instead");
+  }
+  mcr_buf_printf(b, "\n");
+}
+
 static void *agent(void *arg)
 {
   struct mcr_qresult q;
@@ -189,7 +230,7 @@ static void *agent(void *arg)
   nconf = mcr_startup_conflicts(&conf);
   if (nconf) {
     for (size_t i = 0; i < nconf && i < 20; i++)
-      mcr_buf_printf(&rep, "conflict startup replay: %s\n", conf[i].message);
+      startup_conflict(&rep, &conf[i]);
     mcr_chan_send(chan, MCR_U_FAIL, &rep);
     _exit(1);
   }

@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -138,15 +139,55 @@ static void add_line(char (*lines)[256], size_t *n, const char *s)
     snprintf(lines[(*n)++], 256, "%s", s);
 }
 
-#define reason(r, ...)                                                                   \
+static struct mcr_update_conflict *next_conflict(struct mcr_update_result *r)
+{
+  if (r->nconflicts >= MCR_UPDATE_MAX_CONFLICTS) {
+    r->nconflicts_lost++;
+    return NULL;
+  }
+  return &r->conflicts[r->nconflicts++];
+}
+
+/* A conflict this process found itself (the new version's come as lines). */
+static void add_conflict(struct mcr_update_result *r, const char *kind, const char *object,
+                         const char *fix, const char *message)
+{
+  struct mcr_update_conflict *c = next_conflict(r);
+  const char *field[MCR_CF_COUNT] = {0};
+  size_t len[MCR_CF_COUNT] = {0};
+
+  if (!c)
+    return;
+  field[MCR_CF_KIND] = kind;
+  field[MCR_CF_MESSAGE] = message;
+  field[MCR_CF_OBJECT] = object;
+  field[MCR_CF_FIX] = fix;
+  for (int f = 0; f < MCR_CF_COUNT; f++)
+    len[f] = field[f] ? strlen(field[f]) : 0;
+  mcr_update_conflict_set(c, field, len);
+}
+
+#define FIX_CRASH                                                                        \
+  "run the new version by itself with the same arguments to see why it ends (during "     \
+  "an update its output goes where the old process's goes)"
+#define FIX_TIMEOUT                                                                      \
+  "give the phase more time (mcr-ctl update --timeout SEC), or see with mcr-ctl status "  \
+  "which thread does not reach a quiescent point"
+
+/* reason(r, KIND, printf-like message): a conflict of the old side with the
+ * usual suggestion for its kind. */
+#define reason(r, kind, ...)                                                             \
   do {                                                                                   \
-    char l_[256];                                                                        \
+    char l_[1024];                                                                       \
+    const char *k_ = (kind);                                                             \
     snprintf(l_, sizeof(l_), __VA_ARGS__);                                               \
-    add_line((r)->reasons, &(r)->nreasons, l_);                                          \
+    add_conflict((r), k_, NULL,                                                          \
+                 !strcmp(k_, "crash") ? FIX_CRASH : !strcmp(k_, "timeout") ? FIX_TIMEOUT : NULL, \
+                 l_);                                                                    \
   } while (0)
 
 /* Text payload from the new side: "phase NAME NS DETAIL", "note TEXT",
- * "conflict TEXT" lines. */
+ * "conflict FIELDS" lines (update.h). */
 static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
 {
   const char *p = (const char *)b->p, *end = p + b->len;
@@ -154,11 +195,16 @@ static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
     char line[512];
+    if (n > 9 && !strncmp(p, "conflict ", 9)) {
+      struct mcr_update_conflict *c = next_conflict(r);
+      if (c)
+        mcr_update_conflict_parse(c, p + 9, n - 9);
+      p = nl ? nl + 1 : NULL;
+      continue;
+    }
     snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) - 1 ? n : sizeof(line) - 1), p);
     if (!strncmp(line, "note ", 5)) {
       add_line(r->notes, &r->nnotes, line + 5);
-    } else if (!strncmp(line, "conflict ", 9)) {
-      add_line(r->reasons, &r->nreasons, line + 9);
     } else if (!strncmp(line, "phase ", 6)) {
       char name[32] = "", detail[128] = "";
       unsigned long long ns = 0;
@@ -331,6 +377,18 @@ static void kill_new(pid_t pid, int pidfd)
     ;
 }
 
+/* The kind of conflict a failed wait or send is. */
+static const char *recv_kind(int e)
+{
+  switch (e) {
+  case ETIMEDOUT: return "timeout";
+  case ESRCH:
+  case ECONNRESET:
+  case EPIPE: return "crash";
+  default: return "other";
+  }
+}
+
 static const char *recv_error(int e)
 {
   switch (e) {
@@ -343,17 +401,29 @@ static const char *recv_error(int e)
   }
 }
 
-/* Why the new process ended, if it did. */
-static void exit_status(pid_t pid, struct mcr_update_result *r)
+/* Why the new process ended, if it did. After a wait or send that failed
+ * with e: when the channel closed, the process may not be a zombie yet, so
+ * give it a moment (its pidfd becomes readable when it is). Keeps errno. */
+static void exit_status(pid_t pid, int pidfd, int e, struct mcr_update_result *r)
 {
   int st;
-  pid_t w = waitpid(pid, &st, WNOHANG);
+  pid_t w;
+
+  if (pidfd >= 0 && !strcmp(recv_kind(e), "crash")) {
+    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+    while (poll(&pfd, 1, 500) < 0 && errno == EINTR)
+      ;
+  }
+  w = waitpid(pid, &st, WNOHANG);
+  errno = e;
   if (w != pid)
     return;
   if (WIFSIGNALED(st))
-    reason(r, "the new version was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    reason(r, "crash", "the new version was killed by signal %d (%s)", WTERMSIG(st),
+           strsignal(WTERMSIG(st)));
   else if (WIFEXITED(st))
-    reason(r, "the new version exited with status %d", WEXITSTATUS(st));
+    reason(r, "crash", "the new version exited with status %d", WEXITSTATUS(st));
+  errno = e;
 }
 
 static void rewrite_pidfiles(pid_t old, pid_t new);
@@ -375,20 +445,20 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   memset(&qres, 0, sizeof(qres));
   if (access(path, X_OK) != 0) {
     r->refused = 1;
-    reason(r, "%s: not executable by this process (uid %d): %s", path, (int)geteuid(),
+    reason(r, "other", "%s: not executable by this process (uid %d): %s", path, (int)geteuid(),
            strerror(errno));
     return;
   }
   if (mcr_quiesce_points(NULL, 0) == 0) {
     r->refused = 1;
-    reason(r, "this program has no quiescent points compiled in: profile it with mcr-profile, "
+    reason(r, "other", "this program has no quiescent points compiled in: profile it with mcr-profile, "
               "then build it with mcr-clang --mcr-quiescence=FILE");
     return;
   }
 
   /* 1. spawn */
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-    reason(r, "socketpair: %s", strerror(errno));
+    reason(r, "other", "socketpair: %s", strerror(errno));
     goto rollback;
   }
   sv[0] = mcr_fd_move_high(sv[0]);
@@ -396,7 +466,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   own[nown++] = sv[0];
   own[nown++] = sv[1];
   if ((logfd = make_log_memfd()) < 0) {
-    reason(r, "cannot write the startup log for the new version: %s", strerror(errno));
+    reason(r, "other", "cannot write the startup log for the new version: %s", strerror(errno));
     goto rollback;
   }
   own[nown++] = logfd;
@@ -407,10 +477,10 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   for (int tries = 0; tries < 5 && spawned != 0; tries++)
     spawned = spawn(path, sv[1], logfd, fault, &pid, own, nown, err, sizeof(err));
   if (spawned != 0) {
-    reason(r, "%s", err);
+    reason(r, "other", "%s", err);
     goto rollback;
   }
-  r->new_pid = pid;
+  r->spawned_pid = pid;
   close(sv[1]);
   sv[1] = -1;
   close(logfd);
@@ -423,14 +493,14 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   t = mcr_update_now_ns();
   if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
     int e = errno;
-    exit_status(pid, r);
-    reason(r, "waiting for the new version to finish its startup: %s", recv_error(e));
+    exit_status(pid, pidfd, e, r);
+    reason(r, recv_kind(e), "waiting for the new version to finish its startup: %s", recv_error(e));
     goto rollback;
   }
   take_lines(r, &msg);
   if (type != MCR_U_READY) {
-    if (!r->nreasons)
-      reason(r, "the new version refused the update");
+    if (!r->nconflicts)
+      reason(r, "other", "the new version refused the update");
     goto rollback;
   }
   mcr_buf_free(&msg);
@@ -444,8 +514,8 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
     if (mcr_transfer_precopy_ranges(&pre, &dirty, note, sizeof(note)) != 0 ||
         mcr_chan_send(sv[0], MCR_U_PRECOPY, &pre) != 0) {
       mcr_buf_free(&pre);
-      exit_status(pid, r);
-      reason(r, "sending the pre-copy ranges: %s", recv_error(errno));
+      exit_status(pid, pidfd, errno, r);
+      reason(r, recv_kind(errno), "sending the pre-copy ranges: %s", recv_error(errno));
       goto rollback;
     }
     mcr_buf_free(&pre);
@@ -455,26 +525,31 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   }
   if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
     int e = errno;
-    exit_status(pid, r);
-    reason(r, "waiting for the pre-copy: %s", recv_error(e));
+    exit_status(pid, pidfd, e, r);
+    reason(r, recv_kind(e), "waiting for the pre-copy: %s", recv_error(e));
     goto rollback;
   }
   take_lines(r, &msg);
   mcr_buf_free(&msg);
   if (type != MCR_U_PRECOPIED) {
-    if (!r->nreasons)
-      reason(r, "the new version failed the pre-copy");
+    if (!r->nconflicts)
+      reason(r, "other", "the new version failed the pre-copy");
     goto rollback;
   }
 
   /* 3. quiesce this process */
   t = t_quiesce = mcr_update_now_ns();
   if (mcr_quiesce_begin(timeout_ms, &qres) != 0) {
-    reason(r, "this process did not quiesce: %s",
+    reason(r, "timeout", "this process did not quiesce: %s",
            qres.error[0] ? qres.error : "a thread did not reach its quiescent point in time");
     for (size_t i = 0; i < qres.nthreads; i++)
-      if (!qres.threads[i].arrived)
-        reason(r, "thread %d: %s", (int)qres.threads[i].tid, qres.threads[i].where);
+      if (!qres.threads[i].arrived) {
+        char obj[32], msg[512];
+        snprintf(obj, sizeof(obj), "thread %d", (int)qres.threads[i].tid);
+        snprintf(msg, sizeof(msg), "thread %d did not reach a quiescent point: %s",
+                 (int)qres.threads[i].tid, qres.threads[i].where);
+        add_conflict(r, "timeout", obj, FIX_TIMEOUT, msg);
+      }
     goto rollback;
   }
   quiesced = 1;
@@ -488,18 +563,18 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
     own[nown++] = pidfd;
     nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), own, nown);
     if (nfds > sizeof(fds) / sizeof(fds[0])) {
-      reason(r, "more than %zu open descriptors", sizeof(fds) / sizeof(fds[0]));
+      reason(r, "fd", "more than %zu open descriptors", sizeof(fds) / sizeof(fds[0]));
       goto rollback;
     }
     __atomic_store_n(&mcr_update_heap_frozen, 1, __ATOMIC_SEQ_CST);
     if (mcr_transfer_describe(&state, t_quiesce, fds, nfds, dirty, err, sizeof(err)) != 0) {
-      reason(r, "%s", err);
+      reason(r, "other", "%s", err);
       goto rollback;
     }
   }
   if (mcr_chan_send(sv[0], MCR_U_STATE, &state) != 0) {
-    exit_status(pid, r);
-    reason(r, "sending the state description: %s", recv_error(errno));
+    exit_status(pid, pidfd, errno, r);
+    reason(r, recv_kind(errno), "sending the state description: %s", recv_error(errno));
     goto rollback;
   }
   add_phase(r, "describe", mcr_update_now_ns() - t, "");
@@ -507,16 +582,16 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   /* 5. the transfer, in the new version */
   if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
     int e = errno;
-    exit_status(pid, r);
-    reason(r, "waiting for the state transfer: %s", recv_error(e));
+    exit_status(pid, pidfd, e, r);
+    reason(r, recv_kind(e), "waiting for the state transfer: %s", recv_error(e));
     goto rollback;
   }
   __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
   take_lines(r, &msg);
   mcr_buf_free(&msg);
   if (type != MCR_U_DONE) {
-    if (!r->nreasons)
-      reason(r, "the new version could not take over the state");
+    if (!r->nconflicts)
+      reason(r, "other", "the new version could not take over the state");
     goto rollback;
   }
 
@@ -525,8 +600,8 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   if (mcr_chan_send(sv[0], MCR_U_COMMIT, NULL) != 0 ||
       mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0 || type != MCR_U_RESUMED) {
     int e = errno;
-    exit_status(pid, r);
-    reason(r, "committing: the new version did not resume: %s", recv_error(e));
+    exit_status(pid, pidfd, e, r);
+    reason(r, recv_kind(e), "committing: the new version did not resume: %s", recv_error(e));
     goto rollback;
   }
   {
@@ -539,6 +614,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   mcr_buf_free(&msg);
   add_phase(r, "commit", mcr_update_now_ns() - t, "");
   r->committed = 1;
+  r->new_pid = pid;
   own_dirty = NULL;
   mcr_dirty_stop(dirty);
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
@@ -574,8 +650,8 @@ rollback:
     rewrite_pidfiles(pid, getpid()); /* the new startup wrote its pid: ours again */
   r->new_pid = 0;
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
-  if (!r->nreasons)
-    reason(r, "unknown failure");
+  if (!r->nconflicts)
+    reason(r, "other", "unknown failure");
 }
 
 /* sd_notify(MAINPID=new) to the service manager, if it gave us a socket. */
