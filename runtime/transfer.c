@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "transfer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <dlfcn.h>
@@ -29,6 +30,7 @@
 #include "threads.h"
 #include "typetab.h"
 #include "types.h"
+#include "xform.h"
 
 #define STATE_VERSION 1
 #define KCMP_FILE 0
@@ -248,7 +250,11 @@ static uint32_t map_tag(uint32_t tag, void *arg)
 struct gplan {
   const char *name;
   uintptr_t oa, na;
-  size_t size;
+  size_t size;  /* the new global's */
+  size_t osize; /* the old one's */
+  const struct mcr_xplan *xplan; /* the type changed: convert with it */
+  const struct mcr_typetab *tt;  /* the new type, for the transform's pointer scan */
+  uint32_t type;
   unsigned char *keep; /* NULL: nothing kept */
   uint32_t *pids;      /* offsets of pid_t fields */
   uint32_t npids;
@@ -261,8 +267,11 @@ static struct {
   struct gplan *g;
   size_t ng, fresh, missing;
   char err[256];
-  int conflicts; /* sizes that differ: reported at the transfer */
-  char conflict[4][256];
+  int conflicts; /* changes that cannot be converted: reported at the transfer */
+  char conflict[8][2048];
+  int xform_ok;       /* the old type tables were read */
+  char xform_err[256];
+  size_t changed, matched; /* globals of changed types; of them matched by content */
   struct mcr_heap_range *pre; /* copied before the pause (sorted) */
   uint32_t npre;
   uintptr_t *suspect;         /* heap words the pre-copy could not translate (see ctx) */
@@ -281,6 +290,16 @@ static struct {
 static uint64_t str_hash(const char *s)
 {
   return mcr_fnv(MCR_FNV_OFFSET, s, strlen(s));
+}
+
+/* An old image address to the new one: a changed global's field first
+ * (xform.c remaps by field or element), then the image map. */
+static int translate(struct mcr_image_map *im, uintptr_t v, uintptr_t *nv, char *why, size_t len)
+{
+  int r = mcr_xform_translate(v, nv, why, len);
+  if (r)
+    return r > 0 ? 0 : -1;
+  return mcr_image_translate(im, v, nv, why, len);
 }
 
 static int plan_globals(void);
@@ -332,10 +351,15 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
   }
   if (mcr_image_map_open(&plan.image, old_pid, plan.arena, err, errlen) != 0)
     return -1;
+  if (mcr_xform_open(old_pid, plan.arena, plan.xform_err, sizeof(plan.xform_err)) != 0)
+    plan.xform_ok = 0; /* changed types are then conflicts (plan_globals says so) */
+  else
+    plan.xform_ok = 1;
   if (plan_globals() != 0) {
     snprintf(err, errlen, "out of memory planning the globals");
     return -1;
   }
+  plan.matched = mcr_xform_match_content(old_pid, plan.image);
   prefault_old_heap(old_pid);
   warm_globals();
   if (plan_pairs() != 0 || plan_sync() != 0) {
@@ -361,6 +385,8 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
       continue; /* the same key twice: keep the first */
     sites.key[h] = mcr_arena_strdup(sites.arena, key);
     sites.site[h] = &__start_mcr_sites[i];
+    if (plan.xform_ok && mcr_xform_site(key, &__start_mcr_sites[i]) < 0)
+      return -1;
   }
   return 0;
 }
@@ -396,6 +422,7 @@ static int build_tag_map(struct ctx *c, struct mcr_buf *st)
     total++;
     if ((s = site_by_key(k))) {
       c->tag_map[id] = mcr_site_id_of(s);
+      mcr_xform_tag(c->tag_map[id], k);
       matched++;
     }
   }
@@ -414,7 +441,7 @@ static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const ch
     char why[256];
     if (!mcr_image_is_old(c->image, v))
       continue;
-    if (mcr_image_translate(c->image, v, &nv, why, sizeof(why)) == 0) {
+    if (translate(c->image, v, &nv, why, sizeof(why)) == 0) {
       p[i] = nv;
       c->image_words++;
     } else if (!where) {
@@ -436,7 +463,7 @@ static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_
     char why[256];
     if (mcr_heap_find(w, &o) != 0 || !mcr_image_is_old(c->image, *w))
       continue; /* free memory, or rewritten since */
-    if (mcr_image_translate(c->image, *w, &nv, why, sizeof(why)) == 0) {
+    if (translate(c->image, *w, &nv, why, sizeof(why)) == 0) {
       *w = nv;
       continue;
     }
@@ -527,7 +554,7 @@ int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report)
       for (size_t j = 0; j < k; j++) {
         uintptr_t nv;
         char why[256];
-        if (mcr_image_translate(plan.image, w[off + idx[j]], &nv, why, sizeof(why)) == 0) {
+        if (translate(plan.image, w[off + idx[j]], &nv, why, sizeof(why)) == 0) {
           w[off + idx[j]] = nv;
         } else if (plan.nsuspect < plan.suspect_cap) {
           plan.suspect[plan.nsuspect++] = (uintptr_t)(w + off + idx[j]);
@@ -853,6 +880,7 @@ static int plan_globals(void)
     while (mcr_typetab_next(mods[m].start, (size_t)(mods[m].stop - mods[m].start), &pos, &blob,
                             &blen, NULL) == 1) {
       struct mcr_typetab tt;
+      const struct mcr_typetab *blob_copy = NULL;
       if (mcr_typetab_open(&tt, blob, blen, NULL) != 0)
         continue;
       for (uint32_t gi = 0; gi < mcr_typetab_nglobals(&tt); gi++) {
@@ -873,12 +901,23 @@ static int plan_globals(void)
           plan.fresh++;
           continue; /* a new global: keeps its initial value */
         }
-        if (os != ns) {
-          if (plan.conflicts < 4)
-            snprintf(plan.conflict[plan.conflicts], sizeof(plan.conflict[0]),
-                     "global %s (%s:%u) changed size from %zu to %zu bytes: changed types need "
-                     "a type transformation (not available yet)",
-                     sym, mcr_typetab_str(&tt, gr.file), gr.line, os, ns);
+        const struct mcr_xplan *xp = NULL;
+        char why[2048];
+        int ch;
+        if (plan.xform_ok) {
+          ch = mcr_xform_global(&tt, &gr, os, ns, &xp, why, sizeof(why));
+        } else if (os != ns) {
+          ch = -1;
+          snprintf(why, sizeof(why),
+                   "global\tchanged size from %zu to %zu bytes and the old version's types "
+                   "could not be read: %s\tglobal %s\t\t\t\t%s:%u",
+                   os, ns, plan.xform_err, sym, mcr_typetab_str(&tt, gr.file), gr.line);
+        } else {
+          ch = 0;
+        }
+        if (ch < 0) {
+          if (plan.conflicts < 8)
+            snprintf(plan.conflict[plan.conflicts], sizeof(plan.conflict[0]), "%s", why);
           plan.conflicts++;
           continue;
         }
@@ -900,7 +939,24 @@ static int plan_globals(void)
         g->oa = oa;
         g->na = na;
         g->size = ns;
+        g->osize = os;
+        g->xplan = xp;
+        g->type = gr.type;
+        if (!blob_copy || blob_copy->base != tt.base) {
+          struct mcr_typetab *cp = mcr_arena_alloc(plan.arena, sizeof(*cp), 8);
+          if (!cp)
+            return -1;
+          *cp = tt;
+          blob_copy = cp;
+        }
+        g->tt = blob_copy;
         walk_type(&tt, gr.type, 0, g, 0);
+        if (xp) {
+          plan.changed++;
+          if (mcr_xform_add_global(g->name, oa, os, na, ns, xp) != 0)
+            return -1;
+          mcr_xform_global_shape(na, &tt, gr.type);
+        }
       }
     }
   }
@@ -925,7 +981,7 @@ static void warm_globals(void)
       uintptr_t v, nv;
       memcpy(&v, val + off, sizeof(v));
       if (mcr_image_is_old(plan.image, v))
-        (void)mcr_image_translate(plan.image, v, &nv, why, sizeof(why));
+        (void)translate(plan.image, v, &nv, why, sizeof(why));
     }
   }
 }
@@ -935,14 +991,18 @@ static int step_globals(struct ctx *c)
 {
   uint64_t t = mcr_update_now_ns(), bytes = 0;
   unsigned char *val;
+  size_t converted = 0, kept = 0;
 
-  for (int i = 0; i < plan.conflicts && i < 4; i++)
+  for (int i = 0; i < plan.conflicts && i < 8; i++)
     conflict(c, "%s", plan.conflict[i]);
+  if (plan.conflicts > 8)
+    conflict(c, "global\t%d more globals changed in ways that cannot be converted",
+             plan.conflicts - 8);
   if (plan.conflicts)
     return -1;
   size_t total = 0;
   for (size_t i = 0; i < plan.ng; i++)
-    total += (plan.g[i].size + 15) & ~(size_t)15;
+    total += (plan.g[i].osize + 15) & ~(size_t)15;
   unsigned char *all = mcr_arena_alloc(c->arena, total + 16, 16);
   struct iovec *lv = mcr_arena_alloc(c->arena, (plan.ng + 1) * sizeof(*lv), 8);
   struct iovec *rv = mcr_arena_alloc(c->arena, (plan.ng + 1) * sizeof(*rv), 8);
@@ -951,9 +1011,9 @@ static int step_globals(struct ctx *c)
   /* every global in a few process_vm_readv calls (IOV_MAX each), not one each */
   total = 0;
   for (size_t i = 0; i < plan.ng; i++) {
-    lv[i] = (struct iovec){all + total, plan.g[i].size};
-    rv[i] = (struct iovec){(void *)plan.g[i].oa, plan.g[i].size};
-    total += (plan.g[i].size + 15) & ~(size_t)15;
+    lv[i] = (struct iovec){all + total, plan.g[i].osize};
+    rv[i] = (struct iovec){(void *)plan.g[i].oa, plan.g[i].osize};
+    total += (plan.g[i].osize + 15) & ~(size_t)15;
   }
   for (size_t i = 0; i < plan.ng; i += 1024) {
     size_t k = plan.ng - i < 1024 ? plan.ng - i : 1024, want = 0;
@@ -966,7 +1026,37 @@ static int step_globals(struct ctx *c)
   }
   for (size_t i = 0; i < plan.ng; i++) {
     struct gplan *g = &plan.g[i];
+    unsigned char *dst = (unsigned char *)g->na;
     val = lv[i].iov_base;
+    if (g->xplan && mcr_xform_global_kept(g->na)) {
+      kept++; /* a static table matched by content: the new one is the same */
+      continue;
+    }
+    /* pointers into the old image, word by word (the old layout), kept bytes
+     * excluded when the layout is the same */
+    for (size_t off = (sizeof(uintptr_t) - g->oa % sizeof(uintptr_t)) % sizeof(uintptr_t);
+         off + sizeof(uintptr_t) <= g->osize; off += sizeof(uintptr_t)) {
+      int skip = 0;
+      for (size_t k = 0; !g->xplan && g->keep && k < sizeof(uintptr_t); k++)
+        skip |= g->keep[off + k];
+      if (!skip)
+        translate_words(c, (uintptr_t *)(val + off), 1, g->name);
+    }
+    if (g->xplan) {
+      /* the new layout, over the new version's initial value (what no old field
+       * fills keeps it) */
+      struct mcr_xerror xe;
+      unsigned char *nv = mcr_arena_alloc(c->arena, g->size + 16, 16);
+      if (!nv)
+        return -1;
+      memcpy(nv, dst, g->size);
+      if (mcr_xplan_apply(g->xplan, val, g->osize, nv, g->size, &xe) != 0) {
+        conflict(c, "narrowing\tfield %s: %s\tglobal %s", xe.path, xe.msg, g->name);
+        continue;
+      }
+      val = nv;
+      converted++;
+    }
     for (uint32_t k = 0; k < g->npids; k++) {
       int32_t v;
       memcpy(&v, val + g->pids[k], 4);
@@ -975,16 +1065,6 @@ static int step_globals(struct ctx *c)
         memcpy(val + g->pids[k], &v, 4);
       }
     }
-    /* pointers into the old image, word by word, kept bytes excluded */
-    for (size_t off = (sizeof(uintptr_t) - g->na % sizeof(uintptr_t)) % sizeof(uintptr_t);
-         off + sizeof(uintptr_t) <= g->size; off += sizeof(uintptr_t)) {
-      int kept = 0;
-      for (size_t k = 0; g->keep && k < sizeof(uintptr_t); k++)
-        kept |= g->keep[off + k];
-      if (!kept)
-        translate_words(c, (uintptr_t *)(val + off), 1, g->name);
-    }
-    unsigned char *dst = (unsigned char *)g->na;
     if (!g->keep) {
       memcpy(dst, val, g->size);
     } else {
@@ -994,9 +1074,80 @@ static int step_globals(struct ctx *c)
     }
     bytes += g->size;
   }
-  phase(c, "globals", t, "%zu globals (%.1f kB) copied, %zu new ones keep their initial value",
-        plan.ng, bytes / 1e3, plan.fresh);
+  phase(c, "globals", t,
+        "%zu globals (%.1f kB) copied, %zu of changed type converted, %zu tables matched by "
+        "content kept, %zu new ones keep their initial value",
+        plan.ng, bytes / 1e3, converted, kept, plan.fresh);
   return c->conflicts ? -1 : 0;
+}
+
+/* The data words of every epoll registration of process pid (up to max). */
+static size_t epoll_data(pid_t pid, uintptr_t *out, size_t max)
+{
+  char path[64], buf[8192];
+  size_t n = 0;
+  snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+  DIR *d = opendir(path);
+  struct dirent *e;
+  if (!d)
+    return 0;
+  while ((e = readdir(d)) && n < max) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    ssize_t len;
+    size_t have = 0;
+    /* lines "tfd: N events: X data: HEX  pos:..." */
+    while ((len = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0) {
+      have += (size_t)len;
+      buf[have] = 0;
+      char *last = strrchr(buf, '\n');
+      if (!last)
+        break;
+      for (char *p = buf; p && p < last && n < max; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        char *dat;
+        if (strncmp(p, "tfd:", 4) || !(dat = strstr(p, " data: ")) || dat > strchr(p, '\n'))
+          continue;
+        out[n++] = (uintptr_t)strtoull(dat + 7, NULL, 16);
+      }
+      have = strlen(last + 1);
+      memmove(buf, last + 1, have);
+    }
+    close(fd);
+  }
+  closedir(d);
+  return n;
+}
+
+/* In the pause, after the stacks: objects of changed types (xform.c), with the
+ * globals (precisely, by type) and the parked stacks (conservatively) scanned for
+ * pointers to them. */
+static int step_transform(struct ctx *c)
+{
+  struct mcr_qthread *qs[1024];
+  size_t nq = mcr_threads_qstates(qs, 1024);
+  struct mcr_xform_region *r = mcr_arena_alloc(c->arena, (plan.ng + nq + 1) * sizeof(*r), 8);
+  size_t n = 0;
+  if (!r)
+    return -1;
+  for (size_t i = 0; i < plan.ng; i++)
+    r[n++] = (struct mcr_xform_region){plan.g[i].na, plan.g[i].na + plan.g[i].size, plan.g[i].tt,
+                                       plan.g[i].type, plan.g[i].name};
+  for (size_t i = 0; i < nq && i < 1024; i++)
+    if (qs[i]->tid && qs[i]->park_sp && qs[i]->stack_hi > qs[i]->park_sp)
+      r[n++] = (struct mcr_xform_region){qs[i]->park_sp, qs[i]->stack_hi, NULL, 0,
+                                         "a parked thread's stack"};
+  /* the kernel holds pointers too: the data of epoll registrations (a
+   * connection object, typically), listed in /proc/PID/fdinfo */
+  uintptr_t *epd = mcr_arena_alloc(c->arena, 65536 * sizeof(uintptr_t), 8);
+  size_t nepd = epd ? epoll_data(c->old_pid, epd, 65536) : 0;
+  if (nepd)
+    r[n++] = (struct mcr_xform_region){(uintptr_t)epd, (uintptr_t)(epd + nepd), NULL, 0,
+                                       "an epoll registration's data (kernel)"};
+  return mcr_xform_heap(r, n, c->report, &c->conflicts);
 }
 
 /* ---- synchronization objects in the heap ----
@@ -1403,6 +1554,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   mcr_update_fault("stacks");
   if (step_stacks(&c) != 0)
+    goto out;
+  if (step_transform(&c) != 0)
     goto out;
   mcr_update_fault("fds");
   if (step_fds(&c, st, inherited, ninherited) != 0)

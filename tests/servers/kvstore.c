@@ -12,6 +12,20 @@
  *   STATS           -> STATS keys=n conns=n cmds=n
  *   VERSION         -> VERSION n (KV_VERSION at build time: the update tests build
  *                      version 2 of this server with -DKV_VERSION=2, a code change)
+ *   HITS key        -> HITS n (version 3: GETs of the key since the update)
+ *
+ * Versions (-DKV_VERSION=N), for the update tests (tests/update/run.sh):
+ *   1, 2  the same types (2 is a code change)
+ *   3     changed types: struct entry reordered with a new field (its objects no
+ *         longer fit their slots: they move), struct stats with a new field and
+ *         `keys` narrowed to unsigned int (the values fit), struct config with a
+ *         new field, an enum with reordered enumerators, a table that grew
+ *   4     like 1 but stats.commands narrowed to unsigned char: overflows once the
+ *         server has handled more than 255 commands (the update must refuse)
+ *   5     like 1 but struct conn has a new field: a connection is also referenced
+ *         from a byte buffer (last_conn) and from the kernel's epoll registration,
+ *         neither known to be a pointer, so the update must refuse (pinned)
+ *   6     like 1 but listens with another backlog: the startup no longer matches
  *
  * usage: kvstore [-p PORT] [-f PIDFILE]
  */
@@ -35,35 +49,77 @@
 #define NBUCKETS 1024
 #define INBUF 4096
 
+#if KV_VERSION == 3
+struct entry {
+  struct entry *next; /* moved first */
+  char *key;
+  unsigned long hits; /* new */
+  char *value;
+  size_t value_len;
+};
+#else
 struct entry {
   char *key;
   char *value;
   size_t value_len;
   struct entry *next;
 };
+#endif
 
 struct conn {
   int fd;
+#if KV_VERSION == 5
+  unsigned long long since; /* new */
+#endif
   size_t in_len;
   char in[INBUF]; /* bytes read but not yet handled */
   struct conn *next;
 };
 
+#if KV_VERSION == 3
+struct stats {
+  unsigned int keys;  /* narrowed: the values fit */
+  unsigned long gets; /* new */
+  unsigned long conns;
+  unsigned long commands;
+};
+#elif KV_VERSION == 4
+struct stats {
+  unsigned long keys;
+  unsigned long conns;
+  unsigned char commands; /* narrowed: overflows */
+};
+#else
 struct stats {
   unsigned long keys;
   unsigned long conns;
   unsigned long commands;
 };
+#endif
 
+#if KV_VERSION == 3
+enum mode { MODE_SERVING, MODE_IDLE, MODE_STOPPING }; /* reordered */
+struct config {
+  int port;
+  const char *pidfile;
+  int backlog; /* new: keeps this version's initial value */
+};
+static struct config config = {7400, NULL, 128};
+static long latency_ms[8]; /* grew from 4, widened from int */
+#else
+enum mode { MODE_IDLE, MODE_SERVING, MODE_STOPPING };
 struct config {
   int port;
   const char *pidfile;
 };
-
 static struct config config = {7400, NULL};
+static int latency_ms[4];
+#endif
+static enum mode mode = MODE_IDLE;
 static struct stats stats;
 static struct entry **table;
 static struct conn *conns;
+static unsigned char last_conn[sizeof(void *)]; /* the newest connection, as bytes */
 static volatile sig_atomic_t stopping;
 
 static unsigned long hash(const char *s) {
@@ -127,6 +183,7 @@ static void command(struct conn *c, char *line) {
   char *key = strtok_r(NULL, " \r", &save);
   char *value = strtok_r(NULL, "\r", &save);
   stats.commands++;
+  latency_ms[stats.commands % 4] = (int)(stats.commands % 1000);
   if (!cmd) {
     return;
   } else if (!strcmp(cmd, "SET") && key && value) {
@@ -134,6 +191,11 @@ static void command(struct conn *c, char *line) {
     reply(c, "OK\n");
   } else if (!strcmp(cmd, "GET") && key) {
     struct entry *e = *find(key);
+#if KV_VERSION == 3
+    stats.gets++;
+    if (e)
+      e->hits++;
+#endif
     if (e)
       reply(c, "VALUE %s\n", e->value);
     else
@@ -141,11 +203,23 @@ static void command(struct conn *c, char *line) {
   } else if (!strcmp(cmd, "DEL") && key) {
     reply(c, del(key) ? "DELETED\n" : "NOTFOUND\n");
   } else if (!strcmp(cmd, "COUNT")) {
-    reply(c, "COUNT %lu\n", stats.keys);
+    reply(c, "COUNT %lu\n", (unsigned long)stats.keys);
   } else if (!strcmp(cmd, "VERSION")) {
     reply(c, "VERSION %d\n", KV_VERSION);
+#if KV_VERSION == 3
+  } else if (!strcmp(cmd, "HITS") && key) {
+    struct entry *e = *find(key);
+    reply(c, "HITS %lu\n", e ? e->hits : 0);
   } else if (!strcmp(cmd, "STATS")) {
-    reply(c, "STATS keys=%lu conns=%lu cmds=%lu\n", stats.keys, stats.conns, stats.commands);
+    reply(c, "STATS keys=%lu conns=%lu cmds=%lu mode=%d latency=%ld,%ld,%ld,%ld gets=%lu\n",
+          (unsigned long)stats.keys, stats.conns, (unsigned long)stats.commands, (int)mode,
+          latency_ms[0], latency_ms[1], latency_ms[2], latency_ms[3], stats.gets);
+#else
+  } else if (!strcmp(cmd, "STATS")) {
+    reply(c, "STATS keys=%lu conns=%lu cmds=%lu mode=%d latency=%d,%d,%d,%d\n",
+          (unsigned long)stats.keys, stats.conns, (unsigned long)stats.commands, (int)mode,
+          latency_ms[0], latency_ms[1], latency_ms[2], latency_ms[3]);
+#endif
   } else {
     reply(c, "ERROR unknown command\n");
   }
@@ -215,8 +289,13 @@ int main(int argc, char **argv) {
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(config.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+#if KV_VERSION == 6
+  int backlog = 64;
+#else
+  int backlog = 128;
+#endif
   if (!table || lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-      listen(lfd, 128) < 0) {
+      listen(lfd, backlog) < 0) {
     fprintf(stderr, "kvstore: cannot listen on 127.0.0.1:%d: %s\n", config.port,
             strerror(errno));
     return 1;
@@ -232,6 +311,7 @@ int main(int argc, char **argv) {
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
   fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
+  mode = MODE_SERVING;
 
   while (!stopping) {
     struct epoll_event events[64];
@@ -252,6 +332,7 @@ int main(int argc, char **argv) {
         c->fd = fd;
         c->next = conns;
         conns = c;
+        memcpy(last_conn, &c, sizeof(c));
         stats.conns++;
         struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);

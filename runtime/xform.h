@@ -1,0 +1,106 @@
+/*
+ * xform.h - the type transformation of a live update (issue 5), in the new process.
+ *
+ * transfer.c copies the old heap to the same addresses and the globals by name;
+ * this adds what changes when the new version changed its types:
+ *
+ *   - the old program's type tables (the mcr_types section of /proc/OLD/exe),
+ *     indexed by global symbol and by allocation-site key;
+ *   - a plan (typediff.h) for every global and every allocation site whose type
+ *     differs between the versions, built before the pause;
+ *   - pointers into changed globals (from anywhere: the image translation asks
+ *     here first) remapped field by field; an array global whose element count
+ *     changed and whose elements are all found unchanged in the new array (a
+ *     static table with an entry inserted) is matched element by element by
+ *     content, not by index;
+ *   - in the pause, after the heap adoption and the globals: every live object of
+ *     a changed type is converted (in place when the new layout fits its slot,
+ *     else into a new object), and every pointer to it is rewritten: precisely
+ *     where the holder's type says the word is a pointer, while a word of unknown
+ *     meaning (untyped objects, char arrays, integers, unions, stacks) that points
+ *     into it pins it: a conflict, never a guess.
+ *
+ * Everything lives in the caller's arena; nothing here calls the program's malloc
+ * except to allocate the moved objects (after the adoption the heap is this
+ * process's).
+ */
+#ifndef MCR_XFORM_H
+#define MCR_XFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "typediff.h"
+
+struct mcr_arena;
+struct mcr_buf;
+struct mcr_image_map;
+struct mcr_site;
+
+/* Before the pause: reads the old executable's type tables. 0, or -1 with err
+ * (then changed types cannot be transferred: every change is a conflict). */
+int mcr_xform_open(pid_t old_pid, struct mcr_arena *a, char *err, size_t errlen);
+
+/* The plan for a global of the new version (its record in ntab) whose old
+ * counterpart is osize bytes: 1 and *plan (changed), 0 (same type: copy), or -1
+ * with a conflict line (structured, without the "conflict " prefix) in why. */
+int mcr_xform_global(const struct mcr_typetab *ntab, const struct mcr_global_rec *ngr,
+                     size_t osize, size_t nsize, const struct mcr_xplan **plan, char *why,
+                     size_t whylen);
+
+/* Registers a changed global (old and new address and size) for pointer
+ * remapping. */
+int mcr_xform_add_global(const char *name, uintptr_t oa, size_t os, uintptr_t na, size_t ns,
+                         const struct mcr_xplan *plan);
+
+/* Before the pause, once every changed global is registered: array globals whose
+ * element count changed are matched by content where possible (reads the old
+ * process; image words translated with im). Returns how many were. */
+size_t mcr_xform_match_content(pid_t old_pid, struct mcr_image_map *im);
+
+/* Tells the element size of a registered changed global of array type (for content
+ * matching). */
+void mcr_xform_global_shape(uintptr_t na, const struct mcr_typetab *ntab, uint32_t ntype);
+
+/* Whether global i (as registered) was matched by content: the new version's
+ * initial value stays, nothing is copied. */
+int mcr_xform_global_kept(uintptr_t na);
+
+/* v points into the old image. 1: it is inside a changed global, *nv is the new
+ * address (or, returning -1, why says it has none: a removed field, an element
+ * without a counterpart); 0: not in a changed global. Thread-safe (read-only). */
+int mcr_xform_translate(uintptr_t v, uintptr_t *nv, char *why, size_t whylen);
+
+/* Before the pause, for every allocation site of the new version (s) with its key
+ * (transfer.c's site key): builds the plan when the old site of the same key had
+ * another type. A change that cannot be converted is remembered and becomes a
+ * conflict only if objects of the site are alive. Returns 1 changed, 0 not, -1 out
+ * of memory. */
+int mcr_xform_site(const char *key, struct mcr_site *s);
+
+/* In the pause, while the tags are renumbered: objects of new tag `tag` came from
+ * the old site `key`. */
+void mcr_xform_tag(uint32_t tag, const char *key);
+
+/* In the pause, after the heap adoption and the globals: converts every object of
+ * a changed type and rewrites the pointers to it. Appends phase/note/conflict lines
+ * to report. Returns 0, or -1 with conflicts. globals: [lo, hi) ranges of this
+ * process's writable globals with their types, to scan precisely. */
+struct mcr_xform_region {
+  uintptr_t lo, hi;
+  const struct mcr_typetab *tt; /* NULL: scan conservatively */
+  uint32_t type;
+  const char *name;
+};
+int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, struct mcr_buf *report,
+                   int *conflicts);
+
+/* Counts for the report. */
+size_t mcr_xform_changed_globals(void);
+size_t mcr_xform_changed_sites(void);
+
+/* Releases the old executable's mapping. */
+void mcr_xform_close(void);
+
+#endif /* MCR_XFORM_H */
