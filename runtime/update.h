@@ -117,7 +117,8 @@ void mcr_conflict_field_put(struct mcr_buf *b, const char *s);
 
 #define MCR_UPDATE_MAX_LINES 64
 /* Conflicts kept per update, and the room for one conflict's fields (NUL
- * separated). Longer conflicts lose the end of their longest fields ("..."). */
+ * separated). A longer conflict loses the ends ("...") of its longest fields:
+ * object, types, locations and stack first, kind, message and fix last. */
 #define MCR_UPDATE_MAX_CONFLICTS 48
 #define MCR_UPDATE_CONFLICT_LEN 2048
 struct mcr_update_phase {

@@ -124,30 +124,52 @@ static int kind_word(const char *p, size_t n)
   return 1;
 }
 
+/* The largest L such that the fields in mask, each cut to L bytes, fit budget. */
+static size_t fill_limit(const size_t *len, unsigned mask, size_t budget)
+{
+  size_t lo = 0, hi = budget;
+  while (lo < hi) {
+    size_t mid = (lo + hi + 1) / 2, sum = 0;
+    for (int f = 0; f < MCR_CF_COUNT; f++)
+      if (mask & 1u << f)
+        sum += len[f] < mid ? len[f] : mid;
+    if (sum <= budget)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
 void mcr_update_conflict_set(struct mcr_update_conflict *c, const char *const *field,
                              const size_t *len)
 {
-  size_t total = 0, cap = sizeof(c->text) - MCR_CF_COUNT, limit = cap, pos = 0;
+  const unsigned primary = 1u << MCR_CF_KIND | 1u << MCR_CF_MESSAGE | 1u << MCR_CF_FIX;
+  const unsigned all = (1u << MCR_CF_COUNT) - 1;
+  size_t total = 0, plen = 0, cap = sizeof(c->text) - MCR_CF_COUNT, pos = 0;
+  size_t limit[MCR_CF_COUNT];
 
-  for (int f = 0; f < MCR_CF_COUNT; f++)
+  for (int f = 0; f < MCR_CF_COUNT; f++) {
     total += len[f];
+    plen += primary & 1u << f ? len[f] : 0;
+    limit[f] = len[f];
+  }
   if (total > cap) {
-    /* the largest per-field limit that fits: long fields lose their ends, short
-     * ones stay whole */
-    size_t lo = 0, hi = cap;
-    while (lo < hi) {
-      size_t mid = (lo + hi + 1) / 2, sum = 0;
-      for (int f = 0; f < MCR_CF_COUNT; f++)
-        sum += len[f] < mid ? len[f] : mid;
-      if (sum <= cap)
-        lo = mid;
-      else
-        hi = mid - 1;
+    /* too long: the object, types, locations and stack lose their ends first
+     * (each cut to the same length, at least 64 bytes); if that is not enough,
+     * every field is cut to the same length. Short fields stay whole. */
+    size_t l = plen < cap ? fill_limit(len, all & ~primary, cap - plen) : 0;
+    unsigned cut = all & ~primary;
+    if (l < 64) {
+      l = fill_limit(len, all, cap);
+      cut = all;
     }
-    limit = lo;
+    for (int f = 0; f < MCR_CF_COUNT; f++)
+      if (cut & 1u << f && limit[f] > l)
+        limit[f] = l;
   }
   for (int f = 0; f < MCR_CF_COUNT; f++) {
-    size_t n = len[f] < limit ? len[f] : limit;
+    size_t n = limit[f];
     c->off[f] = (uint16_t)pos;
     for (size_t i = 0; i < n; i++) {
       char ch = field[f] ? field[f][i] : 0;
