@@ -20,6 +20,16 @@
 #              client: committed, no failed request, keys, line, VERSION, TICKS
 #              still counting, WORKERS carried over; a rollback (stacks:crash)
 #              leaves v2 serving; then v2 -> v1 commits
+#   transform  changed types (kvstore versions 3-6, see tests/servers/kvstore.c): with
+#              3000 keys and a connection holding a half-sent line, v1 -> v4 (a
+#              narrowing that overflows), v1 -> v5 (a connection object of a changed
+#              type referenced from a byte buffer and from epoll), v1 -> v6 (a
+#              startup that no longer matches) are each refused with the conflict
+#              named in the report (mcr-ctl report --json) while v1 serves on,
+#              untouched; then v1 -> v3 (entries reordered, grown and moved, stats
+#              narrowed and extended, an enum reordered, an array widened and grown,
+#              a config field added) commits with every key, the line, STATS
+#              converted; and v3 -> v1 back
 #
 #   run.sh BUILD_DIR TEST
 # On failure the work directory is kept and its path printed.
@@ -57,9 +67,10 @@ ok() { echo "ok: $*"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # the pipeline: profile version 1 under a workload, then both versions with its config
-build_versions() {
-  local port p
-  mkdir -p "$work/prof" "$work/v1" "$work/v2"
+build_versions() { # [VERSION...] (default 1 2)
+  local port p versions=("${@:-1}")
+  [ $# -gt 0 ] || versions=(1 2)
+  mkdir -p "$work/prof"
   "$mcc" --mcr-profile "${cflags[@]}" -o "$work/prof/kvstore" "$top/tests/servers/kvstore.c" ||
     fail "profiling build"
   port=$(free_port)
@@ -67,11 +78,12 @@ build_versions() {
   p=$!
   python3 "$client" fill "$port" 200 || fail "load while profiling"
   wait "$p" || fail "mcr-profile"
-  for v in 1 2; do
+  for v in "${versions[@]}"; do
+    mkdir -p "$work/v$v"
     "$mcc" --mcr-quiescence="$work/kvstore.qp" "${cflags[@]}" -DKV_VERSION=$v -o "$work/v$v/kvstore" \
       "$top/tests/servers/kvstore.c" || fail "production build of version $v"
   done
-  ok "kvstore versions 1 and 2 built with their quiescent points"
+  ok "kvstore versions ${versions[*]} built with their quiescent points"
 }
 
 # start BINARY [ARGS]: the server on a fresh port; sets $port and $pid
@@ -187,6 +199,67 @@ rollback)
   update "$pid" "$work/v2/kvstore" || fail "a clean update after the rollbacks"
   python3 "$client" check "$port" 500 2 || fail "keys after the update"
   ok "a clean update after 16 rollbacks committed"
+  ;;
+transform)
+  build_versions 1 3 4 5 6
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 3000
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'STATS\n' >&3
+  read -r -t 5 before <&3 || fail "no STATS before"
+  fds=$(fdcount "$pid")
+  # refused: VERSION KIND WORDS...: the report names the conflict
+  refused() {
+    local v=$1 kind=$2 rc=0
+    shift 2
+    update "$pid" "$work/v$v/kvstore" --report "$work/v$v.report" || rc=$?
+    [ $rc = 1 ] || fail "v1 -> v$v: mcr-ctl update exited $rc, expected 1 (refused)"
+    "$ctl" report "$work/v$v.report" --json >"$work/v$v.json" || fail "mcr-ctl report v$v"
+    python3 - "$work/v$v.json" "$kind" "$@" <<'PY' || fail "v1 -> v$v: the report does not name the conflict ($kind $*): $(cat "$work/v$v.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+kind, words = sys.argv[2], sys.argv[3:]
+cs = [c for c in r["conflicts"] if c["kind"] == kind]
+text = json.dumps(cs)
+sys.exit(0 if cs and all(w in text for w in words) else 1)
+PY
+    alive "$pid" || fail "v1 -> v$v: the old process died"
+    printf 'GET key7\n' >&3
+    read -r -t 5 line <&3 || fail "v1 -> v$v: no answer on the connection after the rollback"
+    [ "$line" = "VALUE value-7" ] || fail "v1 -> v$v: answered '$line'"
+    python3 "$client" check "$port" 3000 1 >/dev/null || fail "v1 -> v$v: keys after the rollback"
+    [ "$(fdcount "$pid")" = "$fds" ] || fail "v1 -> v$v: $(fdcount "$pid") descriptors, was $fds"
+    ok "v1 -> v$v refused ($kind: $*), v1 serves on with its keys and connection"
+  }
+  refused 4 narrowing commands "does not fit"
+  refused 5 pinned epoll "struct conn"
+  refused 6 startup listen
+  exec 3<&-
+  python3 "$client" session "$port" 3000 3 "$ctl" update "$pid" "$work/v3/kvstore" \
+    >"$work/session.log" 2>&1 || { cat "$work/session.log"; fail "update v1 -> v3"; }
+  cat "$work/session.log"
+  pid=$(cat "$work/pidfile")
+  python3 - "$port" "$before" <<'PY' || fail "STATS after v1 -> v3"
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"STATS\nGET key1\nGET key1\nHITS key1\n")
+buf = b""
+while buf.count(b"\n") < 4:
+    buf += s.recv(4096)
+stats, _, _, hits = buf.decode().splitlines()[:4]
+f = dict(kv.split("=") for kv in stats.split()[1:])
+before = dict(kv.split("=") for kv in sys.argv[2].split()[1:])
+# keys narrowed, cmds moved (it only grows), mode reordered (v1 MODE_SERVING=1
+# is v3's 0), gets new (zero at the update, then the session's 3000 GETs)
+ok = (f["keys"] == "3001" and int(f["cmds"]) > int(before["cmds"]) and f["mode"] == "0" and
+      before["mode"] == "1" and 3000 <= int(f["gets"]) < 3100 and hits == "HITS 3")
+print("STATS before:", sys.argv[2]); print("STATS after: ", stats, "|", hits)
+sys.exit(0 if ok else 1)
+PY
+  ok "v1 -> v3 committed: keys, the half-sent line, converted STATS"
+  update "$pid" "$work/v1/kvstore" || fail "update v3 -> v1 (exit $?)"
+  python3 "$client" check "$port" 3000 1 || fail "keys after v3 -> v1"
+  ok "v3 -> v1 committed (a removed field, a widened field narrowed back)"
   ;;
 badinput)
   build_versions
