@@ -239,7 +239,8 @@ out:
 
 static void print_human(pid_t pid, const Mcr__Control__UpdateReply *u, const char *report)
 {
-  printf("%-14s %10s  %s\n", "PHASE", "TIME", "");
+  if (u->n_phases)
+    printf("%-14s %10s  %s\n", "PHASE", "TIME", "");
   for (size_t i = 0; i < u->n_phases; i++)
     printf("%-14s %8.3fms  %s\n", u->phases[i]->name ? u->phases[i]->name : "?",
            u->phases[i]->us / 1000.0, u->phases[i]->detail ? u->phases[i]->detail : "");
@@ -249,7 +250,8 @@ static void print_human(pid_t pid, const Mcr__Control__UpdateReply *u, const cha
     printf("\nprocess %d updated: new pid %u; clients saw a pause of %.3f ms (total %.3f s)\n",
            (int)pid, u->new_pid, u->pause_us / 1000.0, u->total_us / 1e6);
   } else {
-    printf("\nupdate of process %d rolled back: the old version still serves", (int)pid);
+    printf("%supdate of process %d rolled back: the old version still serves",
+           u->n_phases || u->n_notes ? "\n" : "", (int)pid);
     if (u->pause_us)
       printf(" (its clients saw a pause of %.3f ms)", u->pause_us / 1000.0);
     printf(".\n");

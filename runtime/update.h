@@ -124,7 +124,7 @@ void mcr_conflict_field_put(struct mcr_buf *b, const char *s);
 struct mcr_update_phase {
   char name[32];
   uint64_t us;
-  char detail[96];
+  char detail[200]; /* transfer.c formats up to 199 bytes */
 };
 struct mcr_update_conflict {
   uint16_t off[MCR_CF_COUNT]; /* where each field starts in text */

@@ -206,7 +206,7 @@ static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
     if (!strncmp(line, "note ", 5)) {
       add_line(r->notes, &r->nnotes, line + 5);
     } else if (!strncmp(line, "phase ", 6)) {
-      char name[32] = "", detail[128] = "";
+      char name[32] = "", detail[200] = "";
       unsigned long long ns = 0;
       int used = 0;
       if (sscanf(line + 6, "%31s %llu %n", name, &ns, &used) >= 2) {
@@ -401,10 +401,11 @@ static const char *recv_error(int e)
   }
 }
 
-/* Why the new process ended, if it did. After a wait or send that failed
- * with e: when the channel closed, the process may not be a zombie yet, so
- * give it a moment (its pidfd becomes readable when it is). Keeps errno. */
-static void exit_status(pid_t pid, int pidfd, int e, struct mcr_update_result *r)
+/* A wait for the new version, or a send to it, failed with e while doing
+ * what: one conflict, saying how the new process ended if it did. When the
+ * channel closed it may not be a zombie yet, so give it a moment (its pidfd
+ * becomes readable when it is). */
+static void lost_new(struct mcr_update_result *r, pid_t pid, int pidfd, int e, const char *what)
 {
   int st;
   pid_t w;
@@ -415,15 +416,13 @@ static void exit_status(pid_t pid, int pidfd, int e, struct mcr_update_result *r
       ;
   }
   w = waitpid(pid, &st, WNOHANG);
-  errno = e;
-  if (w != pid)
-    return;
-  if (WIFSIGNALED(st))
-    reason(r, "crash", "the new version was killed by signal %d (%s)", WTERMSIG(st),
+  if (w == pid && WIFSIGNALED(st))
+    reason(r, "crash", "%s: the new version was killed by signal %d (%s)", what, WTERMSIG(st),
            strsignal(WTERMSIG(st)));
-  else if (WIFEXITED(st))
-    reason(r, "crash", "the new version exited with status %d", WEXITSTATUS(st));
-  errno = e;
+  else if (w == pid && WIFEXITED(st))
+    reason(r, "crash", "%s: the new version exited with status %d", what, WEXITSTATUS(st));
+  else
+    reason(r, recv_kind(e), "%s: %s", what, recv_error(e));
 }
 
 static void rewrite_pidfiles(pid_t old, pid_t new);
@@ -493,8 +492,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   t = mcr_update_now_ns();
   if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
     int e = errno;
-    exit_status(pid, pidfd, e, r);
-    reason(r, recv_kind(e), "waiting for the new version to finish its startup: %s", recv_error(e));
+    lost_new(r, pid, pidfd, e, "waiting for the new version to finish its startup");
     goto rollback;
   }
   take_lines(r, &msg);
@@ -514,8 +512,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
     if (mcr_transfer_precopy_ranges(&pre, &dirty, note, sizeof(note)) != 0 ||
         mcr_chan_send(sv[0], MCR_U_PRECOPY, &pre) != 0) {
       mcr_buf_free(&pre);
-      exit_status(pid, pidfd, errno, r);
-      reason(r, recv_kind(errno), "sending the pre-copy ranges: %s", recv_error(errno));
+      lost_new(r, pid, pidfd, errno, "sending the pre-copy ranges");
       goto rollback;
     }
     mcr_buf_free(&pre);
@@ -525,8 +522,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   }
   if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
     int e = errno;
-    exit_status(pid, pidfd, e, r);
-    reason(r, recv_kind(e), "waiting for the pre-copy: %s", recv_error(e));
+    lost_new(r, pid, pidfd, e, "waiting for the pre-copy");
     goto rollback;
   }
   take_lines(r, &msg);
@@ -573,8 +569,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
     }
   }
   if (mcr_chan_send(sv[0], MCR_U_STATE, &state) != 0) {
-    exit_status(pid, pidfd, errno, r);
-    reason(r, recv_kind(errno), "sending the state description: %s", recv_error(errno));
+    lost_new(r, pid, pidfd, errno, "sending the state description");
     goto rollback;
   }
   add_phase(r, "describe", mcr_update_now_ns() - t, "");
@@ -582,8 +577,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   /* 5. the transfer, in the new version */
   if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
     int e = errno;
-    exit_status(pid, pidfd, e, r);
-    reason(r, recv_kind(e), "waiting for the state transfer: %s", recv_error(e));
+    lost_new(r, pid, pidfd, e, "waiting for the state transfer");
     goto rollback;
   }
   __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
@@ -600,8 +594,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   if (mcr_chan_send(sv[0], MCR_U_COMMIT, NULL) != 0 ||
       mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0 || type != MCR_U_RESUMED) {
     int e = errno;
-    exit_status(pid, pidfd, e, r);
-    reason(r, recv_kind(e), "committing: the new version did not resume: %s", recv_error(e));
+    lost_new(r, pid, pidfd, e, "committing: the new version did not resume");
     goto rollback;
   }
   {

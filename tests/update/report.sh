@@ -6,8 +6,10 @@
 #              read by mcr-ctl report: kind crash, the signal in the message, a fix,
 #              program and new binary, outcome; --json the same; mcr-ctl update --json
 #              has conflicts[].kind; the default report path /tmp/mcr-update-PID-*.report
-#   startup    a new version whose startup calls listen() with another backlog: kind
+#   startup    version 6, whose startup calls listen() with another backlog: kind
 #              startup, the call as the object, the stack, a fix
+#   narrowing  version 4, whose stats.commands is one byte, after 300 commands: kind
+#              narrowing, naming the field and the global
 # and the old process serves its keys after each.
 #
 #   report.sh BUILD_DIR
@@ -43,10 +45,8 @@ ok() { echo "ok: $*"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]; }
 
-# the pipeline, as run.sh: profile, then the versions with its config; version 3
-# differs from 1 in its startup (listen backlog 64, not 128), from a copy of the
-# source of the same name (mcr-ctl checks the source files match)
-mkdir -p "$work/prof" "$work/v1" "$work/v2" "$work/v3"
+# the pipeline, as run.sh: profile, then the versions with its config
+mkdir -p "$work/prof" "$work/v1" "$work/v2" "$work/v4" "$work/v6"
 "$mcc" --mcr-profile "${cflags[@]}" -o "$work/prof/kvstore" "$top/tests/servers/kvstore.c" ||
   fail "profiling build"
 port=$(free_port)
@@ -54,15 +54,11 @@ port=$(free_port)
 p=$!
 python3 "$client" fill "$port" 200 || fail "load while profiling"
 wait "$p" || fail "mcr-profile"
-for v in 1 2; do
+for v in 1 2 4 6; do
   "$mcc" --mcr-quiescence="$work/kvstore.qp" "${cflags[@]}" -DKV_VERSION=$v -o "$work/v$v/kvstore" \
     "$top/tests/servers/kvstore.c" || fail "production build of version $v"
 done
-sed 's/listen(lfd, 128)/listen(lfd, 64)/' "$top/tests/servers/kvstore.c" >"$work/v3/kvstore.c"
-grep -q 'listen(lfd, 64)' "$work/v3/kvstore.c" || fail "kvstore.c has no 'listen(lfd, 128)' to change"
-"$mcc" --mcr-quiescence="$work/kvstore.qp" "${cflags[@]}" -DKV_VERSION=2 -o "$work/v3/kvstore-bin" \
-  "$work/v3/kvstore.c" || fail "production build of version 3"
-ok "kvstore versions 1, 2 and 3 (another listen backlog) built"
+ok "kvstore versions 1, 2, 4 (a narrowed counter) and 6 (another listen backlog) built"
 
 port=$(free_port)
 "$work/v1/kvstore" -p "$port" -f "$work/pidfile" >>"$work/server.log" 2>&1 &
@@ -135,7 +131,7 @@ rm -f "$def"
 ok "default report: $def, kind crash"
 
 # 2. a startup that differs: listen(fd, 64) where the old made listen(fd, 128)
-rolled_back startup "$work/v3/kvstore-bin" --report "$work/startup.report"
+rolled_back startup "$work/v6/kvstore" --report "$work/startup.report"
 grep -qF "[startup] listen: the old version made listen(" "$work/startup.out" ||
   { cat "$work/startup.out"; fail "mcr-ctl update does not print the startup conflict"; }
 "$ctl" report "$work/startup.report" >"$work/startup.txt" || fail "mcr-ctl report (startup)"
@@ -152,4 +148,12 @@ check_json "report --json (startup)" "$work/startup.json" '
   r["conflicts"][0]["fix"] != ""'
 ok "mcr-ctl report --json: conflicts[0].kind startup, object listen(.., 64), stack"
 sed 's/^/  /' "$work/startup.txt"
+
+# 3. a value that does not fit its new type: stats.commands (> 255) as one byte
+rolled_back narrowing "$work/v4/kvstore" --report "$work/narrowing.report"
+"$ctl" report "$work/narrowing.report" --json >"$work/narrowing.json" || fail "mcr-ctl report --json (narrowing)"
+check_json "report --json (narrowing)" "$work/narrowing.json" '
+  any(c["kind"] == "narrowing" and "commands" in c["message"] and "stats" in c["object"] for c in r["conflicts"])'
+"$ctl" report "$work/narrowing.report" | grep -qF "[narrowing] " || fail "mcr-ctl report (narrowing)"
+ok "mcr-ctl report: [narrowing] commands, global stats"
 echo "PASS: report"
