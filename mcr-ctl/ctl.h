@@ -36,6 +36,10 @@ void cmd_quiesce_help(void);
 int cmd_update(int argc, char **argv);
 void cmd_update_help(void);
 
+/* mcr-ctl check OLD NEW [--json] (check.c). */
+int cmd_check(int argc, char **argv);
+void cmd_check_help(void);
+
 /* mcr-ctl report FILE [--json] (report.c). */
 int cmd_report(int argc, char **argv);
 void cmd_report_help(void);

@@ -31,6 +31,8 @@ static const struct command commands[] = {
      "park every thread at a quiescent point, hold, resume; print the timings"},
     {"update", cmd_update, cmd_update_help, "PID NEW [--timeout SEC] [--report FILE] [--json]",
      "live-update a running program to a new executable; state and connections carry over"},
+    {"check", cmd_check, cmd_check_help, "OLD NEW [--json]",
+     "preview an update from OLD to NEW: which types change, what is transformed or refused"},
     {"report", cmd_report, cmd_report_help, "FILE [--json]",
      "show the conflict report of a rolled-back update (why, where, what to change)"},
 };

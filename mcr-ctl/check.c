@@ -1,0 +1,1717 @@
+/*
+ * check.c - mcr-ctl check OLD NEW [--json]
+ *
+ * A static preview of a live update from executable OLD to executable NEW, two builds
+ * of one program by mcr-clang: which globals and allocation sites change type, how
+ * each change would be transformed, which transformations are risky (they may refuse
+ * at update time, depending on the values), and which cannot be inferred at all (the
+ * update would be refused). Nothing runs: both files' type tables (section mcr_types)
+ * and symbol tables are read and compared with the rules of the runtime:
+ *
+ *  - globals are paired by symbol name as runtime/image.c's mcr_image_symbol() does
+ *    (a file-local static by name and source file, else the global of that name);
+ *    const and thread-local ones are not transferred; a global the executable's
+ *    symbol table does not have (optimized away) is not either. The old type is the
+ *    record xform.c's mcr_xform_global() finds (same symbol, a static of a module of
+ *    the same base name); without one, or without a type on a side, the bytes are
+ *    copied when the size is the same, else it is a conflict;
+ *  - allocation sites are paired by the key of runtime/transfer.c's site_key():
+ *    "module|function|callee|ordinal among the module's sites with that function
+ *    and callee"; as in mcr_xform_site(), a site untyped on a side is kept as it is,
+ *    a changed shape (single, array, flex) is a conflict unless the types are
+ *    identical, and a conflict only matters if objects of the site are alive;
+ *  - each pair's types are compared by mcr_xplan_build() (runtime/typediff.c), the
+ *    code the update itself runs. A shrunk array global whose dropped elements are
+ *    not zero in OLD's initial data (its .data bytes, or a dynamic relocation) is
+ *    said to refuse unless the program cleared them.
+ *
+ * Exit 0 when no transfer would be refused, 1 when one would (a conflict at update
+ * time), 2 for bad usage or bad input (one line on stderr, nothing on stdout).
+ */
+#define _GNU_SOURCE /* asprintf */
+#include <elf.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "ctl.h"
+#include "elf.h"
+#include "typediff.h"
+#include "typetab.h"
+
+/* ---- what is read from one executable -------------------------------------- */
+
+struct sym {
+  const char *name;
+  const char *file; /* base name of the STT_FILE before a local symbol; "" for globals */
+  int local;
+  uint64_t value, size;
+};
+
+struct gvar { /* a writable global of a type table */
+  const struct mcr_typetab *tt;
+  struct mcr_global_rec rec;
+  const char *name, *symbol, *module, *file, *scope;
+  int is_static;
+  int paired;
+};
+
+struct asite { /* an allocation site of a type table */
+  const struct mcr_typetab *tt;
+  struct mcr_site_rec rec;
+  const char *module, *file, *function, *callee;
+  char *key;
+  unsigned ordinal, same_count; /* among the module's sites with this function and callee */
+  int paired;
+};
+
+struct version {
+  const char *path;
+  const char *role; /* "OLD" or "NEW" */
+  struct mcr_elf elf;
+  struct mcr_typetab *tabs;
+  size_t ntabs;
+  size_t ntypes;
+  struct sym *syms;
+  size_t nsyms;
+  size_t nfiles, nlocals; /* STT_FILE symbols, local data symbols */
+  struct gvar *globals;
+  size_t nglobals;
+  struct asite *sites;
+  size_t nsites;
+};
+
+/* ---- results ---------------------------------------------------------------- */
+
+enum outcome {
+  OUT_IDENTICAL,
+  OUT_TRANSFORM, /* a plan that is not a plain copy */
+  OUT_REFUSED,   /* no plan: a conflict at update time */
+  OUT_UNTYPED,   /* no type on one side: copied (globals) or kept as is (heap objects) */
+};
+
+struct item {
+  int is_site;
+  const struct gvar *og, *ng;
+  const struct asite *os, *ns;
+  uint64_t osize, nsize; /* a global's symbol sizes */
+  enum outcome out;
+  const struct mcr_xplan *plan;
+  struct mcr_xerror err;
+  char *old_type, *new_type; /* rendered (a site: with its shape) */
+  char *encl;                /* refused: the type that holds the failing field */
+  const char *encl_old_file, *encl_new_file;
+  uint32_t encl_old_line, encl_new_line;
+  char *fix;
+  size_t risky;
+  int dropped_data; /* a shrunk global array whose dropped part is not zero in OLD's image */
+  int by_content;   /* an array global whose element count changed, same element size:
+                       xform.c tries to match its entries by content */
+  char *sig; /* grouping key for people: types, changes or error */
+};
+
+struct check {
+  struct version v[2]; /* old, new */
+  struct mcr_arena *arena;
+  struct item *items;
+  size_t nitems, cap;
+  /* unpaired */
+  const struct gvar **gadded, **gremoved;
+  size_t ngadded, ngremoved;
+  const struct asite **sadded, **sremoved;
+  size_t nsadded, nsremoved;
+  char **notes;
+  size_t nnotes;
+  size_t gmissing; /* table globals the new executable's symbol table lacks */
+};
+
+void cmd_check_help(void)
+{
+  printf("Usage: mcr-ctl check OLD NEW [--json]\n"
+         "\n"
+         "Previews, without running anything, what a live update from the executable OLD\n"
+         "to the executable NEW (two builds of the same program by mcr-clang) would have\n"
+         "to transform, with the rules the update itself uses: globals are paired by\n"
+         "symbol name (statics by name and source file), allocation sites by source file,\n"
+         "function, allocator called and order; each pair's types are compared field by\n"
+         "field (fields matched by name; typedef renames change nothing).\n"
+         "\n"
+         "Prints a summary line, then: the transfers that cannot be inferred (the update\n"
+         "would be refused unless a transformation is registered: the type, the field,\n"
+         "both versions' source locations and a suggested fix); the transformable ones\n"
+         "with each change (added, removed, moved, retyped, resized fields), risky ones\n"
+         "marked (narrowing, signedness, shrinking, enums: the update refuses if a value\n"
+         "does not fit); globals and allocation sites only one version has; and what is\n"
+         "handled conservatively (allocation sites without a type in either version).\n"
+         "\n"
+         "Options:\n"
+         "  --json      machine-readable output (one JSON object)\n"
+         "  -h, --help  this help\n"
+         "\n"
+         "Exit status: 0 no transfer would be refused; 1 some transfer would be refused\n"
+         "(a conflict at update time); 2 bad usage or bad input: a file missing, not an\n"
+         "x86-64 ELF, not built by mcr-clang, stripped, with corrupt type tables, or OLD\n"
+         "and NEW built from different programs.\n");
+}
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+  void *p;
+  size_t ncap;
+
+  if (need <= *cap)
+    return 0;
+  ncap = *cap ? *cap * 2 : 16;
+  while (ncap < need)
+    ncap *= 2;
+  p = realloc(*arr, ncap * elem);
+  if (!p)
+    return -1;
+  *arr = p;
+  *cap = ncap;
+  return 0;
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+  va_list ap;
+  char *s = NULL;
+
+  va_start(ap, f);
+  if (vasprintf(&s, f, ap) < 0)
+    s = NULL;
+  va_end(ap);
+  return s;
+}
+
+static const char *base_name(const char *p)
+{
+  const char *s = p ? strrchr(p, '/') : NULL;
+  return s ? s + 1 : p ? p : "";
+}
+
+static char *render(const struct mcr_typetab *tt, uint32_t t, int site, uint32_t shape)
+{
+  char small[256], *buf;
+  int n;
+
+  if (t == MCR_NO_TYPE)
+    return NULL;
+  n = site ? mcr_type_render_shape(tt, t, shape, small, sizeof(small))
+           : mcr_type_render(tt, t, small, sizeof(small));
+  if (n < 0)
+    return strdup("?");
+  if ((size_t)n < sizeof(small))
+    return strdup(small);
+  if (!(buf = malloc((size_t)n + 1)))
+    return NULL;
+  if (site)
+    mcr_type_render_shape(tt, t, shape, buf, (size_t)n + 1);
+  else
+    mcr_type_render(tt, t, buf, (size_t)n + 1);
+  return buf;
+}
+
+/* A one-line copy for people: control characters escaped. */
+static void put_human(FILE *f, const char *s)
+{
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    if (*p < 0x20 || *p == 0x7f)
+      fprintf(f, "\\x%02x", *p);
+    else
+      fputc(*p, f);
+  }
+}
+
+/* ---- reading an executable ------------------------------------------------------ */
+
+static int bad(const struct version *v, const char *fmt_, ...) __attribute__((format(printf, 2, 3)));
+static int bad(const struct version *v, const char *fmt_, ...)
+{
+  char msg[768];
+  va_list ap;
+
+  va_start(ap, fmt_);
+  vsnprintf(msg, sizeof(msg), fmt_, ap);
+  va_end(ap);
+  ctl_err("check: %s %s: %s", v->role, v->path, msg);
+  return -1;
+}
+
+static int cmp_sym(const void *a, const void *b)
+{
+  const struct sym *x = a, *y = b;
+  return strcmp(x->name, y->name);
+}
+
+/* The data symbols of .symtab (what mcr_image_symbol looks at), sorted by name. */
+static int load_symbols(struct version *v)
+{
+  struct mcr_elf_section st, str;
+  const char *file = "";
+  size_t cap = 0, n;
+
+  if (mcr_elf_section(&v->elf, ".symtab", &st) != 0 || !st.data ||
+      mcr_elf_section(&v->elf, ".strtab", &str) != 0 || !str.data || !str.size ||
+      str.data[str.size - 1] != '\0')
+    return bad(v, "corrupt or truncated symbol table (.symtab/.strtab); rebuild it");
+  n = st.size / sizeof(Elf64_Sym);
+  for (size_t i = 1; i < n; i++) {
+    Elf64_Sym s;
+    const char *name;
+    unsigned type;
+
+    memcpy(&s, st.data + i * sizeof(s), sizeof(s));
+    if (s.st_name >= str.size)
+      return bad(v, "corrupt symbol table: symbol %zu names string %u past .strtab", i,
+                 (unsigned)s.st_name);
+    name = (const char *)str.data + s.st_name;
+    type = ELF64_ST_TYPE(s.st_info);
+    if (type == STT_FILE) {
+      file = base_name(name);
+      v->nfiles++;
+      continue;
+    }
+    if (type == STT_FUNC || type == STT_GNU_IFUNC || type == STT_SECTION ||
+        s.st_shndx == SHN_UNDEF || !*name)
+      continue;
+    if (grow((void **)&v->syms, &cap, v->nsyms + 1, sizeof(*v->syms)))
+      return bad(v, "%s", strerror(ENOMEM));
+    v->syms[v->nsyms].name = name;
+    v->syms[v->nsyms].local = ELF64_ST_BIND(s.st_info) == STB_LOCAL;
+    v->nlocals += v->syms[v->nsyms].local;
+    v->syms[v->nsyms].file = v->syms[v->nsyms].local ? file : "";
+    v->syms[v->nsyms].value = s.st_value;
+    v->syms[v->nsyms].size = s.st_size;
+    v->nsyms++;
+  }
+  if (v->nsyms > 1)
+    qsort(v->syms, v->nsyms, sizeof(*v->syms), cmp_sym);
+  return 0;
+}
+
+/* mcr_image_symbol()'s choice: a local of the module's file, else the global.
+ * 0 and *out, -1 if there is none, -2 if several locals of that file match. */
+static int find_symbol(const struct version *v, const char *name, const char *module,
+                       const struct sym **out)
+{
+  struct sym key = {.name = name};
+  const struct sym *hit = v->nsyms ? bsearch(&key, v->syms, v->nsyms, sizeof(*v->syms), cmp_sym)
+                                   : NULL;
+  const struct sym *global = NULL, *local = NULL;
+  size_t nlocal = 0, lo, hi;
+
+  if (!hit)
+    return -1;
+  lo = hi = (size_t)(hit - v->syms);
+  while (lo > 0 && !strcmp(v->syms[lo - 1].name, name))
+    lo--;
+  while (hi + 1 < v->nsyms && !strcmp(v->syms[hi + 1].name, name))
+    hi++;
+  for (size_t i = lo; i <= hi; i++) {
+    const struct sym *s = &v->syms[i];
+    if (!s->local)
+      global = s;
+    else if (!strcmp(s->file, base_name(module))) {
+      local = s;
+      nlocal++;
+    }
+  }
+  if (nlocal > 1)
+    return -2;
+  *out = local ? local : global;
+  return *out ? 0 : -1;
+}
+
+static int load_tables(struct version *v, const struct mcr_elf_section *sec)
+{
+  size_t pos = 0, cap = 0, len;
+  const void *blob;
+  struct mcr_typetab_error err;
+  int r;
+
+  while ((r = mcr_typetab_next(sec->data, sec->size, &pos, &blob, &len, &err)) == 1) {
+    size_t at = (size_t)((const unsigned char *)blob - sec->data);
+
+    if (grow((void **)&v->tabs, &cap, v->ntabs + 1, sizeof(*v->tabs)))
+      return bad(v, "%s", strerror(ENOMEM));
+    if (mcr_typetab_open(&v->tabs[v->ntabs], blob, len, &err))
+      return bad(v, "corrupt mcr_types section: type table %zu (section offset 0x%zx): %s (at "
+                    "byte 0x%llx of the table); rebuild it with the current mcr-clang",
+                 v->ntabs + 1, at, err.msg, (unsigned long long)err.offset);
+    v->ntypes += mcr_typetab_ntypes(&v->tabs[v->ntabs]);
+    v->ntabs++;
+  }
+  if (r < 0)
+    return bad(v, "corrupt mcr_types section: at section offset 0x%llx: %s; rebuild it with the "
+                  "current mcr-clang",
+               (unsigned long long)err.offset, err.msg);
+  if (v->ntabs == 0)
+    return bad(v, "corrupt mcr_types section: it holds no type table; rebuild it with the "
+                  "current mcr-clang");
+  return 0;
+}
+
+/* Every writable global and every allocation site of every table. */
+static int collect(struct version *v)
+{
+  size_t gcap = 0, scap = 0;
+
+  for (size_t b = 0; b < v->ntabs; b++) {
+    const struct mcr_typetab *tt = &v->tabs[b];
+    const char *module = mcr_typetab_str(tt, tt->hdr.module);
+    size_t first = v->nsites;
+
+    for (uint32_t i = 0; i < mcr_typetab_nglobals(tt); i++) {
+      struct gvar *g;
+      struct mcr_global_rec rec;
+
+      mcr_typetab_global(tt, i, &rec);
+      if (rec.flags & (MCR_GF_CONST | MCR_GF_TLS))
+        continue; /* never transferred */
+      if (!*mcr_typetab_str(tt, rec.symbol))
+        continue;
+      if (grow((void **)&v->globals, &gcap, v->nglobals + 1, sizeof(*v->globals)))
+        goto nomem;
+      g = &v->globals[v->nglobals++];
+      memset(g, 0, sizeof(*g));
+      g->tt = tt;
+      g->rec = rec;
+      g->name = mcr_typetab_str(tt, rec.name);
+      g->symbol = mcr_typetab_str(tt, rec.symbol);
+      g->module = module;
+      g->file = mcr_typetab_str(tt, rec.file);
+      g->scope = mcr_typetab_str(tt, rec.scope);
+      g->is_static = !!(rec.flags & (MCR_GF_INTERNAL | MCR_GF_LOCAL_STATIC));
+    }
+
+    for (uint32_t i = 0; i < mcr_typetab_nsites(tt); i++) {
+      struct asite *s;
+      struct mcr_site_rec rec;
+
+      mcr_typetab_site(tt, i, &rec);
+      if (grow((void **)&v->sites, &scap, v->nsites + 1, sizeof(*v->sites)))
+        goto nomem;
+      s = &v->sites[v->nsites++];
+      memset(s, 0, sizeof(*s));
+      s->tt = tt;
+      s->rec = rec;
+      s->module = module;
+      s->file = mcr_typetab_str(tt, rec.file);
+      s->function = mcr_typetab_str(tt, rec.function);
+      s->callee = mcr_typetab_str(tt, rec.callee);
+      /* transfer.c's site_key: string offsets compared, as it does */
+      for (size_t j = first; j < v->nsites - 1; j++)
+        if (v->sites[j].rec.function == rec.function && v->sites[j].rec.callee == rec.callee)
+          s->ordinal++;
+      if (!(s->key = fmt("%s|%s|%s|%u", module, s->function, s->callee, s->ordinal)))
+        goto nomem;
+    }
+    for (size_t i = first; i < v->nsites; i++) /* for names: "f() malloc #2" */
+      for (size_t j = first; j < v->nsites; j++)
+        if (v->sites[j].rec.function == v->sites[i].rec.function &&
+            v->sites[j].rec.callee == v->sites[i].rec.callee)
+          v->sites[i].same_count++;
+  }
+  return 0;
+nomem:
+  return bad(v, "%s", strerror(ENOMEM));
+}
+
+static int load_version(struct version *v)
+{
+  struct mcr_elf_section sec;
+  char msg[256];
+
+  switch (mcr_elf_open(&v->elf, v->path, msg, sizeof(msg))) {
+  case MCR_ELF_OK:
+    break;
+  case MCR_ELF_NOT_ELF:
+    return bad(v, "%s: give two executables built by mcr-clang", msg);
+  case MCR_ELF_CORRUPT:
+    return bad(v, "corrupt ELF file: %s", msg);
+  case MCR_ELF_EIO:
+  case MCR_ELF_WRONG_ARCH:
+  default:
+    return bad(v, "%s", msg);
+  }
+  switch (mcr_elf_section(&v->elf, MCR_TYPES_SECTION, &sec)) {
+  case 0:
+    break;
+  case -2:
+    return bad(v, "corrupt ELF file: section " MCR_TYPES_SECTION
+                  " extends past the end of the file (truncated?)");
+  default:
+    return bad(v, "no " MCR_TYPES_SECTION " section: not built by mcr-clang: build it with "
+                  "CC=mcr-clang");
+  }
+  if (!sec.data || sec.size == 0)
+    return bad(v, "corrupt mcr_types section: it is empty; rebuild it with mcr-clang");
+  if (!mcr_elf_has_symtab(&v->elf))
+    return bad(v, "stripped (no .symtab): mcr pairs globals across versions by symbol; "
+                  "rebuild without -s/strip (strip --strip-debug --keep-file-symbols is fine)");
+  if (load_tables(v, &sec) || load_symbols(v) || collect(v))
+    return -1;
+  if (v->ntypes == 0 && (v->nglobals || v->nsites))
+    return bad(v, "its type tables describe no type (built without debug info?): build it "
+                  "with CC=mcr-clang, which adds -g");
+  return 0;
+}
+
+/* The same-program rule of mcr-ctl update: at least half of OLD's source files (base
+ * names of the type tables' modules) are in NEW. */
+static int same_program(const struct version *o, const struct version *n)
+{
+  size_t common = 0;
+
+  for (size_t i = 0; i < o->ntabs; i++) {
+    const char *m = base_name(mcr_typetab_str(&o->tabs[i], o->tabs[i].hdr.module));
+    for (size_t j = 0; j < n->ntabs; j++)
+      if (!strcmp(m, base_name(mcr_typetab_str(&n->tabs[j], n->tabs[j].hdr.module)))) {
+        common++;
+        break;
+      }
+  }
+  if (o->ntabs && common * 2 < o->ntabs) {
+    ctl_err("check: NEW %s is built from another program than OLD %s (%zu of OLD's %zu "
+            "source files are in NEW): give two builds of the same program",
+            n->path, o->path, common, o->ntabs);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- pairing ---------------------------------------------------------------------- */
+
+/* The type table record of a global that symbol s of version v is: a static of the
+ * symbol's file for a local symbol, else the non-static one. */
+static struct gvar *record_of(struct version *v, const char *symbol, const struct sym *s)
+{
+  for (size_t i = 0; i < v->nglobals; i++) {
+    struct gvar *g = &v->globals[i];
+    if (strcmp(g->symbol, symbol))
+      continue;
+    if (s->local ? g->is_static && !strcmp(base_name(g->module), s->file) : !g->is_static)
+      return g;
+  }
+  return NULL;
+}
+
+/* The old type record xform.c gives a new global: the first of OLD's tables with the
+ * same symbol and, for a static, a module of the same base name (a static that became
+ * global or the reverse has none: it is then copied as bytes if its size is the same). */
+static const struct gvar *old_record(const struct version *o, const struct gvar *ng)
+{
+  for (size_t i = 0; i < o->nglobals; i++) {
+    const struct gvar *g = &o->globals[i];
+    if (strcmp(g->symbol, ng->symbol) || g->is_static != ng->is_static)
+      continue;
+    if (!g->is_static || !strcmp(base_name(g->module), base_name(ng->module)))
+      return g;
+  }
+  return NULL;
+}
+
+static int note(struct check *c, const char *f, ...) __attribute__((format(printf, 2, 3)));
+static int note(struct check *c, const char *f, ...)
+{
+  va_list ap;
+  char *s = NULL;
+  size_t cap = c->nnotes; /* grown one by one: few notes */
+
+  va_start(ap, f);
+  if (vasprintf(&s, f, ap) < 0)
+    s = NULL;
+  va_end(ap);
+  if (!s || grow((void **)&c->notes, &cap, c->nnotes + 1, sizeof(char *))) {
+    free(s);
+    return -1;
+  }
+  c->notes[c->nnotes++] = s;
+  return 0;
+}
+
+static struct item *new_item(struct check *c)
+{
+  struct item *it;
+
+  if (grow((void **)&c->items, &c->cap, c->nitems + 1, sizeof(*c->items)))
+    return NULL;
+  it = &c->items[c->nitems++];
+  memset(it, 0, sizeof(*it));
+  return it;
+}
+
+static int push_ptr(const void ***arr, size_t *n, const void *p)
+{
+  size_t cap = *n;
+  if (grow((void **)arr, &cap, *n + 1, sizeof(void *)))
+    return -1;
+  (*arr)[(*n)++] = p;
+  return 0;
+}
+
+static int pair_globals(struct check *c)
+{
+  struct version *o = &c->v[0], *n = &c->v[1];
+
+  for (int i = 0; i < 2; i++)
+    if (!c->v[i].nfiles && c->v[i].nlocals &&
+        note(c, "%s %s has no file symbols in its symbol table (strip --strip-debug removes "
+                "them): its static variables cannot be paired with the other version's, their "
+                "state is not transferred; strip with --keep-file-symbols, or not at all",
+             c->v[i].role, c->v[i].path))
+      return -1;
+
+  for (size_t i = 0; i < n->nglobals; i++) {
+    struct gvar *ng = &n->globals[i];
+    const struct sym *ns, *os;
+    struct gvar *og;
+    struct item *it;
+    int r;
+
+    if ((r = find_symbol(n, ng->symbol, ng->module, &ns)) != 0 || record_of(n, ng->symbol, ns) != ng) {
+      if (r == -2 && note(c, "global %s: several statics of that name in %s files of NEW: not "
+                             "transferred (rename one)",
+                          ng->symbol, base_name(ng->module)))
+        return -1;
+      c->gmissing++; /* optimized away, or another record of the same symbol */
+      continue;
+    }
+    ng->paired = 1;
+    r = find_symbol(o, ng->symbol, ng->module, &os);
+    if (r == -2 && note(c, "global %s: several statics of that name in %s files of OLD: NEW's "
+                           "keeps its initial value",
+                        ng->symbol, base_name(ng->module)))
+      return -1;
+    if (r != 0) {
+      if (push_ptr((const void ***)&c->gadded, &c->ngadded, ng))
+        return -1;
+      continue;
+    }
+    if ((og = record_of(o, ng->symbol, os)))
+      og->paired = 1; /* not "removed", whatever its record says */
+    if (!(it = new_item(c)))
+      return -1;
+    it->og = old_record(o, ng);
+    it->ng = ng;
+    it->osize = os->size;
+    it->nsize = ns->size;
+  }
+  /* OLD's globals that nothing of NEW takes: their state is lost */
+  for (size_t i = 0; i < o->nglobals; i++) {
+    struct gvar *og = &o->globals[i];
+    const struct sym *os;
+
+    if (og->paired || find_symbol(o, og->symbol, og->module, &os) != 0 ||
+        record_of(o, og->symbol, os) != og)
+      continue;
+    if (push_ptr((const void ***)&c->gremoved, &c->ngremoved, og))
+      return -1;
+  }
+  return 0;
+}
+
+static int pair_sites(struct check *c)
+{
+  struct version *o = &c->v[0], *n = &c->v[1];
+
+  /* NEW: the first site of each key (transfer.c keeps the first) */
+  for (size_t i = 0; i < o->nsites; i++) {
+    struct asite *os = &o->sites[i], *ns = NULL;
+    struct item *it;
+
+    for (size_t j = 0; j < n->nsites; j++)
+      if (!strcmp(n->sites[j].key, os->key)) {
+        ns = &n->sites[j];
+        break;
+      }
+    if (!ns) {
+      if (push_ptr((const void ***)&c->sremoved, &c->nsremoved, os))
+        return -1;
+      continue;
+    }
+    ns->paired = os->paired = 1;
+    if (!(it = new_item(c)))
+      return -1;
+    it->is_site = 1;
+    it->os = os;
+    it->ns = ns;
+  }
+  for (size_t j = 0; j < n->nsites; j++) {
+    const struct asite *ns = &n->sites[j];
+    int dup = 0;
+
+    for (size_t k = 0; k < j && !dup; k++)
+      dup = !strcmp(n->sites[k].key, ns->key);
+    if (!ns->paired && !dup && push_ptr((const void ***)&c->sadded, &c->nsadded, ns))
+      return -1;
+  }
+  return 0;
+}
+
+/* ---- comparing --------------------------------------------------------------------- */
+
+static int strip_typedefs(const struct mcr_typetab *tt, uint32_t t, struct mcr_type_rec *r,
+                          uint32_t *idx)
+{
+  for (int i = 0; i < MCR_TYPE_MAX_DEPTH; i++) {
+    if (t == MCR_NO_TYPE || mcr_typetab_type(tt, t, r) != 0)
+      return -1;
+    if (r->kind != MCR_TYPE_TYPEDEF) {
+      *idx = t;
+      return 0;
+    }
+    t = r->target;
+  }
+  return -1;
+}
+
+/* Follows a plan path ("a.b[0].c", "#1" for an anonymous member, "(whole object)")
+ * from type t; returns the struct or union that holds its last field (t itself for
+ * the whole object), or MCR_NO_TYPE if the path does not lead anywhere. */
+static uint32_t enclosing(const struct mcr_typetab *tt, uint32_t t, const char *path,
+                          uint32_t *field)
+{
+  uint32_t encl = t, cur = t;
+  const char *p = path;
+
+  *field = t;
+  if (!p || !*p || *p == '(')
+    return t;
+  while (*p) {
+    struct mcr_type_rec r;
+    uint32_t idx;
+
+    if (strip_typedefs(tt, cur, &r, &idx) != 0)
+      return MCR_NO_TYPE;
+    if (*p == '[') {
+      const char *e = strchr(p, ']');
+      if (r.kind != MCR_TYPE_ARRAY || !e)
+        return MCR_NO_TYPE;
+      cur = r.target;
+      p = e + 1;
+      continue;
+    }
+    if (*p == '.')
+      p++;
+    size_t len = strcspn(p, ".[");
+    if (r.kind != MCR_TYPE_STRUCT && r.kind != MCR_TYPE_UNION)
+      return MCR_NO_TYPE;
+    uint32_t k = 0, found = MCR_NO_TYPE;
+    for (uint32_t i = 0; i < r.count && found == MCR_NO_TYPE; i++) {
+      struct mcr_member_rec m;
+      char anon[16];
+      const char *name;
+      if (mcr_typetab_member(tt, r.first_member + i, &m) != 0)
+        return MCR_NO_TYPE;
+      name = mcr_typetab_str(tt, m.name);
+      if (!*name) {
+        snprintf(anon, sizeof(anon), "#%u", k++);
+        name = anon;
+      }
+      if (strlen(name) == len && !strncmp(name, p, len))
+        found = m.type;
+    }
+    if (found == MCR_NO_TYPE)
+      return MCR_NO_TYPE;
+    encl = idx;
+    cur = found;
+    p += len;
+  }
+  *field = cur;
+  return encl;
+}
+
+static void decl_of(const struct mcr_typetab *tt, uint32_t t, const char **file, uint32_t *line)
+{
+  struct mcr_type_rec r;
+
+  *file = "";
+  *line = 0;
+  if (t != MCR_NO_TYPE && mcr_typetab_type(tt, t, &r) == 0) {
+    *file = mcr_typetab_str(tt, r.decl_file);
+    *line = r.decl_line;
+  }
+}
+
+/* The last component of a path: the field's own name. */
+static const char *field_of(const char *path)
+{
+  const char *d = strrchr(path, '.');
+  return d ? d + 1 : path;
+}
+
+/* Whether applying the change may refuse the update, depending on the values: a
+ * narrowing or signedness conversion, an enum, a shrunk array. A removed field is
+ * dropped without a check (typediff flags it risky too). */
+static int may_refuse(const struct mcr_xchange *x)
+{
+  return x->risky && x->kind != MCR_XC_REMOVED;
+}
+
+/* What people should know about a change, or "". */
+static const char *change_note(const struct mcr_xchange *x, const struct item *it)
+{
+  int global = it && !it->is_site;
+
+  switch (x->kind) {
+  case MCR_XC_REMOVED:
+    return "its value is dropped";
+  case MCR_XC_RESIZED:
+    if (may_refuse(x) && it && it->dropped_data)
+      return "shrinks: the dropped elements are not zero in OLD's initial data: the update "
+             "will refuse unless the program cleared them";
+    if (may_refuse(x))
+      return "shrinks: the update refuses if a dropped element is not zero";
+    if (global && x->path[0] == '(' && it->by_content)
+      return "a table whose every old entry is in the new one keeps the new one (matched by "
+             "content), else elements are converted by index";
+    return "";
+  case MCR_XC_RETYPED:
+    if (!may_refuse(x))
+      return "";
+    if (!strncmp(x->old_type, "enum ", 5) || !strncmp(x->new_type, "enum ", 5))
+      return "converted by enumerator name: the update refuses a value the new enum lacks";
+    return "the update refuses if a value does not fit";
+  default:
+    return "";
+  }
+}
+
+/* A top-level array type (typedefs looked through): its element size and count. */
+static int array_of(const struct mcr_typetab *tt, uint32_t t, uint64_t *esize, uint64_t *count)
+{
+  struct mcr_type_rec r, e;
+  uint32_t idx;
+
+  if (strip_typedefs(tt, t, &r, &idx) != 0 || r.kind != MCR_TYPE_ARRAY || !r.count ||
+      strip_typedefs(tt, r.target, &e, &idx) != 0 || !e.size)
+    return -1;
+  *esize = e.size;
+  *count = r.count;
+  return 0;
+}
+
+/* Whether [addr, addr + len) of v's image is not all zero when the program starts:
+ * a dynamic relocation writes into it (a pointer, in a position-independent
+ * executable) or .data holds a non-zero byte there. 1, 0, or -1 if unknown. */
+static int initially_nonzero(const struct version *v, uint64_t addr, uint64_t len)
+{
+  struct mcr_elf_section sec;
+
+  if (mcr_elf_section(&v->elf, ".rela.dyn", &sec) == 0 && sec.data)
+    for (size_t off = 0; off + sizeof(Elf64_Rela) <= sec.size; off += sizeof(Elf64_Rela)) {
+      Elf64_Rela r;
+      memcpy(&r, sec.data + off, sizeof(r));
+      if (r.r_offset >= addr && r.r_offset < addr + len)
+        return 1;
+    }
+  if (mcr_elf_section(&v->elf, ".bss", &sec) == 0 && addr >= sec.addr &&
+      addr + len <= sec.addr + sec.size)
+    return 0;
+  if (mcr_elf_section(&v->elf, ".data", &sec) != 0 || !sec.data || addr < sec.addr ||
+      addr + len > sec.addr + sec.size)
+    return -1;
+  for (uint64_t i = 0; i < len; i++)
+    if (sec.data[addr - sec.addr + i])
+      return 1;
+  return 0;
+}
+
+/* A global's plan that drops old bytes (a shrunk array) refuses the update unless
+ * they are zero: look at what OLD starts with there. */
+static void check_dropped(struct check *c, struct item *it)
+{
+  const struct sym *os;
+
+  if (it->is_site || it->out != OUT_TRANSFORM ||
+      find_symbol(&c->v[0], it->ng->symbol, it->ng->module, &os) != 0)
+    return;
+  for (size_t k = 0; k < it->plan->nops; k++) {
+    const struct mcr_xop *op = &it->plan->ops[k];
+    if (op->kind != MCR_XOP_ZERO)
+      continue;
+    for (uint32_t i = 0; i < op->count; i++)
+      if (initially_nonzero(&c->v[0], os->value + op->old_off + i * op->old_stride, op->len) ==
+          1)
+        it->dropped_data = 1;
+  }
+}
+
+static int judge(struct check *c, struct item *it)
+{
+  const struct mcr_typetab *ot, *nt;
+  uint32_t otype, ntype;
+  int site = it->is_site;
+
+  if (site) {
+    ot = it->os->tt, nt = it->ns->tt;
+    otype = it->os->rec.type, ntype = it->ns->rec.type;
+    it->old_type = render(ot, otype, 1, it->os->rec.shape);
+    it->new_type = render(nt, ntype, 1, it->ns->rec.shape);
+  } else {
+    ot = it->og ? it->og->tt : NULL, nt = it->ng->tt;
+    otype = it->og ? it->og->rec.type : MCR_NO_TYPE, ntype = it->ng->rec.type;
+    it->old_type = ot ? render(ot, otype, 0, 0) : NULL;
+    it->new_type = render(nt, ntype, 0, 0);
+  }
+
+  if (otype == MCR_NO_TYPE || ntype == MCR_NO_TYPE ||
+      (site && (it->os->rec.shape == MCR_SHAPE_UNKNOWN || it->ns->rec.shape == MCR_SHAPE_UNKNOWN))) {
+    /* heap objects: kept as they are, traced conservatively; a global: copied as
+     * bytes when its size is the same, else a conflict */
+    it->out = OUT_UNTYPED;
+    if (!site && it->osize != it->nsize) {
+      it->out = OUT_REFUSED;
+      snprintf(it->err.path, sizeof(it->err.path), "(whole object)");
+      snprintf(it->err.msg, sizeof(it->err.msg),
+               "changed size from %llu to %llu bytes and %s: the conversion cannot be inferred",
+               (unsigned long long)it->osize, (unsigned long long)it->nsize,
+               !it->og ? "the old version has no type information for it"
+                       : "has no type in one version");
+      it->fix = fmt("give '%s' a C type in both versions (build both with mcr-clang; not an "
+                    "opaque byte array), or a different name in NEW (a new global starts from "
+                    "its initial value)",
+                    it->ng->name);
+      if (!it->fix)
+        return -1;
+    }
+    return 0;
+  }
+
+  if (mcr_xplan_build(c->arena, ot, otype, nt, ntype, &it->plan, &it->err) != 0) {
+    uint32_t oe, ne, of, nf;
+    char *oft, *nft;
+
+    it->out = OUT_REFUSED;
+    oe = enclosing(ot, otype, it->err.path, &of);
+    ne = enclosing(nt, ntype, it->err.path, &nf);
+    if (oe != MCR_NO_TYPE || ne != MCR_NO_TYPE) {
+      it->encl = oe != MCR_NO_TYPE ? render(ot, oe, 0, 0) : render(nt, ne, 0, 0);
+      decl_of(ot, oe, &it->encl_old_file, &it->encl_old_line);
+      decl_of(nt, ne, &it->encl_new_file, &it->encl_new_line);
+    }
+    if (it->err.path[0] == '(' || !it->err.path[0])
+      it->fix = site ? fmt("register a transformation (MCR_TRANSFORM) for %s, or allocate the "
+                           "new type at another site (objects of an unpaired site are kept "
+                           "untyped)",
+                           it->new_type ? it->new_type : "the new type")
+                     : fmt("register a transformation (MCR_TRANSFORM) for global '%s', or give "
+                           "it a different name in NEW (a new global starts from its initial "
+                           "value)",
+                           it->ng->name);
+    else {
+      oft = oe != MCR_NO_TYPE ? render(ot, of, 0, 0) : NULL;
+      nft = ne != MCR_NO_TYPE ? render(nt, nf, 0, 0) : NULL;
+      it->fix = fmt("keep field '%s' as %s and add a field with another name for %s, or "
+                    "register a transformation for %s (MCR_TRANSFORM)",
+                    field_of(it->err.path), oft ? oft : "it was", nft ? nft : "the new type",
+                    it->encl ? it->encl : "the enclosing type");
+      free(oft);
+      free(nft);
+    }
+    if (!it->fix)
+      return -1;
+    return 0;
+  }
+  if (it->plan->identical && (site || it->osize == it->nsize)) {
+    it->out = OUT_IDENTICAL;
+    return 0;
+  }
+  if (site && it->os->rec.shape != it->ns->rec.shape) {
+    it->out = OUT_REFUSED;
+    snprintf(it->err.path, sizeof(it->err.path), "(whole object)");
+    snprintf(it->err.msg, sizeof(it->err.msg), "the allocation changed from %s to %s",
+             mcr_site_shape_name(it->os->rec.shape), mcr_site_shape_name(it->ns->rec.shape));
+    it->fix = fmt("register a transformation (MCR_TRANSFORM) for %s, or allocate the new shape "
+                  "at another site (objects of an unpaired site are kept untyped)",
+                  it->new_type ? it->new_type : "the new type");
+    return it->fix ? 0 : -1;
+  }
+  it->out = OUT_TRANSFORM;
+  check_dropped(c, it);
+  if (!site) {
+    uint64_t oes, oc, nes, nc;
+    it->by_content = array_of(ot, otype, &oes, &oc) == 0 && array_of(nt, ntype, &nes, &nc) == 0 &&
+                     oes == nes && oc != nc;
+  }
+  for (size_t k = 0; k < it->plan->nchanges; k++)
+    if (may_refuse(&it->plan->changes[k]))
+      it->risky++;
+  if (it->plan->has_tail && it->plan->tail && !it->plan->tail->identical)
+    for (size_t k = 0; k < it->plan->tail->nchanges; k++)
+      if (may_refuse(&it->plan->tail->changes[k]))
+        it->risky++;
+  return 0;
+}
+
+/* The key that groups items whose report is the same for people: both types and the
+ * changes (or the error). */
+static int signature(struct item *it)
+{
+  size_t len = 0;
+  FILE *f = open_memstream(&it->sig, &len);
+
+  if (!f)
+    return -1;
+  fprintf(f, "%d|%s|%s|", it->out, it->old_type ? it->old_type : "",
+          it->new_type ? it->new_type : "");
+  if (it->out == OUT_REFUSED)
+    fprintf(f, "%s|%s", it->err.path, it->err.msg);
+  else if (it->out == OUT_TRANSFORM)
+    for (const struct mcr_xplan *p = it->plan; p; p = p->has_tail ? p->tail : NULL) {
+      for (size_t k = 0; k < p->nchanges; k++) {
+        const struct mcr_xchange *x = &p->changes[k];
+        fprintf(f, "%d %s %s %s %llu %llu %d;", x->kind, x->path, x->old_type, x->new_type,
+                (unsigned long long)x->old_off, (unsigned long long)x->new_off, x->risky);
+      }
+      fputs("/", f);
+      if (!p->has_tail)
+        break;
+    }
+  return fclose(f) == 0 && it->sig ? 0 : -1;
+}
+
+/* ---- output: shared words ---------------------------------------------------------- */
+
+static const char *loc_file(const struct item *it, int side)
+{
+  if (it->is_site)
+    return side ? it->ns->file : it->os->file;
+  if (!side && !it->og)
+    return "";
+  return side ? it->ng->file : it->og->file;
+}
+
+static uint32_t loc_line(const struct item *it, int side)
+{
+  if (it->is_site)
+    return side ? it->ns->rec.line : it->os->rec.line;
+  if (!side && !it->og)
+    return 0;
+  return side ? it->ng->rec.line : it->og->rec.line;
+}
+
+static void put_loc(FILE *f, const char *file, uint32_t line)
+{
+  put_human(f, file && *file ? file : "?");
+  if (line)
+    fprintf(f, ":%u", line);
+}
+
+/* "file:line", or "file:line -> file:line" when they differ. */
+static void put_locs(FILE *f, const char *of, uint32_t ol, const char *nf, uint32_t nl)
+{
+  if (!of || !*of) {
+    put_loc(f, nf, nl);
+    return;
+  }
+  put_loc(f, of, ol);
+  if (strcmp(of, nf ? nf : "") || ol != nl) {
+    fputs(" -> ", f);
+    put_loc(f, nf, nl);
+  }
+}
+
+static void put_site_name(FILE *f, const struct asite *s)
+{
+  put_human(f, s->function);
+  fputs("() ", f);
+  put_human(f, s->callee);
+  if (s->same_count > 1)
+    fprintf(f, " #%u", s->ordinal + 1);
+}
+
+static void put_global_name(FILE *f, const struct gvar *g)
+{
+  put_human(f, g->name);
+  if (g->rec.flags & MCR_GF_LOCAL_STATIC) {
+    fputs(" (static in ", f);
+    put_human(f, g->scope);
+    fputs("())", f);
+  } else if (g->rec.flags & MCR_GF_INTERNAL) {
+    fputs(" (static)", f);
+  }
+}
+
+/* "global config (prog.c:12)" or "heap objects of f() malloc (prog.c:40)". */
+static void put_item_name(FILE *f, const struct item *it)
+{
+  if (it->is_site) {
+    fputs("heap objects of ", f);
+    put_site_name(f, it->ns);
+  } else {
+    fputs("global ", f);
+    put_global_name(f, it->ng);
+  }
+  fputs(" (", f);
+  put_locs(f, loc_file(it, 0), loc_line(it, 0), loc_file(it, 1), loc_line(it, 1));
+  fputs(")", f);
+}
+
+static void put_types(FILE *f, const char *o, const char *n)
+{
+  o = o ? o : "(no type)";
+  n = n ? n : "(no type)";
+  put_human(f, o);
+  if (strcmp(o, n)) {
+    fputs(" -> ", f);
+    put_human(f, n);
+  }
+}
+
+/* ---- output: for people ---------------------------------------------------------- */
+
+struct counts {
+  size_t g[4], s[4]; /* by outcome */
+  size_t risky_items;
+};
+
+static void count(const struct check *c, struct counts *k)
+{
+  memset(k, 0, sizeof(*k));
+  for (size_t i = 0; i < c->nitems; i++) {
+    const struct item *it = &c->items[i];
+    if (it->is_site)
+      k->s[it->out]++;
+    else
+      k->g[it->out]++;
+    if (it->out == OUT_TRANSFORM && it->risky)
+      k->risky_items++;
+  }
+}
+
+static const char *plural(size_t n, const char *one, const char *many)
+{
+  return n == 1 ? one : many;
+}
+
+/* An enum's conversion: its values, old -> new, from the plan's operation. */
+static void put_enum_map(FILE *f, const struct mcr_xplan *p, const struct mcr_xchange *x)
+{
+  const struct mcr_xop *op = NULL;
+  uint32_t shown = 0;
+
+  for (size_t k = 0; k < p->nops && !op; k++)
+    if (p->ops[k].kind == MCR_XOP_ENUM && p->ops[k].path && !strcmp(p->ops[k].path, x->path))
+      op = &p->ops[k];
+  if (!op && !strcmp(x->path, "(whole object)"))
+    for (size_t k = 0; k < p->nops && !op; k++)
+      if (p->ops[k].kind == MCR_XOP_ENUM && p->ops[k].path && !*p->ops[k].path)
+        op = &p->ops[k];
+  if (!op)
+    return;
+  fputs("  values", f);
+  for (uint32_t i = 0; i < op->nmap; i++) {
+    if (op->map[2 * i] == op->map[2 * i + 1])
+      continue;
+    if (shown++ == 8) {
+      fputs(" ...", f);
+      break;
+    }
+    fprintf(f, " %lld->%lld", (long long)op->map[2 * i], (long long)op->map[2 * i + 1]);
+  }
+  if (!shown)
+    fputs(" unchanged", f);
+}
+
+static void print_changes(FILE *f, const struct mcr_xplan *p, const char *prefix,
+                          const struct item *it)
+{
+  size_t wpath = 4, wtype = 4;
+
+  for (size_t k = 0; k < p->nchanges; k++) {
+    const struct mcr_xchange *x = &p->changes[k];
+    size_t wt = x->kind == MCR_XC_ADDED ? strlen(x->new_type)
+                : x->kind == MCR_XC_REMOVED || !strcmp(x->old_type, x->new_type)
+                    ? strlen(x->old_type)
+                    : strlen(x->old_type) + 4 + strlen(x->new_type);
+    if (strlen(prefix) + strlen(x->path) > wpath)
+      wpath = strlen(prefix) + strlen(x->path);
+    if (wt > wtype)
+      wtype = wt;
+  }
+  if (wpath > 32)
+    wpath = 32;
+  if (wtype > 40)
+    wtype = 40;
+  for (size_t k = 0; k < p->nchanges; k++) {
+    const struct mcr_xchange *x = &p->changes[k];
+    char types[512], where[96], *line = NULL;
+    size_t len = 0;
+    FILE *m;
+    int n;
+
+    if (x->kind == MCR_XC_ADDED)
+      snprintf(types, sizeof(types), "%s", x->new_type);
+    else if (x->kind == MCR_XC_REMOVED || !strcmp(x->old_type, x->new_type))
+      snprintf(types, sizeof(types), "%s", x->old_type);
+    else
+      snprintf(types, sizeof(types), "%s -> %s", x->old_type, x->new_type);
+    if (x->path[0] == '(')
+      where[0] = '\0'; /* the whole object */
+    else if (x->kind == MCR_XC_ADDED)
+      snprintf(where, sizeof(where), "at offset %llu", (unsigned long long)x->new_off);
+    else if (x->kind == MCR_XC_REMOVED)
+      snprintf(where, sizeof(where), "was at offset %llu", (unsigned long long)x->old_off);
+    else if (x->old_off != x->new_off)
+      snprintf(where, sizeof(where), "offset %llu -> %llu", (unsigned long long)x->old_off,
+               (unsigned long long)x->new_off);
+    else
+      snprintf(where, sizeof(where), "at offset %llu", (unsigned long long)x->old_off);
+    if (!(m = open_memstream(&line, &len)))
+      return;
+    fprintf(m, "      %-8s %s", mcr_xchange_name(x->kind), prefix);
+    put_human(m, x->path);
+    n = (int)(wpath - strlen(prefix) - strlen(x->path));
+    fprintf(m, "%*s  ", n > 0 ? n : 0, "");
+    put_human(m, types);
+    n = (int)(wtype - strlen(types));
+    if (*where)
+      fprintf(m, "%*s  %s", n > 0 ? n : 0, "", where);
+    put_enum_map(m, p, x);
+    if (may_refuse(x))
+      fprintf(m, "  [risky: %s]", change_note(x, it));
+    else if (*change_note(x, it))
+      fprintf(m, "  (%s)", change_note(x, it));
+    if (fclose(m) != 0 || !line) {
+      free(line);
+      return;
+    }
+    while (len && line[len - 1] == ' ')
+      line[--len] = '\0';
+    fputs(line, f);
+    free(line);
+    fputc('\n', f);
+  }
+}
+
+/* The items of one outcome, grouped by signature, in first-seen order. */
+static void print_group(FILE *f, const struct check *c, enum outcome out)
+{
+  char *done = calloc(c->nitems ? c->nitems : 1, 1);
+
+  if (!done)
+    return;
+  for (size_t i = 0; i < c->nitems; i++) {
+    const struct item *it = &c->items[i];
+
+    if (it->out != out || done[i])
+      continue;
+    fputs("  ", f);
+    put_types(f, it->old_type, it->new_type);
+    fputc('\n', f);
+    for (size_t j = i; j < c->nitems; j++) {
+      const struct item *jt = &c->items[j];
+      if (jt->out != out || done[j] || strcmp(jt->sig, it->sig))
+        continue;
+      done[j] = 1;
+      fputs("    ", f);
+      put_item_name(f, jt);
+      fputc('\n', f);
+    }
+    if (out == OUT_REFUSED) {
+      for (size_t j = i; j < c->nitems; j++)
+        if (c->items[j].out == out && c->items[j].is_site && !strcmp(c->items[j].sig, it->sig)) {
+          fputs("    (heap objects: refused only if some are alive when the update runs)\n", f);
+          break;
+        }
+      fputs("    at ", f);
+      put_human(f, it->err.path);
+      fputs(": ", f);
+      put_human(f, it->err.msg);
+      fputc('\n', f);
+      if (it->encl) {
+        fputs("    ", f);
+        put_human(f, it->encl);
+        fputs(" is declared at ", f);
+        put_locs(f, it->encl_old_file, it->encl_old_line, it->encl_new_file, it->encl_new_line);
+        fputc('\n', f);
+      }
+      fputs("    fix: ", f);
+      put_human(f, it->fix);
+      fputc('\n', f);
+    } else if (out == OUT_TRANSFORM) {
+      print_changes(f, it->plan, "", it);
+      if (it->plan->has_tail && it->plan->tail && !it->plan->tail->identical)
+        print_changes(f, it->plan->tail, "[] ", NULL);
+    }
+  }
+  free(done);
+}
+
+static void print_human(FILE *f, const struct check *c)
+{
+  struct counts k;
+  size_t changed_g, changed_s, xform, refused;
+
+  count(c, &k);
+  changed_g = k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED];
+  changed_s = k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED];
+  xform = k.g[OUT_TRANSFORM] + k.s[OUT_TRANSFORM];
+  refused = k.g[OUT_REFUSED] + k.s[OUT_REFUSED];
+
+  if (changed_g + changed_s)
+    fprintf(f, "%zu %s and %zu allocation %s change type: %zu transformable (%zu risky), %zu "
+               "refused\n",
+            changed_g, plural(changed_g, "global", "globals"), changed_s,
+            plural(changed_s, "site", "sites"), xform, k.risky_items, refused);
+  else
+    fputs("no type changes: every paired global and allocation site keeps its type\n", f);
+  fprintf(f, "  %s -> %s: %zu globals paired (%zu identical), %zu allocation sites paired (%zu "
+             "identical); %zu new and %zu removed globals, %zu new and %zu removed sites\n",
+          c->v[0].path, c->v[1].path, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
+          k.s[0] + k.s[1] + k.s[2] + k.s[3], k.s[OUT_IDENTICAL], c->ngadded, c->ngremoved,
+          c->nsadded, c->nsremoved);
+
+  if (refused) {
+    fprintf(f, "\nRefused (%zu): the update will be refused unless a transformation is "
+               "registered\n",
+            refused);
+    print_group(f, c, OUT_REFUSED);
+  }
+  if (xform) {
+    fprintf(f, "\nTransformable (%zu)\n", xform);
+    print_group(f, c, OUT_TRANSFORM);
+  }
+  if (c->ngadded || c->ngremoved || c->nsadded || c->nsremoved) {
+    fputs("\nOnly in one version\n", f);
+    for (size_t i = 0; i < c->ngadded; i++) {
+      const struct gvar *g = c->gadded[i];
+      char *t = render(g->tt, g->rec.type, 0, 0);
+      fputs("  new global      ", f);
+      put_global_name(f, g);
+      fputs(": ", f);
+      put_human(f, t ? t : "(no type)");
+      fputs(" (", f);
+      put_loc(f, g->file, g->rec.line);
+      fputs("): starts from its initial value\n", f);
+      free(t);
+    }
+    for (size_t i = 0; i < c->ngremoved; i++) {
+      const struct gvar *g = c->gremoved[i];
+      char *t = render(g->tt, g->rec.type, 0, 0);
+      fputs("  removed global  ", f);
+      put_global_name(f, g);
+      fputs(": ", f);
+      put_human(f, t ? t : "(no type)");
+      fputs(" (", f);
+      put_loc(f, g->file, g->rec.line);
+      fputs("): its value is lost\n", f);
+      free(t);
+    }
+    for (size_t i = 0; i < c->nsadded; i++) {
+      const struct asite *s = c->sadded[i];
+      char *t = render(s->tt, s->rec.type, 1, s->rec.shape);
+      fputs("  new site        ", f);
+      put_site_name(f, s);
+      fputs(": ", f);
+      put_human(f, t ? t : "(no type)");
+      fputs(" (", f);
+      put_loc(f, s->file, s->rec.line);
+      fputs(")\n", f);
+      free(t);
+    }
+    for (size_t i = 0; i < c->nsremoved; i++) {
+      const struct asite *s = c->sremoved[i];
+      char *t = render(s->tt, s->rec.type, 1, s->rec.shape);
+      fputs("  removed site    ", f);
+      put_site_name(f, s);
+      fputs(": ", f);
+      put_human(f, t ? t : "(no type)");
+      fputs(" (", f);
+      put_loc(f, s->file, s->rec.line);
+      fputs("): its live objects are kept, untyped\n", f);
+      free(t);
+    }
+  }
+  if (k.s[OUT_UNTYPED] || k.g[OUT_UNTYPED]) {
+    fputs("\nHandled conservatively\n", f);
+    if (k.s[OUT_UNTYPED]) {
+      size_t both = 0;
+      for (size_t i = 0; i < c->nitems; i++)
+        if (c->items[i].is_site && c->items[i].out == OUT_UNTYPED && !c->items[i].old_type &&
+            !c->items[i].new_type)
+          both++;
+      fprintf(f, "  %zu allocation %s without a type in %s version (%zu in both): their "
+                 "objects are copied as they are and traced conservatively (see --json)\n",
+              k.s[OUT_UNTYPED], plural(k.s[OUT_UNTYPED], "site", "sites"),
+              both == k.s[OUT_UNTYPED] ? "either" : "one or both", both);
+    }
+    for (size_t i = 0; i < c->nitems; i++) {
+      const struct item *it = &c->items[i];
+      if (it->is_site && it->out == OUT_UNTYPED && (it->old_type || it->new_type)) {
+        fputs("    ", f);
+        put_item_name(f, it);
+        fputs(": ", f);
+        put_types(f, it->old_type, it->new_type);
+        fputs(": not transformed\n", f);
+      }
+      if (!it->is_site && it->out == OUT_UNTYPED) {
+        fputs("  ", f);
+        put_item_name(f, it);
+        fputs(": no type in one version, same size: copied as it is\n", f);
+      }
+    }
+  }
+  if (c->nnotes || c->gmissing) {
+    fputs("\nNotes\n", f);
+    if (c->gmissing)
+      fprintf(f, "  %zu %s of NEW's type tables %s no symbol in its symbol table (optimized "
+                 "away, or a static without file symbols): nothing to transfer\n",
+              c->gmissing, plural(c->gmissing, "global", "globals"),
+              plural(c->gmissing, "has", "have"));
+    for (size_t i = 0; i < c->nnotes; i++) {
+      fputs("  ", f);
+      put_human(f, c->notes[i]);
+      fputc('\n', f);
+    }
+  }
+  fputc('\n', f);
+  if (refused)
+    fprintf(f, "The update would be refused: %zu %s cannot be inferred; register a "
+               "transformation for %s or change the new version.\n",
+            refused, plural(refused, "transfer", "transfers"), plural(refused, "it", "each"));
+  else if (k.risky_items)
+    fprintf(f, "No transfer would be refused for its types; %zu %s risky conversions, checked "
+               "value by value during the update.\n",
+            k.risky_items, plural(k.risky_items, "has", "have"));
+  else
+    fputs("No transfer would be refused for its types.\n", f);
+}
+
+/* ---- output: JSON ------------------------------------------------------------------ */
+
+static void json_opt(FILE *f, const char *s)
+{
+  ctl_json_str(f, s && *s ? s : NULL);
+}
+
+static void json_changes(FILE *f, const struct mcr_xplan *p, const struct item *it)
+{
+  fputc('[', f);
+  for (size_t k = 0; p && k < p->nchanges; k++) {
+    const struct mcr_xchange *x = &p->changes[k];
+    fprintf(f, "%s{\"change\": \"%s\", \"path\": ", k ? ", " : "", mcr_xchange_name(x->kind));
+    ctl_json_str(f, x->path);
+    fputs(", \"old_type\": ", f);
+    json_opt(f, x->old_type);
+    fputs(", \"new_type\": ", f);
+    json_opt(f, x->new_type);
+    if (x->kind == MCR_XC_ADDED)
+      fputs(", \"old_offset\": null", f);
+    else
+      fprintf(f, ", \"old_offset\": %llu", (unsigned long long)x->old_off);
+    if (x->kind == MCR_XC_REMOVED)
+      fputs(", \"new_offset\": null", f);
+    else
+      fprintf(f, ", \"new_offset\": %llu", (unsigned long long)x->new_off);
+    fprintf(f, ", \"risky\": %s, \"note\": ", may_refuse(x) ? "true" : "false");
+    json_opt(f, change_note(x, it));
+    fputc('}', f);
+  }
+  fputc(']', f);
+}
+
+static void json_side(FILE *f, const struct item *it, int side)
+{
+  const char *type = side ? it->new_type : it->old_type;
+
+  if (!side && !it->is_site && !it->og) {
+    fputs("{\"file\": null, \"line\": null, \"type\": null}", f);
+    return;
+  }
+  fputs("{\"file\": ", f);
+  json_opt(f, loc_file(it, side));
+  fprintf(f, ", \"line\": %u, \"type\": ", loc_line(it, side));
+  ctl_json_str(f, type);
+  if (it->is_site) {
+    const struct asite *s = side ? it->ns : it->os;
+    fputs(", \"shape\": ", f);
+    ctl_json_str(f, s->rec.type != MCR_NO_TYPE ? mcr_site_shape_name(s->rec.shape) : NULL);
+    fputs(", \"reason\": ", f);
+    json_opt(f, s->rec.type == MCR_NO_TYPE ? mcr_typetab_str(s->tt, s->rec.reason) : NULL);
+  }
+  fputc('}', f);
+}
+
+static void json_item(FILE *f, const struct item *it)
+{
+  static const char *const outs[] = {"identical", "transformable", "refused", "untyped"};
+
+  if (it->is_site) {
+    fputs("{\"kind\": \"site\", \"name\": ", f);
+    ctl_json_str(f, it->ns->key);
+    fputs(", \"function\": ", f);
+    ctl_json_str(f, it->ns->function);
+    fputs(", \"callee\": ", f);
+    ctl_json_str(f, it->ns->callee);
+    fprintf(f, ", \"ordinal\": %u", it->ns->ordinal);
+  } else {
+    fputs("{\"kind\": \"global\", \"name\": ", f);
+    ctl_json_str(f, it->ng->name);
+    fputs(", \"symbol\": ", f);
+    ctl_json_str(f, it->ng->symbol);
+    fprintf(f, ", \"static\": %s", it->ng->is_static ? "true" : "false");
+  }
+  fprintf(f, ", \"outcome\": \"%s\", \"old\": ", outs[it->out]);
+  json_side(f, it, 0);
+  fputs(", \"new\": ", f);
+  json_side(f, it, 1);
+  if (it->out == OUT_TRANSFORM) {
+    fprintf(f, ", \"risky\": %zu, \"changes\": ", it->risky);
+    json_changes(f, it->plan, it);
+    fputs(", \"tail_changes\": ", f);
+    json_changes(f, it->plan->has_tail ? it->plan->tail : NULL, NULL);
+  }
+  if (it->out == OUT_REFUSED) {
+    fprintf(f, ", \"if_objects_alive\": %s, \"path\": ", it->is_site ? "true" : "false");
+    ctl_json_str(f, it->err.path);
+    fputs(", \"reason\": ", f);
+    ctl_json_str(f, it->err.msg);
+    fputs(", \"type\": ", f);
+    ctl_json_str(f, it->encl);
+    fputs(", \"type_old_decl\": ", f);
+    if (it->encl_old_file && *it->encl_old_file) {
+      fputs("{\"file\": ", f);
+      ctl_json_str(f, it->encl_old_file);
+      fprintf(f, ", \"line\": %u}", it->encl_old_line);
+    } else {
+      fputs("null", f);
+    }
+    fputs(", \"type_new_decl\": ", f);
+    if (it->encl_new_file && *it->encl_new_file) {
+      fputs("{\"file\": ", f);
+      ctl_json_str(f, it->encl_new_file);
+      fprintf(f, ", \"line\": %u}", it->encl_new_line);
+    } else {
+      fputs("null", f);
+    }
+    fputs(", \"fix\": ", f);
+    ctl_json_str(f, it->fix);
+  }
+  fputc('}', f);
+}
+
+static void json_items(FILE *f, const struct check *c, const char *key, enum outcome out,
+                       int sites_only)
+{
+  size_t n = 0;
+
+  fprintf(f, ",\n  \"%s\": [", key);
+  for (size_t i = 0; i < c->nitems; i++) {
+    const struct item *it = &c->items[i];
+    if (it->out != out || (sites_only && !it->is_site))
+      continue;
+    fputs(n++ ? ",\n    " : "\n    ", f);
+    json_item(f, it);
+  }
+  fputs(n ? "\n  ]" : "]", f);
+}
+
+static void json_global(FILE *f, const struct gvar *g)
+{
+  char *t = render(g->tt, g->rec.type, 0, 0);
+
+  fputs("{\"name\": ", f);
+  ctl_json_str(f, g->name);
+  fputs(", \"symbol\": ", f);
+  ctl_json_str(f, g->symbol);
+  fputs(", \"type\": ", f);
+  ctl_json_str(f, t);
+  fputs(", \"file\": ", f);
+  json_opt(f, g->file);
+  fprintf(f, ", \"line\": %u, \"static\": %s}", g->rec.line, g->is_static ? "true" : "false");
+  free(t);
+}
+
+static void json_site(FILE *f, const struct asite *s)
+{
+  char *t = render(s->tt, s->rec.type, 1, s->rec.shape);
+
+  fputs("{\"name\": ", f);
+  ctl_json_str(f, s->key);
+  fputs(", \"function\": ", f);
+  ctl_json_str(f, s->function);
+  fputs(", \"callee\": ", f);
+  ctl_json_str(f, s->callee);
+  fputs(", \"type\": ", f);
+  ctl_json_str(f, t);
+  fputs(", \"file\": ", f);
+  json_opt(f, s->file);
+  fprintf(f, ", \"line\": %u}", s->rec.line);
+  free(t);
+}
+
+static void json_list(FILE *f, const char *key, const void *const *arr, size_t n, int sites)
+{
+  fprintf(f, ",\n  \"%s\": [", key);
+  for (size_t i = 0; i < n; i++) {
+    fputs(i ? ",\n    " : "\n    ", f);
+    if (sites)
+      json_site(f, arr[i]);
+    else
+      json_global(f, arr[i]);
+  }
+  fputs(n ? "\n  ]" : "]", f);
+}
+
+static void print_json(FILE *f, const struct check *c)
+{
+  struct counts k;
+  size_t refused, xform;
+
+  count(c, &k);
+  refused = k.g[OUT_REFUSED] + k.s[OUT_REFUSED];
+  xform = k.g[OUT_TRANSFORM] + k.s[OUT_TRANSFORM];
+  fputs("{\n  \"old\": ", f);
+  ctl_json_str(f, c->v[0].path);
+  fputs(",\n  \"new\": ", f);
+  ctl_json_str(f, c->v[1].path);
+  fprintf(f, ",\n  \"refused\": %s", refused ? "true" : "false");
+  fprintf(f, ",\n  \"summary\": {\"changed_globals\": %zu, \"changed_sites\": %zu, "
+             "\"transformable\": %zu, \"risky\": %zu, \"refused\": %zu,\n"
+             "    \"globals\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
+             "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu, "
+             "\"not_in_symtab\": %zu},\n"
+             "    \"sites\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
+             "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu}}",
+          k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED], k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED], xform,
+          k.risky_items, refused, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
+          k.g[OUT_TRANSFORM], k.g[OUT_REFUSED], k.g[OUT_UNTYPED], c->ngadded, c->ngremoved,
+          c->gmissing, k.s[0] + k.s[1] + k.s[2] + k.s[3], k.s[OUT_IDENTICAL], k.s[OUT_TRANSFORM],
+          k.s[OUT_REFUSED], k.s[OUT_UNTYPED], c->nsadded, c->nsremoved);
+  json_items(f, c, "conflicts", OUT_REFUSED, 0);
+  json_items(f, c, "transformable", OUT_TRANSFORM, 0);
+  json_list(f, "new_globals", (const void *const *)c->gadded, c->ngadded, 0);
+  json_list(f, "removed_globals", (const void *const *)c->gremoved, c->ngremoved, 0);
+  json_list(f, "new_sites", (const void *const *)c->sadded, c->nsadded, 1);
+  json_list(f, "removed_sites", (const void *const *)c->sremoved, c->nsremoved, 1);
+  json_items(f, c, "untyped", OUT_UNTYPED, 0);
+  fputs(",\n  \"notes\": [", f);
+  for (size_t i = 0; i < c->nnotes; i++) {
+    fputs(i ? ", " : "", f);
+    ctl_json_str(f, c->notes[i]);
+  }
+  fputs("]\n}\n", f);
+}
+
+/* ---- the command ------------------------------------------------------------------- */
+
+static void free_version(struct version *v)
+{
+  for (size_t i = 0; i < v->nsites; i++)
+    free(v->sites[i].key);
+  free(v->sites);
+  free(v->globals);
+  free(v->syms);
+  free(v->tabs);
+  mcr_elf_close(&v->elf);
+}
+
+int cmd_check(int argc, char **argv)
+{
+  struct check c;
+  const char *paths[2] = {NULL, NULL};
+  int json = 0, npaths = 0, dashdash = 0, ret = CTL_EXIT_USAGE;
+  size_t refused = 0, xsites = 0;
+
+  memset(&c, 0, sizeof(c));
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+
+    if (!dashdash && a[0] == '-' && a[1]) {
+      if (!strcmp(a, "--")) {
+        dashdash = 1;
+      } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        cmd_check_help();
+        return CTL_EXIT_OK;
+      } else if (!strcmp(a, "--json")) {
+        json = 1;
+      } else {
+        ctl_err("check: unknown option '%s' (see 'mcr-ctl check --help')", a);
+        return CTL_EXIT_USAGE;
+      }
+    } else if (npaths == 2) {
+      ctl_err("check: too many arguments: '%s' (usage: mcr-ctl check OLD NEW [--json])", a);
+      return CTL_EXIT_USAGE;
+    } else {
+      paths[npaths++] = a;
+    }
+  }
+  if (npaths < 2) {
+    ctl_err("check: missing %s (usage: mcr-ctl check OLD NEW [--json])",
+            npaths ? "NEW" : "OLD and NEW");
+    return CTL_EXIT_USAGE;
+  }
+  c.v[0].path = paths[0];
+  c.v[0].role = "OLD";
+  c.v[1].path = paths[1];
+  c.v[1].role = "NEW";
+  if (load_version(&c.v[0]) || load_version(&c.v[1]) || same_program(&c.v[0], &c.v[1]))
+    goto out;
+  if (!(c.arena = mcr_arena_create())) {
+    ctl_err("check: %s", strerror(errno));
+    goto out;
+  }
+  if (pair_globals(&c) || pair_sites(&c)) {
+    ctl_err("check: %s", strerror(ENOMEM));
+    goto out;
+  }
+  for (size_t i = 0; i < c.nitems; i++)
+    if (judge(&c, &c.items[i]) || signature(&c.items[i])) {
+      ctl_err("check: %s", strerror(ENOMEM));
+      goto out;
+    }
+  for (size_t i = 0; i < c.nitems; i++) {
+    refused += c.items[i].out == OUT_REFUSED;
+    xsites += c.items[i].is_site && c.items[i].out == OUT_TRANSFORM;
+  }
+  if (xsites && note(&c, "the objects of the %zu transformable allocation %s are converted at "
+                         "update time and every pointer to them rewritten; a word of unknown "
+                         "meaning that points into one (in an untyped object, a char array, a "
+                         "union, a long integer, a stack, an epoll registration's data) pins it "
+                         "and refuses the update: check cannot see those",
+                     xsites, xsites == 1 ? "site" : "sites")) {
+    ctl_err("check: %s", strerror(ENOMEM));
+    goto out;
+  }
+
+  if (json)
+    print_json(stdout, &c);
+  else
+    print_human(stdout, &c);
+  if (fflush(stdout) || ferror(stdout)) {
+    ctl_err("check: writing output: %s", strerror(errno));
+    goto out;
+  }
+  ret = refused ? CTL_EXIT_FAILED : CTL_EXIT_OK;
+out:
+  for (size_t i = 0; i < c.nitems; i++) {
+    free(c.items[i].old_type);
+    free(c.items[i].new_type);
+    free(c.items[i].encl);
+    free(c.items[i].fix);
+    free(c.items[i].sig);
+  }
+  free(c.items);
+  free(c.gadded);
+  free(c.gremoved);
+  free(c.sadded);
+  free(c.sremoved);
+  for (size_t i = 0; i < c.nnotes; i++)
+    free(c.notes[i]);
+  free(c.notes);
+  mcr_arena_destroy(c.arena);
+  free_version(&c.v[0]);
+  free_version(&c.v[1]);
+  return ret;
+}

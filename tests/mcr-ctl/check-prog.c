@@ -1,0 +1,146 @@
+/*
+ * check-prog.c - the program of check.sh, in two versions (v1; v2 with -DV2): each
+ * kind of change 'mcr-ctl check' reports. Built by mcr-clang.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 1. a field added (global and heap objects) */
+struct session {
+  int id;
+  char name[16];
+#ifdef V2
+  unsigned flags;
+#endif
+  struct session *next;
+};
+
+/* 2. reordered */
+struct point {
+#ifdef V2
+  char tag;
+  int y;
+  int x;
+#else
+  int x;
+  int y;
+  char tag;
+#endif
+};
+
+/* 3, 4. widening, narrowing */
+struct counters {
+#ifdef V2
+  long hits;
+  int small;
+#else
+  int hits;
+  long small;
+#endif
+};
+
+/* 6. enum reordered */
+enum state {
+#ifdef V2
+  ST_DONE, ST_IDLE, ST_BUSY
+#else
+  ST_IDLE, ST_BUSY, ST_DONE
+#endif
+};
+
+/* 7. int -> struct: cannot be inferred (unless KEEP_BALANCE) */
+struct money { long units; int cents; };
+struct account {
+  int id;
+#if defined(V2) && !defined(KEEP_BALANCE)
+  struct money balance;
+#else
+  int balance;
+#endif
+};
+
+/* 8. typedef renamed: identical */
+struct item { int key; int value; };
+#ifdef V2
+typedef struct item entry_t;
+#else
+typedef struct item item_t;
+#endif
+
+struct session current;
+struct point origin = {1, 2, 'o'};
+struct counters stats;
+enum state cur_state = ST_BUSY;
+/* 5. an array grows; 9. a global only v2 has, 10. one only v1 has */
+#ifdef V2
+int history[16];
+entry_t items[4];
+int v2_only = 42;
+#else
+int history[8];
+item_t items[4];
+int v1_only = 7;
+#endif
+struct account bank;
+static long total;
+const int limit = 10;
+_Thread_local int per_thread;
+
+static struct session *session_new(int id)
+{
+  struct session *s = malloc(sizeof(*s));
+  if (!s)
+    return NULL;
+  memset(s, 0, sizeof(*s));
+  s->id = id;
+  return s;
+}
+
+static struct account *account_new(void)
+{
+  struct account *a = calloc(1, sizeof(*a));
+  return a;
+}
+
+static void *opaque_new(size_t n)
+{
+  void *p = malloc(n);
+  return p;
+}
+
+#ifndef V2
+static struct counters *counters_new(void)
+{
+  struct counters *c = malloc(sizeof(*c));
+  return c;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+  struct session *s = session_new(argc);
+  struct account *a = account_new();
+  void *o = opaque_new(64);
+  static int calls;
+  calls++;
+  total += argc;
+  per_thread = argc;
+#ifndef V2
+  struct counters *c = counters_new();
+  free(c);
+  v1_only++;
+#else
+  v2_only++;
+#endif
+  history[0] = argc;
+  items[0].key = argc;
+  stats.hits++;
+  if (argc > 5)
+    printf("%d %d %d %ld %d %d\n", s->id, a->id, origin.x, total, cur_state, limit);
+  free(s);
+  free(a);
+  free(o);
+  (void)argv;
+  return 0;
+}

@@ -1,0 +1,201 @@
+#!/bin/sh
+# check.sh SCRATCH-DIR - 'mcr-ctl check OLD NEW': two versions of check-prog.c built by
+# mcr-clang (v1; v2 with -DV2, one change of each kind), the human output and --json
+# name each change, exit 1 when a transfer would be refused, 0 when none would, 2 for
+# every bad input with one line on stderr. Skipped (77) until build/bin/mcr-clang exists.
+. "$(dirname "$0")/cli-lib.sh"
+need MCR_CTL PYTHON TEST_TYPETAB OBJCOPY STRIP CLANG
+if ! [ -x "${MCR_CLANG_DRIVER:-}" ]; then
+  echo "SKIP: mcr-clang not built yet (${MCR_CLANG_DRIVER:-unset})"
+  exit 77
+fi
+SRC=$(dirname "$0")/check-prog.c
+
+# The same source file name in both versions, as a program's two builds have.
+mkdir v1 v2 v2ok
+cp "$SRC" prog.c
+build() { # DIR FLAGS...
+  d=$1
+  shift
+  "$MCR_CLANG_DRIVER" -O1 "$@" prog.c -o "$d/prog" 2>"$d/build.log" ||
+    { cat "$d/build.log"; fail "mcr-clang $*"; finish; }
+}
+build v1
+build v2 -DV2
+build v2ok -DV2 -DKEEP_BALANCE
+./v1/prog && ./v2/prog || fail "the test programs do not run"
+
+# ---- human output: v1 -> v2 has one change that cannot be inferred ----
+"$MCR_CTL" check v1/prog v2/prog >human.txt 2>err.txt
+rc=$?
+cat human.txt
+[ "$rc" -eq 1 ] || fail "v1 -> v2: exit $rc, want 1 (a refused transfer): $(cat err.txt)"
+[ -s err.txt ] && fail "v1 -> v2: stderr: $(cat err.txt)"
+want() { # TEXT: a line of human.txt contains TEXT
+  grep -qF -- "$1" human.txt || fail "human output lacks '$1'"
+}
+want_re() { # REGEX
+  grep -qE -- "$1" human.txt || fail "human output lacks /$1/"
+}
+head -1 human.txt | grep -qF "6 globals and 2 allocation sites change type: 6 transformable (2 risky), 2 refused" ||
+  fail "summary line: $(head -1 human.txt)"
+want "Refused (2): the update will be refused unless a transformation is registered"
+want "global bank (prog.c:"
+want "heap objects of account_new() calloc (prog.c:"
+want_re "at balance: .*int.*struct money"
+want_re "struct account is declared at prog.c:[0-9]+"
+want "fix: keep field 'balance' as int and add a field with another name for struct money, or register a transformation for struct account (MCR_TRANSFORM)"
+want "Transformable (6)"
+want_re "moved +tag +char +offset 8 -> 0"
+want_re "moved +x +int +offset 0 -> 8"
+want_re "retyped +hits +int -> long +at offset 0$"
+want_re "retyped +small +long -> int +at offset 8 +\[risky: the update refuses if a value does not fit\]"
+want_re "retyped +\(whole object\) +enum state +values 0->1 1->2 2->0 +\[risky"
+want_re "resized +\(whole object\) +int \[8\] -> int \[16\]"
+want_re "added +flags +unsigned int +at offset 20"
+want "heap objects of session_new() malloc (prog.c:"
+want_re "new global +v2_only: int \(prog.c:[0-9]+\): starts from its initial value"
+want_re "removed global +v1_only: int \(prog.c:[0-9]+\): its value is lost"
+want_re "removed site +counters_new\(\) malloc: struct counters \(prog.c:[0-9]+\): its live objects are kept, untyped"
+want "1 allocation site without a type in either version"
+want "The update would be refused: 2 transfers cannot be inferred"
+grep -qE "items|total|calls" human.txt && fail "identical globals (typedef rename, statics) are listed"
+
+# ---- JSON: the same content ----
+"$MCR_CTL" check --json v1/prog v2/prog >out.json 2>err.txt
+rc=$?
+[ "$rc" -eq 1 ] || fail "--json v1 -> v2: exit $rc, want 1: $(cat err.txt)"
+"$PYTHON" - out.json <<'PY' || fail "JSON checks"
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+bad = []
+def check(cond, what):
+    if not cond:
+        bad.append(what)
+s = d["summary"]
+check(d["refused"] is True, "refused: %r" % d["refused"])
+check((s["changed_globals"], s["changed_sites"], s["transformable"], s["risky"], s["refused"])
+      == (6, 2, 6, 2, 2), "summary: %r" % s)
+check(s["globals"]["identical"] == 3 and s["globals"]["new"] == 1 and s["globals"]["removed"] == 1,
+      "globals summary: %r" % s["globals"])
+check(s["sites"]["paired"] == 3 and s["sites"]["untyped"] == 1 and s["sites"]["removed"] == 1,
+      "sites summary: %r" % s["sites"])
+
+def by_name(lst):
+    return {(x["function"] if x["kind"] == "site" else x["name"]): x for x in lst}
+conf = by_name(d["conflicts"])
+check(set(conf) == {"bank", "account_new"}, "conflicts: %r" % sorted(conf))
+for n, c in conf.items():
+    check(c["outcome"] == "refused" and c["path"] == "balance" and "struct money" in c["reason"]
+          and c["type"] == "struct account" and c["type_old_decl"]["file"] == "prog.c"
+          and c["type_new_decl"]["line"] > 0 and "MCR_TRANSFORM" in c["fix"]
+          and c["old"]["line"] > 0 and c["new"]["file"] == "prog.c", "conflict %s: %r" % (n, c))
+check(conf.get("account_new", {}).get("callee") == "calloc", "site conflict callee")
+
+x = by_name(d["transformable"])
+check(set(x) == {"origin", "cur_state", "history", "stats", "current", "session_new"},
+      "transformable: %r" % sorted(x))
+def changes(name):
+    return {(c["change"], c["path"]): c for c in x.get(name, {}).get("changes", [])}
+o = changes("origin")
+check(set(o) == {("moved", "tag"), ("moved", "x")} and o[("moved", "tag")]["old_offset"] == 8
+      and o[("moved", "tag")]["new_offset"] == 0, "reordered struct: %r" % o)
+st = changes("stats")
+h, sm = st.get(("retyped", "hits")), st.get(("retyped", "small"))
+check(h and h["old_type"] == "int" and h["new_type"] == "long" and not h["risky"], "widening: %r" % h)
+check(sm and sm["old_type"] == "long" and sm["new_type"] == "int" and sm["risky"], "narrowing: %r" % sm)
+check(x["stats"]["risky"] == 1, "stats risky count")
+e = changes("cur_state")
+check(len(e) == 1 and list(e.values())[0]["change"] == "retyped" and list(e.values())[0]["risky"],
+      "enum: %r" % e)
+hi = changes("history")
+check(len(hi) == 1 and list(hi.values())[0]["change"] == "resized"
+      and list(hi.values())[0]["old_type"] == "int [8]" and list(hi.values())[0]["new_type"] == "int [16]"
+      and not list(hi.values())[0]["risky"], "array grows: %r" % hi)
+for n in ("current", "session_new"):
+    a = changes(n).get(("added", "flags"))
+    check(a and a["new_type"] == "unsigned int" and a["old_offset"] is None and a["new_offset"] == 20,
+          "added field in %s: %r" % (n, a))
+check(x["session_new"]["kind"] == "site" and x["session_new"]["old"]["shape"] == "single",
+      "site item: %r" % x["session_new"])
+
+check([g["name"] for g in d["new_globals"]] == ["v2_only"], "new globals: %r" % d["new_globals"])
+check([g["name"] for g in d["removed_globals"]] == ["v1_only"], "removed: %r" % d["removed_globals"])
+check([t["function"] for t in d["removed_sites"]] == ["counters_new"], "removed sites: %r" % d["removed_sites"])
+check(d["new_sites"] == [], "new sites: %r" % d["new_sites"])
+u = d["untyped"]
+check(len(u) == 1 and u[0]["function"] == "opaque_new" and u[0]["old"]["reason"], "untyped: %r" % u)
+names = json.dumps([d["conflicts"], d["transformable"], d["new_globals"], d["removed_globals"]])
+for ident in ('"items"', '"total"', '"calls"', '"limit"', '"per_thread"'):
+    check(ident not in names, "%s listed (identical, const or thread-local)" % ident)
+for what in bad:
+    print("FAIL:", what, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+
+# ---- nothing refused: exit 0; the same binary: no change ----
+"$MCR_CTL" check v1/prog v2ok/prog >ok.txt 2>err.txt
+rc=$?
+[ "$rc" -eq 0 ] || fail "v1 -> v2ok: exit $rc, want 0: $(head -3 ok.txt) $(cat err.txt)"
+grep -q "^5 globals and 1 allocation site change type: 6 transformable (2 risky), 0 refused" ok.txt ||
+  fail "v1 -> v2ok summary: $(head -1 ok.txt)"
+grep -q "No transfer would be refused for its types; 2 have risky conversions" ok.txt ||
+  fail "v1 -> v2ok verdict: $(tail -1 ok.txt)"
+"$MCR_CTL" check --json v2/prog v2/prog >same.json 2>err.txt || fail "v2 -> v2: exit $?"
+"$PYTHON" -c '
+import json, sys
+d = json.load(open("same.json"))
+s = d["summary"]
+ok = (not d["refused"] and s["changed_globals"] == 0 and s["changed_sites"] == 0
+      and d["conflicts"] == [] and d["transformable"] == [] and s["globals"]["identical"] == s["globals"]["paired"])
+sys.exit(0 if ok else 1)' || fail "v2 -> v2 is not all identical: $(head -c 600 same.json)"
+"$MCR_CTL" check v2/prog v2/prog | head -1 | grep -q "^no type changes" || fail "v2 -> v2 human summary"
+
+# Debug info stripped: the type tables are in mcr_types, the result is the same as
+# long as the file symbols stay (statics are paired by name and source file).
+"$STRIP" --strip-debug --keep-file-symbols -o v2/prog-nodebug v2/prog || fail "strip --strip-debug"
+"$MCR_CTL" check --json v1/prog v2/prog-nodebug >nodebug.json 2>err.txt
+[ $? -eq 1 ] || fail "strip --strip-debug --keep-file-symbols: exit, want 1: $(cat err.txt)"
+sed 's|v2/prog-nodebug|v2/prog|' nodebug.json | cmp -s - out.json ||
+  fail "strip --strip-debug --keep-file-symbols changes the result"
+# Without them (GNU strip --strip-debug drops STT_FILE) the runtime cannot pair the
+# statics: said, and they are counted as not transferred.
+"$STRIP" --strip-debug -o v2/prog-nofile v2/prog || fail "strip --strip-debug"
+"$MCR_CTL" check v1/prog v2/prog-nofile >nofile.txt 2>err.txt
+grep -q "NEW v2/prog-nofile has no file symbols in its symbol table" nofile.txt ||
+  fail "strip --strip-debug: no note about the file symbols: $(cat nofile.txt err.txt)"
+grep -qE "removed global +total \(static\)" nofile.txt || fail "strip --strip-debug: statics not said to be lost"
+
+# ---- bad input: exit 2, one line on stderr naming the file ----
+make_plain plain
+make_fake fake-corrupt --write-corrupt
+expect_error "missing OLD" "check: OLD no-such-file: No such file or directory" check no-such-file v2/prog
+expect_error "missing NEW" "check: NEW no-such-file: No such file or directory" check v1/prog no-such-file
+echo "just text" >text.txt
+expect_error "not ELF" "check: OLD text.txt: not an ELF file" check text.txt v2/prog
+printf 'int g;\nint main(void) { return g; }\n' >tiny.c
+if "$CLANG" --target=aarch64-linux-gnu -c tiny.c -o arm64.o 2>/dev/null; then
+  expect_error "AArch64" "check: NEW arm64.o: not an x86-64 ELF64 file (machine 183 (AArch64))" \
+    check v1/prog arm64.o
+fi
+expect_error "not built by mcr-clang" \
+  "check: NEW plain: no mcr_types section: not built by mcr-clang: build it with CC=mcr-clang" \
+  check v1/prog plain
+"$STRIP" -o v2/prog-stripped v2/prog || fail "strip"
+expect_error "stripped" "check: NEW v2/prog-stripped: stripped (no .symtab)" check v1/prog v2/prog-stripped
+expect_error "corrupt type table" "check: OLD fake-corrupt: corrupt mcr_types section: type table 2" \
+  check fake-corrupt v2/prog
+grep -q "element type 99 out of range" err.txt || fail "corrupt table: the message does not say what"
+"$MCR_CLANG_DRIVER" tiny.c -o other 2>build-other.log || fail "mcr-clang tiny.c: $(cat build-other.log)"
+expect_error "another program" \
+  "check: NEW other is built from another program than OLD v1/prog (0 of OLD's 1 source files are in NEW)" \
+  check v1/prog other
+expect_error "one argument" "check: missing NEW" check v1/prog
+expect_error "no argument" "check: missing OLD and NEW" check
+expect_error "three arguments" "check: too many arguments" check v1/prog v2/prog v2/prog
+expect_error "unknown option" "check: unknown option '--frob'" check --frob v1/prog v2/prog
+
+"$MCR_CTL" check --help >out.txt 2>err.txt || fail "check --help: exit $?"
+grep -q "Usage: mcr-ctl check OLD NEW \[--json\]" out.txt || fail "check --help: $(head -2 out.txt)"
+"$MCR_CTL" --help | grep -qE "^  check +OLD NEW" || fail "mcr-ctl --help does not list check"
+finish
