@@ -43,13 +43,20 @@
 #include "typediff.h"
 #include "typetab.h"
 
+#define MAX_IMG_LINES 20 /* pointers without a counterpart listed for people */
+
 /* ---- what is read from one executable -------------------------------------- */
 
 struct sym {
   const char *name;
   const char *file; /* base name of the STT_FILE before a local symbol; "" for globals */
   int local;
+  int code; /* a function */
   uint64_t value, size;
+};
+
+struct reloc { /* a dynamic relocation R_X86_64_RELATIVE: the word at off is addend */
+  uint64_t off, addend;
 };
 
 struct gvar { /* a writable global of a type table */
@@ -76,8 +83,12 @@ struct version {
   struct mcr_typetab *tabs;
   size_t ntabs;
   size_t ntypes;
-  struct sym *syms;
+  struct sym *syms; /* data symbols, by name (mcr_image_symbol's view) */
   size_t nsyms;
+  struct sym *byaddr, *byname; /* every defined symbol, code too, by address and by name */
+  size_t nall;
+  struct reloc *relocs; /* by offset */
+  size_t nrelocs;
   size_t nfiles, nlocals; /* STT_FILE symbols, local data symbols */
   struct gvar *globals;
   size_t nglobals;
@@ -99,6 +110,7 @@ struct item {
   const struct gvar *og, *ng;
   const struct asite *os, *ns;
   uint64_t osize, nsize; /* a global's symbol sizes */
+  const struct sym *osym; /* a global's symbol in OLD */
   enum outcome out;
   const struct mcr_xplan *plan;
   struct mcr_xerror err;
@@ -127,6 +139,16 @@ struct check {
   char **notes;
   size_t nnotes;
   size_t gmissing; /* table globals the new executable's symbol table lacks */
+  struct imgref *imgs; /* pointers in OLD's initial data without a counterpart */
+  size_t nimgs, imgcap;
+};
+
+struct imgref {
+  const struct item *holder; /* the global whose initial data holds it */
+  uint64_t off;              /* where in the holder */
+  const struct sym *target;  /* OLD's symbol it points into */
+  uint64_t toff;             /* and where */
+  char why[160];
 };
 
 void cmd_check_help(void)
@@ -219,14 +241,20 @@ static char *render(const struct mcr_typetab *tt, uint32_t t, int site, uint32_t
   return buf;
 }
 
-/* A one-line copy for people: control characters escaped. */
+/* A one-line copy for people: control characters and bytes that are not UTF-8
+ * escaped as \xNN. */
 static void put_human(FILE *f, const char *s)
 {
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    if (*p < 0x20 || *p == 0x7f)
-      fprintf(f, "\\x%02x", *p);
-    else
-      fputc(*p, f);
+  const unsigned char *p = (const unsigned char *)(s ? s : "");
+
+  while (*p) {
+    int n = *p >= 0x20 && *p != 0x7f ? ctl_utf8_len(p) : 0;
+    if (n > 0) {
+      fwrite(p, 1, (size_t)n, f);
+      p += n;
+    } else {
+      fprintf(f, "\\x%02x", *p++);
+    }
   }
 }
 
@@ -251,11 +279,52 @@ static int cmp_sym(const void *a, const void *b)
   return strcmp(x->name, y->name);
 }
 
-/* The data symbols of .symtab (what mcr_image_symbol looks at), sorted by name. */
+static int cmp_sym_addr(const void *a, const void *b)
+{
+  const struct sym *x = a, *y = b;
+  if (x->value != y->value)
+    return x->value < y->value ? -1 : 1;
+  return x->size > y->size ? -1 : x->size < y->size; /* the sized one first */
+}
+
+static int cmp_reloc(const void *a, const void *b)
+{
+  const struct reloc *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The R_X86_64_RELATIVE relocations of .rela.dyn: where a position-independent
+ * executable's initial data holds pointers into itself, and to what. */
+static int load_relocs(struct version *v)
+{
+  struct mcr_elf_section sec;
+  size_t cap = 0;
+
+  if (mcr_elf_section(&v->elf, ".rela.dyn", &sec) != 0 || !sec.data)
+    return 0;
+  for (size_t off = 0; off + sizeof(Elf64_Rela) <= sec.size; off += sizeof(Elf64_Rela)) {
+    Elf64_Rela r;
+    memcpy(&r, sec.data + off, sizeof(r));
+    if (ELF64_R_TYPE(r.r_info) != R_X86_64_RELATIVE)
+      continue;
+    if (grow((void **)&v->relocs, &cap, v->nrelocs + 1, sizeof(*v->relocs)))
+      return bad(v, "%s", strerror(ENOMEM));
+    v->relocs[v->nrelocs].off = r.r_offset;
+    v->relocs[v->nrelocs].addend = (uint64_t)r.r_addend;
+    v->nrelocs++;
+  }
+  if (v->nrelocs > 1)
+    qsort(v->relocs, v->nrelocs, sizeof(*v->relocs), cmp_reloc);
+  return 0;
+}
+
+/* The symbols of .symtab: the data ones (what mcr_image_symbol looks at) sorted by
+ * name, all by address and by name; and the relocations. */
 static int load_symbols(struct version *v)
 {
   struct mcr_elf_section st, str;
   const char *file = "";
+  struct sym *x;
   size_t cap = 0, n;
 
   if (mcr_elf_section(&v->elf, ".symtab", &st) != 0 || !st.data ||
@@ -279,22 +348,36 @@ static int load_symbols(struct version *v)
       v->nfiles++;
       continue;
     }
-    if (type == STT_FUNC || type == STT_GNU_IFUNC || type == STT_SECTION ||
-        s.st_shndx == SHN_UNDEF || !*name)
+    if (type == STT_SECTION || s.st_shndx == SHN_UNDEF || !*name)
       continue;
-    if (grow((void **)&v->syms, &cap, v->nsyms + 1, sizeof(*v->syms)))
+    if (grow((void **)&v->byaddr, &cap, v->nall + 1, sizeof(*v->byaddr)))
       return bad(v, "%s", strerror(ENOMEM));
-    v->syms[v->nsyms].name = name;
-    v->syms[v->nsyms].local = ELF64_ST_BIND(s.st_info) == STB_LOCAL;
-    v->nlocals += v->syms[v->nsyms].local;
-    v->syms[v->nsyms].file = v->syms[v->nsyms].local ? file : "";
-    v->syms[v->nsyms].value = s.st_value;
-    v->syms[v->nsyms].size = s.st_size;
-    v->nsyms++;
+    x = &v->byaddr[v->nall++];
+    x->name = name;
+    x->local = ELF64_ST_BIND(s.st_info) == STB_LOCAL;
+    x->code = type == STT_FUNC || type == STT_GNU_IFUNC;
+    x->file = x->local ? file : "";
+    x->value = s.st_value;
+    x->size = s.st_size;
+    v->nsyms += !x->code;
+    v->nlocals += !x->code && x->local;
   }
+  v->syms = malloc((v->nsyms ? v->nsyms : 1) * sizeof(*v->syms));
+  v->byname = malloc((v->nall ? v->nall : 1) * sizeof(*v->byname));
+  if (!v->syms || !v->byname)
+    return bad(v, "%s", strerror(ENOMEM));
+  for (size_t i = 0, k = 0; i < v->nall; i++)
+    if (!v->byaddr[i].code)
+      v->syms[k++] = v->byaddr[i];
+  if (v->nall)
+    memcpy(v->byname, v->byaddr, v->nall * sizeof(*v->byname));
   if (v->nsyms > 1)
     qsort(v->syms, v->nsyms, sizeof(*v->syms), cmp_sym);
-  return 0;
+  if (v->nall > 1) {
+    qsort(v->byname, v->nall, sizeof(*v->byname), cmp_sym);
+    qsort(v->byaddr, v->nall, sizeof(*v->byaddr), cmp_sym_addr);
+  }
+  return load_relocs(v);
 }
 
 /* mcr_image_symbol()'s choice: a local of the module's file, else the global.
@@ -604,6 +687,7 @@ static int pair_globals(struct check *c)
     it->ng = ng;
     it->osize = os->size;
     it->nsize = ns->size;
+    it->osym = os;
   }
   /* OLD's globals that nothing of NEW takes: their state is lost */
   for (size_t i = 0; i < o->nglobals; i++) {
@@ -841,8 +925,11 @@ static void check_dropped(struct check *c, struct item *it)
       continue;
     for (uint32_t i = 0; i < op->count; i++)
       if (initially_nonzero(&c->v[0], os->value + op->old_off + i * op->old_stride, op->len) ==
-          1)
+          1 && !it->dropped_data) {
         it->dropped_data = 1;
+        snprintf(it->err.path, sizeof(it->err.path), "%s",
+                 op->path && *op->path ? op->path : "(whole object)");
+      }
   }
 }
 
@@ -938,6 +1025,18 @@ static int judge(struct check *c, struct item *it)
   }
   it->out = OUT_TRANSFORM;
   check_dropped(c, it);
+  if (it->dropped_data) {
+    /* xform.c applies the plan and its ZERO check refuses the update (a static table
+     * cannot be matched by content when it lost entries) */
+    it->out = OUT_REFUSED;
+    snprintf(it->err.msg, sizeof(it->err.msg),
+             "the array shrinks and the elements it drops hold data in OLD's initial data (a "
+             "table that lost entries): the update refuses unless the program cleared them");
+    it->fix = fmt("give '%s' another name in NEW (a new global starts from its initial value, "
+                  "right for a constant table; or make it const), or keep its size",
+                  it->ng->name);
+    return it->fix ? 0 : -1;
+  }
   if (!site) {
     uint64_t oes, oc, nes, nc;
     it->by_content = array_of(ot, otype, &oes, &oc) == 0 && array_of(nt, ntype, &nes, &nc) == 0 &&
@@ -950,6 +1049,142 @@ static int judge(struct check *c, struct item *it)
     for (size_t k = 0; k < it->plan->tail->nchanges; k++)
       if (may_refuse(&it->plan->tail->changes[k]))
         it->risky++;
+  return 0;
+}
+
+/* ---- pointers in OLD's initial data ----------------------------------------------- */
+
+/* The paired global whose OLD symbol is s, if any. */
+static const struct item *item_of(const struct check *c, const struct sym *s)
+{
+  for (size_t i = 0; i < c->nitems; i++)
+    if (!c->items[i].is_site && c->items[i].osym && c->items[i].osym->value == s->value &&
+        !strcmp(c->items[i].osym->name, s->name))
+      return &c->items[i];
+  return NULL;
+}
+
+/* Whether OLD's symbol os, at offset off, has a counterpart in NEW as image.c's
+ * translation finds one: the symbol of the same name (a static of the same file, else
+ * the global, else the only one of that name), at the same offset within its new size,
+ * or where a changed global's plan moves the field. 1, or 0 with why. */
+static int counterpart(const struct check *c, const struct sym *os, uint64_t off, char *why,
+                       size_t len)
+{
+  const struct version *n = &c->v[1];
+  struct sym key = {.name = os->name};
+  const struct sym *hit = n->nall ? bsearch(&key, n->byname, n->nall, sizeof(key), cmp_sym) : NULL;
+  const struct sym *same_file = NULL, *global = NULL, *any = NULL;
+  size_t lo, hi, nany = 0;
+
+  if (hit) {
+    lo = hi = (size_t)(hit - n->byname);
+    while (lo > 0 && !strcmp(n->byname[lo - 1].name, os->name))
+      lo--;
+    while (hi + 1 < n->nall && !strcmp(n->byname[hi + 1].name, os->name))
+      hi++;
+    for (size_t i = lo; i <= hi; i++) {
+      const struct sym *x = &n->byname[i];
+      if (x->code != os->code)
+        continue;
+      if (x->local && os->local && !strcmp(x->file, os->file))
+        same_file = x;
+      else if (!x->local)
+        global = x;
+      any = x;
+      nany++;
+    }
+  }
+  const struct sym *ns = same_file ? same_file : global ? global : nany == 1 ? any : NULL;
+  if (!ns) {
+    snprintf(why, len, "%s", nany > 1 ? "several in the new executable: ambiguous"
+                                      : "not in the new executable");
+    return 0;
+  }
+  if (!os->code) {
+    const struct item *it = item_of(c, os);
+    uint64_t noff;
+    if (it && it->out == OUT_TRANSFORM && it->plan) {
+      if (it->by_content || mcr_xplan_map_offset(it->plan, off, it->osize, &noff) == 0)
+        return 1;
+      snprintf(why, len, "a field the new version removed or converted");
+      return 0;
+    }
+  }
+  if (os->code && off && ns->size != os->size) {
+    snprintf(why, len, "inside a function whose size changed (%llu -> %llu bytes)",
+             (unsigned long long)os->size, (unsigned long long)ns->size);
+    return 0;
+  }
+  if (off && off >= ns->size) {
+    snprintf(why, len, "beyond its new size %llu", (unsigned long long)ns->size);
+    return 0;
+  }
+  return 1;
+}
+
+/* Every pointer that the initial data of a transferred global of OLD holds into OLD's
+ * own image (a relocation of a position-independent executable) is translated at
+ * update time, by symbol: one without a counterpart refuses the update (unless the
+ * program changed the pointer by then). */
+static int check_pointers(struct check *c)
+{
+  const struct version *o = &c->v[0];
+  uint64_t maxsize = 0;
+
+  for (size_t i = 0; i < o->nall; i++)
+    if (o->byaddr[i].size > maxsize)
+      maxsize = o->byaddr[i].size;
+  for (size_t i = 0; i < c->nitems; i++) {
+    const struct item *it = &c->items[i];
+    size_t lo = 0, hi = o->nrelocs;
+
+    if (it->is_site || !it->osym || !it->osize)
+      continue;
+    while (lo < hi) { /* the first relocation at or after the holder */
+      size_t mid = (lo + hi) / 2;
+      if (o->relocs[mid].off < it->osym->value)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    for (size_t r = lo; r < o->nrelocs && o->relocs[r].off < it->osym->value + it->osize; r++) {
+      uint64_t t = o->relocs[r].addend;
+      const struct sym *first = NULL;
+      char why[160] = "", w[160];
+      int ok = 0;
+      size_t a = 0, b = o->nall;
+
+      while (a < b) { /* the first symbol after t */
+        size_t mid = (a + b) / 2;
+        if (o->byaddr[mid].value <= t)
+          a = mid + 1;
+        else
+          b = mid;
+      }
+      for (size_t k = a; k-- > 0 && !ok && t - o->byaddr[k].value <= maxsize;) {
+        const struct sym *x = &o->byaddr[k];
+        if (!(t < x->value + x->size || (x->size == 0 && t == x->value)))
+          continue;
+        if (counterpart(c, x, t - x->value, w, sizeof(w)))
+          ok = 1;
+        else if (!first) {
+          first = x;
+          snprintf(why, sizeof(why), "%s", w);
+        }
+      }
+      if (ok || !first)
+        continue; /* found, or no symbol: a string literal, matched by content */
+      if (grow((void **)&c->imgs, &c->imgcap, c->nimgs + 1, sizeof(*c->imgs)))
+        return -1;
+      struct imgref *g = &c->imgs[c->nimgs++];
+      g->holder = it;
+      g->off = o->relocs[r].off - it->osym->value;
+      g->target = first;
+      g->toff = t - first->value;
+      snprintf(g->why, sizeof(g->why), "%s", why);
+    }
+  }
   return 0;
 }
 
@@ -1266,6 +1501,9 @@ static void print_human(FILE *f, const struct check *c)
             plural(changed_s, "site", "sites"), xform, k.risky_items, refused);
   else
     fputs("no type changes: every paired global and allocation site keeps its type\n", f);
+  if (c->nimgs)
+    fprintf(f, "%zu %s in OLD's initial data %s no counterpart in NEW\n", c->nimgs,
+            plural(c->nimgs, "pointer", "pointers"), plural(c->nimgs, "has", "have"));
   fprintf(f, "  %s -> %s: %zu globals paired (%zu identical), %zu allocation sites paired (%zu "
              "identical); %zu new and %zu removed globals, %zu new and %zu removed sites\n",
           c->v[0].path, c->v[1].path, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
@@ -1277,6 +1515,30 @@ static void print_human(FILE *f, const struct check *c)
                "registered\n",
             refused);
     print_group(f, c, OUT_REFUSED);
+  }
+  if (c->nimgs) {
+    fprintf(f, "\nPointers without a counterpart (%zu): the update will be refused unless the "
+               "program changed them by then\n",
+            c->nimgs);
+    for (size_t i = 0; i < c->nimgs && i < MAX_IMG_LINES; i++) {
+      const struct imgref *g = &c->imgs[i];
+      fputs("  global ", f);
+      put_human(f, g->holder->ng->name);
+      fprintf(f, "+%llu points to %s ", (unsigned long long)g->off,
+              g->target->code ? "function" : "object");
+      put_human(f, g->target->name);
+      if (g->target->local) {
+        fputs(" (", f);
+        put_human(f, g->target->file);
+        fputc(')', f);
+      }
+      fprintf(f, "+%llu: %s\n", (unsigned long long)g->toff, g->why);
+    }
+    if (c->nimgs > MAX_IMG_LINES)
+      fprintf(f, "  (%zu more: see --json)\n", c->nimgs - MAX_IMG_LINES);
+    fputs("  fix: keep what they point to in NEW (a removed function or table, a field), or "
+          "clear the pointers before the update\n",
+          f);
   }
   if (xform) {
     fprintf(f, "\nTransformable (%zu)\n", xform);
@@ -1376,10 +1638,11 @@ static void print_human(FILE *f, const struct check *c)
     }
   }
   fputc('\n', f);
-  if (refused)
-    fprintf(f, "The update would be refused: %zu %s cannot be inferred; register a "
-               "transformation for %s or change the new version.\n",
-            refused, plural(refused, "transfer", "transfers"), plural(refused, "it", "each"));
+  if (refused || c->nimgs)
+    fprintf(f, "The update would be refused (%zu refused %s, %zu %s without a counterpart): "
+               "change the new version or register transformations, as each fix says.\n",
+            refused, plural(refused, "transfer", "transfers"), c->nimgs,
+            plural(c->nimgs, "pointer", "pointers"));
   else if (k.risky_items)
     fprintf(f, "No transfer would be refused for its types; %zu %s risky conversions, checked "
                "value by value during the update.\n",
@@ -1576,21 +1839,37 @@ static void print_json(FILE *f, const struct check *c)
   ctl_json_str(f, c->v[0].path);
   fputs(",\n  \"new\": ", f);
   ctl_json_str(f, c->v[1].path);
-  fprintf(f, ",\n  \"refused\": %s", refused ? "true" : "false");
+  fprintf(f, ",\n  \"refused\": %s", refused || c->nimgs ? "true" : "false");
   fprintf(f, ",\n  \"summary\": {\"changed_globals\": %zu, \"changed_sites\": %zu, "
-             "\"transformable\": %zu, \"risky\": %zu, \"refused\": %zu,\n"
+             "\"transformable\": %zu, \"risky\": %zu, \"refused\": %zu, "
+             "\"image_pointers\": %zu,\n"
              "    \"globals\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
              "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu, "
              "\"not_in_symtab\": %zu},\n"
              "    \"sites\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
              "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu}}",
           k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED], k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED], xform,
-          k.risky_items, refused, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
+          k.risky_items, refused, c->nimgs, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
           k.g[OUT_TRANSFORM], k.g[OUT_REFUSED], k.g[OUT_UNTYPED], c->ngadded, c->ngremoved,
           c->gmissing, k.s[0] + k.s[1] + k.s[2] + k.s[3], k.s[OUT_IDENTICAL], k.s[OUT_TRANSFORM],
           k.s[OUT_REFUSED], k.s[OUT_UNTYPED], c->nsadded, c->nsremoved);
   json_items(f, c, "conflicts", OUT_REFUSED, 0);
   json_items(f, c, "transformable", OUT_TRANSFORM, 0);
+  fputs(",\n  \"image_pointers\": [", f);
+  for (size_t i = 0; i < c->nimgs; i++) {
+    const struct imgref *g = &c->imgs[i];
+    fputs(i ? ",\n    {\"holder\": " : "\n    {\"holder\": ", f);
+    ctl_json_str(f, g->holder->ng->name);
+    fprintf(f, ", \"offset\": %llu, \"target\": ", (unsigned long long)g->off);
+    ctl_json_str(f, g->target->name);
+    fputs(", \"target_file\": ", f);
+    json_opt(f, g->target->local ? g->target->file : NULL);
+    fprintf(f, ", \"target_kind\": \"%s\", \"target_offset\": %llu, \"reason\": ",
+            g->target->code ? "function" : "object", (unsigned long long)g->toff);
+    ctl_json_str(f, g->why);
+    fputc('}', f);
+  }
+  fputs(c->nimgs ? "\n  ]" : "]", f);
   json_list(f, "new_globals", (const void *const *)c->gadded, c->ngadded, 0);
   json_list(f, "removed_globals", (const void *const *)c->gremoved, c->ngremoved, 0);
   json_list(f, "new_sites", (const void *const *)c->sadded, c->nsadded, 1);
@@ -1613,6 +1892,9 @@ static void free_version(struct version *v)
   free(v->sites);
   free(v->globals);
   free(v->syms);
+  free(v->byaddr);
+  free(v->byname);
+  free(v->relocs);
   free(v->tabs);
   mcr_elf_close(&v->elf);
 }
@@ -1671,6 +1953,11 @@ int cmd_check(int argc, char **argv)
       ctl_err("check: %s", strerror(ENOMEM));
       goto out;
     }
+  if (check_pointers(&c)) {
+    ctl_err("check: %s", strerror(ENOMEM));
+    goto out;
+  }
+  refused = c.nimgs;
   for (size_t i = 0; i < c.nitems; i++) {
     refused += c.items[i].out == OUT_REFUSED;
     xsites += c.items[i].is_site && c.items[i].out == OUT_TRANSFORM;
@@ -1710,6 +1997,7 @@ out:
   for (size_t i = 0; i < c.nnotes; i++)
     free(c.notes[i]);
   free(c.notes);
+  free(c.imgs);
   mcr_arena_destroy(c.arena);
   free_version(&c.v[0]);
   free_version(&c.v[1]);

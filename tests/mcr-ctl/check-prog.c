@@ -1,6 +1,7 @@
 /*
  * check-prog.c - the program of check.sh, in two versions (v1; v2 with -DV2): each
- * kind of change 'mcr-ctl check' reports. Built by mcr-clang.
+ * kind of change 'mcr-ctl check' reports. Built by mcr-clang. -DV2_SAFE leaves out
+ * the changes of v2 that refuse the update (7, 11, 12).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,11 +50,11 @@ enum state {
 #endif
 };
 
-/* 7. int -> struct: cannot be inferred (unless KEEP_BALANCE) */
+/* 7. int -> struct: cannot be inferred */
 struct money { long units; int cents; };
 struct account {
   int id;
-#if defined(V2) && !defined(KEEP_BALANCE)
+#if defined(V2) && !defined(V2_SAFE)
   struct money balance;
 #else
   int balance;
@@ -83,6 +84,24 @@ item_t items[4];
 int v1_only = 7;
 #endif
 struct account bank;
+
+/* 11. a table that loses entries: the dropped elements hold pointers (refused) */
+#if defined(V2) && !defined(V2_SAFE)
+static const char *names[2] = {"alpha", "delta"};
+#else
+static const char *names[4] = {"alpha", "beta", "gamma", "delta"};
+#endif
+
+/* 12. a table of function pointers, one function renamed: no counterpart (refused) */
+static void on_start(void) { puts("start"); }
+#if defined(V2) && !defined(V2_SAFE)
+static void on_finish(void) { puts("stop"); }
+void (*handlers[2])(void) = {on_start, on_finish};
+#else
+static void on_stop(void) { puts("stop"); }
+void (*handlers[2])(void) = {on_start, on_stop};
+#endif
+
 static long total;
 const int limit = 10;
 _Thread_local int per_thread;
@@ -136,8 +155,10 @@ int main(int argc, char **argv)
   history[0] = argc;
   items[0].key = argc;
   stats.hits++;
-  if (argc > 5)
-    printf("%d %d %d %ld %d %d\n", s->id, a->id, origin.x, total, cur_state, limit);
+  if (argc > 5) {
+    printf("%d %d %d %ld %d %d %s\n", s->id, a->id, origin.x, total, cur_state, limit, names[1]);
+    handlers[argc % 2]();
+  }
   free(s);
   free(a);
   free(o);

@@ -22,7 +22,7 @@ build() { # DIR FLAGS...
 }
 build v1
 build v2 -DV2
-build v2ok -DV2 -DKEEP_BALANCE
+build v2ok -DV2 -DV2_SAFE
 ./v1/prog && ./v2/prog || fail "the test programs do not run"
 
 # ---- human output: v1 -> v2 has one change that cannot be inferred ----
@@ -37,9 +37,15 @@ want() { # TEXT: a line of human.txt contains TEXT
 want_re() { # REGEX
   grep -qE -- "$1" human.txt || fail "human output lacks /$1/"
 }
-head -1 human.txt | grep -qF "6 globals and 2 allocation sites change type: 6 transformable (2 risky), 2 refused" ||
+head -1 human.txt | grep -qF "7 globals and 2 allocation sites change type: 6 transformable (2 risky), 3 refused" ||
   fail "summary line: $(head -1 human.txt)"
-want "Refused (2): the update will be refused unless a transformation is registered"
+want "1 pointer in OLD's initial data has no counterpart in NEW"
+want "Refused (3): the update will be refused unless a transformation is registered"
+want "global names (static) (prog.c:"
+want "the array shrinks and the elements it drops hold data in OLD's initial data"
+want "fix: give 'names' another name in NEW"
+want "Pointers without a counterpart (1)"
+want "global handlers+8 points to function on_stop (prog.c)+0: not in the new executable"
 want "global bank (prog.c:"
 want "heap objects of account_new() calloc (prog.c:"
 want_re "at balance: .*int.*struct money"
@@ -58,7 +64,7 @@ want_re "new global +v2_only: int \(prog.c:[0-9]+\): starts from its initial val
 want_re "removed global +v1_only: int \(prog.c:[0-9]+\): its value is lost"
 want_re "removed site +counters_new\(\) malloc: struct counters \(prog.c:[0-9]+\): its live objects are kept, untyped"
 want "1 allocation site without a type in either version"
-want "The update would be refused: 2 transfers cannot be inferred"
+want "The update would be refused (3 refused transfers, 1 pointer without a counterpart)"
 grep -qE "items|total|calls" human.txt && fail "identical globals (typedef rename, statics) are listed"
 
 # ---- JSON: the same content ----
@@ -74,9 +80,9 @@ def check(cond, what):
         bad.append(what)
 s = d["summary"]
 check(d["refused"] is True, "refused: %r" % d["refused"])
-check((s["changed_globals"], s["changed_sites"], s["transformable"], s["risky"], s["refused"])
-      == (6, 2, 6, 2, 2), "summary: %r" % s)
-check(s["globals"]["identical"] == 3 and s["globals"]["new"] == 1 and s["globals"]["removed"] == 1,
+check((s["changed_globals"], s["changed_sites"], s["transformable"], s["risky"], s["refused"],
+       s["image_pointers"]) == (7, 2, 6, 2, 3, 1), "summary: %r" % s)
+check(s["globals"]["identical"] == 4 and s["globals"]["new"] == 1 and s["globals"]["removed"] == 1,
       "globals summary: %r" % s["globals"])
 check(s["sites"]["paired"] == 3 and s["sites"]["untyped"] == 1 and s["sites"]["removed"] == 1,
       "sites summary: %r" % s["sites"])
@@ -84,8 +90,18 @@ check(s["sites"]["paired"] == 3 and s["sites"]["untyped"] == 1 and s["sites"]["r
 def by_name(lst):
     return {(x["function"] if x["kind"] == "site" else x["name"]): x for x in lst}
 conf = by_name(d["conflicts"])
-check(set(conf) == {"bank", "account_new"}, "conflicts: %r" % sorted(conf))
+check(set(conf) == {"bank", "account_new", "names"}, "conflicts: %r" % sorted(conf))
+nm = conf.get("names", {})
+check(nm.get("path") == "(whole object)" and "drops hold data" in nm.get("reason", "")
+      and nm.get("old", {}).get("type") == "char *[4]" and nm.get("new", {}).get("type") == "char *[2]",
+      "shrunk table: %r" % nm)
+check(d["image_pointers"] == [{"holder": "handlers", "offset": 8, "target": "on_stop",
+                               "target_file": "prog.c", "target_kind": "function",
+                               "target_offset": 0, "reason": "not in the new executable"}],
+      "image pointers: %r" % d["image_pointers"])
 for n, c in conf.items():
+    if n == "names":
+        continue
     check(c["outcome"] == "refused" and c["path"] == "balance" and "struct money" in c["reason"]
           and c["type"] == "struct account" and c["type_old_decl"]["file"] == "prog.c"
           and c["type_new_decl"]["line"] > 0 and "MCR_TRANSFORM" in c["fix"]
@@ -126,7 +142,7 @@ check(d["new_sites"] == [], "new sites: %r" % d["new_sites"])
 u = d["untyped"]
 check(len(u) == 1 and u[0]["function"] == "opaque_new" and u[0]["old"]["reason"], "untyped: %r" % u)
 names = json.dumps([d["conflicts"], d["transformable"], d["new_globals"], d["removed_globals"]])
-for ident in ('"items"', '"total"', '"calls"', '"limit"', '"per_thread"'):
+for ident in ('"items"', '"total"', '"calls"', '"limit"', '"per_thread"', '"handlers"'):
     check(ident not in names, "%s listed (identical, const or thread-local)" % ident)
 for what in bad:
     print("FAIL:", what, file=sys.stderr)
