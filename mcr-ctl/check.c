@@ -1501,14 +1501,14 @@ static void print_human(FILE *f, const struct check *c)
             plural(changed_s, "site", "sites"), xform, k.risky_items, refused);
   else
     fputs("no type changes: every paired global and allocation site keeps its type\n", f);
-  if (c->nimgs)
-    fprintf(f, "%zu %s in OLD's initial data %s no counterpart in NEW\n", c->nimgs,
-            plural(c->nimgs, "pointer", "pointers"), plural(c->nimgs, "has", "have"));
   fprintf(f, "  %s -> %s: %zu globals paired (%zu identical), %zu allocation sites paired (%zu "
              "identical); %zu new and %zu removed globals, %zu new and %zu removed sites\n",
           c->v[0].path, c->v[1].path, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
           k.s[0] + k.s[1] + k.s[2] + k.s[3], k.s[OUT_IDENTICAL], c->ngadded, c->ngremoved,
           c->nsadded, c->nsremoved);
+  if (c->nimgs)
+    fprintf(f, "  %zu %s in OLD's initial data %s no counterpart in NEW\n", c->nimgs,
+            plural(c->nimgs, "pointer", "pointers"), plural(c->nimgs, "has", "have"));
 
   if (refused) {
     fprintf(f, "\nRefused (%zu): the update will be refused unless a transformation is "
