@@ -176,6 +176,7 @@ struct ctx {
   uint32_t tag_limit;
   /* statistics */
   uint64_t image_words, image_failed;
+  size_t where_off; /* offset of the word translate_words is given, for its message */
   /* heap words whose image pointer has no counterpart: a conflict only if the
    * word is inside a live object (free memory holds stale values, e.g. a
    * control reply's pointers into the quiescent-point table), checked once the
@@ -255,6 +256,8 @@ struct gplan {
   const struct mcr_xplan *xplan; /* the type changed: convert with it */
   const struct mcr_typetab *tt;  /* the new type, for the transform's pointer scan */
   uint32_t type;
+  const char *bad;              /* the change cannot be converted: the conflict, unless... */
+  const unsigned char *oinit;   /* ...the old value is still this initial one (a static table) */
   unsigned char *keep; /* NULL: nothing kept */
   uint32_t *pids;      /* offsets of pid_t fields */
   uint32_t npids;
@@ -448,8 +451,9 @@ static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const ch
       suspect(c, &p[i]); /* heap: decided after the adoption */
     } else {
       c->image_failed++;
-      conflict(c, "%s+%zu holds 0x%lx, a pointer into the old program with no counterpart in "
-                  "the new one: %s", where, i * sizeof(uintptr_t), (unsigned long)v, why);
+      conflict(c, "image\t%s+%zu holds 0x%lx, a pointer into the old program with no "
+                  "counterpart in the new one: %s\tglobal %s",
+               where, c->where_off + i * sizeof(uintptr_t), (unsigned long)v, why, where);
     }
   }
 }
@@ -915,7 +919,8 @@ static int plan_globals(void)
         } else {
           ch = 0;
         }
-        if (ch < 0) {
+        const unsigned char *oinit = ch ? mcr_xform_initial(sym, oa, os) : NULL;
+        if (ch < 0 && !oinit) {
           if (plan.conflicts < 8)
             snprintf(plan.conflict[plan.conflicts], sizeof(plan.conflict[0]), "%s", why);
           plan.conflicts++;
@@ -941,6 +946,9 @@ static int plan_globals(void)
         g->size = ns;
         g->osize = os;
         g->xplan = xp;
+        g->oinit = oinit;
+        if (ch < 0 && !(g->bad = mcr_arena_strdup(plan.arena, why)))
+          return -1;
         g->type = gr.type;
         if (!blob_copy || blob_copy->base != tt.base) {
           struct mcr_typetab *cp = mcr_arena_alloc(plan.arena, sizeof(*cp), 8);
@@ -1032,6 +1040,15 @@ static int step_globals(struct ctx *c)
       kept++; /* a static table matched by content: the new one is the same */
       continue;
     }
+    if ((g->xplan || g->bad) &&
+        mcr_xform_unmodified(g->oinit, g->oa, val, g->osize, c->image)) {
+      kept++; /* never written by the old program: no state, the new table stays */
+      continue;
+    }
+    if (g->bad) {
+      conflict(c, "%s", g->bad);
+      continue;
+    }
     /* pointers into the old image, word by word (the old layout), kept bytes
      * excluded when the layout is the same */
     for (size_t off = (sizeof(uintptr_t) - g->oa % sizeof(uintptr_t)) % sizeof(uintptr_t);
@@ -1039,6 +1056,7 @@ static int step_globals(struct ctx *c)
       int skip = 0;
       for (size_t k = 0; !g->xplan && g->keep && k < sizeof(uintptr_t); k++)
         skip |= g->keep[off + k];
+      c->where_off = off;
       if (!skip)
         translate_words(c, (uintptr_t *)(val + off), 1, g->name);
     }
@@ -1075,8 +1093,8 @@ static int step_globals(struct ctx *c)
     bytes += g->size;
   }
   phase(c, "globals", t,
-        "%zu globals (%.1f kB) copied, %zu of changed type converted, %zu tables matched by "
-        "content kept, %zu new ones keep their initial value",
+        "%zu globals (%.1f kB) copied, %zu of changed type converted, %zu static tables of "
+        "changed type kept as the new version has them, %zu new ones keep their initial value",
         plan.ng, bytes / 1e3, converted, kept, plan.fresh);
   return c->conflicts ? -1 : 0;
 }

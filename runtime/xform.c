@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "elfsym.h"
@@ -61,6 +62,8 @@ static struct {
   struct tinfo **splan_info;
   size_t spcap, nsplans;
   struct tinfo *tag[MCR_TAG_MAX + 1];
+  uintptr_t bias; /* the old executable's load bias (0: unknown) */
+  int have_bias;
 } X;
 
 static uint64_t hash2(const char *a, const char *b)
@@ -124,6 +127,100 @@ static size_t pow2(size_t n)
   return c;
 }
 
+/* The old executable's load bias: its lowest mapping at file offset 0 minus its
+ * first PT_LOAD's page. */
+static void find_bias(pid_t pid)
+{
+  char path[64], exe[512], line[1024];
+  const Elf64_Ehdr *eh = (const Elf64_Ehdr *)X.elf.map;
+  uint64_t vmin = UINT64_MAX;
+  snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+  ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+  if (n <= 0 || X.elf.size < sizeof(*eh) || eh->e_phoff > X.elf.size ||
+      (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > X.elf.size - eh->e_phoff)
+    return;
+  exe[n] = 0;
+  const Elf64_Phdr *ph = (const Elf64_Phdr *)(X.elf.map + eh->e_phoff);
+  for (unsigned i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr < vmin)
+      vmin = ph[i].p_vaddr;
+  snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (!f || vmin == UINT64_MAX) {
+    if (f)
+      fclose(f);
+    return;
+  }
+  uintptr_t lowest = UINTPTR_MAX;
+  while (fgets(line, sizeof(line), f)) {
+    unsigned long lo, hi, off;
+    int pos = 0;
+    if (sscanf(line, "%lx-%lx %*s %lx %*s %*s %n", &lo, &hi, &off, &pos) < 3 || !pos)
+      continue;
+    char *p = line + pos, *nl = strchr(p, '\n');
+    if (nl)
+      *nl = 0;
+    if (off == 0 && !strcmp(p, exe) && lo < lowest)
+      lowest = lo;
+  }
+  fclose(f);
+  if (lowest != UINTPTR_MAX) {
+    X.bias = lowest - (uintptr_t)(vmin & ~(uint64_t)4095);
+    X.have_bias = 1;
+  }
+}
+
+static const unsigned char zeros[1] = {0}; /* "all zero" (.bss) */
+
+const unsigned char *mcr_xform_initial(const char *sym, uintptr_t oa, size_t os)
+{
+  Elf64_Sym es;
+  Elf64_Shdr sh;
+  const char *name, *sname;
+  if (!X.elf_open || !X.have_bias)
+    return NULL;
+  for (size_t i = 0; mcr_elfsym_symbol(&X.elf, i, &es, &name) == 0; i++) {
+    if (es.st_value + X.bias != oa || es.st_size != os || strcmp(name, sym) ||
+        mcr_elfsym_section(&X.elf, es.st_shndx, &sh, &sname) != 0)
+      continue;
+    if (sh.sh_type == SHT_NOBITS)
+      return zeros; /* .bss: all zero */
+    uint64_t at = sh.sh_offset + (es.st_value - sh.sh_addr);
+    if (es.st_value < sh.sh_addr || at > X.elf.size || os > X.elf.size - at)
+      return NULL;
+    return X.elf.map + at;
+  }
+  return NULL;
+}
+
+int mcr_xform_unmodified(const unsigned char *init, uintptr_t oa, const unsigned char *val,
+                         size_t os, struct mcr_image_map *im)
+{
+  if (!init)
+    return 0;
+  size_t lead = (8 - oa % 8) % 8;
+  for (size_t off = 0; off < os;) {
+    if (off >= lead && (off - lead) % 8 == 0 && off + 8 <= os) {
+      uintptr_t v, f;
+      memcpy(&v, val + off, 8);
+      if (mcr_image_is_old(im, v)) {
+        /* a relocated pointer: the file holds 0 or the link-time address */
+        if (init == zeros)
+          return 0;
+        memcpy(&f, init + off, 8);
+        if (f != 0 && f != v - X.bias)
+          return 0;
+        off += 8;
+        continue;
+      }
+    }
+    if (val[off] != (init == zeros ? 0 : init[off]))
+      return 0;
+    off++;
+  }
+  return 1;
+}
+
 int mcr_xform_open(pid_t old_pid, struct mcr_arena *a, char *err, size_t errlen)
 {
   char path[64], key[1024];
@@ -153,6 +250,7 @@ int mcr_xform_open(pid_t old_pid, struct mcr_arena *a, char *err, size_t errlen)
     snprintf(err, errlen, "the old executable %s has no mcr_types section", path);
     return -1;
   }
+  find_bias(old_pid);
   if (!(X.blobs = mcr_arena_alloc(a, MAX_BLOBS * sizeof(*X.blobs), 8))) {
     snprintf(err, errlen, "out of memory");
     return -1;

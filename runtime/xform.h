@@ -100,6 +100,16 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
 size_t mcr_xform_changed_globals(void);
 size_t mcr_xform_changed_sites(void);
 
+/* The initial value of the old process's global sym (at oa, os bytes) as the old
+ * executable's file holds it (.data; .bss reads as zeros), or NULL if not found. */
+const unsigned char *mcr_xform_initial(const char *sym, uintptr_t oa, size_t os);
+
+/* Whether val, the old global's value now, is still its initial value init (the
+ * program never wrote it: a static table, no state): words that are pointers into
+ * the old image compare by their link-time address. */
+int mcr_xform_unmodified(const unsigned char *init, uintptr_t oa, const unsigned char *val,
+                        size_t os, struct mcr_image_map *im);
+
 /* Releases the old executable's mapping. */
 void mcr_xform_close(void);
 
