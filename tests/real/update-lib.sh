@@ -1,18 +1,20 @@
 # shellcheck shell=bash
 # Shared by tests/real/update-<server>.sh; sourced after quiesce-lib.sh, not run.
 #
-#   update_builds OUT MCR_CLANG PATCH [DESC]
+#   update_builds OUT MCR_CLANG PATCH...
 #       v1 and v2 of $SERVER $VERSION, built as the pipeline builds a server:
 #       scripts/profile-server.sh (profiling build, mcr-profile under the
 #       standard workload, OUT/$SERVER.qp, the production build = v1 in
-#       OUT/prod); v2 = the same upstream tree with PATCH applied (`patch -p1`)
-#       in a source cache of its own (OUT/v2-cache), built by
-#       scripts/build-server.sh into OUT/v2 with the same compiler, wrappers,
-#       quiescence config and flags. Sets V1, V2, QP, BUILD_SECS.
+#       OUT/prod); v2 = the same upstream tree with each PATCH applied in turn
+#       (`patch -p1`, in the order given) in a source cache of its own
+#       (OUT/v2-cache), built by scripts/build-server.sh into OUT/v2 with the
+#       same compiler, wrappers, quiescence config and flags. Sets V1, V2, QP,
+#       BUILD_SECS, V2SRC (v2's patched source tree, unbuilt).
 #       Both are reused when OUT/update-key matches: a hash of mcr-clang, every
 #       file of its lib/mcr (pass plugin, runtime), mcr-profile, the wrappers,
-#       the source, PATCH and the two build scripts. UPDATE_REBUILD=1 builds
-#       anyway; UPDATE_NO_BUILD=1 reuses whatever OUT holds.
+#       the source, the PATCHes (and their order) and the two build scripts.
+#       UPDATE_REBUILD=1 builds anyway; UPDATE_NO_BUILD=1 reuses whatever OUT
+#       holds.
 #   update_log_json FILE
 #       logs committed, new pid, pause, total, each phase, notes and reasons of
 #       `mcr-ctl update --json`.
@@ -51,22 +53,26 @@ if j.get("report"):
 PY
 }
 
-# update_key MCR_CLANG PATCH SRC: what the two builds depend on
+# update_key MCR_CLANG SRC PATCH...: what the two builds depend on
 update_key() {
-  local cc=$1 patch=$2 src=$3 f
+  local cc=$1 src=$2 f
+  shift 2
   {
     sha256sum "$cc" "$(dirname "$cc")/mcr-profile"
     for f in "$(dirname "$cc")"/../lib/mcr/*; do sha256sum "$f"; done
-    sha256sum "$REPO/configs/$SERVER.wrappers" "$patch" "$UPDATE_PROFILE" "$UPDATE_BUILD"
+    sha256sum "$REPO/configs/$SERVER.wrappers" "$@" "$UPDATE_PROFILE" "$UPDATE_BUILD"
     cat "$src/.mcr-source"
   } 2>&1 | sed 's|  .*/|  |' | sha256sum | cut -c1-16
 }
 
 update_builds() {
-  local out=$1 cc=$2 patch=$3 src key s=$SECONDS
+  local out=$1 cc=$2 patch src key s=$SECONDS
+  shift 2
+  [ $# -gt 0 ] || { log "FAILED: update_builds: no patch"; exit 1; }
   QP=$out/$SERVER.qp
   src=$("$UPDATE_FETCH" "$SERVER" "$VERSION") || { log "FAILED: fetch-source.sh $SERVER $VERSION"; exit 1; }
-  key=$(update_key "$cc" "$patch" "$src")
+  key=$(update_key "$cc" "$src" "$@")
+  V2SRC=$out/v2-cache/src/$(basename "$src")
   if [ -f "$out/prod/build-info" ] && [ -f "$out/v2/build-info" ] && [ -s "$QP" ] &&
      { [ "${UPDATE_NO_BUILD:-0}" = 1 ] ||
        { [ "${UPDATE_REBUILD:-0}" != 1 ] && [ "$(cat "$out/update-key" 2>/dev/null)" = "$key" ]; }; }; then
@@ -88,8 +94,10 @@ update_builds() {
   v2src=$v2cache/src/$(basename "$src")
   rm -rf "$v2cache"; mkdir -p "$v2cache/src"
   cp -a "$src" "$v2src"
-  patch -p1 -s -d "$v2src" <"$patch" || { log "FAILED: $patch does not apply to $src"; exit 1; }
-  echo "patch=$(sha256sum <"$patch" | cut -c1-16)" >>"$v2src/.mcr-source"
+  for patch in "$@"; do
+    patch -p1 -s -d "$v2src" <"$patch" || { log "FAILED: $patch does not apply to $src (+ the patches before it)"; exit 1; }
+    echo "patch=$(sha256sum <"$patch" | cut -c1-16) $(basename "$patch")" >>"$v2src/.mcr-source"
+  done
   V2=$(MCR_CACHE=$v2cache MCR_WRAPPERS=$REPO/configs/$SERVER.wrappers MCR_PROFILE= \
        MCR_QUIESCENCE=$QP "$UPDATE_BUILD" "$SERVER" "$VERSION" --cc "$cc" --out "$out/v2") ||
     { log "FAILED: the v2 build failed (see $out/v2/build.log)"; exit 1; }

@@ -2,6 +2,8 @@
 # redis 7.0.15 updated live to 7.0.15 + Debian's CVE-2025-21605 patch
 # (0001-Limiting-output-buffer-for-unauthenticated-client-CV.patch, see
 # tests/real/update-patches.md) while redis-benchmark runs (label real-update).
+# With --debian-all, v2 is 7.0.15 with every patch of Debian's series instead
+# (the tree `dpkg-source -x` gives; see "--debian-all" below).
 #
 #   1. Builds (tests/real/update-lib.sh): scripts/profile-server.sh gives the
 #      quiescence config and the production build = v1; v2 = the same upstream
@@ -29,13 +31,36 @@
 #      without reading: v1 queues and sends every -NOAUTH reply; v2 (the patch)
 #      drops the client once more than 1 KiB of replies are queued. v1 expected
 #      before the update, v2 after.
+#   5. If the update is rolled back instead (exit 1), the reasons are logged and
+#      the old process is checked to serve on as if nothing happened: it is
+#      alive, the probe says v1, the 20 000 keys and the collections are intact,
+#      the held connection keeps its client and INFO process_id is the old pid,
+#      the pid file names it, no process of v2 is left, `mcr-ctl status` answers
+#      and the load saw no error. The test still fails (the update was asked to
+#      commit); the log says whether the old version survived it.
 # The phases of the update and the clients' pause (mcr-ctl --json) go to the log.
+#
+# --debian-all: v2 = the upstream tree with every patch of Debian's
+# debian/patches/series (redis 5:7.0.15-1~deb12u10, the newest revision of
+# 7.0.15 in the source indices: the package fetch-source.sh --debian-patches
+# extracts to $MCR_CACHE/src/redis-7.0.15-debian) applied in the series' order
+# with `patch -p1`; nothing is excluded: every patch builds with mcr-clang
+# (MALLOC=libc BUILD_TLS=no) and the result is checked to be file for file the
+# tree dpkg-source -x gives (debian/ aside). The packaging patches only touch
+# redis.conf/sentinel.conf (not read: redis runs without a config file),
+# Makefiles (CPPFLAGS, empty here; USE_SYSTEM_JEMALLOC, off with MALLOC=libc)
+# and code under #if USE_JEMALLOC. Unlike the single CVE patch, the series
+# changes types: CVE-2025-46818 adds `int lua_enable_deprecated_api` in the
+# middle of struct redisServer (the global `server`) and a config in the middle
+# of `static_configs[]` (see tests/real/update-patches.md). The same probe tells
+# the versions apart. Builds and run files go to $MCR_REAL_OUT/redis-7.0.15-update-debian.
 #
 # Options:
 #   --mcr-clang PATH   mcr-clang (default $MCR_BUILD_DIR/bin/mcr-clang); mcr-ctl and
 #                      mcr-profile are taken from the same directory
 #   --rebuild          build v1 and v2 even if an identical build is there
 #   --no-build         reuse v1, v2 and the config of an earlier run as they are
+#   --debian-all       v2 = 7.0.15 with all of Debian's patches (above)
 # Environment: MCR_CACHE (default ~/.cache/mcr), MCR_REAL_OUT (default
 # $MCR_CACHE/real; builds and run files go to $MCR_REAL_OUT/redis-7.0.15-update),
 # MCR_BUILD_DIR (default /work/main/build), MCR_UPDATE_BENCH_N (redis-benchmark
@@ -49,10 +74,14 @@ PORT_BASE=24620
 . "$REAL_DIR/update-lib.sh"
 
 PATCH_NAME=0001-Limiting-output-buffer-for-unauthenticated-client-CV.patch
+DEBIAN_ALL=0
+# --debian-all: patches of the series left out of v2 (none: all build and run).
+DEBIAN_EXCLUDE=()
 BENCH_N=${MCR_UPDATE_BENCH_N:-200000}
 NKEYS=20000
 STATUS=0
-failed() { log "FAILED: $*"; STATUS=1; }
+NFAILED=0
+failed() { log "FAILED: $*"; STATUS=1; NFAILED=$((NFAILED + 1)); }
 
 mcr_clang=${MCR_BUILD_DIR:-/work/main/build}/bin/mcr-clang
 while [ $# -gt 0 ]; do
@@ -61,6 +90,7 @@ while [ $# -gt 0 ]; do
     --mcr-clang=*) mcr_clang=${1#*=}; shift ;;
     --rebuild) export UPDATE_REBUILD=1; shift ;;
     --no-build) export UPDATE_NO_BUILD=1; shift ;;
+    --debian-all) DEBIAN_ALL=1; shift ;;
     -h|--help) sed -n '2,/^# Exit/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "$0: unknown argument $1" >&2; exit 1 ;;
   esac
@@ -75,6 +105,7 @@ done
 
 CACHE=${MCR_CACHE:-$HOME/.cache/mcr}
 OUT=${MCR_REAL_OUT:-$CACHE/real}/$SERVER-$VERSION-update
+[ "$DEBIAN_ALL" = 0 ] || OUT=$OUT-debian
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 T0=$SECONDS
@@ -85,9 +116,30 @@ DEBSRC=$("$UPDATE_FETCH" "$SERVER" "$VERSION" --debian-patches) ||
   { log "FAILED: fetch-source.sh $SERVER $VERSION --debian-patches"; exit 1; }
 PATCH=$DEBSRC/debian/patches/$PATCH_NAME
 [ -f "$PATCH" ] || { log "FAILED: no $PATCH"; exit 1; }
-update_builds "$OUT" "$mcr_clang" "$PATCH"
+if [ "$DEBIAN_ALL" = 0 ]; then
+  V2_DESC="+ $PATCH_NAME"
+  update_builds "$OUT" "$mcr_clang" "$PATCH"
+else
+  PATCHES=()
+  while read -r p _; do
+    case "$p" in ''|'#'*) continue ;; esac
+    for x in "${DEBIAN_EXCLUDE[@]+"${DEBIAN_EXCLUDE[@]}"}"; do [ "$x" = "$p" ] && continue 2; done
+    [ -f "$DEBSRC/debian/patches/$p" ] || { log "FAILED: the series names $p, not in $DEBSRC/debian/patches"; exit 1; }
+    PATCHES+=("$DEBSRC/debian/patches/$p")
+  done <"$DEBSRC/debian/patches/series"
+  V2_DESC="+ Debian's $(sed -n 's/^debian_version=//p' "$DEBSRC/.mcr-source") patches ($((${#PATCHES[@]})) of the series${DEBIAN_EXCLUDE[*]:+, without ${DEBIAN_EXCLUDE[*]}})"
+  update_builds "$OUT" "$mcr_clang" "${PATCHES[@]}"
+fi
 log "v1 $V1"
-log "v2 $V2 (with $PATCH_NAME); builds $BUILD_SECS s"
+log "v2 $V2 ($V2_DESC); builds $BUILD_SECS s"
+if [ "$DEBIAN_ALL" = 1 ] && [ ${#DEBIAN_EXCLUDE[@]} -eq 0 ]; then
+  # v2's source is Debian's (dpkg-source -x) file for file
+  if d=$(diff -rq -x debian -x .pc -x .mcr-source "$V2SRC" "$DEBSRC" 2>&1); then
+    log "v2's source tree is the one dpkg-source -x gives ($DEBSRC), debian/ aside"
+  else
+    log "FAILED: v2's source differs from $DEBSRC:"; echo "$d" | head -n 20 >&2; exit 1
+  fi
+fi
 log "quiescent points ($QP):"
 grep -E '^[[:space:]]*(class|qp)[[:space:]]' "$QP" | sed 's/^/    /' >&2
 # v2's source has the patch's check, v1's not (the probe below tells them apart
@@ -95,6 +147,11 @@ grep -E '^[[:space:]]*(class|qp)[[:space:]]' "$QP" | sed 's/^/    /' >&2
 MARK='For unauthenticated clients the output buffer is limited'
 grep -q "$MARK" "$(dirname "$V2")/networking.c" && ! grep -q "$MARK" "$(dirname "$V1")/networking.c" ||
   { log "FAILED: v2's networking.c does not carry the patch (or v1's does)"; exit 1; }
+if [ "$DEBIAN_ALL" = 1 ]; then
+  grep -q 'int lua_enable_deprecated_api;' "$(dirname "$V2")/server.h" &&
+    ! grep -q lua_enable_deprecated_api "$(dirname "$V1")/server.h" ||
+    { log "FAILED: v2's server.h does not have CVE-2025-46818's field (or v1's does)"; exit 1; }
+fi
 
 # --- the test's client (RESP by hand) ----------------------------------------------------
 RUN=$OUT/urun
@@ -382,6 +439,7 @@ log "mcr-ctl update: exit $rc"
 [ ! -s "$RUN/update.err" ] || sed 's/^/    /' "$RUN/update.err" >&2
 [ -s "$RUN/update.json" ] && update_log_json "$RUN/update.json"
 [ "$rc" -eq 0 ] || failed "mcr-ctl update exited $rc (0 = committed)"
+NFAILED_BEFORE=$NFAILED   # what failed from here on: the service during and after the update
 [ "$BENCH_AT_START" = 1 ] || failed "redis-benchmark had ended before the update started (raise MCR_UPDATE_BENCH_N)"
 [ "$BENCH_AT_END" = 1 ] || log "note: redis-benchmark ended before mcr-ctl update returned"
 
@@ -405,16 +463,40 @@ CLEFT=$(json_field "$RUN/check" connections_left 2>/dev/null || echo 0)
 
 NEWPID=$(json_field "$RUN/update.json" new_pid 2>/dev/null || echo 0)
 PAUSE_MS=$(pause_ms "$RUN/update.json")
+# Committed: v2 must answer as the new process. Rolled back (exit 1): v1 must
+# serve on unchanged, as the old process. The same checks either way.
 if [ "$rc" -eq 0 ]; then
+  SERVING=v2; SPID=$NEWPID
   for ((i = 0; i < 50; i++)); do alive "$V1PID" || break; sleep 0.1; done
   if alive "$V1PID"; then failed "the old process $V1PID still runs"
   else log "the old process $V1PID is gone"; fi
   wait "$V1PID" 2>/dev/null || true
   [ "$NEWPID" -gt 0 ] && alive "$NEWPID" || failed "the new process $NEWPID does not run"
+else
+  SERVING=v1; SPID=$V1PID
+  ROLLED_BACK=0
+  [ "$rc" -eq 1 ] && python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("committed") is not False)' \
+    "$RUN/update.json" 2>/dev/null && ROLLED_BACK=1
+  if [ "$ROLLED_BACK" = 1 ]; then
+    log "the update was rolled back; $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("reasons", [])))' \
+        "$RUN/update.json" 2>/dev/null) reason(s) above (report $RUN/update-report.json); checking that v1 serves on"
+  else
+    log "mcr-ctl update exited $rc without a rollback report; checking that v1 serves on"
+  fi
+  if alive "$V1PID"; then log "the old process $V1PID still runs"
+  else failed "the old process $V1PID is gone after the rollback"; fi
+  # no process of v2 left behind (mcr-ctl update kills and reaps it)
+  left=""
+  for d in /proc/[0-9]*; do
+    [ "$(readlink "$d/exe" 2>/dev/null)" = "$V2" ] && left="$left ${d#/proc/}"
+  done
+  [ -z "$left" ] && log "no process of v2 is left" || failed "processes of v2 left after the rollback:$left"
+fi
+if alive "$SPID"; then
   # the held connection
   touch "$RUN/held.go"
   wait_pids 60 "$HELD_PID"
-  if python3 - "$RUN/held.json" "$NEWPID" >&2 <<'PY'; then log "the connection opened before the update works"
+  if python3 - "$RUN/held.json" "$SPID" >&2 <<'PY'; then log "the connection opened before the update works ($SERVING answers it)"
 import json, sys
 j = json.load(open(sys.argv[1]))
 print("[redis] held connection: CLIENT ID %s before, %s after; GET held:before %r; "
@@ -436,32 +518,53 @@ PY
   fi
   # INFO, pid file, status
   IPID=$(info process_id); IRUNID=$(info run_id)
-  [ "$IPID" = "$NEWPID" ] && log "INFO server: process_id $IPID (the new pid)" ||
-    failed "INFO server: process_id '$IPID', expected the new pid $NEWPID"
-  [ "$IRUNID" = "$RUNID" ] && log "INFO server: run_id $IRUNID as before (globals carried over)" ||
+  [ "$IPID" = "$SPID" ] && log "INFO server: process_id $IPID (the $([ "$rc" -eq 0 ] && echo new || echo old) pid)" ||
+    failed "INFO server: process_id '$IPID', expected $SPID"
+  [ "$IRUNID" = "$RUNID" ] && log "INFO server: run_id $IRUNID as before" ||
     failed "INFO server: run_id '$IRUNID', was '$RUNID'"
   pf=$(tr "\n" " " <"$PIDFILE" 2>/dev/null || true)
-  [ "$pf" = "$NEWPID " ] && log "the pid file names the new process $NEWPID" ||
-    failed "the pid file holds '$pf', expected '$NEWPID'"
-  if "$MCR_CTL" status "$NEWPID" >"$RUN/status-v2.txt" 2>&1; then log "mcr-ctl status $NEWPID answers"
-  else failed "mcr-ctl status $NEWPID: $(head -c 300 "$RUN/status-v2.txt")"; fi
+  [ "$pf" = "$SPID " ] && log "the pid file names $SPID" ||
+    failed "the pid file holds '$pf', expected '$SPID'"
+  if "$MCR_CTL" status "$SPID" >"$RUN/status-after.txt" 2>&1; then log "mcr-ctl status $SPID answers"
+  else failed "mcr-ctl status $SPID: $(head -c 300 "$RUN/status-after.txt")"; fi
   # --- 4. which version answers now
   probe_version
-  [ "$(cat "$RUN/probe.version")" = v2 ] || failed "after the update the probe says $(cat "$RUN/probe.version"), not v2"
+  [ "$(cat "$RUN/probe.version")" = "$SERVING" ] ||
+    failed "after the update the probe says $(cat "$RUN/probe.version"), not $SERVING"
   ping_server || failed "the server does not answer PING after the probe"
 fi
 ls "$RUN"/core* >/dev/null 2>&1 && failed "core files in $RUN: $(ls "$RUN"/core* | tr '\n' ' ')"
 
 # --- summary --------------------------------------------------------------------------
 [ "$NEWPID" -gt 0 ] 2>/dev/null && kill -TERM "$NEWPID" 2>/dev/null || true
-echo "==== $SERVER-$VERSION: live update to + $PATCH_NAME under redis-benchmark ====" >&2
+echo "==== $SERVER-$VERSION: live update to $V2_DESC under redis-benchmark ====" >&2
 echo "  builds $BUILD_SECS s; total $((SECONDS - T0)) s" >&2
-echo "  update v1 ($V1PID) -> v2 ($NEWPID): exit $rc, pause $PAUSE_MS ms" >&2
+if [ "$rc" -eq 0 ]; then
+  echo "  update v1 ($V1PID) -> v2 ($NEWPID): committed, pause $PAUSE_MS ms" >&2
+else
+  echo "  update v1 ($V1PID) -> v2: NOT committed (mcr-ctl exit $rc), pause $PAUSE_MS ms" >&2
+fi
 python3 - "$RUN/update.json" >&2 <<'PY' || true
 import json, sys
 j = json.load(open(sys.argv[1]))
 print("  phases: " + ", ".join("%s %.1f ms" % (p["name"], p["us"] / 1000) for p in j["phases"]))
+# structured conflicts (kind, object) when mcr-ctl gives them, else the reasons
+r = [("[%s] " % c["kind"] if c.get("kind") else "") + (c["object"] + ": " if c.get("object") else "")
+     + c.get("message", "") for c in j.get("conflicts", [])] or j.get("reasons", [])
+if r:
+    print("  %d reason(s) for the rollback:" % len(r))
+    for x in r[:12]:
+        print("    - " + x)
+    if len(r) > 12:
+        print("    ... %d more in the report" % (len(r) - 12))
 PY
+if [ "$rc" -ne 0 ]; then
+  if [ "$NFAILED" -eq "$NFAILED_BEFORE" ]; then
+    echo "  after the rollback v1 (pid $V1PID) served on: load without error, keys, held connection, pid file, probe v1" >&2
+  else
+    echo "  after the rollback v1 did NOT serve on correctly: $((NFAILED - NFAILED_BEFORE)) check(s) failed (above)" >&2
+  fi
+fi
 echo "  checking client: $(json_field "$RUN/check" ops 2>/dev/null) requests, $(json_field "$RUN/check" errors 2>/dev/null) errors; redis-benchmark exit ${brc:-?}" >&2
 if [ "$STATUS" -eq 0 ]; then echo "  RESULT: OK" >&2; else echo "  RESULT: FAILED (files in $RUN)" >&2; fi
 exit "$STATUS"
