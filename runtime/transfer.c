@@ -1072,6 +1072,12 @@ static int step_globals(struct ctx *c)
         conflict(c, "narrowing\tfield %s: %s\tglobal %s", xe.path, xe.msg, g->name);
         continue;
       }
+      int (*hook)(void *, size_t, const void *, size_t) = mcr_xform_global_hook(g->name);
+      if (hook && hook(nv, g->size, val, g->osize) != 0) {
+        conflict(c, "hook\tmcr_transform_global_%s refused the old value\tglobal %s", g->name,
+                 g->name);
+        continue;
+      }
       val = nv;
       converted++;
     }

@@ -21,6 +21,8 @@
 
 #define MAX_BLOBS 4096
 
+typedef int (*hook_fn)(void *new, size_t new_size, const void *old, size_t old_size);
+
 /* What is known of the objects of one new tag whose type changed. */
 struct tinfo {
   const char *key;
@@ -29,6 +31,8 @@ struct tinfo {
   const struct mcr_typetab *otab, *ntab;
   uint32_t otype, ntype, shape;
   const char *old_loc, *new_loc, *old_name, *new_name;
+  hook_fn hook; /* the user's transformation, run after the plan */
+  const char *hook_name;
 };
 
 /* A changed global, for pointer remapping. */
@@ -125,6 +129,72 @@ static size_t pow2(size_t n)
   while (c < n)
     c *= 2;
   return c;
+}
+
+/* ---- user transformations (mcr/transform.h): functions named
+ * mcr_transform_global_SYM / mcr_transform_type_NAME in this executable ---- */
+
+static hook_fn find_hook(const char *prefix, const char *name)
+{
+  static struct mcr_elfsym self;
+  static int opened, bias_ok;
+  static uintptr_t bias;
+  char want[512];
+  Elf64_Sym es;
+  const char *sn;
+  if (!name || !*name || snprintf(want, sizeof(want), "%s%s", prefix, name) >= (int)sizeof(want))
+    return NULL;
+  if (!opened) {
+    opened = mcr_elfsym_open(&self, "/proc/self/exe") == 0 ? 1 : -1;
+    char path[8];
+    bias_ok = mcr_elf_object_of((uintptr_t)&find_hook, &bias, path, sizeof(path)) == 0;
+  }
+  if (opened < 0 || !bias_ok)
+    return NULL;
+  for (size_t i = 0; mcr_elfsym_symbol(&self, i, &es, &sn) == 0; i++)
+    if (ELF64_ST_TYPE(es.st_info) == STT_FUNC && es.st_value && !strcmp(sn, want))
+      return (hook_fn)(bias + es.st_value);
+  return NULL;
+}
+
+/* The name a type goes by for MCR_TRANSFORM_TYPE: its struct/union/enum tag or
+ * typedef name (the first one met through typedefs). */
+static const char *type_name(const struct mcr_typetab *tt, uint32_t t)
+{
+  struct mcr_type_rec r;
+  for (int i = 0; i < 8 && t != MCR_NO_TYPE && mcr_typetab_type(tt, t, &r) == 0; i++) {
+    const char *n = mcr_typetab_str(tt, r.name);
+    if (n && *n)
+      return n;
+    if (r.kind != MCR_TYPE_TYPEDEF)
+      break;
+    t = r.target;
+  }
+  return NULL;
+}
+
+/* A plan of no operations (the hook does everything) between two types. */
+static const struct mcr_xplan *empty_plan(const struct mcr_typetab *ot, uint32_t o,
+                                          const struct mcr_typetab *nt, uint32_t n)
+{
+  struct mcr_type_rec r;
+  struct mcr_xplan *p = mcr_arena_alloc(X.a, sizeof(*p), 8);
+  if (!p)
+    return NULL;
+  for (int i = 0; i < 8 && mcr_typetab_type(ot, o, &r) == 0 && r.kind == MCR_TYPE_TYPEDEF; i++)
+    o = r.target;
+  if (mcr_typetab_type(ot, o, &r) == 0)
+    p->old_size = r.size;
+  for (int i = 0; i < 8 && mcr_typetab_type(nt, n, &r) == 0 && r.kind == MCR_TYPE_TYPEDEF; i++)
+    n = r.target;
+  if (mcr_typetab_type(nt, n, &r) == 0)
+    p->new_size = r.size;
+  return p->old_size && p->new_size ? p : NULL;
+}
+
+void *mcr_xform_global_hook(const char *sym)
+{
+  return (void *)find_hook("mcr_transform_global_", sym);
 }
 
 /* The old executable's load bias: its lowest mapping at file offset 0 minus its
@@ -405,7 +475,11 @@ int mcr_xform_global(const struct mcr_typetab *ntab, const struct mcr_global_rec
                "give the global a C type (not an opaque byte array)");
     return -1;
   }
-  if (mcr_xplan_build(X.a, otab, ogr.type, ntab, ngr->type, plan, &xe) != 0) {
+  hook_fn hook = find_hook("mcr_transform_global_", sym);
+  if (mcr_xplan_build(X.a, otab, ogr.type, ntab, ngr->type, plan, &xe) != 0 && hook &&
+      (*plan = empty_plan(otab, ogr.type, ntab, ngr->type)))
+    return 1; /* the user's transformation does it all */
+  if (!*plan || (xe.msg[0] && !hook)) {
     char msg[900];
     snprintf(msg, sizeof(msg), "%s: %s", xe.path, xe.msg);
     structured(why, whylen, "type", msg, obj, rendered(otab, ogr.type, 0),
@@ -414,7 +488,7 @@ int mcr_xform_global(const struct mcr_typetab *ntab, const struct mcr_global_rec
     *plan = NULL;
     return -1;
   }
-  if ((*plan)->identical && osize == nsize) {
+  if ((*plan)->identical && osize == nsize && !hook) {
     *plan = NULL;
     return 0;
   }
@@ -615,7 +689,11 @@ int mcr_xform_site(const char *key, struct mcr_site *s)
     return 0; /* untyped on a side: kept as it is, traced conservatively */
   const struct mcr_xplan *p = NULL;
   int bad = mcr_xplan_build(X.a, otab, orec.type, &ntab, nrec.type, &p, &xe) != 0;
-  if (!bad && p->identical)
+  const char *tname = type_name(&ntab, nrec.type);
+  hook_fn hook = find_hook("mcr_transform_type_", tname);
+  if (bad && hook && (p = empty_plan(otab, orec.type, &ntab, nrec.type)))
+    bad = 0; /* the user's transformation does it all */
+  if (!bad && p->identical && !hook)
     return 0;
   struct tinfo *ti = mcr_arena_alloc(X.a, sizeof(*ti), 8);
   struct mcr_typetab *nt = mcr_arena_alloc(X.a, sizeof(*nt), 8);
@@ -624,6 +702,12 @@ int mcr_xform_site(const char *key, struct mcr_site *s)
   *nt = ntab;
   ti->key = mcr_arena_strdup(X.a, key);
   ti->plan = bad ? NULL : p;
+  ti->hook = hook;
+  if (hook) {
+    char hn[300];
+    snprintf(hn, sizeof(hn), "mcr_transform_type_%s", tname);
+    ti->hook_name = mcr_arena_strdup(X.a, hn);
+  }
   ti->otab = otab;
   ti->ntab = nt;
   ti->otype = orec.type;
@@ -1131,12 +1215,25 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
       memset(dst, 0, c->size);
     int bad = 0;
     if (c->ti->shape == MCR_SHAPE_ARRAY) {
-      for (uint32_t k = 0; k < c->count && !bad; k++)
+      for (uint32_t k = 0; k < c->count && !bad; k++) {
         bad = mcr_xplan_apply(p, old + (size_t)k * p->old_size, p->old_size,
                               dst + (size_t)k * p->new_size, p->new_size, &xe) != 0;
+        if (!bad && c->ti->hook &&
+            c->ti->hook(dst + (size_t)k * p->new_size, p->new_size, old + (size_t)k * p->old_size,
+                        p->old_size) != 0) {
+          bad = 1;
+          snprintf(xe.path, sizeof(xe.path), "[%u]", k);
+          snprintf(xe.msg, sizeof(xe.msg), "%s refused it", c->ti->hook_name);
+        }
+      }
     } else {
-      bad = mcr_xplan_apply(p, old, c->ti->shape == MCR_SHAPE_FLEX ? c->size : p->old_size, dst,
-                            c->nlen, &xe) != 0;
+      size_t olen = c->ti->shape == MCR_SHAPE_FLEX ? c->size : p->old_size;
+      bad = mcr_xplan_apply(p, old, olen, dst, c->nlen, &xe) != 0;
+      if (!bad && c->ti->hook && c->ti->hook(dst, c->nlen, old, olen) != 0) {
+        bad = 1;
+        snprintf(xe.path, sizeof(xe.path), "(whole object)");
+        snprintf(xe.msg, sizeof(xe.msg), "%s refused it", c->ti->hook_name);
+      }
     }
     if (bad) {
       char obj[200], msg[900];

@@ -110,6 +110,9 @@ const unsigned char *mcr_xform_initial(const char *sym, uintptr_t oa, size_t os)
 int mcr_xform_unmodified(const unsigned char *init, uintptr_t oa, const unsigned char *val,
                         size_t os, struct mcr_image_map *im);
 
+/* The user's transformation for global sym (mcr/transform.h), or NULL. */
+void *mcr_xform_global_hook(const char *sym);
+
 /* Releases the old executable's mapping. */
 void mcr_xform_close(void);
 

@@ -80,9 +80,10 @@ struct conn {
 struct stats {
   unsigned int keys;  /* narrowed: the values fit */
   unsigned long gets; /* new */
-  unsigned long conns;
+  unsigned long connections; /* renamed from conns: see the transformation below */
   unsigned long commands;
 };
+#define conns_count connections
 #elif KV_VERSION == 4
 struct stats {
   unsigned long keys;
@@ -95,6 +96,9 @@ struct stats {
   unsigned long conns;
   unsigned long commands;
 };
+#endif
+#ifndef conns_count
+#define conns_count conns
 #endif
 
 #if KV_VERSION == 3
@@ -121,6 +125,22 @@ static struct entry **table;
 static struct conn *conns;
 static unsigned char last_conn[sizeof(void *)]; /* the newest connection, as bytes */
 static volatile sig_atomic_t stopping;
+
+#if KV_VERSION == 3
+/* A renamed field is a semantic change mcr cannot infer (to it, conns was removed
+ * and connections added): the update runs this to carry the value over. */
+#include <mcr/transform.h>
+struct stats_v1 {
+  unsigned long keys, conns, commands;
+};
+MCR_TRANSFORM_GLOBAL(stats) {
+  (void)new_size;
+  if (old_size != sizeof(struct stats_v1))
+    return 0; /* from another version: nothing renamed */
+  ((struct stats *)new)->connections = ((const struct stats_v1 *)old)->conns;
+  return 0;
+}
+#endif
 
 static unsigned long hash(const char *s) {
   unsigned long h = 5381;
@@ -212,7 +232,7 @@ static void command(struct conn *c, char *line) {
     reply(c, "HITS %lu\n", e ? e->hits : 0);
   } else if (!strcmp(cmd, "STATS")) {
     reply(c, "STATS keys=%lu conns=%lu cmds=%lu mode=%d latency=%ld,%ld,%ld,%ld gets=%lu\n",
-          (unsigned long)stats.keys, stats.conns, (unsigned long)stats.commands, (int)mode,
+          (unsigned long)stats.keys, stats.connections, (unsigned long)stats.commands, (int)mode,
           latency_ms[0], latency_ms[1], latency_ms[2], latency_ms[3], stats.gets);
 #else
   } else if (!strcmp(cmd, "STATS")) {
@@ -233,7 +253,7 @@ static void close_conn(int ep, struct conn *c) {
       *p = c->next;
       break;
     }
-  stats.conns--;
+  stats.conns_count--;
   free(c);
 }
 
@@ -333,7 +353,7 @@ int main(int argc, char **argv) {
         c->next = conns;
         conns = c;
         memcpy(last_conn, &c, sizeof(c));
-        stats.conns++;
+        stats.conns_count++;
         struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
       }

@@ -28,7 +28,8 @@
 #              named in the report (mcr-ctl report --json) while v1 serves on,
 #              untouched; then v1 -> v3 (entries reordered, grown and moved, stats
 #              narrowed and extended, an enum reordered, an array widened and grown,
-#              a config field added) commits with every key, the line, STATS
+#              a config field added, a field renamed with a user transformation
+#              MCR_TRANSFORM_GLOBAL) commits with every key, the line, STATS
 #              converted; and v3 -> v1 back
 #
 #   run.sh BUILD_DIR TEST
@@ -43,7 +44,7 @@ prof="$build/bin/mcr-profile"
 ctl="$build/bin/mcr-ctl"
 client="$src/kvclient.py"
 work=$(mktemp -d "${TMPDIR:-/tmp}/mcr-update-$test.XXXXXX")
-cflags=(-O2 -g -Wall -Wextra -Werror)
+cflags=(-O2 -g -Wall -Wextra -Werror -I"$top/runtime/include")
 pids=()
 keep=0
 cleanup() {
@@ -251,7 +252,9 @@ f = dict(kv.split("=") for kv in stats.split()[1:])
 before = dict(kv.split("=") for kv in sys.argv[2].split()[1:])
 # keys narrowed, cmds moved (it only grows), mode reordered (v1 MODE_SERVING=1
 # is v3's 0), gets new (zero at the update, then the session's 3000 GETs)
+# conns was renamed connections: the user transformation carried it (1: this one)
 ok = (f["keys"] == "3001" and int(f["cmds"]) > int(before["cmds"]) and f["mode"] == "0" and
+      f["conns"] == "1" and
       before["mode"] == "1" and 3000 <= int(f["gets"]) < 3100 and hits == "HITS 3")
 print("STATS before:", sys.argv[2]); print("STATS after: ", stats, "|", hits)
 sys.exit(0 if ok else 1)
