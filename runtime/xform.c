@@ -136,24 +136,38 @@ static size_t pow2(size_t n)
 
 static hook_fn find_hook(const char *prefix, const char *name)
 {
-  static struct mcr_elfsym self;
-  static int opened, bias_ok;
-  static uintptr_t bias;
+  /* the executable's mcr_transform_* functions, listed once */
+  static struct {
+    const char *name;
+    hook_fn fn;
+  } list[256];
+  static size_t n;
+  static int listed;
   char want[512];
-  Elf64_Sym es;
-  const char *sn;
   if (!name || !*name || snprintf(want, sizeof(want), "%s%s", prefix, name) >= (int)sizeof(want))
     return NULL;
-  if (!opened) {
-    opened = mcr_elfsym_open(&self, "/proc/self/exe") == 0 ? 1 : -1;
+  if (!listed) {
+    struct mcr_elfsym self;
+    uintptr_t bias;
     char path[8];
-    bias_ok = mcr_elf_object_of((uintptr_t)&find_hook, &bias, path, sizeof(path)) == 0;
+    Elf64_Sym es;
+    const char *sn;
+    listed = 1;
+    if (mcr_elf_object_of((uintptr_t)&find_hook, &bias, path, sizeof(path)) != 0 ||
+        mcr_elfsym_open(&self, "/proc/self/exe") != 0)
+      return NULL;
+    for (size_t i = 0; mcr_elfsym_symbol(&self, i, &es, &sn) == 0 && n < 256; i++)
+      if (ELF64_ST_TYPE(es.st_info) == STT_FUNC && es.st_value &&
+          !strncmp(sn, "mcr_transform_", 14)) {
+        list[n].name = mcr_arena_strdup(X.a, sn);
+        list[n].fn = (hook_fn)(bias + es.st_value);
+        n += list[n].name != NULL;
+      }
+    mcr_elfsym_close(&self);
   }
-  if (opened < 0 || !bias_ok)
-    return NULL;
-  for (size_t i = 0; mcr_elfsym_symbol(&self, i, &es, &sn) == 0; i++)
-    if (ELF64_ST_TYPE(es.st_info) == STT_FUNC && es.st_value && !strcmp(sn, want))
-      return (hook_fn)(bias + es.st_value);
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(list[i].name, want))
+      return list[i].fn;
   return NULL;
 }
 
