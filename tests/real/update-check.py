@@ -3,12 +3,16 @@
 
     update-check.py --port PORT --docroot DIR --out FILE [--expect SEQ]
                     [--duration SEC] [--timeout SEC]
+                    [--version-header NAME --v1-value A --v2-value B]
 
 Runs until SIGINT/SIGTERM (or --duration) over ONE http.client.HTTPConnection:
 GETs, in turn, /file-4k.txt, each file of /dir/ and the listing /dir/, and
 checks the status (200) and the body (the file's bytes; for the listing, every
 file name). Each answer's version is its `X-Mcr-Code` header ("v2") or "v1"
-without one (tests/real/patches/lighttpd-1.4.69-code.patch).
+without one (tests/real/patches/lighttpd-1.4.69-code.patch); with
+--version-header NAME --v1-value A --v2-value B, the header NAME says it (A:
+v1, B: v2, anything else an error), e.g. Server: lighttpd/1.4.69 and
+lighttpd/1.4.79 (tests/real/update-lighttpd-79.sh).
 
 Errors: a failed request (exception, timeout, status, body), a reconnect (the
 local address of the socket changed: http.client reopens a closed connection
@@ -36,7 +40,12 @@ def main():
     ap.add_argument("--expect", default="v1,v2", choices=("v1,v2", "v2", "v1"))
     ap.add_argument("--duration", type=float, default=0)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--version-header", default=None)
+    ap.add_argument("--v1-value", default=None)
+    ap.add_argument("--v2-value", default=None)
     a = ap.parse_args()
+    if a.version_header and (a.v1_value is None or a.v2_value is None):
+        ap.error("--version-header needs --v1-value and --v2-value")
 
     stop = [False]
 
@@ -91,7 +100,15 @@ def main():
             st["max_gap_ms"] = round((now - last) * 1000, 3)
             st["max_gap_at"] = round(now - t0, 3)
         last = now
-        ver = "v2" if r.getheader("X-Mcr-Code") == "v2" else "v1"
+        if a.version_header:
+            hv = r.getheader(a.version_header)
+            ver = "v1" if hv == a.v1_value else "v2" if hv == a.v2_value else None
+            if ver is None:
+                error("GET %s: %s: %r, neither v1's %r nor v2's %r"
+                      % (path, a.version_header, hv, a.v1_value, a.v2_value))
+                continue
+        else:
+            ver = "v2" if r.getheader("X-Mcr-Code") == "v2" else "v1"
         if r.status != 200:
             error("GET %s: status %d (%s)" % (path, r.status, ver))
             continue
