@@ -30,6 +30,8 @@ cleanup() {
   local rc=$?
   exec 2>/dev/null
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # an update that committed when it should not have: its new process
+  [ -s "$work/pidfile" ] && kill -9 "$(cat "$work/pidfile")" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ $keep = 1 ]; then echo "files kept in $work"; else rm -rf "$work"; fi
   exit $rc
