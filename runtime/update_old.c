@@ -426,6 +426,8 @@ static void lost_new(struct mcr_update_result *r, pid_t pid, int pidfd, int e, c
 }
 
 static void rewrite_pidfiles(pid_t old, pid_t new);
+static void snapshot_pidfiles(void);
+static void restore_pidfiles(void);
 
 void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
                     struct mcr_update_result *r)
@@ -456,6 +458,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   }
 
   /* 1. spawn */
+  snapshot_pidfiles();
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
     reason(r, "other", "socketpair: %s", strerror(errno));
     goto rollback;
@@ -641,6 +644,7 @@ rollback:
     close(pidfd);
   if (pid > 0)
     rewrite_pidfiles(pid, getpid()); /* the new startup wrote its pid: ours again */
+  restore_pidfiles(); /* ...or removed or emptied it, exiting (lighttpd) */
   r->new_pid = 0;
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
   if (!r->nconflicts)
@@ -730,6 +734,74 @@ static void rewrite_pidfiles(pid_t old, pid_t new)
       continue;
     snprintf(path, sizeof(path), "%.*s", (int)(q2 - q1 - 1), q1 + 1);
     rewrite_pidfile(path, old, new, (int)e[i].result);
+  }
+}
+
+/* The pid files as the update found them: startup-written files holding exactly
+ * this process's pid. A new version that fails may remove or truncate them on its
+ * way out (its exit path cleans up "its" pid file): a rollback puts them back. */
+#define MAX_PIDFILES 8
+static char pidfile_snap[MAX_PIDFILES][512];
+static int npidfile_snap;
+
+static int holds_pid(const char *path, pid_t pid)
+{
+  char buf[64], want[32];
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return 0;
+  ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
+  close(fd);
+  if (got <= 0)
+    return 0;
+  buf[got] = 0;
+  snprintf(want, sizeof(want), "%d\n", (int)pid);
+  return !strcmp(buf, want);
+}
+
+static void snap_one(const char *path)
+{
+  for (int i = 0; i < npidfile_snap; i++)
+    if (!strcmp(pidfile_snap[i], path))
+      return;
+  if (npidfile_snap < MAX_PIDFILES && strlen(path) < sizeof(pidfile_snap[0]) &&
+      holds_pid(path, getpid()))
+    snprintf(pidfile_snap[npidfile_snap++], sizeof(pidfile_snap[0]), "%s", path);
+}
+
+static void snapshot_pidfiles(void)
+{
+  const struct mcr_startup_entry *e;
+  size_t n = mcr_startup_entries(&e);
+  char path[MCR_SE_DETAIL];
+
+  npidfile_snap = 0;
+  for (int i = 0; i < nstartup_wfiles && i < MAX_WFILES; i++)
+    if (startup_wfiles[i][0])
+      snap_one(startup_wfiles[i]);
+  for (size_t i = 0; i < n; i++) {
+    const char *q1, *q2;
+    if (e[i].kind != MCR_SK_OPEN || e[i].result < 0 || !(q1 = strchr(e[i].detail, '"')) ||
+        !(q2 = strchr(q1 + 1, '"')) || q2 - q1 - 1 >= (long)sizeof(path))
+      continue;
+    snprintf(path, sizeof(path), "%.*s", (int)(q2 - q1 - 1), q1 + 1);
+    snap_one(path);
+  }
+}
+
+static void restore_pidfiles(void)
+{
+  char line[32];
+  int ll = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+  for (int i = 0; i < npidfile_snap; i++) {
+    if (holds_pid(pidfile_snap[i], getpid()))
+      continue;
+    int fd = open(pidfile_snap[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+      continue;
+    if (write(fd, line, (size_t)ll) != ll)
+      (void)ftruncate(fd, 0);
+    close(fd);
   }
 }
 

@@ -26,6 +26,9 @@
  *         from a byte buffer (last_conn) and from the kernel's epoll registration,
  *         neither known to be a pointer, so the update must refuse (pinned)
  *   6     like 1 but listens with another backlog: the startup no longer matches
+ *   7     like 1 but gives up right after writing its pid file, removing it on the
+ *         way out (as lighttpd does when its startup fails): a rollback must put the
+ *         old version's pid file back
  *
  * usage: kvstore [-p PORT] [-f PIDFILE]
  */
@@ -327,6 +330,15 @@ int main(int argc, char **argv) {
       fclose(f);
     }
   }
+#if KV_VERSION == 7
+  static volatile int give_up = 1; /* opaque: the loop below must stay compiled */
+  if (give_up) {
+    fprintf(stderr, "kvstore: version 7 gives up at startup\n");
+    if (config.pidfile)
+      unlink(config.pidfile);
+    return 1;
+  }
+#endif
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);

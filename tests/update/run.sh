@@ -30,7 +30,9 @@
 #              narrowed and extended, an enum reordered, an array widened and grown,
 #              a config field added, a field renamed with a user transformation
 #              MCR_TRANSFORM_GLOBAL) commits with every key, the line, STATS
-#              converted; and v3 -> v1 back
+#              converted; and v3 -> v1 back. v1 -> v7 (a startup that fails and
+#              removes the pid file on its way out) rolls back with the pid file
+#              naming v1 again
 #
 #   run.sh BUILD_DIR TEST
 # On failure the work directory is kept and its path printed.
@@ -213,7 +215,7 @@ rollback)
   ok "a clean update after 16 rollbacks committed"
   ;;
 transform)
-  build_versions 1 3 4 5 6
+  build_versions 1 3 4 5 6 7
   start "$work/v1/kvstore"
   python3 "$client" fill "$port" 3000
   exec 3<>"/dev/tcp/127.0.0.1/$port"
@@ -231,11 +233,13 @@ transform)
 import json, sys
 r = json.load(open(sys.argv[1]))
 kind, words = sys.argv[2], sys.argv[3:]
-cs = [c for c in r["conflicts"] if c["kind"] == kind]
+cs = [c for c in r["conflicts"] if c["kind"] == kind or not kind]
 text = json.dumps(cs)
 sys.exit(0 if cs and all(w in text for w in words) else 1)
 PY
     alive "$pid" || fail "v1 -> v$v: the old process died"
+    [ "$(cat "$work/pidfile" 2>/dev/null)" = "$pid" ] ||
+      fail "v1 -> v$v: the pid file holds '$(cat "$work/pidfile" 2>/dev/null)', not $pid"
     printf 'GET key7\n' >&3
     read -r -t 5 line <&3 || fail "v1 -> v$v: no answer on the connection after the rollback"
     [ "$line" = "VALUE value-7" ] || fail "v1 -> v$v: answered '$line'"
@@ -246,6 +250,7 @@ PY
   refused 4 narrowing commands "does not fit"
   refused 5 pinned epoll "struct conn"
   refused 6 startup listen
+  refused 7 "" "exited"
   exec 3<&-
   python3 "$client" session "$port" 3000 3 "$ctl" update "$pid" "$work/v3/kvstore" \
     >"$work/session.log" 2>&1 || { cat "$work/session.log"; fail "update v1 -> v3"; }
