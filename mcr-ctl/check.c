@@ -103,6 +103,10 @@ enum outcome {
   OUT_TRANSFORM, /* a plan that is not a plain copy */
   OUT_REFUSED,   /* no plan: a conflict at update time */
   OUT_UNTYPED,   /* no type on one side: copied (globals) or kept as is (heap objects) */
+  OUT_KEPT,      /* a global array of changed type whose initial data is not zero (a static
+                    table): if the program never wrote it, NEW's value is kept, nothing
+                    converted or refused; otherwise if_written says what happens */
+  NOUT
 };
 
 struct item {
@@ -112,6 +116,9 @@ struct item {
   uint64_t osize, nsize; /* a global's symbol sizes */
   const struct sym *osym; /* a global's symbol in OLD */
   enum outcome out;
+  enum outcome if_written; /* OUT_KEPT: OUT_TRANSFORM or OUT_REFUSED */
+  const char *hook;        /* NEW's user transformation for it (mcr/transform.h), or NULL */
+  int by_hook;             /* mcr cannot convert it (err says why): the hook does it all */
   const struct mcr_xplan *plan;
   struct mcr_xerror err;
   char *old_type, *new_type; /* rendered (a site: with its shape) */
@@ -933,7 +940,64 @@ static void check_dropped(struct check *c, struct item *it)
   }
 }
 
-static int judge(struct check *c, struct item *it)
+/* NEW's user transformation prefix+name (mcr/transform.h: a function found by name,
+ * as xform.c's find_hook), or NULL. */
+static const char *find_hook(const struct check *c, const char *prefix, const char *name)
+{
+  const struct version *n = &c->v[1];
+  char want[512];
+  struct sym key = {.name = want};
+  const struct sym *hit;
+
+  if (!name || !*name || snprintf(want, sizeof(want), "%s%s", prefix, name) >= (int)sizeof(want))
+    return NULL;
+  hit = n->nall ? bsearch(&key, n->byname, n->nall, sizeof(key), cmp_sym) : NULL;
+  if (!hit)
+    return NULL;
+  for (size_t i = (size_t)(hit - n->byname); i > 0 && !strcmp(n->byname[i - 1].name, want); i--)
+    hit = &n->byname[i - 1];
+  for (; hit < n->byname + n->nall && !strcmp(hit->name, want); hit++)
+    if (hit->code && hit->value)
+      return hit->name;
+  return NULL;
+}
+
+/* The name MCR_TRANSFORM_TYPE takes for type t: its tag or typedef name, the first met
+ * through typedefs (xform.c's type_name). */
+static const char *type_name(const struct mcr_typetab *tt, uint32_t t)
+{
+  struct mcr_type_rec r;
+
+  for (int i = 0; i < 8 && t != MCR_NO_TYPE && mcr_typetab_type(tt, t, &r) == 0; i++) {
+    const char *n = mcr_typetab_str(tt, r.name);
+    if (n && *n)
+      return n;
+    if (r.kind != MCR_TYPE_TYPEDEF)
+      break;
+    t = r.target;
+  }
+  return NULL;
+}
+
+/* The plan of a change only a user transformation converts: no operations, the
+ * types' sizes (xform.c's empty_plan). */
+static const struct mcr_xplan *empty_plan(struct check *c, const struct mcr_typetab *ot,
+                                          uint32_t o, const struct mcr_typetab *nt, uint32_t n)
+{
+  struct mcr_xplan *p = mcr_arena_alloc(c->arena, sizeof(*p), 8);
+  struct mcr_type_rec r;
+  uint32_t idx;
+
+  if (!p)
+    return NULL;
+  if (strip_typedefs(ot, o, &r, &idx) == 0)
+    p->old_size = r.size;
+  if (strip_typedefs(nt, n, &r, &idx) == 0)
+    p->new_size = r.size;
+  return p->old_size && p->new_size ? p : NULL;
+}
+
+static int judge_pair(struct check *c, struct item *it)
 {
   const struct mcr_typetab *ot, *nt;
   uint32_t otype, ntype;
@@ -974,7 +1038,13 @@ static int judge(struct check *c, struct item *it)
     return 0;
   }
 
-  if (mcr_xplan_build(c->arena, ot, otype, nt, ntype, &it->plan, &it->err) != 0) {
+  const char *tname = site ? type_name(nt, ntype) : NULL;
+  it->hook = site ? find_hook(c, "mcr_transform_type_", tname)
+                  : find_hook(c, "mcr_transform_global_", it->ng->symbol);
+  if (mcr_xplan_build(c->arena, ot, otype, nt, ntype, &it->plan, &it->err) != 0 && it->hook &&
+      (it->plan = empty_plan(c, ot, otype, nt, ntype))) {
+    it->by_hook = 1; /* the user's transformation does it all */
+  } else if (!it->plan || it->err.msg[0]) {
     uint32_t oe, ne, of, nf;
     char *oft, *nft;
 
@@ -986,30 +1056,31 @@ static int judge(struct check *c, struct item *it)
       decl_of(ot, oe, &it->encl_old_file, &it->encl_old_line);
       decl_of(nt, ne, &it->encl_new_file, &it->encl_new_line);
     }
+    char *hookfix = site ? (tname ? fmt("MCR_TRANSFORM_TYPE(%s)", tname) : NULL)
+                         : fmt("MCR_TRANSFORM_GLOBAL(%s)", it->ng->symbol);
     if (it->err.path[0] == '(' || !it->err.path[0])
-      it->fix = site ? fmt("register a transformation (MCR_TRANSFORM) for %s, or allocate the "
-                           "new type at another site (objects of an unpaired site are kept "
-                           "untyped)",
-                           it->new_type ? it->new_type : "the new type")
-                     : fmt("register a transformation (MCR_TRANSFORM) for global '%s', or give "
-                           "it a different name in NEW (a new global starts from its initial "
-                           "value)",
-                           it->ng->name);
+      it->fix = site ? fmt("add %s to NEW (mcr/transform.h), or allocate the new type at "
+                           "another site (objects of an unpaired site are kept untyped)",
+                           hookfix ? hookfix : "a transformation")
+                     : fmt("add %s to NEW (mcr/transform.h), or give '%s' another name there "
+                           "(a new global starts from its initial value)",
+                           hookfix ? hookfix : "a transformation", it->ng->name);
     else {
       oft = oe != MCR_NO_TYPE ? render(ot, of, 0, 0) : NULL;
       nft = ne != MCR_NO_TYPE ? render(nt, nf, 0, 0) : NULL;
-      it->fix = fmt("keep field '%s' as %s and add a field with another name for %s, or "
-                    "register a transformation for %s (MCR_TRANSFORM)",
+      it->fix = fmt("keep field '%s' as %s and add a field with another name for %s, or add "
+                    "%s to NEW (mcr/transform.h)",
                     field_of(it->err.path), oft ? oft : "it was", nft ? nft : "the new type",
-                    it->encl ? it->encl : "the enclosing type");
+                    hookfix ? hookfix : "a transformation");
       free(oft);
       free(nft);
     }
+    free(hookfix);
     if (!it->fix)
       return -1;
     return 0;
   }
-  if (it->plan->identical && (site || it->osize == it->nsize)) {
+  if (it->plan->identical && (site || it->osize == it->nsize) && !it->hook) {
     it->out = OUT_IDENTICAL;
     return 0;
   }
@@ -1018,9 +1089,9 @@ static int judge(struct check *c, struct item *it)
     snprintf(it->err.path, sizeof(it->err.path), "(whole object)");
     snprintf(it->err.msg, sizeof(it->err.msg), "the allocation changed from %s to %s",
              mcr_site_shape_name(it->os->rec.shape), mcr_site_shape_name(it->ns->rec.shape));
-    it->fix = fmt("register a transformation (MCR_TRANSFORM) for %s, or allocate the new shape "
-                  "at another site (objects of an unpaired site are kept untyped)",
-                  it->new_type ? it->new_type : "the new type");
+    it->by_hook = 0;
+    it->fix = fmt("allocate the new shape at another site (objects of an unpaired site are "
+                  "kept untyped), or keep the old shape");
     return it->fix ? 0 : -1;
   }
   it->out = OUT_TRANSFORM;
@@ -1030,10 +1101,10 @@ static int judge(struct check *c, struct item *it)
      * cannot be matched by content when it lost entries) */
     it->out = OUT_REFUSED;
     snprintf(it->err.msg, sizeof(it->err.msg),
-             "the array shrinks and the elements it drops hold data in OLD's initial data (a "
-             "table that lost entries): the update refuses unless the program cleared them");
-    it->fix = fmt("give '%s' another name in NEW (a new global starts from its initial value, "
-                  "right for a constant table; or make it const), or keep its size",
+             "the array shrinks and the elements it drops are not zero (they hold data in OLD's "
+             "initial data): the update refuses unless they are zero by then");
+    it->fix = fmt("keep the array's size in NEW, or give '%s' another name there (a new "
+                  "global starts from its initial value)",
                   it->ng->name);
     return it->fix ? 0 : -1;
   }
@@ -1139,8 +1210,8 @@ static int check_pointers(struct check *c)
     const struct item *it = &c->items[i];
     size_t lo = 0, hi = o->nrelocs;
 
-    if (it->is_site || !it->osym || !it->osize)
-      continue;
+    if (it->is_site || !it->osym || !it->osize || it->out == OUT_KEPT)
+      continue; /* a static table is not translated: NEW's stays */
     while (lo < hi) { /* the first relocation at or after the holder */
       size_t mid = (lo + hi) / 2;
       if (o->relocs[mid].off < it->osym->value)
@@ -1188,6 +1259,25 @@ static int check_pointers(struct check *c)
   return 0;
 }
 
+/* A global of changed type that still holds its initial data when the update runs is
+ * kept as NEW has it (transfer.c: mcr_xform_unmodified): no conversion, no conflict.
+ * Whether the program wrote it is not known here; a top-level array whose initial
+ * data is not zero is taken to be a static table that it did not write. */
+static int judge(struct check *c, struct item *it)
+{
+  uint64_t es, count;
+
+  if (judge_pair(c, it))
+    return -1;
+  if (it->is_site || (it->out != OUT_TRANSFORM && it->out != OUT_REFUSED) || !it->og ||
+      !it->osym || array_of(it->og->tt, it->og->rec.type, &es, &count) != 0 ||
+      initially_nonzero(&c->v[0], it->osym->value, it->osize) != 1)
+    return 0;
+  it->if_written = it->out;
+  it->out = OUT_KEPT;
+  return 0;
+}
+
 /* The key that groups items whose report is the same for people: both types and the
  * changes (or the error). */
 static int signature(struct item *it)
@@ -1197,11 +1287,13 @@ static int signature(struct item *it)
 
   if (!f)
     return -1;
-  fprintf(f, "%d|%s|%s|", it->out, it->old_type ? it->old_type : "",
+  fprintf(f, "%d|%d|%s|%d|%s|%s|", it->out, it->if_written, it->hook ? it->hook : "",
+          it->by_hook, it->old_type ? it->old_type : "",
           it->new_type ? it->new_type : "");
-  if (it->out == OUT_REFUSED)
-    fprintf(f, "%s|%s", it->err.path, it->err.msg);
-  else if (it->out == OUT_TRANSFORM)
+  if (it->out == OUT_REFUSED || (it->out == OUT_KEPT && it->if_written == OUT_REFUSED) ||
+      it->by_hook)
+    fprintf(f, "%s|%s|%s", it->err.path, it->err.msg, it->fix ? it->fix : "");
+  else if (it->out == OUT_TRANSFORM || it->out == OUT_KEPT)
     for (const struct mcr_xplan *p = it->plan; p; p = p->has_tail ? p->tail : NULL) {
       for (size_t k = 0; k < p->nchanges; k++) {
         const struct mcr_xchange *x = &p->changes[k];
@@ -1306,7 +1398,7 @@ static void put_types(FILE *f, const char *o, const char *n)
 /* ---- output: for people ---------------------------------------------------------- */
 
 struct counts {
-  size_t g[4], s[4]; /* by outcome */
+  size_t g[NOUT], s[NOUT]; /* by outcome */
   size_t risky_items;
 };
 
@@ -1322,6 +1414,14 @@ static void count(const struct check *c, struct counts *k)
     if (it->out == OUT_TRANSFORM && it->risky)
       k->risky_items++;
   }
+}
+
+static size_t sum(const size_t *by_outcome)
+{
+  size_t n = 0;
+  for (int i = 0; i < NOUT; i++)
+    n += by_outcome[i];
+  return n;
 }
 
 static const char *plural(size_t n, const char *one, const char *many)
@@ -1453,10 +1553,21 @@ static void print_group(FILE *f, const struct check *c, enum outcome out)
       put_item_name(f, jt);
       fputc('\n', f);
     }
-    if (out == OUT_REFUSED) {
+    enum outcome what = out == OUT_KEPT ? it->if_written : out;
+    if (out == OUT_KEPT)
+      fprintf(f, "    if the program wrote it: %s\n",
+              what == OUT_REFUSED ? "refused" : "converted");
+    if (what == OUT_REFUSED) {
       for (size_t j = i; j < c->nitems; j++)
-        if (c->items[j].out == out && c->items[j].is_site && !strcmp(c->items[j].sig, it->sig)) {
+        if (out == OUT_REFUSED && c->items[j].out == out && c->items[j].is_site &&
+            !strcmp(c->items[j].sig, it->sig)) {
           fputs("    (heap objects: refused only if some are alive when the update runs)\n", f);
+          break;
+        }
+      for (size_t j = i; j < c->nitems; j++)
+        if (out == OUT_REFUSED && c->items[j].out == out && !c->items[j].is_site &&
+            !strcmp(c->items[j].sig, it->sig)) {
+          fputs("    (a global: one that still holds its initial value keeps NEW's instead)\n", f);
           break;
         }
       fputs("    at ", f);
@@ -1474,7 +1585,21 @@ static void print_group(FILE *f, const struct check *c, enum outcome out)
       fputs("    fix: ", f);
       put_human(f, it->fix);
       fputc('\n', f);
-    } else if (out == OUT_TRANSFORM) {
+    } else if (what == OUT_TRANSFORM) {
+      if (it->by_hook) {
+        fputs("    mcr cannot convert it (at ", f);
+        put_human(f, it->err.path);
+        fputs(": ", f);
+        put_human(f, it->err.msg);
+        fputs(")\n", f);
+      }
+      if (it->hook) {
+        fputs("    user transformation ", f);
+        put_human(f, it->hook);
+        fputs(it->by_hook ? " (in NEW) does it all\n"
+                          : " (in NEW) runs after mcr's conversion\n",
+              f);
+      }
       print_changes(f, it->plan, "", it);
       if (it->plan->has_tail && it->plan->tail && !it->plan->tail->identical)
         print_changes(f, it->plan->tail, "[] ", NULL);
@@ -1489,22 +1614,25 @@ static void print_human(FILE *f, const struct check *c)
   size_t changed_g, changed_s, xform, refused;
 
   count(c, &k);
-  changed_g = k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED];
+  changed_g = k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED] + k.g[OUT_KEPT];
   changed_s = k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED];
   xform = k.g[OUT_TRANSFORM] + k.s[OUT_TRANSFORM];
   refused = k.g[OUT_REFUSED] + k.s[OUT_REFUSED];
 
-  if (changed_g + changed_s)
+  if (changed_g + changed_s) {
     fprintf(f, "%zu %s and %zu allocation %s change type: %zu transformable (%zu risky), %zu "
-               "refused\n",
+               "refused",
             changed_g, plural(changed_g, "global", "globals"), changed_s,
             plural(changed_s, "site", "sites"), xform, k.risky_items, refused);
-  else
+    if (k.g[OUT_KEPT])
+      fprintf(f, ", %zu static %s", k.g[OUT_KEPT], plural(k.g[OUT_KEPT], "table", "tables"));
+    fputc('\n', f);
+  } else
     fputs("no type changes: every paired global and allocation site keeps its type\n", f);
   fprintf(f, "  %s -> %s: %zu globals paired (%zu identical), %zu allocation sites paired (%zu "
              "identical); %zu new and %zu removed globals, %zu new and %zu removed sites\n",
-          c->v[0].path, c->v[1].path, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
-          k.s[0] + k.s[1] + k.s[2] + k.s[3], k.s[OUT_IDENTICAL], c->ngadded, c->ngremoved,
+          c->v[0].path, c->v[1].path, sum(k.g), k.g[OUT_IDENTICAL],
+          sum(k.s), k.s[OUT_IDENTICAL], c->ngadded, c->ngremoved,
           c->nsadded, c->nsremoved);
   if (c->nimgs)
     fprintf(f, "  %zu %s in OLD's initial data %s no counterpart in NEW\n", c->nimgs,
@@ -1543,6 +1671,12 @@ static void print_human(FILE *f, const struct check *c)
   if (xform) {
     fprintf(f, "\nTransformable (%zu)\n", xform);
     print_group(f, c, OUT_TRANSFORM);
+  }
+  if (k.g[OUT_KEPT]) {
+    fprintf(f, "\nStatic tables (%zu): arrays initialized at build time; if the program never "
+               "wrote one, NEW's value is kept, nothing converted\n",
+            k.g[OUT_KEPT]);
+    print_group(f, c, OUT_KEPT);
   }
   if (c->ngadded || c->ngremoved || c->nsadded || c->nsremoved) {
     fputs("\nOnly in one version\n", f);
@@ -1643,12 +1777,19 @@ static void print_human(FILE *f, const struct check *c)
                "change the new version or register transformations, as each fix says.\n",
             refused, plural(refused, "transfer", "transfers"), c->nimgs,
             plural(c->nimgs, "pointer", "pointers"));
-  else if (k.risky_items)
-    fprintf(f, "No transfer would be refused for its types; %zu %s risky conversions, checked "
-               "value by value during the update.\n",
-            k.risky_items, plural(k.risky_items, "has", "have"));
-  else
-    fputs("No transfer would be refused for its types.\n", f);
+  else {
+    size_t written = 0;
+    for (size_t i = 0; i < c->nitems; i++)
+      written += c->items[i].out == OUT_KEPT && c->items[i].if_written == OUT_REFUSED;
+    fputs("No transfer would be refused for its types", f);
+    if (k.risky_items)
+      fprintf(f, "; %zu %s risky conversions, checked value by value during the update",
+              k.risky_items, plural(k.risky_items, "has", "have"));
+    if (written)
+      fprintf(f, "; %zu static %s would refuse if the program wrote %s", written,
+              plural(written, "table", "tables"), plural(written, "it", "them"));
+    fputs(".\n", f);
+  }
 }
 
 /* ---- output: JSON ------------------------------------------------------------------ */
@@ -1708,7 +1849,9 @@ static void json_side(FILE *f, const struct item *it, int side)
 
 static void json_item(FILE *f, const struct item *it)
 {
-  static const char *const outs[] = {"identical", "transformable", "refused", "untyped"};
+  static const char *const outs[] = {"identical", "transformable", "refused", "untyped",
+                                     "static_table"};
+  enum outcome what = it->out == OUT_KEPT ? it->if_written : it->out;
 
   if (it->is_site) {
     fputs("{\"kind\": \"site\", \"name\": ", f);
@@ -1725,17 +1868,29 @@ static void json_item(FILE *f, const struct item *it)
     ctl_json_str(f, it->ng->symbol);
     fprintf(f, ", \"static\": %s", it->ng->is_static ? "true" : "false");
   }
-  fprintf(f, ", \"outcome\": \"%s\", \"old\": ", outs[it->out]);
+  fprintf(f, ", \"outcome\": \"%s\"", outs[it->out]);
+  if (it->out == OUT_KEPT)
+    fprintf(f, ", \"if_written\": \"%s\"", outs[what]);
+  fputs(", \"old\": ", f);
   json_side(f, it, 0);
   fputs(", \"new\": ", f);
   json_side(f, it, 1);
-  if (it->out == OUT_TRANSFORM) {
+  if (what == OUT_TRANSFORM) {
+    fputs(", \"transformation\": ", f);
+    ctl_json_str(f, it->hook);
+    fprintf(f, ", \"inferred\": %s", it->by_hook ? "false" : "true");
+    if (it->by_hook) {
+      fputs(", \"path\": ", f);
+      ctl_json_str(f, it->err.path);
+      fputs(", \"reason\": ", f);
+      ctl_json_str(f, it->err.msg);
+    }
     fprintf(f, ", \"risky\": %zu, \"changes\": ", it->risky);
     json_changes(f, it->plan, it);
     fputs(", \"tail_changes\": ", f);
     json_changes(f, it->plan->has_tail ? it->plan->tail : NULL, NULL);
   }
-  if (it->out == OUT_REFUSED) {
+  if (what == OUT_REFUSED) {
     fprintf(f, ", \"if_objects_alive\": %s, \"path\": ", it->is_site ? "true" : "false");
     ctl_json_str(f, it->err.path);
     fputs(", \"reason\": ", f);
@@ -1842,16 +1997,18 @@ static void print_json(FILE *f, const struct check *c)
   fprintf(f, ",\n  \"refused\": %s", refused || c->nimgs ? "true" : "false");
   fprintf(f, ",\n  \"summary\": {\"changed_globals\": %zu, \"changed_sites\": %zu, "
              "\"transformable\": %zu, \"risky\": %zu, \"refused\": %zu, "
-             "\"image_pointers\": %zu,\n"
+             "\"static_tables\": %zu, \"image_pointers\": %zu,\n"
              "    \"globals\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
-             "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu, "
-             "\"not_in_symtab\": %zu},\n"
+             "\"refused\": %zu, \"static_tables\": %zu, \"untyped\": %zu, \"new\": %zu, "
+             "\"removed\": %zu, \"not_in_symtab\": %zu},\n"
              "    \"sites\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
              "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu}}",
-          k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED], k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED], xform,
-          k.risky_items, refused, c->nimgs, k.g[0] + k.g[1] + k.g[2] + k.g[3], k.g[OUT_IDENTICAL],
-          k.g[OUT_TRANSFORM], k.g[OUT_REFUSED], k.g[OUT_UNTYPED], c->ngadded, c->ngremoved,
-          c->gmissing, k.s[0] + k.s[1] + k.s[2] + k.s[3], k.s[OUT_IDENTICAL], k.s[OUT_TRANSFORM],
+          k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED] + k.g[OUT_KEPT], k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED],
+          xform,
+          k.risky_items, refused, k.g[OUT_KEPT], c->nimgs, sum(k.g), k.g[OUT_IDENTICAL],
+          k.g[OUT_TRANSFORM], k.g[OUT_REFUSED], k.g[OUT_KEPT], k.g[OUT_UNTYPED], c->ngadded,
+          c->ngremoved,
+          c->gmissing, sum(k.s), k.s[OUT_IDENTICAL], k.s[OUT_TRANSFORM],
           k.s[OUT_REFUSED], k.s[OUT_UNTYPED], c->nsadded, c->nsremoved);
   json_items(f, c, "conflicts", OUT_REFUSED, 0);
   json_items(f, c, "transformable", OUT_TRANSFORM, 0);
@@ -1874,6 +2031,7 @@ static void print_json(FILE *f, const struct check *c)
   json_list(f, "removed_globals", (const void *const *)c->gremoved, c->ngremoved, 0);
   json_list(f, "new_sites", (const void *const *)c->sadded, c->nsadded, 1);
   json_list(f, "removed_sites", (const void *const *)c->sremoved, c->nsremoved, 1);
+  json_items(f, c, "static_tables", OUT_KEPT, 0);
   json_items(f, c, "untyped", OUT_UNTYPED, 0);
   fputs(",\n  \"notes\": [", f);
   for (size_t i = 0; i < c->nnotes; i++) {

@@ -1,7 +1,8 @@
 /*
  * check-prog.c - the program of check.sh, in two versions (v1; v2 with -DV2): each
  * kind of change 'mcr-ctl check' reports. Built by mcr-clang. -DV2_SAFE leaves out
- * the changes of v2 that refuse the update (7, 11, 12).
+ * the changes of v2 that refuse the update (7, 12, 13) and the static table (11);
+ * -DWITH_HOOKS adds user transformations for 7.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,11 +86,27 @@ int v1_only = 7;
 #endif
 struct account bank;
 
-/* 11. a table that loses entries: the dropped elements hold pointers (refused) */
+/* 11. a table that loses entries: a static table (NEW's kept if never written), else
+ * refused (the dropped elements hold pointers) */
 #if defined(V2) && !defined(V2_SAFE)
 static const char *names[2] = {"alpha", "delta"};
 #else
 static const char *names[4] = {"alpha", "beta", "gamma", "delta"};
+#endif
+
+/* 13. an array inside a struct shrinks and drops data: refused */
+struct limits {
+  int n;
+#if defined(V2) && !defined(V2_SAFE)
+  int v[2];
+#else
+  int v[4];
+#endif
+};
+#if defined(V2) && !defined(V2_SAFE)
+struct limits lim = {2, {1, 2}};
+#else
+struct limits lim = {4, {1, 2, 3, 4}};
 #endif
 
 /* 12. a table of function pointers, one function renamed: no counterpart (refused) */
@@ -105,6 +122,22 @@ void (*handlers[2])(void) = {on_start, on_stop};
 static long total;
 const int limit = 10;
 _Thread_local int per_thread;
+
+#ifdef WITH_HOOKS
+/* user transformations for 7 (mcr/transform.h's macros; the names are the contract) */
+__attribute__((used, noinline)) int mcr_transform_global_bank(void *new, size_t new_size,
+                                                              const void *old, size_t old_size)
+{
+  (void)new, (void)new_size, (void)old, (void)old_size;
+  return 0;
+}
+__attribute__((used, noinline)) int mcr_transform_type_account(void *new, size_t new_size,
+                                                               const void *old, size_t old_size)
+{
+  (void)new, (void)new_size, (void)old, (void)old_size;
+  return 0;
+}
+#endif
 
 static struct session *session_new(int id)
 {
@@ -156,7 +189,8 @@ int main(int argc, char **argv)
   items[0].key = argc;
   stats.hits++;
   if (argc > 5) {
-    printf("%d %d %d %ld %d %d %s\n", s->id, a->id, origin.x, total, cur_state, limit, names[1]);
+    printf("%d %d %d %ld %d %d %s %d\n", s->id, a->id, origin.x, total, cur_state, limit, names[1],
+           lim.v[1]);
     handlers[argc % 2]();
   }
   free(s);

@@ -12,7 +12,7 @@ fi
 SRC=$(dirname "$0")/check-prog.c
 
 # The same source file name in both versions, as a program's two builds have.
-mkdir v1 v2 v2ok
+mkdir v1 v2 v2ok v2hook
 cp "$SRC" prog.c
 build() { # DIR FLAGS...
   d=$1
@@ -23,6 +23,7 @@ build() { # DIR FLAGS...
 build v1
 build v2 -DV2
 build v2ok -DV2 -DV2_SAFE
+build v2hook -DV2 -DWITH_HOOKS
 ./v1/prog && ./v2/prog || fail "the test programs do not run"
 
 # ---- human output: v1 -> v2 has one change that cannot be inferred ----
@@ -37,20 +38,25 @@ want() { # TEXT: a line of human.txt contains TEXT
 want_re() { # REGEX
   grep -qE -- "$1" human.txt || fail "human output lacks /$1/"
 }
-head -1 human.txt | grep -qF "7 globals and 2 allocation sites change type: 6 transformable (2 risky), 3 refused" ||
+head -1 human.txt | grep -qF "8 globals and 2 allocation sites change type: 6 transformable (2 risky), 3 refused, 1 static table" ||
   fail "summary line: $(head -1 human.txt)"
 want "1 pointer in OLD's initial data has no counterpart in NEW"
 want "Refused (3): the update will be refused unless a transformation is registered"
+want "global lim (prog.c:"
+want "at v: the array shrinks and the elements it drops are not zero"
+want "fix: keep the array's size in NEW, or give 'lim' another name there"
+want "(a global: one that still holds its initial value keeps NEW's instead)"
+want "Static tables (1): arrays initialized at build time; if the program never wrote one, NEW's value is kept"
 want "global names (static) (prog.c:"
-want "the array shrinks and the elements it drops hold data in OLD's initial data"
-want "fix: give 'names' another name in NEW"
+want "if the program wrote it: refused"
 want "Pointers without a counterpart (1)"
 want "global handlers+8 points to function on_stop (prog.c)+0: not in the new executable"
 want "global bank (prog.c:"
 want "heap objects of account_new() calloc (prog.c:"
 want_re "at balance: .*int.*struct money"
 want_re "struct account is declared at prog.c:[0-9]+"
-want "fix: keep field 'balance' as int and add a field with another name for struct money, or register a transformation for struct account (MCR_TRANSFORM)"
+want "fix: keep field 'balance' as int and add a field with another name for struct money, or add MCR_TRANSFORM_GLOBAL(bank) to NEW (mcr/transform.h)"
+want "fix: keep field 'balance' as int and add a field with another name for struct money, or add MCR_TRANSFORM_TYPE(account) to NEW (mcr/transform.h)"
 want "Transformable (6)"
 want_re "moved +tag +char +offset 8 -> 0"
 want_re "moved +x +int +offset 0 -> 8"
@@ -81,7 +87,7 @@ def check(cond, what):
 s = d["summary"]
 check(d["refused"] is True, "refused: %r" % d["refused"])
 check((s["changed_globals"], s["changed_sites"], s["transformable"], s["risky"], s["refused"],
-       s["image_pointers"]) == (7, 2, 6, 2, 3, 1), "summary: %r" % s)
+       s["static_tables"], s["image_pointers"]) == (8, 2, 6, 2, 3, 1, 1), "summary: %r" % s)
 check(s["globals"]["identical"] == 4 and s["globals"]["new"] == 1 and s["globals"]["removed"] == 1,
       "globals summary: %r" % s["globals"])
 check(s["sites"]["paired"] == 3 and s["sites"]["untyped"] == 1 and s["sites"]["removed"] == 1,
@@ -90,17 +96,19 @@ check(s["sites"]["paired"] == 3 and s["sites"]["untyped"] == 1 and s["sites"]["r
 def by_name(lst):
     return {(x["function"] if x["kind"] == "site" else x["name"]): x for x in lst}
 conf = by_name(d["conflicts"])
-check(set(conf) == {"bank", "account_new", "names"}, "conflicts: %r" % sorted(conf))
-nm = conf.get("names", {})
-check(nm.get("path") == "(whole object)" and "drops hold data" in nm.get("reason", "")
-      and nm.get("old", {}).get("type") == "char *[4]" and nm.get("new", {}).get("type") == "char *[2]",
-      "shrunk table: %r" % nm)
+check(set(conf) == {"bank", "account_new", "lim"}, "conflicts: %r" % sorted(conf))
+lim = conf.get("lim", {})
+check(lim.get("path") == "v" and "drops are not zero" in lim.get("reason", ""), "shrunk array: %r" % lim)
+st = d["static_tables"]
+check(len(st) == 1 and st[0]["name"] == "names" and st[0]["outcome"] == "static_table"
+      and st[0]["if_written"] == "refused" and st[0]["old"]["type"] == "char *[4]"
+      and st[0]["new"]["type"] == "char *[2]", "static table: %r" % st)
 check(d["image_pointers"] == [{"holder": "handlers", "offset": 8, "target": "on_stop",
                                "target_file": "prog.c", "target_kind": "function",
                                "target_offset": 0, "reason": "not in the new executable"}],
       "image pointers: %r" % d["image_pointers"])
 for n, c in conf.items():
-    if n == "names":
+    if n == "lim":
         continue
     check(c["outcome"] == "refused" and c["path"] == "balance" and "struct money" in c["reason"]
           and c["type"] == "struct account" and c["type_old_decl"]["file"] == "prog.c"
@@ -148,6 +156,29 @@ for what in bad:
     print("FAIL:", what, file=sys.stderr)
 sys.exit(1 if bad else 0)
 PY
+
+# ---- user transformations in NEW make the int -> struct change acceptable ----
+"$MCR_CTL" check --json v1/prog v2hook/prog >hook.json 2>err.txt
+rc=$?
+[ "$rc" -eq 1 ] || fail "v1 -> v2hook: exit $rc, want 1 (lim and handlers still refuse): $(cat err.txt)"
+"$PYTHON" - hook.json <<'PY' || fail "JSON checks with user transformations"
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+x = {(t["function"] if t["kind"] == "site" else t["name"]): t for t in d["transformable"]}
+ok = True
+for n, hook in (("bank", "mcr_transform_global_bank"), ("account_new", "mcr_transform_type_account")):
+    t = x.get(n)
+    if not t or t["transformation"] != hook or t["inferred"] or t["path"] != "balance":
+        print("FAIL: %s with a user transformation: %r" % (n, t), file=sys.stderr)
+        ok = False
+if sorted(c["name"] for c in d["conflicts"]) != ["lim"]:
+    print("FAIL: conflicts with hooks: %r" % d["conflicts"], file=sys.stderr)
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+"$MCR_CTL" check v1/prog v2hook/prog >hook.txt 2>&1
+grep -q "user transformation mcr_transform_global_bank (in NEW) does it all" hook.txt ||
+  fail "v1 -> v2hook: the hook is not named: $(cat hook.txt)"
 
 # ---- nothing refused: exit 0; the same binary: no change ----
 "$MCR_CTL" check v1/prog v2ok/prog >ok.txt 2>err.txt
