@@ -70,6 +70,8 @@ static const char *join(struct builder *b, const char *path, const char *name, l
   char buf[256];
   if (index >= 0)
     snprintf(buf, sizeof(buf), "%s[%ld]", path, index);
+  else if (name[0] == '[')
+    snprintf(buf, sizeof(buf), "%s%s", path, name); /* an element: "a[i]" */
   else
     snprintf(buf, sizeof(buf), "%s%s%s", path, *path ? "." : "", name);
   return mcr_arena_strdup(b->a, buf);
@@ -306,7 +308,7 @@ static int build_array(struct builder *b, const struct mcr_type_rec *o, const st
   } else if (m) {
     /* the first element's operations; one operation repeats, more unroll */
     size_t first = b->nops;
-    if (build(b, o->target, ooff, n->target, noff, join(b, path, NULL, 0), depth + 1) != 0)
+    if (build(b, o->target, ooff, n->target, noff, join(b, path, "[i]", -1), depth + 1) != 0)
       return -1;
     size_t per = b->nops - first;
     if (per == 1) {
@@ -371,9 +373,12 @@ static int build_bits(struct builder *b, const struct mcr_member_rec *om,
   uint32_t obits = om->bit_size ? om->bit_size : (uint32_t)o.size * 8;
   uint32_t nbits = nm->bit_size ? nm->bit_size : (uint32_t)n.size * 8;
   int os = is_signed(b->ot, &o), ns = is_signed(b->nt, &n);
-  if (obits != nbits || os != ns || om->offset_bits != nm->offset_bits)
+  if (obits != nbits || os != ns)
     change(b, MCR_XC_RETYPED, path, om->type, nm->type, ooff + om->offset_bits / 8,
            noff + nm->offset_bits / 8, nbits < obits || os != ns);
+  else if (ooff * 8 + om->offset_bits != noff * 8 + nm->offset_bits)
+    change(b, MCR_XC_MOVED, path, om->type, nm->type, ooff + om->offset_bits / 8,
+           noff + nm->offset_bits / 8, 0); /* offsets in bytes: the bit is in the type's unit */
   struct mcr_xop op = {.kind = MCR_XOP_BITS, .count = 1, .old_off = ooff * 8 + om->offset_bits,
                        .new_off = noff * 8 + nm->offset_bits, .old_bits = obits,
                        .new_bits = nbits, .path = path};
@@ -429,7 +434,7 @@ static int build_struct(struct builder *b, const struct mcr_type_rec *o,
     }
     if (!found)
       change(b, MCR_XC_REMOVED, join(b, path, oname, -1), om.type, MCR_NO_TYPE,
-             ooff + om.offset_bits / 8, 0, 1);
+             ooff + om.offset_bits / 8, 0, 0);
   }
   return 0;
 }
@@ -498,7 +503,8 @@ static int build(struct builder *b, uint32_t ot, uint64_t ooff, uint32_t nt, uin
   if (o.kind != n.kind) {
     fail(b, path,
          "changed from %s (%s) to %s (%s): the conversion cannot be inferred; register a "
-         "transformation (MCR_TRANSFORM) for the enclosing type",
+         "transformation (MCR_TRANSFORM_TYPE or MCR_TRANSFORM_GLOBAL, mcr/transform.h) for the "
+         "enclosing type or global",
          kind_word(o.kind), render(b, b->ot, ot), kind_word(n.kind), render(b, b->nt, nt));
     return -1;
   }

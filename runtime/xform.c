@@ -672,12 +672,37 @@ size_t mcr_xform_match_content(pid_t old_pid, struct mcr_image_map *im)
   return matched;
 }
 
+static void classify(const struct mcr_typetab *tt, uint32_t t, uint64_t off, uint8_t *cls,
+                     size_t nwords, int depth);
+
+/* Whether type t holds a pointer (in its first 64 words). */
+static int has_pointer(const struct mcr_typetab *tt, uint32_t t, size_t size)
+{
+  uint8_t cls[64] = {0};
+  size_t nw = (size + 7) / 8 < 64 ? (size + 7) / 8 : 64;
+  classify(tt, t, 0, cls, nw, 0);
+  for (size_t i = 0; i < nw; i++)
+    if (cls[i] == 1 /* W_PTR */)
+      return 1;
+  return 0;
+}
+
 void mcr_xform_global_shape(uintptr_t na, const struct mcr_typetab *ntab, uint32_t ntype)
 {
   size_t es, count;
+  struct mcr_type_rec r;
+  uint32_t et = ntype;
+  /* the element type (content matching is for tables: elements holding pointers,
+   * names and handlers; an array of plain numbers whose new initial value happens
+   * to contain the old values is data, matched by index) */
+  for (int i = 0; i < 8 && mcr_typetab_type(ntab, et, &r) == 0 && r.kind == MCR_TYPE_TYPEDEF; i++)
+    et = r.target;
+  if (mcr_typetab_type(ntab, et, &r) != 0 || r.kind != MCR_TYPE_ARRAY)
+    return;
+  et = r.target;
   for (size_t i = 0; i < X.nchg; i++)
     if (X.chg[i].na == na && array_shape(ntab, ntype, &es, &count) == 0 && X.chg[i].plan &&
-        X.chg[i].plan->old_size % es == 0) {
+        X.chg[i].plan->old_size % es == 0 && has_pointer(ntab, et, es)) {
       X.chg[i].oes = es;
       X.chg[i].nes = es;
     }
