@@ -1071,6 +1071,8 @@ static const char *holder_name(uintptr_t slot, char *buf, size_t len)
   return buf;
 }
 
+static int map_off(const struct chobj *c, uint64_t off, int as_field, uint64_t *out);
+
 static void hit(uintptr_t *slot, int cls, const char *region)
 {
   long t = find_obj(*slot);
@@ -1094,8 +1096,19 @@ static void hit(uintptr_t *slot, int cls, const char *region)
     H.precise++;
     return;
   }
-  H.pinned++;
+  /* a word of unknown meaning: the object must keep its address, and the word, if
+   * it is a pointer, must stay right without being rewritten: allowed when the
+   * object converts in place and the word points to its start or to a field that
+   * keeps its offset */
+  uint64_t off = *slot - c->base, noff;
+  if (c->nlen <= c->size && map_off(c, off, 0, &noff) == 0 && noff == off) {
+    H.pinned++;
+    return;
+  }
   char obj[200], holder[400], msg[900];
+  const char *why = c->nlen > c->size
+                        ? "the object cannot stay where it is (its new layout needs more room)"
+                        : "it points into a field that moves";
   snprintf(obj, sizeof(obj), "heap object 0x%lx (%zu bytes)", (unsigned long)c->base, c->size);
   if (region)
     snprintf(holder, sizeof(holder), "%s", region);
@@ -1103,14 +1116,14 @@ static void hit(uintptr_t *slot, int cls, const char *region)
     holder_name((uintptr_t)slot, holder, sizeof(holder));
   if (region)
     snprintf(msg, sizeof(msg),
-             "its type changed, but %s may point to it (+%lu) and is not known to be a pointer: "
-             "the object is pinned and cannot be converted",
-             holder, (unsigned long)(*slot - c->base));
+             "its type changed, but %s may point to it (+%lu) and is not known to be a pointer, "
+             "so it cannot be rewritten, and %s",
+             holder, (unsigned long)(*slot - c->base), why);
   else
     snprintf(msg, sizeof(msg),
              "its type changed, but %s (at 0x%lx) may point to it (+%lu) and is not known to be "
-             "a pointer: the object is pinned and cannot be converted",
-             holder, (unsigned long)(uintptr_t)slot, (unsigned long)(*slot - c->base));
+             "a pointer, so it cannot be rewritten, and %s",
+             holder, (unsigned long)(uintptr_t)slot, (unsigned long)(*slot - c->base), why);
   hconflict("pinned", msg, obj, c->ti->old_name, c->ti->new_name, c->ti->old_loc, c->ti->new_loc,
             "give the holder a precise pointer type, or keep this type unchanged in this update");
 }
@@ -1187,6 +1200,19 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
     return -1;
   H.lo = H.v[0].base;
   H.hi = H.v[H.n - 1].base + H.v[H.n - 1].size;
+  /* the new sizes: in place when the new layout fits the slot */
+  for (size_t i = 0; i < H.n; i++) {
+    struct chobj *c = &H.v[i];
+    const struct mcr_xplan *p = c->ti->plan;
+    if (c->ti->shape == MCR_SHAPE_ARRAY) {
+      c->count = (uint32_t)(c->size / p->old_size);
+      c->nlen = (size_t)c->count * p->new_size;
+    } else {
+      c->nlen = mcr_xplan_new_len(p, c->size < p->old_size ? p->old_size : c->size);
+      if (c->ti->shape == MCR_SHAPE_SINGLE)
+        c->nlen = p->new_size;
+    }
+  }
   /* the scan: every live object, then the globals and the parked stacks */
   uint64_t t1 = mcr_update_now_ns();
   mcr_heap_foreach(scan_object, NULL);
@@ -1216,15 +1242,6 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
   struct mcr_xerror xe;
   for (size_t i = 0; i < H.n; i++) {
     struct chobj *c = &H.v[i];
-    const struct mcr_xplan *p = c->ti->plan;
-    if (c->ti->shape == MCR_SHAPE_ARRAY) {
-      c->count = (uint32_t)(c->size / p->old_size);
-      c->nlen = (size_t)c->count * p->new_size;
-    } else {
-      c->nlen = mcr_xplan_new_len(p, c->size < p->old_size ? p->old_size : c->size);
-      if (c->ti->shape == MCR_SHAPE_SINGLE)
-        c->nlen = p->new_size;
-    }
     if (c->nlen <= c->size) {
       c->nbase = c->base;
     } else {
@@ -1321,8 +1338,9 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
   uint64_t t3 = mcr_update_now_ns();
   mcr_buf_printf(report,
                  "phase transform %llu %zu objects of %zu changed types converted (%zu moved), "
-                 "%zu pointers remapped; scan %.1f ms, convert %.1f ms\n",
-                 (unsigned long long)(t3 - t0), H.n, X.nsplans, moved, H.precise,
+                 "%zu pointers remapped, %zu words of unknown meaning left as they are; scan %.1f "
+                 "ms, convert %.1f ms\n",
+                 (unsigned long long)(t3 - t0), H.n, X.nsplans, moved, H.precise, H.pinned,
                  (t2 - t1) / 1e6, (t3 - t2) / 1e6);
   (void)removed;
   return 0;

@@ -22,9 +22,13 @@
  *         new field, an enum with reordered enumerators, a table that grew
  *   4     like 1 but stats.commands narrowed to unsigned char: overflows once the
  *         server has handled more than 255 commands (the update must refuse)
- *   5     like 1 but struct conn has a new field: a connection is also referenced
- *         from a byte buffer (last_conn) and from the kernel's epoll registration,
- *         neither known to be a pointer, so the update must refuse (pinned)
+ *   5     like 1 but struct conn has a new field too big for the object's slot: a
+ *         connection is also referenced from a byte buffer (last_conn) and from the
+ *         kernel's epoll registration, neither known to be a pointer, so it cannot
+ *         move and the update must refuse (pinned)
+ *   8     like 1 but struct conn has a new small field after `fd`: converted in
+ *         place (the slot has room), so the words of unknown meaning pointing to its
+ *         start stay right: the update commits
  *   6     like 1 but listens with another backlog: the startup no longer matches
  *   7     like 1 but gives up right after writing its pid file, removing it on the
  *         way out (as lighttpd does when its startup fails): a rollback must put the
@@ -72,7 +76,9 @@ struct entry {
 struct conn {
   int fd;
 #if KV_VERSION == 5
-  unsigned long long since; /* new */
+  char trace[1100]; /* new: the connection no longer fits its slot */
+#elif KV_VERSION == 8
+  unsigned long long since; /* new: fits */
 #endif
   size_t in_len;
   char in[INBUF]; /* bytes read but not yet handled */
