@@ -1007,9 +1007,15 @@ static int collect(const struct mcr_object *o, void *arg)
   return 0;
 }
 
-/* Bottom-up merge sort by base, in arena memory (no qsort: it may malloc). */
+/* Bottom-up merge sort by base, in arena memory (no qsort: it may malloc). The
+ * heap walk gives each size class in address order, so often nothing moves. */
 static int sort_objects(void)
 {
+  size_t k0 = 1;
+  while (k0 < H.n && H.v[k0 - 1].base < H.v[k0].base)
+    k0++;
+  if (k0 >= H.n)
+    return 0;
   struct chobj *tmp = mcr_arena_alloc(X.a, (H.n + 1) * sizeof(*tmp), 8);
   if (!tmp)
     return -1;
@@ -1033,22 +1039,44 @@ static int sort_objects(void)
   return 0;
 }
 
+/* Object base -> index in H.v, open addressing (built after the sort). */
+static uint32_t *hidx;
+static size_t hcap;
+
+static inline size_t hslot(uintptr_t base)
+{
+  return (size_t)((base >> 4) * 0x9e3779b97f4a7c15ull >> 20) & (hcap - 1);
+}
+
+static int index_objects(void)
+{
+  hcap = 64;
+  while (hcap < 2 * H.n + 2)
+    hcap *= 2;
+  if (!(hidx = mcr_arena_alloc(X.a, hcap * sizeof(*hidx), 8)))
+    return -1;
+  memset(hidx, 0xff, hcap * sizeof(*hidx));
+  for (size_t i = 0; i < H.n; i++) {
+    size_t h = hslot(H.v[i].base);
+    while (hidx[h] != UINT32_MAX)
+      h = (h + 1) & (hcap - 1);
+    hidx[h] = (uint32_t)i;
+  }
+  return 0;
+}
+
+/* The changed object containing v, or -1: the heap finds the object (a page-map
+ * look-up), its tag says whether its type changed, the index gives its entry. */
 static long find_obj(uintptr_t v)
 {
-  if (v < H.lo || v >= H.hi)
+  struct mcr_object o;
+  if (v < H.lo || v >= H.hi || mcr_heap_find((void *)v, &o) != 0 || o.tag > MCR_TAG_MAX ||
+      !X.tag[o.tag])
     return -1;
-  size_t lo = 0, hi = H.n;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (H.v[mid].base <= v)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  if (!lo)
-    return -1;
-  const struct chobj *c = &H.v[lo - 1];
-  return v < c->base + c->size ? (long)(lo - 1) : -1;
+  for (size_t h = hslot((uintptr_t)o.base); hidx[h] != UINT32_MAX; h = (h + 1) & (hcap - 1))
+    if (H.v[hidx[h]].base == (uintptr_t)o.base)
+      return hidx[h];
+  return -1;
 }
 
 static const char *holder_name(uintptr_t slot, char *buf, size_t len)
@@ -1173,7 +1201,7 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
   H.conflicts = conflicts;
   if (!X.nsplans)
     return 0;
-  if (mcr_heap_foreach(collect, NULL) != 0 || sort_objects() != 0) {
+  if (mcr_heap_foreach(collect, NULL) != 0 || sort_objects() != 0 || index_objects() != 0) {
     hconflict("other", "out of memory listing the objects of changed types", "", "", "", "", "",
               "");
     return -1;
@@ -1257,14 +1285,18 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
       moved++;
     }
   }
+  size_t maxsize = 0;
+  for (size_t i = 0; i < H.n; i++)
+    if (H.v[i].size > maxsize)
+      maxsize = H.v[i].size;
+  unsigned char *old = mcr_arena_alloc(X.a, maxsize, 16); /* one object's old bytes */
+  if (!old) {
+    hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
+    return -1;
+  }
   for (size_t i = 0; i < H.n; i++) {
     struct chobj *c = &H.v[i];
     const struct mcr_xplan *p = c->ti->plan;
-    unsigned char *old = mcr_arena_alloc(X.a, c->size, 16);
-    if (!old) {
-      hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
-      return -1;
-    }
     memcpy(old, (void *)c->base, c->size);
     unsigned char *dst = (unsigned char *)c->nbase;
     if (c->nbase == c->base)
