@@ -180,7 +180,8 @@ def parse(out):
             rec["pause_copy_mb"] = float(m.group(1))
             rec["heap_mb"] = float(m.group(2))
     m = re.search(r"([0-9]+) objects of ([0-9]+) changed types converted \(([0-9]+) moved\), "
-                  r"([0-9]+) pointers remapped; scan ([0-9.]+) ms, convert ([0-9.]+) ms",
+                  r"([0-9]+) pointers remapped(?:, [0-9]+ words of unknown meaning left as they are)?; "
+                  r"scan ([0-9.]+) ms, convert ([0-9.]+) ms",
                   rec["details"].get("transform", ""))
     if m:
         rec.update(objects=int(m.group(1)), changed_types=int(m.group(2)), moved=int(m.group(3)),
