@@ -962,23 +962,6 @@ static const char *find_hook(const struct check *c, const char *prefix, const ch
   return NULL;
 }
 
-/* The name MCR_TRANSFORM_TYPE takes for type t: its tag or typedef name, the first met
- * through typedefs (xform.c's type_name). */
-static const char *type_name(const struct mcr_typetab *tt, uint32_t t)
-{
-  struct mcr_type_rec r;
-
-  for (int i = 0; i < 8 && t != MCR_NO_TYPE && mcr_typetab_type(tt, t, &r) == 0; i++) {
-    const char *n = mcr_typetab_str(tt, r.name);
-    if (n && *n)
-      return n;
-    if (r.kind != MCR_TYPE_TYPEDEF)
-      break;
-    t = r.target;
-  }
-  return NULL;
-}
-
 /* The plan of a change only a user transformation converts: no operations, the
  * types' sizes (xform.c's empty_plan). */
 static const struct mcr_xplan *empty_plan(struct check *c, const struct mcr_typetab *ot,
@@ -1038,7 +1021,7 @@ static int judge_pair(struct check *c, struct item *it)
     return 0;
   }
 
-  const char *tname = site ? type_name(nt, ntype) : NULL;
+  const char *tname = site ? mcr_type_name(nt, ntype) : NULL;
   it->hook = site ? find_hook(c, "mcr_transform_type_", tname)
                   : find_hook(c, "mcr_transform_global_", it->ng->symbol);
   if (mcr_xplan_build(c->arena, ot, otype, nt, ntype, &it->plan, &it->err) != 0 && it->hook &&

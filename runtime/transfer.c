@@ -47,18 +47,9 @@ extern struct mcr_site __stop_mcr_sites[] __attribute__((weak, visibility("hidde
 static int site_key(const struct mcr_site *s, char *buf, size_t len)
 {
   struct mcr_typetab tt;
-  struct mcr_site_rec rec, o;
-  unsigned ordinal = 0;
-
-  if (!s || !s->blob || mcr_typetab_open(&tt, s->blob, s->blob->total_size, NULL) != 0 ||
-      mcr_typetab_site(&tt, s->index, &rec) != 0)
+  if (!s || !s->blob || mcr_typetab_open(&tt, s->blob, s->blob->total_size, NULL) != 0)
     return -1;
-  for (uint32_t i = 0; i < s->index; i++)
-    if (mcr_typetab_site(&tt, i, &o) == 0 && o.function == rec.function && o.callee == rec.callee)
-      ordinal++;
-  int n = snprintf(buf, len, "%s|%s|%s|%u", mcr_typetab_str(&tt, tt.hdr.module),
-                   mcr_typetab_str(&tt, rec.function), mcr_typetab_str(&tt, rec.callee), ordinal);
-  return n > 0 && (size_t)n < len ? 0 : -1;
+  return mcr_typetab_site_key(&tt, s->index, buf, len);
 }
 
 /* ---- old side ---- */

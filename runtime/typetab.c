@@ -9,6 +9,8 @@
  */
 #include "typetab.h"
 
+#include <stdio.h>
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -730,4 +732,32 @@ int mcr_type_render_shape(const struct mcr_typetab *tt, uint32_t t, uint32_t sha
     break;
   }
   return render_finish(&r);
+}
+
+const char *mcr_type_name(const struct mcr_typetab *tt, uint32_t t)
+{
+  struct mcr_type_rec r;
+  for (int i = 0; i < 8 && t != MCR_NO_TYPE && mcr_typetab_type(tt, t, &r) == 0; i++) {
+    const char *n = mcr_typetab_str(tt, r.name);
+    if (n && *n)
+      return n;
+    if (r.kind != MCR_TYPE_TYPEDEF)
+      break;
+    t = r.target;
+  }
+  return NULL;
+}
+
+int mcr_typetab_site_key(const struct mcr_typetab *tt, uint32_t i, char *buf, size_t len)
+{
+  struct mcr_site_rec rec, o;
+  unsigned ordinal = 0;
+  if (mcr_typetab_site(tt, i, &rec) != 0)
+    return -1;
+  for (uint32_t j = 0; j < i; j++)
+    if (mcr_typetab_site(tt, j, &o) == 0 && o.function == rec.function && o.callee == rec.callee)
+      ordinal++;
+  int n = snprintf(buf, len, "%s|%s|%s|%u", mcr_typetab_str(tt, tt->hdr.module),
+                   mcr_typetab_str(tt, rec.function), mcr_typetab_str(tt, rec.callee), ordinal);
+  return n > 0 && (size_t)n < len ? 0 : -1;
 }

@@ -89,6 +89,16 @@ int mcr_type_render(const struct mcr_typetab *tt, uint32_t t, char *buf, size_t 
 int mcr_type_render_shape(const struct mcr_typetab *tt, uint32_t t, uint32_t shape,
                           char *buf, size_t len);
 
+/* The name type t goes by: its struct/union/enum tag or typedef name, the first met
+ * through typedefs (MCR_TRANSFORM_TYPE uses it), or NULL for an anonymous type. */
+const char *mcr_type_name(const struct mcr_typetab *tt, uint32_t t);
+
+/* The key that pairs allocation site i across versions of a program:
+ * "module|function|callee|ordinal", the ordinal counting the module's earlier sites
+ * with the same function and callee (line numbers move with any change, these do
+ * not). Like snprintf into buf; 0, or -1 if i is out of range or buf too small. */
+int mcr_typetab_site_key(const struct mcr_typetab *tt, uint32_t i, char *buf, size_t len);
+
 /* "single", "array", "flex", or "unknown". */
 const char *mcr_site_shape_name(uint32_t shape);
 

@@ -714,11 +714,9 @@ __attribute__((visibility("default"))) FILE *fopen64(const char *path, const cha
 /* If the file at path holds exactly the pid old (a line), it gets new. */
 static void rewrite_pidfile(const char *path, pid_t old, pid_t new, int progfd);
 
-/* The pid files this process wrote at startup: if one still holds the pid
- * old, it gets new. At a commit (old: this process) for a pid file kept open
- * (one written and closed at startup was written again by the new version's
- * startup); at a rollback (old: the killed new version) for every one. */
-static void rewrite_pidfiles(pid_t old, pid_t new)
+/* Calls fn on each file the startup opened for writing: by fopen (no descriptor
+ * known: -1) or by open (the descriptor the program got). */
+static void startup_files(void (*fn)(const char *path, int progfd, void *arg), void *arg)
 {
   const struct mcr_startup_entry *e;
   size_t n = mcr_startup_entries(&e);
@@ -726,15 +724,31 @@ static void rewrite_pidfiles(pid_t old, pid_t new)
 
   for (int i = 0; i < nstartup_wfiles && i < MAX_WFILES; i++)
     if (startup_wfiles[i][0])
-      rewrite_pidfile(startup_wfiles[i], old, new, -1);
+      fn(startup_wfiles[i], -1, arg);
   for (size_t i = 0; i < n; i++) {
     const char *q1, *q2;
     if (e[i].kind != MCR_SK_OPEN || e[i].result < 0 || !(q1 = strchr(e[i].detail, '"')) ||
         !(q2 = strchr(q1 + 1, '"')) || q2 - q1 - 1 >= (long)sizeof(path))
       continue;
     snprintf(path, sizeof(path), "%.*s", (int)(q2 - q1 - 1), q1 + 1);
-    rewrite_pidfile(path, old, new, (int)e[i].result);
+    fn(path, (int)e[i].result, arg);
   }
+}
+
+/* The pid files this process wrote at startup: if one still holds the pid
+ * old, it gets new. At a commit (old: this process) for a pid file kept open
+ * (one written and closed at startup was written again by the new version's
+ * startup); at a rollback (old: the killed new version) for every one. */
+static void rewrite_file(const char *path, int progfd, void *arg)
+{
+  const pid_t *p = arg; /* old, new */
+  rewrite_pidfile(path, p[0], p[1], progfd);
+}
+
+static void rewrite_pidfiles(pid_t old, pid_t new)
+{
+  pid_t p[2] = {old, new};
+  startup_files(rewrite_file, p);
 }
 
 /* The pid files as the update found them: startup-written files holding exactly
@@ -769,24 +783,17 @@ static void snap_one(const char *path)
     snprintf(pidfile_snap[npidfile_snap++], sizeof(pidfile_snap[0]), "%s", path);
 }
 
+static void snap_file(const char *path, int progfd, void *arg)
+{
+  (void)progfd;
+  (void)arg;
+  snap_one(path);
+}
+
 static void snapshot_pidfiles(void)
 {
-  const struct mcr_startup_entry *e;
-  size_t n = mcr_startup_entries(&e);
-  char path[MCR_SE_DETAIL];
-
   npidfile_snap = 0;
-  for (int i = 0; i < nstartup_wfiles && i < MAX_WFILES; i++)
-    if (startup_wfiles[i][0])
-      snap_one(startup_wfiles[i]);
-  for (size_t i = 0; i < n; i++) {
-    const char *q1, *q2;
-    if (e[i].kind != MCR_SK_OPEN || e[i].result < 0 || !(q1 = strchr(e[i].detail, '"')) ||
-        !(q2 = strchr(q1 + 1, '"')) || q2 - q1 - 1 >= (long)sizeof(path))
-      continue;
-    snprintf(path, sizeof(path), "%.*s", (int)(q2 - q1 - 1), q1 + 1);
-    snap_one(path);
-  }
+  startup_files(snap_file, NULL);
 }
 
 static void restore_pidfiles(void)

@@ -108,21 +108,6 @@ static const char *base_name(const char *p)
   return s ? s + 1 : p;
 }
 
-/* The site key of record i of tt (transfer.c's format). */
-static int key_of(const struct mcr_typetab *tt, uint32_t i, char *buf, size_t len)
-{
-  struct mcr_site_rec rec, o;
-  unsigned ordinal = 0;
-  if (mcr_typetab_site(tt, i, &rec) != 0)
-    return -1;
-  for (uint32_t j = 0; j < i; j++)
-    if (mcr_typetab_site(tt, j, &o) == 0 && o.function == rec.function && o.callee == rec.callee)
-      ordinal++;
-  int n = snprintf(buf, len, "%s|%s|%s|%u", mcr_typetab_str(tt, tt->hdr.module),
-                   mcr_typetab_str(tt, rec.function), mcr_typetab_str(tt, rec.callee), ordinal);
-  return n > 0 && (size_t)n < len ? 0 : -1;
-}
-
 static size_t pow2(size_t n)
 {
   size_t c = 64;
@@ -168,22 +153,6 @@ static hook_fn find_hook(const char *prefix, const char *name)
   for (size_t i = 0; i < n; i++)
     if (!strcmp(list[i].name, want))
       return list[i].fn;
-  return NULL;
-}
-
-/* The name a type goes by for MCR_TRANSFORM_TYPE: its struct/union/enum tag or
- * typedef name (the first one met through typedefs). */
-static const char *type_name(const struct mcr_typetab *tt, uint32_t t)
-{
-  struct mcr_type_rec r;
-  for (int i = 0; i < 8 && t != MCR_NO_TYPE && mcr_typetab_type(tt, t, &r) == 0; i++) {
-    const char *n = mcr_typetab_str(tt, r.name);
-    if (n && *n)
-      return n;
-    if (r.kind != MCR_TYPE_TYPEDEF)
-      break;
-    t = r.target;
-  }
   return NULL;
 }
 
@@ -372,7 +341,7 @@ int mcr_xform_open(pid_t old_pid, struct mcr_arena *a, char *err, size_t errlen)
             b, i);
     }
     for (uint32_t i = 0; i < mcr_typetab_nsites(tt); i++)
-      if (key_of(tt, i, key, sizeof(key)) == 0)
+      if (mcr_typetab_site_key(tt, i, key, sizeof(key)) == 0)
         put(X.site, X.scap, mcr_arena_strdup(a, key), NULL, b, i);
   }
   X.spcap = pow2(2 * nsite + 2);
@@ -728,7 +697,7 @@ int mcr_xform_site(const char *key, struct mcr_site *s)
     return 0; /* untyped on a side: kept as it is, traced conservatively */
   const struct mcr_xplan *p = NULL;
   int bad = mcr_xplan_build(X.a, otab, orec.type, &ntab, nrec.type, &p, &xe) != 0;
-  const char *tname = type_name(&ntab, nrec.type);
+  const char *tname = mcr_type_name(&ntab, nrec.type);
   hook_fn hook = find_hook("mcr_transform_type_", tname);
   if (bad && hook && (p = empty_plan(otab, orec.type, &ntab, nrec.type)))
     bad = 0; /* the user's transformation does it all */
