@@ -67,6 +67,7 @@
 #define ALLOC_EVENT_CAP 1000000 /* allocations hashed before the records stop (a
                                  * program that never ends its window stops paying) */
 #define MAX_CONFLICTS 1024
+#define MAX_NOTES 64
 #define FD_MAP 65536          /* fds tracked for inheritance and translation */
 
 #define ON_LOG 1
@@ -111,6 +112,19 @@ static unsigned char *inherited_map; /* FD_MAP bits */
 static int32_t *fd_xlat;             /* FD_MAP: new fd -> old fd number + 1 (0: none) */
 static struct mcr_startup_conflict *conflicts; /* MAX_CONFLICTS */
 static unsigned nconflicts, nreplayed, nrun;
+/* Old entries by (stack_id, kind) and by (kind, args_hash), each key's entries
+ * chained in log order: the fallbacks of match_old. */
+struct chains {
+  uint32_t *head; /* slots: 0 free, else the key's first entry + 1 */
+  uint32_t *next; /* per entry: the next entry with its key + 1, 0: none */
+  size_t slots;
+};
+static struct chains by_stack, by_args;
+static unsigned char *claimed_map; /* FD_MAP bits: inherited fds the new process holds through
+                                    * a replayed creation or an adopted socket */
+static unsigned char *adopted_map; /* FD_MAP bits: own fds now holding an old listening socket */
+static struct mcr_startup_conflict *notes; /* MAX_NOTES */
+static unsigned nnotes, nby_args, nadopted;
 
 /* ---- the real functions ---- */
 
@@ -336,9 +350,27 @@ static uint32_t next_ordinal(uint64_t id, uint32_t kind)
 
 /* ---- fds ---- */
 
+static int bit(const unsigned char *map, int fd)
+{
+  return map && fd >= 0 && fd < FD_MAP && (map[fd / 8] >> (fd % 8)) & 1;
+}
+
+static void set_bit(unsigned char *map, int fd)
+{
+  if (map && fd >= 0 && fd < FD_MAP)
+    map[fd / 8] |= (unsigned char)(1u << (fd % 8));
+}
+
 static int is_inherited(int fd)
 {
-  return inherited_map && fd >= 0 && fd < FD_MAP && (inherited_map[fd / 8] >> (fd % 8)) & 1;
+  return bit(inherited_map, fd);
+}
+
+/* An fd whose object the old process has: inherited, or an own fd that took
+ * over an old listening socket (adopt_socket). */
+static int is_shared(int fd)
+{
+  return is_inherited(fd) || bit(adopted_map, fd);
 }
 
 /* The old process's number for fd (see the file comment). */
@@ -393,6 +425,10 @@ struct call {
   uint32_t kind;
   enum cls cls;
   int target;     /* C_MODIFY: the fd it shapes */
+  int arg;        /* listen: the backlog */
+  int sock[3];    /* socket: domain, type, protocol */
+  const struct sockaddr *sa; /* bind: the address */
+  socklen_t salen;
   uint64_t id;
   uint64_t hash;     /* fd arguments in the old process's numbers: matched against its log */
   uint64_t own_hash; /* the same in this process's own numbers: what its log records */
@@ -555,34 +591,54 @@ static void h_sockaddr(struct call *c, const struct sockaddr *sa, socklen_t len)
   }
 }
 
-static void conflict(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Under st_lock. */
-static void conflict(struct call *c, const char *fmt, ...)
+static void fill(struct mcr_startup_conflict *k, struct call *c, const char *fmt, va_list ap)
 {
-  struct mcr_startup_conflict *k;
-  char why[256];
-  va_list ap;
+  char why[400];
 
-  c->conflict = 1;
-  nconflicts++;
-  if (nconflicts > MAX_CONFLICTS)
-    return; /* counted, not kept */
-  k = &conflicts[nconflicts - 1];
   memset(k, 0, sizeof(*k));
   k->kind = c->kind;
   k->stack_id = c->id;
   copy_str(k->old_detail, sizeof(k->old_detail), c->o ? c->o->detail : "");
   copy_str(k->new_detail, sizeof(k->new_detail), c->detail);
   copy_str(k->stack, sizeof(k->stack), c->stack);
-  va_start(ap, fmt);
   vsnprintf(why, sizeof(why), fmt, ap);
-  va_end(ap);
   snprintf(k->message, sizeof(k->message), "%s: %s (at %s)", mcr_startup_kind_name(c->kind), why,
            c->stack[0] ? c->stack : "an unknown stack");
 }
 
-/* Under st_lock: the first unused old entry with (id, kind, ordinal). */
+static void conflict(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Under st_lock. */
+static void conflict(struct call *c, const char *fmt, ...)
+{
+  va_list ap;
+
+  c->conflict = 1;
+  nconflicts++;
+  if (nconflicts > MAX_CONFLICTS)
+    return; /* counted, not kept */
+  va_start(ap, fmt);
+  fill(&conflicts[nconflicts - 1], c, fmt, ap);
+  va_end(ap);
+}
+
+static void note(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Under st_lock: a difference the replay accepted (mcr_startup_notes). */
+static void note(struct call *c, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (!notes)
+    notes = map(MAX_NOTES * sizeof(*notes));
+  if (!notes || nnotes >= MAX_NOTES)
+    return;
+  va_start(ap, fmt);
+  fill(&notes[nnotes++], c, fmt, ap);
+  va_end(ap);
+}
+
+/* Under st_lock: the unused old entry with (id, kind, ordinal), or NULL. */
 static const struct mcr_startup_entry *find_old(const struct call *c)
 {
   uint64_t h;
@@ -598,11 +654,107 @@ static const struct mcr_startup_entry *find_old(const struct call *c)
       return NULL;
     e = &old.entries[v - 1];
     if (e->stack_id == c->id && e->kind == c->kind && e->ordinal == c->ordinal &&
-        !old_used[v - 1]) {
-      old_used[v - 1] = 1;
+        !old_used[v - 1])
       return e;
-    }
   }
+}
+
+static uint64_t stack_key(const struct mcr_startup_entry *e)
+{
+  return e->stack_id ^ (uint64_t)e->kind * 0xff51afd7ed558ccdull;
+}
+
+static uint64_t args_key(const struct mcr_startup_entry *e)
+{
+  return e->args_hash ^ (uint64_t)e->kind * 0xc4ceb9fe1a85ec53ull;
+}
+
+/* The head slot of key in ch (the key's first entry, or a free slot). */
+static uint32_t *chain_slot(struct chains *ch, uint64_t key,
+                            uint64_t (*keyf)(const struct mcr_startup_entry *))
+{
+  size_t i = (size_t)((key * 0x9e3779b97f4a7c15ull) >> 20) & (ch->slots - 1);
+
+  for (;; i = (i + 1) & (ch->slots - 1))
+    if (!ch->head[i] || keyf(&old.entries[ch->head[i] - 1]) == key)
+      return &ch->head[i];
+}
+
+/* Builds ch over old's n entries (the key functions read old.entries). */
+static void chains_build(struct chains *ch, uint64_t (*keyf)(const struct mcr_startup_entry *),
+                         size_t n)
+{
+  /* backwards, each entry pushed in front: every chain ends up in log order */
+  for (size_t i = n; i-- > 0;) {
+    uint32_t *h = chain_slot(ch, keyf(&old.entries[i]), keyf);
+    ch->next[i] = *h;
+    *h = (uint32_t)i + 1;
+  }
+}
+
+static int used_idx(const struct mcr_startup_entry *e)
+{
+  return (int)(e - old.entries);
+}
+
+enum { M_POSITION = 1, M_REORDERED, M_BY_ARGS };
+
+/* Under st_lock: the old entry a call is paired with, marked used (NULL: none).
+ *   1. the one at its (ID, kind, ordinal), if the arguments are equal;
+ *   2. else the first unused one with its (ID, kind) and equal arguments (a call
+ *      that moved out of or into this function shifts the ordinals after it);
+ *   3. else the one at its (ID, kind, ordinal) with other arguments (a conflict
+ *      for most kinds, as before);
+ *   4. else, when no unused old entry has its (ID, kind) at all (the call moved
+ *      to another call stack: a helper added, inlined, tail-called away), the
+ *      first unused one of its kind with equal arguments, at any stack. Not for
+ *      socket() (a listening socket is identified by its address, at bind:
+ *      adopt_socket) nor fork (an unrelated fork must not be taken for the
+ *      daemonizing one). */
+static const struct mcr_startup_entry *match_old(struct call *c, int *how)
+{
+  const struct mcr_startup_entry *pos = find_old(c), *e = NULL;
+  struct mcr_startup_entry key = {.stack_id = c->id, .kind = c->kind, .args_hash = c->hash};
+  int group_unused = 0;
+
+  *how = 0;
+  if (pos && pos->args_hash == c->hash) {
+    e = pos;
+    *how = M_POSITION;
+    goto take;
+  }
+  if (by_stack.slots)
+    for (uint32_t v = *chain_slot(&by_stack, stack_key(&key), stack_key); v;
+         v = by_stack.next[v - 1]) {
+      const struct mcr_startup_entry *x = &old.entries[v - 1];
+      if (old_used[v - 1] || x->stack_id != c->id || x->kind != c->kind)
+        continue;
+      group_unused = 1;
+      if (x->args_hash == c->hash) {
+        e = x;
+        *how = M_REORDERED;
+        goto take;
+      }
+    }
+  if (pos) {
+    e = pos;
+    *how = M_POSITION;
+    goto take;
+  }
+  if (group_unused || !by_args.slots || c->kind == MCR_SK_SOCKET || c->kind == MCR_SK_FORK ||
+      c->kind == MCR_SK_MMAP)
+    return NULL;
+  for (uint32_t v = *chain_slot(&by_args, args_key(&key), args_key); v; v = by_args.next[v - 1])
+    if (!old_used[v - 1] && old.entries[v - 1].kind == c->kind &&
+        old.entries[v - 1].args_hash == c->hash) {
+      e = &old.entries[v - 1];
+      *how = M_BY_ARGS;
+      goto take;
+    }
+  return NULL;
+take:
+  old_used[used_idx(e)] = 1;
+  return e;
 }
 
 static int result_fds(const struct mcr_startup_entry *e)
@@ -626,30 +778,234 @@ static int still_same(const struct mcr_startup_entry *e)
   return 1;
 }
 
+/* The fd an old entry's detail names first ("bind(5, ...", "listen(5, 16)"),
+ * or -1. */
+static int detail_fd(const struct mcr_startup_entry *e, const char *fn)
+{
+  size_t n = strlen(fn);
+  const char *p = e->detail + n + 1;
+  char *end;
+  long v;
+
+  if (strncmp(e->detail, fn, n) || e->detail[n] != '(')
+    return -1;
+  v = strtol(p, &end, 10);
+  if (end == p || *end != ',' || v < 0 || v >= FD_MAP)
+    return -1;
+  return (int)v;
+}
+
+static int sock_int(int fd, int level, int name)
+{
+  int v = 0;
+  socklen_t l = sizeof(v);
+
+  return getsockopt(fd, level, name, &v, &l) == 0 && l == sizeof(v) ? v : -1;
+}
+
+/* fd is bound to sa: same family, port and address (and IPv6 scope). */
+static int bound_to(int fd, const struct sockaddr *sa, socklen_t len)
+{
+  struct sockaddr_storage ss;
+  socklen_t l = sizeof(ss);
+
+  if (getsockname(fd, (struct sockaddr *)&ss, &l) != 0 || ss.ss_family != sa->sa_family)
+    return 0;
+  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in) &&
+      l >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *a = (const void *)sa, *b = (const void *)&ss;
+    return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+  }
+  if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6) &&
+      l >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *a = (const void *)sa, *b = (const void *)&ss;
+    return a->sin6_port == b->sin6_port && a->sin6_scope_id == b->sin6_scope_id &&
+           !memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr));
+  }
+  return 0;
+}
+
+/* Under st_lock, a bind of an own fd (its socket() ran: no old socket was
+ * paired with it, its call stack differs): if an inherited socket that the
+ * old log bound, and no call of this process took yet, is bound to this very
+ * address (IPv4/IPv6: family, address, port) and is of the same domain, type
+ * and protocol, the fd takes it over: dup3(old, fd) (FD_CLOEXEC as the new
+ * socket had it), the call is not run and returns the old bind's result.
+ * Options the new version set on its fresh socket are gone with it (the old
+ * socket keeps its own). O_NONBLOCK is shared by both processes (one open file
+ * description): never changed here. A new socket that is non-blocking where
+ * the old one is blocking is a conflict (setting it would change the old
+ * process, which runs on if the update rolls back); the reverse is a note (the
+ * new version gets the old, non-blocking socket; servers commonly set the flag
+ * after bind or listen). Another IPV6_V6ONLY is a conflict (the socket would
+ * accept other connections). Not for AF_UNIX: the path may have been unlinked
+ * and bound anew. */
+static void adopt_socket(struct call *c)
+{
+  const struct mcr_startup_entry *e = NULL;
+  int fd = c->target, old_fd = -1, domain, type, proto, nfl, ofl, fdfl, v6new = -1, v6old = -1;
+
+  if (!c->sa || c->salen < sizeof(sa_family_t) ||
+      (c->sa->sa_family != AF_INET && c->sa->sa_family != AF_INET6))
+    return;
+  domain = sock_int(fd, SOL_SOCKET, SO_DOMAIN);
+  type = sock_int(fd, SOL_SOCKET, SO_TYPE);
+  proto = sock_int(fd, SOL_SOCKET, SO_PROTOCOL);
+  if (domain < 0 || type < 0 || proto < 0)
+    return;
+  /* the call's own pair first (same stack, another fd), then every old bind */
+  for (size_t i = 0; i <= old.nentries && !e; i++) {
+    const struct mcr_startup_entry *x = i ? &old.entries[i - 1] : c->o;
+    int n;
+    if (!x || x->kind != MCR_SK_BIND || x->result != 0 || (n = detail_fd(x, "bind")) < 0 ||
+        !is_inherited(n) || bit(claimed_map, n) || sock_int(n, SOL_SOCKET, SO_DOMAIN) != domain ||
+        sock_int(n, SOL_SOCKET, SO_TYPE) != type || sock_int(n, SOL_SOCKET, SO_PROTOCOL) != proto ||
+        !bound_to(n, c->sa, c->salen))
+      continue;
+    e = x;
+    old_fd = n;
+  }
+  if (!e)
+    return;
+  nfl = fcntl(fd, F_GETFL);
+  ofl = fcntl(old_fd, F_GETFL);
+  fdfl = fcntl(fd, F_GETFD);
+  if (domain == AF_INET6) {
+    v6new = sock_int(fd, IPPROTO_IPV6, IPV6_V6ONLY);
+    v6old = sock_int(old_fd, IPPROTO_IPV6, IPV6_V6ONLY);
+  }
+  if (nfl < 0 || ofl < 0 || fdfl < 0 ||
+      REAL(dup3)(old_fd, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+    return; /* run: the bind fails as it would have */
+  if (c->o && c->o != e) /* the positional pair belongs to another socket: free it */
+    old_used[used_idx(c->o)] = 0;
+  c->o = e;
+  old_used[used_idx(e)] = 1;
+  set_bit(adopted_map, fd);
+  set_bit(claimed_map, old_fd);
+  set_xlat(fd, old_fd);
+  c->act = A_REPLAY;
+  nadopted++;
+  /* this process's log: the fd's creation names the object it holds now, so
+   * that the next update pairs it as an ordinary replayed socket */
+  for (unsigned i = nentries; i-- > 0;) {
+    struct mcr_startup_entry *x = &entries[i];
+    int k = !(x->flags & MCR_SE_FD_RESULT) || x->result < 0 ? -1 : x->fds[0] == fd ? 0
+            : x->fds[1] == fd ? 1 : -1;
+    if (k >= 0) {
+      fd_identity(fd, &x->dev[k], &x->ino[k], &x->link_hash[k]);
+      break;
+    }
+  }
+  if ((nfl & O_NONBLOCK) && !(ofl & O_NONBLOCK))
+    conflict(c, "the old process's socket bound to this address (fd %d) is blocking and the new "
+                "version's is non-blocking (O_NONBLOCK): the flag is shared by both processes, "
+                "setting it would change the old one if the update rolled back", old_fd);
+  if (v6new >= 0 && v6old >= 0 && v6new != v6old)
+    conflict(c, "the old process's socket bound to this address (fd %d) has IPV6_V6ONLY %d, the "
+                "new version's %d: it would accept other connections", old_fd, v6old, v6new);
+  note(c, "%s: a socket the old log has no counterpart of (another call stack or other flags): "
+          "fd %d took over the old process's socket bound to this address (fd %d)%s",
+       c->detail, fd, old_fd,
+       !(nfl & O_NONBLOCK) && (ofl & O_NONBLOCK)
+           ? "; it is non-blocking (O_NONBLOCK), the new version's socket was not yet: kept"
+           : "");
+}
+
+/* Under st_lock, listen() on an fd that took over an old listening socket:
+ * not run, returns the old result (0); the old socket keeps its backlog, a
+ * different one is a note. Returns 0 if the socket does not listen yet (the
+ * ordinary rules then apply: listen would change the old process's socket). */
+static int listen_adopted(struct call *c)
+{
+  const struct mcr_startup_entry *e = NULL;
+  int old_fd = (int)xlat(c->target), backlog = -1;
+
+  if (sock_int(c->target, SOL_SOCKET, SO_ACCEPTCONN) != 1)
+    return 0;
+  /* the old process's listen of that socket: an unused one first */
+  for (size_t i = 0; i < old.nentries; i++) {
+    const struct mcr_startup_entry *x = &old.entries[i];
+    if (x->kind != MCR_SK_LISTEN || x->result != 0 || detail_fd(x, "listen") != old_fd)
+      continue;
+    if (!e || (old_used[used_idx(e)] && !old_used[i]))
+      e = x;
+  }
+  if (e) {
+    old_used[used_idx(e)] = 1;
+    if (sscanf(e->detail, "listen(%*d, %d)", &backlog) != 1)
+      backlog = -1;
+  }
+  c->o = e;
+  c->act = A_REPLAY;
+  if (backlog != c->arg) {
+    if (backlog >= 0)
+      note(c, "%s: the socket is the old process's (fd %d), listening with backlog %d: kept, "
+              "not %d", c->detail, old_fd, backlog, c->arg);
+    else
+      note(c, "%s: the socket is the old process's (fd %d), already listening: its backlog is "
+              "kept", c->detail, old_fd);
+  }
+  return 1;
+}
+
+/* The old socket() o differs from the call c in SOCK_NONBLOCK/SOCK_CLOEXEC only
+ * (the hash of c's arguments with each combination of the two). */
+static int socket_flags_only(const struct call *c, const struct mcr_startup_entry *o)
+{
+  static const int fl[] = {0, SOCK_NONBLOCK, SOCK_CLOEXEC, SOCK_NONBLOCK | SOCK_CLOEXEC};
+  uint32_t kind = MCR_SK_SOCKET;
+
+  for (int i = 0; i < 4; i++) {
+    int64_t v[3] = {c->sock[0], (c->sock[1] & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) | fl[i],
+                    c->sock[2]};
+    uint64_t h = mcr_fnv(MCR_FNV_OFFSET, &kind, sizeof(kind));
+    for (int k = 0; k < 3; k++)
+      h = mcr_fnv(h, &v[k], sizeof(v[k]));
+    if (h == o->args_hash)
+      return 1;
+  }
+  return 0;
+}
+
 /* Under st_lock: what a call in the window does. */
 static void decide(struct call *c)
 {
   const struct mcr_startup_entry *o;
-  int equal;
+  int equal, how;
 
   c->ordinal = next_ordinal(c->id, c->kind);
   c->act = A_RUN;
   if (!replaying)
     return;
-  o = c->o = find_old(c);
+  if (c->kind == MCR_SK_LISTEN && bit(adopted_map, c->target) && listen_adopted(c))
+    goto count;
+  o = c->o = match_old(c, &how);
   equal = o && o->args_hash == c->hash;
+  if (how == M_BY_ARGS)
+    nby_args++;
   switch (c->cls) {
   case C_CREATE:
-    if (o && !equal) {
+    if (o && !equal && c->kind == MCR_SK_SOCKET && socket_flags_only(c, o)) {
+      /* only SOCK_NONBLOCK/SOCK_CLOEXEC differ: a socket of its own, which
+       * takes over the old one at bind if it is bound to the same address */
+      old_used[used_idx(o)] = 0;
+      c->o = NULL;
+    } else if (o && !equal) {
       conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
       c->act = A_SKIP;
     } else if (o && (o->result < 0 || still_same(o))) {
       c->act = A_REPLAY;
+      for (int i = 0; i < result_fds(o); i++)
+        set_bit(claimed_map, o->fds[i]);
     }
     break;
   case C_MODIFY:
-    if (!is_inherited(c->target))
-      break; /* the new process's own object: run */
+    if (!is_shared(c->target)) {
+      if (c->kind == MCR_SK_BIND)
+        adopt_socket(c);
+      break; /* the new process's own object: run (or taken over: replayed) */
+    }
     if (o && equal) {
       c->act = A_REPLAY;
     } else if (o) {
@@ -683,6 +1039,7 @@ static void decide(struct call *c)
       c->act = A_REPLAY; /* the old process is the child that continued: so are we */
     break;
   }
+count:
   if (c->act == A_REPLAY)
     nreplayed++;
   else if (c->act == A_RUN)
@@ -828,6 +1185,9 @@ MCR_EXPORT int socket(int domain, int type, int proto)
   h_int(&c, domain);
   h_int(&c, type);
   h_int(&c, proto);
+  c.sock[0] = domain;
+  c.sock[1] = type;
+  c.sock[2] = proto;
   d_socket(&c, "socket", domain, type, proto);
   ONE_FD_CALL(&c, 1, REAL(socket)(domain, type, proto));
 }
@@ -863,6 +1223,8 @@ MCR_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
     return REAL(bind)(fd, sa, len);
   begin(&c, MCR_SK_BIND, C_MODIFY, RA);
   c.target = fd;
+  c.sa = sa;
+  c.salen = len;
   h_fd(&c, fd);
   h_sockaddr(&c, sa, len);
   d_add(&c, "bind(%d, ", fd);
@@ -879,6 +1241,7 @@ MCR_EXPORT int listen(int fd, int backlog)
     return REAL(listen)(fd, backlog);
   begin(&c, MCR_SK_LISTEN, C_MODIFY, RA);
   c.target = fd;
+  c.arg = backlog;
   h_fd(&c, fd);
   h_int(&c, backlog);
   d_add(&c, "listen(%d, %d)", fd, backlog);
@@ -1534,6 +1897,12 @@ size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out)
   return nconflicts < MAX_CONFLICTS ? nconflicts : MAX_CONFLICTS;
 }
 
+size_t mcr_startup_notes(const struct mcr_startup_conflict **out)
+{
+  *out = notes;
+  return notes ? nnotes : 0;
+}
+
 void mcr_startup_stats(struct mcr_startup_stats *out)
 {
   pthread_mutex_lock(&st_lock);
@@ -1544,6 +1913,9 @@ void mcr_startup_stats(struct mcr_startup_stats *out)
   out->replayed = nreplayed;
   out->run = nrun;
   out->conflicts = nconflicts;
+  out->by_args = nby_args;
+  out->adopted = nadopted;
+  out->notes = nnotes;
   out->allocs = nlive;
   out->allocs_dropped = allocs_dropped;
   out->old_entries = (unsigned)old.nentries;
@@ -2098,12 +2470,27 @@ int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
   old_used = map(log.nentries ? log.nentries : 1);
   if (!inherited_map)
     inherited_map = map(FD_MAP / 8);
+  if (!claimed_map)
+    claimed_map = map(FD_MAP / 8);
+  if (!adopted_map)
+    adopted_map = map(FD_MAP / 8);
   if (!fd_xlat)
     fd_xlat = map(FD_MAP * sizeof(*fd_xlat));
-  if (!old_index || !old_used || !inherited_map || !fd_xlat) {
+  by_stack.head = map(slots * sizeof(uint32_t));
+  by_args.head = map(slots * sizeof(uint32_t));
+  by_stack.next = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+  by_args.next = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+  if (!old_index || !old_used || !inherited_map || !claimed_map || !adopted_map || !fd_xlat ||
+      !by_stack.head || !by_args.head || !by_stack.next || !by_args.next) {
     fail(err, errlen, "no memory for the replay tables: %s", strerror(errno));
     unmap(old_index, slots * sizeof(*old_index));
     unmap(old_used, log.nentries ? log.nentries : 1);
+    unmap(by_stack.head, slots * sizeof(uint32_t));
+    unmap(by_args.head, slots * sizeof(uint32_t));
+    unmap(by_stack.next, (log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+    unmap(by_args.next, (log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+    memset(&by_stack, 0, sizeof(by_stack));
+    memset(&by_args, 0, sizeof(by_args));
     old_index = NULL;
     old_used = NULL;
     goto out;
@@ -2122,6 +2509,9 @@ int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
   old = log;
   log.mem = NULL;
   old_slots = slots;
+  by_stack.slots = by_args.slots = slots;
+  chains_build(&by_stack, stack_key, old.nentries);
+  chains_build(&by_args, args_key, old.nentries);
   replaying = 1;
   rc = 0;
 out:

@@ -13,8 +13,10 @@
  * The new version of a server, started by the old with the old's fds inherited,
  * replays the old log (mcr_startup_replay_begin): a call matched by (ID, kind,
  * ordinal) with equal arguments returns the old result without running, so the
- * new process ends its startup holding the old's sockets and files; see
- * docs/update.md for the rules and conflicts.
+ * new process ends its startup holding the old's sockets and files; a call
+ * whose stack has no old counterpart is paired by its arguments, and a socket
+ * created elsewhere takes over the old listening socket bound to the same
+ * address; see docs/update.md for the rules and conflicts.
  *
  * Outside the window a wrapper costs a load and a branch. Everything lives in
  * runtime-private memory (mmap). Thread-safe; survives fork (the child keeps the
@@ -110,6 +112,9 @@ struct mcr_startup_stats {
   unsigned allocs_dropped;
   unsigned old_entries;  /* in the log being replayed */
   unsigned old_allocs;
+  unsigned by_args;      /* paired with an old call at another call stack by their arguments */
+  unsigned adopted;      /* own sockets that took over an old listening socket at bind */
+  unsigned notes;
 };
 
 /* The recording/replay flag the wrappers and the allocator test (0: closed). */
@@ -159,6 +164,9 @@ int mcr_startup_replay_begin(const void *log, size_t len, const int *inherited,
 
 /* The conflicts found so far in a replay. */
 size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out);
+/* Differences a replay accepted (a listening socket taken over by its address,
+ * its backlog or O_NONBLOCK kept): one message each, as for conflicts. */
+size_t mcr_startup_notes(const struct mcr_startup_conflict **out);
 void mcr_startup_stats(struct mcr_startup_stats *out);
 
 /* This process's live startup allocation records, in allocation order (valid

@@ -239,6 +239,14 @@ static void *agent(void *arg)
     mcr_startup_stats(&s);
     mcr_buf_printf(&rep, "note startup replay: %u calls replayed, %u run for real, %u startup "
                          "objects\n", s.replayed, s.run, s.allocs);
+    if (s.by_args || s.adopted)
+      mcr_buf_printf(&rep, "note startup replay: %u calls paired by their arguments at another "
+                           "call stack, %u sockets took over the old listening socket bound to "
+                           "their address\n", s.by_args, s.adopted);
+    const struct mcr_startup_conflict *nt;
+    size_t nn = mcr_startup_notes(&nt);
+    for (size_t i = 0; i < nn && i < 20; i++)
+      mcr_buf_printf(&rep, "note startup replay: %s\n", nt[i].message);
   }
   {
     char err[300];

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Startup log and replay (label "startup"): programs built with mcr-clang.
-#   run.sh BUILD_DIR TEST    TEST: replay bind-change extra-ctl ids corrupt
+#   run.sh BUILD_DIR TEST    TEST: replay bind-change extra-ctl moved moved-addr
+#                                  moved-blocking sock-nb ids corrupt
 set -euo pipefail
 build=$1
 test=$2
@@ -8,7 +9,7 @@ src=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$src/../.." && pwd)
 mcc="$build/bin/mcr-clang"
 work=$(mktemp -d "${TMPDIR:-/tmp}/mcr-startup-$test.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 inc=(-I"$top/runtime" -I"$top/runtime/include")
 fails=0
 
@@ -24,9 +25,10 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# old (version 1) spawns new (version 2 + FLAGS) with its fds; both report.
+# old (version 1 + V1FLAGS) spawns new (version 2 + FLAGS) with its fds; both report.
+v1flags=()
 run_pair() {
-  "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=1 -o "$work/v1" "$src/server.c"
+  "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=1 ${v1flags[@]+"${v1flags[@]}"} -o "$work/v1" "$src/server.c"
   "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=2 "$@" -o "$work/v2" "$src/server.c"
   mkdir -p "$work/run"
   port=$(free_port)
@@ -100,6 +102,95 @@ case "$test" in
     else bad "no epoll_ctl conflict: '$c'"; cat "$new"; fi
     same "it was not executed (EPOLL_CTL_DEL finds nothing)" "$(val "$new" extra_del)" ENOENT
     same "the old process's epoll set still has one target" "$(val "$old" old_epoll_targets)" 1
+    ;;
+  moved)
+    # version 2 creates its listening socket in a helper with SOCK_NONBLOCK (a call
+    # stack and arguments version 1 does not have), listens with backlog 64 (16),
+    # opens /dev/null first where version 1 opened its pid file, and the pid file
+    # and the log from helpers
+    v1flags=(-DFILES2 -DNB_AFTER_LISTEN)
+    run_pair -DFILES2 -DNB_AFTER_LISTEN -DMOVED
+    same "bind: no EADDRINUSE (rc)" "$(val "$new" bind_rc)" 0
+    same "bind: errno" "$(val "$new" bind_errno)" 0
+    same "listen rc" "$(val "$new" listen_rc)" 0
+    same "no conflicts" "$(grep -c '^conflict' "$new" || true)" 0
+    grep '^conflict' "$new" || true
+    same "one socket taken over" "$(val "$new" adopted)" 1
+    same "the new listening fd is the old socket" "$(val "$new" listen_ino)" "$(val "$old" listen_ino)"
+    same "it accepts a connection in the new process" "$(val "$new" accept_ok)" 1
+    same "it is non-blocking (as both asked)" "$(val "$new" listen_nonblock)" 1
+    same "FD_CLOEXEC as the new socket() asked" "$(val "$new" listen_cloexec)" 1
+    f=$(awk '$1 == "entry" && $2 == "bind" { print $5; exit }' "$new")
+    same "bind replayed (flag 0x4)" "$(( f & 4 ))" 4
+    f=$(awk '$1 == "entry" && $2 == "socket" { print $5; exit }' "$new")
+    same "socket ran (not replayed)" "$(( f & 4 ))" 0
+    n=$(grep -c "^note bind: bind(.*127.0.0.1:$port): a socket the old log has no counterpart of (another call stack or other flags): fd [0-9]* took over the old process's socket bound to this address (fd $(val "$old" fd_listen))" "$new" || true)
+    same "a note names the takeover" "$n" 1
+    n=$(grep -c "^note listen: listen(.*, 64): the socket is the old process's (fd $(val "$old" fd_listen)), listening with backlog 16: kept, not 64" "$new" || true)
+    same "a note names the kept backlog" "$n" 1
+    f=$(awk '$1 == "entry" && $2 == "listen" { print $5; exit }' "$new")
+    same "listen not run (flag 0x4)" "$(( f & 4 ))" 4
+    same "epoll_ctl of the socket on the inherited epoll: rc" "$(val "$new" ctl_rc)" 0
+    f=$(awk '$1 == "entry" && $2 == "epoll_ctl" { print $5; exit }' "$new")
+    same "epoll_ctl replayed (the fd compared as the old's)" "$(( f & 4 ))" 4
+    same "the old epoll set is untouched" "$(val "$old" old_epoll_targets)" 1
+    same "the old socket still listens, non-blocking" "$(val "$old" old_listen_after)"       "accepting 1 nonblock 1"
+    same "pid file: the inherited fd" "$(val "$new" fd_pid)" "$(val "$old" fd_pid)"
+    same "/dev/null: the inherited fd" "$(val "$new" fd_null)" "$(val "$old" fd_null)"
+    same "log: the inherited fd" "$(val "$new" fd_log)" "$(val "$old" fd_log)"
+    for w in server.pid /dev/null server.log; do
+      f=$(awk -v w="$w" '$1 == "entry" && $2 == "open" && index($0, w) { print $5; exit }' "$new")
+      same "open of $w replayed (flag 0x4)" "$(( f & 4 ))" 4
+    done
+    b=$(val "$new" by_args)
+    if [ "${b:-0}" -ge 2 ]; then ok "$b calls paired by their arguments at another stack"
+    else bad "calls paired by arguments: '$b'"; fi
+    ;;
+  moved-addr)
+    # the same, but version 2 binds another address: no old socket to take over,
+    # its bind runs (and succeeds: nobody holds 127.0.0.2); watching its own
+    # socket on the shared epoll instance is a conflict, as before
+    v1flags=(-DFILES2 -DNB_AFTER_LISTEN)
+    run_pair -DFILES2 -DNB_AFTER_LISTEN -DMOVED -DCHANGE_BIND
+    same "nothing taken over" "$(val "$new" adopted)" 0
+    same "bind ran for real (rc)" "$(val "$new" bind_rc)" 0
+    f=$(awk '$1 == "entry" && $2 == "bind" { print $5; exit }' "$new")
+    same "bind not replayed" "$(( f & 4 ))" 0
+    if [ "$(val "$new" listen_ino)" != "$(val "$old" listen_ino)" ]; then ok "a socket of its own"
+    else bad "the new process holds the old socket"; fi
+    c=$(grep '^conflict epoll_ctl:' "$new" || true)
+    if [[ "$c" == *"the old version made epoll_ctl("*"the new makes epoll_ctl("* ]]; then
+      ok "its own socket on the shared epoll instance is a conflict: $c"
+    else bad "no epoll_ctl conflict: '$c'"; cat "$new"; fi
+    same "no takeover note" "$(grep -c '^note bind' "$new" || true)" 0
+    same "the old socket still listens" "$(val "$old" old_listen_after)" "accepting 1 nonblock 1"
+    ;;
+  moved-blocking)
+    # version 1's socket is blocking, version 2's non-blocking: taking it over
+    # would change the old process's socket (O_NONBLOCK is shared): a conflict
+    v1flags=(-DFILES2)
+    run_pair -DFILES2 -DMOVED
+    c=$(grep '^conflict bind:' "$new" || true)
+    if [[ "$c" == *"is blocking and the new version's is non-blocking (O_NONBLOCK)"* ]]; then
+      ok "a conflict names O_NONBLOCK: $c"
+    else bad "no O_NONBLOCK conflict: '$c'"; cat "$new"; fi
+    same "one conflict" "$(grep -c '^conflict' "$new" || true)" 1
+    same "bind: no EADDRINUSE (rc)" "$(val "$new" bind_rc)" 0
+    same "the old socket's flag unchanged" "$(val "$old" old_listen_after)" "accepting 1 nonblock 0"
+    ;;
+  sock-nb)
+    # the socket at the same call stack, with SOCK_NONBLOCK added: not a conflict,
+    # a socket of its own, which takes over the old one at bind
+    v1flags=(-DNB_AFTER_LISTEN)
+    run_pair -DNB_AFTER_LISTEN -DSOCK_NB
+    same "no conflicts" "$(grep -c '^conflict' "$new" || true)" 0
+    grep '^conflict' "$new" || true
+    same "one socket taken over" "$(val "$new" adopted)" 1
+    same "bind rc" "$(val "$new" bind_rc)" 0
+    same "the new listening fd is the old socket" "$(val "$new" listen_ino)" "$(val "$old" listen_ino)"
+    same "it accepts a connection in the new process" "$(val "$new" accept_ok)" 1
+    same "no backlog note (16 both)" "$(grep -c '^note listen' "$new" || true)" 0
+    same "log: the inherited fd" "$(val "$new" fd_log)" "$(val "$old" fd_log)"
     ;;
   ids)
     "$mcc" -O2 -Wall "${inc[@]}" -DVERSION=1 -o "$work/ids1" "$src/ids.c" -lpthread

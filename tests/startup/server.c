@@ -3,7 +3,13 @@
  * by the new (tests/startup/run.sh).
  *
  * Built as version 1 and version 2 (-DVERSION=2: a function added, every line
- * moved, optional -DCHANGE_BIND / -DEXTRA_CTL changes). Usage:
+ * moved, optional -DCHANGE_BIND / -DEXTRA_CTL changes). Refactored startups
+ * (both versions): -DFILES2 opens a pid file (kept open), /dev/null and the log
+ * in setup_files; -DNB_AFTER_LISTEN sets O_NONBLOCK on the listening socket
+ * after listen (as redis does). Version 2 only: -DMOVED creates the listening
+ * socket in a helper with SOCK_NONBLOCK, listens with another backlog and, with
+ * FILES2, opens the pid file and the log from helpers; -DSOCK_NB creates it at
+ * the same place with SOCK_NONBLOCK. Usage:
  *   server old DIR PORT NEWBIN  startup, then act as the update would: refresh
  *                               and serialize the log to DIR/log.bin, spawn
  *                               NEWBIN new DIR PORT with every fd inherited, wait
@@ -24,6 +30,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <poll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,12 +59,25 @@ struct config {
 
 static struct config *cfg;
 static int *table;
-static int lfd = -1, ep = -1, logfd = -1;
+static int lfd = -1, ep = -1, logfd = -1, pidfd = -1, nullfd = -1;
 static int bind_rc, bind_errno, listen_rc, ctl_rc;
 #ifdef EXTRA_CTL
 static int extra_efd = -1, extra_ctl_rc = -2;
 #endif
 static FILE *out;
+
+#ifdef MOVED
+static volatile int listeners;
+/* version 2 creates its listening socket here, non-blocking from the start
+ * (the counter keeps the call from being a tail call: this frame is in the
+ * call stack) */
+__attribute__((noinline)) static int new_listener(void)
+{
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  listeners++;
+  return fd;
+}
+#endif
 
 __attribute__((noinline)) static int listen_to_port(int port)
 {
@@ -68,14 +89,28 @@ __attribute__((noinline)) static int listen_to_port(int port)
 #else
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 #endif
+#ifdef MOVED
+  fd = new_listener();
+#elif defined(SOCK_NB)
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
   fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+#endif
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   bind_rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
   bind_errno = bind_rc ? errno : 0;
+#ifdef MOVED
+  listen_rc = listen(fd, 64);
+#else
   listen_rc = listen(fd, 16);
+#endif
+#ifdef NB_AFTER_LISTEN
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+#endif
   return fd;
 }
 
+#ifndef FILES2
 __attribute__((noinline)) static int open_log(const char *path)
 {
   return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -93,6 +128,44 @@ __attribute__((noinline)) static void write_pidfile(const char *path)
     close(fd);
   }
 }
+#endif
+
+#ifdef FILES2
+#define PID_FLAGS (O_WRONLY | O_CREAT | O_CLOEXEC)
+#define LOG_FLAGS (O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
+#ifdef MOVED
+static volatile int opened;
+__attribute__((noinline)) static int pid_file_open(const char *path)
+{
+  int fd = open(path, PID_FLAGS, 0644);
+  opened++;
+  return fd;
+}
+
+__attribute__((noinline)) static int log_open(const char *path)
+{
+  int fd = open(path, LOG_FLAGS, 0644);
+  opened++;
+  return fd;
+}
+#endif
+
+/* Version 1 opens the three files here in this order; version 2 (MOVED) opens
+ * /dev/null here first (so its ordinal 0 meets version 1's pid file), then the
+ * pid file and the log from helpers (call stacks version 1 does not have). */
+__attribute__((noinline)) static void setup_files(void)
+{
+#ifdef MOVED
+  nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  pidfd = pid_file_open(cfg->pidpath);
+  logfd = log_open(cfg->logpath);
+#else
+  pidfd = open(cfg->pidpath, PID_FLAGS, 0644);
+  nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  logfd = open(cfg->logpath, LOG_FLAGS, 0644);
+#endif
+}
+#endif
 
 #ifdef EXTRA_CTL
 /* the new version watches one more fd on the epoll instance it shares with the old */
@@ -124,8 +197,12 @@ __attribute__((noinline)) static void init_server(const char *dir, int port)
   ep = epoll_create1(EPOLL_CLOEXEC);
   ev.data.fd = lfd;
   ctl_rc = epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+#ifdef FILES2
+  setup_files();
+#else
   logfd = open_log(cfg->logpath);
   write_pidfile(cfg->pidpath);
+#endif
 #ifdef EXTRA_CTL
   watch_more();
 #endif
@@ -182,9 +259,24 @@ static void report(void)
   n = mcr_startup_conflicts(&c);
   for (size_t i = 0; i < n; i++)
     fprintf(out, "conflict %s\n", c[i].message);
+  n = mcr_startup_notes(&c);
+  for (size_t i = 0; i < n; i++)
+    fprintf(out, "note %s\n", c[i].message);
   mcr_startup_stats(&st);
   fprintf(out, "stats replayed %u run %u conflicts %u entries %u allocs %u\n", st.replayed,
           st.run, st.conflicts, st.entries, st.allocs);
+  fprintf(out, "by_args %u\nadopted %u\n", st.by_args, st.adopted);
+  fprintf(out, "fd_pid %d\nfd_null %d\n", pidfd, nullfd);
+  {
+    /* the listening socket: which object, its flags */
+    struct stat sb;
+    int acc = 0, fl = fcntl(lfd, F_GETFL), fdfl = fcntl(lfd, F_GETFD);
+    socklen_t l = sizeof(acc);
+    getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l);
+    fprintf(out, "listen_ino %llu\n", fstat(lfd, &sb) == 0 ? (unsigned long long)sb.st_ino : 0ull);
+    fprintf(out, "listen_accepting %d\nlisten_nonblock %d\nlisten_cloexec %d\n", acc,
+            fl >= 0 && (fl & O_NONBLOCK) ? 1 : 0, fdfl >= 0 && (fdfl & FD_CLOEXEC) ? 1 : 0);
+  }
 #ifdef EXTRA_CTL
   /* not executed: the shared epoll instance does not know the eventfd */
   fprintf(out, "extra_ctl_rc %d\n", extra_ctl_rc);
@@ -258,6 +350,13 @@ static int spawn_new(const char *dir, const char *port, const char *newbin)
     return 1;
   fprintf(out, "new_status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128);
   fprintf(out, "old_epoll_targets %d\n", epoll_targets(ep));
+  {
+    int acc = 0, fl = fcntl(lfd, F_GETFL);
+    socklen_t l = sizeof(acc);
+    getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l);
+    fprintf(out, "old_listen_after accepting %d nonblock %d\n", acc,
+            fl >= 0 && (fl & O_NONBLOCK) ? 1 : 0);
+  }
   return 0;
 }
 
@@ -307,6 +406,20 @@ int main(int argc, char **argv)
   if (!out)
     return 1;
   report();
+  if (!strcmp(argv[1], "new")) {
+    /* a connection to the address lfd is bound to: accepted on lfd? */
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), a = -1;
+    if (getsockname(lfd, (struct sockaddr *)&sa, &sl) == 0 &&
+        connect(c, (struct sockaddr *)&sa, sl) == 0 && poll(&p, 1, 2000) == 1)
+      a = accept(lfd, NULL, NULL);
+    fprintf(out, "accept_ok %d\n", a >= 0);
+    if (a >= 0)
+      close(a);
+    close(c);
+  }
   if (!strcmp(argv[1], "old")) {
     struct sockaddr_in sa;
     socklen_t sl = sizeof(sa);
