@@ -449,24 +449,34 @@ static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const ch
   }
 }
 
-/* After the adoption: the suspects inside live objects are conflicts. */
-static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_t lost)
+/* After the adoption: the suspects inside live objects are conflicts. A word can
+ * be in both lists (found by the pre-copy, its page written and copied again):
+ * reported once (done[], the words reported so far). */
+static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_t lost,
+                           uintptr_t *done, size_t *ndone, size_t maxdone)
 {
   for (size_t i = 0; i < n; i++) {
     struct mcr_object o;
     uintptr_t *w = (uintptr_t *)list[i], nv;
     char why[256];
-    if (mcr_heap_find(w, &o) != 0 || !mcr_image_is_old(c->image, *w))
-      continue; /* free memory, or rewritten since */
+    int seen = 0;
+    for (size_t k = 0; k < *ndone && !seen; k++)
+      seen = done[k] == list[i];
+    if (seen || mcr_heap_find(w, &o) != 0 || !mcr_image_is_old(c->image, *w))
+      continue; /* reported, free memory, or rewritten since */
     if (translate(c->image, *w, &nv, why, sizeof(why)) == 0) {
       *w = nv;
       continue;
     }
     c->image_failed++;
-    conflict(c, "heap object 0x%lx (%zu bytes, tag %u) holds at +%zu the address 0x%lx, a "
-                "pointer into the old program with no counterpart in the new one: %s",
-             (unsigned long)(uintptr_t)o.base, o.size, o.tag,
-             (size_t)((uintptr_t)w - (uintptr_t)o.base), (unsigned long)*w, why);
+    if (*ndone < maxdone)
+      done[(*ndone)++] = list[i];
+    conflict(c, "image\tholds at +%zu the address 0x%lx, a pointer into the old program with no "
+                "counterpart in the new one: %s\theap object 0x%lx (%zu bytes, tag %u)"
+                "\t\t\t\t\t\tkeep that function or object in the new version (an alias of the "
+                "same name will do), or let no live object point to it when updating",
+             (size_t)((uintptr_t)w - (uintptr_t)o.base), (unsigned long)*w, why,
+             (unsigned long)(uintptr_t)o.base, o.size, o.tag);
   }
   if (lost) {
     c->image_failed += lost;
@@ -748,8 +758,14 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
   c->image_words += scan.c.image_words;
   c->image_failed += scan.c.image_failed;
   c->conflicts += scan.c.conflicts;
-  judge_suspects(c, plan.suspect, plan.nsuspect, plan.suspect_lost);
-  judge_suspects(c, scan.c.suspect, scan.c.nsuspect, scan.c.suspect_lost);
+  {
+    size_t maxdone = plan.nsuspect + scan.c.nsuspect + 1, ndone = 0;
+    uintptr_t *done = mcr_arena_alloc(c->arena, maxdone * sizeof(uintptr_t), 8);
+    judge_suspects(c, plan.suspect, plan.nsuspect, plan.suspect_lost, done, &ndone,
+                   done ? maxdone : 0);
+    judge_suspects(c, scan.c.suspect, scan.c.nsuspect, scan.c.suspect_lost, done, &ndone,
+                   done ? maxdone : 0);
+  }
   if (scan.report.len)
     mcr_buf_put(c->report, scan.report.p, scan.report.len);
   mcr_buf_free(&scan.report);
