@@ -189,36 +189,7 @@ void cmd_check_help(void)
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-  void *p;
-  size_t ncap;
 
-  if (need <= *cap)
-    return 0;
-  ncap = *cap ? *cap * 2 : 16;
-  while (ncap < need)
-    ncap *= 2;
-  p = realloc(*arr, ncap * elem);
-  if (!p)
-    return -1;
-  *arr = p;
-  *cap = ncap;
-  return 0;
-}
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-  va_list ap;
-  char *s = NULL;
-
-  va_start(ap, f);
-  if (vasprintf(&s, f, ap) < 0)
-    s = NULL;
-  va_end(ap);
-  return s;
-}
 
 static const char *base_name(const char *p)
 {
@@ -314,7 +285,7 @@ static int load_relocs(struct version *v)
     memcpy(&r, sec.data + off, sizeof(r));
     if (ELF64_R_TYPE(r.r_info) != R_X86_64_RELATIVE)
       continue;
-    if (grow((void **)&v->relocs, &cap, v->nrelocs + 1, sizeof(*v->relocs)))
+    if (ctl_grow((void **)&v->relocs, &cap, v->nrelocs + 1, sizeof(*v->relocs)))
       return bad(v, "%s", strerror(ENOMEM));
     v->relocs[v->nrelocs].off = r.r_offset;
     v->relocs[v->nrelocs].addend = (uint64_t)r.r_addend;
@@ -357,7 +328,7 @@ static int load_symbols(struct version *v)
     }
     if (type == STT_SECTION || s.st_shndx == SHN_UNDEF || !*name)
       continue;
-    if (grow((void **)&v->byaddr, &cap, v->nall + 1, sizeof(*v->byaddr)))
+    if (ctl_grow((void **)&v->byaddr, &cap, v->nall + 1, sizeof(*v->byaddr)))
       return bad(v, "%s", strerror(ENOMEM));
     x = &v->byaddr[v->nall++];
     x->name = name;
@@ -430,7 +401,7 @@ static int load_tables(struct version *v, const struct mcr_elf_section *sec)
   while ((r = mcr_typetab_next(sec->data, sec->size, &pos, &blob, &len, &err)) == 1) {
     size_t at = (size_t)((const unsigned char *)blob - sec->data);
 
-    if (grow((void **)&v->tabs, &cap, v->ntabs + 1, sizeof(*v->tabs)))
+    if (ctl_grow((void **)&v->tabs, &cap, v->ntabs + 1, sizeof(*v->tabs)))
       return bad(v, "%s", strerror(ENOMEM));
     if (mcr_typetab_open(&v->tabs[v->ntabs], blob, len, &err))
       return bad(v, "corrupt mcr_types section: type table %zu (section offset 0x%zx): %s (at "
@@ -468,7 +439,7 @@ static int collect(struct version *v)
         continue; /* never transferred */
       if (!*mcr_typetab_str(tt, rec.symbol))
         continue;
-      if (grow((void **)&v->globals, &gcap, v->nglobals + 1, sizeof(*v->globals)))
+      if (ctl_grow((void **)&v->globals, &gcap, v->nglobals + 1, sizeof(*v->globals)))
         goto nomem;
       g = &v->globals[v->nglobals++];
       memset(g, 0, sizeof(*g));
@@ -487,7 +458,7 @@ static int collect(struct version *v)
       struct mcr_site_rec rec;
 
       mcr_typetab_site(tt, i, &rec);
-      if (grow((void **)&v->sites, &scap, v->nsites + 1, sizeof(*v->sites)))
+      if (ctl_grow((void **)&v->sites, &scap, v->nsites + 1, sizeof(*v->sites)))
         goto nomem;
       s = &v->sites[v->nsites++];
       memset(s, 0, sizeof(*s));
@@ -501,7 +472,7 @@ static int collect(struct version *v)
       for (size_t j = first; j < v->nsites - 1; j++)
         if (v->sites[j].rec.function == rec.function && v->sites[j].rec.callee == rec.callee)
           s->ordinal++;
-      if (!(s->key = fmt("%s|%s|%s|%u", module, s->function, s->callee, s->ordinal)))
+      if (!(s->key = ctl_fmt("%s|%s|%s|%u", module, s->function, s->callee, s->ordinal)))
         goto nomem;
     }
     for (size_t i = first; i < v->nsites; i++) /* for names: "f() malloc #2" */
@@ -620,7 +591,7 @@ static int note(struct check *c, const char *f, ...)
   if (vasprintf(&s, f, ap) < 0)
     s = NULL;
   va_end(ap);
-  if (!s || grow((void **)&c->notes, &cap, c->nnotes + 1, sizeof(char *))) {
+  if (!s || ctl_grow((void **)&c->notes, &cap, c->nnotes + 1, sizeof(char *))) {
     free(s);
     return -1;
   }
@@ -632,7 +603,7 @@ static struct item *new_item(struct check *c)
 {
   struct item *it;
 
-  if (grow((void **)&c->items, &c->cap, c->nitems + 1, sizeof(*c->items)))
+  if (ctl_grow((void **)&c->items, &c->cap, c->nitems + 1, sizeof(*c->items)))
     return NULL;
   it = &c->items[c->nitems++];
   memset(it, 0, sizeof(*it));
@@ -642,7 +613,7 @@ static struct item *new_item(struct check *c)
 static int push_ptr(const void ***arr, size_t *n, const void *p)
 {
   size_t cap = *n;
-  if (grow((void **)arr, &cap, *n + 1, sizeof(void *)))
+  if (ctl_grow((void **)arr, &cap, *n + 1, sizeof(void *)))
     return -1;
   (*arr)[(*n)++] = p;
   return 0;
@@ -1011,7 +982,7 @@ static int judge_pair(struct check *c, struct item *it)
                (unsigned long long)it->osize, (unsigned long long)it->nsize,
                !it->og ? "the old version has no type information for it"
                        : "has no type in one version");
-      it->fix = fmt("give '%s' a C type in both versions (build both with mcr-clang; not an "
+      it->fix = ctl_fmt("give '%s' a C type in both versions (build both with mcr-clang; not an "
                     "opaque byte array), or a different name in NEW (a new global starts from "
                     "its initial value)",
                     it->ng->name);
@@ -1039,19 +1010,19 @@ static int judge_pair(struct check *c, struct item *it)
       decl_of(ot, oe, &it->encl_old_file, &it->encl_old_line);
       decl_of(nt, ne, &it->encl_new_file, &it->encl_new_line);
     }
-    char *hookfix = site ? (tname ? fmt("MCR_TRANSFORM_TYPE(%s)", tname) : NULL)
-                         : fmt("MCR_TRANSFORM_GLOBAL(%s)", it->ng->symbol);
+    char *hookfix = site ? (tname ? ctl_fmt("MCR_TRANSFORM_TYPE(%s)", tname) : NULL)
+                         : ctl_fmt("MCR_TRANSFORM_GLOBAL(%s)", it->ng->symbol);
     if (it->err.path[0] == '(' || !it->err.path[0])
-      it->fix = site ? fmt("add %s to NEW (mcr/transform.h), or allocate the new type at "
+      it->fix = site ? ctl_fmt("add %s to NEW (mcr/transform.h), or allocate the new type at "
                            "another site (objects of an unpaired site are kept untyped)",
                            hookfix ? hookfix : "a transformation")
-                     : fmt("add %s to NEW (mcr/transform.h), or give '%s' another name there "
+                     : ctl_fmt("add %s to NEW (mcr/transform.h), or give '%s' another name there "
                            "(a new global starts from its initial value)",
                            hookfix ? hookfix : "a transformation", it->ng->name);
     else {
       oft = oe != MCR_NO_TYPE ? render(ot, of, 0, 0) : NULL;
       nft = ne != MCR_NO_TYPE ? render(nt, nf, 0, 0) : NULL;
-      it->fix = fmt("keep field '%s' as %s and add a field with another name for %s, or add "
+      it->fix = ctl_fmt("keep field '%s' as %s and add a field with another name for %s, or add "
                     "%s to NEW (mcr/transform.h)",
                     field_of(it->err.path), oft ? oft : "it was", nft ? nft : "the new type",
                     hookfix ? hookfix : "a transformation");
@@ -1073,7 +1044,7 @@ static int judge_pair(struct check *c, struct item *it)
     snprintf(it->err.msg, sizeof(it->err.msg), "the allocation changed from %s to %s",
              mcr_site_shape_name(it->os->rec.shape), mcr_site_shape_name(it->ns->rec.shape));
     it->by_hook = 0;
-    it->fix = fmt("allocate the new shape at another site (objects of an unpaired site are "
+    it->fix = ctl_fmt("allocate the new shape at another site (objects of an unpaired site are "
                   "kept untyped), or keep the old shape");
     return it->fix ? 0 : -1;
   }
@@ -1086,7 +1057,7 @@ static int judge_pair(struct check *c, struct item *it)
     snprintf(it->err.msg, sizeof(it->err.msg),
              "the array shrinks and the elements it drops are not zero (they hold data in OLD's "
              "initial data): the update refuses unless they are zero by then");
-    it->fix = fmt("keep the array's size in NEW, or give '%s' another name there (a new "
+    it->fix = ctl_fmt("keep the array's size in NEW, or give '%s' another name there (a new "
                   "global starts from its initial value)",
                   it->ng->name);
     return it->fix ? 0 : -1;
@@ -1229,7 +1200,7 @@ static int check_pointers(struct check *c)
       }
       if (ok || !first)
         continue; /* found, or no symbol: a string literal, matched by content */
-      if (grow((void **)&c->imgs, &c->imgcap, c->nimgs + 1, sizeof(*c->imgs)))
+      if (ctl_grow((void **)&c->imgs, &c->imgcap, c->nimgs + 1, sizeof(*c->imgs)))
         return -1;
       struct imgref *g = &c->imgs[c->nimgs++];
       g->holder = it;

@@ -23,6 +23,12 @@ void cmd_types_help(void);
 int cmd_status(int argc, char **argv);
 void cmd_status_help(void);
 
+/* Grows *arr (elements of elem bytes, *cap of them) to hold need: 0, or -1 with
+ * *arr unchanged (mem.c). */
+int ctl_grow(void **arr, size_t *cap, size_t need, size_t elem);
+/* A malloc'ed formatted string, or NULL (mem.c). */
+char *ctl_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
 /* Writes s to f as a JSON string; NULL as null (json.c). */
 #include <stdio.h>
 void ctl_json_str(FILE *f, const char *s);

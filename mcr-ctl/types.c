@@ -101,23 +101,6 @@ static char *render_dup(const struct mcr_typetab *tt, uint32_t t, int with_shape
   return buf;
 }
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-  void *p;
-  size_t ncap;
-
-  if (need <= *cap)
-    return 0;
-  ncap = *cap ? *cap * 2 : 16;
-  while (ncap < need)
-    ncap *= 2;
-  p = realloc(*arr, ncap * elem);
-  if (!p)
-    return -1;
-  *arr = p;
-  *cap = ncap;
-  return 0;
-}
 
 static int count_reason(struct types_ctx *c, size_t *cap, const char *reason)
 {
@@ -126,7 +109,7 @@ static int count_reason(struct types_ctx *c, size_t *cap, const char *reason)
       c->reasons[i].count++;
       return 0;
     }
-  if (grow((void **)&c->reasons, cap, c->nreasons + 1, sizeof(*c->reasons)))
+  if (ctl_grow((void **)&c->reasons, cap, c->nreasons + 1, sizeof(*c->reasons)))
     return -1;
   c->reasons[c->nreasons].reason = reason;
   c->reasons[c->nreasons].count = 1;
@@ -202,7 +185,7 @@ static int collect(struct types_ctx *c)
       struct mcr_site_rec s;
       struct site_row *r;
 
-      if (grow((void **)&c->sites, &scap, c->nsites + 1, sizeof(*c->sites)))
+      if (ctl_grow((void **)&c->sites, &scap, c->nsites + 1, sizeof(*c->sites)))
         goto nomem;
       r = &c->sites[c->nsites++];
       memset(r, 0, sizeof(*r));
@@ -240,7 +223,7 @@ static int collect(struct types_ctx *c)
       struct mcr_global_rec g;
       struct global_row *r;
 
-      if (grow((void **)&c->globals, &gcap, c->nglobals + 1, sizeof(*c->globals)))
+      if (ctl_grow((void **)&c->globals, &gcap, c->nglobals + 1, sizeof(*c->globals)))
         goto nomem;
       r = &c->globals[c->nglobals++];
       memset(r, 0, sizeof(*r));
@@ -455,7 +438,7 @@ static int table_add(struct table *t, char *col[NCOLS])
   for (int i = 0; i < NCOLS; i++)
     if (!col[i])
       goto fail; /* the caller's allocation failed */
-  if (grow((void **)&t->cells, &t->cap, (t->nrows + 1) * NCOLS, sizeof(char *)))
+  if (ctl_grow((void **)&t->cells, &t->cap, (t->nrows + 1) * NCOLS, sizeof(char *)))
     goto fail;
   for (int i = 0; i < NCOLS; i++) {
     size_t w = width(col[i]);
@@ -505,18 +488,6 @@ static void table_free(struct table *t)
   memset(t, 0, sizeof(*t));
 }
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-  va_list ap;
-  char *s = NULL;
-
-  va_start(ap, f);
-  if (vasprintf(&s, f, ap) < 0)
-    s = NULL;
-  va_end(ap);
-  return s;
-}
 
 static char *location(const char *file, uint32_t line, uint32_t column)
 {
@@ -525,11 +496,11 @@ static char *location(const char *file, uint32_t line, uint32_t column)
   if (!h)
     return NULL;
   if (line && column)
-    s = fmt("%s:%u:%u", *h ? h : "?", line, column);
+    s = ctl_fmt("%s:%u:%u", *h ? h : "?", line, column);
   else if (line)
-    s = fmt("%s:%u", *h ? h : "?", line);
+    s = ctl_fmt("%s:%u", *h ? h : "?", line);
   else
-    s = fmt("%s", *h ? h : "?");
+    s = ctl_fmt("%s", *h ? h : "?");
   free(h);
   return s;
 }
@@ -549,12 +520,12 @@ static int site_table(const struct types_ctx *c, struct table *t)
     col[2] = human(r->callee);
     if (r->type) {
       h = human(r->type);
-      col[3] = h && r->shape == MCR_SHAPE_FLEX ? fmt("%s (with flexible array member)", h)
+      col[3] = h && r->shape == MCR_SHAPE_FLEX ? ctl_fmt("%s (with flexible array member)", h)
                : h                            ? strdup(h)
                                               : NULL;
     } else {
       h = human(r->reason);
-      col[3] = h ? fmt("- (no type: %s)", h) : NULL;
+      col[3] = h ? ctl_fmt("- (no type: %s)", h) : NULL;
     }
     free(h);
     if (table_add(t, col))
@@ -678,7 +649,7 @@ static int load_tables(struct types_ctx *c, const struct mcr_elf_section *sec)
   while ((r = mcr_typetab_next(sec->data, sec->size, &pos, &blob, &len, &err)) == 1) {
     size_t at = (size_t)((const unsigned char *)blob - sec->data);
 
-    if (grow((void **)&c->tabs, &cap, c->ntabs + 1, sizeof(*c->tabs))) {
+    if (ctl_grow((void **)&c->tabs, &cap, c->ntabs + 1, sizeof(*c->tabs))) {
       ctl_err("%s: %s", c->path, strerror(ENOMEM));
       return -1;
     }
