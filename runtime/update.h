@@ -113,6 +113,10 @@ enum mcr_conflict_field {
  * characters become spaces. */
 void mcr_conflict_field_put(struct mcr_buf *b, const char *s);
 
+/* Appends the fields f[MCR_CF_COUNT] (NULL: empty) TAB-separated, each through
+ * mcr_conflict_field_put: a conflict line without its "conflict " prefix. */
+void mcr_conflict_fields(struct mcr_buf *b, const char *const f[MCR_CF_COUNT]);
+
 /* ---- old side (update_old.c) ---- */
 
 #define MCR_UPDATE_MAX_LINES 64

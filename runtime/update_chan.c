@@ -111,6 +111,15 @@ void mcr_conflict_field_put(struct mcr_buf *b, const char *s)
   }
 }
 
+void mcr_conflict_fields(struct mcr_buf *b, const char *const f[MCR_CF_COUNT])
+{
+  for (int i = 0; i < MCR_CF_COUNT; i++) {
+    if (i)
+      mcr_buf_put(b, "\t", 1);
+    mcr_conflict_field_put(b, f[i]);
+  }
+}
+
 /* ---- conflicts: the line format is in update.h ---- */
 
 static int kind_word(const char *p, size_t n)

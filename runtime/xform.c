@@ -387,35 +387,16 @@ static const char *decl_of(const struct mcr_typetab *tt, uint32_t t)
   return "";
 }
 
-/* A structured conflict line: kind TAB message TAB object TAB old_type TAB new_type
- * TAB old_location TAB new_location TAB stack TAB fix (update.h). Tabs and newlines
- * inside fields become spaces. */
-static void field(char *buf, size_t len, size_t *at, const char *s, int last)
-{
-  for (; s && *s && *at + 2 < len; s++)
-    buf[(*at)++] = (*s == '\t' || *s == '\n') ? ' ' : *s;
-  if (!last && *at + 1 < len)
-    buf[(*at)++] = '\t';
-  buf[*at < len ? *at : len - 1] = 0;
-}
-
+/* A conflict line's fields (update.h) into buf, for a conflict reported later. */
 static void structured(char *buf, size_t len, const char *kind, const char *msg, const char *object,
                        const char *otype, const char *ntype, const char *oloc, const char *nloc,
                        const char *stack, const char *fix)
 {
-  size_t at = 0;
-  if (!len)
-    return;
-  buf[0] = 0;
-  field(buf, len, &at, kind, 0);
-  field(buf, len, &at, msg, 0);
-  field(buf, len, &at, object, 0);
-  field(buf, len, &at, otype, 0);
-  field(buf, len, &at, ntype, 0);
-  field(buf, len, &at, oloc, 0);
-  field(buf, len, &at, nloc, 0);
-  field(buf, len, &at, stack, 0);
-  field(buf, len, &at, fix, 1);
+  const char *const f[MCR_CF_COUNT] = {kind, msg, object, otype, ntype, oloc, nloc, stack, fix};
+  struct mcr_buf b = {0};
+  mcr_conflict_fields(&b, f);
+  snprintf(buf, len, "%.*s", b.bad ? 0 : (int)b.len, b.p ? (const char *)b.p : "");
+  mcr_buf_free(&b);
 }
 
 #define FIX_HOOK                                                                          \
@@ -948,12 +929,13 @@ static struct {
 static void hconflict(const char *kind, const char *msg, const char *object, const char *otype,
                       const char *ntype, const char *oloc, const char *nloc, const char *fix)
 {
-  char line[2048];
+  const char *const f[MCR_CF_COUNT] = {kind, msg, object, otype, ntype, oloc, nloc, "", fix};
   (*H.conflicts)++;
   if (*H.conflicts > 20)
     return;
-  structured(line, sizeof(line), kind, msg, object, otype, ntype, oloc, nloc, "", fix);
-  mcr_buf_printf(H.report, "conflict %s\n", line);
+  mcr_buf_printf(H.report, "conflict ");
+  mcr_conflict_fields(H.report, f);
+  mcr_buf_printf(H.report, "\n");
 }
 
 static int collect(const struct mcr_object *o, void *arg)
