@@ -35,6 +35,12 @@
 #              naming v1 again; v1 -> v8 converts the connection objects in place
 #              (epoll and a byte buffer point to them) and the held connection works
 #
+#   report     conflict reports: v1 -> v2 with MCR_UPDATE_FAULT=heap:crash, read back
+#              by mcr-ctl report and --json (kind crash, the signal, a fix, program,
+#              pids, phases), mcr-ctl update --json's conflicts[], the default report
+#              path /tmp/mcr-update-PID-*.report; v1 -> v6: kind startup, the call as
+#              the object, the stack, a fix; the old process serves its keys after each
+#
 #   run.sh BUILD_DIR TEST
 # On failure the work directory is kept and its path printed.
 set -euo pipefail
@@ -294,6 +300,93 @@ PY
   exec 3<&-
   python3 "$client" check "$port" 3000 8 || fail "keys after v1 -> v8"
   ok "v1 -> v8 committed: connection objects converted in place, the held connection works"
+  ;;
+report)
+  # conflict reports of rolled-back updates, read back with mcr-ctl report (the
+  # narrowing kind is in the transform case)
+  build_versions 1 2 6
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 300 || fail "fill"
+  # rolled_back NAME NEW [ARGS]: mcr-ctl update exits 1, the old process serves
+  rolled_back() {
+    local name=$1 new=$2 rc=0
+    shift 2
+    "$ctl" update "$pid" "$new" "$@" >"$work/$name.out" 2>"$work/$name.log" || rc=$?
+    [ $rc = 1 ] || { cat "$work/$name.out"; fail "$name: mcr-ctl update exited $rc, expected 1"; }
+    alive "$pid" || fail "$name: the old process died"
+    python3 "$client" check "$port" 300 1 >/dev/null || fail "$name: keys after the rollback"
+  }
+
+  # check_json NAME FILE PYTHON-CONDITIONS: each line of conditions must hold for r,
+  # the JSON in FILE (j: its conflicts of the kind asked)
+  check_json() {
+    local name=$1 file=$2 cond=$3
+    python3 - "$file" "$cond" <<'EOF' || { cat "$file"; fail "$name: JSON check"; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+for c in sys.argv[2].strip().splitlines():
+    if not eval(c.strip()):
+        print("not true:", c.strip())
+        sys.exit(1)
+EOF
+  }
+
+  # 1. the new version crashes in the transfer
+  MCR_UPDATE_FAULT=heap:crash rolled_back crash "$work/v2/kvstore" --report "$work/crash.report" --json
+  check_json "update --json" "$work/crash.out" '
+    r["committed"] is False and r["report"].endswith("crash.report")
+    any(c["kind"] == "crash" and "killed by signal 9" in c["message"] for c in r["conflicts"])
+    all(set(c) == {"kind","message","object","old_type","new_type","old_location","new_location","stack","fix"} for c in r["conflicts"])
+    r["reasons"] == [c["message"] for c in r["conflicts"]]'
+  ok "mcr-ctl update --json: conflicts[].kind crash, the signal in the message"
+  [ -s "$work/crash.report" ] || fail "no report file $work/crash.report"
+  "$ctl" report "$work/crash.report" >"$work/crash.txt" 2>"$work/report.log" ||
+    fail "mcr-ctl report exited $?"
+  for want in "program:       $work/v1/kvstore" "old process:   $pid" \
+    "new binary:    $work/v2/kvstore" "outcome:       rolled back" "[crash]" \
+    "killed by signal 9" "fix:" "phases:" "startup"; do
+    grep -qF -- "$want" "$work/crash.txt" || { cat "$work/crash.txt"; fail "no '$want' in mcr-ctl report"; }
+  done
+  ok "mcr-ctl report: program, pids, outcome, [crash] with the signal and a fix, phases"
+  "$ctl" report "$work/crash.report" --json >"$work/crash.json" || fail "mcr-ctl report --json"
+  check_json "report --json" "$work/crash.json" "
+    r['schema_version'] == 1 and r['old_pid'] == $pid and r['new_pid'] > 0
+    r['program'] == '$work/v1/kvstore' and r['new_binary'] == '$work/v2/kvstore'
+    r['committed'] is False and r['created'] > 1700000000 and r['total_us'] > 0
+    any(c['kind'] == 'crash' and 'killed by signal 9' in c['message'] and c['fix'] for c in r['conflicts'])
+    [p['name'] for p in r['phases']][:1] == ['startup']"
+  ok "mcr-ctl report --json: the same fields"
+
+  # the default report path
+  MCR_UPDATE_FAULT=startup:crash rolled_back default "$work/v2/kvstore"
+  def=$(sed -n 's/^report: \([^ ]*\) .*/\1/p' "$work/default.out")
+  case "$def" in
+  /tmp/mcr-update-"$pid"-*.report) ;;
+  *) cat "$work/default.out"; fail "default report path '$def'" ;;
+  esac
+  [ -s "$def" ] || fail "no default report $def"
+  "$ctl" report "$def" | grep -qF "[crash]" || { rm -f "$def"; fail "the default report has no crash"; }
+  rm -f "$def"
+  ok "default report: $def, kind crash"
+
+  # 2. a startup that differs: listen(fd, 64) where the old made listen(fd, 128)
+  rolled_back startup "$work/v6/kvstore" --report "$work/startup.report"
+  grep -qF "[startup] listen: the old version made listen(" "$work/startup.out" ||
+    { cat "$work/startup.out"; fail "mcr-ctl update does not print the startup conflict"; }
+  "$ctl" report "$work/startup.report" >"$work/startup.txt" || fail "mcr-ctl report (startup)"
+  for want in "[startup] listen: the old version made listen(" ", 128) here, the new makes listen(" \
+    "object:       listen(" "stack:        main" "fix:          the new version's startup must make the same listen"; do
+    grep -qF -- "$want" "$work/startup.txt" || { cat "$work/startup.txt"; fail "no '$want' in mcr-ctl report"; }
+  done
+  ok "mcr-ctl report: [startup] listen conflict, the call, the stack, a fix"
+  "$ctl" report "$work/startup.report" --json >"$work/startup.json" || fail "mcr-ctl report --json (startup)"
+  check_json "report --json (startup)" "$work/startup.json" '
+    [c["kind"] for c in r["conflicts"]] == ["startup"]
+    r["conflicts"][0]["object"].startswith("listen(") and r["conflicts"][0]["object"].endswith(", 64)")
+    r["conflicts"][0]["stack"].startswith("main") and "(at " not in r["conflicts"][0]["message"]
+    r["conflicts"][0]["fix"] != ""'
+  ok "mcr-ctl report --json: conflicts[0].kind startup, object listen(.., 64), stack"
+  sed 's/^/  /' "$work/startup.txt"
   ;;
 badinput)
   build_versions
