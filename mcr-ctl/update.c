@@ -1,12 +1,15 @@
 /*
- * update.c - mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--json]
+ * update.c - mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--rename OLD=NEW]...
+ *            [--rename-file FILE] [--json]
  *
  * Checks NEW before anything is touched (an executable ELF for x86-64, built by
  * mcr-clang with quiescent points, from the same program as the running
  * process), then asks the process to update itself to it, and prints each phase
  * with its duration and the pause its clients saw. Exit 0 committed, 1 rolled
  * back (the old version still serves; a conflict report is written: report.h),
- * 2 bad usage or bad input (nothing was done).
+ * 2 bad usage or bad input (nothing was done). Renames (--rename, --rename-file:
+ * runtime/rename.h) are checked here against both executables with the rule the
+ * new version applies again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +25,8 @@
 #include "control.h"
 #include "ctl.h"
 #include "elf.h"
+#include "elfsym.h"
+#include "rename.h"
 #include "report.h"
 #include "typetab.h"
 
@@ -34,7 +39,8 @@
 
 void cmd_update_help(void)
 {
-  printf("Usage: mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--json]\n"
+  printf("Usage: mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--rename OLD=NEW]...\n"
+         "                      [--rename-file FILE] [--json]\n"
          "\n"
          "Updates the running program PID (built by mcr-clang --mcr-quiescence) to the\n"
          "executable NEW without a restart: the old process starts NEW with its own\n"
@@ -51,6 +57,11 @@ void cmd_update_help(void)
          "  --report FILE   where to write the conflict report of a rolled-back update\n"
          "                  (default /tmp/mcr-update-PID-TIME.report; read it with\n"
          "                  mcr-ctl report FILE)\n"
+         "  --rename OLD=NEW the running version's function OLD is NEW in the new version\n"
+         "                  (renamed, or replaced by a function of the same meaning): the\n"
+         "                  pointers to OLD that live objects hold are translated to NEW.\n"
+         "                  Repeatable. Each must be one function of its executable\n"
+         "  --rename-file FILE  the same, one OLD=NEW per line ('#' starts a comment)\n"
          "  --json          machine-readable output (one JSON object; the conflicts with\n"
          "                  all their fields, as mcr-ctl report --json)\n"
          "  -h, --help      this help\n"
@@ -61,8 +72,9 @@ void cmd_update_help(void)
          "\n"
          "Exit status: 0 committed; 1 rolled back (the old version still serves, the\n"
          "report says why); 2 bad usage or bad input: no such process, NEW missing, not\n"
-         "executable, not an x86-64 ELF, not built by mcr-clang or from another program\n"
-         "(nothing was done).\n");
+         "executable, not an x86-64 ELF, not built by mcr-clang or from another program,\n"
+         "a rename whose OLD is not one function of the running executable or whose NEW\n"
+         "is not one function of NEW (nothing was done).\n");
 }
 
 /* Source modules of the type tables in an executable (for "same program"). */
@@ -313,6 +325,81 @@ static void print_json(pid_t pid, const Mcr__Control__UpdateReply *u, const char
   free(convp);
 }
 
+/* --rename-file FILE: each line "OLD=NEW" (white space around it and '#'
+ * comments ignored) appended to spec. 0, or -1 after saying which line. */
+static int read_rename_file(const char *path, char *spec, size_t cap)
+{
+  FILE *f = fopen(path, "re");
+  char *line = NULL;
+  size_t len = 0;
+  unsigned lineno = 0;
+  int rc = 0;
+
+  if (!f) {
+    ctl_err("update: --rename-file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  while (rc == 0 && getline(&line, &len, f) > 0) {
+    char *p = line, *end, *hash = strchr(line, '#');
+    lineno++;
+    if (hash)
+      *hash = '\0';
+    while (*p == ' ' || *p == '\t')
+      p++;
+    end = p + strlen(p);
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+      *--end = '\0';
+    if (!*p)
+      continue;
+    if (strpbrk(p, " \t") || !strchr(p, '=')) {
+      ctl_err("update: %s:%u: expected OLD=NEW, got '%s'", path, lineno, p);
+      rc = -1;
+    } else if (mcr_renames_append(spec, cap, p) != 0) {
+      ctl_err("update: %s:%u: the rename map is too long (at most %zu bytes)", path, lineno,
+              cap - 1);
+      rc = -1;
+    }
+  }
+  if (rc == 0 && ferror(f)) {
+    ctl_err("update: --rename-file %s: %s", path, strerror(errno));
+    rc = -1;
+  }
+  free(line);
+  fclose(f);
+  return rc;
+}
+
+/* Each rename of r against the running executable and NEW: 0, or -1 after
+ * saying which does not hold. */
+static int check_renames(pid_t pid, const char *newpath, const struct mcr_renames *r)
+{
+  struct mcr_elfsym o, n;
+  char exe[64], why[512];
+  int rc = 0;
+
+  if (!r->n)
+    return 0;
+  snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+  if (mcr_elfsym_open(&o, exe) != 0) {
+    ctl_err("update: --rename: cannot read the symbol table of process %d's executable (%s)",
+            (int)pid, exe);
+    return -1;
+  }
+  if (mcr_elfsym_open(&n, newpath) != 0) {
+    mcr_elfsym_close(&o);
+    ctl_err("update: --rename: cannot read the symbol table of %s", newpath);
+    return -1;
+  }
+  for (size_t i = 0; i < r->n; i++)
+    if (mcr_rename_check(&o, &n, r->old_name[i], r->new_name[i], why, sizeof(why)) != 0) {
+      ctl_err("update: --rename %s=%s: %s", r->old_name[i], r->new_name[i], why);
+      rc = -1;
+    }
+  mcr_elfsym_close(&o);
+  mcr_elfsym_close(&n);
+  return rc;
+}
+
 static int parse_sec(const char *v, int *ms)
 {
   char *end;
@@ -334,7 +421,11 @@ int cmd_update(int argc, char **argv)
   Mcr__Control__UpdateRequest ureq = MCR__CONTROL__UPDATE_REQUEST__INIT;
   Mcr__Control__Reply *rep;
   const char *args[2] = {NULL, NULL}, *report = NULL;
-  char abs[PATH_MAX], defreport[256], program[PATH_MAX] = "", exe[64];
+  char abs[PATH_MAX], defreport[256], program[PATH_MAX] = "", exe[64], err[512];
+  static char spec[MCR_RENAME_SPEC_MAX];
+  static struct mcr_renames renames;
+  static char pairs[MCR_RENAME_SPEC_MAX]; /* "OLD=NEW\0" each: no longer than spec */
+  char *pairp[MCR_RENAME_MAX];
   int json = 0, timeout_ms = DEFAULT_TIMEOUT_MS, nargs = 0, rc;
   pid_t pid;
 
@@ -355,6 +446,25 @@ int cmd_update(int argc, char **argv)
         ctl_err("update: --report needs a file name");
         return CTL_EXIT_USAGE;
       }
+    } else if (!strcmp(a, "--rename") || !strncmp(a, "--rename=", 9)) {
+      const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v || !strchr(v, '=') || strpbrk(v, " \t\n")) {
+        ctl_err("update: --rename '%s': expected OLD=NEW (the running version's function, "
+                "'=', the new version's)", v ? v : "");
+        return CTL_EXIT_USAGE;
+      }
+      if (mcr_renames_append(spec, sizeof(spec), v) != 0) {
+        ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
+        return CTL_EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--rename-file") || !strncmp(a, "--rename-file=", 14)) {
+      const char *v = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v || !*v) {
+        ctl_err("update: --rename-file needs a file name");
+        return CTL_EXIT_USAGE;
+      }
+      if (read_rename_file(v, spec, sizeof(spec)) != 0)
+        return CTL_EXIT_USAGE;
     } else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) {
       ctl_err("update: unknown option '%s' (see mcr-ctl update --help)", a);
       return CTL_EXIT_USAGE;
@@ -376,8 +486,18 @@ int cmd_update(int argc, char **argv)
     ctl_err("update: no process %d", (int)pid);
     return CTL_EXIT_USAGE;
   }
-  if (check_new(pid, args[1], abs) != 0)
+  if (mcr_renames_parse(&renames, spec, err, sizeof(err)) != 0) {
+    ctl_err("update: %s", err);
     return CTL_EXIT_USAGE;
+  }
+  if (check_new(pid, args[1], abs) != 0 || check_renames(pid, abs, &renames) != 0)
+    return CTL_EXIT_USAGE;
+  for (size_t i = 0, off = 0; i < renames.n; i++) {
+    int n = snprintf(pairs + off, sizeof(pairs) - off, "%s=%s", renames.old_name[i],
+                     renames.new_name[i]);
+    pairp[i] = pairs + off;
+    off += (size_t)n + 1;
+  }
   if (!report) {
     snprintf(defreport, sizeof(defreport), "/tmp/mcr-update-%d-%ld.report", (int)pid,
              (long)time(NULL));
@@ -394,6 +514,8 @@ int cmd_update(int argc, char **argv)
   ureq.has_timeout_ms = 1;
   ureq.timeout_ms = (uint32_t)timeout_ms;
   ureq.fault = getenv("MCR_UPDATE_FAULT");
+  ureq.n_renames = renames.n;
+  ureq.renames = pairp;
   req.kind_case = MCR__CONTROL__REQUEST__KIND_UPDATE;
   req.update = &ureq;
   /* phases that wait: startup, quiesce, transfer, commit */

@@ -32,6 +32,7 @@
 #include "control.pb-c.h"
 #include "elfsym.h"
 #include "quiesce.h"
+#include "rename.h"
 #include "threads.h"
 
 #ifndef MCR_VERSION
@@ -475,6 +476,7 @@ struct update_job {
   unsigned timeout_ms;
   char path[4096];
   char fault[128];
+  char renames[MCR_RENAME_SPEC_MAX]; /* rename.h: "OLD=NEW OLD=NEW" */
 };
 
 #define UPDATE_DEFAULT_TIMEOUT_MS 10000u
@@ -562,7 +564,7 @@ static void *update_worker(void *p)
   pthread_setname_np(pthread_self(), "mcr-update");
   rep.has_protocol = 1;
   rep.protocol = MCR_CONTROL_PROTOCOL;
-  mcr_update_run(job->path, job->timeout_ms, job->fault, &res);
+  mcr_update_run(job->path, job->timeout_ms, job->fault, job->renames, &res);
   if (res.refused)
     set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__REFUSED,
               res.nconflicts ? mcr_update_conflict_get(&res.conflicts[0], MCR_CF_MESSAGE)
@@ -582,12 +584,34 @@ static void *update_worker(void *p)
   return NULL;
 }
 
+/* The request's renames ("OLD=NEW" each) joined into job->renames, checked as
+ * the new version will parse them: 0, or -1 with why. */
+static int update_renames(struct update_job *job, const Mcr__Control__UpdateRequest *u,
+                          char *why, size_t whylen)
+{
+  static struct mcr_renames parsed; /* only the control thread handles requests */
+
+  job->renames[0] = '\0';
+  for (size_t i = 0; i < u->n_renames; i++) {
+    size_t len = strlen(job->renames), n = strlen(u->renames[i]);
+    if (len + 1 + n + 1 > sizeof(job->renames)) {
+      snprintf(why, whylen, "the rename map is too long (at most %zu bytes)",
+               sizeof(job->renames) - 1);
+      return -1;
+    }
+    if (len)
+      job->renames[len++] = ' ';
+    memcpy(job->renames + len, u->renames[i], n + 1);
+  }
+  return mcr_renames_parse(&parsed, job->renames, why, whylen);
+}
+
 static int handle_update(struct arena *a, const Request *req, Reply *rep)
 {
   const Mcr__Control__UpdateRequest *u = req->update;
   struct update_job *job;
   pthread_t t;
-  char msg[160];
+  char msg[400];
 
   if (!u->path || u->path[0] != '/' || strlen(u->path) >= sizeof(job->path)) {
     set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED,
@@ -614,6 +638,12 @@ static int handle_update(struct arena *a, const Request *req, Reply *rep)
   job->timeout_ms = u->has_timeout_ms ? u->timeout_ms : UPDATE_DEFAULT_TIMEOUT_MS;
   snprintf(job->path, sizeof(job->path), "%s", u->path);
   snprintf(job->fault, sizeof(job->fault), "%s", u->fault ? u->fault : "");
+  if (update_renames(job, u, msg, sizeof(msg)) != 0) {
+    free(job);
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED, msg);
+    return 0;
+  }
   if (mcr_threads_start_internal(&t, update_worker, job) != 0) {
     free(job);
     __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);

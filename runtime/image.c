@@ -38,6 +38,7 @@
 
 #include "arena.h"
 #include "elfsym.h"
+#include "rename.h"
 
 #define PAGE 4096u
 #define NONE UINT32_MAX
@@ -129,8 +130,12 @@ struct mcr_image_map {
   struct strent *strs; /* new .rodata strings; NULL until first needed */
   size_t str_mask;
   char *scratch; /* STR_BACK + STR_MAX bytes */
+  const struct mcr_renames *renames; /* renamed functions, or NULL */
+  uint32_t *renamed_to;              /* per rename: the new symbol, or NONE */
   struct mcr_image_stats st;
 };
+
+static const struct mcr_renames *image_renames; /* mcr_image_set_renames */
 
 /* ---- small helpers ---- */
 
@@ -643,6 +648,18 @@ static int match_symbol(struct mcr_image_map *m, uint32_t oi, uint64_t off, uint
   int local = o->bind == STB_LOCAL;
 
   describe(d, sizeof(d), o);
+  for (size_t i = 0; m->renames && is_code(o) && i < m->renames->n; i++) {
+    if (strcmp(m->renames->old_name[i], o->name))
+      continue;
+    if (m->renamed_to[i] == NONE) {
+      msg(why, whylen, "%s+0x%llx: renamed to '%s', which is not one function of the new "
+                       "executable", d, (unsigned long long)off, m->renames->new_name[i]);
+      return -1;
+    }
+    cand[0] = m->renamed_to[i];
+    n = 1;
+    goto found;
+  }
   if (local && by_name(os, o->name, 1, o->file, cand, 2) > 1) {
     msg(why, whylen, "%s: several statics of that name in %s in the old executable", d,
         o->file ? o->file : "files without a name");
@@ -664,6 +681,7 @@ static int match_symbol(struct mcr_image_map *m, uint32_t oi, uint64_t off, uint
         d, n, local && o->file ? " in " : "", local && o->file ? o->file : "");
     return -1;
   }
+found:;
   const struct isym *v = &ns->syms[cand[0]];
   if (o->type != STT_NOTYPE && v->type != STT_NOTYPE && is_code(o) != is_code(v)) {
     msg(why, whylen, "%s: a %s in the new executable", d, kind_of(v));
@@ -682,6 +700,7 @@ static int match_symbol(struct mcr_image_map *m, uint32_t oi, uint64_t off, uint
     return -1;
   }
   *out = ns->objs[ns->exe].bias + v->value + off;
+  m->st.renamed += strcmp(o->name, v->name) != 0;
   return 0;
 }
 
@@ -1174,6 +1193,36 @@ nomem:
   return -1;
 }
 
+/* The new symbol of each rename: the one function of that name (a global before
+ * a static), or NONE (a conflict when an address needs it). */
+static int resolve_renames(struct mcr_image_map *m, char *err, size_t errlen)
+{
+  const struct side *ns = &m->side[1];
+  const struct mcr_renames *r = image_renames;
+
+  if (!r || !r->n)
+    return 0;
+  m->renamed_to = mcr_arena_alloc(m->a, r->n * sizeof(*m->renamed_to), 0);
+  if (!m->renamed_to) {
+    msg(err, errlen, "image map: %s", strerror(ENOMEM));
+    return -1;
+  }
+  for (size_t i = 0; i < r->n; i++) {
+    uint32_t cand[2];
+    size_t n = by_name(ns, r->new_name[i], 0, NULL, cand, 2);
+    if (n == 0)
+      n = by_name(ns, r->new_name[i], 1, NULL, cand, 2);
+    m->renamed_to[i] = n == 1 && is_code(&ns->syms[cand[0]]) ? cand[0] : NONE;
+  }
+  m->renames = r;
+  return 0;
+}
+
+void mcr_image_set_renames(const struct mcr_renames *r)
+{
+  image_renames = r;
+}
+
 int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_arena *a, char *err,
                        size_t errlen)
 {
@@ -1214,7 +1263,7 @@ int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_are
     m->st.new_objects += i == 1 ? s->nobjs : 0;
   }
   pair(&m->side[0], &m->side[1]);
-  if (build_ranges(m, err, errlen))
+  if (build_ranges(m, err, errlen) || resolve_renames(m, err, errlen))
     goto fail;
   m->memo_mask = 1023;
   m->memo = mcr_arena_alloc(a, (m->memo_mask + 1) * sizeof(*m->memo), 0);

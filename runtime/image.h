@@ -65,12 +65,22 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
 int mcr_image_symbol(struct mcr_image_map *m, int side, const char *name, const char *file,
                      uintptr_t *addr, size_t *size);
 
+/* Renamed functions (rename.h): in every map opened after this call, an address
+ * inside the old executable's function OLD translates to the same offset in the
+ * new executable's function NEW instead of a function named OLD; the usual rules
+ * (size, offset) apply. r must stay valid (static storage); NULL for none. The
+ * pairs should have passed mcr_rename_check: a NEW that is not one function of
+ * the new executable makes every address inside OLD a conflict saying so. */
+struct mcr_renames;
+void mcr_image_set_renames(const struct mcr_renames *r);
+
 /* Counts for the update report. Translations are per distinct address. */
 struct mcr_image_stats {
   size_t by_symbol;  /* executable addresses translated through a symbol */
   size_t by_library; /* library/vDSO/file-mapping addresses, by offset */
   size_t by_string;  /* string literals found by content */
   size_t failed;     /* addresses with no equivalent */
+  size_t renamed;    /* of by_symbol, through a renamed function (mcr_image_set_renames) */
   size_t lookups;    /* mcr_image_translate calls (memo hits included) */
   size_t old_ranges; /* disjoint address ranges mcr_image_is_old tests */
   size_t old_objects, new_objects; /* loaded ELF objects and file mappings per side */

@@ -473,8 +473,10 @@ static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_
       done[(*ndone)++] = list[i];
     conflict(c, "image\tholds at +%zu the address 0x%lx, a pointer into the old program with no "
                 "counterpart in the new one: %s\theap object 0x%lx (%zu bytes, tag %u)"
-                "\t\t\t\t\t\tkeep that function or object in the new version (an alias of the "
-                "same name will do), or let no live object point to it when updating",
+                "\t\t\t\t\t\tif the new version renamed that function or replaced it by one "
+                "of the same meaning, name it: mcr-ctl update --rename OLD=NEW; else keep it "
+                "in the new version (an alias of the same name will do), or let no live object "
+                "point to it when updating",
              (size_t)((uintptr_t)w - (uintptr_t)o.base), (unsigned long)*w, why,
              (unsigned long)(uintptr_t)o.base, o.size, o.tag);
   }

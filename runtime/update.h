@@ -33,6 +33,7 @@
 #define MCR_ENV_UPDATE_OLD "MCR_UPDATE_OLD_PID" /* the old process */
 #define MCR_ENV_UPDATE_FAULT "MCR_UPDATE_FAULT" /* tests: "PHASE:crash" / "PHASE:hang" */
 #define MCR_ENV_UPDATE_HEAP "MCR_UPDATE_HEAP"   /* heap.h: where the old heap is */
+#define MCR_ENV_UPDATE_RENAMES "MCR_UPDATE_RENAMES" /* rename.h: "OLD=NEW OLD=NEW" */
 
 /* Runtime-owned fds of either process live at or above this number, so they
  * never take a number the program uses. */
@@ -163,10 +164,11 @@ static inline const char *mcr_update_conflict_get(const struct mcr_update_confli
 }
 
 /* Runs an update of this process to the executable at path (called on a
- * runtime thread). On return with res->committed, the caller replies and then
+ * runtime thread). renames: the renamed functions (rename.h: "OLD=NEW" pairs
+ * separated by spaces), or NULL / "" for none; passed to the new version. On return with res->committed, the caller replies and then
  * calls mcr_update_finish(), which never returns. */
 void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
-                    struct mcr_update_result *res);
+                    const char *renames, struct mcr_update_result *res);
 __attribute__((noreturn)) void mcr_update_finish(const struct mcr_update_result *res);
 
 /* Nonzero while this process is the old side of an update: parked threads give

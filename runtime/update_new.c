@@ -25,7 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "elfsym.h"
+#include "image.h"
 #include "quiesce.h"
+#include "rename.h"
 #include "startup.h"
 #include "threads.h"
 #include "transfer.h"
@@ -38,6 +41,7 @@ int mcr_update_parking;
 static int chan = -1;
 static pid_t old_pid;
 static char fault_spec[128];
+static struct mcr_renames renames; /* mcr-ctl update --rename: for image.c */
 static int inherited[8192];
 static size_t ninherited;
 
@@ -120,6 +124,10 @@ __attribute__((constructor(203))) static void update_new_init(void)
   old_pid = (pid_t)old;
   if ((f = getenv(MCR_ENV_UPDATE_FAULT)))
     snprintf(fault_spec, sizeof(fault_spec), "%s", f);
+  if (mcr_renames_parse(&renames, getenv(MCR_ENV_UPDATE_RENAMES), err, sizeof(err)) != 0)
+    fail_exit(err);
+  mcr_image_set_renames(&renames);
+  unsetenv(MCR_ENV_UPDATE_RENAMES);
   unsetenv(MCR_ENV_UPDATE_FD);
   unsetenv(MCR_ENV_UPDATE_LOG);
   unsetenv(MCR_ENV_UPDATE_OLD);
@@ -179,6 +187,58 @@ static void startup_conflict(struct mcr_buf *b, const struct mcr_startup_conflic
                       "the old one in this version, or restart the server instead");
   }
   mcr_buf_printf(b, "\n");
+}
+
+/* The renames against both executables (rename.h: what mcr-ctl checked, in case
+ * the files changed since or the request came from elsewhere): a conflict of kind
+ * image per pair that does not hold, and a note naming those that do. Returns
+ * how many do not hold. */
+static size_t check_renames(struct mcr_buf *conflicts, struct mcr_buf *notes)
+{
+  struct mcr_elfsym o, n;
+  char path[64], why[400];
+  size_t bad = 0;
+
+  if (!renames.n)
+    return 0;
+  snprintf(path, sizeof(path), "/proc/%d/exe", (int)old_pid);
+  if (mcr_elfsym_open(&o, path) != 0) {
+    mcr_buf_printf(conflicts, "conflict image\tthe renames cannot be checked: %s has no "
+                              "readable symbol table\n", path);
+    return 1;
+  }
+  if (mcr_elfsym_open(&n, "/proc/self/exe") != 0) {
+    mcr_elfsym_close(&o);
+    mcr_buf_printf(conflicts, "conflict image\tthe renames cannot be checked: /proc/self/exe "
+                              "has no readable symbol table\n");
+    return 1;
+  }
+  for (size_t i = 0; i < renames.n; i++) {
+    char object[300];
+    if (mcr_rename_check(&o, &n, renames.old_name[i], renames.new_name[i], why, sizeof(why)) == 0)
+      continue;
+    bad++;
+    snprintf(object, sizeof(object), "rename %s=%s", renames.old_name[i], renames.new_name[i]);
+    const char *f[MCR_CF_COUNT] = {
+        [MCR_CF_KIND] = "image",
+        [MCR_CF_MESSAGE] = why,
+        [MCR_CF_OBJECT] = object,
+        [MCR_CF_FIX] = "name a function of the old executable and the one of the new executable "
+                       "that replaces it (nm EXECUTABLE shows them), or drop the rename"};
+    mcr_buf_printf(conflicts, "conflict ");
+    mcr_conflict_fields(conflicts, f);
+    mcr_buf_printf(conflicts, "\n");
+  }
+  mcr_elfsym_close(&o);
+  mcr_elfsym_close(&n);
+  if (!bad) {
+    mcr_buf_printf(notes, "note renamed functions (pointers to the first are translated to the "
+                          "second):");
+    for (size_t i = 0; i < renames.n; i++)
+      mcr_buf_printf(notes, " %s=%s", renames.old_name[i], renames.new_name[i]);
+    mcr_buf_printf(notes, "\n");
+  }
+  return bad;
 }
 
 static void *agent(void *arg)
@@ -247,6 +307,13 @@ static void *agent(void *arg)
     size_t nn = mcr_startup_notes(&nt);
     for (size_t i = 0; i < nn && i < 20; i++)
       mcr_buf_printf(&rep, "note startup replay: %s\n", nt[i].message);
+  }
+  {
+    struct mcr_buf bad = {0};
+    if (check_renames(&bad, &rep)) {
+      mcr_chan_send(chan, MCR_U_FAIL, &bad);
+      _exit(1);
+    }
   }
   {
     char err[300];

@@ -31,6 +31,7 @@
 #include "dirty.h"
 #include "heap.h"
 #include "quiesce.h"
+#include "rename.h"
 #include "startup.h"
 #include "transfer.h"
 
@@ -294,15 +295,17 @@ static int make_log_memfd(void)
  * descriptor kept at its number (dup2(fd, fd) clears FD_CLOEXEC), the channel
  * and log at theirs, default signal dispositions except what was ignored at
  * startup, an empty mask. */
-static int spawn(const char *path, int chan, int logfd, const char *fault, pid_t *pid,
-                 const int *own, size_t nown, char *err, size_t errlen)
+static int spawn(const char *path, int chan, int logfd, const char *fault, const char *renames,
+                 pid_t *pid, const int *own, size_t nown, char *err, size_t errlen)
 {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   size_t nargs = 0, nenv = 0;
   char **argv = vec(start_args, start_args_len, 0, &nargs);
-  char **envp = vec(start_env, start_env_len, 6, &nenv);
+  char **envp = vec(start_env, start_env_len, 7, &nenv);
+  size_t envlen = nenv + 7 + 1; /* what vec mapped, in pointers */
   static char e_fd[64], e_log[64], e_old[64], e_fault[160], e_heap[2048];
+  static char e_renames[sizeof(MCR_ENV_UPDATE_RENAMES) + MCR_RENAME_SPEC_MAX];
   int fds[4096];
   size_t nfds;
   sigset_t none, def;
@@ -326,6 +329,10 @@ static int spawn(const char *path, int chan, int logfd, const char *fault, pid_t
   if (fault && *fault) {
     snprintf(e_fault, sizeof(e_fault), "%s=%s", MCR_ENV_UPDATE_FAULT, fault);
     envp[nenv++] = e_fault;
+  }
+  if (renames && *renames) {
+    snprintf(e_renames, sizeof(e_renames), "%s=%s", MCR_ENV_UPDATE_RENAMES, renames);
+    envp[nenv++] = e_renames;
   }
   envp[nenv] = NULL;
 
@@ -361,7 +368,7 @@ static int spawn(const char *path, int chan, int logfd, const char *fault, pid_t
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   munmap(argv, (nargs + 1) * sizeof(char *));
-  munmap(envp, (nenv + 1 + 6) * sizeof(char *));
+  munmap(envp, envlen * sizeof(char *));
   return rc;
 }
 
@@ -430,7 +437,7 @@ static void snapshot_pidfiles(void);
 static void restore_pidfiles(void);
 
 void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
-                    struct mcr_update_result *r)
+                    const char *renames, struct mcr_update_result *r)
 {
   int sv[2] = {-1, -1}, logfd = -1, pidfd = -1, type, quiesced = 0;
   int own[4];
@@ -477,7 +484,7 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
    * leaving): posix_spawn then fails with EBADF, and a new list is made */
   int spawned = -1;
   for (int tries = 0; tries < 5 && spawned != 0; tries++)
-    spawned = spawn(path, sv[1], logfd, fault, &pid, own, nown, err, sizeof(err));
+    spawned = spawn(path, sv[1], logfd, fault, renames, &pid, own, nown, err, sizeof(err));
   if (spawned != 0) {
     reason(r, "other", "%s", err);
     goto rollback;

@@ -25,8 +25,13 @@
 
 #include "arena.h"
 #include "check.h"
+#include "elfsym.h"
 #include "image.h"
 #include "prog.h"
+#include "rename.h"
+
+int added_function(int x); /* prog.c, v2 only */
+int func(int x);           /* prog.c */
 
 static struct entry old[128];
 static int nold;
@@ -83,6 +88,81 @@ static void expect_fail(struct mcr_image_map *m, const char *name, const char *w
   CHECK_EQ(rc, -1, what);
   snprintf(what, sizeof(what), "%s: the reason names '%s' and '%s': %s", name, w1, w2, why);
   CHECK(strstr(why, w1) && strstr(why, w2), what);
+}
+
+/* Renamed functions (rename.h): the map's parser, the check against both
+ * executables, and the translation of v1's old_only as v2's added_function. */
+static void check_renames(pid_t pid)
+{
+  static struct mcr_renames r;
+  struct mcr_elfsym o, n;
+  struct mcr_image_map *m = NULL;
+  struct mcr_arena *a = mcr_arena_create();
+  char err[512] = "", path[64], spec[64] = "";
+  uintptr_t got = 0;
+
+  /* the parser */
+  CHECK_EQ(mcr_renames_parse(&r, "  a=b\tc=d\n", err, sizeof(err)), 0, "renames: two pairs");
+  CHECK(r.n == 2 && !strcmp(r.old_name[1], "c") && !strcmp(r.new_name[1], "d") &&
+            !strcmp(mcr_renames_find(&r, "a"), "b") && !mcr_renames_find(&r, "b"),
+        "renames: the pairs, found by old name");
+  CHECK_EQ(mcr_renames_parse(&r, "", err, sizeof(err)), 0, "renames: none");
+  CHECK_EQ(r.n, 0, "renames: none is zero pairs");
+  CHECK(mcr_renames_parse(&r, "a=b c", err, sizeof(err)) == -1 && strstr(err, "'c'") &&
+            strstr(err, "OLD=NEW") && r.n == 0,
+        "renames: a pair without '=' is refused, named");
+  CHECK(mcr_renames_parse(&r, "a= =b", err, sizeof(err)) == -1, "renames: empty names refused");
+  CHECK(mcr_renames_parse(&r, "a=b a=c", err, sizeof(err)) == -1 && strstr(err, "twice"),
+        "renames: an old name twice is refused");
+  CHECK(mcr_renames_parse(&r, "a=b=c", err, sizeof(err)) == -1 && strstr(err, "0x3d"),
+        "renames: '=' in a name is refused");
+  CHECK(mcr_renames_append(spec, sizeof(spec), "x=y") == 0 &&
+            mcr_renames_append(spec, sizeof(spec), "z=w") == 0 && !strcmp(spec, "x=y z=w"),
+        "renames: append");
+
+  /* the check against both executables */
+  snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+  CHECK(mcr_elfsym_open(&o, path) == 0 && mcr_elfsym_open(&n, "/proc/self/exe") == 0,
+        "renames: both symbol tables");
+  CHECK_EQ(mcr_rename_check(&o, &n, "old_only", "added_function", err, sizeof(err)), 0,
+           "renames: old_only=added_function holds");
+  CHECK(mcr_rename_check(&o, &n, "old_only", "no_such_fn", err, sizeof(err)) == -1 &&
+            strstr(err, "'no_such_fn' is not a function of the new executable"),
+        "renames: a NEW the new executable lacks");
+  CHECK(mcr_rename_check(&o, &n, "added_function", "func", err, sizeof(err)) == -1 &&
+            strstr(err, "'added_function' is not a function of the old executable"),
+        "renames: an OLD the old executable lacks");
+  CHECK(mcr_rename_check(&o, &n, "old_only", "added_global", err, sizeof(err)) == -1 &&
+            strstr(err, "is data in the new executable"),
+        "renames: data is not a function");
+  mcr_elfsym_close(&o);
+  mcr_elfsym_close(&n);
+
+  /* the translation: v1's old_only is v2's added_function; a NEW that is data
+   * makes the address a conflict naming the rename */
+  CHECK_EQ(mcr_renames_parse(&r, "old_only=added_function lit_gone=added_global", err,
+                             sizeof(err)),
+           0, "renames: parse the map");
+  mcr_image_set_renames(&r);
+  CHECK_EQ(mcr_image_map_open(&m, pid, a, err, sizeof(err)), 0, "renames: a map opens");
+  if (m) {
+    char why[512] = "";
+    struct mcr_image_stats st;
+    CHECK(mcr_image_translate(m, old_addr("old_only"), &got, why, sizeof(why)) == 0 &&
+              got == (uintptr_t)added_function,
+          "renames: v1's old_only translates to v2's added_function");
+    CHECK(mcr_image_translate(m, old_addr("func"), &got, why, sizeof(why)) == 0 &&
+              got == (uintptr_t)func,
+          "renames: a function not renamed translates as before");
+    CHECK(mcr_image_translate(m, old_addr("lit_gone_fn"), &got, why, sizeof(why)) == -1 &&
+              strstr(why, "renamed to 'added_global'") && strstr(why, "not one function"),
+          "renames: a NEW that is data: the address is a conflict naming the rename");
+    mcr_image_stats(m, &st);
+    CHECK_EQ(st.renamed, 1, "renames: one address translated through a rename");
+    mcr_image_map_close(m);
+  }
+  mcr_image_set_renames(NULL);
+  mcr_arena_destroy(a);
 }
 
 static int check(pid_t pid, const char *file, int nlibs, char **libs)
@@ -212,6 +292,7 @@ static int check(pid_t pid, const char *file, int nlibs, char **libs)
            "symbol: v2's new global is not in v1");
   mcr_image_map_close(m);
   mcr_arena_destroy(a);
+  check_renames(pid);
   return check_done();
 }
 

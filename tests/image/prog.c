@@ -74,6 +74,7 @@ int prog_table(struct entry *out, int max)
 #ifndef V2 /* what v2 cannot have */
       {"old_only", (uintptr_t)old_only},
       {"lit_gone", (uintptr_t)lit_gone()},
+      {"lit_gone_fn", (uintptr_t)lit_gone},
       {"grow_array[40]", (uintptr_t)&grow_array[40]},
 #endif
       {"dup1.dupvar", (uintptr_t)dup1_var()},

@@ -33,6 +33,10 @@
  *   7     like 1 but gives up right after writing its pid file, removing it on the
  *         way out (as lighttpd does when its startup fails): a rollback must put the
  *         old version's pid file back
+ *   9     like 1 but the function every connection points to (conn.on_line, set to
+ *         command) is renamed run_command: without a rename map the update must
+ *         refuse (a pointer to a function the new version does not have); with
+ *         mcr-ctl update --rename command=run_command it commits
  *
  * usage: kvstore [-p PORT] [-f PIDFILE]
  */
@@ -83,6 +87,7 @@ struct conn {
   size_t in_len;
   char in[INBUF]; /* bytes read but not yet handled */
   struct conn *next;
+  void (*on_line)(struct conn *c, char *line); /* runs each complete line: command */
 };
 
 #if KV_VERSION == 3
@@ -206,6 +211,9 @@ static void reply(struct conn *c, const char *fmt, ...) {
     perror("kvstore: write");
 }
 
+#if KV_VERSION == 9
+#define command run_command /* renamed: only its name changes */
+#endif
 static void command(struct conn *c, char *line) {
   char *save = NULL;
   char *cmd = strtok_r(line, " \r", &save);
@@ -280,7 +288,7 @@ static void readable(int ep, struct conn *c) {
   char *start = c->in, *nl;
   while ((nl = memchr(start, '\n', c->in + c->in_len - start))) {
     *nl = 0;
-    command(c, start);
+    c->on_line(c, start);
     start = nl + 1;
   }
   c->in_len -= (size_t)(start - c->in);
@@ -368,6 +376,7 @@ int main(int argc, char **argv) {
           continue;
         }
         c->fd = fd;
+        c->on_line = command;
         c->next = conns;
         conns = c;
         memcpy(last_conn, &c, sizeof(c));

@@ -35,6 +35,14 @@
 #              naming v1 again; v1 -> v8 converts the connection objects in place
 #              (epoll and a byte buffer point to them) and the held connection works
 #
+#   rename     renamed functions (kvstore version 9: the function each connection
+#              points to, conn.on_line, is renamed): bad renames are refused before
+#              anything is done (exit 2: a NEW that is not a function of the new
+#              executable, an OLD not in the old one, data, a malformed pair, a bad
+#              line of a --rename-file); without a rename the update is refused
+#              (kind image, naming the function and the object) and v1 serves on;
+#              with --rename-file (command=run_command) it commits, and a
+#              connection held across it still runs its lines
 #   report     conflict reports: v1 -> v2 with MCR_UPDATE_FAULT=heap:crash, read back
 #              by mcr-ctl report and --json (kind crash, the signal, a fix, program,
 #              pids, phases), mcr-ctl update --json's conflicts[], the default report
@@ -300,6 +308,59 @@ PY
   exec 3<&-
   python3 "$client" check "$port" 3000 8 || fail "keys after v1 -> v8"
   ok "v1 -> v8 committed: connection objects converted in place, the held connection works"
+  ;;
+rename)
+  build_versions 1 9
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 500
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'SET held before\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = OK ] || fail "v1: SET on the held connection"
+  fds=$(fdcount "$pid")
+  bad_rename() { # MESSAGE_PART ARGS...: exit 2, the message, the process untouched
+    local part=$1 rc=0
+    shift
+    "$ctl" update "$pid" "$work/v9/kvstore" "$@" >"$work/out.log" 2>&1 || rc=$?
+    [ $rc = 2 ] || { cat "$work/out.log"; fail "mcr-ctl update $*: exit $rc, expected 2"; }
+    grep -q -- "$part" "$work/out.log" || { cat "$work/out.log"; fail "$*: no '$part' in the message"; }
+    alive "$pid" && [ "$(fdcount "$pid")" = "$fds" ] || fail "$*: the process was touched"
+    ok "refused (2): $(head -1 "$work/out.log")"
+  }
+  bad_rename "'no_such_fn' is not a function of the new executable" --rename command=no_such_fn
+  bad_rename "'no_such_fn' is not a function of the old executable" --rename no_such_fn=run_command
+  bad_rename "'stats' is data in the new executable" --rename command=stats
+  bad_rename "expected OLD=NEW" --rename command
+  bad_rename "renamed twice" --rename command=run_command --rename command=readable
+  printf '# comment\n\ncommand run_command\n' >"$work/bad.renames"
+  bad_rename "bad.renames:3: expected OLD=NEW" --rename-file "$work/bad.renames"
+  bad_rename "No such file" --rename-file "$work/missing.renames"
+  # without the rename: refused, the function and the connection objects named
+  rc=0
+  update "$pid" "$work/v9/kvstore" --report "$work/v9.report" || rc=$?
+  [ $rc = 1 ] || fail "v1 -> v9 without a rename: exit $rc, expected 1"
+  "$ctl" report "$work/v9.report" --json >"$work/v9.json" || fail "mcr-ctl report v9"
+  python3 - "$work/v9.json" <<'PY' || fail "v1 -> v9: the report does not name the function: $(cat "$work/v9.json")"
+import json, sys
+cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "image"]
+sys.exit(0 if cs and all("'command'" in c["message"] and c["object"].startswith("heap object")
+                          and "--rename" in c["fix"] for c in cs) else 1)
+PY
+  alive "$pid" || fail "v1 -> v9: the old process died"
+  printf 'GET held\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "VALUE before" ] || fail "v1 after the refusal: '$line'"
+  ok "v1 -> v9 without a rename refused (image: function 'command'), v1 serves on"
+  # with the rename (a file, a comment and a blank line in it)
+  printf '# kvstore 1 -> 9\n\n  command=run_command   # renamed\n' >"$work/v9.renames"
+  update "$pid" "$work/v9/kvstore" --rename-file "$work/v9.renames" ||
+    fail "v1 -> v9 with --rename-file (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
+  grep -q 'renamed functions.*command=run_command' "$work/update.json" ||
+    fail "v1 -> v9: no note of the rename: $(cat "$work/update.json")"
+  printf 'GET held\nVERSION\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "VALUE before" ] || fail "v9: GET on the held connection: '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "VERSION 9" ] || fail "v9: VERSION on the held connection: '$line'"
+  exec 3<&-
+  python3 "$client" check "$port" 500 9 || fail "keys after v1 -> v9"
+  ok "v1 -> v9 committed with --rename-file command=run_command: the held connection runs its lines"
   ;;
 report)
   # conflict reports of rolled-back updates, read back with mcr-ctl report (the
