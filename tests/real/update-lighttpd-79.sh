@@ -58,6 +58,8 @@ PORT_BASE=24660
 . "$REAL_DIR/update-lib.sh"
 
 CHECK=$REAL_DIR/update-check.py
+# the functions 1.4.79 replaced (mcr-ctl update --rename-file): the update's config
+RENAMES=$REPO/configs/lighttpd-$VERSION-to-$V2VERSION.renames
 PREP1=$REAL_DIR/patches/lighttpd-$VERSION-static.patch
 PREP2=$REAL_DIR/patches/lighttpd-$V2VERSION-static.patch
 WRK_SECS=${MCR_UPDATE_WRK_SECS:-5}
@@ -357,7 +359,7 @@ SLOG1=$(wc -l <"$RUN/server.log"); ELOG1=$(wc -l <"$RUN/error.log")
 load_begin update v1,v2
 rc=0
 timeout -k 5 120 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update-report.json" \
-  >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
+  --rename-file "$RENAMES" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
 log "mcr-ctl update $V1PID $V2 --json: exit $rc"
 [ ! -s "$RUN/update.err" ] || sed 's/^/    /' "$RUN/update.err" >&2
 [ -s "$RUN/update.json" ] && update_log_json "$RUN/update.json"
