@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # lighttpd 1.4.69 updated live to lighttpd 1.4.79 under wrk (label real-update):
 # a real upstream version change (issue 5), whose request_st, connection,
-# chunkqueue, server_config and mod_dirlisting structs change.
+# chunkqueue, server_config and mod_dirlisting structs change. No source change;
+# the update's config: configs/lighttpd-1.4.69-to-1.4.79.renames (a function
+# 1.4.79 replaced, passed with mcr-ctl update --rename-file) and one type line
+# in configs/lighttpd.wrappers (plugin_slots). Known gaps (docs/real-servers.md):
+# fields 1.4.79 added that only its code sets (r->dst_addr) are NULL in the
+# connections carried over, which this config never reads.
 #
 #   1. Builds: v1 = 1.4.69 through the quiescence pipeline
 #      (scripts/profile-server.sh: profiling build, mcr-profile under wrk, the
