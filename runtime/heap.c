@@ -1960,6 +1960,158 @@ size_t mcr_heap_ranges(const struct mcr_heap_state *st, struct mcr_heap_range *o
   return e.n;
 }
 
+/* ---- type conversion ahead of the pause (heap.h) ---- */
+
+int mcr_heap_foreach_copied(const struct mcr_heap_state *old,
+                            int (*fn)(const struct mcr_object *obj, void *arg), void *arg)
+{
+  if (!atomic_load_explicit(&inited, memory_order_acquire) || !state_ok(old) ||
+      old->base != reserve_base || old->shift != sg.shift)
+    return -1;
+  size_t half = (sg.mask + 1) >> 1;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    const struct class_info *k = &cls_tab[c];
+    size_t size = k->size;
+    uintptr_t start = region_start(c);
+    size_t top[2] = {old->top[c - 1][0], old->top[c - 1][1]};
+    /* out of range: the copy does not hold those slots */
+    if (top[0] > half || top[1] > sg.mask + 1)
+      return -1;
+    for (unsigned lane = 0; lane < 2; lane++) {
+      for (size_t i = lane_lo(c, lane) / size, n = top[lane] / size; i < n; i++) {
+        if (k->tags[i] == MCR_TAG_FREE)
+          continue;
+        struct mcr_object o = {(void *)(start + i * size), size, k->tags[i]};
+        int r = fn(&o, arg);
+        if (r)
+          return r;
+      }
+    }
+  }
+  return 0;
+}
+
+/* The first of r[0..n) (sorted) that ends after a. */
+static size_t piece_after(const struct mcr_heap_range *r, size_t n, uint64_t a)
+{
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t m = lo + (hi - lo) / 2;
+    if (r[m].start + r[m].len <= a)
+      lo = m + 1;
+    else
+      hi = m;
+  }
+  return lo;
+}
+
+/* The slots [*s0, *s1) of piece p clipped to [lo, hi), where slot i is at
+ * at + i * unit; 0 if p does not reach into [lo, hi). */
+static int piece_slots(const struct mcr_heap_range *p, uint64_t lo, uint64_t hi, uint64_t at,
+                       size_t unit, size_t *s0, size_t *s1)
+{
+  uint64_t a = p->start > lo ? p->start : lo, b = p->start + p->len < hi ? p->start + p->len : hi;
+  if (p->start >= hi || a >= b)
+    return 0;
+  *s0 = (a - at) / unit;
+  *s1 = (b - 1 - at) / unit + 1;
+  return 1;
+}
+
+int mcr_heap_foreach_touched(const struct mcr_heap_range *r, size_t n,
+                             int (*fn)(const struct mcr_object *obj, void *arg), void *arg)
+{
+  if (!atomic_load_explicit(&inited, memory_order_acquire))
+    return 0;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    const struct class_info *k = &cls_tab[c];
+    size_t size = k->size;
+    uintptr_t start = region_start(c), tags = (uintptr_t)k->tags;
+    for (unsigned lane = 0; lane < 2; lane++) {
+      size_t first = lane_lo(c, lane) / size;
+      size_t end = atomic_load_explicit(&k->top[lane], memory_order_acquire) / size;
+      if (first >= end)
+        continue;
+      uint64_t blo = start + first * size, bhi = start + end * size;
+      uint64_t tlo = tags + first * sizeof(tag_t), thi = tags + end * sizeof(tag_t);
+      size_t i = piece_after(r, n, blo), j = piece_after(r, n, tlo), done = first;
+      /* the union of the slots the pieces touch through their bytes (i) and
+       * through their tags (j): two ascending sequences, merged */
+      for (;;) {
+        size_t a0 = SIZE_MAX, a1 = 0, b0 = SIZE_MAX, b1 = 0, s0, s1;
+        while (i < n && r[i].start < bhi && !piece_slots(&r[i], blo, bhi, start, size, &a0, &a1))
+          i++;
+        while (j < n && r[j].start < thi &&
+               !piece_slots(&r[j], tlo, thi, tags, sizeof(tag_t), &b0, &b1))
+          j++;
+        if (i >= n || r[i].start >= bhi)
+          a0 = SIZE_MAX;
+        if (j >= n || r[j].start >= thi)
+          b0 = SIZE_MAX;
+        if (a0 == SIZE_MAX && b0 == SIZE_MAX)
+          break;
+        if (a0 <= b0) {
+          s0 = a0, s1 = a1;
+          i++;
+        } else {
+          s0 = b0, s1 = b1;
+          j++;
+        }
+        for (size_t x = s0 > done ? s0 : done; x < s1 && x < end; x++) {
+          if (k->tags[x] == MCR_TAG_FREE)
+            continue;
+          struct mcr_object o = {(void *)(start + x * size), size, k->tags[x]};
+          int rv = fn(&o, arg);
+          if (rv)
+            return rv;
+        }
+        if (s1 > done)
+          done = s1;
+      }
+    }
+  }
+  for (unsigned lane = 0; lane < 2; lane++) {
+    size_t top = atomic_load_explicit(&g.npages[lane], memory_order_acquire);
+    for (size_t page = lane * g.lane_pages; page < top;) {
+      struct span *s = g.pagemap[page];
+      if (!s || s->start != addr_of(page)) {
+        page++;
+        continue;
+      }
+      if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
+        struct mcr_object o = {(void *)s->start, s->npages << PAGE_SHIFT, s->tag};
+        int rv = fn(&o, arg);
+        if (rv)
+          return rv;
+      }
+      page += s->npages;
+    }
+  }
+  return 0;
+}
+
+size_t mcr_heap_small_unused(const struct mcr_heap_state *st, struct mcr_heap_range *out,
+                             size_t max)
+{
+  struct heap_addrs h;
+  size_t k = 0;
+  if (!state_ok(st))
+    return 0;
+  heap_addrs(st->base, st->shift, &h);
+  uint64_t half = h.l.region / 2;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    uint64_t r = h.small_base + ((uint64_t)c << st->shift);
+    uint64_t lo[2] = {r + st->top[c - 1][0], r + st->top[c - 1][1]};
+    uint64_t hi[2] = {r + half, r + h.l.region};
+    for (unsigned lane = 0; lane < 2; lane++) {
+      if (lo[lane] < hi[lane] && k < max)
+        out[k] = (struct mcr_heap_range){lo[lane], hi[lane] - lo[lane]};
+      k += lo[lane] < hi[lane];
+    }
+  }
+  return k;
+}
+
 __attribute__((format(printf, 1, 2))) static int adopt_fail(const char *fmt, ...)
 {
   va_list ap;

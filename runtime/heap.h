@@ -174,6 +174,30 @@ int mcr_heap_adopt_prepare(const struct mcr_heap_state *old);
 int mcr_heap_adopt(const struct mcr_heap_state *old, uint32_t (*map_tag)(uint32_t tag, void *arg),
                    void *arg);
 
+/* ---- type conversion ahead of the pause (xform_heap.c) ---- */
+
+/* In the NEW process, after the pre-copy copied every range of
+ * mcr_heap_ranges(old) to the same addresses and before mcr_heap_adopt: calls fn
+ * on every small object the copy shows live, with the tag the old process wrote
+ * (its own site numbering). Large objects are not visited. The copy is not a
+ * consistent snapshot (the old process ran meanwhile): what it shows is a hint
+ * that the pages written since correct. Returns fn's non-zero value, 0, or -1
+ * if old is not a heap at this heap's address and geometry. */
+int mcr_heap_foreach_copied(const struct mcr_heap_state *old,
+                            int (*fn)(const struct mcr_object *obj, void *arg), void *arg);
+
+/* Calls fn once on every live small object whose bytes or tag slot intersect
+ * one of r[0..n) (sorted by address, disjoint), in address order, then on every
+ * live large object. Same rules as mcr_heap_foreach. */
+int mcr_heap_foreach_touched(const struct mcr_heap_range *r, size_t n,
+                             int (*fn)(const struct mcr_object *obj, void *arg), void *arg);
+
+/* The parts of st's small-class regions that hold no object (each lane, from
+ * its high-water mark to its end), in address order: fills out[0..max) and
+ * returns how many there are (2 per class). */
+size_t mcr_heap_small_unused(const struct mcr_heap_state *st, struct mcr_heap_range *out,
+                             size_t max);
+
 /* Why mcr_heap_adopt_prepare or mcr_heap_adopt failed last. */
 const char *mcr_heap_adopt_error(void);
 

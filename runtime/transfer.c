@@ -54,6 +54,18 @@ static int site_key(const struct mcr_site *s, char *buf, size_t len)
 
 /* ---- old side ---- */
 
+/* The site key of every site id in use (old side; build_tag_map reads it). */
+static void put_site_keys(struct mcr_buf *out)
+{
+  char key[1024];
+  uint32_t limit = mcr_site_id_limit();
+  mcr_buf_u32(out, limit);
+  for (uint32_t id = MCR_TAG_FIRST_SITE; id < limit; id++) {
+    struct mcr_site *s = mcr_site_by_id(id);
+    mcr_buf_str(out, s && site_key(s, key, sizeof(key)) == 0 ? key : "");
+  }
+}
+
 int mcr_transfer_precopy_ranges(struct mcr_buf *out, struct mcr_dirty **dirty, char *note,
                                 size_t notelen)
 {
@@ -85,6 +97,11 @@ int mcr_transfer_precopy_ranges(struct mcr_buf *out, struct mcr_dirty **dirty, c
   mcr_buf_u32(out, (uint32_t)n);
   mcr_buf_put(out, r, n * sizeof(*r));
   munmap(r, max * sizeof(*r));
+  /* for converting objects of changed types ahead of the pause: the state the
+   * ranges describe and the site numbering of its tags */
+  mcr_buf_u32(out, (uint32_t)sizeof(st));
+  mcr_buf_put(out, &st, sizeof(st));
+  put_site_keys(out);
   return out->bad ? -1 : 0;
 none:
   if (r)
@@ -97,7 +114,6 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
                           struct mcr_dirty *dirty, char *err, size_t errlen)
 {
   struct mcr_heap_state st;
-  char key[1024];
 
   if (mcr_heap_export(&st) != 0) {
     snprintf(err, errlen, "the heap could not be described");
@@ -137,12 +153,7 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
       mcr_buf_u32(out, 0xffffffffu);
     }
   }
-  uint32_t limit = mcr_site_id_limit();
-  mcr_buf_u32(out, limit);
-  for (uint32_t id = MCR_TAG_FIRST_SITE; id < limit; id++) {
-    struct mcr_site *s = mcr_site_by_id(id);
-    mcr_buf_str(out, s && site_key(s, key, sizeof(key)) == 0 ? key : "");
-  }
+  put_site_keys(out);
   mcr_buf_u32(out, (uint32_t)nfds);
   for (size_t i = 0; i < nfds; i++) {
     int fl = fcntl(fds[i], F_GETFD);
@@ -174,6 +185,11 @@ struct ctx {
    * heap is adopted */
   uintptr_t *suspect;
   size_t nsuspect, suspect_cap, suspect_lost;
+  /* what the pause copied (NULL: everything) and the old heap's final state,
+   * for the type transform */
+  const struct mcr_heap_range *fresh;
+  size_t nfresh;
+  const struct mcr_heap_state *hs;
 };
 
 static void suspect(struct ctx *c, uintptr_t *where)
@@ -525,6 +541,38 @@ static void *scanner(void *p)
   return NULL;
 }
 
+/* After the pre-copy: objects of changed types converted on the copy, ahead of
+ * the pause (xform_heap.c), when every range was copied. The message's tail
+ * (the old heap's state and site keys) is optional. */
+static void precopy_transform(struct mcr_buf *msg, struct mcr_buf *report)
+{
+  struct mcr_heap_state ost;
+  uint32_t *map;
+
+  if (!mcr_xform_changed_sites())
+    return;
+  for (uint32_t i = 0; i < plan.npre; i++)
+    if (!plan.pre[i].len)
+      return; /* a range the copy missed: the pause does it all */
+  if (mcr_buf_get_u32(msg) != sizeof(ost) || mcr_buf_get(msg, &ost, sizeof(ost)) != 0)
+    return;
+  uint32_t limit = mcr_buf_get_u32(msg);
+  if (msg->bad || limit > MCR_TAG_MAX + 1 ||
+      !(map = mcr_arena_alloc(plan.arena, ((size_t)limit + 1) * sizeof(*map), 8)))
+    return;
+  memset(map, 0, ((size_t)limit + 1) * sizeof(*map));
+  for (uint32_t id = MCR_TAG_FIRST_SITE; id < limit; id++) {
+    const char *k = mcr_buf_get_str(msg);
+    struct mcr_site *s;
+    if (*k && (s = site_by_key(k))) {
+      map[id] = mcr_site_id_of(s);
+      mcr_xform_tag(map[id], k);
+    }
+  }
+  if (!msg->bad)
+    mcr_xform_precopy(&ost, map, limit, report);
+}
+
 int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report)
 {
   uint64_t t = mcr_update_now_ns(), bytes = 0;
@@ -575,6 +623,7 @@ int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report)
   mcr_buf_printf(report, "phase precopy %llu %.1f MB copied before the pause (pages written "
                          "meanwhile are copied again in it)\n",
                  (unsigned long long)(mcr_update_now_ns() - t), bytes / 1e6);
+  precopy_transform(msg, report);
   return 0;
 }
 
@@ -686,6 +735,9 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
                    all ? "no pre-copy" : "written since the pre-copy, or not pre-copied");
     r = pieces;
     n = (uint32_t)np;
+    c->fresh = all ? NULL : pieces;
+    c->nfresh = np;
+    c->hs = hs;
   }
   if (mcr_heap_update_ready(why, sizeof(why)) != 0) {
     conflict(c, "%s", why);
@@ -1180,7 +1232,7 @@ static int step_transform(struct ctx *c)
   if (nepd)
     r[n++] = (struct mcr_xform_region){(uintptr_t)epd, (uintptr_t)(epd + nepd), NULL, 0,
                                        "an epoll registration's data (kernel)"};
-  return mcr_xform_heap(r, n, c->report, &c->conflicts);
+  return mcr_xform_heap(r, n, c->fresh, c->nfresh, c->hs, c->report, &c->conflicts);
 }
 
 /* ---- synchronization objects in the heap ----
@@ -1389,6 +1441,7 @@ static int plan_pairs(void)
 
 void mcr_transfer_committed(void)
 {
+  mcr_xform_committed();
   /* The startup objects this process uses now are the old process's: its
    * records must say so, or the next update pairs its startup objects with
    * the ones discarded here. Checked now, outside the pause. */

@@ -54,6 +54,14 @@ void mcr_update_fault(const char *phase)
     for (;;)
       pause();
   }
+  if (!strcmp(fault_spec + n + 1, "delay")) {
+    /* a second's wait, then on: widens the window between two phases (the
+     * pre-copy and the pause, for tests of what is written meanwhile) */
+    struct timespec ts = {1, 0};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+      ;
+    return;
+  }
   kill(getpid(), SIGKILL); /* "crash": nothing of ours or the program's runs */
 }
 
@@ -335,6 +343,7 @@ static void *agent(void *arg)
   if (mcr_transfer_precopy(&msg, &rep) != 0)
     fail_exit("the pre-copy message is malformed");
   mcr_buf_free(&msg);
+  mcr_update_fault("precopied");
   if (mcr_chan_send(chan, MCR_U_PRECOPIED, &rep) != 0)
     _exit(1);
   mcr_buf_free(&rep);

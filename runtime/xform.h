@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "heap.h"
 #include "typediff.h"
 
 struct mcr_arena;
@@ -83,18 +84,37 @@ int mcr_xform_site(const char *key, struct mcr_site *s);
  * the old site `key`. */
 void mcr_xform_tag(uint32_t tag, const char *key);
 
+/* Right after the pre-copy, before the pause, on the copy of the old heap (old:
+ * its state as the pre-copy listed it; tagmap: old site id -> new, limit
+ * entries): converts the live objects of changed types it shows (into their new
+ * objects, or aside when they convert in place) and rewrites the pointers to them
+ * it finds, so that the pause redoes only what the pages written since touch.
+ * Nothing is decided here: a conversion that fails is tried again in the pause.
+ * Appends a note line to report. */
+void mcr_xform_precopy(const struct mcr_heap_state *old, const uint32_t *tagmap, uint32_t limit,
+                       struct mcr_buf *report);
+
 /* In the pause, after the heap adoption and the globals: converts every object of
- * a changed type and rewrites the pointers to it. Appends phase/note/conflict lines
- * to report. Returns 0, or -1 with conflicts. globals: [lo, hi) ranges of this
- * process's writable globals with their types, to scan precisely. */
+ * a changed type and rewrites the pointers to it. fresh[0..nfresh): what the pause
+ * copied (pages written since the pre-copy, or not pre-copied), sorted; final: the
+ * old heap's state now. With both and a pre-copy conversion, only what fresh
+ * touches is done again; fresh NULL: everything. Appends phase/note/conflict lines
+ * to report. Returns 0, or -1 with conflicts. regions: [lo, hi) ranges of this
+ * process's writable globals with their types (scanned precisely), the parked
+ * stacks and the epoll data (conservatively). */
 struct mcr_xform_region {
   uintptr_t lo, hi;
   const struct mcr_typetab *tt; /* NULL: scan conservatively */
   uint32_t type;
   const char *name;
 };
-int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, struct mcr_buf *report,
-                   int *conflicts);
+int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
+                   const struct mcr_heap_range *fresh, size_t nfresh,
+                   const struct mcr_heap_state *final, struct mcr_buf *report, int *conflicts);
+
+/* After the commit, the program running: frees the old copies of the objects
+ * that moved (nothing points to them any more). */
+void mcr_xform_committed(void);
 
 /* Counts for the report. */
 size_t mcr_xform_changed_globals(void);

@@ -165,19 +165,37 @@ static const struct wmap *wmap_of(uint32_t tag)
   return wmaps[tag];
 }
 
-/* ---- the heap transform ---- */
+/* ---- the heap transform ----
+ *
+ * Every live object whose site's type changed is converted (in place when the
+ * new layout fits its slot, else into a new object) and every pointer to it is
+ * rewritten. Most of it runs before the pause, on the pre-copy's copy of the old
+ * heap (mcr_xform_precopy): moved objects are built in their new objects,
+ * in-place ones in side buffers, and the pointers found are rewritten where they
+ * are. The pause (mcr_xform_heap) then redoes only what the pages written since
+ * the pre-copy touch: the objects on those pages (converted again, their words
+ * scanned again), the pointers held there, and the globals, stacks and epoll
+ * data, which are always scanned. Without a pre-copy the pause does it all. */
 
 struct chobj {
   uintptr_t base, nbase;
   size_t size, nlen;
   uint32_t tag, count; /* count: array elements */
   const struct tinfo *ti;
+  unsigned char *dst; /* where the new layout is built: nbase, or a side buffer */
+  uint8_t state;      /* OBJ_* */
+  uint8_t stale;      /* on the pause's list of objects to check again */
 };
+enum { OBJ_OK, OBJ_DEAD };
+
+#define NONE UINT32_MAX
 
 struct patch {
-  uintptr_t slot; /* the word to rewrite (old location) */
-  uint32_t target;
-  uint32_t off; /* into the target */
+  uintptr_t slot;  /* the word to rewrite, where the old heap has it (0: dropped) */
+  uint32_t target; /* the changed object it points into, and where */
+  uint32_t off;
+  uint32_t holder; /* the changed object holding the slot, or NONE */
+  uint32_t dropped; /* its word is scanned again in the pause */
 };
 
 static struct {
@@ -189,7 +207,40 @@ static struct {
   struct mcr_buf *report;
   int *conflicts;
   size_t pinned, precise;
+  uint32_t holder; /* of the words being scanned */
+  int pre;         /* scanning the pre-copy's copy: words of unknown meaning are listed */
+  /* left by the pre-copy for the pause */
+  int pre_ok;
+  size_t npre, npre_patch;     /* objects and pointers the pre-copy found */
+  uintptr_t *cons;             /* slots of words of unknown meaning, by address (| 1: dropped) */
+  uint32_t *inplace;           /* the pre-copy's objects converted aside */
+  size_t ninplace;
+  size_t ncons, conscap;
+  uint32_t *tfirst, *tlist;    /* the pre-copy's patches by target */
+  uint32_t *stale;             /* objects to check again in the pause */
+  size_t nstale, stalecap;
+  const uint32_t *tagmap;      /* pre-copy: old site id -> new */
+  uint32_t taglimit;
+  size_t cursor;
+  size_t redone, fresh;        /* pause: converted again, found new */
+  uint64_t pre_ns;
+  int committed_pending;
 } H;
+
+static int grow(void **v, size_t *cap, size_t n, size_t each)
+{
+  if (n < *cap)
+    return 0;
+  size_t nc = *cap ? 2 * *cap : 1024;
+  void *nv = mcr_arena_alloc(mcr_xform_arena(), nc * each, 8);
+  if (!nv)
+    return -1;
+  if (n)
+    memcpy(nv, *v, n * each);
+  *v = nv;
+  *cap = nc;
+  return 0;
+}
 
 static void hconflict(const char *kind, const char *msg, const char *object, const char *otype,
                       const char *ntype, const char *oloc, const char *nloc, const char *fix)
@@ -203,24 +254,33 @@ static void hconflict(const char *kind, const char *msg, const char *object, con
   mcr_buf_printf(H.report, "\n");
 }
 
+static long add_obj(uintptr_t base, size_t size, uint32_t tag, const struct tinfo *ti)
+{
+  if (grow((void **)&H.v, &H.cap, H.n, sizeof(*H.v)) != 0)
+    return -1;
+  H.v[H.n] = (struct chobj){.base = base, .size = size, .tag = tag, .ti = ti};
+  return (long)H.n++;
+}
+
 static int collect(const struct mcr_object *o, void *arg)
 {
   (void)arg;
-  if (o->tag > MCR_TAG_MAX || !mcr_xform_tinfo(o->tag))
-    return 0;
-  if (H.n == H.cap) {
-    size_t nc = H.cap ? 2 * H.cap : 1024;
-    struct chobj *n = mcr_arena_alloc(mcr_xform_arena(), nc * sizeof(*n), 8);
-    if (!n)
-      return -1;
-    if (H.n)
-      memcpy(n, H.v, H.n * sizeof(*n));
-    H.v = n;
-    H.cap = nc;
-  }
-  H.v[H.n++] = (struct chobj){.base = (uintptr_t)o->base, .size = o->size, .tag = o->tag,
-                              .ti = mcr_xform_tinfo(o->tag)};
-  return 0;
+  const struct tinfo *ti = mcr_xform_tinfo(o->tag);
+  return ti && add_obj((uintptr_t)o->base, o->size, o->tag, ti) < 0 ? -1 : 0;
+}
+
+static uint32_t pre_tag(uint32_t old)
+{
+  if (old < MCR_TAG_FIRST_SITE)
+    return old;
+  return old < H.taglimit && H.tagmap[old] ? H.tagmap[old] : MCR_TAG_UNTYPED;
+}
+
+static int collect_copied(const struct mcr_object *o, void *arg)
+{
+  struct mcr_object m = *o;
+  m.tag = pre_tag(o->tag);
+  return collect(&m, arg);
 }
 
 /* Bottom-up merge sort by base, in arena memory (no qsort: it may malloc). The
@@ -255,44 +315,78 @@ static int sort_objects(void)
   return 0;
 }
 
-/* Object base -> index in H.v, open addressing (built after the sort). */
+/* Object base -> index in H.v, open addressing. */
 static uint32_t *hidx;
-static size_t hcap;
+static size_t hcap, hused;
 
 static inline size_t hslot(uintptr_t base)
 {
   return (size_t)((base >> 4) * 0x9e3779b97f4a7c15ull >> 20) & (hcap - 1);
 }
 
-static int index_objects(void)
+static void index_put(uint32_t i)
+{
+  size_t h = hslot(H.v[i].base);
+  while (hidx[h] != UINT32_MAX)
+    h = (h + 1) & (hcap - 1);
+  hidx[h] = i;
+  hused++;
+}
+
+static int index_objects(size_t room)
 {
   hcap = 64;
-  while (hcap < 2 * H.n + 2)
+  while (hcap < 2 * (H.n + room) + 2)
     hcap *= 2;
   if (!(hidx = mcr_arena_alloc(mcr_xform_arena(), hcap * sizeof(*hidx), 8)))
     return -1;
   memset(hidx, 0xff, hcap * sizeof(*hidx));
-  for (size_t i = 0; i < H.n; i++) {
-    size_t h = hslot(H.v[i].base);
-    while (hidx[h] != UINT32_MAX)
-      h = (h + 1) & (hcap - 1);
-    hidx[h] = (uint32_t)i;
-  }
+  hused = 0;
+  for (size_t i = 0; i < H.n; i++)
+    index_put((uint32_t)i);
   return 0;
 }
 
-/* The changed object containing v, or -1: the heap finds the object (a page-map
+static long index_get(uintptr_t base)
+{
+  for (size_t h = hslot(base); hidx[h] != UINT32_MAX; h = (h + 1) & (hcap - 1))
+    if (H.v[hidx[h]].base == base)
+      return hidx[h];
+  return -1;
+}
+
+/* The first of the (sorted) changed objects whose base is at or above a. */
+static size_t first_at(uintptr_t a, size_t n)
+{
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t m = lo + (hi - lo) / 2;
+    if (H.v[m].base < a)
+      lo = m + 1;
+    else
+      hi = m;
+  }
+  return lo;
+}
+
+/* The changed object containing v, or -1. On the pre-copy's copy: a search of
+ * the sorted objects. In the pause: the heap finds the object (a page-map
  * look-up), its tag says whether its type changed, the index gives its entry. */
 static long find_obj(uintptr_t v)
 {
-  struct mcr_object o;
-  if (v < H.lo || v >= H.hi || mcr_heap_find((void *)v, &o) != 0 || o.tag > MCR_TAG_MAX ||
-      !mcr_xform_tinfo(o.tag))
+  if (v < H.lo || v >= H.hi)
     return -1;
-  for (size_t h = hslot((uintptr_t)o.base); hidx[h] != UINT32_MAX; h = (h + 1) & (hcap - 1))
-    if (H.v[hidx[h]].base == (uintptr_t)o.base)
-      return hidx[h];
-  return -1;
+  if (H.pre) {
+    size_t i = first_at(v + 1, H.n);
+    if (!i || v >= H.v[i - 1].base + H.v[i - 1].size)
+      return -1;
+    return (long)i - 1;
+  }
+  struct mcr_object o;
+  if (mcr_heap_find((void *)v, &o) != 0 || !mcr_xform_tinfo(o.tag))
+    return -1;
+  long i = index_get((uintptr_t)o.base);
+  return i >= 0 && H.v[i].state == OBJ_OK ? i : -1;
 }
 
 static const char *holder_name(uintptr_t slot, char *buf, size_t len)
@@ -315,35 +409,29 @@ static const char *holder_name(uintptr_t slot, char *buf, size_t len)
   return buf;
 }
 
-static int map_off(const struct chobj *c, uint64_t off, int as_field, uint64_t *out);
-
-static void hit(uintptr_t *slot, int cls, const char *region)
+/* Where old offset off of changed object c is in its new layout: as a pointer
+ * target (field 0: the object or element itself) or as a field (a slot). */
+static int map_off(const struct chobj *c, uint64_t off, int as_field, uint64_t *out)
 {
-  long t = find_obj(*slot);
-  if (t < 0)
-    return;
-  struct chobj *c = &H.v[t];
-  if (cls == W_PTR) {
-    if (H.np == H.pcap) {
-      size_t nc = H.pcap ? 2 * H.pcap : 4096;
-      struct patch *n = mcr_arena_alloc(mcr_xform_arena(), nc * sizeof(*n), 8);
-      if (!n) {
-        hconflict("other", "out of memory recording pointers to remap", "", "", "", "", "", "");
-        return;
-      }
-      if (H.np)
-        memcpy(n, H.p, H.np * sizeof(*n));
-      H.p = n;
-      H.pcap = nc;
-    }
-    H.p[H.np++] = (struct patch){(uintptr_t)slot, (uint32_t)t, (uint32_t)(*slot - c->base)};
-    H.precise++;
-    return;
+  const struct mcr_xplan *p = c->ti->plan;
+  int (*map)(const struct mcr_xplan *, uint64_t, size_t, uint64_t *) =
+      as_field ? mcr_xplan_map_field : mcr_xplan_map_offset;
+  if (c->ti->shape == MCR_SHAPE_ARRAY) {
+    uint64_t i = off / p->old_size, sub;
+    if (map(p, off % p->old_size, p->old_size, &sub) != 0)
+      return -1;
+    *out = i * p->new_size + sub;
+    return 0;
   }
-  /* a word of unknown meaning: the object must keep its address, and the word, if
-   * it is a pointer, must stay right without being rewritten: allowed when the
-   * object converts in place and the word points to its start or to a field that
-   * keeps its offset */
+  return map(p, off, c->size, out);
+}
+
+/* A word of unknown meaning points into changed object c: the object must keep
+ * its address, and the word, if it is a pointer, must stay right without being
+ * rewritten: allowed when the object converts in place and the word points to
+ * its start or to a field that keeps its offset. */
+static void judge_pin(uintptr_t *slot, const struct chobj *c, const char *region)
+{
   uint64_t off = *slot - c->base, noff;
   if (c->nlen <= c->size && map_off(c, off, 0, &noff) == 0 && noff == off) {
     H.pinned++;
@@ -372,6 +460,32 @@ static void hit(uintptr_t *slot, int cls, const char *region)
             "give the holder a precise pointer type, or keep this type unchanged in this update");
 }
 
+static void hit(uintptr_t *slot, int cls, const char *region)
+{
+  long t = find_obj(*slot);
+  if (t < 0)
+    return;
+  struct chobj *c = &H.v[t];
+  if (cls == W_PTR) {
+    if (grow((void **)&H.p, &H.pcap, H.np, sizeof(*H.p)) != 0) {
+      hconflict("other", "out of memory recording pointers to remap", "", "", "", "", "", "");
+      return;
+    }
+    H.p[H.np++] = (struct patch){(uintptr_t)slot, (uint32_t)t, (uint32_t)(*slot - c->base),
+                                 H.holder, 0};
+    H.precise++;
+    return;
+  }
+  if (H.pre) { /* judged in the pause, against the final objects */
+    if (grow((void **)&H.cons, &H.conscap, H.ncons, sizeof(*H.cons)) == 0)
+      H.cons[H.ncons++] = (uintptr_t)slot;
+    else
+      H.pre_ok = 0;
+    return;
+  }
+  judge_pin(slot, c, region);
+}
+
 static void scan_words(uintptr_t *w, size_t n, const struct wmap *m, const char *region)
 {
   for (size_t i = 0; i < n; i++) {
@@ -387,80 +501,29 @@ static void scan_words(uintptr_t *w, size_t n, const struct wmap *m, const char 
 static int scan_object(const struct mcr_object *o, void *arg)
 {
   (void)arg;
+  long h = mcr_xform_tinfo(o->tag) ? index_get((uintptr_t)o->base) : -1;
+  H.holder = h >= 0 && H.v[h].state == OBJ_OK ? (uint32_t)h : NONE;
   scan_words((uintptr_t *)o->base, o->size / 8, wmap_of(o->tag), NULL);
+  H.holder = NONE;
   return *H.conflicts > 20 ? 1 : 0;
 }
 
-/* Where old offset off of changed object c is in its new layout: as a pointer
- * target (field 0: the object or element itself) or as a field (a slot). */
-static int map_off(const struct chobj *c, uint64_t off, int as_field, uint64_t *out)
+/* On the pre-copy's copy: the objects come in address order, as H.v is. */
+static int scan_copied(const struct mcr_object *o, void *arg)
 {
-  const struct mcr_xplan *p = c->ti->plan;
-  int (*map)(const struct mcr_xplan *, uint64_t, size_t, uint64_t *) =
-      as_field ? mcr_xplan_map_field : mcr_xplan_map_offset;
-  if (c->ti->shape == MCR_SHAPE_ARRAY) {
-    uint64_t i = off / p->old_size, sub;
-    if (map(p, off % p->old_size, p->old_size, &sub) != 0)
-      return -1;
-    *out = i * p->new_size + sub;
-    return 0;
-  }
-  return map(p, off, c->size, out);
+  (void)arg;
+  uint32_t tag = pre_tag(o->tag);
+  while (H.cursor < H.n && H.v[H.cursor].base < (uintptr_t)o->base)
+    H.cursor++;
+  H.holder = H.cursor < H.n && H.v[H.cursor].base == (uintptr_t)o->base ? (uint32_t)H.cursor : NONE;
+  scan_words((uintptr_t *)o->base, o->size / 8, wmap_of(tag), NULL);
+  H.holder = NONE;
+  return 0;
 }
 
-int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, struct mcr_buf *report,
-                   int *conflicts)
+static void scan_regions(const struct mcr_xform_region *regions, size_t nregions)
 {
-  uint64_t t0 = mcr_update_now_ns();
-  memset(&H, 0, sizeof(H));
-  H.report = report;
-  H.conflicts = conflicts;
-  if (!mcr_xform_changed_sites())
-    return 0;
-  if (mcr_heap_foreach(collect, NULL) != 0 || sort_objects() != 0 || index_objects() != 0) {
-    hconflict("other", "out of memory listing the objects of changed types", "", "", "", "", "",
-              "");
-    return -1;
-  }
-  if (!H.n)
-    return 0;
-  /* plans that could not be built are conflicts now that objects of them live */
-  for (size_t i = 0; i < H.n; i++) {
-    const struct tinfo *ti = H.v[i].ti;
-    if (ti->plan)
-      continue;
-    char obj[200];
-    size_t k = 0;
-    for (size_t j = 0; j < H.n; j++)
-      k += H.v[j].ti == ti;
-    snprintf(obj, sizeof(obj), "%zu heap objects allocated at %s", k, ti->new_loc);
-    hconflict("type", ti->error, obj, ti->old_name, ti->new_name, ti->old_loc, ti->new_loc,
-              FIX_HOOK);
-    for (size_t j = 0; j < H.n; j++) /* once per site */
-      if (H.v[j].ti == ti)
-        H.v[j].ti = NULL;
-  }
-  if (*conflicts)
-    return -1;
-  H.lo = H.v[0].base;
-  H.hi = H.v[H.n - 1].base + H.v[H.n - 1].size;
-  /* the new sizes: in place when the new layout fits the slot */
-  for (size_t i = 0; i < H.n; i++) {
-    struct chobj *c = &H.v[i];
-    const struct mcr_xplan *p = c->ti->plan;
-    if (c->ti->shape == MCR_SHAPE_ARRAY) {
-      c->count = (uint32_t)(c->size / p->old_size);
-      c->nlen = (size_t)c->count * p->new_size;
-    } else {
-      c->nlen = mcr_xplan_new_len(p, c->size < p->old_size ? p->old_size : c->size);
-      if (c->ti->shape == MCR_SHAPE_SINGLE)
-        c->nlen = p->new_size;
-    }
-  }
-  /* the scan: every live object, then the globals and the parked stacks */
-  uint64_t t1 = mcr_update_now_ns();
-  mcr_heap_foreach(scan_object, NULL);
-  for (size_t r = 0; r < nregions && *conflicts <= 20; r++) {
+  for (size_t r = 0; r < nregions && *H.conflicts <= 20; r++) {
     const struct mcr_xform_region *g = &regions[r];
     uintptr_t lo = (g->lo + 7) & ~(uintptr_t)7;
     if (g->hi <= lo)
@@ -478,118 +541,594 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions, stru
     }
     scan_words((uintptr_t *)lo, nw, m, g->name);
   }
-  uint64_t t2 = mcr_update_now_ns();
-  if (*conflicts)
+}
+
+/* The new length of c: in place when the new layout fits the slot. */
+static void size_obj(struct chobj *c)
+{
+  const struct mcr_xplan *p = c->ti->plan;
+  if (c->ti->shape == MCR_SHAPE_ARRAY) {
+    c->count = (uint32_t)(c->size / p->old_size);
+    c->nlen = (size_t)c->count * p->new_size;
+  } else {
+    c->nlen = mcr_xplan_new_len(p, c->size < p->old_size ? p->old_size : c->size);
+    if (c->ti->shape == MCR_SHAPE_SINGLE)
+      c->nlen = p->new_size;
+  }
+}
+
+/* Plans that could not be built are conflicts once objects of them live. */
+static int check_plans(size_t from)
+{
+  for (size_t i = from; i < H.n; i++) {
+    const struct tinfo *ti = H.v[i].ti;
+    if (ti->plan || H.v[i].state == OBJ_DEAD)
+      continue;
+    char obj[200];
+    size_t k = 0;
+    for (size_t j = from; j < H.n; j++)
+      k += H.v[j].ti == ti;
+    snprintf(obj, sizeof(obj), "%zu heap objects allocated at %s", k, ti->new_loc);
+    hconflict("type", ti->error, obj, ti->old_name, ti->new_name, ti->old_loc, ti->new_loc,
+              FIX_HOOK);
     return -1;
-  /* convert: in place when the new layout fits the slot, else a new object */
-  size_t moved = 0;
-  struct mcr_xerror xe;
-  for (size_t i = 0; i < H.n; i++) {
-    struct chobj *c = &H.v[i];
-    if (c->nlen <= c->size) {
-      c->nbase = c->base;
-    } else {
-      void *n = mcr_heap_alloc(c->nlen, 16);
-      if (!n) {
-        hconflict("other", "out of memory for a converted object", "", c->ti->old_name,
-                  c->ti->new_name, c->ti->old_loc, c->ti->new_loc, "");
+  }
+  return 0;
+}
+
+/* Where c's new layout goes: its slot (in_place_dst: there directly, else a
+ * side buffer copied there in the pause) or a new object. */
+static int place_obj(struct chobj *c, int in_place_dst)
+{
+  if (c->nlen <= c->size) {
+    if (c->nbase && c->nbase != c->base)
+      mcr_heap_free((void *)c->nbase); /* it moved before, not now */
+    c->nbase = c->base;
+    if (in_place_dst)
+      c->dst = (unsigned char *)c->base;
+    else if (!(c->dst = mcr_arena_alloc(mcr_xform_arena(), c->size ? c->size : 1, 16)))
+      return -1;
+    return 0;
+  }
+  if (c->nbase && c->nbase != c->base && mcr_heap_usable_size((void *)c->nbase) >= c->nlen) {
+    c->dst = (unsigned char *)c->nbase; /* converted before the pause: again there */
+    return 0;
+  }
+  if (c->nbase && c->nbase != c->base)
+    mcr_heap_free((void *)c->nbase);
+  void *n = mcr_heap_alloc(c->nlen, 16);
+  if (!n)
+    return -1;
+  mcr_heap_set_tag(n, c->tag);
+  c->nbase = (uintptr_t)n;
+  c->dst = n;
+  return 0;
+}
+
+/* Converts c from the old bytes at its base into c->dst. 0, or -1 with xe. */
+static int convert_obj(const struct chobj *c, unsigned char *old, struct mcr_xerror *xe)
+{
+  const struct mcr_xplan *p = c->ti->plan;
+  memcpy(old, (void *)c->base, c->size);
+  memset(c->dst, 0, c->nbase == c->base ? c->size : c->nlen);
+  if (c->ti->shape == MCR_SHAPE_ARRAY) {
+    for (uint32_t k = 0; k < c->count; k++) {
+      if (mcr_xplan_apply(p, old + (size_t)k * p->old_size, p->old_size,
+                          c->dst + (size_t)k * p->new_size, p->new_size, xe) != 0)
+        return -1;
+      if (c->ti->hook && c->ti->hook(c->dst + (size_t)k * p->new_size, p->new_size,
+                                     old + (size_t)k * p->old_size, p->old_size) != 0) {
+        snprintf(xe->path, sizeof(xe->path), "[%u]", k);
+        snprintf(xe->msg, sizeof(xe->msg), "%s refused it", c->ti->hook_name);
         return -1;
       }
-      memset(n, 0, c->nlen);
-      mcr_heap_set_tag(n, c->tag);
-      c->nbase = (uintptr_t)n;
-      moved++;
     }
+    return 0;
   }
-  size_t maxsize = 0;
-  for (size_t i = 0; i < H.n; i++)
-    if (H.v[i].size > maxsize)
-      maxsize = H.v[i].size;
-  unsigned char *old = mcr_arena_alloc(mcr_xform_arena(), maxsize, 16); /* one object's old bytes */
-  if (!old) {
-    hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
+  size_t olen = c->ti->shape == MCR_SHAPE_FLEX ? c->size : p->old_size;
+  if (mcr_xplan_apply(p, old, olen, c->dst, c->nlen, xe) != 0)
+    return -1;
+  if (c->ti->hook && c->ti->hook(c->dst, c->nlen, old, olen) != 0) {
+    snprintf(xe->path, sizeof(xe->path), "(whole object)");
+    snprintf(xe->msg, sizeof(xe->msg), "%s refused it", c->ti->hook_name);
     return -1;
   }
-  for (size_t i = 0; i < H.n; i++) {
-    struct chobj *c = &H.v[i];
-    const struct mcr_xplan *p = c->ti->plan;
-    memcpy(old, (void *)c->base, c->size);
-    unsigned char *dst = (unsigned char *)c->nbase;
-    if (c->nbase == c->base)
-      memset(dst, 0, c->size);
-    int bad = 0;
-    if (c->ti->shape == MCR_SHAPE_ARRAY) {
-      for (uint32_t k = 0; k < c->count && !bad; k++) {
-        bad = mcr_xplan_apply(p, old + (size_t)k * p->old_size, p->old_size,
-                              dst + (size_t)k * p->new_size, p->new_size, &xe) != 0;
-        if (!bad && c->ti->hook &&
-            c->ti->hook(dst + (size_t)k * p->new_size, p->new_size, old + (size_t)k * p->old_size,
-                        p->old_size) != 0) {
-          bad = 1;
-          snprintf(xe.path, sizeof(xe.path), "[%u]", k);
-          snprintf(xe.msg, sizeof(xe.msg), "%s refused it", c->ti->hook_name);
-        }
-      }
-    } else {
-      size_t olen = c->ti->shape == MCR_SHAPE_FLEX ? c->size : p->old_size;
-      bad = mcr_xplan_apply(p, old, olen, dst, c->nlen, &xe) != 0;
-      if (!bad && c->ti->hook && c->ti->hook(dst, c->nlen, old, olen) != 0) {
-        bad = 1;
-        snprintf(xe.path, sizeof(xe.path), "(whole object)");
-        snprintf(xe.msg, sizeof(xe.msg), "%s refused it", c->ti->hook_name);
-      }
-    }
-    if (bad) {
-      char obj[200], msg[900];
-      snprintf(obj, sizeof(obj), "heap object 0x%lx (%zu bytes)", (unsigned long)c->base, c->size);
-      snprintf(msg, sizeof(msg), "field %s: %s", xe.path, xe.msg);
-      hconflict("narrowing", msg, obj, c->ti->old_name, c->ti->new_name, c->ti->old_loc,
-                c->ti->new_loc,
-                "widen the new field, or register a transformation that handles the value");
-    }
-  }
-  if (*conflicts)
-    return -1;
-  /* the pointers: each slot (moved with its holder when that was converted too) */
-  size_t removed = 0;
-  for (size_t k = 0; k < H.np; k++) {
-    struct patch *q = &H.p[k];
-    const struct chobj *t = &H.v[q->target];
-    uint64_t noff, soff;
-    uintptr_t slot = q->slot;
-    long h = find_obj(slot);
-    if (h >= 0) {
-      const struct chobj *hc = &H.v[h];
-      if (map_off(hc, slot - hc->base, 1, &soff) != 0)
-        continue; /* the holder's field was removed: nothing to rewrite */
-      slot = hc->nbase + soff;
-    }
-    if (map_off(t, q->off, 0, &noff) != 0) {
-      removed++;
+  return 0;
+}
+
+static void narrowing_conflict(const struct chobj *c, const struct mcr_xerror *xe)
+{
+  char obj[200], msg[900];
+  snprintf(obj, sizeof(obj), "heap object 0x%lx (%zu bytes)", (unsigned long)c->base, c->size);
+  snprintf(msg, sizeof(msg), "field %s: %s", xe->path, xe->msg);
+  hconflict("narrowing", msg, obj, c->ti->old_name, c->ti->new_name, c->ti->old_loc,
+            c->ti->new_loc, "widen the new field, or register a transformation that handles the value");
+}
+
+/* Where patch q's slot is now: in its holder's new layout when the holder is a
+ * changed object, else where it was. NULL: the holder's field was removed. */
+static uintptr_t *slot_of(const struct patch *q)
+{
+  if (q->holder == NONE)
+    return (uintptr_t *)q->slot;
+  const struct chobj *hc = &H.v[q->holder];
+  uint64_t soff;
+  if (map_off(hc, q->slot - hc->base, 1, &soff) != 0)
+    return NULL;
+  return (uintptr_t *)(hc->dst + soff);
+}
+
+/* Rewrites q's slot to its target's new address. report: a pointer into a
+ * removed field is a conflict (else -1 without one). */
+static int apply_patch(const struct patch *q, int report)
+{
+  const struct chobj *t = &H.v[q->target];
+  uintptr_t *slot = slot_of(q);
+  uint64_t noff;
+  if (!slot)
+    return 0;
+  if (map_off(t, q->off, 0, &noff) != 0) {
+    if (report) {
       char obj[200], msg[600];
       snprintf(obj, sizeof(obj), "heap object 0x%lx (%zu bytes)", (unsigned long)t->base, t->size);
       snprintf(msg, sizeof(msg),
                "a pointer at 0x%lx points to +%u inside it, a field the new version removed or "
                "converted",
                (unsigned long)q->slot, q->off);
-      hconflict("type", msg, obj, t->ti->old_name, t->ti->new_name, t->ti->old_loc, t->ti->new_loc,
-                "keep the field, or register a transformation");
+      hconflict("type", msg, obj, t->ti->old_name, t->ti->new_name, t->ti->old_loc,
+                t->ti->new_loc, "keep the field, or register a transformation");
+    }
+    return -1;
+  }
+  *slot = t->nbase + noff;
+  return 0;
+}
+
+static void mark_stale(size_t i)
+{
+  if (H.v[i].stale)
+    return;
+  if (grow((void **)&H.stale, &H.stalecap, H.nstale, sizeof(*H.stale)) != 0) {
+    H.pre_ok = 0;
+    return;
+  }
+  H.v[i].stale = 1;
+  H.stale[H.nstale++] = (uint32_t)i;
+}
+
+/* ---- before the pause ---- */
+
+void mcr_xform_precopy(const struct mcr_heap_state *old, const uint32_t *tagmap, uint32_t limit,
+                       struct mcr_buf *report)
+{
+  uint64_t t0 = mcr_update_now_ns();
+  int dummy = 0;
+  memset(&H, 0, sizeof(H));
+  H.report = report;
+  H.conflicts = &dummy; /* nothing is decided before the pause */
+  H.holder = NONE;
+  if (!mcr_xform_changed_sites())
+    return;
+  H.pre = 1;
+  H.tagmap = tagmap;
+  H.taglimit = limit;
+  if (mcr_heap_foreach_copied(old, collect_copied, NULL) != 0 || sort_objects() != 0 ||
+      index_objects(H.n / 4 + 1024) != 0)
+    goto give_up;
+  if (!H.n)
+    goto give_up;
+  for (size_t i = 0; i < H.n; i++)
+    if (!H.v[i].ti->plan)
+      goto give_up; /* a conflict if the objects still live: the pause says so */
+  H.pre_ok = 1;
+  H.lo = H.v[0].base;
+  H.hi = H.v[H.n - 1].base + H.v[H.n - 1].size;
+  for (size_t i = 0; i < H.n; i++)
+    size_obj(&H.v[i]);
+  mcr_heap_foreach_copied(old, scan_copied, NULL);
+  if (!H.pre_ok)
+    goto give_up;
+  /* convert: moved objects into their new objects, in-place ones aside (their
+   * slot keeps the old bytes the pause may still need) */
+  size_t maxsize = 0;
+  for (size_t i = 0; i < H.n; i++)
+    if (H.v[i].size > maxsize)
+      maxsize = H.v[i].size;
+  unsigned char *buf = mcr_arena_alloc(mcr_xform_arena(), maxsize, 16);
+  if (!buf)
+    goto give_up;
+  struct mcr_xerror xe;
+  if (!(H.inplace = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8)))
+    goto give_up;
+  for (size_t i = 0; i < H.n; i++) {
+    if (place_obj(&H.v[i], 0) != 0)
+      goto give_up;
+    if (H.v[i].nbase == H.v[i].base)
+      H.inplace[H.ninplace++] = (uint32_t)i;
+    if (convert_obj(&H.v[i], buf, &xe) != 0)
+      mark_stale(i); /* the value may still change: decided in the pause */
+  }
+  /* the pointers; one into a removed field is a conflict the pause reports */
+  for (size_t k = 0; k < H.np; k++)
+    if (apply_patch(&H.p[k], 0) != 0)
+      goto give_up;
+  /* the patches by target, for the targets the pause converts again */
+  if (!(H.tfirst = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8)) ||
+      !(H.tlist = mcr_arena_alloc(mcr_xform_arena(), (H.np + 1) * sizeof(uint32_t), 8)))
+    goto give_up;
+  memset(H.tfirst, 0, (H.n + 1) * sizeof(uint32_t));
+  for (size_t k = 0; k < H.np; k++)
+    H.tfirst[H.p[k].target + 1]++;
+  for (size_t i = 0; i < H.n; i++)
+    H.tfirst[i + 1] += H.tfirst[i];
+  {
+    uint32_t *at = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8);
+    if (!at)
+      goto give_up;
+    memcpy(at, H.tfirst, (H.n + 1) * sizeof(uint32_t));
+    for (size_t k = 0; k < H.np; k++)
+      H.tlist[at[H.p[k].target]++] = (uint32_t)k;
+  }
+  H.npre = H.n;
+  H.npre_patch = H.np;
+  H.pre = 0;
+  H.pre_ns = mcr_update_now_ns() - t0;
+  mcr_buf_printf(report,
+                 "note before the pause: %zu objects of changed types converted, %zu pointers "
+                 "to them rewritten, in %.1f ms\n",
+                 H.n, H.np, H.pre_ns / 1e6);
+  return;
+give_up:
+  for (size_t i = 0; i < H.n; i++)
+    if (H.v[i].nbase && H.v[i].nbase != H.v[i].base)
+      mcr_heap_free((void *)H.v[i].nbase);
+  memset(&H, 0, sizeof(H));
+  mcr_buf_printf(report, "note before the pause: the objects of changed types are left to the "
+                         "pause\n");
+}
+
+/* ---- in the pause ---- */
+
+/* The first of the pre-copy's patches whose slot is at or above a (they are in
+ * slot order: the scan went through the copy in address order). */
+static size_t patch_at(uintptr_t a)
+{
+  size_t lo = 0, hi = H.npre_patch;
+  while (lo < hi) {
+    size_t m = lo + (hi - lo) / 2;
+    if (H.p[m].slot < a)
+      lo = m + 1;
+    else
+      hi = m;
+  }
+  return lo;
+}
+
+/* Drops the pre-copy's patches and listed words in [lo, hi): their words are
+ * scanned again. */
+static void drop_range(uintptr_t lo, uintptr_t hi)
+{
+  for (size_t k = patch_at(lo); k < H.npre_patch && H.p[k].slot < hi; k++)
+    H.p[k].dropped = 1;
+  size_t a = 0, b = H.ncons;
+  while (a < b) {
+    size_t m = a + (b - a) / 2;
+    if ((H.cons[m] & ~(uintptr_t)1) < lo)
+      a = m + 1;
+    else
+      b = m;
+  }
+  for (size_t k = a; k < H.ncons && (H.cons[k] & ~(uintptr_t)1) < hi; k++)
+    H.cons[k] |= 1;
+}
+
+/* The pause's walk over the objects the written pages touch. */
+struct touched {
+  struct mcr_object *v;
+  size_t n, cap;
+};
+
+static int note_touched(const struct mcr_object *o, void *arg)
+{
+  struct touched *t = arg;
+  if (grow((void **)&t->v, &t->cap, t->n, sizeof(*t->v)) != 0)
+    return -1;
+  t->v[t->n++] = *o;
+  return 0;
+}
+
+/* Marks the pre-copy's objects overlapping [lo, hi) to be checked again. */
+static void stale_range(uint64_t lo, uint64_t hi)
+{
+  size_t i = first_at(lo, H.npre);
+  if (i && H.v[i - 1].base + H.v[i - 1].size > lo)
+    i--;
+  for (; i < H.npre && H.v[i].base < hi; i++)
+    mark_stale(i);
+}
+
+static int pause_incremental(const struct mcr_xform_region *regions, size_t nregions,
+                             const struct mcr_heap_range *fresh, size_t nfresh,
+                             const struct mcr_heap_state *final)
+{
+  struct touched tv = {0};
+  struct mcr_heap_range unused[2 * MCR_HEAP_NCLASS + 2];
+  size_t nun = mcr_heap_small_unused(final, unused, 2 * MCR_HEAP_NCLASS + 2);
+  struct mcr_xerror xe;
+
+  /* 1. what the written pages (and a trim of the heap) may have changed */
+  for (size_t i = 0; i < nun && i < 2 * MCR_HEAP_NCLASS + 2; i++)
+    stale_range(unused[i].start, unused[i].start + unused[i].len);
+  for (size_t i = 0; i < nfresh; i++)
+    stale_range(fresh[i].start, fresh[i].start + fresh[i].len);
+  if (mcr_heap_foreach_touched(fresh, nfresh, note_touched, &tv) != 0) {
+    hconflict("other", "out of memory listing the objects written since the pre-copy", "", "",
+              "", "", "", "");
+    return -1;
+  }
+  /* 2. which are of changed types: known ones again, others new */
+  size_t first_new = H.n;
+  for (size_t i = 0; i < tv.n; i++) {
+    const struct tinfo *ti = mcr_xform_tinfo(tv.v[i].tag);
+    if (!ti)
+      continue;
+    long k = index_get((uintptr_t)tv.v[i].base);
+    if (k >= 0) {
+      mark_stale((size_t)k);
       continue;
     }
-    *(uintptr_t *)slot = t->nbase + noff;
+    if ((k = add_obj((uintptr_t)tv.v[i].base, tv.v[i].size, tv.v[i].tag, ti)) < 0) {
+      hconflict("other", "out of memory listing the objects of changed types", "", "", "", "",
+                "", "");
+      return -1;
+    }
+    if (2 * (hused + 1) > hcap) {
+      if (index_objects(H.n) != 0) {
+        hconflict("other", "out of memory indexing the objects of changed types", "", "", "",
+                  "", "", "");
+        return -1;
+      }
+    } else {
+      index_put((uint32_t)k);
+    }
+    if ((uintptr_t)tv.v[i].base < H.lo)
+      H.lo = (uintptr_t)tv.v[i].base;
+    if ((uintptr_t)tv.v[i].base + tv.v[i].size > H.hi)
+      H.hi = (uintptr_t)tv.v[i].base + tv.v[i].size;
   }
-  if (*conflicts)
+  if (!H.pre_ok) {
+    hconflict("other", "out of memory listing the objects to convert again", "", "", "", "", "",
+              "");
     return -1;
-  for (size_t i = 0; i < H.n; i++)
-    if (H.v[i].nbase != H.v[i].base)
-      mcr_heap_free((void *)H.v[i].base);
-  uint64_t t3 = mcr_update_now_ns();
-  mcr_buf_printf(report,
-                 "phase transform %llu %zu objects of %zu changed types converted (%zu moved), "
-                 "%zu pointers remapped, %zu words of unknown meaning left as they are; scan %.1f "
-                 "ms, convert %.1f ms\n",
-                 (unsigned long long)(t3 - t0), H.n, mcr_xform_changed_sites(), moved, H.precise, H.pinned,
-                 (t2 - t1) / 1e6, (t3 - t2) / 1e6);
-  (void)removed;
+  }
+  H.fresh = H.n - first_new;
+  /* 3. the listed ones: alive still with a changed type (converted again), or gone */
+  for (size_t s = 0; s < H.nstale; s++) {
+    struct chobj *c = &H.v[H.stale[s]];
+    struct mcr_object o;
+    const struct tinfo *ti;
+    if (mcr_heap_find((void *)c->base, &o) == 0 && (uintptr_t)o.base == c->base &&
+        (ti = mcr_xform_tinfo(o.tag))) {
+      c->tag = o.tag;
+      c->ti = ti;
+      c->size = o.size;
+      H.redone++;
+    } else {
+      c->state = OBJ_DEAD;
+      if (c->nbase && c->nbase != c->base)
+        mcr_heap_free((void *)c->nbase);
+      c->nbase = 0;
+      drop_range(c->base, c->base + c->size);
+    }
+  }
+  if (check_plans(first_new) != 0)
+    return -1;
+  for (size_t s = 0; s < H.nstale; s++)
+    if (H.v[H.stale[s]].state == OBJ_OK && !H.v[H.stale[s]].ti->plan) {
+      struct chobj *c = &H.v[H.stale[s]];
+      hconflict("type", c->ti->error, "heap objects", c->ti->old_name, c->ti->new_name,
+                c->ti->old_loc, c->ti->new_loc, FIX_HOOK);
+      return -1;
+    }
+  for (size_t s = 0; s < H.nstale; s++)
+    if (H.v[H.stale[s]].state == OBJ_OK)
+      size_obj(&H.v[H.stale[s]]);
+  for (size_t i = first_new; i < H.n; i++)
+    size_obj(&H.v[i]);
+  /* 4. the words written since: every touched object again, then the globals,
+   * stacks and epoll data, then the pre-copy's words of unknown meaning */
+  for (size_t i = 0; i < tv.n; i++)
+    drop_range((uintptr_t)tv.v[i].base, (uintptr_t)tv.v[i].base + tv.v[i].size);
+  size_t from = H.np;
+  for (size_t i = 0; i < tv.n && *H.conflicts <= 20; i++)
+    scan_object(&tv.v[i], NULL);
+  scan_regions(regions, nregions);
+  for (size_t k = 0; k < H.ncons && *H.conflicts <= 20; k++) {
+    uintptr_t *slot = (uintptr_t *)H.cons[k];
+    long t;
+    if (!(H.cons[k] & 1) && (t = find_obj(*slot)) >= 0)
+      judge_pin(slot, &H.v[t], NULL);
+  }
+  if (*H.conflicts)
+    return -1;
+  /* 5. convert again / for the first time */
+  size_t maxsize = 0;
+  for (size_t s = 0; s < H.nstale; s++)
+    if (H.v[H.stale[s]].size > maxsize)
+      maxsize = H.v[H.stale[s]].size;
+  for (size_t i = first_new; i < H.n; i++)
+    if (H.v[i].size > maxsize)
+      maxsize = H.v[i].size;
+  unsigned char *buf = mcr_arena_alloc(mcr_xform_arena(), maxsize + 16, 16);
+  if (!buf) {
+    hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
+    return -1;
+  }
+  for (size_t pass = 0; pass < 2; pass++) {
+    size_t lim = pass ? H.n - first_new : H.nstale;
+    for (size_t s = 0; s < lim; s++) {
+      struct chobj *c = &H.v[pass ? first_new + s : H.stale[s]];
+      if (c->state != OBJ_OK)
+        continue;
+      if (place_obj(c, 1) != 0) {
+        hconflict("other", "out of memory for a converted object", "", c->ti->old_name,
+                  c->ti->new_name, c->ti->old_loc, c->ti->new_loc, "");
+        return -1;
+      }
+      if (convert_obj(c, buf, &xe) != 0)
+        narrowing_conflict(c, &xe);
+    }
+  }
+  if (*H.conflicts)
+    return -1;
+  /* 6. the pre-copy's in-place conversions into their slots */
+  for (size_t k = 0; k < H.ninplace; k++) {
+    struct chobj *c = &H.v[H.inplace[k]];
+    if (c->state == OBJ_OK && c->nbase == c->base && c->dst != (unsigned char *)c->base) {
+      memcpy((void *)c->base, c->dst, c->size);
+      c->dst = (unsigned char *)c->base;
+    }
+  }
+  /* 7. the pointers: to the objects converted again (from the pre-copy's
+   * words not written since), and those found in the pause */
+  for (size_t s = 0; s < H.nstale; s++) {
+    uint32_t t = H.stale[s];
+    const struct chobj *c = &H.v[t];
+    if (t >= H.npre)
+      continue;
+    for (uint32_t j = H.tfirst[t]; j < H.tfirst[t + 1]; j++) {
+      const struct patch *q = &H.p[H.tlist[j]];
+      if (q->dropped || (q->holder != NONE && H.v[q->holder].state == OBJ_DEAD))
+        continue;
+      if (c->state == OBJ_DEAD) { /* dangling in the old process: as it was */
+        uintptr_t *slot = slot_of(q);
+        if (slot)
+          *slot = c->base + q->off;
+      } else if (apply_patch(q, 1) != 0) {
+        return -1;
+      }
+    }
+  }
+  /* ... and held in the objects converted again whose words were not written */
+  for (size_t s = 0; s < H.nstale; s++) {
+    const struct chobj *c = &H.v[H.stale[s]];
+    if (H.stale[s] >= H.npre || c->state != OBJ_OK)
+      continue;
+    for (size_t k = patch_at(c->base); k < H.npre_patch && H.p[k].slot < c->base + c->size; k++)
+      if (!H.p[k].dropped && H.v[H.p[k].target].state == OBJ_OK && apply_patch(&H.p[k], 1) != 0)
+        return -1;
+  }
+  for (size_t k = from; k < H.np; k++)
+    if (apply_patch(&H.p[k], 1) != 0)
+      return -1;
   return 0;
+}
+
+static int pause_all(const struct mcr_xform_region *regions, size_t nregions)
+{
+  struct mcr_xerror xe;
+  if (mcr_heap_foreach(collect, NULL) != 0 || sort_objects() != 0 || index_objects(0) != 0) {
+    hconflict("other", "out of memory listing the objects of changed types", "", "", "", "", "",
+              "");
+    return -1;
+  }
+  if (!H.n)
+    return 0;
+  if (check_plans(0) != 0)
+    return -1;
+  H.lo = H.v[0].base;
+  H.hi = H.v[H.n - 1].base + H.v[H.n - 1].size;
+  for (size_t i = 0; i < H.n; i++)
+    size_obj(&H.v[i]);
+  /* the scan: every live object, then the globals and the parked stacks */
+  mcr_heap_foreach(scan_object, NULL);
+  scan_regions(regions, nregions);
+  if (*H.conflicts)
+    return -1;
+  size_t maxsize = 0;
+  for (size_t i = 0; i < H.n; i++)
+    if (H.v[i].size > maxsize)
+      maxsize = H.v[i].size;
+  unsigned char *buf = mcr_arena_alloc(mcr_xform_arena(), maxsize, 16); /* one object's old bytes */
+  if (!buf) {
+    hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
+    return -1;
+  }
+  for (size_t i = 0; i < H.n; i++) {
+    struct chobj *c = &H.v[i];
+    if (place_obj(c, 1) != 0) {
+      hconflict("other", "out of memory for a converted object", "", c->ti->old_name,
+                c->ti->new_name, c->ti->old_loc, c->ti->new_loc, "");
+      return -1;
+    }
+    if (convert_obj(c, buf, &xe) != 0)
+      narrowing_conflict(c, &xe);
+  }
+  if (*H.conflicts)
+    return -1;
+  for (size_t k = 0; k < H.np; k++)
+    if (apply_patch(&H.p[k], 1) != 0)
+      return -1;
+  return 0;
+}
+
+int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
+                   const struct mcr_heap_range *fresh, size_t nfresh,
+                   const struct mcr_heap_state *final, struct mcr_buf *report, int *conflicts)
+{
+  uint64_t t0 = mcr_update_now_ns();
+  int incremental = H.pre_ok && fresh && final;
+  H.report = report;
+  H.conflicts = conflicts;
+  H.holder = NONE;
+  H.pre = 0;
+  H.pinned = H.precise = 0;
+  if (!mcr_xform_changed_sites())
+    return 0;
+  if (!incremental) {
+    for (size_t i = 0; i < H.n; i++) /* converted before the pause: no use now */
+      if (H.v[i].nbase && H.v[i].nbase != H.v[i].base)
+        mcr_heap_free((void *)H.v[i].nbase);
+    memset(&H, 0, sizeof(H));
+    H.report = report;
+    H.conflicts = conflicts;
+    H.holder = NONE;
+  }
+  int rc = incremental ? pause_incremental(regions, nregions, fresh, nfresh, final)
+                       : pause_all(regions, nregions);
+  if (rc != 0)
+    return -1;
+  size_t live = 0, moved = 0;
+  if (!incremental)
+    for (size_t i = 0; i < H.n; i++) {
+      live += H.v[i].state == OBJ_OK;
+      moved += H.v[i].state == OBJ_OK && H.v[i].nbase != H.v[i].base;
+    }
+  H.committed_pending = 1;
+  uint64_t t1 = mcr_update_now_ns();
+  if (incremental)
+    mcr_buf_printf(report,
+                   "phase transform %llu %zu changed types: %zu objects converted before the pause "
+                   "(%zu in place, %zu pointers); in it %zu checked, %zu converted again, %zu "
+                   "new, %zu pointers; %zu pinned words\n",
+                   (unsigned long long)(t1 - t0), mcr_xform_changed_sites(), H.npre, H.ninplace,
+                   H.npre_patch, H.nstale, H.redone, H.fresh, H.np - H.npre_patch, H.pinned);
+  else
+    mcr_buf_printf(report,
+                   "phase transform %llu %zu objects of %zu changed types converted (%zu moved), "
+                   "%zu pointers remapped, %zu words of unknown meaning left as they are\n",
+                   (unsigned long long)(t1 - t0), live, mcr_xform_changed_sites(), moved,
+                   H.precise, H.pinned);
+  return 0;
+}
+
+void mcr_xform_committed(void)
+{
+  /* the old copies of moved objects: nothing points to them any more */
+  if (!H.committed_pending)
+    return;
+  H.committed_pending = 0;
+  for (size_t i = 0; i < H.n; i++)
+    if (H.v[i].state == OBJ_OK && H.v[i].nbase && H.v[i].nbase != H.v[i].base)
+      mcr_heap_free((void *)H.v[i].base);
 }

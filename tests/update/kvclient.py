@@ -12,7 +12,17 @@
   kvclient.py load PORT SECONDS OUTFILE
       SET/GET pairs on 4 connections for SECONDS, each reply checked; writes
       "requests N failures M maxgap_ms G" to OUTFILE (stops early on SIGTERM).
+  kvclient.py churn PORT N SECONDS OUTFILE [HOT]
+      on keys key0..keyHOT-1 (of key0..keyN-1, filled before; HOT defaults to N)
+      and new keys: SET (replace or add), DEL
+      and GET in batches on 4 connections for SECONDS, every reply checked against
+      a model of the store; writes "requests N failures M" to OUTFILE and the
+      model to OUTFILE.model (JSON, key -> value, null: deleted).
+  kvclient.py verify PORT MODELFILE
+      every key of the model has its value (or is NOTFOUND), and COUNT matches.
 """
+import json
+import random
 import os
 import signal
 import socket
@@ -131,6 +141,68 @@ def load(port, seconds, out):
         f.write("requests %d failures %d maxgap_ms %.1f\n" % (reqs, fails, maxgap * 1000))
 
 
+def churn(port, n, seconds, out, hot):
+    stop = [False]
+    signal.signal(signal.SIGTERM, lambda *a: stop.__setitem__(0, True))
+    conns = [Conn(port) for _ in range(4)]
+    model = {"key%d" % j: "value-%d" % j for j in range(n)}
+    rnd = random.Random(7)
+    reqs = fails = 0
+    end = time.time() + seconds
+    i = 0
+    while not stop[0] and time.time() < end:
+        c = conns[i % 4]
+        cmds, want = [], []
+        for _ in range(20):
+            i += 1
+            op = rnd.random()
+            k = "key%d" % rnd.randrange(hot) if op < 0.8 else "new%d" % rnd.randrange(hot)
+            if op < 0.3 or op >= 0.8:
+                v = "c%d" % i
+                cmds.append("SET %s %s" % (k, v))
+                want.append("OK")
+                model[k] = v
+            elif op < 0.5:
+                cmds.append("DEL %s" % k)
+                want.append("DELETED" if model.get(k) is not None else "NOTFOUND")
+                model[k] = None
+            else:
+                cmds.append("GET %s" % k)
+                v = model.get(k)
+                want.append("VALUE " + v if v is not None else "NOTFOUND")
+        try:
+            got = c.pipeline(cmds)
+        except Exception:
+            # the connection broke: the model no longer knows what happened
+            fails += len(cmds)
+            break
+        fails += sum(1 for a, b in zip(got, want) if a != b)
+        reqs += len(cmds)
+    with open(out, "w") as f:
+        f.write("requests %d failures %d\n" % (reqs, fails))
+    with open(out + ".model", "w") as f:
+        json.dump(model, f)
+
+
+def verify(port, modelfile):
+    with open(modelfile) as f:
+        model = json.load(f)
+    c = Conn(port)
+    keys = sorted(model)
+    bad = 0
+    for i in range(0, len(keys), 500):
+        part = keys[i:i + 500]
+        for k, r in zip(part, c.pipeline(["GET " + k for k in part])):
+            v = model[k]
+            if r != ("VALUE " + v if v is not None else "NOTFOUND"):
+                bad += 1
+    live = sum(1 for v in model.values() if v is not None)
+    ok = report(bad == 0, "%d keys as the model says (%d bad)" % (len(keys), bad))
+    r = c.cmd("COUNT")
+    ok &= report(r == "COUNT %d" % live, "COUNT %d -> %r" % (live, r))
+    return 0 if ok else 1
+
+
 def main():
     a = sys.argv[1:]
     if not a or a[0] in ("-h", "--help"):
@@ -152,6 +224,11 @@ def main():
     if a[0] == "load":
         load(int(a[1]), float(a[2]), a[3])
         return 0
+    if a[0] == "churn":
+        churn(int(a[1]), int(a[2]), float(a[3]), a[4], int(a[5]) if len(a) > 5 else int(a[2]))
+        return 0
+    if a[0] == "verify":
+        return verify(int(a[1]), a[2])
     print("kvclient.py: unknown command %r" % a[0], file=sys.stderr)
     return 2
 

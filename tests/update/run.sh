@@ -559,6 +559,39 @@ pool)
   sed 's/^/  v2 -> v1: /' "$work/session2.log"
   ok "second update v2 -> v1 committed"
   ;;
+churn)
+  # changed types (v1 -> v3: every entry converted and moved) while a client
+  # replaces, adds and deletes keys, with a second between the pre-copy (which
+  # converts ahead) and the pause: the pause must convert again what was written
+  # meanwhile, convert what is new and drop what was deleted
+  build_versions 1 3
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 20000
+  # on the first tenth of the keys: most pages stay as the pre-copy saw them
+  python3 "$client" churn "$port" 20000 6 "$work/churn.out" 2000 &
+  l=$!
+  pids+=("$l")
+  sleep 1
+  MCR_UPDATE_FAULT=precopied:delay update "$pid" "$work/v3/kvstore" --report "$work/churn.report" ||
+    { cat "$work/update.log"; fail "update v1 -> v3 under churn (exit $?)"; }
+  wait "$l"
+  read -r _ reqs _ fails <"$work/churn.out"
+  [ "$fails" = 0 ] && [ "$reqs" -gt 1000 ] || fail "churn: $reqs requests, $fails failures"
+  ok "$reqs requests (SET, DEL, GET) during the update, every reply as the model says"
+  python3 "$client" verify "$port" "$work/churn.out.model" || fail "the keys after the update"
+  [ "$(python3 "$client" check "$port" 0 3 | tail -1)" = "ok: VERSION -> 'VERSION 3'" ] ||
+    fail "v3 does not answer"
+  # the transform line: converted before the pause, and some again in it
+  tl=$(python3 -c 'import json,sys; d = json.load(open(sys.argv[1]))["phases"]; print(next(x["detail"] for x in d if x["name"] == "transform"))' \
+    "$work/update.json" 2>/dev/null) || fail "no transform phase in the update's report"
+  echo "  $tl"
+  [[ "$tl" =~ ([0-9]+)\ objects\ converted\ before\ the\ pause.*\ ([0-9]+)\ converted\ again,\ ([0-9]+)\ new ]] ||
+    fail "the transform did not run before the pause"
+  [ "${BASH_REMATCH[1]}" -ge 10000 ] && [ $(( BASH_REMATCH[2] + BASH_REMATCH[3] )) -gt 0 ] &&
+    [ "${BASH_REMATCH[2]}" -lt "${BASH_REMATCH[1]}" ] ||
+    fail "before the pause ${BASH_REMATCH[1]}, again ${BASH_REMATCH[2]}, new ${BASH_REMATCH[3]}"
+  ok "converted ${BASH_REMATCH[1]} entries before the pause, ${BASH_REMATCH[2]} again and ${BASH_REMATCH[3]} new in it"
+  ;;
 *)
   echo "run.sh: unknown test '$test'" >&2
   exit 2
