@@ -179,13 +179,19 @@ def parse(out):
         if m:
             rec["pause_copy_mb"] = float(m.group(1))
             rec["heap_mb"] = float(m.group(2))
-    m = re.search(r"([0-9]+) objects of ([0-9]+) changed types converted \(([0-9]+) moved\), "
-                  r"([0-9]+) pointers remapped(?:, [0-9]+ words of unknown meaning left as they are)?; "
-                  r"scan ([0-9.]+) ms, convert ([0-9.]+) ms",
+    m = re.search(r"([0-9]+) changed types: ([0-9]+) objects converted before the pause "
+                  r"\(([0-9]+) in place, ([0-9]+) pointers\); in it ([0-9]+) checked, ([0-9]+) "
+                  r"converted again, ([0-9]+) new, ([0-9]+) pointers",
                   rec["details"].get("transform", ""))
     if m:
-        rec.update(objects=int(m.group(1)), changed_types=int(m.group(2)), moved=int(m.group(3)),
-                   pointers=int(m.group(4)), scan_ms=float(m.group(5)), convert_ms=float(m.group(6)))
+        rec.update(changed_types=int(m.group(1)), objects=int(m.group(2)),
+                   in_place=int(m.group(3)), pointers=int(m.group(4)), checked=int(m.group(5)),
+                   again=int(m.group(6)), new=int(m.group(7)), pause_pointers=int(m.group(8)))
+    for note in rec["notes"]:
+        m = re.search(r"before the pause: [0-9]+ objects of changed types converted, [0-9]+ "
+                      r"pointers to them rewritten, in ([0-9.]+) ms", note)
+        if m:
+            rec["pre_transform_ms"] = float(m.group(1))
     m = re.search(r"([0-9]+) globals \(([0-9.]+) kB\) copied, ([0-9]+) of changed type converted",
                   rec["details"].get("globals", ""))
     if m:
