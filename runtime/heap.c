@@ -1582,26 +1582,26 @@ void mcr_heap_set_tag(const void *p, uint32_t tag)
     *tagp = tag;
 }
 
-int mcr_heap_foreach(int (*fn)(const struct mcr_object *obj, void *arg), void *arg)
+/* fn on every live object in slots [from, to) of class c. */
+static int visit_slots(unsigned c, size_t from, size_t to,
+                       int (*fn)(const struct mcr_object *obj, void *arg), void *arg)
 {
-  if (!atomic_load_explicit(&inited, memory_order_acquire))
-    return 0;
-  for (unsigned c = 1; c < NCLASS; c++) {
-    const struct class_info *k = &cls_tab[c];
-    size_t size = k->size;
-    uintptr_t start = region_start(c);
-    for (unsigned lane = 0; lane < 2; lane++) {
-      size_t n = atomic_load_explicit(&k->top[lane], memory_order_acquire) / size;
-      for (size_t i = lane_lo(c, lane) / size; i < n; i++) {
-        if (k->tags[i] == MCR_TAG_FREE)
-          continue;
-        struct mcr_object o = {(void *)(start + i * size), size, k->tags[i]};
-        int r = fn(&o, arg);
-        if (r)
-          return r;
-      }
-    }
+  const struct class_info *k = &cls_tab[c];
+  uintptr_t start = region_start(c);
+  for (size_t i = from; i < to; i++) {
+    if (k->tags[i] == MCR_TAG_FREE)
+      continue;
+    struct mcr_object o = {(void *)(start + i * k->size), k->size, k->tags[i]};
+    int r = fn(&o, arg);
+    if (r)
+      return r;
   }
+  return 0;
+}
+
+/* fn on every live large object. */
+static int visit_large(int (*fn)(const struct mcr_object *obj, void *arg), void *arg)
+{
   for (unsigned lane = 0; lane < 2; lane++) {
     size_t top = atomic_load_explicit(&g.npages[lane], memory_order_acquire);
     for (size_t page = lane * g.lane_pages; page < top;) {
@@ -1610,17 +1610,32 @@ int mcr_heap_foreach(int (*fn)(const struct mcr_object *obj, void *arg), void *a
         page++;
         continue;
       }
-      size_t n = s->npages;
       if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
-        struct mcr_object o = {(void *)s->start, n << PAGE_SHIFT, s->tag};
+        struct mcr_object o = {(void *)s->start, s->npages << PAGE_SHIFT, s->tag};
         int r = fn(&o, arg);
         if (r)
           return r;
       }
-      page += n;
+      page += s->npages;
     }
   }
   return 0;
+}
+
+int mcr_heap_foreach(int (*fn)(const struct mcr_object *obj, void *arg), void *arg)
+{
+  if (!atomic_load_explicit(&inited, memory_order_acquire))
+    return 0;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    size_t size = cls_tab[c].size;
+    for (unsigned lane = 0; lane < 2; lane++) {
+      size_t top = atomic_load_explicit(&cls_tab[c].top[lane], memory_order_acquire);
+      int r = visit_slots(c, lane_lo(c, lane) / size, top / size, fn, arg);
+      if (r)
+        return r;
+    }
+  }
+  return visit_large(fn, arg);
 }
 
 void mcr_heap_stats(struct mcr_heap_stats *st)
@@ -1968,24 +1983,16 @@ int mcr_heap_foreach_copied(const struct mcr_heap_state *old,
   if (!atomic_load_explicit(&inited, memory_order_acquire) || !state_ok(old) ||
       old->base != reserve_base || old->shift != sg.shift)
     return -1;
-  size_t half = (sg.mask + 1) >> 1;
-  for (unsigned c = 1; c < NCLASS; c++) {
-    const struct class_info *k = &cls_tab[c];
-    size_t size = k->size;
-    uintptr_t start = region_start(c);
-    size_t top[2] = {old->top[c - 1][0], old->top[c - 1][1]};
-    /* out of range: the copy does not hold those slots */
-    if (top[0] > half || top[1] > sg.mask + 1)
+  /* out of range: the copy does not hold those slots */
+  for (unsigned c = 1; c < NCLASS; c++)
+    if (old->top[c - 1][0] > (sg.mask + 1) >> 1 || old->top[c - 1][1] > sg.mask + 1)
       return -1;
+  for (unsigned c = 1; c < NCLASS; c++) {
+    size_t size = cls_tab[c].size;
     for (unsigned lane = 0; lane < 2; lane++) {
-      for (size_t i = lane_lo(c, lane) / size, n = top[lane] / size; i < n; i++) {
-        if (k->tags[i] == MCR_TAG_FREE)
-          continue;
-        struct mcr_object o = {(void *)(start + i * size), size, k->tags[i]};
-        int r = fn(&o, arg);
-        if (r)
-          return r;
-      }
+      int r = visit_slots(c, lane_lo(c, lane) / size, old->top[c - 1][lane] / size, fn, arg);
+      if (r)
+        return r;
     }
   }
   return 0;
@@ -2005,14 +2012,16 @@ static size_t piece_after(const struct mcr_heap_range *r, size_t n, uint64_t a)
   return lo;
 }
 
-/* The slots [*s0, *s1) of piece p clipped to [lo, hi), where slot i is at
- * at + i * unit; 0 if p does not reach into [lo, hi). */
-static int piece_slots(const struct mcr_heap_range *p, uint64_t lo, uint64_t hi, uint64_t at,
-                       size_t unit, size_t *s0, size_t *s1)
+/* The slots [*s0, *s1) that r[i] (not before lo: piece_after) touches in
+ * [lo, hi), where slot x is at at + x * unit; 0 if there is no r[i] or it starts
+ * at or after hi. */
+static int piece_slots(const struct mcr_heap_range *r, size_t n, size_t i, uint64_t lo,
+                       uint64_t hi, uint64_t at, size_t unit, size_t *s0, size_t *s1)
 {
-  uint64_t a = p->start > lo ? p->start : lo, b = p->start + p->len < hi ? p->start + p->len : hi;
-  if (p->start >= hi || a >= b)
+  if (i >= n || r[i].start >= hi)
     return 0;
+  uint64_t a = r[i].start > lo ? r[i].start : lo;
+  uint64_t b = r[i].start + r[i].len < hi ? r[i].start + r[i].len : hi;
   *s0 = (a - at) / unit;
   *s1 = (b - 1 - at) / unit + 1;
   return 1;
@@ -2038,56 +2047,27 @@ int mcr_heap_foreach_touched(const struct mcr_heap_range *r, size_t n,
       /* the union of the slots the pieces touch through their bytes (i) and
        * through their tags (j): two ascending sequences, merged */
       for (;;) {
-        size_t a0 = SIZE_MAX, a1 = 0, b0 = SIZE_MAX, b1 = 0, s0, s1;
-        while (i < n && r[i].start < bhi && !piece_slots(&r[i], blo, bhi, start, size, &a0, &a1))
-          i++;
-        while (j < n && r[j].start < thi &&
-               !piece_slots(&r[j], tlo, thi, tags, sizeof(tag_t), &b0, &b1))
-          j++;
-        if (i >= n || r[i].start >= bhi)
-          a0 = SIZE_MAX;
-        if (j >= n || r[j].start >= thi)
-          b0 = SIZE_MAX;
-        if (a0 == SIZE_MAX && b0 == SIZE_MAX)
+        size_t a0, a1, b0, b1, s0, s1;
+        int ha = piece_slots(r, n, i, blo, bhi, start, size, &a0, &a1);
+        int hb = piece_slots(r, n, j, tlo, thi, tags, sizeof(tag_t), &b0, &b1);
+        if (!ha && !hb)
           break;
-        if (a0 <= b0) {
+        if (ha && (!hb || a0 <= b0)) {
           s0 = a0, s1 = a1;
           i++;
         } else {
           s0 = b0, s1 = b1;
           j++;
         }
-        for (size_t x = s0 > done ? s0 : done; x < s1 && x < end; x++) {
-          if (k->tags[x] == MCR_TAG_FREE)
-            continue;
-          struct mcr_object o = {(void *)(start + x * size), size, k->tags[x]};
-          int rv = fn(&o, arg);
-          if (rv)
-            return rv;
-        }
+        int rv = visit_slots(c, s0 > done ? s0 : done, s1 < end ? s1 : end, fn, arg);
+        if (rv)
+          return rv;
         if (s1 > done)
           done = s1;
       }
     }
   }
-  for (unsigned lane = 0; lane < 2; lane++) {
-    size_t top = atomic_load_explicit(&g.npages[lane], memory_order_acquire);
-    for (size_t page = lane * g.lane_pages; page < top;) {
-      struct span *s = g.pagemap[page];
-      if (!s || s->start != addr_of(page)) {
-        page++;
-        continue;
-      }
-      if (s->state == SPAN_LARGE && s->tag != MCR_TAG_FREE) {
-        struct mcr_object o = {(void *)s->start, s->npages << PAGE_SHIFT, s->tag};
-        int rv = fn(&o, arg);
-        if (rv)
-          return rv;
-      }
-      page += s->npages;
-    }
-  }
-  return 0;
+  return visit_large(fn, arg);
 }
 
 size_t mcr_heap_small_unused(const struct mcr_heap_state *st, struct mcr_heap_range *out,
