@@ -13,16 +13,16 @@
  *     changed and whose elements are all found unchanged in the new array (a
  *     static table with an entry inserted) is matched element by element by
  *     content, not by index;
- *   - in the pause, after the heap adoption and the globals: every live object of
- *     a changed type is converted (in place when the new layout fits its slot,
- *     else into a new object), and every pointer to it is rewritten: precisely
- *     where the holder's type says the word is a pointer, while a word of unknown
- *     meaning (untyped objects, char arrays, integers, unions, stacks) that points
- *     into it pins it: a conflict, never a guess.
+ *   - every live object of a changed type converted (in place when the new
+ *     layout fits its slot, else into a new object), and every pointer to it
+ *     rewritten: precisely where the holder's type says the word is a pointer,
+ *     while a word of unknown meaning (untyped objects, char arrays, integers,
+ *     unions, stacks) that points into it pins it: a conflict, never a guess.
+ *     Done on the pre-copy's copy of the old heap before the pause
+ *     (xform_heap.c), and in the pause for what was written since.
  *
  * Everything lives in the caller's arena; nothing here calls the program's malloc
- * except to allocate the moved objects (after the adoption the heap is this
- * process's).
+ * except to allocate the moved objects.
  */
 #ifndef MCR_XFORM_H
 #define MCR_XFORM_H

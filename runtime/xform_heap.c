@@ -223,7 +223,6 @@ static struct {
   uint32_t taglimit;
   size_t cursor;
   size_t redone, fresh;        /* pause: converted again, found new */
-  uint64_t pre_ns;
   int committed_pending;
 } H;
 
@@ -246,6 +245,10 @@ static void hconflict(const char *kind, const char *msg, const char *object, con
                       const char *ntype, const char *oloc, const char *nloc, const char *fix)
 {
   const char *const f[MCR_CF_COUNT] = {kind, msg, object, otype, ntype, oloc, nloc, "", fix};
+  if (H.pre) { /* before the pause nothing is decided: the pause does it all */
+    H.pre_ok = 0;
+    return;
+  }
   (*H.conflicts)++;
   if (*H.conflicts > 20)
     return;
@@ -557,17 +560,23 @@ static void size_obj(struct chobj *c)
   }
 }
 
-/* Plans that could not be built are conflicts once objects of them live. */
-static int check_plans(size_t from)
+/* The i-th entry of list idx (NULL: of H.v itself). */
+static inline struct chobj *nth(const uint32_t *idx, size_t i)
 {
-  for (size_t i = from; i < H.n; i++) {
-    const struct tinfo *ti = H.v[i].ti;
-    if (ti->plan || H.v[i].state == OBJ_DEAD)
+  return &H.v[idx ? idx[i] : i];
+}
+
+/* Plans that could not be built are conflicts once objects of them live. */
+static int check_plans(const uint32_t *idx, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    const struct tinfo *ti = nth(idx, i)->ti;
+    if (ti->plan || nth(idx, i)->state == OBJ_DEAD)
       continue;
     char obj[200];
     size_t k = 0;
-    for (size_t j = from; j < H.n; j++)
-      k += H.v[j].ti == ti;
+    for (size_t j = 0; j < n; j++)
+      k += nth(idx, j)->ti == ti;
     snprintf(obj, sizeof(obj), "%zu heap objects allocated at %s", k, ti->new_loc);
     hconflict("type", ti->error, obj, ti->old_name, ti->new_name, ti->old_loc, ti->new_loc,
               FIX_HOOK);
@@ -645,6 +654,55 @@ static void narrowing_conflict(const struct chobj *c, const struct mcr_xerror *x
             c->ti->new_loc, "widen the new field, or register a transformation that handles the value");
 }
 
+static void mark_stale(size_t i);
+
+/* Places and converts the live objects of list idx (NULL: all of H.v). In the
+ * pause (decide) an in-place object is converted in its slot and a failure is
+ * a conflict; before it, aside and the object is left to the pause. 0, or -1
+ * (out of memory, or conflicts). */
+static int convert_objects(const uint32_t *idx, size_t n, int decide)
+{
+  size_t maxsize = 0;
+  struct mcr_xerror xe;
+  for (size_t i = 0; i < n; i++)
+    if (nth(idx, i)->size > maxsize)
+      maxsize = nth(idx, i)->size;
+  unsigned char *buf = mcr_arena_alloc(mcr_xform_arena(), maxsize + 16, 16); /* old bytes */
+  if (!buf) {
+    hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct chobj *c = nth(idx, i);
+    if (c->state != OBJ_OK)
+      continue;
+    if (place_obj(c, decide) != 0) {
+      hconflict("other", "out of memory for a converted object", "", c->ti->old_name,
+                c->ti->new_name, c->ti->old_loc, c->ti->new_loc, "");
+      return -1;
+    }
+    if (convert_obj(c, buf, &xe) == 0)
+      continue;
+    if (decide)
+      narrowing_conflict(c, &xe);
+    else
+      mark_stale(idx ? idx[i] : i); /* the value may still change: decided in the pause */
+  }
+  return *H.conflicts ? -1 : 0;
+}
+
+/* Frees what the pre-copy's conversion allocated and forgets it. */
+static void reset(struct mcr_buf *report, int *conflicts)
+{
+  for (size_t i = 0; i < H.n; i++)
+    if (H.v[i].nbase && H.v[i].nbase != H.v[i].base)
+      mcr_heap_free((void *)H.v[i].nbase);
+  memset(&H, 0, sizeof(H));
+  H.report = report;
+  H.conflicts = conflicts;
+  H.holder = NONE;
+}
+
 /* Where patch q's slot is now: in its holder's new layout when the holder is a
  * changed object, else where it was. NULL: the holder's field was removed. */
 static uintptr_t *slot_of(const struct patch *q)
@@ -701,21 +759,16 @@ static void mark_stale(size_t i)
 void mcr_xform_precopy(const struct mcr_heap_state *old, const uint32_t *tagmap, uint32_t limit,
                        struct mcr_buf *report)
 {
+  static int none; /* hconflict reports nothing before the pause */
   uint64_t t0 = mcr_update_now_ns();
-  int dummy = 0;
-  memset(&H, 0, sizeof(H));
-  H.report = report;
-  H.conflicts = &dummy; /* nothing is decided before the pause */
-  H.holder = NONE;
+  reset(report, &none);
   if (!mcr_xform_changed_sites())
     return;
   H.pre = 1;
   H.tagmap = tagmap;
   H.taglimit = limit;
   if (mcr_heap_foreach_copied(old, collect_copied, NULL) != 0 || sort_objects() != 0 ||
-      index_objects(H.n / 4 + 1024) != 0)
-    goto give_up;
-  if (!H.n)
+      index_objects(H.n / 4 + 1024) != 0 || !H.n)
     goto give_up;
   for (size_t i = 0; i < H.n; i++)
     if (!H.v[i].ti->plan)
@@ -726,63 +779,42 @@ void mcr_xform_precopy(const struct mcr_heap_state *old, const uint32_t *tagmap,
   for (size_t i = 0; i < H.n; i++)
     size_obj(&H.v[i]);
   mcr_heap_foreach_copied(old, scan_copied, NULL);
-  if (!H.pre_ok)
+  /* moved objects into their new objects, in-place ones aside (their slot
+   * keeps the old bytes the pause may still need) */
+  if (!H.pre_ok || convert_objects(NULL, H.n, 0) != 0 ||
+      !(H.inplace = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8)))
     goto give_up;
-  /* convert: moved objects into their new objects, in-place ones aside (their
-   * slot keeps the old bytes the pause may still need) */
-  size_t maxsize = 0;
   for (size_t i = 0; i < H.n; i++)
-    if (H.v[i].size > maxsize)
-      maxsize = H.v[i].size;
-  unsigned char *buf = mcr_arena_alloc(mcr_xform_arena(), maxsize, 16);
-  if (!buf)
-    goto give_up;
-  struct mcr_xerror xe;
-  if (!(H.inplace = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8)))
-    goto give_up;
-  for (size_t i = 0; i < H.n; i++) {
-    if (place_obj(&H.v[i], 0) != 0)
-      goto give_up;
     if (H.v[i].nbase == H.v[i].base)
       H.inplace[H.ninplace++] = (uint32_t)i;
-    if (convert_obj(&H.v[i], buf, &xe) != 0)
-      mark_stale(i); /* the value may still change: decided in the pause */
-  }
   /* the pointers; one into a removed field is a conflict the pause reports */
   for (size_t k = 0; k < H.np; k++)
     if (apply_patch(&H.p[k], 0) != 0)
       goto give_up;
-  /* the patches by target, for the targets the pause converts again */
-  if (!(H.tfirst = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8)) ||
-      !(H.tlist = mcr_arena_alloc(mcr_xform_arena(), (H.np + 1) * sizeof(uint32_t), 8)))
+  /* the patches by target (counting sort), for the targets the pause converts again */
+  uint32_t *at = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8);
+  H.tfirst = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8);
+  H.tlist = mcr_arena_alloc(mcr_xform_arena(), (H.np + 1) * sizeof(uint32_t), 8);
+  if (!at || !H.tfirst || !H.tlist)
     goto give_up;
   memset(H.tfirst, 0, (H.n + 1) * sizeof(uint32_t));
   for (size_t k = 0; k < H.np; k++)
     H.tfirst[H.p[k].target + 1]++;
   for (size_t i = 0; i < H.n; i++)
     H.tfirst[i + 1] += H.tfirst[i];
-  {
-    uint32_t *at = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(uint32_t), 8);
-    if (!at)
-      goto give_up;
-    memcpy(at, H.tfirst, (H.n + 1) * sizeof(uint32_t));
-    for (size_t k = 0; k < H.np; k++)
-      H.tlist[at[H.p[k].target]++] = (uint32_t)k;
-  }
+  memcpy(at, H.tfirst, (H.n + 1) * sizeof(uint32_t));
+  for (size_t k = 0; k < H.np; k++)
+    H.tlist[at[H.p[k].target]++] = (uint32_t)k;
   H.npre = H.n;
   H.npre_patch = H.np;
   H.pre = 0;
-  H.pre_ns = mcr_update_now_ns() - t0;
   mcr_buf_printf(report,
                  "note before the pause: %zu objects of changed types converted, %zu pointers "
                  "to them rewritten, in %.1f ms\n",
-                 H.n, H.np, H.pre_ns / 1e6);
+                 H.n, H.np, (mcr_update_now_ns() - t0) / 1e6);
   return;
 give_up:
-  for (size_t i = 0; i < H.n; i++)
-    if (H.v[i].nbase && H.v[i].nbase != H.v[i].base)
-      mcr_heap_free((void *)H.v[i].nbase);
-  memset(&H, 0, sizeof(H));
+  reset(NULL, NULL);
   mcr_buf_printf(report, "note before the pause: the objects of changed types are left to the "
                          "pause\n");
 }
@@ -852,12 +884,13 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
                              const struct mcr_heap_state *final)
 {
   struct touched tv = {0};
-  struct mcr_heap_range unused[2 * MCR_HEAP_NCLASS + 2];
-  size_t nun = mcr_heap_small_unused(final, unused, 2 * MCR_HEAP_NCLASS + 2);
-  struct mcr_xerror xe;
+  struct mcr_heap_range unused[2 * MCR_HEAP_NCLASS];
+  size_t nun = mcr_heap_small_unused(final, unused, 2 * MCR_HEAP_NCLASS);
 
-  /* 1. what the written pages (and a trim of the heap) may have changed */
-  for (size_t i = 0; i < nun && i < 2 * MCR_HEAP_NCLASS + 2; i++)
+  /* 1. to check again (H.stale): the objects the written pages or a trim of
+   * the heap may have changed, and the objects of changed types among those
+   * the written pages touch (new ones added) */
+  for (size_t i = 0; i < nun && i < 2 * MCR_HEAP_NCLASS; i++)
     stale_range(unused[i].start, unused[i].start + unused[i].len);
   for (size_t i = 0; i < nfresh; i++)
     stale_range(fresh[i].start, fresh[i].start + fresh[i].len);
@@ -866,43 +899,34 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
               "", "", "", "");
     return -1;
   }
-  /* 2. which are of changed types: known ones again, others new */
   size_t first_new = H.n;
   for (size_t i = 0; i < tv.n; i++) {
     const struct tinfo *ti = mcr_xform_tinfo(tv.v[i].tag);
+    uintptr_t base = (uintptr_t)tv.v[i].base;
+    long k;
     if (!ti)
       continue;
-    long k = index_get((uintptr_t)tv.v[i].base);
-    if (k >= 0) {
-      mark_stale((size_t)k);
-      continue;
-    }
-    if ((k = add_obj((uintptr_t)tv.v[i].base, tv.v[i].size, tv.v[i].tag, ti)) < 0) {
-      hconflict("other", "out of memory listing the objects of changed types", "", "", "", "",
-                "", "");
-      return -1;
-    }
-    if (2 * (hused + 1) > hcap) {
-      if (index_objects(H.n) != 0) {
-        hconflict("other", "out of memory indexing the objects of changed types", "", "", "",
+    if ((k = index_get(base)) < 0) {
+      if ((k = add_obj(base, tv.v[i].size, tv.v[i].tag, ti)) < 0 ||
+          (2 * (hused + 1) > hcap && index_objects(H.n) != 0)) {
+        hconflict("other", "out of memory listing the objects of changed types", "", "", "",
                   "", "", "");
         return -1;
       }
-    } else {
-      index_put((uint32_t)k);
+      if (2 * (hused + 1) <= hcap && index_get(base) < 0)
+        index_put((uint32_t)k); /* (a rebuilt index has it) */
+      H.lo = base < H.lo ? base : H.lo;
+      H.hi = base + tv.v[i].size > H.hi ? base + tv.v[i].size : H.hi;
     }
-    if ((uintptr_t)tv.v[i].base < H.lo)
-      H.lo = (uintptr_t)tv.v[i].base;
-    if ((uintptr_t)tv.v[i].base + tv.v[i].size > H.hi)
-      H.hi = (uintptr_t)tv.v[i].base + tv.v[i].size;
+    mark_stale((size_t)k);
   }
-  if (!H.pre_ok) {
+  if (!H.pre_ok) { /* mark_stale ran out of memory */
     hconflict("other", "out of memory listing the objects to convert again", "", "", "", "", "",
               "");
     return -1;
   }
   H.fresh = H.n - first_new;
-  /* 3. the listed ones: alive still with a changed type (converted again), or gone */
+  /* 2. each: alive still with a changed type (converted again), or gone */
   for (size_t s = 0; s < H.nstale; s++) {
     struct chobj *c = &H.v[H.stale[s]];
     struct mcr_object o;
@@ -912,7 +936,7 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
       c->tag = o.tag;
       c->ti = ti;
       c->size = o.size;
-      H.redone++;
+      H.redone += H.stale[s] < H.npre;
     } else {
       c->state = OBJ_DEAD;
       if (c->nbase && c->nbase != c->base)
@@ -921,21 +945,12 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
       drop_range(c->base, c->base + c->size);
     }
   }
-  if (check_plans(first_new) != 0)
+  if (check_plans(H.stale, H.nstale) != 0)
     return -1;
-  for (size_t s = 0; s < H.nstale; s++)
-    if (H.v[H.stale[s]].state == OBJ_OK && !H.v[H.stale[s]].ti->plan) {
-      struct chobj *c = &H.v[H.stale[s]];
-      hconflict("type", c->ti->error, "heap objects", c->ti->old_name, c->ti->new_name,
-                c->ti->old_loc, c->ti->new_loc, FIX_HOOK);
-      return -1;
-    }
   for (size_t s = 0; s < H.nstale; s++)
     if (H.v[H.stale[s]].state == OBJ_OK)
       size_obj(&H.v[H.stale[s]]);
-  for (size_t i = first_new; i < H.n; i++)
-    size_obj(&H.v[i]);
-  /* 4. the words written since: every touched object again, then the globals,
+  /* 3. the words written since: every touched object again, then the globals,
    * stacks and epoll data, then the pre-copy's words of unknown meaning */
   for (size_t i = 0; i < tv.n; i++)
     drop_range((uintptr_t)tv.v[i].base, (uintptr_t)tv.v[i].base + tv.v[i].size);
@@ -951,37 +966,10 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
   }
   if (*H.conflicts)
     return -1;
-  /* 5. convert again / for the first time */
-  size_t maxsize = 0;
-  for (size_t s = 0; s < H.nstale; s++)
-    if (H.v[H.stale[s]].size > maxsize)
-      maxsize = H.v[H.stale[s]].size;
-  for (size_t i = first_new; i < H.n; i++)
-    if (H.v[i].size > maxsize)
-      maxsize = H.v[i].size;
-  unsigned char *buf = mcr_arena_alloc(mcr_xform_arena(), maxsize + 16, 16);
-  if (!buf) {
-    hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
+  /* 4. convert again / for the first time, then the pre-copy's in-place
+   * conversions into their slots */
+  if (convert_objects(H.stale, H.nstale, 1) != 0)
     return -1;
-  }
-  for (size_t pass = 0; pass < 2; pass++) {
-    size_t lim = pass ? H.n - first_new : H.nstale;
-    for (size_t s = 0; s < lim; s++) {
-      struct chobj *c = &H.v[pass ? first_new + s : H.stale[s]];
-      if (c->state != OBJ_OK)
-        continue;
-      if (place_obj(c, 1) != 0) {
-        hconflict("other", "out of memory for a converted object", "", c->ti->old_name,
-                  c->ti->new_name, c->ti->old_loc, c->ti->new_loc, "");
-        return -1;
-      }
-      if (convert_obj(c, buf, &xe) != 0)
-        narrowing_conflict(c, &xe);
-    }
-  }
-  if (*H.conflicts)
-    return -1;
-  /* 6. the pre-copy's in-place conversions into their slots */
   for (size_t k = 0; k < H.ninplace; k++) {
     struct chobj *c = &H.v[H.inplace[k]];
     if (c->state == OBJ_OK && c->nbase == c->base && c->dst != (unsigned char *)c->base) {
@@ -989,8 +977,9 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
       c->dst = (unsigned char *)c->base;
     }
   }
-  /* 7. the pointers: to the objects converted again (from the pre-copy's
-   * words not written since), and those found in the pause */
+  /* 5. the pointers: the pre-copy's (in words not written since) to the objects
+   * converted again or gone and in the objects converted again, then those
+   * found in the pause */
   for (size_t s = 0; s < H.nstale; s++) {
     uint32_t t = H.stale[s];
     const struct chobj *c = &H.v[t];
@@ -1008,11 +997,7 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
         return -1;
       }
     }
-  }
-  /* ... and held in the objects converted again whose words were not written */
-  for (size_t s = 0; s < H.nstale; s++) {
-    const struct chobj *c = &H.v[H.stale[s]];
-    if (H.stale[s] >= H.npre || c->state != OBJ_OK)
+    if (c->state != OBJ_OK)
       continue;
     for (size_t k = patch_at(c->base); k < H.npre_patch && H.p[k].slot < c->base + c->size; k++)
       if (!H.p[k].dropped && H.v[H.p[k].target].state == OBJ_OK && apply_patch(&H.p[k], 1) != 0)
@@ -1024,9 +1009,9 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
   return 0;
 }
 
+/* Without the pre-copy's conversion: everything in the pause. */
 static int pause_all(const struct mcr_xform_region *regions, size_t nregions)
 {
-  struct mcr_xerror xe;
   if (mcr_heap_foreach(collect, NULL) != 0 || sort_objects() != 0 || index_objects(0) != 0) {
     hconflict("other", "out of memory listing the objects of changed types", "", "", "", "", "",
               "");
@@ -1034,37 +1019,16 @@ static int pause_all(const struct mcr_xform_region *regions, size_t nregions)
   }
   if (!H.n)
     return 0;
-  if (check_plans(0) != 0)
+  if (check_plans(NULL, H.n) != 0)
     return -1;
   H.lo = H.v[0].base;
   H.hi = H.v[H.n - 1].base + H.v[H.n - 1].size;
   for (size_t i = 0; i < H.n; i++)
     size_obj(&H.v[i]);
-  /* the scan: every live object, then the globals and the parked stacks */
+  /* the scan: every live object, then the globals, stacks and epoll data */
   mcr_heap_foreach(scan_object, NULL);
   scan_regions(regions, nregions);
-  if (*H.conflicts)
-    return -1;
-  size_t maxsize = 0;
-  for (size_t i = 0; i < H.n; i++)
-    if (H.v[i].size > maxsize)
-      maxsize = H.v[i].size;
-  unsigned char *buf = mcr_arena_alloc(mcr_xform_arena(), maxsize, 16); /* one object's old bytes */
-  if (!buf) {
-    hconflict("other", "out of memory converting an object", "", "", "", "", "", "");
-    return -1;
-  }
-  for (size_t i = 0; i < H.n; i++) {
-    struct chobj *c = &H.v[i];
-    if (place_obj(c, 1) != 0) {
-      hconflict("other", "out of memory for a converted object", "", c->ti->old_name,
-                c->ti->new_name, c->ti->old_loc, c->ti->new_loc, "");
-      return -1;
-    }
-    if (convert_obj(c, buf, &xe) != 0)
-      narrowing_conflict(c, &xe);
-  }
-  if (*H.conflicts)
+  if (*H.conflicts || convert_objects(NULL, H.n, 1) != 0)
     return -1;
   for (size_t k = 0; k < H.np; k++)
     if (apply_patch(&H.p[k], 1) != 0)
@@ -1078,47 +1042,37 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
 {
   uint64_t t0 = mcr_update_now_ns();
   int incremental = H.pre_ok && fresh && final;
-  H.report = report;
-  H.conflicts = conflicts;
-  H.holder = NONE;
-  H.pre = 0;
-  H.pinned = H.precise = 0;
   if (!mcr_xform_changed_sites())
     return 0;
-  if (!incremental) {
-    for (size_t i = 0; i < H.n; i++) /* converted before the pause: no use now */
-      if (H.v[i].nbase && H.v[i].nbase != H.v[i].base)
-        mcr_heap_free((void *)H.v[i].nbase);
-    memset(&H, 0, sizeof(H));
+  if (incremental) {
     H.report = report;
     H.conflicts = conflicts;
     H.holder = NONE;
+  } else {
+    reset(report, conflicts); /* what the pre-copy converted is no use now */
   }
-  int rc = incremental ? pause_incremental(regions, nregions, fresh, nfresh, final)
-                       : pause_all(regions, nregions);
-  if (rc != 0)
+  if (incremental ? pause_incremental(regions, nregions, fresh, nfresh, final)
+                  : pause_all(regions, nregions))
     return -1;
-  size_t live = 0, moved = 0;
-  if (!incremental)
-    for (size_t i = 0; i < H.n; i++) {
-      live += H.v[i].state == OBJ_OK;
-      moved += H.v[i].state == OBJ_OK && H.v[i].nbase != H.v[i].base;
-    }
   H.committed_pending = 1;
-  uint64_t t1 = mcr_update_now_ns();
-  if (incremental)
+  uint64_t dt = mcr_update_now_ns() - t0;
+  if (incremental) {
     mcr_buf_printf(report,
                    "phase transform %llu %zu changed types: %zu objects converted before the pause "
                    "(%zu in place, %zu pointers); in it %zu checked, %zu converted again, %zu "
                    "new, %zu pointers; %zu pinned words\n",
-                   (unsigned long long)(t1 - t0), mcr_xform_changed_sites(), H.npre, H.ninplace,
+                   (unsigned long long)dt, mcr_xform_changed_sites(), H.npre, H.ninplace,
                    H.npre_patch, H.nstale, H.redone, H.fresh, H.np - H.npre_patch, H.pinned);
-  else
-    mcr_buf_printf(report,
-                   "phase transform %llu %zu objects of %zu changed types converted (%zu moved), "
-                   "%zu pointers remapped, %zu words of unknown meaning left as they are\n",
-                   (unsigned long long)(t1 - t0), live, mcr_xform_changed_sites(), moved,
-                   H.precise, H.pinned);
+    return 0;
+  }
+  size_t moved = 0;
+  for (size_t i = 0; i < H.n; i++)
+    moved += H.v[i].nbase != H.v[i].base;
+  mcr_buf_printf(report,
+                 "phase transform %llu %zu objects of %zu changed types converted (%zu moved), "
+                 "%zu pointers remapped, %zu words of unknown meaning left as they are\n",
+                 (unsigned long long)dt, H.n, mcr_xform_changed_sites(), moved, H.precise,
+                 H.pinned);
   return 0;
 }
 

@@ -207,7 +207,7 @@ rollback)
   python3 "$client" fill "$port" 500
   exec 3<>"/dev/tcp/127.0.0.1/$port"
   fds=$(fdcount "$pid")
-  for phase in startup ready precopy heap globals stacks fds commit; do
+  for phase in startup ready precopy precopied heap globals stacks fds commit; do
     for how in crash hang; do
       rc=0
       MCR_UPDATE_FAULT=$phase:$how update "$pid" "$work/v2/kvstore" --timeout 2 --report "$work/rollback.report" || rc=$?
@@ -227,7 +227,7 @@ rollback)
   exec 3<&-
   update "$pid" "$work/v2/kvstore" || fail "a clean update after the rollbacks"
   python3 "$client" check "$port" 500 2 || fail "keys after the update"
-  ok "a clean update after 16 rollbacks committed"
+  ok "a clean update after 18 rollbacks committed"
   ;;
 transform)
   build_versions 1 3 4 5 6 7 8
