@@ -1323,6 +1323,28 @@ static void put_global_name(FILE *f, const struct gvar *g)
   }
 }
 
+/* A line of "Only in one version": a global (g) or a site (s), its type, where,
+ * and what becomes of it. */
+static void put_only_in_one(FILE *f, const char *label, const struct gvar *g,
+                            const struct asite *s, const char *what)
+{
+  char *t = g ? render(g->tt, g->rec.type, 0, 0) : render(s->tt, s->rec.type, 1, s->rec.shape);
+  fprintf(f, "  %-16s", label);
+  if (g)
+    put_global_name(f, g);
+  else
+    put_site_name(f, s);
+  fputs(": ", f);
+  put_human(f, t ? t : "(no type)");
+  fputs(" (", f);
+  if (g)
+    put_loc(f, g->file, g->rec.line);
+  else
+    put_loc(f, s->file, s->rec.line);
+  fprintf(f, ")%s\n", what);
+  free(t);
+}
+
 /* "global config (prog.c:12)" or "heap objects of f() malloc (prog.c:40)". */
 static void put_item_name(FILE *f, const struct item *it)
 {
@@ -1634,54 +1656,15 @@ static void print_human(FILE *f, const struct check *c)
   }
   if (c->ngadded || c->ngremoved || c->nsadded || c->nsremoved) {
     fputs("\nOnly in one version\n", f);
-    for (size_t i = 0; i < c->ngadded; i++) {
-      const struct gvar *g = c->gadded[i];
-      char *t = render(g->tt, g->rec.type, 0, 0);
-      fputs("  new global      ", f);
-      put_global_name(f, g);
-      fputs(": ", f);
-      put_human(f, t ? t : "(no type)");
-      fputs(" (", f);
-      put_loc(f, g->file, g->rec.line);
-      fputs("): starts from its initial value\n", f);
-      free(t);
-    }
-    for (size_t i = 0; i < c->ngremoved; i++) {
-      const struct gvar *g = c->gremoved[i];
-      char *t = render(g->tt, g->rec.type, 0, 0);
-      fputs("  removed global  ", f);
-      put_global_name(f, g);
-      fputs(": ", f);
-      put_human(f, t ? t : "(no type)");
-      fputs(" (", f);
-      put_loc(f, g->file, g->rec.line);
-      fputs("): its value is lost\n", f);
-      free(t);
-    }
-    for (size_t i = 0; i < c->nsadded; i++) {
-      const struct asite *s = c->sadded[i];
-      char *t = render(s->tt, s->rec.type, 1, s->rec.shape);
-      fputs("  new site        ", f);
-      put_site_name(f, s);
-      fputs(": ", f);
-      put_human(f, t ? t : "(no type)");
-      fputs(" (", f);
-      put_loc(f, s->file, s->rec.line);
-      fputs(")\n", f);
-      free(t);
-    }
-    for (size_t i = 0; i < c->nsremoved; i++) {
-      const struct asite *s = c->sremoved[i];
-      char *t = render(s->tt, s->rec.type, 1, s->rec.shape);
-      fputs("  removed site    ", f);
-      put_site_name(f, s);
-      fputs(": ", f);
-      put_human(f, t ? t : "(no type)");
-      fputs(" (", f);
-      put_loc(f, s->file, s->rec.line);
-      fputs("): its live objects are kept, untyped\n", f);
-      free(t);
-    }
+    for (size_t i = 0; i < c->ngadded; i++)
+      put_only_in_one(f, "new global", c->gadded[i], NULL, ": starts from its initial value");
+    for (size_t i = 0; i < c->ngremoved; i++)
+      put_only_in_one(f, "removed global", c->gremoved[i], NULL, ": its value is lost");
+    for (size_t i = 0; i < c->nsadded; i++)
+      put_only_in_one(f, "new site", NULL, c->sadded[i], "");
+    for (size_t i = 0; i < c->nsremoved; i++)
+      put_only_in_one(f, "removed site", NULL, c->sremoved[i],
+                      ": its live objects are kept, untyped");
   }
   if (k.s[OUT_UNTYPED] || k.g[OUT_UNTYPED]) {
     fputs("\nHandled conservatively\n", f);
