@@ -1633,8 +1633,6 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   mcr_update_fault("heap");
   if (step_heap(&c, st, &hs) != 0)
     goto out;
-  if (step_sync(&c) != 0)
-    goto out;
   mcr_update_fault("globals");
   if (step_globals(&c) != 0)
     goto out;
@@ -1642,6 +1640,10 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   if (step_stacks(&c) != 0)
     goto out;
   if (step_transform(&c) != 0)
+    goto out;
+  /* after the transform: objects of changed types are in their new layout,
+   * which is the one the reset reads */
+  if (step_sync(&c) != 0)
     goto out;
   mcr_update_fault("fds");
   if (step_fds(&c, st, inherited, ninherited) != 0)
