@@ -61,6 +61,7 @@ V2VERSION=1.4.79
 PORT_BASE=24660
 . "$(dirname "${BASH_SOURCE[0]}")/quiesce-lib.sh"
 . "$REAL_DIR/update-lib.sh"
+. "$REAL_DIR/update-lighttpd-lib.sh"
 
 CHECK=$REAL_DIR/update-check.py
 # the functions 1.4.79 replaced (mcr-ctl update --rename-file): the update's config
@@ -74,24 +75,8 @@ MODULES=(mod_indexfile mod_dirlisting mod_staticfile)
 STATUS=0
 failed() { log "FAILED: $*"; STATUS=1; }
 
-mcr_clang=${MCR_BUILD_DIR:-/work/main/build}/bin/mcr-clang
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --mcr-clang) mcr_clang=$2; shift 2 ;;
-    --mcr-clang=*) mcr_clang=${1#*=}; shift ;;
-    --rebuild) export UPDATE_REBUILD=1; shift ;;
-    --no-build) export UPDATE_NO_BUILD=1; shift ;;
-    -h|--help) sed -n '2,/^# Exit/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "$0: unknown argument $1" >&2; exit 1 ;;
-  esac
-done
-[ -x "$mcr_clang" ] || { log "mcr-clang not found at $mcr_clang (build mcr first, or pass --mcr-clang PATH)"; exit 1; }
-mcr_clang=$(cd "$(dirname "$mcr_clang")" && pwd)/$(basename "$mcr_clang")
-MCR_CTL=$(dirname "$mcr_clang")/mcr-ctl
-[ -x "$MCR_CTL" ] || { log "mcr-ctl not found next to $mcr_clang"; exit 1; }
-for t in wrk curl python3 patch nm; do
-  command -v "$t" >/dev/null || { log "$t not found (scripts/setup.sh installs it)"; exit 1; }
-done
+update_args wrk curl python3 patch nm -- "$@"
+[ ${#UPDATE_ARGS[@]} -eq 0 ] || { echo "$0: unknown argument ${UPDATE_ARGS[0]}" >&2; exit 1; }
 
 CACHE=${MCR_CACHE:-$HOME/.cache/mcr}
 OUT=${MCR_REAL_OUT:-$CACHE/real}/$SERVER-$VERSION-to-$V2VERSION-update
@@ -101,52 +86,26 @@ T0=$SECONDS
 log "output in $OUT"
 
 # --- 1. builds ----------------------------------------------------------------------
-# prep_source SRC PATCH CACHE: SRC copied into the source cache CACHE (the
-# layout of fetch-source.sh's, so that MCR_CACHE=CACHE makes the build scripts
-# build it) with PATCH applied and recorded in its .mcr-source.
-prep_source() {
-  local src=$1 patch=$2 cache=$3 dst
-  dst=$cache/src/$(basename "$src")
-  rm -rf "$cache"; mkdir -p "$cache/src"
-  cp -a "$src" "$dst"
-  patch -p1 -s -d "$dst" <"$patch" || { log "FAILED: $patch does not apply to $src"; exit 1; }
-  echo "patch=$(sha256sum <"$patch" | cut -c1-16) $(basename "$patch")" >>"$dst/.mcr-source"
-}
-
 # v1 through the pipeline (OUT/$SERVER.qp, OUT/prod), v2 with v1's config
-# (OUT/v2); reused when OUT/update-key matches. Sets V1, V2, QP, BUILD_SECS.
+# (OUT/v2), each from its version's source with its static patch; reused when
+# OUT/update-key matches. Sets V1, V2, QP, BUILD_SECS.
 upgrade_builds() {
-  local s=$SECONDS src1 src2 key f
+  local s=$SECONDS src1 src2 key
   QP=$OUT/$SERVER.qp
   src1=$("$UPDATE_FETCH" "$SERVER" "$VERSION") || { log "FAILED: fetch-source.sh $SERVER $VERSION"; exit 1; }
   src2=$("$UPDATE_FETCH" "$SERVER" "$V2VERSION") || { log "FAILED: fetch-source.sh $SERVER $V2VERSION"; exit 1; }
-  key=$( {
-    echo "$VERSION -> $V2VERSION"
-    sha256sum "$mcr_clang" "$(dirname "$mcr_clang")/mcr-profile"
-    for f in "$(dirname "$mcr_clang")"/../lib/mcr/*; do sha256sum "$f"; done
-    sha256sum "$REPO/configs/$SERVER.wrappers" "$PREP1" "$PREP2" "$UPDATE_PROFILE" "$UPDATE_BUILD"
-    cat "$src1/.mcr-source" "$src2/.mcr-source"
-  } 2>&1 | sed 's|  .*/|  |' | sha256sum | cut -c1-16)
-  if [ -f "$OUT/prod/build-info" ] && [ -f "$OUT/v2/build-info" ] && [ -s "$QP" ] &&
-     { [ "${UPDATE_NO_BUILD:-0}" = 1 ] ||
-       { [ "${UPDATE_REBUILD:-0}" != 1 ] && [ "$(cat "$OUT/update-key" 2>/dev/null)" = "$key" ]; }; }; then
-    V1=$(sed -n 's/^binary=//p' "$OUT/prod/build-info")
-    V2=$(sed -n 's/^binary=//p' "$OUT/v2/build-info")
-    if [ -x "$V1" ] && [ -x "$V2" ]; then
-      log "reusing the builds in $OUT (key $key: same mcr-clang, runtime, wrappers, sources, patches)"
-      BUILD_SECS=$((SECONDS - s))
-      return 0
-    fi
+  key=$(update_key "$mcr_clang" "$src1 $src2" "$PREP1" "$PREP2")
+  if ! update_reuse "$OUT" "$key"; then
+    rm -f "$OUT/update-key"
+    update_prep_source "$src1" "$OUT/v1-cache" "$PREP1" >/dev/null || exit 1
+    update_prep_source "$src2" "$OUT/v2-cache" "$PREP2" >/dev/null || exit 1
+    V1=$(MCR_CACHE=$OUT/v1-cache "$UPDATE_PROFILE" "$SERVER" "$VERSION" --cc "$mcr_clang" --out "$OUT") ||
+      { log "FAILED: scripts/profile-server.sh $SERVER $VERSION failed (logs in $OUT)"; exit 1; }
+    V2=$(MCR_CACHE=$OUT/v2-cache MCR_WRAPPERS=$REPO/configs/$SERVER.wrappers MCR_PROFILE= \
+         MCR_QUIESCENCE=$QP "$UPDATE_BUILD" "$SERVER" "$V2VERSION" --cc "$mcr_clang" --out "$OUT/v2") ||
+      { log "FAILED: the v2 build ($SERVER $V2VERSION) failed (see $OUT/v2/build.log)"; exit 1; }
+    echo "$key" >"$OUT/update-key"
   fi
-  rm -f "$OUT/update-key"
-  prep_source "$src1" "$PREP1" "$OUT/v1-cache"
-  prep_source "$src2" "$PREP2" "$OUT/v2-cache"
-  V1=$(MCR_CACHE=$OUT/v1-cache "$UPDATE_PROFILE" "$SERVER" "$VERSION" --cc "$mcr_clang" --out "$OUT") ||
-    { log "FAILED: scripts/profile-server.sh $SERVER $VERSION failed (logs in $OUT)"; exit 1; }
-  V2=$(MCR_CACHE=$OUT/v2-cache MCR_WRAPPERS=$REPO/configs/$SERVER.wrappers MCR_PROFILE= \
-       MCR_QUIESCENCE=$QP "$UPDATE_BUILD" "$SERVER" "$V2VERSION" --cc "$mcr_clang" --out "$OUT/v2") ||
-    { log "FAILED: the v2 build ($SERVER $V2VERSION) failed (see $OUT/v2/build.log)"; exit 1; }
-  echo "$key" >"$OUT/update-key"
   BUILD_SECS=$((SECONDS - s))
 }
 
@@ -175,14 +134,7 @@ fi
 RUN=$OUT/urun
 rm -rf "$RUN"; mkdir -p "$RUN"
 DOCROOT=$RUN/docroot
-make_docroot "$DOCROOT"
-mkdir -p "$DOCROOT/dir"
-python3 -c '
-import os, sys
-for i in range(64):
-    n = 100 + i * 997
-    with open(os.path.join(sys.argv[1], "f-%02d.txt" % i), "wb") as f:
-        f.write(bytes((i * 7 + j * 13) % 94 + 33 for j in range(n)))' "$DOCROOT/dir"
+lighttpd_docroot
 
 # write_conf FILE PORT DIR: the same config for both versions. Values both
 # accept: 1.4.79 refuses max-keep-alive-requests above 65535 (1.4.69 took
@@ -218,7 +170,6 @@ write_conf "$ALONE/lighttpd.conf" "$APORT" "$ALONE"
 start_group "$ALONE/server.log" "$V2" -D -f "$ALONE/lighttpd.conf"
 SERVER_PID=$GROUP_PID
 PORT=$APORT
-ping_server() { "${CURL[@]}" --max-time 2 -f -o /dev/null "http://127.0.0.1:$PORT/index.html"; }
 if wait_up 30; then
   "$MCR_CTL" quiesce "$SERVER_PID" --json >"$ALONE/quiesce.json" 2>&1 || true
   want=$(sed -n 's/^[[:space:]]*qp[[:space:]]\{1,\}//p' "$QP" | head -n1)
@@ -240,20 +191,7 @@ PORT=$(free_port "$PORT_BASE")
 PIDFILE=$RUN/lighttpd.pid
 write_conf "$RUN/lighttpd.conf" "$PORT" "$RUN"
 # No -m: the modules are compiled in (the new version gets these same arguments).
-start_group "$RUN/server.log" "$V1" -D -f "$RUN/lighttpd.conf"
-SERVER_PID=$GROUP_PID
-if ! wait_up 30; then
-  log "FAILED: v1 did not answer on 127.0.0.1:$PORT; $RUN/server.log, error.log:"
-  tail -n 20 "$RUN/server.log" "$RUN/error.log" >&2 || true
-  exit 1
-fi
-for ((i = 0; i < 50; i++)); do [ -s "$PIDFILE" ] && break; sleep 0.1; done
-V1PID=$SERVER_PID
-[ "$(head -n1 "$PIDFILE" 2>/dev/null)" = "$V1PID" ] ||
-  failed "the pid file holds '$(cat "$PIDFILE" 2>/dev/null)', not v1's pid $V1PID"
-log "v1 (pid $V1PID) on 127.0.0.1:$PORT"
-"$MCR_CTL" status "$V1PID" >"$RUN/status-v1.txt" 2>&1 || true
-sed 's/^/    /' "$RUN/status-v1.txt" >&2
+lighttpd_start_v1 -D -f "$RUN/lighttpd.conf"
 
 # version_of: which version answers a fresh connection (v1 / v2 / none /
 # wrong-bytes / other:TAG), by its Server: header
@@ -266,60 +204,8 @@ version_of() {
 }
 [ "$(version_of)" = v1 ] || failed "v1 answers as $(version_of)"
 
-# --- the load around each update ------------------------------------------------------
-load_begin() {
-  local name=$1 expect=$2
-  LOAD_PIDS=()
-  start_group "$RUN/$name.check.log" timeout -k 5 300 python3 "$CHECK" --port "$PORT" \
-    --docroot "$DOCROOT" --expect "$expect" --out "$RUN/$name.check" \
-    --version-header Server --v1-value "$TAG1" --v2-value "$TAG2"
-  CHECK_PID=$GROUP_PID
-  LOAD_PIDS+=("$GROUP_PID")
-  start_group "$RUN/$name.wrk" timeout -k 5 $((WRK_SECS + 60)) \
-    wrk -t2 -c16 -d"${WRK_SECS}s" "http://127.0.0.1:$PORT/file-4k.txt"
-  WRK_PID=$GROUP_PID
-  LOAD_PIDS+=("$GROUP_PID")
-  sleep 2
-}
-# load_end NAME [rolled-back]: wrk ends by itself; then the checking client is
-# stopped. 0 when neither saw an error; with rolled-back, the checking client's
-# "no answer from v2" is expected and any v2 answer is an error.
-load_end() {
-  local name=$1 mode=${2:-} rc=0
-  wait_pids $((WRK_SECS + 60)) "$WRK_PID"
-  sleep 0.5
-  kill -INT "$CHECK_PID" 2>/dev/null || true
-  wait_pids 30 "$CHECK_PID"
-  python3 "$QTOOL" wrk "$RUN/$name.wrk" >"$RUN/$name.wrk.json"
-  load_ok "$name: wrk -t2 -c16 -d${WRK_SECS}s" "$RUN/$name.wrk.json" || rc=1
-  sed -n '/requests in/,$p' "$RUN/$name.wrk" | sed 's/^/    /' >&2
-  python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["seconds"] < float(sys.argv[2]) - 1)' \
-    "$RUN/$name.wrk.json" "$WRK_SECS" 2>/dev/null || { log "$name: wrk did not run ${WRK_SECS} s"; rc=1; }
-  if [ ! -s "$RUN/$name.check" ]; then
-    log "$name: the checking client wrote no summary ($RUN/$name.check.log):"
-    tail -n 20 "$RUN/$name.check.log" >&2 || true
-    return 1
-  fi
-  python3 - "$RUN/$name.check" "$name" "$mode" >&2 <<'PY' || rc=1
-import json, sys
-j = json.load(open(sys.argv[1]))
-v = j["versions"]
-rolled_back = sys.argv[3] == "rolled-back"
-errs = [e for e in j["first_errors"]
-        if not (rolled_back and e.split(" ", 1)[-1].startswith("no answer from v2"))]
-n = j["errors"] - (len(j["first_errors"]) - len(errs))
-print("[lighttpd] %s: checking client, one keep-alive connection (%s): %d requests, %d errors%s, "
-      "%d from v1 then %d from v2 (first v2 at #%s), %d reconnects, longest gap %.1f ms at %.2f s"
-      % (sys.argv[2], j["local"], j["ops"], n,
-         " (besides the expected 'no answer from v2')" if rolled_back else "",
-         v["v1"], v["v2"], j["first_v2"], j["reconnects"], j["max_gap_ms"], j["max_gap_at"]))
-for e in errs:
-    print("    " + e)
-bad = n > 0 or j["ops"] == 0 or (rolled_back and v["v2"] > 0)
-sys.exit(1 if bad else 0)
-PY
-  return "$rc"
-}
+# each answer's version by its Server: header
+CHECK_ARGS=(--version-header Server --v1-value "$TAG1" --v2-value "$TAG2")
 
 # classify FILE: the reasons of a rolled-back update, by kind, and a verdict
 classify() {
@@ -341,7 +227,7 @@ for k, xs in seen.items():
     print("[lighttpd]   refused for: %s (%d reason%s), first: %s"
           % (k, len(xs), "" if len(xs) == 1 else "s", xs[0][:300]))
 if "type change" in seen:
-    print("[lighttpd]   verdict: refused for the type changes (expected until the runtime transforms them)")
+    print("[lighttpd]   verdict: refused for a type change")
 else:
     print("[lighttpd]   verdict: refused BEFORE any type change was looked at: %s"
           % ", ".join(seen) if seen else "[lighttpd]   verdict: rolled back without a reason")
@@ -350,15 +236,6 @@ PY
 
 # --- 3. v1 -> v2 under load -------------------------------------------------------------
 log "update v1 ($TAG1) -> v2 ($TAG2) under load (wrk -t2 -c16 -d${WRK_SECS}s + the checking client)"
-# fd_snapshot PID: its descriptors but sockets (the clients' connections come
-# and go) and the served files (lighttpd keeps those open in its stat cache),
-# "FD -> TARGET", sorted
-fd_snapshot() {
-  local f
-  for f in /proc/"$1"/fd/*; do
-    echo "${f##*/} -> $(readlink "$f" 2>/dev/null)"
-  done | grep -v -e ' -> socket:' -e " -> $DOCROOT/" | sort
-}
 fd_snapshot "$V1PID" >"$RUN/fds-before.txt"
 SLOG1=$(wc -l <"$RUN/server.log"); ELOG1=$(wc -l <"$RUN/error.log")
 load_begin update v1,v2
@@ -427,98 +304,23 @@ elif [ "$rc" -ne 0 ]; then
 else
   # --- committed: the checks of update-lighttpd.sh --------------------------------------
   load_end update || failed "requests failed during the update (or the connection was not answered by v2)"
-  for ((i = 0; i < 50; i++)); do alive "$V1PID" || break; sleep 0.1; done
-  if alive "$V1PID"; then failed "the old process $V1PID still runs"
-  else log "the old process $V1PID is gone"; fi
-  [ "$NEWPID" -gt 0 ] && alive "$NEWPID" || failed "the new process $NEWPID does not run"
-  pf=$(tr '\n\0' ' @' <"$PIDFILE" 2>/dev/null || true)
-  if [ "$pf" = "$NEWPID " ]; then log "the pid file names the new process $NEWPID"
-  else failed "the pid file holds '$pf', expected '$NEWPID' alone"; fi
-  v=$(version_of)
-  if [ "$v" = v2 ]; then log "a new connection is answered by v2 ($TAG2) with the right bytes"
-  else failed "a new connection after the update: $v (expected v2)"; fi
-  http_check_data || failed "the files after the update"
-  if "$MCR_CTL" status "$NEWPID" >"$RUN/status-v2.txt" 2>&1; then
-    log "mcr-ctl status $NEWPID answers:"
-    sed 's/^/    /' "$RUN/status-v2.txt" >&2
-  else
-    failed "mcr-ctl status $NEWPID: $(head -c 300 "$RUN/status-v2.txt")"
-  fi
+  check_committed
   RESULT_LINE="committed"
 fi
 
 # --- 4. rollback under load (after a commit) ---------------------------------------------
 RBPAUSE="-"
 rrc="-"
-if [ "$rc" -eq 0 ] && alive "$NEWPID"; then
-  log "rollback under load: MCR_UPDATE_FAULT=heap:crash mcr-ctl update $NEWPID $V2"
-  fd_snapshot "$NEWPID" >"$RUN/fds-before-rollback.txt"
-  load_begin rollback v2
-  rrc=0
-  MCR_UPDATE_FAULT=heap:crash timeout -k 5 120 "$MCR_CTL" update "$NEWPID" "$V2" --json \
-    --report "$RUN/rollback-report.json" >"$RUN/rollback.json" 2>"$RUN/rollback.err" || rrc=$?
-  log "mcr-ctl update (heap:crash): exit $rrc"
-  [ ! -s "$RUN/rollback.err" ] || sed 's/^/    /' "$RUN/rollback.err" >&2
-  [ -s "$RUN/rollback.json" ] && update_log_json "$RUN/rollback.json"
-  load_end rollback || failed "requests failed during the rolled-back update (or not all from v2)"
-  [ "$rrc" -eq 1 ] || failed "mcr-ctl update with heap:crash exited $rrc (1 = rolled back)"
-  python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))["reasons"]
-sys.exit(0 if r and all("crashed" in x or "killed by signal 9" in x for x in r) else 1)' \
-    "$RUN/rollback.json" 2>/dev/null ||
-    failed "the rollback's reasons are not (only) the injected crash at heap (see above)"
-  RBPAUSE=$(pause_ms "$RUN/rollback.json")
-  alive "$NEWPID" || failed "the process $NEWPID died in the rollback"
-  pf=$(tr '\n\0' ' @' <"$PIDFILE" 2>/dev/null || true)
-  [ "$pf" = "$NEWPID " ] || failed "after the rollback the pid file holds '$pf', expected '$NEWPID'"
-  v=$(version_of)
-  if [ "$v" = v2 ]; then log "after the rollback v2 (pid $NEWPID) still serves, right bytes"
-  else failed "after the rollback: $v (expected v2)"; fi
-  http_check_data || failed "the files after the rollback"
-  fd_snapshot "$NEWPID" >"$RUN/fds-after-rollback.txt"
-  if ! cmp -s "$RUN/fds-before-rollback.txt" "$RUN/fds-after-rollback.txt"; then
-    failed "v2's descriptors other than sockets changed in the rollback (< before, > after):"
-    diff "$RUN/fds-before-rollback.txt" "$RUN/fds-after-rollback.txt" | grep '^[<>]' | sed 's/^/    /' >&2 || true
-  fi
-  st=$("$MCR_CTL" status "$NEWPID" --json 2>/dev/null || true)
-  grep -q '"quiescing": false' <<<"$st" ||
-    failed "mcr-ctl status $NEWPID after the rollback: not answering or still quiescing"
-fi
+[ "$rc" -ne 0 ] || ! alive "$NEWPID" || rollback_after_commit "$V2"
 
 # --- 5. the updated process stops cleanly ---------------------------------------------
-if [ "$rc" -eq 0 ] && alive "$NEWPID"; then
-  kill -TERM "$NEWPID"
-  for ((i = 0; i < 100; i++)); do alive "$NEWPID" || break; sleep 0.1; done
-  if alive "$NEWPID"; then
-    failed "the updated process $NEWPID did not stop within 10 s of SIGTERM"
-  elif tail -n 1 "$RUN/error.log" | grep -q 'server stopped' && [ ! -e "$PIDFILE" ]; then
-    log "SIGTERM: the updated process $NEWPID stopped cleanly (error.log: server stopped; pid file removed)"
-  else
-    failed "the updated process $NEWPID did not stop cleanly on SIGTERM; error.log ends with: $(tail -n 2 "$RUN/error.log")"
-  fi
-fi
+[ "$rc" -ne 0 ] || ! alive "$NEWPID" || stop_cleanly
 
 # --- summary ----------------------------------------------------------------------------
 echo "==== $SERVER $VERSION -> $V2VERSION: live update under wrk ====" >&2
 echo "  builds $BUILD_SECS s; total $((SECONDS - T0)) s" >&2
 echo "  update v1 ($V1PID) -> v2 ($NEWPID): exit $rc, pause $PAUSE_MS ms: $RESULT_LINE" >&2
-for n in update rollback; do
-  [ -s "$RUN/$n.wrk.json" ] || continue
-  python3 - "$RUN/$n.wrk.json" "$RUN/$n.check" "$n" >&2 <<'PY' || true
-import json, sys
-w = json.load(open(sys.argv[1]))
-try:
-    c = json.load(open(sys.argv[2]))
-except (OSError, ValueError):
-    c = {"ops": 0, "errors": "?", "versions": {"v1": 0, "v2": 0}}
-print("  %-8s wrk %d requests (%.0f/s), %d non-2xx/3xx, socket errors %s; checking client "
-      "%d requests, %s errors (v1 %d, v2 %d)"
-      % (sys.argv[3], w["ops"], w["ops_per_s"], w["non_2xx_3xx"],
-         "/".join(str(v) for v in w["socket_errors"].values()), c["ops"], c["errors"],
-         c["versions"]["v1"], c["versions"]["v2"]))
-PY
-done
+summary_loads
 [ "$rc" -ne 0 ] || echo "  rollback (heap:crash): exit $rrc, pause $RBPAUSE ms" >&2
 if [ "$STATUS" -eq 0 ]; then echo "  RESULT: OK" >&2; else echo "  RESULT: FAILED (files in $RUN)" >&2; fi
 exit "$STATUS"

@@ -83,24 +83,12 @@ STATUS=0
 NFAILED=0
 failed() { log "FAILED: $*"; STATUS=1; NFAILED=$((NFAILED + 1)); }
 
-mcr_clang=${MCR_BUILD_DIR:-/work/main/build}/bin/mcr-clang
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --mcr-clang) mcr_clang=$2; shift 2 ;;
-    --mcr-clang=*) mcr_clang=${1#*=}; shift ;;
-    --rebuild) export UPDATE_REBUILD=1; shift ;;
-    --no-build) export UPDATE_NO_BUILD=1; shift ;;
-    --debian-all) DEBIAN_ALL=1; shift ;;
-    -h|--help) sed -n '2,/^# Exit/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "$0: unknown argument $1" >&2; exit 1 ;;
+update_args redis-benchmark redis-cli python3 patch -- "$@"
+for a in "${UPDATE_ARGS[@]}"; do
+  case "$a" in
+    --debian-all) DEBIAN_ALL=1 ;;
+    *) echo "$0: unknown argument $a" >&2; exit 1 ;;
   esac
-done
-[ -x "$mcr_clang" ] || { log "mcr-clang not found at $mcr_clang (build mcr first, or pass --mcr-clang PATH)"; exit 1; }
-mcr_clang=$(cd "$(dirname "$mcr_clang")" && pwd)/$(basename "$mcr_clang")
-MCR_CTL=$(dirname "$mcr_clang")/mcr-ctl
-[ -x "$MCR_CTL" ] || { log "mcr-ctl not found next to $mcr_clang"; exit 1; }
-for t in redis-benchmark redis-cli python3 patch; do
-  command -v "$t" >/dev/null || { log "$t not found (scripts/setup.sh installs it)"; exit 1; }
 done
 
 CACHE=${MCR_CACHE:-$HOME/.cache/mcr}
