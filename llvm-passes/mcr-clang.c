@@ -499,6 +499,12 @@ int main(int argc, char **argv) {
 
   struct mcr_qpconfig *qpc = NULL;
   int check = 0;
+  if (!m.query && m.sources) {
+    /* <mcr/transform.h> for user transformations, after the user's own dirs
+     * (also when only preprocessing: dependency scans see it too) */
+    push(&out, "-idirafter");
+    push(&out, need_file(libdir(), "include"));
+  }
   if (!m.query && !m.preprocess) {
     char *dir = libdir();
     if (m.sources) {

@@ -820,11 +820,27 @@ static int may_refuse(const struct mcr_xchange *x)
 }
 
 /* What people should know about a change, or "". */
-static const char *change_note(const struct mcr_xchange *x, const struct item *it)
+/* An added pointer field of a heap object: zero in the objects carried over,
+ * where NEW's code may expect what its allocation site sets (lighttpd 1.4.79's
+ * handler_ctx.mimetypes crashed it). Globals' added fields keep NEW's initial value. */
+static int added_null_pointer(const struct mcr_xchange *x, int heap)
+{
+  size_t n = strlen(x->new_type);
+  return x->kind == MCR_XC_ADDED && heap && n &&
+         (x->new_type[n - 1] == '*' || strstr(x->new_type, "(*)"));
+}
+
+/* heap: the change is shown for heap objects (of it, or of a group with it) */
+static const char *change_note(const struct mcr_xchange *x, const struct item *it, int heap)
 {
   int global = it && !it->is_site;
 
   switch (x->kind) {
+  case MCR_XC_ADDED:
+    if (added_null_pointer(x, heap))
+      return "starts NULL in the objects carried over: if NEW sets it only where it creates "
+             "the object, it needs a transformation (MCR_TRANSFORM_TYPE)";
+    return "";
   case MCR_XC_REMOVED:
     return "its value is dropped";
   case MCR_XC_RESIZED:
@@ -1376,7 +1392,18 @@ static void put_types(FILE *f, const char *o, const char *n)
 struct counts {
   size_t g[NOUT], s[NOUT]; /* by outcome */
   size_t risky_items;
+  size_t null_pointers; /* added pointer fields of heap objects (added_null_pointer) */
 };
+
+static size_t count_null_pointers(const struct mcr_xplan *p)
+{
+  size_t n = 0;
+  for (size_t k = 0; p && k < p->nchanges; k++)
+    n += added_null_pointer(&p->changes[k], 1);
+  if (p && p->has_tail && p->tail && !p->tail->identical)
+    n += count_null_pointers(p->tail);
+  return n;
+}
 
 static void count(const struct check *c, struct counts *k)
 {
@@ -1389,6 +1416,8 @@ static void count(const struct check *c, struct counts *k)
       k->g[it->out]++;
     if (it->out == OUT_TRANSFORM && it->risky)
       k->risky_items++;
+    if (it->out == OUT_TRANSFORM && it->is_site)
+      k->null_pointers += count_null_pointers(it->plan);
   }
 }
 
@@ -1435,7 +1464,7 @@ static void put_enum_map(FILE *f, const struct mcr_xplan *p, const struct mcr_xc
 }
 
 static void print_changes(FILE *f, const struct mcr_xplan *p, const char *prefix,
-                          const struct item *it)
+                          const struct item *it, int heap)
 {
   size_t wpath = 4, wtype = 4;
 
@@ -1490,9 +1519,9 @@ static void print_changes(FILE *f, const struct mcr_xplan *p, const char *prefix
       fprintf(m, "%*s  %s", n > 0 ? n : 0, "", where);
     put_enum_map(m, p, x);
     if (may_refuse(x))
-      fprintf(m, "  [risky: %s]", change_note(x, it));
-    else if (*change_note(x, it))
-      fprintf(m, "  (%s)", change_note(x, it));
+      fprintf(m, "  [risky: %s]", change_note(x, it, heap));
+    else if (*change_note(x, it, heap))
+      fprintf(m, "  (%s)", change_note(x, it, heap));
     if (fclose(m) != 0 || !line) {
       free(line);
       return;
@@ -1520,11 +1549,13 @@ static void print_group(FILE *f, const struct check *c, enum outcome out)
     fputs("  ", f);
     put_types(f, it->old_type, it->new_type);
     fputc('\n', f);
+    int heap = 0; /* the group has heap objects */
     for (size_t j = i; j < c->nitems; j++) {
       const struct item *jt = &c->items[j];
       if (jt->out != out || done[j] || strcmp(jt->sig, it->sig))
         continue;
       done[j] = 1;
+      heap |= jt->is_site;
       fputs("    ", f);
       put_item_name(f, jt);
       fputc('\n', f);
@@ -1576,9 +1607,9 @@ static void print_group(FILE *f, const struct check *c, enum outcome out)
                           : " (in NEW) runs after mcr's conversion\n",
               f);
       }
-      print_changes(f, it->plan, "", it);
+      print_changes(f, it->plan, "", it, heap);
       if (it->plan->has_tail && it->plan->tail && !it->plan->tail->identical)
-        print_changes(f, it->plan->tail, "[] ", NULL);
+        print_changes(f, it->plan->tail, "[] ", NULL, heap);
     }
   }
   free(done);
@@ -1727,6 +1758,12 @@ static void print_human(FILE *f, const struct check *c)
               plural(written, "table", "tables"), plural(written, "it", "them"));
     fputs(".\n", f);
   }
+  if (k.null_pointers)
+      fprintf(f, "Review: %zu added pointer %s of heap objects start%s NULL in the objects "
+                 "carried over (\"starts NULL\" above): NEW's code may expect what it sets "
+                 "when it creates such an object.\n",
+              k.null_pointers, plural(k.null_pointers, "field", "fields"),
+              k.null_pointers == 1 ? "s" : "");
 }
 
 /* ---- output: JSON ------------------------------------------------------------------ */
@@ -1756,7 +1793,7 @@ static void json_changes(FILE *f, const struct mcr_xplan *p, const struct item *
     else
       fprintf(f, ", \"new_offset\": %llu", (unsigned long long)x->new_off);
     fprintf(f, ", \"risky\": %s, \"note\": ", may_refuse(x) ? "true" : "false");
-    json_opt(f, change_note(x, it));
+    json_opt(f, change_note(x, it, it && it->is_site));
     fputc('}', f);
   }
   fputc(']', f);
@@ -1934,7 +1971,7 @@ static void print_json(FILE *f, const struct check *c)
   fprintf(f, ",\n  \"refused\": %s", refused || c->nimgs ? "true" : "false");
   fprintf(f, ",\n  \"summary\": {\"changed_globals\": %zu, \"changed_sites\": %zu, "
              "\"transformable\": %zu, \"risky\": %zu, \"refused\": %zu, "
-             "\"static_tables\": %zu, \"image_pointers\": %zu,\n"
+             "\"static_tables\": %zu, \"image_pointers\": %zu, \"null_pointers\": %zu,\n"
              "    \"globals\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
              "\"refused\": %zu, \"static_tables\": %zu, \"untyped\": %zu, \"new\": %zu, "
              "\"removed\": %zu, \"not_in_symtab\": %zu},\n"
@@ -1942,8 +1979,8 @@ static void print_json(FILE *f, const struct check *c)
              "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu}}",
           k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED] + k.g[OUT_KEPT], k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED],
           xform,
-          k.risky_items, refused, k.g[OUT_KEPT], c->nimgs, sum(k.g), k.g[OUT_IDENTICAL],
-          k.g[OUT_TRANSFORM], k.g[OUT_REFUSED], k.g[OUT_KEPT], k.g[OUT_UNTYPED], c->ngadded,
+          k.risky_items, refused, k.g[OUT_KEPT], c->nimgs, k.null_pointers, sum(k.g),
+          k.g[OUT_IDENTICAL], k.g[OUT_TRANSFORM], k.g[OUT_REFUSED], k.g[OUT_KEPT], k.g[OUT_UNTYPED], c->ngadded,
           c->ngremoved,
           c->gmissing, sum(k.s), k.s[OUT_IDENTICAL], k.s[OUT_TRANSFORM],
           k.s[OUT_REFUSED], k.s[OUT_UNTYPED], c->nsadded, c->nsremoved);

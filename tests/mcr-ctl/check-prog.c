@@ -16,6 +16,9 @@ struct session {
   unsigned flags;
 #endif
   struct session *next;
+#ifdef V2
+  struct session *owner; /* a pointer added: NULL in heap objects carried over */
+#endif
 };
 
 /* 2. reordered */

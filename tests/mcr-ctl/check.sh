@@ -65,6 +65,8 @@ want_re "retyped +small +long -> int +at offset 8 +\[risky: the update refuses i
 want_re "retyped +\(whole object\) +enum state +values 0->1 1->2 2->0 +\[risky"
 want_re "resized +\(whole object\) +int \[8\] -> int \[16\]"
 want_re "added +flags +unsigned int +at offset 20"
+want_re "added +owner +struct session \* +at offset 32 +\(starts NULL in the objects carried over: if NEW sets it only where it creates the object, it needs a transformation \(MCR_TRANSFORM_TYPE\)\)"
+want "Review: 1 added pointer field of heap objects starts NULL in the objects carried over"
 want "heap objects of session_new() malloc (prog.c:"
 want_re "new global +v2_only: int \(prog.c:[0-9]+\): starts from its initial value"
 want_re "removed global +v1_only: int \(prog.c:[0-9]+\): its value is lost"
@@ -140,6 +142,11 @@ for n in ("current", "session_new"):
     a = changes(n).get(("added", "flags"))
     check(a and a["new_type"] == "unsigned int" and a["old_offset"] is None and a["new_offset"] == 20,
           "added field in %s: %r" % (n, a))
+o = changes("session_new").get(("added", "owner"))
+check(o and "starts NULL" in o["note"], "added pointer of a heap object: %r" % o)
+o = changes("current").get(("added", "owner"))
+check(o and o["note"] is None, "added pointer of a global keeps its initial value: %r" % o)
+check(d["summary"]["null_pointers"] == 1, "null_pointers: %r" % d["summary"])
 check(x["session_new"]["kind"] == "site" and x["session_new"]["old"]["shape"] == "single",
       "site item: %r" % x["session_new"])
 

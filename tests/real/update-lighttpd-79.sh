@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # lighttpd 1.4.69 updated live to lighttpd 1.4.79 under wrk (label real-update):
 # a real upstream version change (issue 5), whose request_st, connection,
-# chunkqueue, server_config and mod_dirlisting structs change. No source change;
-# the update's config: configs/lighttpd-1.4.69-to-1.4.79.renames (a function
-# 1.4.79 replaced, passed with mcr-ctl update --rename-file) and one type line
-# in configs/lighttpd.wrappers (plugin_slots). Known gaps (docs/real-servers.md):
-# fields 1.4.79 added that only its code sets (r->dst_addr) are NULL in the
-# connections carried over, which this config never reads.
+# chunkqueue, server_config and mod_dirlisting structs change. The update's
+# config: configs/lighttpd-1.4.69-to-1.4.79.renames (a function 1.4.79 replaced,
+# passed with mcr-ctl update --rename-file), one type line in
+# configs/lighttpd.wrappers (plugin_slots), and one user transformation added to
+# 1.4.79's mod_dirlisting.c (configs/lighttpd-1.4.69-to-1.4.79.transform.patch,
+# 8 lines: a listing in progress at the update needs the mimetypes field 1.4.79
+# added; without it 1.4.79 crashed after about 1 in 7 updates). Known gaps
+# (docs/real-servers.md): fields 1.4.79 added that only its code sets
+# (r->dst_addr) are NULL in the connections carried over, which this config
+# never reads.
 #
 #   1. Builds: v1 = 1.4.69 through the quiescence pipeline
 #      (scripts/profile-server.sh: profiling build, mcr-profile under wrk, the
@@ -68,6 +72,8 @@ CHECK=$REAL_DIR/update-check.py
 RENAMES=$REPO/configs/lighttpd-$VERSION-to-$V2VERSION.renames
 PREP1=$REAL_DIR/patches/lighttpd-$VERSION-static.patch
 PREP2=$REAL_DIR/patches/lighttpd-$V2VERSION-static.patch
+# the user transformation 1.4.79 needs (mod_dirlisting's handler_ctx): the update's config
+TRANSFORM=$REPO/configs/lighttpd-$VERSION-to-$V2VERSION.transform.patch
 WRK_SECS=${MCR_UPDATE_WRK_SECS:-5}
 TAG1=lighttpd/$VERSION
 TAG2=lighttpd/$V2VERSION
@@ -94,11 +100,11 @@ upgrade_builds() {
   QP=$OUT/$SERVER.qp
   src1=$("$UPDATE_FETCH" "$SERVER" "$VERSION") || { log "FAILED: fetch-source.sh $SERVER $VERSION"; exit 1; }
   src2=$("$UPDATE_FETCH" "$SERVER" "$V2VERSION") || { log "FAILED: fetch-source.sh $SERVER $V2VERSION"; exit 1; }
-  key=$(update_key "$mcr_clang" "$src1 $src2" "$PREP1" "$PREP2")
+  key=$(update_key "$mcr_clang" "$src1 $src2" "$PREP1" "$PREP2" "$TRANSFORM")
   if ! update_reuse "$OUT" "$key"; then
     rm -f "$OUT/update-key"
     update_prep_source "$src1" "$OUT/v1-cache" "$PREP1" >/dev/null || exit 1
-    update_prep_source "$src2" "$OUT/v2-cache" "$PREP2" >/dev/null || exit 1
+    update_prep_source "$src2" "$OUT/v2-cache" "$PREP2" "$TRANSFORM" >/dev/null || exit 1
     V1=$(MCR_CACHE=$OUT/v1-cache "$UPDATE_PROFILE" "$SERVER" "$VERSION" --cc "$mcr_clang" --out "$OUT") ||
       { log "FAILED: scripts/profile-server.sh $SERVER $VERSION failed (logs in $OUT)"; exit 1; }
     V2=$(MCR_CACHE=$OUT/v2-cache MCR_WRAPPERS=$REPO/configs/$SERVER.wrappers MCR_PROFILE= \
@@ -125,7 +131,9 @@ for v in "V1 $TAG1" "V2 $TAG2"; do
       { log "FAILED: $1 has no ${m} compiled in (not a static build of the three modules?)"; exit 1; }
   done
 done
-log "v1 is $TAG1, v2 $TAG2, both static with ${MODULES[*]}"
+grep -q ' T mcr_transform_type_handler_ctx$' <<<"$(nm "$V2" 2>/dev/null)" ||
+  { log "FAILED: v2 lacks the user transformation mcr_transform_type_handler_ctx ($TRANSFORM)"; exit 1; }
+log "v1 is $TAG1, v2 $TAG2, both static with ${MODULES[*]}; v2 with the transformation of handler_ctx"
 if "$MCR_CTL" check --help >/dev/null 2>&1; then
   "$MCR_CTL" check "$V1" "$V2" >"$OUT/check.txt" 2>&1 || true
   log "mcr-ctl check v1 v2 ($OUT/check.txt): $(head -n1 "$OUT/check.txt")"

@@ -37,8 +37,12 @@ for i in range(64):
 
 ping_server() { "${CURL[@]}" --max-time 2 -f -o /dev/null "http://127.0.0.1:$PORT/index.html"; }
 
+# v1 runs in RUN with core dumps on (the new version inherits both), so that a
+# crash of the new version after a commit leaves a core for new_process_died.
 lighttpd_start_v1() {
-  start_group "$RUN/server.log" "$V1" "$@"
+  rm -f "$RUN"/core "$RUN"/core.*
+  start_group "$RUN/server.log" bash -c 'cd "$1" && ulimit -c unlimited 2>/dev/null; shift; exec "$@"' \
+    _ "$RUN" "$V1" "$@"
   SERVER_PID=$GROUP_PID
   if ! wait_up 30; then
     log "FAILED: v1 did not answer on 127.0.0.1:$PORT; $RUN/server.log, error.log:"
@@ -119,7 +123,7 @@ check_committed() {
   for ((i = 0; i < 50; i++)); do alive "$V1PID" || break; sleep 0.1; done
   if alive "$V1PID"; then failed "the old process $V1PID still runs"
   else log "the old process $V1PID is gone"; fi
-  [ "$NEWPID" -gt 0 ] && alive "$NEWPID" || failed "the new process $NEWPID does not run"
+  [ "$NEWPID" -gt 0 ] && alive "$NEWPID" || { failed "the new process $NEWPID does not run"; new_process_died "$V2"; }
   local pf v
   pf=$(tr '\n\0' ' @' <"$PIDFILE" 2>/dev/null || true)
   if [ "$pf" = "$NEWPID " ]; then log "the pid file names the new process $NEWPID"
@@ -133,6 +137,21 @@ check_committed() {
     sed 's/^/    /' "$RUN/status-v2.txt" >&2
   else
     failed "mcr-ctl status $NEWPID: $(head -c 300 "$RUN/status-v2.txt")"
+  fi
+}
+
+# What is known of the new version's death: its logs' ends and, from its core
+# (core_pattern "core" puts it in RUN), a backtrace.
+new_process_died() {
+  local bin=$1 core
+  log "server.log and error.log end with:"
+  tail -n 5 "$RUN/server.log" "$RUN/error.log" 2>/dev/null | sed 's/^/    /' >&2
+  core=$(ls -t "$RUN"/core "$RUN"/core.* 2>/dev/null | head -n 1 || true)
+  if [ -n "$core" ] && command -v gdb >/dev/null; then
+    log "backtrace from $core ($(cat /proc/sys/kernel/core_pattern 2>/dev/null)):"
+    gdb -batch -ex bt "$bin" "$core" 2>/dev/null | grep -E '^#|signal' | head -n 25 | sed 's/^/    /' >&2
+  else
+    log "no core in $RUN (core_pattern: $(cat /proc/sys/kernel/core_pattern 2>/dev/null))"
   fi
 }
 
