@@ -97,6 +97,43 @@ static int read_full(int fd, unsigned char *p, size_t n, long long deadline)
   return 1;
 }
 
+pid_t ctl_parent_of(pid_t pid)
+{
+  char path[64], buf[1024];
+  FILE *f;
+  size_t n;
+  const char *p;
+  int ppid = 0;
+
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  if (!(f = fopen(path, "re")))
+    return 0;
+  n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  /* "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses */
+  if (!(p = strrchr(buf, ')')) || sscanf(p + 1, " %*c %d", &ppid) != 1)
+    return 0;
+  return (pid_t)ppid;
+}
+
+int ctl_runs_mcr(pid_t pid)
+{
+  char want[64], line[512];
+  FILE *f = fopen("/proc/net/unix", "re");
+  int found = 0;
+
+  if (!f)
+    return 0;
+  snprintf(want, sizeof(want), " @" MCR_CONTROL_NAME "\n", (int)pid);
+  while (!found && fgets(line, sizeof(line), f)) {
+    size_t n = strlen(line), w = strlen(want);
+    found = n >= w && !strcmp(line + n - w, want);
+  }
+  fclose(f);
+  return found;
+}
+
 /* The uid that owns process pid, or -1. */
 static long owner_uid(pid_t pid)
 {

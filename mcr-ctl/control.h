@@ -27,4 +27,11 @@ Mcr__Control__Reply *ctl_call(pid_t pid, const Mcr__Control__Request *req, int t
 /* As ctl_call, but an Error reply is returned to the caller (not printed). */
 Mcr__Control__Reply *ctl_call_raw(pid_t pid, const Mcr__Control__Request *req, int timeout_ms);
 
+/* The parent of process pid (from /proc/PID/stat), or 0 if unknown. */
+pid_t ctl_parent_of(pid_t pid);
+
+/* 1 if process pid listens on its mcr control socket (seen in /proc/net/unix,
+ * without connecting to it), else 0. */
+int ctl_runs_mcr(pid_t pid);
+
 #endif /* MCR_CTL_CONTROL_H */

@@ -101,6 +101,30 @@ static const char *base_name(const char *p)
 }
 
 /* The checks of "Bad input": refused before anything is touched. */
+/* An update takes the root of an mcr process tree: the processes a server forks
+ * (workers) are updated with it, never alone (a worker replaced on its own would
+ * leave its parent with a child it did not create). 0, or -1 after one line. */
+static int check_root(pid_t pid)
+{
+  pid_t parent = ctl_parent_of(pid), root, up;
+
+  if (!ctl_runs_mcr(pid)) {
+    ctl_err("update: process %d does not run mcr (no control socket @mcr/%d): build the server "
+            "with CC=mcr-clang, or it runs with MCR_CONTROL=off or in another network namespace",
+            (int)pid, (int)pid);
+    return -1;
+  }
+  if (parent <= 1 || !ctl_runs_mcr(parent))
+    return 0;
+  for (root = parent; (up = ctl_parent_of(root)) > 1 && ctl_runs_mcr(up);)
+    root = up;
+  ctl_err("update: process %d is not the root of its mcr process tree: its parent %d runs mcr "
+          "too, and the tree's root is %d: update the root (mcr-ctl update %d NEW); a process "
+          "of a tree is never updated alone",
+          (int)pid, (int)parent, (int)root, (int)root);
+  return -1;
+}
+
 static int check_new(pid_t pid, const char *path, char *abs)
 {
   struct stat st;
@@ -486,6 +510,8 @@ int cmd_update(int argc, char **argv)
     ctl_err("update: no process %d", (int)pid);
     return CTL_EXIT_USAGE;
   }
+  if (check_root(pid) != 0)
+    return CTL_EXIT_USAGE;
   if (mcr_renames_parse(&renames, spec, err, sizeof(err)) != 0) {
     ctl_err("update: %s", err);
     return CTL_EXIT_USAGE;

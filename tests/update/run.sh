@@ -11,8 +11,9 @@
 #              the old process serves with its keys, its connection, the same
 #              descriptors, not quiesced; then a clean update still works
 #   badinput   NEW missing / not executable / not ELF / not built by mcr-clang /
-#              another program; an update while another runs: refused, exit 2 (1
-#              for the busy case), the process untouched
+#              another program; a PID without mcr, a PID an mcr process forked (not
+#              the root of its tree); an update while another runs: refused, exit 2
+#              (1 for the busy case), the process untouched
 #   pool       the thread-pool server tests/servers/poolkv.c (an epoll thread, 4
 #              workers on a heap mutex + condition variable, a maintenance thread
 #              in pthread_cond_timedwait, per-worker heap structs kept in locals):
@@ -478,6 +479,25 @@ badinput)
   check_refused 2 "no quiescent points" "$pid" "$work/other"
   check_refused 2 "missing" "$pid"
   check_refused 2 "no process" 999999 "$work/v2/kvstore"
+  # not an mcr process; a child an mcr process forked (not the root of its tree)
+  sleep 60 &
+  plainpid=$!
+  check_refused 2 "process $plainpid does not run mcr" "$plainpid" "$work/v2/kvstore"
+  kill "$plainpid" 2>/dev/null || true
+  printf '%s\n' '#include <stdio.h>' '#include <unistd.h>' \
+    'int main(int c, char **v) { pid_t k = fork(); if (k == 0) for (;;) pause();' \
+    '  FILE *f = fopen(v[1], "w"); fprintf(f, "%d\n", (int)k); fclose(f); for (;;) pause(); }' \
+    >"$work/forker.c"
+  "$mcc" -o "$work/forker" "$work/forker.c" || fail "build of forker.c"
+  "$work/forker" "$work/forker.child" &
+  forkpid=$!
+  for _ in $(seq 100); do [ -s "$work/forker.child" ] && break; sleep 0.05; done
+  child=$(cat "$work/forker.child")
+  for _ in $(seq 100); do grep -q "@mcr/$child\$" /proc/net/unix && break; sleep 0.05; done
+  check_refused 2 "process $child is not the root of its mcr process tree: its parent $forkpid" \
+    "$child" "$work/v2/kvstore"
+  alive "$child" || fail "the forked child died"
+  kill "$child" "$forkpid" 2>/dev/null || true
   # another architecture: a copy whose ELF header says aarch64 (e_machine 183)
   cp "$work/v2/kvstore" "$work/arm"
   printf '\xb7\x00' | dd of="$work/arm" bs=1 seek=18 conv=notrunc status=none
