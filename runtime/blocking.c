@@ -150,11 +150,42 @@ __attribute__((noinline, cold)) static void first_point(void)
  * only matches the innermost call: in the new version of an update, redis'
  * epoll_wait inside processEventsWhileBlocked during an RDB load at startup is
  * marked too, and parking there would resume the load on the old state. */
+/* The config's stack as mcr_stack_describe_at names frames: the profiler writes
+ * a library's frames "NAME@LIB" or "0xOFFSET@LIB" (profile.c), the description
+ * "NAME" or "LIB" (stackid.c). 0, or -1 if out does not hold it. */
+static int config_stack_as_described(const char *cfg, char *out, size_t len)
+{
+  size_t o = 0;
+  while (*cfg) {
+    const char *end = strstr(cfg, " > ");
+    size_t n = end ? (size_t)(end - cfg) : strlen(cfg), k = n;
+    const char *from = cfg, *at = memchr(cfg, '@', n);
+    if (at && !strncmp(cfg, "0x", 2)) { /* 0xOFFSET@LIB -> LIB */
+      from = at + 1;
+      k = n - (size_t)(from - cfg);
+    } else if (at) { /* NAME@LIB -> NAME */
+      k = (size_t)(at - cfg);
+    }
+    if (o + k + 4 > len)
+      return -1;
+    memcpy(out + o, from, k);
+    o += k;
+    if (end) {
+      memcpy(out + o, " > ", 3);
+      o += 3;
+    }
+    cfg = end ? end + 3 : cfg + n;
+  }
+  out[o] = 0;
+  return 0;
+}
+
 __attribute__((noinline, cold)) static int stack_matches(const struct mcr_qp *qp, uintptr_t ra)
 {
-  char got[2048];
-  const char *want = qp->stack, *p = got;
-  if (!want || mcr_stack_describe_at(ra, got, sizeof(got)) <= 0 || !strncmp(got, "... > ", 6))
+  char got[2048], cfg[2048];
+  const char *want = cfg, *p = got;
+  if (!qp->stack || config_stack_as_described(qp->stack, cfg, sizeof(cfg)) != 0 ||
+      mcr_stack_describe_at(ra, got, sizeof(got)) <= 0 || !strncmp(got, "... > ", 6))
     return 1; /* cannot tell: as before */
   while (*p) {
     const char *end = strstr(p, " > ");
@@ -170,7 +201,7 @@ __attribute__((noinline, cold)) static int stack_matches(const struct mcr_qp *qp
       const char *hit = strstr(w, name);
       if (!hit)
         return 0;
-      if ((hit == qp->stack || (hit - qp->stack >= 3 && !strncmp(hit - 3, " > ", 3))) &&
+      if ((hit == cfg || (hit - cfg >= 3 && !strncmp(hit - 3, " > ", 3))) &&
           (!strncmp(hit + n, " > ", 3) || hit[n] == 0)) {
         want = hit + n;
         break;

@@ -32,6 +32,7 @@
 #include <urcu/urcu-bp.h>
 
 #include "elfsym.h"
+#include "startup.h"
 #include "threads.h"
 
 #define KICK_EVERY_NS 1000000ull /* re-send the signal to threads still in an fd wait */
@@ -177,9 +178,14 @@ void mcr_quiesce_thread_start(struct mcr_qthread *q)
   mcr_qself = q;
   /* a thread created while a quiesce is in progress runs no program code until
    * it ends: it parks before it enters its read-side section (state RUN is
-   * published first, see blocking.c sleep_end) */
+   * published first, see blocking.c sleep_end). Except the threads the new
+   * version's startup creates in an update: they run to their first quiescent
+   * point, as the old version's did, since the startup may wait for them
+   * (memcached's main waits until every worker has registered). */
   __atomic_store_n(&q->state, MCR_Q_RUN, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST))
+  if (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST) &&
+      !(__atomic_load_n(&mcr_update_parking, __ATOMIC_SEQ_CST) &&
+        __atomic_load_n(&mcr_startup_on, __ATOMIC_SEQ_CST)))
     mcr_quiesce_park(q, NULL);
   mcr_quiesce_online();
 }
