@@ -33,6 +33,7 @@
 
 #include "elfsym.h"
 #include "startup.h"
+#include "tsd.h"
 #include "threads.h"
 
 #define KICK_EVERY_NS 1000000ull /* re-send the signal to threads still in an fd wait */
@@ -161,9 +162,12 @@ void mcr_quiesce_park(struct mcr_qthread *q, const struct mcr_qp *at)
   q->at = at;
   q->arrived_ns = now_ns();
   q->quiesce_gen = __atomic_load_n(&quiesce_gen, __ATOMIC_RELAXED);
+  if (__atomic_load_n(&mcr_update_parking, __ATOMIC_RELAXED))
+    q->tsd = mcr_tsd_record(); /* before it is seen parked */
   __atomic_store_n(&q->state, MCR_Q_PARKED, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&mcr_update_parking, __ATOMIC_RELAXED)) {
     park_saving_registers(q);
+    mcr_tsd_apply(q->tsd); /* resumed: after the commit (a rollback ends this process) */
   } else {
     while (__atomic_load_n(&mcr_quiescing, __ATOMIC_SEQ_CST))
       futex(&mcr_quiescing, FUTEX_WAIT_PRIVATE, 1, NULL);

@@ -40,6 +40,8 @@ struct mcr_qthread {
    * the program (threads.c sets it: not the TLS and thread descriptor above),
    * so the transfer can rewrite references on it. */
   uintptr_t park_sp, stack_hi;
+  /* and its thread-specific data when it parked (tsd.h), rewritten likewise */
+  struct mcr_tsd *tsd;
 };
 
 /* The calling thread's record (NULL for threads the registry does not know). */

@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "transfer.h"
+#include "tsd.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1483,7 +1484,7 @@ static size_t rewrite(uintptr_t *w, size_t nwords)
 static int step_stacks(struct ctx *c)
 {
   uint64_t t = mcr_update_now_ns();
-  size_t words = 0, nthreads = 0;
+  size_t words = 0, nthreads = 0, tsd_words = 0, tsd_dropped = 0;
 
   struct mcr_qthread *qs[1024];
   size_t n = mcr_threads_qstates(qs, 1024);
@@ -1498,6 +1499,14 @@ static int step_stacks(struct ctx *c)
     }
     words += rewrite((uintptr_t *)q->park_sp, (q->stack_hi - q->park_sp) / sizeof(uintptr_t));
     nthreads++;
+    if (q->tsd) { /* its thread-specific values: set by the thread when it resumes */
+      for (unsigned k = 0; k < q->tsd->n; k++) {
+        size_t r = rewrite(&q->tsd->e[k].value, 1);
+        tsd_words += r;
+        q->tsd->changed |= r > 0;
+      }
+      tsd_dropped += q->tsd->dropped;
+    }
   }
   /* startup objects of this process that stay (no counterpart) may point to
    * ones that were replaced */
@@ -1506,9 +1515,12 @@ static int step_stacks(struct ctx *c)
   size_t used = 0;
   for (size_t i = 0; i < pairs.np; i++)
     used += pairs.p[i].state == 1;
+  if (tsd_dropped)
+    mcr_buf_printf(c->report, "note %zu thread-specific values beyond the first %d of a thread "
+                              "were not looked at\n", tsd_dropped, MCR_TSD_MAX);
   phase(c, "stacks", t, "%zu of %zu startup objects paired with the old's, %zu referenced: %zu "
-                        "references rewritten on %zu threads",
-        pairs.np, pairs.nmine, used, words, nthreads);
+                        "references rewritten on %zu threads, %zu thread-specific values",
+        pairs.np, pairs.nmine, used, words, nthreads, tsd_words);
   return c->conflicts ? -1 : 0;
 }
 

@@ -14,6 +14,12 @@
  * mutex and condition variable) and counts ticks in a heap object that it
  * also keeps in a local.
  *
+ * Thread-specific data, as memcached's per-worker logger: each worker allocates
+ * a struct worker_log at its start, keeps it in a pthread key and lists it in
+ * the pool; main waits (a condition variable, not a quiescent point) until
+ * every worker has registered, as memcached's wait_for_thread_registration.
+ * Each command counts in the log its thread's key gives.
+ *
  * Protocol (one command a line):
  *   SET key value   -> OK
  *   GET key         -> VALUE value | NOTFOUND
@@ -26,6 +32,9 @@
  *                      handled counts is T only if every worker counts in the
  *                      struct that the pool lists
  *   WHO             -> WHO id handled (the worker that runs it, from its own local)
+ *   LOGS            -> LOGS total=T sum=S: S adds up the lines counted in the
+ *                      logs the pool lists; S = T only if every worker counts in
+ *                      a listed log through its thread-specific data
  *
  * usage: poolkv [-p PORT] [-f PIDFILE] [-w WORKERS]
  */
@@ -68,6 +77,11 @@ struct job {
   struct job *next;
 };
 
+struct worker_log {
+  int id;
+  unsigned long lines; /* commands, under pool->table_lock */
+};
+
 struct worker {
   int id;
   unsigned long handled; /* commands, under pool->table_lock */
@@ -85,6 +99,9 @@ struct pool {
   int ep;
   int nworkers;
   struct worker *workers[MAX_WORKERS];
+  struct worker_log *logs[MAX_WORKERS]; /* under lock; each worker's key holds its own */
+  int registered;
+  pthread_cond_t registered_cond;
 };
 
 struct ticks {
@@ -92,6 +109,7 @@ struct ticks {
 };
 
 static struct pool *pool;
+static pthread_key_t log_key; /* a worker's struct worker_log */
 static struct ticks *ticks;
 static pthread_mutex_t maint_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t maint_cond = PTHREAD_COND_INITIALIZER;
@@ -158,6 +176,9 @@ static void command(struct worker *w, char *line, char *out, size_t *len, size_t
   pthread_mutex_lock(&p->table_lock);
   p->commands++;
   w->handled++;
+  struct worker_log *lg = pthread_getspecific(log_key);
+  if (lg)
+    lg->lines++;
   if (!strcmp(cmd, "SET") && key && value) {
     set(p, key, value);
     put(out, len, cap, "OK\n");
@@ -180,6 +201,11 @@ static void command(struct worker *w, char *line, char *out, size_t *len, size_t
     for (int i = 0; i < p->nworkers; i++)
       put(out, len, cap, " %d:%lu", p->workers[i]->id, p->workers[i]->handled);
     put(out, len, cap, "\n");
+  } else if (!strcmp(cmd, "LOGS")) {
+    unsigned long sum = 0;
+    for (int i = 0; i < p->nworkers; i++)
+      sum += p->logs[i] ? p->logs[i]->lines : 0;
+    put(out, len, cap, "LOGS total=%lu sum=%lu\n", p->commands, sum);
   } else if (!strcmp(cmd, "WHO")) {
     put(out, len, cap, "WHO %d %lu\n", w->id, w->handled);
   } else {
@@ -251,7 +277,17 @@ static void *worker_main(void *arg)
 {
   struct worker *w = arg; /* kept for the thread's life */
   struct pool *p = w->pool;
+  struct worker_log *lg = calloc(1, sizeof(*lg));
 
+  if (lg) {
+    lg->id = w->id;
+    pthread_setspecific(log_key, lg);
+  }
+  pthread_mutex_lock(&p->lock);
+  p->logs[w->id] = lg;
+  p->registered++;
+  pthread_cond_broadcast(&p->registered_cond);
+  pthread_mutex_unlock(&p->lock);
   for (;;) {
     pthread_mutex_lock(&p->lock);
     while (!p->head)
@@ -360,6 +396,11 @@ int main(int argc, char **argv)
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->ready, NULL);
   pthread_mutex_init(&p->table_lock, NULL);
+  pthread_cond_init(&p->registered_cond, NULL);
+  if (pthread_key_create(&log_key, NULL) != 0) {
+    fprintf(stderr, "poolkv: pthread_key_create failed\n");
+    return 1;
+  }
   pool = p;
 
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -395,6 +436,11 @@ int main(int argc, char **argv)
     }
     pthread_detach(t);
   }
+  /* every worker has its log before main goes on */
+  pthread_mutex_lock(&p->lock);
+  while (p->registered < nworkers)
+    pthread_cond_wait(&p->registered_cond, &p->lock);
+  pthread_mutex_unlock(&p->lock);
   {
     pthread_t t;
     if ((errno = pthread_create(&t, NULL, maintenance_main, ticks)) != 0) {

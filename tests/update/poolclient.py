@@ -8,7 +8,9 @@
       is intact, VERSION, TICKS keeps increasing at about 10 a second from where it
       was, WORKERS lists the same worker ids with counts not reset (each at least
       what it was before) and consistent (their sum is the total: every worker
-      counts in the struct the pool lists), WHO (the worker's own local) agrees,
+      counts in the struct the pool lists), LOGS adds up (every worker counts
+      through its thread-specific data in a log the pool lists), WHO (the
+      worker's own local) agrees,
       and a fresh connection works. Prints one line per check; exit 0 only if
       all pass.
   poolclient.py state PORT [VERSION]
@@ -73,6 +75,13 @@ def check_workers(c, before=None):
         ok &= report(all(h >= bh for (_, h), (_, bh) in zip(ws, bws)) and total >= btotal,
                      "WORKERS: no count was reset (before: total=%d %s)"
                      % (btotal, " ".join("%d:%d" % w for w in bws)))
+    # each worker counts in the log its thread-specific data gives: the pool lists
+    # those logs only if the update rewrote the new threads' values to the old logs
+    r = c.cmd("LOGS").split()
+    ok &= report(len(r) == 3 and r[0] == "LOGS" and r[1].startswith("total=") and
+                 r[2].startswith("sum=") and int(r[1][6:]) == int(r[2][4:]) and int(r[2][4:]) > 0,
+                 "LOGS: the lines the workers counted through their thread-specific data "
+                 "add up to the total: %r" % " ".join(r))
     # the worker that runs WHO reads its own struct through the local it kept
     r = c.cmd("WHO").split()
     after = dict(workers(c)[1])
