@@ -29,6 +29,7 @@
 
 #include "elfsym.h"
 #include "stackid.h"
+#include "startup.h"
 
 #define MAX_THREADS 8192
 
@@ -233,6 +234,7 @@ __attribute__((noinline)) int pthread_create(pthread_t *t, const pthread_attr_t 
   s->arg = arg;
   s->info.start = (uintptr_t)fn;
   s->info.created_us = now_us();
+  s->info.startup = __atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED);
   s->info.nframes = capture((uintptr_t)__builtin_return_address(0), s->info.frames,
                             MCR_THREAD_FRAMES);
   rc = real_create(t, attr, mcr_thread_trampoline, s);
@@ -367,6 +369,44 @@ void mcr_threads_class(struct mcr_symbolizer *sym, const struct mcr_thread_info 
   }
 }
 
+size_t mcr_threads_classes(struct mcr_thread_class *out, size_t max)
+{
+  struct mcr_symbolizer sym = {0};
+  size_t cap = 1024, n, nc = 0;
+  struct mcr_thread_info *reg =
+      mmap(NULL, cap * sizeof(*reg), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+  if (reg == MAP_FAILED)
+    return 0;
+  n = mcr_threads_snapshot(reg, cap);
+  for (size_t i = 0; i < n && i < cap; i++) {
+    char name[sizeof(out->name)], start[128] = "";
+    size_t k;
+    mcr_threads_class(&sym, &reg[i], name, sizeof(name));
+    if (!reg[i].is_main) {
+      mcr_symbolize(&sym, reg[i].start, start, sizeof(start));
+      size_t l = strlen(name);
+      snprintf(name + l, sizeof(name) - l, " (%s)", start);
+    }
+    size_t have = nc < max ? nc : max;
+    for (k = 0; k < have; k++)
+      if (!strcmp(out[k].name, name))
+        break;
+    if (k == have) { /* a new class (past max: only counted) */
+      nc++;
+      if (k == max)
+        continue;
+      snprintf(out[k].name, sizeof(out[k].name), "%s", name);
+      out[k].n = out[k].startup = 0;
+    }
+    out[k].n++;
+    out[k].startup += reg[i].startup != 0;
+  }
+  mcr_symbolizer_close(&sym);
+  munmap(reg, cap * sizeof(*reg));
+  return nc;
+}
+
 /* The main thread, before main() runs. */
 __attribute__((constructor(200))) static void threads_init(void)
 {
@@ -376,6 +416,7 @@ __attribute__((constructor(200))) static void threads_init(void)
     return;
   memset(&s->info, 0, sizeof(s->info));
   s->info.is_main = 1;
+  s->info.startup = 1;
   s->info.tid = gettid();
   s->info.pthread = (uintptr_t)pthread_self();
   s->info.created_us = now_us();

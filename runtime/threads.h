@@ -33,6 +33,7 @@ struct mcr_thread_info {
   uint64_t created_us;    /* CLOCK_REALTIME, microseconds */
   unsigned nframes;
   uintptr_t frames[MCR_THREAD_FRAMES]; /* innermost first: the caller of pthread_create */
+  int startup;                /* created before the process's startup ended (startup.h) */
   int qstate;                 /* enum mcr_qstate, when the snapshot was taken */
   const struct mcr_qp *qp_at; /* where it is blocked or parked (MCR_Q_WAIT and on) */
 };
@@ -59,6 +60,19 @@ int mcr_threads_start_internal(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* Renders a thread's class: its creation stack as function names, outermost
  * first, joined by " > " ("main" for the main thread). */
+/* The registered threads grouped by class, for an update's matching of the
+ * old version's thread classes with the new one's: a class is the creation
+ * stack (mcr_threads_class) and the start routine, "main > create_worker
+ * (worker_libevent)"; "main" for the main thread. Fills up to max classes in
+ * order of first appearance, returns how many there are (may exceed max), or
+ * 0 when out of memory. Symbolizes: not for a pause. */
+struct mcr_thread_class {
+  char name[480];
+  unsigned n;       /* threads */
+  unsigned startup; /* of them created by the startup */
+};
+size_t mcr_threads_classes(struct mcr_thread_class *out, size_t max);
+
 struct mcr_symbolizer;
 void mcr_threads_class(struct mcr_symbolizer *sym, const struct mcr_thread_info *t, char *buf,
                        size_t len);

@@ -65,6 +65,22 @@ void mcr_update_fault(const char *phase)
   kill(getpid(), SIGKILL); /* "crash": nothing of ours or the program's runs */
 }
 
+/* The thread classes of this version, parked (threads.h), as "threads N<TAB>CLASS"
+ * lines of READY: the old process matches its own classes with them. */
+static void put_thread_classes(struct mcr_buf *rep)
+{
+  size_t max = 64, n;
+  struct mcr_thread_class *tc =
+      mmap(NULL, max * sizeof(*tc), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+  if (tc == MAP_FAILED)
+    return;
+  n = mcr_threads_classes(tc, max);
+  for (size_t i = 0; i < n && i < max; i++)
+    mcr_buf_printf(rep, "threads %u\t%s\n", tc[i].n, tc[i].name);
+  munmap(tc, max * sizeof(*tc));
+}
+
 static void fail_exit(const char *why)
 {
   struct mcr_buf b = {0};
@@ -331,6 +347,7 @@ static void *agent(void *arg)
     mcr_buf_printf(&rep, "note transfer prepared in %.1f ms (image map, globals, sites)\n",
                    (mcr_update_now_ns() - t0) / 1e6);
   }
+  put_thread_classes(&rep);
   mcr_update_fault("ready");
   if (mcr_chan_send(chan, MCR_U_READY, &rep) != 0)
     _exit(1);

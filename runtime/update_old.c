@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "update.h"
+#include "threads.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -217,6 +218,80 @@ static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
     }
     p = nl ? nl + 1 : NULL;
   }
+}
+
+/* Thread classes (threads.h): every class of this process's startup threads
+ * must have threads in the new version, whose startup makes them (its READY
+ * lists them as "threads N<TAB>CLASS" lines); else their work would stop after
+ * the update: a conflict. Other differences are notes. */
+#define FIX_THREADS                                                                      \
+  "create the threads in the new version's startup as the old one does (a class is the " \
+  "creation stack's function names and the start routine: keep those names), or stop "  \
+  "them in the old version first"
+static void match_thread_classes(struct mcr_update_result *r, const struct mcr_buf *ready)
+{
+  size_t max = 64, n;
+  struct mcr_thread_class *mine =
+      mmap(NULL, max * sizeof(*mine), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char summary[256] = "";
+  size_t slen = 0, matched = 0;
+
+  if (mine == MAP_FAILED)
+    return;
+  n = mcr_threads_classes(mine, max);
+  for (size_t i = 0; i < n && i < max; i++) {
+    const char *p = (const char *)ready->p, *end = p + ready->len;
+    unsigned theirs = 0;
+    size_t len = strlen(mine[i].name);
+    while (p && p < end) { /* "threads N<TAB>CLASS\n" */
+      const char *nl = memchr(p, '\n', (size_t)(end - p)), *tab;
+      size_t ln = nl ? (size_t)(nl - p) : (size_t)(end - p);
+      if (ln > 8 && !strncmp(p, "threads ", 8) && (tab = memchr(p, '\t', ln)) &&
+          (size_t)(p + ln - tab - 1) == len && !memcmp(tab + 1, mine[i].name, len))
+        theirs = (unsigned)strtoul(p + 8, NULL, 10);
+      p = nl ? nl + 1 : NULL;
+    }
+    char line[700];
+    if (!theirs && mine[i].startup) {
+      snprintf(line, sizeof(line),
+               "the old version runs %u thread%s of class %s, %u made by its startup; the new "
+               "version's startup made none: their work would stop",
+               mine[i].n, mine[i].n == 1 ? "" : "s", mine[i].name, mine[i].startup);
+      add_conflict(r, "thread", mine[i].name, FIX_THREADS, line);
+      continue;
+    }
+    if (!theirs) {
+      snprintf(line, sizeof(line), "thread class %s: %u thread%s made after the old version's "
+                                   "startup, none in the new one yet (it makes them when it needs "
+                                   "them)",
+               mine[i].name, mine[i].n, mine[i].n == 1 ? "" : "s");
+      add_line(r->notes, &r->nnotes, line);
+      continue;
+    }
+    matched++;
+    if (theirs != mine[i].n) {
+      snprintf(line, sizeof(line), "thread class %s: %u thread%s in the old version, %u in the "
+                                   "new one",
+               mine[i].name, mine[i].n, mine[i].n == 1 ? "" : "s", theirs);
+      add_line(r->notes, &r->nnotes, line);
+    }
+    const char *base = strrchr(mine[i].name, '('); /* the start routine, else "main" */
+    int w = base ? snprintf(summary + slen, sizeof(summary) - slen, "%s%.*s %u", slen ? ", " : "",
+                            (int)strcspn(base + 1, ")"), base + 1, theirs)
+                 : snprintf(summary + slen, sizeof(summary) - slen, "%s%s %u", slen ? ", " : "",
+                            mine[i].name, theirs);
+    if (w > 0 && (size_t)w < sizeof(summary) - slen)
+      slen += (size_t)w;
+  }
+  if (n > max)
+    add_line(r->notes, &r->nnotes, "thread classes: more than 64, the others not compared");
+  if (matched) {
+    char line[400];
+    snprintf(line, sizeof(line), "thread classes: %zu of the old version's %zu matched in the new "
+                                 "one (%s)", matched, n < max ? n : max, summary);
+    add_line(r->notes, &r->nnotes, line);
+  }
+  munmap(mine, max * sizeof(*mine));
 }
 
 /* Is fd one the runtime opened for itself (never inherited, never listed)? */
@@ -511,7 +586,10 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
       reason(r, "other", "the new version refused the update");
     goto rollback;
   }
+  match_thread_classes(r, &msg);
   mcr_buf_free(&msg);
+  if (r->nconflicts)
+    goto rollback;
   add_phase(r, "startup", mcr_update_now_ns() - t, "new version started, startup replayed, threads parked");
 
   /* 2b. the heap copied ahead of the pause, writes to it tracked meanwhile */

@@ -36,6 +36,10 @@
  *                      logs the pool lists; S = T only if every worker counts in
  *                      a listed log through its thread-specific data
  *
+ * Version 3 (POOL_VERSION=3) starts its maintenance thread at the first TICKS,
+ * not at startup: an update to it would lose a thread class the old version's
+ * startup made, and is refused.
+ *
  * usage: poolkv [-p PORT] [-f PIDFILE] [-w WORKERS]
  */
 #define _GNU_SOURCE
@@ -163,6 +167,10 @@ static void put(char *out, size_t *len, size_t cap, const char *fmt, ...)
     *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
 }
 
+#if POOL_VERSION == 3
+static void start_maintenance(void);
+#endif
+
 static void command(struct worker *w, char *line, char *out, size_t *len, size_t cap)
 {
   struct pool *p = w->pool;
@@ -193,6 +201,10 @@ static void command(struct worker *w, char *line, char *out, size_t *len, size_t
   } else if (!strcmp(cmd, "VERSION")) {
     put(out, len, cap, "VERSION %d\n", POOL_VERSION);
   } else if (!strcmp(cmd, "TICKS")) {
+#if POOL_VERSION == 3
+    static pthread_once_t started = PTHREAD_ONCE_INIT;
+    pthread_once(&started, start_maintenance);
+#endif
     pthread_mutex_lock(&maint_lock);
     put(out, len, cap, "TICKS %lu\n", ticks->count);
     pthread_mutex_unlock(&maint_lock);
@@ -324,6 +336,15 @@ static void *maintenance_main(void *arg)
   return NULL;
 }
 
+#if POOL_VERSION == 3
+static void start_maintenance(void)
+{
+  pthread_t t;
+  if (pthread_create(&t, NULL, maintenance_main, ticks) == 0)
+    pthread_detach(t);
+}
+#endif
+
 static void queue(struct pool *p, struct conn *c)
 {
   struct job *j = malloc(sizeof(*j));
@@ -441,6 +462,7 @@ int main(int argc, char **argv)
   while (p->registered < nworkers)
     pthread_cond_wait(&p->registered_cond, &p->lock);
   pthread_mutex_unlock(&p->lock);
+#if POOL_VERSION != 3
   {
     pthread_t t;
     if ((errno = pthread_create(&t, NULL, maintenance_main, ticks)) != 0) {
@@ -449,6 +471,7 @@ int main(int argc, char **argv)
     }
     pthread_detach(t);
   }
+#endif
   if (pidfile) {
     FILE *f = fopen(pidfile, "w");
     if (f) {

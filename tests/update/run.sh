@@ -20,7 +20,8 @@
 #              v1 -> v2 with 2000 keys, a half-sent line and a checking load
 #              client: committed, no failed request, keys, line, VERSION, TICKS
 #              still counting, WORKERS carried over; a rollback (stacks:crash)
-#              leaves v2 serving; then v2 -> v1 commits
+#              leaves v2 serving; v2 -> v3 (no maintenance thread) is refused with a
+#              conflict of kind thread; then v2 -> v1 commits
 #   transform  changed types (kvstore versions 3-6, see tests/servers/kvstore.c): with
 #              3000 keys and a connection holding a half-sent line, v1 -> v4 (a
 #              narrowing that overflows), v1 -> v5 (a connection object of a changed
@@ -537,11 +538,12 @@ pool)
     grep -qxF "qp $qp" "$work/poolkv.qp" || { cat "$work/poolkv.qp"; fail "the config has no 'qp $qp'"; }
   done
   ok "poolkv.qp: the event thread's epoll_wait, the workers' cond wait, the maintenance timedwait"
-  for v in 1 2; do
+  for v in 1 2 3; do
+    mkdir -p "$work/v$v"
     "$mcc" --mcr-quiescence="$work/poolkv.qp" "${cflags[@]}" -DPOOL_VERSION=$v \
       -o "$work/v$v/poolkv" "$pool_src" || fail "production build of version $v"
   done
-  ok "poolkv versions 1 and 2 built with the same config"
+  ok "poolkv versions 1, 2 and 3 built with the same config"
 
   start "$work/v1/poolkv" -w 4
   old=$pid
@@ -563,6 +565,28 @@ pool)
   new=$(cat "$work/pidfile")
   [ "$new" != "$old" ] && alive "$new" || fail "the pid file names $new"
   ok "the old process exited, the new one is $new"
+  grep -q "thread classes: 3 of the old version's 3 matched in the new one (main 1, worker_main 4, maintenance_main 1)" \
+    "$work/session.log" || fail "no thread-class note naming main, the 4 workers and the maintenance thread"
+  ok "thread classes matched: main 1, worker_main 4, maintenance_main 1"
+
+  # v2 -> v3, whose startup makes no maintenance thread: refused (kind thread)
+  rc=0
+  update "$new" "$work/v3/poolkv" --report "$work/threads.report" || rc=$?
+  [ $rc = 1 ] || fail "v2 -> v3 (no maintenance thread): mcr-ctl update exited $rc, expected 1"
+  "$ctl" report "$work/threads.report" --json >"$work/threads.json" ||
+    fail "mcr-ctl report $work/threads.report"
+  python3 - "$work/threads.json" <<'PY' || fail "the report of v2 -> v3 does not name the lost thread class"
+import json, sys
+c = json.load(open(sys.argv[1]))["conflicts"]
+t = [x for x in c if x["kind"] == "thread"]
+ok = (len(t) == 1 and "(maintenance_main)" in t[0]["object"] and "made none" in t[0]["message"]
+      and t[0]["fix"])
+print("   conflicts: %s" % [(x["kind"], x["object"]) for x in c])
+sys.exit(0 if ok else 1)
+PY
+  alive "$new" || fail "v2 -> v3: v2 died"
+  python3 "$pclient" state "$port" 2 >"$work/state3.log" 2>&1 || { cat "$work/state3.log"; fail "v2 after v2 -> v3"; }
+  ok "v2 -> v3 refused (kind thread, the maintenance thread's class), v2 serves on with TICKS counting"
 
   # a failed update of v2 rolls back: v2 serves on, with its state
   rc=0
