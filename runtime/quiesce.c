@@ -632,11 +632,15 @@ static void fork_parent(void)
 }
 
 /* The child has only the forking thread, which was running program code: no
- * quiesce is in progress there (the parent's, if any, is the parent's). */
+ * quiesce is in progress there (the parent's, if any, is the parent's). Except
+ * in the new version of an update, before its commit: a child of it must not
+ * serve, so it parks at its first quiescent point (the startup does not fork
+ * there, startup.c; this covers a fork outside its window). */
 static void fork_child(void)
 {
   urcu_bp_after_fork_child();
-  mcr_quiescing = 0;
+  if (!__atomic_load_n(&mcr_update_parking, __ATOMIC_RELAXED))
+    mcr_quiescing = 0;
   pthread_mutex_init(&busy, NULL);
   pthread_mutex_init(&gp_lock, NULL);
   pthread_cond_init(&gp_cond, NULL);

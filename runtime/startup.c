@@ -1032,11 +1032,19 @@ static void decide(struct call *c)
   case C_LOGONLY:
     break;
   case C_FORK:
-    if (o && o->result > 0)
+    /* Not forked in a conflict: a child of the new version would run beside the
+     * old process, serve, and outlive a rollback (nginx's workers did). */
+    if (o && o->result > 0) {
       conflict(c, "the old process was the parent of this fork (child %lld): a process that "
                   "goes on after forking is not supported", (long long)o->result);
-    else if (o && equal)
+      c->act = A_SKIP;
+    } else if (o && equal) {
       c->act = A_REPLAY; /* the old process is the child that continued: so are we */
+    } else if (!o) {
+      conflict(c, "the old version's startup made no fork here: the child would run beside the "
+                  "old process");
+      c->act = A_SKIP;
+    }
     break;
   }
 count:
@@ -1652,6 +1660,12 @@ MCR_EXPORT pid_t fork(void)
   begin(&c, MCR_SK_FORK, C_FORK, RA);
   d_add(&c, "fork()");
   decide_locked(&c);
+  if (c.act == A_SKIP) { /* refused (a conflict): fails as if out of processes */
+    ran(&c, -1, EAGAIN, 0, NULL);
+    record(&c);
+    errno = EAGAIN;
+    return -1;
+  }
   if (c.act != A_RUN) {
     pid = (pid_t)old_result(&c, NULL);
     record(&c);

@@ -37,6 +37,9 @@
  *         command) is renamed run_command: without a rename map the update must
  *         refuse (a pointer to a function the new version does not have); with
  *         mcr-ctl update --rename command=run_command it commits
+ *   10    like 1 but forks a child at startup that stays (a worker process, as
+ *         nginx's): an update of it is refused (a startup fork whose parent goes
+ *         on) and must leave no process of the new version behind
  *
  * usage: kvstore [-p PORT] [-f PIDFILE]
  */
@@ -352,6 +355,16 @@ int main(int argc, char **argv) {
       unlink(config.pidfile);
     return 1;
   }
+#endif
+#if KV_VERSION == 10
+  pid_t worker = fork();
+  if (worker == 0) { /* a worker that only waits for its parent to end */
+    while (getppid() != 1)
+      pause();
+    _exit(0);
+  }
+  if (worker < 0)
+    fprintf(stderr, "kvstore: fork: %s\n", strerror(errno));
 #endif
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};

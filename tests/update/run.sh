@@ -10,7 +10,9 @@
 #   rollback   MCR_UPDATE_FAULT=PHASE:crash and PHASE:hang for every phase: exit 1,
 #              the old process serves with its keys, its connection, the same
 #              descriptors, not quiesced; then a clean update still works
-#   badinput   NEW missing / not executable / not ELF / not built by mcr-clang /
+#   badinput   a server that forks a worker at startup: refused, no process of
+#              the new version left;
+#              NEW missing / not executable / not ELF / not built by mcr-clang /
 #              another program; a PID without mcr, a PID an mcr process forked (not
 #              the root of its tree); an update while another runs: refused, exit 2
 #              (1 for the busy case), the process untouched
@@ -452,7 +454,27 @@ EOF
   sed 's/^/  /' "$work/startup.txt"
   ;;
 badinput)
-  build_versions
+  build_versions 1 2 10
+  # a startup fork whose parent goes on (a worker process): refused, and nothing of
+  # the new version stays (its fork is not made: before, its child outlived the
+  # rollback and served beside the old process)
+  start "$work/v10/kvstore"
+  for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v10/kvstore")" = 2 ] && break; sleep 0.05; done
+  [ "$(pgrep -c -f "^$work/v10/kvstore")" = 2 ] || fail "v10: not a parent and its worker"
+  rc=0
+  update "$pid" "$work/v10/kvstore" --report "$work/fork.report" || rc=$?
+  [ $rc = 1 ] || fail "update of a forking server: exit $rc, expected 1 (refused)"
+  "$ctl" report "$work/fork.report" --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["conflicts"]
+sys.exit(0 if any(x["kind"] == "startup" and "parent of this fork" in x["message"] for x in c) else 1)' ||
+    fail "the report does not name the startup fork"
+  sleep 0.5
+  n=$(pgrep -c -f "^$work/v10/kvstore" || true)
+  [ "$n" = 2 ] || { pgrep -a -f "^$work/v10/kvstore"; fail "$n processes of v10 after the refused update, expected the old 2"; }
+  python3 "$client" check "$port" 0 10 >/dev/null || fail "v10 after the refused update"
+  ok "a startup fork whose parent goes on: refused (kind startup), no process of the new version left"
+  kill "$pid"
   start "$work/v1/kvstore"
   fds=$(fdcount "$pid")
   printf 'not a program\n' >"$work/text"
