@@ -12,6 +12,11 @@
 #   nginx      ./configure --with-cc=CC --without-pcre
 #              --without-http_rewrite_module --without-http_gzip_module
 #              --with-cc-opt=-Wno-error + make                -> DIR/src/objs/nginx
+#   vsftpd     make CC=CC CFLAGS="-O2 -g" LINK= LIBS="-lwrap -lpam -lssl -lcrypto
+#              -lcap" (Debian's LIBS, debian/rules; LINK= keeps the symbol table:
+#              vsftpd's Makefile links with -s; needs libwrap0-dev, libpam0g-dev,
+#              libssl-dev, libcap-dev; always Debian's patches: fetch-source.sh)
+#                                                             -> DIR/src/vsftpd
 #
 # Only flags a plain clang-16 build needs too are added: an instrumented build is
 # the same command with only CC changed (mcr-clang must need nothing else).
@@ -33,7 +38,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "$PROG: $*" >&2; exit 1; }
 usage() {
   echo "usage: $0 NAME VERSION --cc CC --out DIR [--debian-patches] [--jobs N] [-- EXTRA...]" >&2
-  echo "  NAME: redis | lighttpd | memcached | nginx" >&2
+  echo "  NAME: redis | lighttpd | memcached | nginx | vsftpd" >&2
   exit 1
 }
 
@@ -62,8 +67,8 @@ done
 [ -n "$NAME" ] && [ -n "$VERSION" ] && [ -n "$CC_ARG" ] && [ -n "$OUT" ] || usage
 
 case "$NAME" in
-  redis|lighttpd|memcached|nginx) ;;
-  *) die "unknown server '$NAME' (known: redis lighttpd memcached nginx)" ;;
+  redis|lighttpd|memcached|nginx|vsftpd) ;;
+  *) die "unknown server '$NAME' (known: redis lighttpd memcached nginx vsftpd)" ;;
 esac
 
 # An absolute compiler path: configure scripts and sub-makes run elsewhere.
@@ -145,6 +150,15 @@ case "$NAME" in
         "${EXTRA[@]+"${EXTRA[@]}"}" || fail "configure"
     run make -j"$JOBS" || fail "make"
     BIN=$OUT/src/objs/nginx
+    ;;
+  vsftpd)
+    cd "$OUT/src"
+    # Its own Makefile: no configure; features come from builddefs.h (Debian's:
+    # tcp_wrappers, PAM, SSL). The build-time -s (LINK) would strip the symbol
+    # table mcr needs; Debian's package builds with LINK= too.
+    run make -j"$JOBS" CC="$CC_PATH" CFLAGS="-O2 -g" LINK= \
+        LIBS="-lwrap -lpam -lssl -lcrypto -lcap" "${EXTRA[@]+"${EXTRA[@]}"}" || fail "make"
+    BIN=$OUT/src/vsftpd
     ;;
 esac
 end=$(date +%s.%N)

@@ -18,6 +18,11 @@
 # come from another release; same mirror as the binary entries) in
 # /etc/apt/sources.list.d/mcr-deb-src.sources, and runs `apt-get update` then.
 #
+# vsftpd is always extracted with Debian's patches (as with --debian-patches):
+# pure upstream 3.0.5 lacks Debian's builddefs.h (PAM, tcp_wrappers, SSL) and
+# clones its session processes with CLONE_NEWPID (0015-disable-clone-newpid.patch
+# removes it; in a new PID namespace each session's getpid() would be 1).
+#
 # Exit status: 0 path printed; 1 other failure (usage, apt, extraction);
 # 2 the version is not available (not in any listed release, or the mirror
 # answers 404 for its files).
@@ -48,6 +53,7 @@ for a in "$@"; do
   esac
 done
 [ -n "$NAME" ] && [ -n "$VERSION" ] || usage
+case "$NAME" in vsftpd) DEBIAN_PATCHES=1 ;; esac   # see the header
 case "$NAME$VERSION" in
   */*|*..*) die "bad package name or version: $NAME $VERSION" ;;
 esac

@@ -14,6 +14,10 @@
 #                   slab rebalancer, logger, hash-table and idle-connection threads
 #        lighttpd   wrk on a static file (minimal config, single process)
 #        nginx      wrk on a static file; master + 2 workers (daemon off)
+#        vsftpd     python ftplib: 4 clients, each a loop of anonymous sessions
+#                   (login, PWD, LIST, RETR of two files, NOOP, a pause of 0.3 s,
+#                   QUIT); listen=YES, background=NO: the listener plus the
+#                   processes of each session (forked after the startup)
 #   3. writes DIR/NAME.qp and checks that every thread class has at least one
 #      quiescent point (a `qp` line), and that each kind of thread the server
 #      is known to run (per server below) is among them;
@@ -25,7 +29,8 @@
 #                  1.5 s after the workload (threads still blocked then count).
 # --port PORT      the port to listen on (default: the first free one from a
 #                  per-server base, 24400 redis, 24410 memcached, 24420 lighttpd,
-#                  24430 nginx)
+#                  24430 nginx, 24440 vsftpd; vsftpd's passive data ports
+#                  are the 20 from PORT + 10)
 # --no-prod        stop after writing and checking DIR/NAME.qp
 #
 # Also in DIR: profile.log (mcr-profile's summary and the server's output),
@@ -70,8 +75,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$NAME" ] && [ -n "$VERSION" ] && [ -n "$CC_ARG" ] && [ -n "$OUT" ] || usage
 case "$NAME" in
-  redis|memcached|lighttpd|nginx) ;;
-  *) say "unknown server '$NAME' (known: redis memcached lighttpd nginx)"; exit 2 ;;
+  redis|memcached|lighttpd|nginx|vsftpd) ;;
+  *) say "unknown server '$NAME' (known: redis memcached lighttpd nginx vsftpd)"; exit 2 ;;
 esac
 [[ "$DURATION" =~ ^[0-9]+$ ]] && [ "$DURATION" -ge 2 ] && [ "$DURATION" -le 600 ] ||
   { say "bad --duration '$DURATION' (whole seconds, 2 to 600)"; exit 2; }
@@ -91,6 +96,7 @@ case "$NAME" in
     MEMASLAP=$(command -v memcaslap || command -v memaslap || true)
     [ -n "$MEMASLAP" ] || die "memcaslap/memaslap not found (scripts/setup.sh installs libmemcached-tools)" ;;
   lighttpd|nginx) need wrk wrk; need curl curl ;;
+  vsftpd) need python3 python3 ;;
 esac
 
 mkdir -p "$OUT"
@@ -123,7 +129,8 @@ free_port() {
   echo "$p"
 }
 if [ -z "$PORT" ]; then
-  case "$NAME" in redis) PORT=24400 ;; memcached) PORT=24410 ;; lighttpd) PORT=24420 ;; nginx) PORT=24430 ;; esac
+  case "$NAME" in redis) PORT=24400 ;; memcached) PORT=24410 ;; lighttpd) PORT=24420 ;; nginx) PORT=24430 ;;
+                 vsftpd) PORT=24440 ;; esac
   PORT=$(free_port "$PORT")
 fi
 RUN=$OUT/run
@@ -134,6 +141,40 @@ make_docroot() {
   mkdir -p "$RUN/docroot"
   printf '<html><body>mcr quiescence profile</body></html>\n' >"$RUN/docroot/index.html"
   head -c 4096 /dev/zero | tr '\0' 'q' >"$RUN/docroot/file-4k.txt"
+}
+
+# vsftpd_config FILE RUN PORT: vsftpd's config for a run directory RUN (its
+# docroot/ is the anonymous root, empty/ the unprivileged processes' chroot).
+# Anonymous logins run as ftp_username; vsftpd first changes to that user's home,
+# so it must exist: daemon (/usr/sbin) rather than Debian's ftp user, which this
+# machine may not have. seccomp_sandbox=NO is Debian's default (0060 patch).
+# isolate (default YES) forks each session with clone(CLONE_NEWIPC) (root only).
+vsftpd_config() {
+  local conf=$1 run=$2 port=$3
+  mkdir -p "$run/empty"
+  chmod 755 "$run/empty" "$run/docroot"
+  cat >"$conf" <<CONF
+listen=YES
+listen_ipv6=NO
+background=NO
+listen_address=127.0.0.1
+listen_port=$port
+anonymous_enable=YES
+no_anon_password=YES
+local_enable=NO
+write_enable=NO
+anon_root=$run/docroot
+ftp_username=daemon
+nopriv_user=nobody
+secure_chroot_dir=$run/empty
+pasv_enable=YES
+pasv_address=127.0.0.1
+pasv_min_port=$((port + 10))
+pasv_max_port=$((port + 29))
+seccomp_sandbox=NO
+xferlog_enable=YES
+vsftpd_log_file=$run/vsftpd.log
+CONF
 }
 
 SERVER_CMD=()
@@ -193,6 +234,13 @@ CONF
     } >"$RUN/conf/nginx.conf"
     SERVER_CMD=("$PROF_BIN" -p "$RUN/" -c conf/nginx.conf)
     ;;
+  vsftpd)
+    # Standalone (listen=YES) in the foreground, anonymous read-only from the
+    # docroot (vsftpd_config, also used by tests/real/update-vsftpd.sh).
+    make_docroot
+    vsftpd_config "$RUN/vsftpd.conf" "$RUN" "$PORT"
+    SERVER_CMD=("$PROF_BIN" "$RUN/vsftpd.conf")
+    ;;
 esac
 
 # Is the server up? (one bounded try)
@@ -205,6 +253,10 @@ ping_server() {
       [ "$r" = "VERSION " ] ;;
     lighttpd|nginx)
       curl -s --noproxy '*' --max-time 2 -o /dev/null -f "http://127.0.0.1:$PORT/index.html" ;;
+    vsftpd)
+      local r
+      r=$( (exec 3<>"/dev/tcp/127.0.0.1/$PORT" && timeout 2 head -c 3 <&3) 2>/dev/null)
+      [ "$r" = 220 ] ;;
   esac
 }
 
@@ -258,6 +310,45 @@ case "$NAME" in
     timeout -k 5 $((DURATION + 30)) wrk -t 1 -c 8 -d "${DURATION}s" \
       "http://127.0.0.1:$PORT/file-4k.txt" >>"$WLOG" 2>&1 || wrc=$?
     ;;
+  vsftpd)
+    # Sessions are processes: few clients, each a loop of whole sessions with an
+    # idle pause in each (so that the session processes' waits show).
+    timeout -k 5 $((DURATION + 30)) python3 - "$PORT" "$DURATION" "$RUN/docroot" >>"$WLOG" 2>&1 <<'PY' || wrc=$?
+import ftplib, io, sys, threading, time
+port, secs, root = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+want = {n: open("%s/%s" % (root, n), "rb").read() for n in ("index.html", "file-4k.txt")}
+end = time.time() + secs
+count = {"sessions": 0, "commands": 0, "errors": 0}
+lock = threading.Lock()
+def client():
+    while time.time() < end:
+        n = 0
+        try:
+            f = ftplib.FTP()
+            f.connect("127.0.0.1", port, timeout=20)
+            f.login(); n += 2
+            f.pwd(); f.retrlines("LIST", lambda l: None); n += 3  # LIST: PASV + LIST
+            for name, data in want.items():
+                b = io.BytesIO()
+                f.retrbinary("RETR " + name, b.write); n += 3    # TYPE, PASV, RETR
+                if b.getvalue() != data:
+                    raise Exception("RETR %s: wrong bytes" % name)
+            f.voidcmd("NOOP"); n += 1
+            time.sleep(0.3)
+            f.quit(); n += 1
+            with lock:
+                count["sessions"] += 1; count["commands"] += n
+        except Exception as e:
+            with lock:
+                count["errors"] += 1; count["commands"] += n
+            print("error:", e)
+ts = [threading.Thread(target=client) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("%(sessions)d sessions, %(commands)d commands, %(errors)d errors" % count)
+sys.exit(1 if count["errors"] else 0)
+PY
+    ;;
 esac
 [ "$wrc" -eq 0 ] || say "warning: the workload exited $wrc (see $WLOG)"
 
@@ -274,6 +365,8 @@ case "$NAME" in
              awk '$2 == "cmd_get" || $2 == "cmd_set" {n += $3} END {print n + 0}') || true ;;
   lighttpd|nginx)
     served=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$WLOG" | tail -n1) || true ;;
+  vsftpd)
+    served=$(sed -n 's/^[0-9]* sessions, \([0-9]*\) commands.*/\1/p' "$WLOG" | tail -n1) || true ;;
 esac
 served=${served:-0}
 say "workload done: $served requests served"
@@ -334,6 +427,7 @@ case "$NAME" in
                      '^assoc_maintenance_thread > '
                      '^conn_timeout_thread > ') ;;
   lighttpd) EXPECT=('^main > server_main_loop > .*epoll_wait$') ;;
+  vsftpd) EXPECT=('^main > vsf_standalone_main > vsf_sysutil_accept_timeout > accept$') ;; # listener
   nginx) EXPECT=('ngx_worker_process_cycle > .*epoll_wait$'           # workers
                  '^main > ngx_master_process_cycle > sigsuspend$') ;; # master
 esac

@@ -13,6 +13,7 @@ PKGS=(
   dpkg-dev libevent-dev tcl redis-tools wrk apache2-utils libmemcached-tools
   curl procps gdb   # gdb: tests/e2e/quiesce-reply.sh holds a runtime thread at a breakpoint
   meson libpcre2-dev zlib1g-dev binutils perl   # lighttpd (meson, regex, deflate); readelf; memcached/lighttpd suites
+  libwrap0-dev libpam0g-dev libssl-dev libcap-dev   # vsftpd (its Debian build: tcp_wrappers, PAM, SSL, capabilities)
 )
 
 missing=()
