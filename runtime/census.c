@@ -69,7 +69,7 @@ static void write_census(void) {
   struct census c;
   c.limit = mcr_site_id_limit();
   size_t len = c.limit * (sizeof(struct tally) + sizeof(uint32_t));
-  void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *mem = mcr_map_anon(len, 0);
   if (mem == MAP_FAILED)
     return;
   c.by_tag = mem;

@@ -438,6 +438,12 @@ static void central_free(unsigned cls, void **head, void **tail, size_t n)
  * (in lane 1 only by a successor); its tag slots are all FREE, i.e. zero,
  * which is what the OS gives back too. Returns 1 if memory was released.
  * Under the class lock. */
+void *mcr_map_anon(size_t len, int flags)
+{
+  return (void *)syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+}
+
 static int lane_trim(unsigned cls, unsigned lane)
 {
   struct central *c = &central[cls];
@@ -451,7 +457,7 @@ static int lane_trim(unsigned cls, unsigned lane)
     return 0;
   /* one bit per object in [lo, n): on the central list */
   size_t mapsz = round_up((n - lo + 7) / 8, PAGE);
-  uint8_t *map = mmap(NULL, mapsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint8_t *map = mcr_map_anon(mapsz, 0);
   if (map == MAP_FAILED)
     return 0;
   uintptr_t base = region_start(cls);

@@ -201,4 +201,10 @@ size_t mcr_heap_small_unused(const struct mcr_heap_state *st, struct mcr_heap_ra
 /* Why mcr_heap_adopt_prepare or mcr_heap_adopt failed last. */
 const char *mcr_heap_adopt_error(void);
 
+/* The runtime's own anonymous memory (PROT_READ|PROT_WRITE, MAP_PRIVATE|
+ * MAP_ANONYMOUS|flags), by the system call: never logged as the program's
+ * mapping, whichever thread asks (startup.c logs
+ * the program's anonymous mappings). MAP_FAILED on failure, as mmap. */
+void *mcr_map_anon(size_t len, int flags);
+
 #endif /* MCR_HEAP_H */

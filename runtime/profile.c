@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "profile.h"
+#include "heap.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -845,8 +846,7 @@ __attribute__((destructor)) static void profile_fini(void)
 
 static void *map(size_t size)
 {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void *p = mcr_map_anon(size, MAP_NORESERVE);
   return p == MAP_FAILED ? NULL : p;
 }
 

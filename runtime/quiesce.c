@@ -434,7 +434,7 @@ const char *mcr_quiesce_state_name(int s)
  * what an update hands over, and its export must see it unchanged. */
 static void *rt_alloc(size_t n)
 {
-  void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *p = mcr_map_anon(n ? n : 1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "fnv.h"
+#include "heap.h"
 #include "stackid.h"
 
 #include <dlfcn.h>
@@ -137,8 +138,7 @@ static void fork_child(void)
 
 static void *map(size_t n)
 {
-  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void *p = mcr_map_anon(n, MAP_NORESERVE);
   return p == MAP_FAILED ? NULL : p;
 }
 

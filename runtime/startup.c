@@ -269,7 +269,7 @@ const char *mcr_startup_kind_name(uint32_t kind)
       [MCR_SK_FORK] = "fork",             [MCR_SK_SETSID] = "setsid",
       [MCR_SK_CHDIR] = "chdir",           [MCR_SK_FCHDIR] = "fchdir",
       [MCR_SK_SETID] = "setid",           [MCR_SK_PRCTL] = "prctl",
-      [MCR_SK_MMAP] = "mmap"};
+      [MCR_SK_MMAP] = "mmap",             [MCR_SK_MMAP_ANON] = "mmap"};
   return kind > 0 && kind < MCR_SK_COUNT && names[kind] ? names[kind] : "?";
 }
 
@@ -416,7 +416,8 @@ enum cls {
   C_PROCESS, /* process-wide state (setsid, credentials, prctl): replayed when matched */
   C_LOCAL,   /* process-local and idempotent (chdir, PR_SET_NAME): always run */
   C_LOGONLY, /* file mmap: always run, never a conflict */
-  C_FORK
+  C_FORK,
+  C_ANON     /* anonymous mmap: at the old address when matched */
 };
 
 enum act { A_RUN, A_REPLAY, A_SKIP };
@@ -445,6 +446,7 @@ struct call {
   int err;
   int nfds;
   int fds[2];
+  uint64_t len; /* anonymous mmap: its length (recorded in dev[0]) */
 };
 
 static void begin(struct call *c, uint32_t kind, enum cls cls, uintptr_t ra)
@@ -1031,6 +1033,12 @@ static void decide(struct call *c)
     break;
   case C_LOGONLY:
     break;
+  case C_ANON:
+    if (o && equal && o->result > 0)
+      c->act = A_REPLAY; /* mapped at the old address (st_anon) */
+    else if (o && !equal)
+      conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
+    break;
   case C_FORK:
     /* Not forked in a conflict: a child of the new version would run beside the
      * old process, serve, and outlive a rollback (nginx's workers did). */
@@ -1118,6 +1126,8 @@ static void record(struct call *c)
   e->flags = (c->nfds ? MCR_SE_FD_RESULT : 0) | (c->act == A_REPLAY ? MCR_SE_REPLAYED : 0) |
              (c->conflict ? MCR_SE_CONFLICT : 0);
   e->fds[0] = e->fds[1] = -1;
+  if (c->kind == MCR_SK_MMAP_ANON)
+    e->dev[0] = c->len;
   for (int i = 0; i < c->nfds; i++) {
     e->fds[i] = c->fds[i];
     e->dev[i] = dev[i];
@@ -1854,18 +1864,94 @@ static void *st_mmap(uintptr_t ra, void *addr, size_t len, int prot, int flags, 
   return p;
 }
 
+/* An anonymous mapping of the startup: logged with its length; in a replay its
+ * counterpart is mapped at the old address (pointers in the state the transfer
+ * brings point there), or it is a conflict if that address is taken. */
+static void *st_anon(uintptr_t ra, void *addr, size_t len, int prot, int flags, int fd,
+                     off_t off)
+{
+  struct call c;
+  void *p = MAP_FAILED;
+
+  begin(&c, MCR_SK_MMAP_ANON, C_ANON, ra);
+  h_int(&c, (int64_t)len);
+  h_int(&c, prot);
+  h_int(&c, flags);
+  d_add(&c, "mmap(anonymous %s, %zu, %#x)", (flags & MAP_SHARED) ? "shared" : "private", len,
+        (unsigned)prot);
+  decide_locked(&c);
+  if (c.act == A_REPLAY) {
+    p = raw_mmap((void *)(uintptr_t)c.o->result, len, prot, flags | MAP_FIXED_NOREPLACE, fd, off);
+    if (p != MAP_FAILED && (uintptr_t)p != (uintptr_t)c.o->result) { /* an old kernel */
+      munmap(p, len);
+      p = MAP_FAILED;
+    }
+    if (p == MAP_FAILED) {
+      c.act = A_RUN;
+      pthread_mutex_lock(&st_lock);
+      conflict(&c, "the old version mapped %zu bytes at 0x%llx here; that address is taken in "
+                   "the new process, so pointers to the mapping could not stay right",
+               len, (unsigned long long)c.o->result);
+      pthread_mutex_unlock(&st_lock);
+    }
+  }
+  if (p == MAP_FAILED)
+    p = raw_mmap(addr, len, prot, flags, fd, off);
+  c.result = p == MAP_FAILED ? -1 : (int64_t)(uintptr_t)p;
+  c.err = p == MAP_FAILED ? errno : 0;
+  c.len = len;
+  record(&c);
+  return p;
+}
+
+/* Anonymous mappings at a fixed address are the program's own layout: not logged. */
+#define ANON_LOGGED(flags) (((flags) & MAP_ANONYMOUS) && !((flags) & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
+
 MCR_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-  if (fd < 0 || (flags & MAP_ANONYMOUS) || !RECORDING())
+  if (!RECORDING())
+    return raw_mmap(addr, len, prot, flags, fd, off);
+  if (ANON_LOGGED(flags))
+    return st_anon(RA, addr, len, prot, flags, fd, off);
+  if (fd < 0 || (flags & MAP_ANONYMOUS))
     return raw_mmap(addr, len, prot, flags, fd, off);
   return st_mmap(RA, addr, len, prot, flags, fd, off);
 }
 
 MCR_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-  if (fd < 0 || (flags & MAP_ANONYMOUS) || !RECORDING())
+  if (!RECORDING())
+    return raw_mmap(addr, len, prot, flags, fd, off);
+  if (ANON_LOGGED(flags))
+    return st_anon(RA, addr, len, prot, flags, fd, off);
+  if (fd < 0 || (flags & MAP_ANONYMOUS))
     return raw_mmap(addr, len, prot, flags, fd, off);
   return st_mmap(RA, addr, len, prot, flags, fd, off);
+}
+
+size_t mcr_startup_anon_maps(struct mcr_anon_map *out, size_t max)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < old.nentries; i++) {
+    const struct mcr_startup_entry *o = &old.entries[i];
+    if (o->kind != MCR_SK_MMAP_ANON || o->result <= 0)
+      continue;
+    if (n < max) {
+      struct mcr_anon_map *m = &out[n];
+      m->addr = (uint64_t)o->result;
+      m->len = o->dev[0];
+      m->shared = strstr(o->detail, "anonymous shared") != NULL;
+      m->paired = 0;
+      m->detail = o->detail;
+      m->stack = o->stack;
+      for (unsigned k = 0; k < nentries; k++)
+        if (entries[k].kind == MCR_SK_MMAP_ANON && (entries[k].flags & MCR_SE_REPLAYED) &&
+            entries[k].result == o->result && entries[k].dev[0] == o->dev[0])
+          m->paired = 1;
+    }
+    n++;
+  }
+  return n;
 }
 
 /* ---- the window ---- */

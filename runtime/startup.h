@@ -56,6 +56,7 @@ enum mcr_startup_kind {
   MCR_SK_SETID, /* setuid ... setresgid, setgroups, initgroups (the detail names which) */
   MCR_SK_PRCTL,
   MCR_SK_MMAP,
+  MCR_SK_MMAP_ANON, /* an anonymous mapping (private or shared): dev[0] is its length */
   MCR_SK_COUNT
 };
 
@@ -186,5 +187,19 @@ void mcr_startup_alloc_retarget(uint64_t from, uint64_t to);
 void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra);
 
 const char *mcr_startup_kind_name(uint32_t kind);
+
+/* The anonymous mappings the replayed (old) startup made (mmap with
+ * MAP_ANONYMOUS from the program), for the transfer: the new startup maps its
+ * counterpart (same call stack, ordinal, length, protection and flags) at the old
+ * address, so that pointers to it stay right, and the transfer copies the old
+ * contents into it. */
+struct mcr_anon_map {
+  uint64_t addr, len;
+  int shared;  /* MAP_SHARED */
+  int paired;  /* this process mapped its counterpart at addr */
+  const char *detail, *stack; /* of the old call */
+};
+/* Fills up to max (in the old log's order), returns how many there are. */
+size_t mcr_startup_anon_maps(struct mcr_anon_map *out, size_t max);
 
 #endif /* MCR_STARTUP_H */

@@ -1167,6 +1167,53 @@ static int step_globals(struct ctx *c)
   return c->conflicts ? -1 : 0;
 }
 
+/* ---- anonymous mappings of the startup ---- */
+
+/* The old startup's anonymous mappings (nginx's shared memory zones, a server's
+ * own arena): the new startup mapped each counterpart at the old address
+ * (startup.c), so the pointers the globals and the heap hold into them stay
+ * right; their contents are the old process's, copied here (a shared one
+ * included: this process replaces the only one that used it). One without a
+ * counterpart at that address would leave those pointers dangling: a conflict. */
+static int step_anon(struct ctx *c)
+{
+  uint64_t t = mcr_update_now_ns();
+  struct mcr_anon_map m[64];
+  size_t n = mcr_startup_anon_maps(m, 64), copied = 0, gone = 0;
+  uint64_t bytes = 0;
+
+  if (n > 64)
+    conflict(c, "startup\tthe old startup made %zu anonymous mappings, more than the 64 the "
+                "transfer handles", n);
+  for (size_t i = 0; i < n && i < 64; i++) {
+    if (!m[i].paired) {
+      conflict(c, "startup\tthe old startup mapped %llu bytes at 0x%llx (%s); the new startup "
+                  "made no such mapping there, so pointers into it would dangle\t%s\t\t\t\t\t%s"
+                  "\tmap the same length with the same protection and flags at the same call "
+                  "in the new version's startup",
+               (unsigned long long)m[i].len, (unsigned long long)m[i].addr, m[i].detail,
+               m[i].detail, m[i].stack);
+      continue;
+    }
+    if (copy_same(c->old_pid, (uintptr_t)m[i].addr, (size_t)m[i].len) != 0) {
+      if (errno == EFAULT) { /* unmapped since by the old process: nothing points there */
+        gone++;
+        continue;
+      }
+      conflict(c, "startup\treading the old process's anonymous mapping at 0x%llx (%llu bytes): "
+                  "%s", (unsigned long long)m[i].addr, (unsigned long long)m[i].len,
+               strerror(errno));
+      continue;
+    }
+    copied++;
+    bytes += m[i].len;
+  }
+  if (n)
+    phase(c, "mappings", t, "%zu anonymous mappings of the startup (%.1f kB) copied at their "
+                            "addresses, %zu unmapped since", copied, bytes / 1e3, gone);
+  return c->conflicts ? -1 : 0;
+}
+
 /* The data words of every epoll registration of process pid (up to max). */
 static size_t epoll_data(pid_t pid, uintptr_t *out, size_t max)
 {
@@ -1647,6 +1694,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   mcr_update_fault("globals");
   if (step_globals(&c) != 0)
+    goto out;
+  if (step_anon(&c) != 0)
     goto out;
   mcr_update_fault("stacks");
   if (step_stacks(&c) != 0)

@@ -56,8 +56,7 @@ static struct mcr_site **site_slot(uint32_t id, int create) {
     return NULL;
   struct mcr_site **p = __atomic_load_n(&site_pages[page], __ATOMIC_ACQUIRE);
   if (!p && create) {
-    void *m = mmap(NULL, PAGE_SLOTS * sizeof(*p), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *m = mcr_map_anon(PAGE_SLOTS * sizeof(*p), 0);
     if (m == MAP_FAILED)
       return NULL;
     struct mcr_site **expected = NULL;

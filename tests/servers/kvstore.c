@@ -37,6 +37,8 @@
  *         command) is renamed run_command: without a rename map the update must
  *         refuse (a pointer to a function the new version does not have); with
  *         mcr-ctl update --rename command=run_command it commits
+ *   11    like 1 but counts commands in a MAP_SHARED|MAP_ANONYMOUS page mapped at
+ *         startup (as nginx's shared memory), through a global pointer: SHARED -> n
  *   10    like 1 but forks a child at startup that stays (a worker process, as
  *         nginx's): an update of it is refused (a startup fork whose parent goes
  *         on) and must leave no process of the new version behind
@@ -53,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -138,6 +141,9 @@ static int latency_ms[4];
 #endif
 static enum mode mode = MODE_IDLE;
 static struct stats stats;
+#if KV_VERSION == 11
+static unsigned long *shared_count; /* a MAP_SHARED|MAP_ANONYMOUS page of startup */
+#endif
 static struct entry **table;
 static struct conn *conns;
 static unsigned char last_conn[sizeof(void *)]; /* the newest connection, as bytes */
@@ -224,6 +230,9 @@ static void command(struct conn *c, char *line) {
   char *value = strtok_r(NULL, "\r", &save);
   stats.commands++;
   latency_ms[stats.commands % 4] = (int)(stats.commands % 1000);
+#if KV_VERSION == 11
+  shared_count[0]++;
+#endif
   if (!cmd) {
     return;
   } else if (!strcmp(cmd, "SET") && key && value) {
@@ -246,6 +255,10 @@ static void command(struct conn *c, char *line) {
     reply(c, "COUNT %lu\n", (unsigned long)stats.keys);
   } else if (!strcmp(cmd, "VERSION")) {
     reply(c, "VERSION %d\n", KV_VERSION);
+#if KV_VERSION == 11
+  } else if (!strcmp(cmd, "SHARED")) {
+    reply(c, "SHARED %lu\n", shared_count[0]);
+#endif
 #if KV_VERSION == 3
   } else if (!strcmp(cmd, "HITS") && key) {
     struct entry *e = *find(key);
@@ -353,6 +366,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "kvstore: version 7 gives up at startup\n");
     if (config.pidfile)
       unlink(config.pidfile);
+    return 1;
+  }
+#endif
+#if KV_VERSION == 11
+  shared_count = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared_count == MAP_FAILED) {
+    fprintf(stderr, "kvstore: mmap: %s\n", strerror(errno));
     return 1;
   }
 #endif

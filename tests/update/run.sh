@@ -39,6 +39,9 @@
 #              naming v1 again; v1 -> v8 converts the connection objects in place
 #              (epoll and a byte buffer point to them) and the held connection works
 #
+#   mappings   an anonymous shared mapping of the startup (kvstore v11): mapped at the
+#              old address by the new startup, its contents copied: committed, the
+#              count kept in it carried over
 #   rename     renamed functions (kvstore version 9: the function each connection
 #              points to, conn.on_line, is renamed): bad renames are refused before
 #              anything is done (exit 2: a NEW that is not a function of the new
@@ -312,6 +315,31 @@ PY
   exec 3<&-
   python3 "$client" check "$port" 3000 8 || fail "keys after v1 -> v8"
   ok "v1 -> v8 committed: connection objects converted in place, the held connection works"
+  ;;
+mappings)
+  # an anonymous shared mapping of the startup (kvstore v11 counts commands in one,
+  # through a global pointer): the new startup maps it at the old address and the
+  # transfer copies its contents. Before, the update committed and the new version
+  # crashed at its first command (the pointer led to nothing mapped)
+  build_versions 11
+  start "$work/v11/kvstore"
+  python3 "$client" fill "$port" 100
+  before=$(python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(b"SHARED\n"); print(s.recv(100).decode().split()[1])' "$port")
+  [ "$before" -ge 101 ] || fail "SHARED before the update: $before, expected at least 101"
+  update "$pid" "$work/v11/kvstore" || { cat "$work/update.log"; fail "update v11 -> v11 (exit $?)"; }
+  grep -q '"name": *"mappings"' "$work/update.json" && python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+d = [p["detail"] for p in j["phases"] if p["name"] == "mappings"]
+sys.exit(0 if j["committed"] and d and d[0].startswith("1 anonymous mappings") else 1)' "$work/update.json" ||
+    fail "no mappings phase with the 1 anonymous mapping: $(cat "$work/update.json")"
+  new=$(new_pid_of)
+  after=$(python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(b"SHARED\n"); print(s.recv(100).decode().split()[1])' "$port") ||
+    fail "no answer after the update"
+  [ "$after" = $((before + 1)) ] || fail "SHARED after the update: $after, expected $((before + 1))"
+  alive "$new" || fail "the new process $new died"
+  python3 "$client" check "$port" 100 11 >/dev/null || fail "keys after the update"
+  ok "an anonymous shared mapping of the startup carried over at its address: SHARED $before -> $after"
   ;;
 rename)
   build_versions 1 9
