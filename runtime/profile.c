@@ -272,7 +272,9 @@ static struct pstack *this_stack(enum mcr_blockfn fn, uintptr_t ra)
     thread_setup();
   if (self.cls < 0)
     return NULL;
+  mcr_in_runtime++; /* libunwind may mmap: not the program's startup mapping */
   n = unwind(buf, MAX_FRAMES + SKIP_FRAMES);
+  mcr_in_runtime--;
   for (int i = 0; i < n && i < SKIP_FRAMES; i++)
     if ((uintptr_t)buf[i] == ra) {
       first = i;

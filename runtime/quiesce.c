@@ -32,6 +32,7 @@
 #include <urcu/urcu-bp.h>
 
 #include "elfsym.h"
+#include "stackid.h"
 #include "startup.h"
 #include "tsd.h"
 #include "threads.h"
@@ -107,8 +108,16 @@ int mcr_quiesce_signal(void)
 
 void mcr_quiesce_online(void)
 {
-  if (online++ == 0)
+  if (online++ == 0) {
+    /* A thread's first read lock registers it with urcu-bp, which may map a
+     * chunk of its reader registry (mmap): the runtime's bookkeeping, not a
+     * startup mapping of the program (carried over, it would overwrite the new
+     * process's registry with the old one's: memcached's 12th thread did, and
+     * the next quiesce crashed in synchronize_rcu) */
+    mcr_in_runtime++;
     urcu_bp_read_lock();
+    mcr_in_runtime--;
+  }
 }
 
 void mcr_quiesce_offline(void)

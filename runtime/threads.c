@@ -201,7 +201,9 @@ __attribute__((noinline)) static unsigned capture(uintptr_t ra, uintptr_t *frame
   void *buf[MCR_THREAD_FRAMES + 8];
   int n, first = 0;
 
+  mcr_in_runtime++; /* libunwind may mmap: not the program's startup mapping */
   n = mcr_unwinder()(buf, MCR_THREAD_FRAMES + 8);
+  mcr_in_runtime--;
   for (int i = 0; i < n && i < 8; i++)
     if ((uintptr_t)buf[i] == ra) {
       first = i;
