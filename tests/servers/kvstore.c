@@ -56,6 +56,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -379,9 +380,9 @@ int main(int argc, char **argv) {
 #if KV_VERSION == 10
   pid_t worker = fork();
   if (worker == 0) { /* a worker that only waits for its parent to end */
-    while (getppid() != 1)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (;;)
       pause();
-    _exit(0);
   }
   if (worker < 0)
     fprintf(stderr, "kvstore: fork: %s\n", strerror(errno));
