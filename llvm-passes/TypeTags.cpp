@@ -1075,7 +1075,7 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     Rec.size = DL.getTypeAllocSize(G.getValueType());
     T.Globals.push_back(Rec);
     ++NumGlobals;
-    if (!G.isConstant() && !G.isThreadLocal())
+    if (!G.isConstant()) // thread-locals too: copied per thread by name
       Keep.push_back(&G);
   }
   if (!Keep.empty())

@@ -654,6 +654,85 @@ static int handle_update(struct arena *a, const Request *req, Reply *rep)
   return HANDED_OFF;
 }
 
+/* The parent of process pid (/proc/PID/stat), or -1. */
+static pid_t parent_of(pid_t pid)
+{
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  if (read_small(path, buf, sizeof(buf)) != 0)
+    return -1;
+  const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+  int ppid;
+  if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+    return -1;
+  return (pid_t)ppid;
+}
+
+struct partner_job {
+  int fd;
+  pid_t peer;
+  unsigned timeout_ms;
+};
+
+static void *partner_worker(void *p)
+{
+  struct partner_job *job = p;
+
+  pthread_setname_np(pthread_self(), "mcr-update");
+  mcr_update_partner(job->fd, job->peer, job->timeout_ms); /* returns on a rollback only */
+  close(job->fd);
+  quiesce_fd = -1;
+  __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+  free(job);
+  return NULL;
+}
+
+/* A child of the new version's root asks this process, the old child it
+ * replaces, to take part in the update of the tree (docs/coordinator.md): only
+ * from a grandchild of our parent (the old root spawned the new root, whose
+ * startup forked the asker). The connection becomes the pair's channel. */
+static int handle_update_partner(struct arena *a, const Request *req, Reply *rep)
+{
+  const Mcr__Control__UpdatePartnerRequest *u = req->update_partner;
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  struct partner_job *job;
+  pthread_t t;
+  pid_t mid;
+
+  if (getsockopt(client_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+      (mid = parent_of(cred.pid)) <= 0 || parent_of(mid) != getppid() || getppid() <= 1) {
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
+              "an update partner must be a child of a process that this process's parent "
+              "started");
+    return 0;
+  }
+  if (__atomic_exchange_n(&quiesce_active, 1, __ATOMIC_SEQ_CST)) {
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
+              "another update or quiesce is in progress in this process");
+    return 0;
+  }
+  job = calloc(1, sizeof(*job));
+  if (!job) {
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    return -1;
+  }
+  job->fd = quiesce_fd = client_fd;
+  job->peer = cred.pid;
+  job->timeout_ms = u->has_timeout_ms && u->timeout_ms && u->timeout_ms <= QUIESCE_MAX_MS
+                        ? u->timeout_ms
+                        : UPDATE_DEFAULT_TIMEOUT_MS;
+  if (mcr_threads_start_internal(&t, partner_worker, job) != 0) {
+    free(job);
+    quiesce_fd = -1;
+    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "cannot start a thread");
+    return 0;
+  }
+  pthread_detach(t);
+  return HANDED_OFF;
+}
+
 int mcr_control_fd_is_own(int fd)
 {
   return fd >= 0 && (fd == listen_fd || fd == client_fd || fd == quiesce_fd);
@@ -668,6 +747,7 @@ static const struct handler {
     {MCR__CONTROL__REQUEST__KIND_STATUS, handle_status},
     {MCR__CONTROL__REQUEST__KIND_QUIESCE, handle_quiesce},
     {MCR__CONTROL__REQUEST__KIND_UPDATE, handle_update},
+    {MCR__CONTROL__REQUEST__KIND_UPDATE_PARTNER, handle_update_partner},
 };
 
 static void set_error(struct arena *a, Reply *rep, Mcr__Control__Error__Code code,

@@ -70,6 +70,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "mcr/abi.h"
@@ -1739,8 +1740,38 @@ static void unlock_all(void)
   fork_parent();
 }
 
+/* The lane-1 marks of process pid, a process forked from this one (the same
+ * layout: its variables are at our variables' addresses), read from its
+ * memory. Returns 0, or -1 (another heap, or unreadable). */
+static int remote_lane1_marks(pid_t pid, size_t *pages1, size_t *meta1, size_t top1[NCLASS])
+{
+  static struct class_info ct[NCLASS]; /* only the update thread asks */
+  uintptr_t base = 0;
+  size_t np = 0;
+  char *mt = NULL;
+  struct iovec l[4] = {{&base, sizeof(base)}, {&np, sizeof(np)}, {&mt, sizeof(mt)},
+                       {ct, sizeof(ct)}};
+  struct iovec r[4] = {{&reserve_base, sizeof(base)}, {(void *)&g.npages[1], sizeof(np)},
+                       {&meta_top[1], sizeof(mt)}, {cls_tab, sizeof(ct)}};
+  ssize_t want = (ssize_t)(sizeof(base) + sizeof(np) + sizeof(mt) + sizeof(ct));
+  if (syscall(SYS_process_vm_readv, pid, l, 4, r, 4, 0) != want || base != reserve_base ||
+      mt < meta_base[1])
+    return -1;
+  *pages1 = np;
+  *meta1 = (size_t)(mt - meta_base[1]);
+  for (unsigned c = 1; c < NCLASS; c++)
+    top1[c] = atomic_load_explicit(&ct[c].top[1], memory_order_relaxed);
+  return 0;
+}
+
 int mcr_heap_update_env(char *buf, size_t len)
 {
+  return mcr_heap_update_env_tree(buf, len, NULL, 0);
+}
+
+int mcr_heap_update_env_tree(char *buf, size_t len, const pid_t *others, size_t nothers)
+{
+  size_t pages1, meta1, top1[NCLASS], o_pages1, o_meta1, o_top1[NCLASS];
   if (ensure_init() < 0) {
     errno = ENOMEM;
     return -1;
@@ -1757,20 +1788,39 @@ int mcr_heap_update_env(char *buf, size_t len)
     carve_lane = 0;
     upd.mode = UPD_ABANDONED;
   }
+  pages1 = atomic_load_explicit(&g.npages[1], memory_order_relaxed);
+  meta1 = (size_t)(meta_top[1] - meta_base[1]);
+  for (unsigned c = 1; c < NCLASS; c++)
+    top1[c] = atomic_load_explicit(&cls_tab[c].top[1], memory_order_relaxed);
+  unlock_all();
+  /* a process tree: the successors of this process's children start as its
+   * successor's children (forked by its replay), so its lane-1 carving must
+   * stay above every old child's lane-1 objects too (a child replayed its own
+   * startup after the fork, above the marks of then) */
+  for (size_t i = 0; i < nothers; i++) {
+    if (remote_lane1_marks(others[i], &o_pages1, &o_meta1, o_top1) != 0)
+      continue; /* gone, or another heap: nothing of it to stay clear of */
+    if (o_pages1 > pages1)
+      pages1 = o_pages1;
+    if (o_meta1 > meta1)
+      meta1 = o_meta1;
+    for (unsigned c = 1; c < NCLASS; c++)
+      if (o_top1[c] > top1[c])
+        top1[c] = o_top1[c];
+  }
   struct sbuf b = {buf, len, 0};
   sb_str(&b, "1:");
   sb_num(&b, reserve_base, 16);
   sb_str(&b, ":");
   sb_num(&b, sg.shift, 10);
   sb_str(&b, ":");
-  sb_num(&b, atomic_load_explicit(&g.npages[1], memory_order_relaxed), 16);
+  sb_num(&b, pages1, 16);
   sb_str(&b, ":");
-  sb_num(&b, (uint64_t)(meta_top[1] - meta_base[1]), 16);
+  sb_num(&b, meta1, 16);
   for (unsigned c = 1; c < NCLASS; c++) {
     sb_str(&b, c == 1 ? ":" : ",");
-    sb_num(&b, atomic_load_explicit(&cls_tab[c].top[1], memory_order_relaxed), 16);
+    sb_num(&b, top1[c], 16);
   }
-  unlock_all();
   if (b.n >= len) {
     errno = ERANGE;
     return -1;

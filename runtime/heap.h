@@ -12,6 +12,7 @@
 #define MCR_HEAP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 struct mcr_object {
@@ -106,6 +107,11 @@ void mcr_heap_flush_thread_cache(void);
  * predecessor gives that up). Returns 0, or -1 (errno ERANGE if len is too
  * small, ENOMEM if the heap could not be initialised). */
 int mcr_heap_update_env(char *buf, size_t len);
+/* The same for the root of a process tree (docs/coordinator.md): the lane-1
+ * marks are the highest of this process's and those of others, processes
+ * forked from it (read from their memory; one that cannot be read is left
+ * out). */
+int mcr_heap_update_env_tree(char *buf, size_t len, const pid_t *others, size_t nothers);
 
 /* 0 if this process was started with MCR_UPDATE_HEAP, holds its heap at the
  * old heap's address and has not adopted yet; else -1 and a reason in why

@@ -53,8 +53,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "heap.h"
 #include "stackid.h"
+#include "update.h"
 
 #define MCR_EXPORT __attribute__((visibility("default")))
 #define RA ((uintptr_t)__builtin_return_address(0))
@@ -124,7 +126,13 @@ static unsigned char *claimed_map; /* FD_MAP bits: inherited fds the new process
                                     * a replayed creation or an adopted socket */
 static unsigned char *adopted_map; /* FD_MAP bits: own fds now holding an old listening socket */
 static struct mcr_startup_conflict *notes; /* MAX_NOTES */
-static unsigned nnotes, nby_args, nadopted;
+static unsigned nnotes, nby_args, nadopted, nsuppressed;
+/* In a child of a process tree's new version (docs/coordinator.md): the index
+ * in the replayed log (its old counterpart's) of the fork that made it. Calls
+ * of process-wide state after it (setuid, setsid, PR_SET_PDEATHSIG) run for
+ * real: the child starts with its new parent's, not with what the old child
+ * made of its own. -1: not such a child. */
+static long child_from = -1;
 
 /* ---- the real functions ---- */
 
@@ -172,6 +180,7 @@ static struct {
   int (*setgroups)(size_t, const gid_t *);
   int (*initgroups)(const char *, gid_t);
   int (*prctl)(int, ...);
+  ssize_t (*sendmsg)(int, const struct msghdr *, int);
 } real;
 
 static void *next(const char *name)
@@ -225,6 +234,7 @@ static void resolve(void)
   R(setgroups, "setgroups");
   R(initgroups, "initgroups");
   R(prctl, "prctl");
+  R(sendmsg, "sendmsg");
 #undef R
 }
 
@@ -315,7 +325,14 @@ __attribute__((constructor(202))) static void startup_init(void)
 {
   mcr_in_runtime++;
   pthread_once(&resolve_once, resolve);
-  mcr_unwinder();
+  {
+    /* the unwinder's first walk makes its validation pipe (libunwind): here,
+     * as the runtime's, so that it goes high (runtime_pipe) */
+    void *frames[4];
+    mcr_backtrace_fn bt = mcr_unwinder();
+    if (bt)
+      bt(frames, 4);
+  }
   mcr_stack_id(0); /* maps the memo and registers its fork handlers */
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   pthread_mutex_lock(&st_lock);
@@ -447,6 +464,7 @@ struct call {
   int nfds;
   int fds[2];
   uint64_t len; /* anonymous mmap: its length (recorded in dev[0]) */
+  pid_t pair;   /* fork in a tree's update: the old child the new one replaces */
 };
 
 static void begin(struct call *c, uint32_t kind, enum cls cls, uintptr_t ra)
@@ -1021,7 +1039,7 @@ static void decide(struct call *c)
     break;
   case C_PROCESS:
     if (o && equal) {
-      c->act = A_REPLAY;
+      c->act = child_from >= 0 && used_idx(o) > child_from ? A_RUN : A_REPLAY;
     } else if (o) {
       conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
       c->act = A_SKIP;
@@ -1042,9 +1060,13 @@ static void decide(struct call *c)
   case C_FORK:
     /* Not forked in a conflict: a child of the new version would run beside the
      * old process, serve, and outlive a rollback (nginx's workers did). */
-    if (o && o->result > 0) {
-      conflict(c, "the old process was the parent of this fork (child %lld): a process that "
-                  "goes on after forking is not supported", (long long)o->result);
+    if (o && equal && o->result > 0 && mcr_update_tree_pairable((pid_t)o->result)) {
+      c->act = A_RUN; /* a process tree: the new child replaces the old one */
+      c->pair = (pid_t)o->result;
+    } else if (o && o->result > 0) {
+      conflict(c, "the old process was the parent of this fork, and its child %lld is gone (it "
+                  "exited, or is no longer a child of the old process): the new child would "
+                  "have no state to take over", (long long)o->result);
       c->act = A_SKIP;
     } else if (o && equal) {
       c->act = A_REPLAY; /* the old process is the child that continued: so are we */
@@ -1461,17 +1483,40 @@ static int st_pipe(uintptr_t ra, int fds[2], int flags, int with_flags)
   return r;
 }
 
+/* A pipe the runtime's own libraries make (libunwind's memory-validation pipe,
+ * on its first stack walk) goes high, out of the program's range: at a low
+ * number it would take the number the program's next descriptor gets in the
+ * other version of an update, and a transfer would replace it with the old
+ * process's descriptor there. */
+static int runtime_pipe(int r, int fds[2])
+{
+  if (r == 0 && mcr_in_runtime) {
+    int a = mcr_fd_move_high(fds[0]), b = mcr_fd_move_high(fds[1]);
+    if (a < 0 || b < 0) { /* was at 0-2: closed; keep the call's contract */
+      if (a >= 0)
+        close(a);
+      if (b >= 0)
+        close(b);
+      errno = EMFILE;
+      return -1;
+    }
+    fds[0] = a;
+    fds[1] = b;
+  }
+  return r;
+}
+
 MCR_EXPORT int pipe(int fds[2])
 {
   if (!RECORDING())
-    return REAL(pipe)(fds);
+    return runtime_pipe(REAL(pipe)(fds), fds);
   return st_pipe(RA, fds, 0, 0);
 }
 
 MCR_EXPORT int pipe2(int fds[2], int flags)
 {
   if (!RECORDING())
-    return REAL(pipe2)(fds, flags);
+    return runtime_pipe(REAL(pipe2)(fds, flags), fds);
   return st_pipe(RA, fds, flags, 1);
 }
 
@@ -1655,6 +1700,26 @@ MCR_EXPORT int dup3(int oldfd, int newfd, int flags)
   return st_dup2(RA, oldfd, newfd, flags, 1);
 }
 
+/* ---- messages on shared sockets ---- */
+
+/* A message the new version's startup sends on a socket it shares with the old
+ * process (one of a socketpair made by the old startup: nginx's master tells
+ * its earlier workers about each new one, with the new channel's descriptor
+ * attached) would reach the old process, which serves on if the update rolls
+ * back: not sent, reported sent. The old startup sent it already; what it did
+ * to the receiver is in the receiver's state, which its successor takes over.
+ * Not logged (a message creates no object). */
+MCR_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+  if (!RECORDING() || !replaying || !is_shared(fd) || !msg)
+    return REAL(sendmsg)(fd, msg, flags);
+  size_t len = 0;
+  for (size_t i = 0; i < msg->msg_iovlen; i++)
+    len += msg->msg_iov[i].iov_len;
+  __atomic_add_fetch(&nsuppressed, 1, __ATOMIC_RELAXED);
+  return (ssize_t)len;
+}
+
 /* ---- processes ---- */
 
 /* Both processes log the fork, each with its own result: the child's log is
@@ -1681,11 +1746,21 @@ MCR_EXPORT pid_t fork(void)
     record(&c);
     return pid;
   }
+  if (c.pair > 0 && mcr_update_tree_prefork() != 0) {
+    ran(&c, -1, EAGAIN, 0, NULL);
+    record(&c);
+    errno = EAGAIN;
+    return -1;
+  }
   mcr_in_runtime++; /* the fork handlers' calls are not the program's */
   pid = REAL(fork)();
+  int e = errno;
   mcr_in_runtime--;
-  ran(&c, pid, errno, 0, NULL);
+  if (c.pair > 0) /* the child: its own replay and agent from here */
+    mcr_update_tree_forked(pid, c.pair, c.id, c.ordinal);
+  ran(&c, pid, e, 0, NULL);
   record(&c);
+  errno = e;
   return pid;
 }
 
@@ -1991,6 +2066,17 @@ void mcr_startup_refresh(void)
   pthread_mutex_unlock(&st_lock);
 }
 
+size_t mcr_startup_old_forks(struct mcr_startup_entry *out, size_t max)
+{
+  size_t k = 0;
+  pthread_mutex_lock(&st_lock);
+  for (size_t i = 0; i < old.nentries && k < max; i++)
+    if (old.entries[i].kind == MCR_SK_FORK && old.entries[i].result > 0)
+      out[k++] = old.entries[i];
+  pthread_mutex_unlock(&st_lock);
+  return k;
+}
+
 size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out)
 {
   *out = conflicts;
@@ -2015,6 +2101,7 @@ void mcr_startup_stats(struct mcr_startup_stats *out)
   out->conflicts = nconflicts;
   out->by_args = nby_args;
   out->adopted = nadopted;
+  out->suppressed = nsuppressed;
   out->notes = nnotes;
   out->allocs = nlive;
   out->allocs_dropped = allocs_dropped;
@@ -2621,4 +2708,96 @@ out:
 out_unlocked:
   mcr_in_runtime--;
   return rc;
+}
+
+int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, uint32_t ordinal,
+                              char *err, size_t errlen)
+{
+  struct mcr_startup_log log;
+  size_t slots = 16, k;
+  uint32_t *index = NULL, *sh = NULL, *ah = NULL, *sn = NULL, *an = NULL;
+  unsigned char *used = NULL;
+  int rc = -1;
+
+  mcr_in_runtime++;
+  if (mcr_startup_parse(buf, len, &log, err, errlen) != 0)
+    goto out_unlocked;
+  pthread_mutex_lock(&st_lock);
+  if (!replaying || ended) {
+    fail(err, errlen, "this process is not replaying its startup");
+    goto out;
+  }
+  for (k = 0; k < log.nentries; k++) {
+    const struct mcr_startup_entry *e = &log.entries[k];
+    if (e->kind == MCR_SK_FORK && e->stack_id == stack_id && e->ordinal == ordinal &&
+        e->result == 0)
+      break;
+  }
+  if (k == log.nentries) {
+    fail(err, errlen, "the old child's startup log has no fork that made it at this call "
+                      "stack: it is not the child of this fork");
+    goto out;
+  }
+  while (slots < 2 * log.nentries)
+    slots *= 2;
+  index = map(slots * sizeof(*index));
+  used = map(log.nentries ? log.nentries : 1);
+  sh = map(slots * sizeof(uint32_t));
+  ah = map(slots * sizeof(uint32_t));
+  sn = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+  an = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+  if (!index || !used || !sh || !ah || !sn || !an) {
+    fail(err, errlen, "no memory for the replay tables: %s", strerror(errno));
+    goto out;
+  }
+  /* up to the fork the old child's log is its parent's (its memory at the
+   * fork): what the parent's replay used then is used here */
+  for (size_t i = 0; i < k && i < old.nentries; i++)
+    used[i] = old_used[i];
+  used[k] = 1;
+  for (size_t i = 0; i < log.nentries; i++) {
+    const struct mcr_startup_entry *e = &log.entries[i];
+    uint64_t h = (e->stack_id ^ ((uint64_t)e->kind << 32 | e->ordinal)) * 0x9e3779b97f4a7c15ull;
+    size_t s = (size_t)(h >> 20) & (slots - 1);
+    while (index[s])
+      s = (s + 1) & (slots - 1);
+    index[s] = (uint32_t)i + 1;
+  }
+  /* the parent's tables stay mapped (in-flight calls may point into them) */
+  old = log;
+  log.mem = NULL;
+  old_index = index;
+  old_used = used;
+  old_slots = slots;
+  by_stack = (struct chains){sh, sn, slots};
+  by_args = (struct chains){ah, an, slots};
+  chains_build(&by_stack, stack_key, old.nentries);
+  chains_build(&by_args, args_key, old.nentries);
+  old_alloc_index = NULL; /* rebuilt for this log at first use */
+  old_alloc_cap = 0;
+  child_from = (long)k;
+  index = sh = ah = sn = an = NULL;
+  used = NULL;
+  rc = 0;
+out:
+  pthread_mutex_unlock(&st_lock);
+  unmap(index, slots * sizeof(*index));
+  unmap(used, log.nentries ? log.nentries : 1);
+  unmap(sh, slots * sizeof(uint32_t));
+  unmap(ah, slots * sizeof(uint32_t));
+  unmap(sn, (log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+  unmap(an, (log.nentries ? log.nentries : 1) * sizeof(uint32_t));
+  if (log.mem)
+    mcr_startup_log_free(&log);
+out_unlocked:
+  mcr_in_runtime--;
+  return rc;
+}
+
+void mcr_startup_replay_inherit(int fd)
+{
+  pthread_mutex_lock(&st_lock);
+  set_bit(inherited_map, fd);
+  set_xlat(fd, -1);
+  pthread_mutex_unlock(&st_lock);
 }

@@ -115,6 +115,7 @@ struct mcr_startup_stats {
   unsigned old_allocs;
   unsigned by_args;      /* paired with an old call at another call stack by their arguments */
   unsigned adopted;      /* own sockets that took over an old listening socket at bind */
+  unsigned suppressed;   /* sendmsg on sockets shared with the old process: not sent */
   unsigned notes;
 };
 
@@ -162,6 +163,21 @@ void mcr_startup_log_free(struct mcr_startup_log *log);
  * Returns 0, or -1 with a message (the process then records normally). */
 int mcr_startup_replay_begin(const void *log, size_t len, const int *inherited,
                              size_t ninherited, char *err, size_t errlen);
+
+/* In a child that a replayed fork made for a process tree's update
+ * (docs/coordinator.md): replay log, the startup log of the old child this one
+ * replaces, from here on. The fork is the call (stack_id, ordinal); up to it
+ * the old child's log is the parent's, used as far as the parent's replay
+ * used it. Returns 0, or -1 with a message. */
+int mcr_startup_replay_switch(const void *log, size_t len, uint64_t stack_id, uint32_t ordinal,
+                              char *err, size_t errlen);
+
+/* The replayed log's forks whose old result was a child pid (copies, at most
+ * max). */
+size_t mcr_startup_old_forks(struct mcr_startup_entry *out, size_t max);
+
+/* fd, now the old process's object at the old number, counts as inherited. */
+void mcr_startup_replay_inherit(int fd);
 
 /* The conflicts found so far in a replay. */
 size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out);

@@ -371,6 +371,19 @@ void mcr_threads_class(struct mcr_symbolizer *sym, const struct mcr_thread_info 
   }
 }
 
+void mcr_threads_class_full(struct mcr_symbolizer *sym, const struct mcr_thread_info *t,
+                            char *buf, size_t len)
+{
+  char start[128];
+
+  mcr_threads_class(sym, t, buf, len);
+  if (t->is_main)
+    return;
+  mcr_symbolize(sym, t->start, start, sizeof(start));
+  size_t l = strlen(buf);
+  snprintf(buf + l, len - l, " (%s)", start);
+}
+
 size_t mcr_threads_classes(struct mcr_thread_class *out, size_t max)
 {
   struct mcr_symbolizer sym = {0};
@@ -382,14 +395,9 @@ size_t mcr_threads_classes(struct mcr_thread_class *out, size_t max)
     return 0;
   n = mcr_threads_snapshot(reg, cap);
   for (size_t i = 0; i < n && i < cap; i++) {
-    char name[sizeof(out->name)], start[128] = "";
+    char name[sizeof(out->name)];
     size_t k;
-    mcr_threads_class(&sym, &reg[i], name, sizeof(name));
-    if (!reg[i].is_main) {
-      mcr_symbolize(&sym, reg[i].start, start, sizeof(start));
-      size_t l = strlen(name);
-      snprintf(name + l, sizeof(name) - l, " (%s)", start);
-    }
+    mcr_threads_class_full(&sym, &reg[i], name, sizeof(name));
     size_t have = nc < max ? nc : max;
     for (k = 0; k < have; k++)
       if (!strcmp(out[k].name, name))

@@ -76,5 +76,9 @@ size_t mcr_threads_classes(struct mcr_thread_class *out, size_t max);
 struct mcr_symbolizer;
 void mcr_threads_class(struct mcr_symbolizer *sym, const struct mcr_thread_info *t, char *buf,
                        size_t len);
+/* The class of one thread as mcr_threads_classes names it: its creation stack
+ * and start routine, "main > create_worker (worker_main)"; "main". */
+void mcr_threads_class_full(struct mcr_symbolizer *sym, const struct mcr_thread_info *t,
+                            char *buf, size_t len);
 
 #endif /* MCR_THREADS_H */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "control.h"
 #include "dirty.h"
 #include "fnv.h"
 #include "heap.h"
@@ -29,11 +30,12 @@
 #include "quiesce.h"
 #include "startup.h"
 #include "threads.h"
+#include "tls.h"
 #include "typetab.h"
 #include "types.h"
 #include "xform.h"
 
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 #define KCMP_FILE 0
 
 /* The executable's allocation sites (linker-defined bounds of the section). */
@@ -76,6 +78,10 @@ int mcr_transfer_precopy_ranges(struct mcr_buf *out, struct mcr_dirty **dirty, c
 
   *dirty = NULL;
   note[0] = 0;
+  /* the thread classes the pause sends with the thread-local variables:
+   * symbolized now, while the program runs */
+  if (mcr_tls_program_has_vars())
+    (void)mcr_tls_threads(NULL, 0);
   /* a snapshot while the program runs: only a hint of what to copy early.
    * pid 0: the ranges must not come from the page map, which changes meanwhile */
   if (mcr_heap_export(&st) != 0)
@@ -155,6 +161,7 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
     }
   }
   put_site_keys(out);
+  mcr_tls_describe(out);
   mcr_buf_u32(out, (uint32_t)nfds);
   for (size_t i = 0; i < nfds; i++) {
     int fl = fcntl(fds[i], F_GETFD);
@@ -191,6 +198,9 @@ struct ctx {
   const struct mcr_heap_range *fresh;
   size_t nfresh;
   const struct mcr_heap_state *hs;
+  /* the new threads' thread-local variables, roots for the type transform */
+  struct mcr_xform_region *tls_regions;
+  size_t ntls_regions;
 };
 
 static void suspect(struct ctx *c, uintptr_t *where)
@@ -287,6 +297,12 @@ static struct {
   uint32_t npre;
   uintptr_t *suspect;         /* heap words the pre-copy could not translate (see ctx) */
   size_t nsuspect, suspect_cap, suspect_lost;
+  /* the program's thread-local variables (tls.h): oa and na are offsets in the
+   * executable's TLS block of the old and of this process */
+  struct gplan *tv;
+  size_t ntv, tvcap, tls_fresh, tls_missing;
+  struct mcr_tls_syms *tls_syms[2]; /* old, new */
+  int tls_bad;                      /* the symbol tables could not be read */
 } plan;
 
 /* The new version's sites by key, built before the pause (mcr_transfer_prepare):
@@ -315,6 +331,7 @@ static int translate(struct mcr_image_map *im, uintptr_t v, uintptr_t *nv, char 
 
 static int plan_globals(void);
 static void warm_globals(void);
+static size_t rewrite(uintptr_t *w, size_t nwords);
 static int plan_pairs(void);
 static int plan_sync(void);
 
@@ -371,6 +388,8 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
     return -1;
   }
   plan.matched = mcr_xform_match_content(old_pid, plan.image);
+  if (plan.ntv)
+    (void)mcr_tls_threads(NULL, 0); /* the threads' classes, symbolized outside the pause */
   prefault_old_heap(old_pid);
   warm_globals();
   if (plan_pairs() != 0 || plan_sync() != 0) {
@@ -953,17 +972,33 @@ static int plan_globals(void)
         struct mcr_global_rec gr;
         uintptr_t oa, na;
         size_t os, ns;
-        if (mcr_typetab_global(&tt, gi, &gr) != 0 || (gr.flags & (MCR_GF_CONST | MCR_GF_TLS)))
+        if (mcr_typetab_global(&tt, gi, &gr) != 0 || (gr.flags & MCR_GF_CONST))
           continue;
         const char *sym = mcr_typetab_str(&tt, gr.symbol);
         const char *file = mcr_typetab_str(&tt, tt.hdr.module);
+        int tls = (gr.flags & MCR_GF_TLS) != 0;
         if (!sym || !*sym)
           continue;
-        if (mcr_image_symbol(plan.image, 1, sym, file, &na, &ns) != 0) {
+        if (tls) { /* offsets in the TLS block, per thread in the pause (step_tls) */
+          if (!plan.tls_syms[0] && !plan.tls_bad) {
+            char exe[64];
+            snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)plan.old_pid);
+            plan.tls_syms[0] = mcr_tls_syms_open(plan.arena, exe);
+            plan.tls_syms[1] = mcr_tls_syms_open(plan.arena, "/proc/self/exe");
+            plan.tls_bad = !plan.tls_syms[0] || !plan.tls_syms[1];
+          }
+          if (plan.tls_bad || mcr_tls_sym(plan.tls_syms[1], sym, file, &na, &ns) != 0) {
+            plan.tls_missing++;
+            continue;
+          }
+          if (mcr_tls_sym(plan.tls_syms[0], sym, file, &oa, &os) != 0) {
+            plan.tls_fresh++;
+            continue; /* a new variable: each thread keeps its initial value */
+          }
+        } else if (mcr_image_symbol(plan.image, 1, sym, file, &na, &ns) != 0) {
           plan.missing++; /* not in this executable's symbol table */
           continue;
-        }
-        if (mcr_image_symbol(plan.image, 0, sym, file, &oa, &os) != 0) {
+        } else if (mcr_image_symbol(plan.image, 0, sym, file, &oa, &os) != 0) {
           plan.fresh++;
           continue; /* a new global: keeps its initial value */
         }
@@ -981,7 +1016,8 @@ static int plan_globals(void)
         } else {
           ch = 0;
         }
-        const unsigned char *oinit = ch ? mcr_xform_initial(sym, oa, os) : NULL;
+        /* (a thread-local variable's initial value is not at oa: no static tables) */
+        const unsigned char *oinit = ch && !tls ? mcr_xform_initial(sym, oa, os) : NULL;
         if (ch < 0 && !oinit) {
           if (plan.conflicts < 8)
             snprintf(plan.conflict[plan.conflicts], sizeof(plan.conflict[0]), "%s", why);
@@ -990,17 +1026,19 @@ static int plan_globals(void)
         }
         if (!ns)
           continue;
-        if (plan.ng == cap) {
-          size_t nc = cap ? 2 * cap : 256;
+        struct gplan **v = tls ? &plan.tv : &plan.g;
+        size_t *nv = tls ? &plan.ntv : &plan.ng, *vcap = tls ? &plan.tvcap : &cap;
+        if (*nv == *vcap) {
+          size_t nc = *vcap ? 2 * *vcap : 256;
           struct gplan *n = mcr_arena_alloc(plan.arena, nc * sizeof(*n), 8);
           if (!n)
             return -1;
-          if (cap)
-            memcpy(n, plan.g, cap * sizeof(*n));
-          plan.g = n;
-          cap = nc;
+          if (*vcap)
+            memcpy(n, *v, *vcap * sizeof(*n));
+          *v = n;
+          *vcap = nc;
         }
-        struct gplan *g = &plan.g[plan.ng++];
+        struct gplan *g = &(*v)[(*nv)++];
         memset(g, 0, sizeof(*g));
         g->name = mcr_arena_strdup(plan.arena, sym);
         g->oa = oa;
@@ -1021,7 +1059,7 @@ static int plan_globals(void)
         }
         g->tt = blob_copy;
         walk_type(&tt, gr.type, 0, g, 0);
-        if (xp) {
+        if (xp && !tls) { /* (pointers into a thread-local variable: not remapped) */
           plan.changed++;
           if (mcr_xform_add_global(g->name, oa, os, na, ns, xp) != 0)
             return -1;
@@ -1054,6 +1092,116 @@ static void warm_globals(void)
         (void)translate(plan.image, v, &nv, why, sizeof(why));
     }
   }
+}
+
+/* The tree's pids (mcr_transfer_pid_map). */
+#define PID_MAP_MAX 1024
+static pid_t pid_map_old[PID_MAP_MAX], pid_map_new[PID_MAP_MAX];
+static size_t npid_map, npids_mapped;
+
+void mcr_transfer_pid_map(const pid_t *old, const pid_t *new, size_t n)
+{
+  npid_map = n < PID_MAP_MAX ? n : PID_MAP_MAX;
+  memcpy(pid_map_old, old, npid_map * sizeof(pid_t));
+  memcpy(pid_map_new, new, npid_map * sizeof(pid_t));
+}
+
+/* One old thread's TLS block and its new thread's (step_tls). */
+struct tls_pair {
+  uintptr_t ob, nb;
+};
+
+/* A word of a thread-local variable that points into its own thread's old
+ * block (a variable pointing to another of the thread's variables) points to
+ * the same place in the new thread's. Returns 1 if it did. */
+static int tls_self(const struct tls_pair *p, uintptr_t *w)
+{
+  if (!p || *w < p->ob)
+    return 0;
+  uintptr_t off = *w - p->ob;
+  for (size_t i = 0; i < plan.ntv; i++) {
+    const struct gplan *t = &plan.tv[i];
+    if (off >= t->oa && off < t->oa + t->osize) {
+      /* into a variable of changed type: its start only (fields may have moved) */
+      if (!t->xplan || off == t->oa) {
+        *w = p->nb + t->na + (off - t->oa);
+        return 1;
+      }
+      return 0;
+    }
+  }
+  return 0;
+}
+
+/* Writes the old value val of global or thread-local variable g (g->osize
+ * bytes, the old layout; changed in place) to dst in this process: pointers
+ * into the old image translated, the type converted, pid_t fields holding the
+ * old pid set to this one's, the bytes this process keeps left alone. self: the
+ * thread blocks of a thread-local variable (NULL for a global). Returns 0, 1
+ * when the value was refused (a conflict), -1 when out of memory. */
+static int put_value(struct ctx *c, const struct gplan *g, unsigned char *val, unsigned char *dst,
+                     const struct tls_pair *self)
+{
+  if (g->bad) {
+    conflict(c, "%s", g->bad);
+    return 1;
+  }
+  /* pointers into the old image, word by word (the old layout), kept bytes
+   * excluded when the layout is the same */
+  for (size_t off = (sizeof(uintptr_t) - g->oa % sizeof(uintptr_t)) % sizeof(uintptr_t);
+       off + sizeof(uintptr_t) <= g->osize; off += sizeof(uintptr_t)) {
+    int skip = 0;
+    for (size_t k = 0; !g->xplan && g->keep && k < sizeof(uintptr_t); k++)
+      skip |= g->keep[off + k];
+    c->where_off = off;
+    if (!skip && !tls_self(self, (uintptr_t *)(val + off)))
+      translate_words(c, (uintptr_t *)(val + off), 1, g->name);
+  }
+  if (g->xplan) {
+    /* the new layout, over the new version's initial value (what no old field
+     * fills keeps it) */
+    struct mcr_xerror xe;
+    unsigned char *nv = mcr_arena_alloc(c->arena, g->size + 16, 16);
+    if (!nv)
+      return -1;
+    memcpy(nv, dst, g->size);
+    if (mcr_xplan_apply(g->xplan, val, g->osize, nv, g->size, &xe) != 0) {
+      conflict(c, "narrowing\tfield %s: %s\t%s %s", xe.path, xe.msg,
+               self ? "thread-local variable" : "global", g->name);
+      return 1;
+    }
+    int (*hook)(void *, size_t, const void *, size_t) = mcr_xform_global_hook(g->name);
+    if (hook && hook(nv, g->size, val, g->osize) != 0) {
+      conflict(c, "hook\tmcr_transform_global_%s refused the old value\t%s %s", g->name,
+               self ? "thread-local variable" : "global", g->name);
+      return 1;
+    }
+    val = nv;
+  }
+  for (uint32_t k = 0; k < g->npids; k++) {
+    int32_t v;
+    memcpy(&v, val + g->pids[k], 4);
+    if (v == (int32_t)c->old_pid) {
+      v = (int32_t)getpid();
+      memcpy(val + g->pids[k], &v, 4);
+    } else if (v > 0) {
+      for (size_t m = 0; m < npid_map; m++)
+        if (v == (int32_t)pid_map_old[m]) {
+          v = (int32_t)pid_map_new[m];
+          memcpy(val + g->pids[k], &v, 4);
+          npids_mapped++;
+          break;
+        }
+    }
+  }
+  if (!g->keep) {
+    memcpy(dst, val, g->size);
+  } else {
+    for (size_t k = 0; k < g->size; k++)
+      if (!g->keep[k])
+        dst[k] = val[k];
+  }
+  return 0;
 }
 
 /* In the pause: copies the planned globals. */
@@ -1107,63 +1255,128 @@ static int step_globals(struct ctx *c)
       kept++; /* never written by the old program: no state, the new table stays */
       continue;
     }
-    if (g->bad) {
-      conflict(c, "%s", g->bad);
-      continue;
-    }
-    /* pointers into the old image, word by word (the old layout), kept bytes
-     * excluded when the layout is the same */
-    for (size_t off = (sizeof(uintptr_t) - g->oa % sizeof(uintptr_t)) % sizeof(uintptr_t);
-         off + sizeof(uintptr_t) <= g->osize; off += sizeof(uintptr_t)) {
-      int skip = 0;
-      for (size_t k = 0; !g->xplan && g->keep && k < sizeof(uintptr_t); k++)
-        skip |= g->keep[off + k];
-      c->where_off = off;
-      if (!skip)
-        translate_words(c, (uintptr_t *)(val + off), 1, g->name);
-    }
-    if (g->xplan) {
-      /* the new layout, over the new version's initial value (what no old field
-       * fills keeps it) */
-      struct mcr_xerror xe;
-      unsigned char *nv = mcr_arena_alloc(c->arena, g->size + 16, 16);
-      if (!nv)
-        return -1;
-      memcpy(nv, dst, g->size);
-      if (mcr_xplan_apply(g->xplan, val, g->osize, nv, g->size, &xe) != 0) {
-        conflict(c, "narrowing\tfield %s: %s\tglobal %s", xe.path, xe.msg, g->name);
-        continue;
-      }
-      int (*hook)(void *, size_t, const void *, size_t) = mcr_xform_global_hook(g->name);
-      if (hook && hook(nv, g->size, val, g->osize) != 0) {
-        conflict(c, "hook\tmcr_transform_global_%s refused the old value\tglobal %s", g->name,
-                 g->name);
-        continue;
-      }
-      val = nv;
-      converted++;
-    }
-    for (uint32_t k = 0; k < g->npids; k++) {
-      int32_t v;
-      memcpy(&v, val + g->pids[k], 4);
-      if (v == (int32_t)c->old_pid) {
-        v = (int32_t)getpid();
-        memcpy(val + g->pids[k], &v, 4);
-      }
-    }
-    if (!g->keep) {
-      memcpy(dst, val, g->size);
-    } else {
-      for (size_t k = 0; k < g->size; k++)
-        if (!g->keep[k])
-          dst[k] = val[k];
-    }
-    bytes += g->size;
+    int r = put_value(c, g, val, dst, NULL);
+    if (r < 0)
+      return -1;
+    converted += r == 0 && g->xplan;
+    bytes += r == 0 ? g->size : 0;
   }
   phase(c, "globals", t,
         "%zu globals (%.1f kB) copied, %zu of changed type converted, %zu static tables of "
         "changed type kept as the new version has them, %zu new ones keep their initial value",
         plan.ng, bytes / 1e3, converted, kept, plan.fresh);
+  if (npids_mapped)
+    mcr_buf_printf(c->report, "note %zu pid_t fields of globals named another process of the "
+                              "tree: given its new pid\n", npids_mapped);
+  return c->conflicts ? -1 : 0;
+}
+
+/* ---- thread-local variables ---- */
+
+#define TLS_THREADS 1024
+
+/* In the pause: each old thread's thread-local variables into the new thread
+ * paired with it (tls.h: the k-th of its class, by creation), as the globals
+ * are copied. The new threads without an old counterpart keep their own
+ * values, with their references to replaced startup objects rewritten as on
+ * their stacks. */
+static int step_tls(struct ctx *c, struct mcr_buf *st)
+{
+  uint64_t t = mcr_update_now_ns();
+  uint32_t n = mcr_buf_get_u32(st);
+  size_t copied = 0, converted = 0, paired = 0, words = 0;
+
+  if (st->bad || n > TLS_THREADS) {
+    conflict(c, "the old version's thread list is malformed");
+    return -1;
+  }
+  const char **ocls = mcr_arena_alloc(c->arena, (n + 1) * sizeof(*ocls), 8);
+  uintptr_t *oblock = mcr_arena_alloc(c->arena, (n + 1) * sizeof(*oblock), 8);
+  if (!ocls || !oblock)
+    return -1;
+  for (uint32_t i = 0; i < n; i++) {
+    ocls[i] = mcr_buf_get_str(st);
+    oblock[i] = (uintptr_t)mcr_buf_get_u64(st);
+  }
+  if (st->bad) {
+    conflict(c, "the old version's thread list is malformed");
+    return -1;
+  }
+  if (!plan.ntv)
+    return 0; /* the program has none (or none the old version had) */
+  struct mcr_tls_thread *nt = mcr_arena_alloc(c->arena, TLS_THREADS * sizeof(*nt), 8);
+  unsigned char *used = mcr_arena_alloc(c->arena, TLS_THREADS, 1);
+  c->tls_regions = mcr_arena_alloc(c->arena, TLS_THREADS * plan.ntv * sizeof(*c->tls_regions), 8);
+  size_t maxo = 0;
+  for (size_t i = 0; i < plan.ntv; i++)
+    maxo = plan.tv[i].osize > maxo ? plan.tv[i].osize : maxo;
+  unsigned char *val = mcr_arena_alloc(c->arena, maxo + 16, 16);
+  if (!nt || !used || !c->tls_regions || !val)
+    return -1;
+  size_t nn = mcr_tls_threads(nt, TLS_THREADS);
+  nn = nn < TLS_THREADS ? nn : TLS_THREADS;
+  memset(used, 0, nn);
+  if (n && !oblock[0]) {
+    mcr_buf_printf(c->report, "note thread-local variables not transferred: the old process "
+                              "could not locate its threads' TLS blocks\n");
+    n = 0;
+  }
+  size_t lost = 0;
+  const char *lost_cls = NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    /* the k-th old thread of its class and the k-th new one */
+    unsigned k = 0;
+    size_t j;
+    for (uint32_t p = 0; p < i; p++)
+      k += !strcmp(ocls[p], ocls[i]);
+    for (j = 0; j < nn; j++)
+      if (!strcmp(nt[j].cls, ocls[i]) && k-- == 0)
+        break;
+    if (j == nn || !nt[j].block) {
+      lost++;
+      lost_cls = ocls[i];
+      continue;
+    }
+    used[j] = 1;
+    paired++;
+    struct tls_pair tp = {oblock[i], nt[j].block};
+    for (size_t v = 0; v < plan.ntv; v++) {
+      struct gplan g = plan.tv[v]; /* at this thread's addresses */
+      g.oa += tp.ob;
+      g.na += tp.nb;
+      struct iovec l = {val, g.osize}, r = {(void *)g.oa, g.osize};
+      if (process_vm_readv(c->old_pid, &l, 1, &r, 1, 0) != (ssize_t)g.osize) {
+        conflict(c, "reading thread-local variable %s of the old version's thread (%s): %s",
+                 g.name, ocls[i], strerror(errno));
+        return -1;
+      }
+      int rc = put_value(c, &g, val, (unsigned char *)g.na, &tp);
+      if (rc < 0)
+        return -1;
+      copied += rc == 0;
+      converted += rc == 0 && g.xplan;
+    }
+  }
+  for (size_t j = 0; j < nn; j++) {
+    if (!nt[j].block)
+      continue;
+    for (size_t v = 0; v < plan.ntv; v++) {
+      const struct gplan *g = &plan.tv[v];
+      uintptr_t a = nt[j].block + g->na;
+      if (!used[j] && a % sizeof(uintptr_t) == 0)
+        words += rewrite((uintptr_t *)a, g->size / sizeof(uintptr_t));
+      c->tls_regions[c->ntls_regions++] =
+          (struct mcr_xform_region){a, a + g->size, g->tt, g->type, g->name};
+    }
+  }
+  if (lost)
+    mcr_buf_printf(c->report, "note thread-local variables of %zu old thread%s not transferred: "
+                              "no thread of %s class in the new version (%s)\n",
+                   lost, lost == 1 ? "" : "s", lost == 1 ? "its" : "their", lost_cls);
+  phase(c, "tls", t, "%zu thread-local variables copied in %zu thread pairs (%zu values, %zu of "
+                     "changed type converted); %zu new threads without a pair kept theirs (%zu "
+                     "references rewritten), %zu new variables keep their initial value",
+        plan.ntv, paired, copied, converted, nn - paired, words, plan.tls_fresh);
   return c->conflicts ? -1 : 0;
 }
 
@@ -1262,13 +1475,16 @@ static int step_transform(struct ctx *c)
 {
   struct mcr_qthread *qs[1024];
   size_t nq = mcr_threads_qstates(qs, 1024);
-  struct mcr_xform_region *r = mcr_arena_alloc(c->arena, (plan.ng + nq + 1) * sizeof(*r), 8);
+  struct mcr_xform_region *r =
+      mcr_arena_alloc(c->arena, (plan.ng + c->ntls_regions + nq + 1) * sizeof(*r), 8);
   size_t n = 0;
   if (!r)
     return -1;
   for (size_t i = 0; i < plan.ng; i++)
     r[n++] = (struct mcr_xform_region){plan.g[i].na, plan.g[i].na + plan.g[i].size, plan.g[i].tt,
                                        plan.g[i].type, plan.g[i].name};
+  for (size_t i = 0; i < c->ntls_regions; i++) /* thread-local variables, by type too */
+    r[n++] = c->tls_regions[i];
   for (size_t i = 0; i < nq && i < 1024; i++)
     if (qs[i]->tid && qs[i]->park_sp && qs[i]->stack_hi > qs[i]->park_sp)
       r[n++] = (struct mcr_xform_region){qs[i]->park_sp, qs[i]->stack_hi, NULL, 0,
@@ -1595,6 +1811,8 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
     cloexec[i] = (v & 0x80000000u) != 0;
   }
   pidfd = (int)syscall(SYS_pidfd_open, c->old_pid, 0);
+  if (pidfd >= 0) /* high: at a low number the loop below may replace it */
+    pidfd = mcr_fd_move_high(pidfd);
   if (pidfd < 0) {
     conflict(c, "pidfd_open(%d): %s", (int)c->old_pid, strerror(errno));
     return -1;
@@ -1694,6 +1912,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   mcr_update_fault("globals");
   if (step_globals(&c) != 0)
+    goto out;
+  if (step_tls(&c, st) != 0)
     goto out;
   if (step_anon(&c) != 0)
     goto out;

@@ -10,6 +10,8 @@
  *   globals  each of the program's globals copied by symbol name, except fields
  *            this process must keep (pthread objects, thread ids), pid_t fields
  *            holding the old pid set to the new one
+ *   tls      the executable's thread-local variables likewise, from each old
+ *            thread to the new thread paired with it (tls.h)
  *   image    every word of the copied heap and globals that points into the old
  *            executable or a library rewritten to the new address (image.h)
  *   stacks   references on the parked threads' stacks (and in this process's
@@ -48,6 +50,12 @@ int mcr_transfer_precopy(struct mcr_buf *msg, struct mcr_buf *report);
 /* New side, before the pause: pairs the two processes' executables and
  * libraries, plans the globals, indexes this version's allocation sites. */
 int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen);
+
+/* New side, before mcr_transfer_apply, in an update of a process tree
+ * (docs/coordinator.md): the other processes' pids, old[i] replaced by new[i]
+ * (the parent, the children, the siblings). pid_t fields of globals holding an
+ * old pid get the new one, as the process's own pid does. Copied. */
+void mcr_transfer_pid_map(const pid_t *old, const pid_t *new, size_t n);
 
 /* New side, every program thread parked: takes the state over. Appends "phase",
  * "note" and "conflict" lines (update.h) to report. Returns 0, or -1 when the

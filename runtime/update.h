@@ -34,6 +34,7 @@
 #define MCR_ENV_UPDATE_FAULT "MCR_UPDATE_FAULT" /* tests: "PHASE:crash" / "PHASE:hang" */
 #define MCR_ENV_UPDATE_HEAP "MCR_UPDATE_HEAP"   /* heap.h: where the old heap is */
 #define MCR_ENV_UPDATE_RENAMES "MCR_UPDATE_RENAMES" /* rename.h: "OLD=NEW OLD=NEW" */
+#define MCR_ENV_UPDATE_TIMEOUT "MCR_UPDATE_TIMEOUT" /* the old side's bound per phase, ms */
 
 /* Runtime-owned fds of either process live at or above this number, so they
  * never take a number the program uses. */
@@ -48,6 +49,9 @@ enum mcr_umsg {
   MCR_U_RESUMED = 6, /* new -> old: text lines */
   MCR_U_PRECOPY = 7, /* old -> new: heap ranges to copy before the pause */
   MCR_U_PRECOPIED = 8, /* new -> old: text lines */
+  /* process trees (docs/coordinator.md) */
+  MCR_U_LOG = 9,     /* old child -> new child: its startup log (mcr_startup_serialize) */
+  MCR_U_GO = 10,     /* new parent -> new child: let your old partner quiesce now */
 };
 
 /* A growable byte buffer in runtime-private memory (mmap), for messages. */
@@ -147,6 +151,10 @@ struct mcr_update_result {
   struct mcr_update_conflict conflicts[MCR_UPDATE_MAX_CONFLICTS];
   char notes[MCR_UPDATE_MAX_LINES][256];
   int refused; /* bad input or busy: nothing was done (conflict 0 says why) */
+  /* a process tree: each process's own part of the pause (its old partner's
+   * quiesce to the end of its transfer, "own US" lines): the longest, how many */
+  uint64_t own_max_us;
+  unsigned nown;
 };
 
 /* Stores the fields (len[f] bytes of field[f], which need no NUL; NULL with
@@ -171,6 +179,13 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
                     const char *renames, struct mcr_update_result *res);
 __attribute__((noreturn)) void mcr_update_finish(const struct mcr_update_result *res);
 
+/* The old side of one pair of a process tree's update (docs/coordinator.md),
+ * on a runtime thread: fd is the connection of peer, the new process that
+ * replaces this one. Sends this process's startup log, then goes through the
+ * pair's conversation; on the tree's COMMIT this process exits (never
+ * returns); else it resumes and returns, having told the peer why (FAIL). */
+void mcr_update_partner(int fd, pid_t peer, unsigned timeout_ms);
+
 /* Nonzero while this process is the old side of an update: parked threads give
  * their heap caches back (heap.h) so nothing is lost in the transfer. */
 extern int mcr_update_old_active;
@@ -186,6 +201,20 @@ extern int mcr_update_heap_frozen;
 extern int mcr_update_parking;
 
 
+
+/* Process trees (docs/coordinator.md), called by the startup replay's fork():
+ * nonzero if the old process's child old_child (the old result of this fork)
+ * can be paired with the child this fork makes: it is alive and a child of the
+ * process this one replaces. */
+int mcr_update_tree_pairable(pid_t old_child);
+/* Before the fork of such a pair: the link between the new parent and child.
+ * Returns 0, or -1 (errno). */
+int mcr_update_tree_prefork(void);
+/* After it, in both processes (result: fork's). The child connects to
+ * old_child, switches its replay to old_child's startup log (the fork is the
+ * call (stack_id, ordinal) of it) and starts its own update agent; the parent
+ * adds the child to those its agent waits for. */
+void mcr_update_tree_forked(pid_t result, pid_t old_child, uint64_t stack_id, uint32_t ordinal);
 
 /* Tests: crashes or hangs the new version at the named phase if
  * MCR_UPDATE_FAULT asked for it (update_new.c). */

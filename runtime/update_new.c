@@ -20,10 +20,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <linux/kcmp.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "control.h"
+#include "control.pb-c.h"
+#include "stackid.h"
 
 #include "elfsym.h"
 #include "image.h"
@@ -36,6 +47,9 @@
 int mcr_update_parking;
 
 #define WAIT_STARTUP_MS 60000u  /* the old side enforces its own, shorter, timeout */
+static unsigned wait_startup_ms = WAIT_STARTUP_MS; /* MCR_UPDATE_TIMEOUT, if given: a child's
+                                                    * own timeout then names it, before the
+                                                    * old root's ends the whole update */
 #define WAIT_STATE_MS 600000u
 
 static int chan = -1;
@@ -45,16 +59,44 @@ static struct mcr_renames renames; /* mcr-ctl update --rename: for image.c */
 static int inherited[8192];
 static size_t ninherited;
 
+/* Process trees (docs/coordinator.md). A new process whose startup forked
+ * children paired with old ones waits for them at each step (kids); a child
+ * has its partner as chan and a link to its new parent (parent_link). */
+#define MAX_KIDS 256
+struct kid {
+  pid_t pid;  /* the new child */
+  pid_t old;  /* the old child it replaces */
+  int link;   /* our end of the link */
+  int pidfd;
+};
+static struct kid kids[MAX_KIDS];
+static size_t nkids;
+static int parent_link = -1;
+static int parent_pidfd = -1; /* a child's waits end when its new parent dies (a rollback
+                               * kills the new root; the program may replace our
+                               * PR_SET_PDEATHSIG with its own) */
+static int pending_link[2] = {-1, -1};
+static int tree_child_agent(void);
+
 void mcr_update_fault(const char *phase)
 {
   size_t n = strlen(phase);
+  char action[32];
   if (!fault_spec[0] || strncmp(fault_spec, phase, n) || fault_spec[n] != ':')
     return;
-  if (!strcmp(fault_spec + n + 1, "hang")) {
+  /* "PHASE:ACTION:child": only in the children of a process tree's new version */
+  snprintf(action, sizeof(action), "%s", fault_spec + n + 1);
+  char *scope = strchr(action, ':');
+  if (scope) {
+    *scope++ = 0;
+    if (!strcmp(scope, "child") && parent_link < 0)
+      return;
+  }
+  if (!strcmp(action, "hang")) {
     for (;;)
       pause();
   }
-  if (!strcmp(fault_spec + n + 1, "delay")) {
+  if (!strcmp(action, "delay")) {
     /* a second's wait, then on: widens the window between two phases (the
      * pre-copy and the pause, for tests of what is written meanwhile) */
     struct timespec ts = {1, 0};
@@ -81,12 +123,21 @@ static void put_thread_classes(struct mcr_buf *rep)
   munmap(tc, max * sizeof(*tc));
 }
 
+/* FAIL with lines b to the old partner and, in a child of a tree, to the new
+ * parent (which passes them up to the old root's report); then exit. */
+static void fail_lines_exit(const struct mcr_buf *b)
+{
+  if (parent_link >= 0)
+    mcr_chan_send(parent_link, MCR_U_FAIL, b);
+  mcr_chan_send(chan, MCR_U_FAIL, b);
+  _exit(1);
+}
+
 static void fail_exit(const char *why)
 {
   struct mcr_buf b = {0};
   mcr_buf_printf(&b, "conflict %s\n", why);
-  mcr_chan_send(chan, MCR_U_FAIL, &b);
-  _exit(1);
+  fail_lines_exit(&b);
 }
 
 static int env_int(const char *name, int *out)
@@ -148,6 +199,11 @@ __attribute__((constructor(203))) static void update_new_init(void)
   old_pid = (pid_t)old;
   if ((f = getenv(MCR_ENV_UPDATE_FAULT)))
     snprintf(fault_spec, sizeof(fault_spec), "%s", f);
+  {
+    int ms;
+    if (env_int(MCR_ENV_UPDATE_TIMEOUT, &ms) == 0 && ms > 0)
+      wait_startup_ms = (unsigned)ms;
+  }
   if (mcr_renames_parse(&renames, getenv(MCR_ENV_UPDATE_RENAMES), err, sizeof(err)) != 0)
     fail_exit(err);
   mcr_image_set_renames(&renames);
@@ -157,6 +213,7 @@ __attribute__((constructor(203))) static void update_new_init(void)
   unsetenv(MCR_ENV_UPDATE_OLD);
   unsetenv(MCR_ENV_UPDATE_FAULT);
   unsetenv(MCR_ENV_UPDATE_HEAP);
+  unsetenv(MCR_ENV_UPDATE_TIMEOUT);
   mcr_update_fault("startup");
 
   if (fstat(logfd, &st) != 0 ||
@@ -265,18 +322,389 @@ static size_t check_renames(struct mcr_buf *conflicts, struct mcr_buf *notes)
   return bad;
 }
 
+/* ---- process trees (docs/coordinator.md) ---- */
+
+/* The lines of a kid's message into out, each naming the process: a
+ * conflict's message and a note get "process OLD (new NEW): " in front;
+ * phases become one note. */
+static void forward_lines(struct mcr_buf *out, const struct mcr_buf *in, const struct kid *k)
+{
+  const char *p = (const char *)in->p, *end = p ? p + in->len : NULL;
+  char phases[400] = "";
+  size_t pl = 0;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    const char *tab;
+    if (n > 9 && !strncmp(p, "conflict ", 9) && (tab = memchr(p, '\t', n))) {
+      mcr_buf_printf(out, "%.*sprocess %d (new %d): %.*s\n", (int)(tab + 1 - p), p, (int)k->old,
+                     (int)k->pid, (int)(p + n - tab - 1), tab + 1);
+    } else if (n > 9 && !strncmp(p, "conflict ", 9)) {
+      mcr_buf_printf(out, "conflict other\tprocess %d (new %d): %.*s\n", (int)k->old, (int)k->pid,
+                     (int)(n - 9), p + 9);
+    } else if (n > 5 && !strncmp(p, "note ", 5)) {
+      mcr_buf_printf(out, "note process %d (new %d): %.*s\n", (int)k->old, (int)k->pid,
+                     (int)(n - 5), p + 5);
+    } else if (n > 6 && !strncmp(p, "phase ", 6)) {
+      char name[32];
+      unsigned long long ns;
+      if (sscanf(p + 6, "%31s %llu", name, &ns) == 2 && pl < sizeof(phases)) {
+        int w = snprintf(phases + pl, sizeof(phases) - pl, "%s%s %.1f ms", pl ? ", " : "", name,
+                         ns / 1e6);
+        if (w > 0)
+          pl += (size_t)w;
+      }
+    } else if (n > 6 && !strncmp(p, "pause ", 6)) {
+      unsigned long long us = strtoull(p + 6, NULL, 10);
+      mcr_buf_printf(out, "%.*s\n", (int)n, p); /* the longest pause is the tree's */
+      mcr_buf_printf(out, "note process %d (new %d): its clients' pause %.1f ms\n", (int)k->old,
+                     (int)k->pid, us / 1e3);
+    } else if (n > 4 && !strncmp(p, "own ", 4)) {
+      mcr_buf_printf(out, "%.*s\n", (int)n, p); /* each process's own part of the pause */
+    }
+    p = nl ? nl + 1 : NULL;
+  }
+  if (pl)
+    mcr_buf_printf(out, "note process %d (new %d): %s\n", (int)k->old, (int)k->pid, phases);
+}
+
+/* How kid k ended, if it did (without reaping it: it is the program's child). */
+static void kid_gone(struct mcr_buf *out, const struct kid *k, int e, const char *what)
+{
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  if (k->pidfd >= 0) {
+    struct timespec ts = {0, 200000000}; /* a closed link: its exit may lag a little */
+    for (int i = 0; i < 10 && waitid(P_PID, (id_t)k->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                    si.si_pid == 0; i++)
+      nanosleep(&ts, NULL);
+  }
+  if (si.si_pid == k->pid && si.si_code == CLD_EXITED)
+    mcr_buf_printf(out, "conflict crash\tprocess %d (new %d): %s: the new process exited with "
+                        "status %d\n", (int)k->old, (int)k->pid, what, si.si_status);
+  else if (si.si_pid == k->pid)
+    mcr_buf_printf(out, "conflict crash\tprocess %d (new %d): %s: the new process was killed by "
+                        "signal %d (%s)\n", (int)k->old, (int)k->pid, what, si.si_status,
+                   strsignal(si.si_status));
+  else
+    mcr_buf_printf(out, "conflict %s\tprocess %d (new %d): %s: %s\n",
+                   e == ETIMEDOUT ? "timeout" : "crash", (int)k->old, (int)k->pid, what,
+                   e == ETIMEDOUT ? "timed out" : strerror(e));
+}
+
+/* Waits for every kid's message of type want; their lines go to out. Returns
+ * 0, or -1 if one failed or died (out then holds why). */
+static int kids_wait(int want, struct mcr_buf *out, const char *what)
+{
+  int rc = 0;
+  for (size_t i = 0; i < nkids; i++) {
+    struct mcr_buf m = {0};
+    int type;
+    if (mcr_chan_recv(kids[i].link, kids[i].pidfd, WAIT_STATE_MS, &type, &m) != 0) {
+      kid_gone(out, &kids[i], errno, what);
+      rc = -1;
+      continue;
+    }
+    forward_lines(out, &m, &kids[i]);
+    if (type != want) {
+      if (type != MCR_U_FAIL)
+        mcr_buf_printf(out, "conflict other\tprocess %d (new %d): %s: unexpected message %d\n",
+                       (int)kids[i].old, (int)kids[i].pid, what, type);
+      rc = -1;
+    }
+    mcr_buf_free(&m);
+  }
+  return rc;
+}
+
+static void kids_send(int type, const struct mcr_buf *b)
+{
+  for (size_t i = 0; i < nkids; i++)
+    mcr_chan_send(kids[i].link, type, b);
+}
+
+/* From the parent: the message want (its payload appended to out, if out),
+ * else exit (the tree rolls back: our partner resumes when the channel closes). */
+static void parent_wait(int want, struct mcr_buf *out)
+{
+  struct mcr_buf m = {0};
+  int type;
+  if (mcr_chan_recv(parent_link, parent_pidfd, WAIT_STATE_MS, &type, &m) != 0 || type != want)
+    _exit(1);
+  if (out)
+    mcr_buf_put(out, m.p, m.len);
+  mcr_buf_free(&m);
+}
+
+/* The tree's pid map ("pid OLD NEW" lines: the parent's, with this process's
+ * own and its kids' added) for the transfer: pid_t globals naming another
+ * process of the old tree name its successor. */
+static void set_pid_map(struct mcr_buf *lines)
+{
+  static pid_t o[1024], n[1024];
+  size_t k = 0;
+  mcr_buf_printf(lines, "pid %d %d\n", (int)old_pid, (int)getpid());
+  for (size_t i = 0; i < nkids; i++)
+    mcr_buf_printf(lines, "pid %d %d\n", (int)kids[i].old, (int)kids[i].pid);
+  const char *p = (const char *)lines->p, *end = p ? p + lines->len : NULL;
+  while (p && p < end && k < 1024) {
+    int a, b;
+    if (sscanf(p, "pid %d %d", &a, &b) == 2 && a > 0 && b > 0) {
+      o[k] = a;
+      n[k++] = b;
+    }
+    p = memchr(p, '\n', (size_t)(end - p));
+    p = p ? p + 1 : NULL;
+  }
+  mcr_transfer_pid_map(o, n, k);
+}
+
+/* Is pid a child of process parent? */
+static int child_of(pid_t pid, pid_t parent)
+{
+  char path[64], buf[512];
+  int fd, ppid;
+  ssize_t n;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+    return 0;
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')');
+  char state;
+  return p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && state != 'Z' && ppid == parent;
+}
+
+int mcr_update_tree_pairable(pid_t old_child)
+{
+  return chan >= 0 && old_pid > 0 && old_child > 0 && nkids < MAX_KIDS &&
+         child_of(old_child, old_pid);
+}
+
+int mcr_update_tree_prefork(void)
+{
+  int sv[2];
+  mcr_in_runtime++;
+  int rc = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+  if (rc == 0) {
+    pending_link[0] = mcr_fd_move_high(sv[0]);
+    pending_link[1] = mcr_fd_move_high(sv[1]);
+  }
+  mcr_in_runtime--;
+  return rc;
+}
+
+/* In the new child, right after the fork: ask the old child to take part
+ * (control.proto UpdatePartnerRequest), take its startup log and replay it
+ * from here on. Returns 0 or -1 with why. */
+static int join_partner(pid_t old_child, uint64_t stack_id, uint32_t ordinal, char *why,
+                        size_t len)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  Mcr__Control__Request req = MCR__CONTROL__REQUEST__INIT;
+  Mcr__Control__UpdatePartnerRequest up = MCR__CONTROL__UPDATE_PARTNER_REQUEST__INIT;
+  unsigned char buf[64];
+  struct mcr_buf log = {0};
+  int fd, type, n;
+  size_t plen;
+
+  n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "mcr/%d", (int)old_child);
+  plen = offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n;
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, (socklen_t)plen) != 0) {
+    snprintf(why, len, "cannot reach the control socket of old process %d: %s", (int)old_child,
+             strerror(errno));
+    goto fail;
+  }
+  fd = mcr_fd_move_high(fd);
+  up.has_timeout_ms = 1;
+  up.timeout_ms = 10000;
+  req.kind_case = MCR__CONTROL__REQUEST__KIND_UPDATE_PARTNER;
+  req.update_partner = &up;
+  size_t rl = mcr__control__request__get_packed_size(&req);
+  if (rl + 4 > sizeof(buf))
+    goto fail;
+  mcr__control__request__pack(&req, buf + 4);
+  mcr_control_put_len(buf, (uint32_t)rl);
+  if (write(fd, buf, rl + 4) != (ssize_t)(rl + 4)) {
+    snprintf(why, len, "cannot write to the control socket of old process %d: %s",
+             (int)old_child, strerror(errno));
+    goto fail;
+  }
+  if (mcr_chan_recv(fd, -1, 10000, &type, &log) != 0) {
+    snprintf(why, len, "old process %d did not send its startup log: %s", (int)old_child,
+             strerror(errno));
+    goto fail;
+  }
+  if (type != MCR_U_LOG) { /* a control Reply (an error): not our framing */
+    snprintf(why, len, "old process %d refused to take part in the update (another update or "
+                       "quiesce in progress there, or not a child of the old root)",
+             (int)old_child);
+    goto fail;
+  }
+  /* "u32 n, n fds, the log": the old child's descriptors, taken now at their
+   * numbers (as a spawned new version inherits its old process's) */
+  uint32_t nfds = mcr_buf_get_u32(&log);
+  if (log.bad || nfds > (log.len - 4) / 4) {
+    snprintf(why, len, "old process %d sent a malformed startup log", (int)old_child);
+    goto fail;
+  }
+  int pidfd = (int)syscall(SYS_pidfd_open, old_child, 0);
+  if (pidfd >= 0) /* high: a low number is one of the old child's the loop takes */
+    pidfd = mcr_fd_move_high(pidfd);
+  if (pidfd < 0) {
+    snprintf(why, len, "pidfd_open(%d): %s", (int)old_child, strerror(errno));
+    goto fail;
+  }
+  for (uint32_t i = 0; i < nfds; i++) {
+    int ofd = (int)mcr_buf_get_u32(&log), got;
+    if (ofd == fd || ofd >= MCR_UPDATE_FD_BASE)
+      continue; /* the runtime's (moved high) */
+    if (fcntl(ofd, F_GETFD) >= 0 &&
+        syscall(SYS_kcmp, getpid(), old_child, KCMP_FILE, ofd, ofd) == 0)
+      goto have;
+    got = (int)syscall(SYS_pidfd_getfd, pidfd, ofd, 0);
+    if (got < 0)
+      continue; /* closed meanwhile (a client left): the transfer sees it too */
+    if (got != ofd) {
+      int cloexec = fcntl(ofd, F_GETFD); /* -1: not open here */
+      if (dup3(got, ofd, cloexec > 0 && (cloexec & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
+        snprintf(why, len, "cannot take descriptor %d of old process %d: %s", ofd,
+                 (int)old_child, strerror(errno));
+        close(got);
+        close(pidfd);
+        goto fail;
+      }
+      close(got);
+    }
+  have:
+    if (ninherited < sizeof(inherited) / sizeof(inherited[0]))
+      inherited[ninherited++] = ofd;
+    mcr_startup_replay_inherit(ofd);
+  }
+  close(pidfd);
+  if (mcr_startup_replay_switch(log.p + log.pos, log.len - log.pos, stack_id, ordinal, why,
+                                len) != 0)
+    goto fail;
+  /* the log stays: the replay refers to it */
+  chan = fd;
+  old_pid = old_child;
+  return 0;
+fail:
+  if (fd >= 0)
+    close(fd);
+  mcr_buf_free(&log);
+  return -1;
+}
+
+void mcr_update_tree_forked(pid_t result, pid_t old_child, uint64_t stack_id, uint32_t ordinal)
+{
+  mcr_in_runtime++;
+  if (result > 0) { /* the parent: one more kid to wait for */
+    struct kid *k = &kids[nkids++];
+    k->pid = result;
+    k->old = old_child;
+    k->link = pending_link[0];
+    k->pidfd = (int)syscall(SYS_pidfd_open, result, 0);
+    if (k->pidfd >= 0)
+      k->pidfd = mcr_fd_move_high(k->pidfd);
+    if (pending_link[1] >= 0)
+      close(pending_link[1]);
+    pending_link[0] = pending_link[1] = -1;
+    mcr_in_runtime--;
+    return;
+  }
+  if (result < 0) {
+    for (int i = 0; i < 2; i++)
+      if (pending_link[i] >= 0)
+        close(pending_link[i]);
+    pending_link[0] = pending_link[1] = -1;
+    mcr_in_runtime--;
+    return;
+  }
+  /* the child: dies with its new parent (a rollback kills the new root) */
+  pid_t parent = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  parent_pidfd = (int)syscall(SYS_pidfd_open, parent, 0);
+  if (getppid() != parent)
+    _exit(1);
+  if (parent_pidfd >= 0)
+    parent_pidfd = mcr_fd_move_high(parent_pidfd);
+  parent_link = pending_link[1];
+  close(pending_link[0]);
+  pending_link[0] = pending_link[1] = -1;
+  close(chan); /* the parent's channel, and its kids' links, are not ours */
+  chan = -1;
+  for (size_t i = 0; i < nkids; i++) {
+    close(kids[i].link);
+    if (kids[i].pidfd >= 0)
+      close(kids[i].pidfd);
+  }
+  nkids = 0;
+  char why[400];
+  if (join_partner(old_child, stack_id, ordinal, why, sizeof(why)) != 0) {
+    struct mcr_buf b = {0};
+    mcr_buf_printf(&b, "conflict other\t");
+    mcr_conflict_field_put(&b, why);
+    mcr_buf_printf(&b, "\n");
+    mcr_chan_send(parent_link, MCR_U_FAIL, &b);
+    _exit(1);
+  }
+  if (tree_child_agent() != 0)
+    fail_exit("cannot start the update thread of a child process");
+  mcr_in_runtime--;
+}
+
+/* Children the old process's startup forked that still run as its children
+ * and that no fork of this version's startup replaced (it forks fewer
+ * workers): each would be left serving the old version, its parent gone. A
+ * conflict each; returns how many. */
+static size_t unpaired_children(struct mcr_buf *out)
+{
+  static struct mcr_startup_entry forks[256];
+  size_t n = mcr_startup_old_forks(forks, sizeof(forks) / sizeof(forks[0])), bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    pid_t c = (pid_t)forks[i].result;
+    int paired = 0;
+    for (size_t k = 0; k < nkids && !paired; k++)
+      paired = kids[k].old == c;
+    if (paired || !child_of(c, old_pid))
+      continue;
+    bad++;
+    char msg[400], obj[64];
+    snprintf(msg, sizeof(msg), "the old process's child %d, forked by its startup, has no "
+                               "counterpart: the new version's startup did not make this fork "
+                               "(it would run on the old version, without its parent)", (int)c);
+    snprintf(obj, sizeof(obj), "process %d", (int)c);
+    const char *f[MCR_CF_COUNT] = {
+        [MCR_CF_KIND] = "startup", [MCR_CF_MESSAGE] = msg, [MCR_CF_OBJECT] = obj,
+        [MCR_CF_STACK] = forks[i].stack,
+        [MCR_CF_FIX] = "the new version's startup must fork as many children at this call "
+                       "as the old one (nginx: the same worker_processes), or restart the "
+                       "server instead"};
+    mcr_buf_printf(out, "conflict ");
+    mcr_conflict_fields(out, f);
+    mcr_buf_printf(out, "\n");
+  }
+  return bad;
+}
+
 static void *agent(void *arg)
 {
   struct mcr_qresult q;
-  struct mcr_buf msg = {0}, rep = {0};
+  struct mcr_buf msg = {0}, rep = {0}, up = {0};
   const struct mcr_startup_conflict *conf;
   size_t nconf;
   int type;
+  uint64_t t_quiesce = 0;
 
   (void)arg;
   pthread_setname_np(pthread_self(), "mcr-update");
   /* the program's startup: until the main thread parks at its first point */
-  if (mcr_quiesce_begin(WAIT_STARTUP_MS, &q) != 0) {
+  if (mcr_quiesce_begin(parent_link >= 0 ? wait_startup_ms : WAIT_STARTUP_MS, &q) != 0) {
     char why[600];
     snprintf(why, sizeof(why), "the new version did not reach its quiescent points: %s",
              q.error[0] ? q.error : "a thread did not arrive in time");
@@ -315,14 +743,18 @@ static void *agent(void *arg)
   if (nconf) {
     for (size_t i = 0; i < nconf && i < 20; i++)
       startup_conflict(&rep, &conf[i]);
-    mcr_chan_send(chan, MCR_U_FAIL, &rep);
-    _exit(1);
+    fail_lines_exit(&rep);
   }
+  if (unpaired_children(&rep))
+    fail_lines_exit(&rep);
   {
     struct mcr_startup_stats s;
     mcr_startup_stats(&s);
     mcr_buf_printf(&rep, "note startup replay: %u calls replayed, %u run for real, %u startup "
                          "objects\n", s.replayed, s.run, s.allocs);
+    if (s.suppressed)
+      mcr_buf_printf(&rep, "note startup replay: %u messages to sockets shared with the old "
+                           "process not sent (the old startup sent them)\n", s.suppressed);
     if (s.by_args || s.adopted)
       mcr_buf_printf(&rep, "note startup replay: %u calls paired by their arguments at another "
                            "call stack, %u sockets took over the old listening socket bound to "
@@ -334,10 +766,8 @@ static void *agent(void *arg)
   }
   {
     struct mcr_buf bad = {0};
-    if (check_renames(&bad, &rep)) {
-      mcr_chan_send(chan, MCR_U_FAIL, &bad);
-      _exit(1);
-    }
+    if (check_renames(&bad, &rep))
+      fail_lines_exit(&bad);
   }
   {
     char err[300];
@@ -347,6 +777,8 @@ static void *agent(void *arg)
     mcr_buf_printf(&rep, "note transfer prepared in %.1f ms (image map, globals, sites)\n",
                    (mcr_update_now_ns() - t0) / 1e6);
   }
+  if (parent_link >= 0) /* a child's notes go up the tree; its partner has no reader */
+    mcr_buf_put(&up, rep.p, rep.len);
   put_thread_classes(&rep);
   mcr_update_fault("ready");
   if (mcr_chan_send(chan, MCR_U_READY, &rep) != 0)
@@ -354,42 +786,113 @@ static void *agent(void *arg)
   mcr_buf_free(&rep);
 
   /* the heap, ahead of the pause */
-  if (mcr_chan_recv(chan, -1, WAIT_STATE_MS, &type, &msg) != 0 || type != MCR_U_PRECOPY)
+  if (mcr_chan_recv(chan, parent_pidfd, WAIT_STATE_MS, &type, &msg) != 0 ||
+      type != MCR_U_PRECOPY) {
+    if (parent_link >= 0 && type == MCR_U_FAIL) /* the partner refused: say why, up */
+      mcr_chan_send(parent_link, MCR_U_FAIL, &msg);
     _exit(1); /* rolled back, or the old process died */
+  }
   mcr_update_fault("precopy");
   if (mcr_transfer_precopy(&msg, &rep) != 0)
     fail_exit("the pre-copy message is malformed");
   mcr_buf_free(&msg);
+  /* a tree's old processes quiesce together: each child waits, pre-copied,
+   * until its parent lets it go on, the root until the old root asks */
+  if (kids_wait(MCR_U_PRECOPIED, &rep, "its startup and pre-copy") != 0)
+    fail_lines_exit(&rep);
+  struct mcr_buf pids = {0};
+  if (parent_link >= 0) {
+    mcr_chan_send(parent_link, MCR_U_PRECOPIED, &rep);
+    mcr_buf_free(&rep);
+    parent_wait(MCR_U_GO, &pids);
+  }
+  set_pid_map(&pids);
+  kids_send(MCR_U_GO, &pids);
+  mcr_buf_free(&pids);
   mcr_update_fault("precopied");
   if (mcr_chan_send(chan, MCR_U_PRECOPIED, &rep) != 0)
     _exit(1);
   mcr_buf_free(&rep);
 
   /* the old process is quiesced: take over its state */
-  if (mcr_chan_recv(chan, -1, WAIT_STATE_MS, &type, &msg) != 0 || type != MCR_U_STATE)
+  if (mcr_chan_recv(chan, parent_pidfd, WAIT_STATE_MS, &type, &msg) != 0 ||
+      type != MCR_U_STATE) {
+    if (parent_link >= 0 && type == MCR_U_FAIL)
+      mcr_chan_send(parent_link, MCR_U_FAIL, &msg);
     _exit(1); /* rolled back, or the old process died */
-  if (mcr_transfer_apply(&msg, inherited, ninherited, &rep) != 0) {
-    mcr_chan_send(chan, MCR_U_FAIL, &rep);
-    _exit(1);
   }
+  if (msg.len >= 16) /* u32 version, u32 pid, u64 when the old process quiesced */
+    memcpy(&t_quiesce, msg.p + 8, sizeof(t_quiesce));
+  if (mcr_transfer_apply(&msg, inherited, ninherited, &rep) != 0)
+    fail_lines_exit(&rep);
   mcr_buf_free(&msg);
-  if (mcr_chan_send(chan, MCR_U_DONE, &rep) != 0)
-    _exit(1);
-  mcr_buf_free(&rep);
+  if (t_quiesce) /* the pause this process's own work took: its old partner's quiesce to here */
+    mcr_buf_printf(&rep, "own %llu\n", (unsigned long long)(mcr_update_now_ns() - t_quiesce) / 1000);
+  if (parent_link >= 0) { /* the old partner waits for the tree's decision from here */
+    if (mcr_chan_send(chan, MCR_U_DONE, &rep) != 0)
+      _exit(1);
+    mcr_buf_put(&up, rep.p, rep.len);
+    mcr_buf_free(&rep);
+  }
+  if (kids_wait(MCR_U_DONE, parent_link >= 0 ? &up : &rep, "its state transfer") != 0)
+    fail_lines_exit(parent_link >= 0 ? &up : &rep);
 
-  if (mcr_chan_recv(chan, -1, WAIT_STATE_MS, &type, &msg) != 0 || type != MCR_U_COMMIT)
-    _exit(1);
-  mcr_buf_free(&msg);
+  if (parent_link >= 0) { /* the tree's decision comes from the parent */
+    if (mcr_chan_send(parent_link, MCR_U_DONE, &up) != 0)
+      _exit(1);
+    mcr_buf_free(&up);
+    parent_wait(MCR_U_COMMIT, NULL);
+  } else {
+    if (mcr_chan_send(chan, MCR_U_DONE, &rep) != 0)
+      _exit(1);
+    mcr_buf_free(&rep);
+    if (mcr_chan_recv(chan, -1, WAIT_STATE_MS, &type, &msg) != 0 || type != MCR_U_COMMIT)
+      _exit(1);
+    mcr_buf_free(&msg);
+  }
   mcr_update_fault("commit");
+  /* the kids commit first (each tells its old partner to exit, resumes and
+   * says when), then this process */
+  kids_send(MCR_U_COMMIT, NULL);
+  if (kids_wait(MCR_U_RESUMED, &up, "its commit") != 0) {
+    /* too late to roll back: the old partners of the others exited */
+    mcr_buf_printf(&up, "note a child process failed after the commit\n");
+  }
+  if (parent_link >= 0)
+    mcr_chan_send(chan, MCR_U_COMMIT, NULL); /* the old partner exits */
   __atomic_store_n(&mcr_update_parking, 0, __ATOMIC_SEQ_CST);
   mcr_quiesce_end();
-  mcr_buf_printf(&rep, "resumed %llu", (unsigned long long)mcr_update_now_ns());
-  mcr_chan_send(chan, MCR_U_RESUMED, &rep);
+  uint64_t resumed = mcr_update_now_ns();
+  mcr_buf_printf(&rep, "resumed %llu\n", (unsigned long long)resumed);
+  if (parent_link >= 0 && t_quiesce && resumed > t_quiesce)
+    mcr_buf_printf(&rep, "pause %llu\n", (unsigned long long)(resumed - t_quiesce) / 1000);
+  mcr_buf_put(&rep, up.p, up.len);
+  mcr_buf_free(&up);
+  mcr_chan_send(parent_link >= 0 ? parent_link : chan, MCR_U_RESUMED, &rep);
   mcr_buf_free(&rep);
   mcr_transfer_committed();
   close(chan);
   chan = -1;
+  if (parent_link >= 0) {
+    close(parent_link);
+    parent_link = -1;
+  }
+  for (size_t i = 0; i < nkids; i++) {
+    close(kids[i].link);
+    if (kids[i].pidfd >= 0)
+      close(kids[i].pidfd);
+  }
+  nkids = 0;
   return NULL;
+}
+
+static int tree_child_agent(void)
+{
+  pthread_t t;
+  if (mcr_threads_start_internal(&t, agent, NULL) != 0)
+    return -1;
+  pthread_detach(t);
+  return 0;
 }
 
 __attribute__((constructor(205))) static void update_new_start(void)

@@ -205,7 +205,12 @@ static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
       continue;
     }
     snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) - 1 ? n : sizeof(line) - 1), p);
-    if (!strncmp(line, "note ", 5)) {
+    if (!strncmp(line, "own ", 4)) {
+      unsigned long long us = strtoull(line + 4, NULL, 10);
+      r->nown++;
+      if (us > r->own_max_us)
+        r->own_max_us = us;
+    } else if (!strncmp(line, "note ", 5)) {
       add_line(r->notes, &r->nnotes, line + 5);
     } else if (!strncmp(line, "phase ", 6)) {
       char name[32] = "", detail[200] = "";
@@ -366,20 +371,48 @@ static int make_log_memfd(void)
   return fd >= 0 ? mcr_fd_move_high(fd) : -1;
 }
 
+/* The children this process's startup forked that still run as its
+ * children: the old halves of a process tree's pairs (docs/coordinator.md). */
+static size_t startup_children(pid_t *out, size_t max)
+{
+  const struct mcr_startup_entry *e;
+  size_t n = mcr_startup_entries(&e), k = 0;
+  for (size_t i = 0; i < n && k < max; i++) {
+    char path[64], buf[512];
+    int ppid;
+    if (e[i].kind != MCR_SK_FORK || e[i].result <= 0)
+      continue;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)e[i].result);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    ssize_t got = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (got <= 0)
+      continue;
+    buf[got] = 0;
+    const char *p = strrchr(buf, ')');
+    if (p && sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == (int)getpid())
+      out[k++] = (pid_t)e[i].result;
+  }
+  return k;
+}
+
 /* posix_spawn of path with this process's startup argv/env/cwd, every program
  * descriptor kept at its number (dup2(fd, fd) clears FD_CLOEXEC), the channel
  * and log at theirs, default signal dispositions except what was ignored at
  * startup, an empty mask. */
 static int spawn(const char *path, int chan, int logfd, const char *fault, const char *renames,
-                 pid_t *pid, const int *own, size_t nown, char *err, size_t errlen)
+                 unsigned timeout_ms, pid_t *pid, const int *own, size_t nown, char *err,
+                 size_t errlen)
 {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   size_t nargs = 0, nenv = 0;
   char **argv = vec(start_args, start_args_len, 0, &nargs);
-  char **envp = vec(start_env, start_env_len, 7, &nenv);
-  size_t envlen = nenv + 7 + 1; /* what vec mapped, in pointers */
-  static char e_fd[64], e_log[64], e_old[64], e_fault[160], e_heap[2048];
+  char **envp = vec(start_env, start_env_len, 8, &nenv);
+  size_t envlen = nenv + 8 + 1; /* what vec mapped, in pointers */
+  static char e_fd[64], e_log[64], e_old[64], e_fault[160], e_heap[2048], e_timeout[64];
   static char e_renames[sizeof(MCR_ENV_UPDATE_RENAMES) + MCR_RENAME_SPEC_MAX];
   int fds[4096];
   size_t nfds;
@@ -396,8 +429,13 @@ static int spawn(const char *path, int chan, int logfd, const char *fault, const
   envp[nenv++] = e_fd;
   envp[nenv++] = e_log;
   envp[nenv++] = e_old;
-  if (mcr_heap_update_env(e_heap + strlen(MCR_ENV_UPDATE_HEAP) + 1,
-                          sizeof(e_heap) - strlen(MCR_ENV_UPDATE_HEAP) - 1) == 0) {
+  snprintf(e_timeout, sizeof(e_timeout), "%s=%u", MCR_ENV_UPDATE_TIMEOUT, timeout_ms);
+  envp[nenv++] = e_timeout;
+  pid_t kids[256];
+  size_t nkids = startup_children(kids, sizeof(kids) / sizeof(kids[0]));
+  if (mcr_heap_update_env_tree(e_heap + strlen(MCR_ENV_UPDATE_HEAP) + 1,
+                               sizeof(e_heap) - strlen(MCR_ENV_UPDATE_HEAP) - 1, kids,
+                               nkids) == 0) {
     memcpy(e_heap, MCR_ENV_UPDATE_HEAP "=", strlen(MCR_ENV_UPDATE_HEAP) + 1);
     envp[nenv++] = e_heap;
   }
@@ -447,10 +485,36 @@ static int spawn(const char *path, int chan, int logfd, const char *fault, const
   return rc;
 }
 
+/* The children of pid (/proc/PID/task/PID/children), each killed. */
+static void kill_children(pid_t pid)
+{
+  char path[96], buf[4096];
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0)
+    return;
+  buf[n] = 0;
+  for (char *p = buf, *end; *p; p = end) {
+    long c = strtol(p, &end, 10);
+    if (end == p)
+      break;
+    if (c > 0)
+      kill((pid_t)c, SIGKILL);
+  }
+}
+
 static void kill_new(pid_t pid, int pidfd)
 {
   if (pid <= 0)
     return;
+  /* a process tree's new children die with their parent (PR_SET_PDEATHSIG,
+   * their waits on it), unless the program replaced that signal and a child
+   * hangs where it does not wait: killed first, to be sure */
+  kill_children(pid);
   if (pidfd >= 0)
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
   else
@@ -511,21 +575,169 @@ static void rewrite_pidfiles(pid_t old, pid_t new);
 static void snapshot_pidfiles(void);
 static void restore_pidfiles(void);
 
+/* One pair's conversation, old side: the new process's READY, the pre-copy,
+ * the quiesce of this process, the state description and the new process's
+ * transfer (update.h), up to its DONE. Shared by the root of an update (which
+ * spawned its new version) and by an old child of a process tree (whose new
+ * counterpart connected to it: mcr_update_partner). */
+struct side {
+  int chan;     /* the channel to the new process */
+  pid_t pid;    /* the new process */
+  int pidfd;    /* its pidfd, or -1 */
+  unsigned timeout_ms;
+  int own[6];   /* the runtime's descriptors of this update: never the program's */
+  size_t nown;
+  struct mcr_dirty *dirty;
+  struct mcr_qresult qres;
+  int quiesced;
+  uint64_t t_quiesce;
+  struct mcr_buf state;
+};
+
+/* Returns 0 once the new process answered DONE, -1 to roll back (r says why). */
+static int converse(struct side *s, struct mcr_update_result *r)
+{
+  struct mcr_buf msg = {0};
+  char err[256];
+  int type;
+  uint64_t t;
+
+  /* 2. its startup: replayed, every thread parked */
+  t = mcr_update_now_ns();
+  if (mcr_chan_recv(s->chan, s->pidfd, s->timeout_ms, &type, &msg) != 0) {
+    int e = errno;
+    lost_new(r, s->pid, s->pidfd, e, "waiting for the new version to finish its startup");
+    goto fail;
+  }
+  take_lines(r, &msg);
+  if (type != MCR_U_READY) {
+    if (!r->nconflicts)
+      reason(r, "other", "the new version refused the update");
+    goto fail;
+  }
+  match_thread_classes(r, &msg);
+  mcr_buf_free(&msg);
+  if (r->nconflicts)
+    goto fail;
+  add_phase(r, "startup", mcr_update_now_ns() - t, "new version started, startup replayed, threads parked");
+
+  /* 2b. the heap copied ahead of the pause, writes to it tracked meanwhile */
+  {
+    struct mcr_buf pre = {0};
+    char note[256];
+    if (mcr_transfer_precopy_ranges(&pre, &s->dirty, note, sizeof(note)) != 0 ||
+        mcr_chan_send(s->chan, MCR_U_PRECOPY, &pre) != 0) {
+      mcr_buf_free(&pre);
+      lost_new(r, s->pid, s->pidfd, errno, "sending the pre-copy ranges");
+      goto fail;
+    }
+    mcr_buf_free(&pre);
+    own_dirty = s->dirty;
+    if (!s->dirty && note[0])
+      add_line(r->notes, &r->nnotes, note);
+  }
+  if (mcr_chan_recv(s->chan, s->pidfd, s->timeout_ms, &type, &msg) != 0) {
+    int e = errno;
+    lost_new(r, s->pid, s->pidfd, e, "waiting for the pre-copy");
+    goto fail;
+  }
+  take_lines(r, &msg);
+  mcr_buf_free(&msg);
+  if (type != MCR_U_PRECOPIED) {
+    if (!r->nconflicts)
+      reason(r, "other", "the new version failed the pre-copy");
+    goto fail;
+  }
+
+  /* 3. quiesce this process */
+  t = s->t_quiesce = mcr_update_now_ns();
+  if (mcr_quiesce_begin(s->timeout_ms, &s->qres) != 0) {
+    reason(r, "timeout", "this process did not quiesce: %s",
+           s->qres.error[0] ? s->qres.error : "a thread did not reach its quiescent point in time");
+    for (size_t i = 0; i < s->qres.nthreads; i++)
+      if (!s->qres.threads[i].arrived) {
+        char obj[32], line[512];
+        snprintf(obj, sizeof(obj), "thread %d", (int)s->qres.threads[i].tid);
+        snprintf(line, sizeof(line), "thread %d did not reach a quiescent point: %s",
+                 (int)s->qres.threads[i].tid, s->qres.threads[i].where);
+        add_conflict(r, "timeout", obj, FIX_TIMEOUT, line);
+      }
+    goto fail;
+  }
+  s->quiesced = 1;
+  add_phase(r, "quiesce", mcr_update_now_ns() - t, "");
+
+  /* 4. the state description: the new version reads the memory itself */
+  t = mcr_update_now_ns();
+  {
+    int fds[8192];
+    size_t nfds;
+    if (s->pidfd >= 0 && s->nown < sizeof(s->own) / sizeof(s->own[0]))
+      s->own[s->nown++] = s->pidfd;
+    nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), s->own, s->nown);
+    if (nfds > sizeof(fds) / sizeof(fds[0])) {
+      reason(r, "fd", "more than %zu open descriptors", sizeof(fds) / sizeof(fds[0]));
+      goto fail;
+    }
+    __atomic_store_n(&mcr_update_heap_frozen, 1, __ATOMIC_SEQ_CST);
+    if (mcr_transfer_describe(&s->state, s->t_quiesce, fds, nfds, s->dirty, err, sizeof(err)) != 0) {
+      reason(r, "other", "%s", err);
+      goto fail;
+    }
+  }
+  if (mcr_chan_send(s->chan, MCR_U_STATE, &s->state) != 0) {
+    lost_new(r, s->pid, s->pidfd, errno, "sending the state description");
+    goto fail;
+  }
+  add_phase(r, "describe", mcr_update_now_ns() - t, "");
+
+  /* 5. the transfer, in the new version */
+  if (mcr_chan_recv(s->chan, s->pidfd, s->timeout_ms, &type, &msg) != 0) {
+    int e = errno;
+    lost_new(r, s->pid, s->pidfd, e, "waiting for the state transfer");
+    goto fail;
+  }
+  __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
+  take_lines(r, &msg);
+  mcr_buf_free(&msg);
+  if (type != MCR_U_DONE) {
+    if (!r->nconflicts)
+      reason(r, "other", "the new version could not take over the state");
+    goto fail;
+  }
+  return 0;
+fail:
+  mcr_buf_free(&msg);
+  return -1;
+}
+
+/* After a rollback: this process as before the update (the heap's pages
+ * writable, its threads resumed). */
+static void side_end(struct side *s, struct mcr_update_result *r)
+{
+  own_dirty = NULL;
+  mcr_dirty_stop(s->dirty); /* the heap's pages writable as before */
+  s->dirty = NULL;
+  __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
+  if (s->quiesced) {
+    mcr_quiesce_end();
+    r->pause_us = (mcr_update_now_ns() - s->t_quiesce) / 1000;
+  }
+  __atomic_store_n(&mcr_update_old_active, 0, __ATOMIC_SEQ_CST);
+  mcr_qresult_free(&s->qres);
+  mcr_buf_free(&s->state);
+}
+
 void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
                     const char *renames, struct mcr_update_result *r)
 {
-  int sv[2] = {-1, -1}, logfd = -1, pidfd = -1, type, quiesced = 0;
-  int own[4];
-  size_t nown = 0;
-  pid_t pid = -1;
-  struct mcr_buf msg = {0}, state = {0};
-  struct mcr_qresult qres;
-  struct mcr_dirty *dirty = NULL;
+  int sv[2] = {-1, -1}, logfd = -1, type;
+  struct side s = {.chan = -1, .pid = -1, .pidfd = -1, .timeout_ms = timeout_ms};
+  struct mcr_buf msg = {0};
   char err[256];
-  uint64_t t0 = mcr_update_now_ns(), t, t_quiesce = 0;
+  uint64_t t0 = mcr_update_now_ns(), t;
 
   memset(r, 0, sizeof(*r));
-  memset(&qres, 0, sizeof(qres));
   if (access(path, X_OK) != 0) {
     r->refused = 1;
     reason(r, "other", "%s: not executable by this process (uid %d): %s", path, (int)geteuid(),
@@ -547,193 +759,196 @@ void mcr_update_run(const char *path, unsigned timeout_ms, const char *fault,
   }
   sv[0] = mcr_fd_move_high(sv[0]);
   sv[1] = mcr_fd_move_high(sv[1]);
-  own[nown++] = sv[0];
-  own[nown++] = sv[1];
+  s.chan = sv[0];
+  s.own[s.nown++] = sv[0];
+  s.own[s.nown++] = sv[1];
   if ((logfd = make_log_memfd()) < 0) {
     reason(r, "other", "cannot write the startup log for the new version: %s", strerror(errno));
     goto rollback;
   }
-  own[nown++] = logfd;
+  s.own[s.nown++] = logfd;
   __atomic_store_n(&mcr_update_old_active, 1, __ATOMIC_SEQ_CST);
   /* a descriptor listed for the child may close before the spawn (a client
    * leaving): posix_spawn then fails with EBADF, and a new list is made */
   int spawned = -1;
   for (int tries = 0; tries < 5 && spawned != 0; tries++)
-    spawned = spawn(path, sv[1], logfd, fault, renames, &pid, own, nown, err, sizeof(err));
+    spawned = spawn(path, sv[1], logfd, fault, renames, timeout_ms, &s.pid, s.own, s.nown, err,
+                    sizeof(err));
   if (spawned != 0) {
+    s.pid = -1;
     reason(r, "other", "%s", err);
     goto rollback;
   }
-  r->spawned_pid = pid;
+  r->spawned_pid = s.pid;
   close(sv[1]);
   sv[1] = -1;
   close(logfd);
   logfd = -1;
-  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  if (pidfd >= 0)
-    pidfd = mcr_fd_move_high(pidfd);
+  s.nown = 1; /* the channel */
+  s.pidfd = (int)syscall(SYS_pidfd_open, s.pid, 0);
+  if (s.pidfd >= 0)
+    s.pidfd = mcr_fd_move_high(s.pidfd);
 
-  /* 2. its startup: replayed, every thread parked */
-  t = mcr_update_now_ns();
-  if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
-    int e = errno;
-    lost_new(r, pid, pidfd, e, "waiting for the new version to finish its startup");
+  if (converse(&s, r) != 0)
     goto rollback;
-  }
-  take_lines(r, &msg);
-  if (type != MCR_U_READY) {
-    if (!r->nconflicts)
-      reason(r, "other", "the new version refused the update");
-    goto rollback;
-  }
-  match_thread_classes(r, &msg);
-  mcr_buf_free(&msg);
-  if (r->nconflicts)
-    goto rollback;
-  add_phase(r, "startup", mcr_update_now_ns() - t, "new version started, startup replayed, threads parked");
-
-  /* 2b. the heap copied ahead of the pause, writes to it tracked meanwhile */
-  t = mcr_update_now_ns();
-  {
-    struct mcr_buf pre = {0};
-    char note[256];
-    if (mcr_transfer_precopy_ranges(&pre, &dirty, note, sizeof(note)) != 0 ||
-        mcr_chan_send(sv[0], MCR_U_PRECOPY, &pre) != 0) {
-      mcr_buf_free(&pre);
-      lost_new(r, pid, pidfd, errno, "sending the pre-copy ranges");
-      goto rollback;
-    }
-    mcr_buf_free(&pre);
-    own_dirty = dirty;
-    if (!dirty && note[0])
-      add_line(r->notes, &r->nnotes, note);
-  }
-  if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
-    int e = errno;
-    lost_new(r, pid, pidfd, e, "waiting for the pre-copy");
-    goto rollback;
-  }
-  take_lines(r, &msg);
-  mcr_buf_free(&msg);
-  if (type != MCR_U_PRECOPIED) {
-    if (!r->nconflicts)
-      reason(r, "other", "the new version failed the pre-copy");
-    goto rollback;
-  }
-
-  /* 3. quiesce this process */
-  t = t_quiesce = mcr_update_now_ns();
-  if (mcr_quiesce_begin(timeout_ms, &qres) != 0) {
-    reason(r, "timeout", "this process did not quiesce: %s",
-           qres.error[0] ? qres.error : "a thread did not reach its quiescent point in time");
-    for (size_t i = 0; i < qres.nthreads; i++)
-      if (!qres.threads[i].arrived) {
-        char obj[32], msg[512];
-        snprintf(obj, sizeof(obj), "thread %d", (int)qres.threads[i].tid);
-        snprintf(msg, sizeof(msg), "thread %d did not reach a quiescent point: %s",
-                 (int)qres.threads[i].tid, qres.threads[i].where);
-        add_conflict(r, "timeout", obj, FIX_TIMEOUT, msg);
-      }
-    goto rollback;
-  }
-  quiesced = 1;
-  add_phase(r, "quiesce", mcr_update_now_ns() - t, "");
-
-  /* 4. the state description: the new version reads the memory itself */
-  t = mcr_update_now_ns();
-  {
-    int fds[8192];
-    size_t nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), own, nown);
-    own[nown++] = pidfd;
-    nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), own, nown);
-    if (nfds > sizeof(fds) / sizeof(fds[0])) {
-      reason(r, "fd", "more than %zu open descriptors", sizeof(fds) / sizeof(fds[0]));
-      goto rollback;
-    }
-    __atomic_store_n(&mcr_update_heap_frozen, 1, __ATOMIC_SEQ_CST);
-    if (mcr_transfer_describe(&state, t_quiesce, fds, nfds, dirty, err, sizeof(err)) != 0) {
-      reason(r, "other", "%s", err);
-      goto rollback;
-    }
-  }
-  if (mcr_chan_send(sv[0], MCR_U_STATE, &state) != 0) {
-    lost_new(r, pid, pidfd, errno, "sending the state description");
-    goto rollback;
-  }
-  add_phase(r, "describe", mcr_update_now_ns() - t, "");
-
-  /* 5. the transfer, in the new version */
-  if (mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0) {
-    int e = errno;
-    lost_new(r, pid, pidfd, e, "waiting for the state transfer");
-    goto rollback;
-  }
-  __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
-  take_lines(r, &msg);
-  mcr_buf_free(&msg);
-  if (type != MCR_U_DONE) {
-    if (!r->nconflicts)
-      reason(r, "other", "the new version could not take over the state");
-    goto rollback;
-  }
 
   /* 6. commit */
   t = mcr_update_now_ns();
-  if (mcr_chan_send(sv[0], MCR_U_COMMIT, NULL) != 0 ||
-      mcr_chan_recv(sv[0], pidfd, timeout_ms, &type, &msg) != 0 || type != MCR_U_RESUMED) {
+  if (mcr_chan_send(s.chan, MCR_U_COMMIT, NULL) != 0 ||
+      mcr_chan_recv(s.chan, s.pidfd, timeout_ms, &type, &msg) != 0 || type != MCR_U_RESUMED) {
     int e = errno;
-    lost_new(r, pid, pidfd, e, "committing: the new version did not resume");
+    lost_new(r, s.pid, s.pidfd, e, "committing: the new version did not resume");
     goto rollback;
   }
   {
-    /* "resumed NS": when its threads were released */
+    /* "resumed NS": when its threads were released; then, for a tree, "pause
+     * US" lines of its children's processes (the tree's pause is the longest) */
     unsigned long long at = 0;
     const char *p = msg.p ? (const char *)msg.p : "";
-    if (msg.len && sscanf(p, "resumed %llu", &at) == 1 && at > t_quiesce)
-      r->pause_us = (at - t_quiesce) / 1000;
+    if (msg.len && sscanf(p, "resumed %llu", &at) == 1 && at > s.t_quiesce)
+      r->pause_us = (at - s.t_quiesce) / 1000;
+    for (const char *q = memchr(p, '\n', msg.len); q && q + 1 < p + msg.len;
+         q = memchr(q + 1, '\n', (size_t)(p + msg.len - q - 1))) {
+      unsigned long long us;
+      if (sscanf(q + 1, "pause %llu", &us) == 1 && us > r->pause_us)
+        r->pause_us = us;
+    }
+    take_lines(r, &msg);
   }
   mcr_buf_free(&msg);
   add_phase(r, "commit", mcr_update_now_ns() - t, "");
+  if (r->nown > 1 && r->pause_us) {
+    char line[256];
+    snprintf(line, sizeof(line), "process tree of %u processes: the clients' longest pause %.1f ms; "
+                                 "the slowest process's own part %.1f ms (its quiesce to the end of "
+                                 "its transfer), the rest is the tree's commit",
+             r->nown, r->pause_us / 1e3, r->own_max_us / 1e3);
+    add_line(r->notes, &r->nnotes, line);
+  }
   r->committed = 1;
-  r->new_pid = pid;
+  r->new_pid = s.pid;
   own_dirty = NULL;
-  mcr_dirty_stop(dirty);
+  mcr_dirty_stop(s.dirty);
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
-  mcr_buf_free(&state);
-  close(sv[0]);
-  if (pidfd >= 0)
-    close(pidfd);
+  mcr_buf_free(&s.state);
+  close(s.chan);
+  if (s.pidfd >= 0)
+    close(s.pidfd);
   /* this process stays quiesced until it exits (mcr_update_finish) */
   return;
 
 rollback:
-  kill_new(pid, pidfd);
-  own_dirty = NULL;
-  mcr_dirty_stop(dirty); /* the heap's pages writable as before */
-  __atomic_store_n(&mcr_update_heap_frozen, 0, __ATOMIC_SEQ_CST);
-  if (quiesced) {
-    mcr_quiesce_end();
-    r->pause_us = (mcr_update_now_ns() - t_quiesce) / 1000;
-  }
-  __atomic_store_n(&mcr_update_old_active, 0, __ATOMIC_SEQ_CST);
-  mcr_qresult_free(&qres);
+  kill_new(s.pid, s.pidfd);
+  side_end(&s, r);
   mcr_buf_free(&msg);
-  mcr_buf_free(&state);
   if (sv[0] >= 0)
     close(sv[0]);
   if (sv[1] >= 0)
     close(sv[1]);
   if (logfd >= 0)
     close(logfd);
-  if (pidfd >= 0)
-    close(pidfd);
-  if (pid > 0)
-    rewrite_pidfiles(pid, getpid()); /* the new startup wrote its pid: ours again */
+  if (s.pidfd >= 0)
+    close(s.pidfd);
+  if (s.pid > 0)
+    rewrite_pidfiles(s.pid, getpid()); /* the new startup wrote its pid: ours again */
   restore_pidfiles(); /* ...or removed or emptied it, exiting (lighttpd) */
   r->new_pid = 0;
   r->total_us = (mcr_update_now_ns() - t0) / 1000;
   if (!r->nconflicts)
     reason(r, "other", "unknown failure");
+}
+
+/* The conflicts and notes of r as FAIL lines (update.h). */
+static void put_result_lines(struct mcr_buf *b, const struct mcr_update_result *r)
+{
+  for (size_t i = 0; i < r->nconflicts; i++) {
+    const char *f[MCR_CF_COUNT];
+    for (int k = 0; k < MCR_CF_COUNT; k++)
+      f[k] = mcr_update_conflict_get(&r->conflicts[i], (enum mcr_conflict_field)k);
+    mcr_buf_printf(b, "conflict ");
+    mcr_conflict_fields(b, f);
+    mcr_buf_printf(b, "\n");
+  }
+  for (size_t i = 0; i < r->nnotes; i++)
+    mcr_buf_printf(b, "note %s\n", r->notes[i]);
+}
+
+/* The old child of a process tree (docs/coordinator.md), on a runtime thread
+ * of this process: peer, the new version's counterpart (a child of the new
+ * root), connected over fd. This process sends its startup log, then goes
+ * through the pair's conversation; after DONE it waits for the tree's
+ * decision: COMMIT (this process exits) or anything else (it resumes, and
+ * tells the peer why with FAIL). */
+static struct mcr_update_result partner_result; /* one update at a time */
+
+void mcr_update_partner(int fd, pid_t peer, unsigned timeout_ms)
+{
+  struct mcr_update_result *r = &partner_result;
+  struct side s = {.chan = fd, .pid = peer, .pidfd = -1, .timeout_ms = timeout_ms};
+  struct mcr_buf msg = {0}, log = {0};
+  void *buf = NULL;
+  size_t len = 0;
+  int type;
+
+  memset(r, 0, sizeof(*r));
+  s.own[s.nown++] = fd;
+  s.pidfd = (int)syscall(SYS_pidfd_open, peer, 0);
+  if (s.pidfd >= 0)
+    s.pidfd = mcr_fd_move_high(s.pidfd);
+  __atomic_store_n(&mcr_update_old_active, 1, __ATOMIC_SEQ_CST);
+  mcr_startup_refresh();
+  if (mcr_startup_serialize(&buf, &len) != 0) {
+    reason(r, "other", "process %d cannot serialize its startup log", (int)getpid());
+    goto rollback;
+  }
+  {
+    /* the program's descriptors first: the peer takes them before it replays
+     * the rest of this process's startup, so that what this process made
+     * after the fork (its epoll instance) replays as inherited, at its number */
+    int fds[8192];
+    int own[sizeof(s.own) / sizeof(s.own[0]) + 1];
+    size_t nown = 0, nfds;
+    for (size_t i = 0; i < s.nown; i++)
+      own[nown++] = s.own[i];
+    if (s.pidfd >= 0)
+      own[nown++] = s.pidfd;
+    nfds = list_fds(fds, sizeof(fds) / sizeof(fds[0]), own, nown);
+    if (nfds > sizeof(fds) / sizeof(fds[0]))
+      nfds = sizeof(fds) / sizeof(fds[0]);
+    mcr_buf_u32(&log, (uint32_t)nfds);
+    for (size_t i = 0; i < nfds; i++)
+      mcr_buf_u32(&log, (uint32_t)fds[i]);
+  }
+  mcr_buf_put(&log, buf, len);
+  mcr_startup_buffer_free(buf, len);
+  if (log.bad || mcr_chan_send(fd, MCR_U_LOG, &log) != 0) {
+    lost_new(r, peer, s.pidfd, errno, "sending the startup log");
+    goto rollback;
+  }
+  mcr_buf_free(&log);
+  if (converse(&s, r) != 0)
+    goto rollback;
+  /* the tree's decision: the new root commits every pair or none; until then
+   * this process stays quiesced (its peer dies with the new root) */
+  if (mcr_chan_recv(fd, s.pidfd, 600000u, &type, &msg) != 0 || type != MCR_U_COMMIT) {
+    if (!r->nconflicts)
+      reason(r, "other", "the update of the process tree did not commit");
+    goto rollback;
+  }
+  _exit(0); /* as mcr_update_finish: nothing of the program runs any more */
+
+rollback:
+  mcr_buf_free(&msg);
+  mcr_buf_free(&log);
+  {
+    struct mcr_buf why = {0};
+    put_result_lines(&why, r);
+    mcr_chan_send(fd, MCR_U_FAIL, &why); /* the peer may be gone: no matter */
+    mcr_buf_free(&why);
+  }
+  side_end(&s, r);
+  if (s.pidfd >= 0)
+    close(s.pidfd);
 }
 
 /* sd_notify(MAINPID=new) to the service manager, if it gave us a socket. */

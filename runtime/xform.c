@@ -318,8 +318,8 @@ int mcr_xform_open(pid_t old_pid, struct mcr_arena *a, char *err, size_t errlen)
     const char *module = base_name(mcr_typetab_str(tt, tt->hdr.module));
     for (uint32_t i = 0; i < mcr_typetab_nglobals(tt); i++) {
       struct mcr_global_rec gr;
-      if (mcr_typetab_global(tt, i, &gr) != 0 || (gr.flags & (MCR_GF_CONST | MCR_GF_TLS)))
-        continue;
+      if (mcr_typetab_global(tt, i, &gr) != 0 || (gr.flags & MCR_GF_CONST))
+        continue; /* (thread-local variables too: converted per thread) */
       const char *sym = mcr_typetab_str(tt, gr.symbol);
       if (sym && *sym)
         put(X.glob, X.gcap, sym, (gr.flags & MCR_GF_INTERNAL) || (gr.flags & MCR_GF_LOCAL_STATIC)

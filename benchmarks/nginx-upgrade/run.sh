@@ -26,10 +26,9 @@
 #                 for the old workers to exit, QUIT, wait for the old master to go
 #   mcr-baseline  mcr build, daemon off (the mcr config), no update
 #   mcr           mcr build, at S s: mcr-ctl update MASTER SAME-BINARY --json;
-#                 its exit status, committed or not, its conflicts. Today it is
-#                 refused (startup conflicts: the master's forks of its workers
-#                 cannot be replayed, issue 6's process-tree coordinator is not
-#                 built): the figures show what a refused update costs the load
+#                 its exit status, committed or not, its conflicts, its pause
+#                 (the master and its workers are updated as one process tree:
+#                 docs/coordinator.md; results in docs/benchmarks.md)
 # Recorded per run: wrk's requests, socket errors (connect/read/write/timeout),
 # non-2xx, p50/p99/max latency; the client's failures, reconnects and slowest
 # reply; the upgrade's times; after it, which master and workers serve, whether

@@ -12,7 +12,10 @@ file name). Each answer's version is its `X-Mcr-Code` header ("v2") or "v1"
 without one (tests/real/patches/lighttpd-1.4.69-code.patch); with
 --version-header NAME --v1-value A --v2-value B, the header NAME says it (A:
 v1, B: v2, anything else an error), e.g. Server: lighttpd/1.4.69 and
-lighttpd/1.4.79 (tests/real/update-lighttpd-79.sh).
+lighttpd/1.4.79 (tests/real/update-lighttpd-79.sh). A comma-separated
+--v1-value is a set of v1's values, and --v2-value '*' any other non-empty
+value: tests/real/update-nginx.sh's X-Worker-Pid (nginx's $pid: v1's workers'
+pids, any other pid v2's); the v2 values seen go to the summary (v2_values).
 
 Errors: a failed request (exception, timeout, status, body), a reconnect (the
 local address of the socket changed: http.client reopens a closed connection
@@ -58,11 +61,12 @@ def main():
     want = {"/file-4k.txt": open(os.path.join(a.docroot, "file-4k.txt"), "rb").read()}
     for n in names:
         want["/dir/" + n] = open(os.path.join(a.docroot, "dir", n), "rb").read()
+    v1_values = set(a.v1_value.split(",")) if a.v1_value is not None else set()
     paths = ["/file-4k.txt"] + ["/dir/" + n for n in names] + ["/dir/"]
 
     st = {"tool": "update-check", "ops": 0, "errors": 0, "first_errors": [],
           "versions": {"v1": 0, "v2": 0}, "first_v2": None, "v1_after_v2": 0,
-          "local": None, "reconnects": 0, "max_gap_ms": 0.0, "max_gap_at": 0.0}
+          "v2_values": [], "local": None, "reconnects": 0, "max_gap_ms": 0.0, "max_gap_at": 0.0}
     t0 = time.monotonic()
 
     def error(text):
@@ -102,7 +106,8 @@ def main():
         last = now
         if a.version_header:
             hv = r.getheader(a.version_header)
-            ver = "v1" if hv == a.v1_value else "v2" if hv == a.v2_value else None
+            ver = ("v1" if hv in v1_values else
+                   "v2" if hv == a.v2_value or (a.v2_value == "*" and hv) else None)
             if ver is None:
                 error("GET %s: %s: %r, neither v1's %r nor v2's %r"
                       % (path, a.version_header, hv, a.v1_value, a.v2_value))
@@ -124,6 +129,9 @@ def main():
             continue
         st["ops"] += 1
         st["versions"][ver] += 1
+        if ver == "v2" and a.version_header and hv not in st["v2_values"] \
+                and len(st["v2_values"]) < 20:
+            st["v2_values"].append(hv)
         if ver == "v2" and st["first_v2"] is None:
             st["first_v2"] = st["ops"]
         if ver == "v1" and st["first_v2"] is not None:

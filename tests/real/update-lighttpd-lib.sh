@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by tests/real/update-lighttpd.sh and update-lighttpd-79.sh; sourced after
-# update-lib.sh, not run. The caller sets RUN (run directory), DOCROOT, PORT,
+# Shared by tests/real/update-lighttpd.sh and update-lighttpd-79.sh (update-nginx.sh
+# takes its docroot and load functions); sourced after update-lib.sh, not run.
+# The caller sets RUN (run directory), DOCROOT, PORT,
 # PIDFILE, WRK_SECS, CHECK (update-check.py) and defines version_of (which
 # version answers a fresh connection: v1, v2, none, wrong-bytes, ...).
 #
@@ -89,7 +90,7 @@ load_end() {
     tail -n 20 "$RUN/$name.check.log" >&2 || true
     return 1
   fi
-  python3 - "$RUN/$name.check" "$name" "$mode" >&2 <<'PY' || rc=1
+  python3 - "$RUN/$name.check" "$name" "$mode" "$SERVER" >&2 <<'PY' || rc=1
 import json, sys
 j = json.load(open(sys.argv[1]))
 v = j["versions"]
@@ -97,9 +98,9 @@ rolled_back = sys.argv[3] == "rolled-back"
 errs = [e for e in j["first_errors"]
         if not (rolled_back and e.split(" ", 1)[-1].startswith("no answer from v2"))]
 n = j["errors"] - (len(j["first_errors"]) - len(errs))
-print("[lighttpd] %s: checking client, one keep-alive connection (%s): %d requests, %d errors%s, "
+print("[%s] %s: checking client, one keep-alive connection (%s): %d requests, %d errors%s, "
       "%d from v1 then %d from v2 (first v2 at #%s), %d reconnects, longest gap %.1f ms at %.2f s"
-      % (sys.argv[2], j["local"], j["ops"], n,
+      % (sys.argv[4], sys.argv[2], j["local"], j["ops"], n,
          " (besides the expected 'no answer from v2')" if rolled_back else "",
          v["v1"], v["v2"], j["first_v2"], j["reconnects"], j["max_gap_ms"], j["max_gap_at"]))
 for e in errs:

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -337,10 +338,42 @@ static int read_all(int fd, void *p, size_t n)
 #define MAX_RANGES 100000
 
 /* Hands the heap over to generation gen (objects to check: l) and waits. */
+/* A child generation 1 forked in update mode (a process tree): its class and
+ * the end of its highest lane-1 object, as an offset in the class's region. */
+static pid_t tree_kid;
+static unsigned tree_cls;
+static uint64_t tree_off;
+
+/* Field cls (1-based) of the lane-1 marks of an MCR_UPDATE_HEAP value. */
+static uint64_t env_top1(const char *v, unsigned cls)
+{
+  for (int k = 0; k < 5 && v; k++)
+    v = strchr(v, ':') ? strchr(v, ':') + 1 : NULL;
+  for (unsigned c = 1; c < cls && v; c++)
+    v = strchr(v, ',') ? strchr(v, ',') + 1 : NULL;
+  return v ? strtoull(v, NULL, 16) : 0;
+}
+
 static void hand_over(int gen, const struct list *l)
 {
   char value[2048];
   CHECK_EQ(mcr_heap_update_env(value, sizeof(value)), 0, "mcr_heap_update_env");
+  if (tree_kid > 0) {
+    /* the successor of a tree's root carves above its children's objects too */
+    char tree[2048];
+    CHECK_EQ(mcr_heap_update_env_tree(tree, sizeof(tree), &tree_kid, 1), 0,
+             "mcr_heap_update_env_tree with the child");
+    uint64_t mine = env_top1(value, tree_cls), all = env_top1(tree, tree_cls);
+    printf("  class %u: this process's lane-1 mark %#lx, its child's objects end at %#lx, the "
+           "tree's mark %#lx\n", tree_cls, (unsigned long)mine, (unsigned long)tree_off,
+           (unsigned long)all);
+    CHECK(mine < tree_off, "the child's lane-1 objects lie above this process's own mark");
+    CHECK(all >= tree_off, "the tree's lane-1 mark is above the child's objects");
+    kill(tree_kid, SIGKILL);
+    waitpid(tree_kid, NULL, 0);
+    tree_kid = 0;
+    CHECK_EQ(mcr_heap_update_env(value, sizeof(value)), 0, "mcr_heap_update_env again");
+  }
   char small[8];
   CHECK_EQ(mcr_heap_update_env(small, sizeof(small)) == -1 && errno == ERANGE, 1,
            "mcr_heap_update_env: ERANGE when the buffer is too small");
@@ -498,6 +531,37 @@ static int child(int fd, int gen)
   CHECK_EQ(wrong_lane, 0, "own objects are in lane 1");
   CHECK_EQ(below, 0, "own objects are above the old heap's lane-1 marks");
   CHECK_EQ(overlap, 0, "own objects are disjoint from the old's");
+
+  /* a process tree (docs/coordinator.md): a child forked now, in update mode,
+   * carves its own startup objects in lane 1 above this process's marks of
+   * then; the successor of this process must carve above them too */
+  if (gen == 1) {
+    int kp[2];
+    if (pipe(kp) < 0) {
+      perror("pipe");
+      exit(2);
+    }
+    pid_t kid = fork();
+    if (kid == 0) {
+      uint64_t top = 0;
+      for (int i = 0; i < 4000; i++) { /* 64 bytes: class 4; the parent makes few more */
+        uint64_t a = (uint64_t)(uintptr_t)malloc(64);
+        if (a + 64 > top)
+          top = a + 64;
+      }
+      write_all(kp[1], &top, sizeof(top));
+      for (;;)
+        pause();
+    }
+    close(kp[1]);
+    uint64_t ktop = 0;
+    CHECK_EQ(read_all(kp[0], &ktop, sizeof(ktop)), 0, "the tree child's highest object");
+    close(kp[0]);
+    CHECK_EQ(lane_of(&g, &st, ktop - 64, &tree_cls, &tree_off), 1,
+             "the tree child carves in lane 1");
+    tree_off += 64;
+    tree_kid = kid; /* checked at the hand-over to generation 2 */
+  }
 
   /* an old state that overlaps our own objects is refused */
   struct mcr_heap_state bad = st;

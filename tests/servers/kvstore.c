@@ -42,6 +42,17 @@
  *   10    like 1 but forks a child at startup that stays (a worker process, as
  *         nginx's): an update of it is refused (a startup fork whose parent goes
  *         on) and must leave no process of the new version behind
+ *   12    prefork, as nginx: the master listens, maps a MAP_SHARED page of
+ *         counters, forks 2 workers and waits; each worker makes its own epoll
+ *         instance and serves the shared listening socket with its own table.
+ *         WORKER -> WORKER index pid master (the master's pid, kept in a
+ *         pid_t global at the fork); CHANNEL -> CHANNEL n: lines the worker
+ *         read on its socket pair with the master, which sends each earlier
+ *         worker one line per worker it forks (as nginx's master passes each
+ *         new worker's channel to the others); SHARED -> SHARED n (commands of all
+ *         workers). The update of the process tree (docs/coordinator.md)
+ *   13    like 12, a code change (VERSION answers 13); -DKV_WORKERS=N forks N
+ *         workers instead of 2
  *
  * usage: kvstore [-p PORT] [-f PIDFILE]
  */
@@ -58,6 +69,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef KV_VERSION
@@ -142,8 +154,21 @@ static int latency_ms[4];
 #endif
 static enum mode mode = MODE_IDLE;
 static struct stats stats;
-#if KV_VERSION == 11
+#if KV_VERSION == 12 || KV_VERSION == 13
+#ifndef KV_WORKERS
+#define KV_WORKERS 2
+#endif
+#define KV_PREFORK KV_WORKERS /* workers */
+#endif
+#if KV_VERSION == 11 || defined(KV_PREFORK)
 static unsigned long *shared_count; /* a MAP_SHARED|MAP_ANONYMOUS page of startup */
+#endif
+#ifdef KV_PREFORK
+static int worker_index = -1; /* -1 in the master */
+static pid_t master_pid;      /* a worker's parent, as nginx's ngx_parent */
+static int channel[KV_PREFORK][2]; /* master <-> worker socket pairs, as nginx's */
+static unsigned long channel_msgs; /* lines a worker read on its channel */
+static int channel_marker;         /* epoll data of a worker's channel */
 #endif
 static struct entry **table;
 static struct conn *conns;
@@ -233,6 +258,8 @@ static void command(struct conn *c, char *line) {
   latency_ms[stats.commands % 4] = (int)(stats.commands % 1000);
 #if KV_VERSION == 11
   shared_count[0]++;
+#elif defined(KV_PREFORK)
+  __atomic_add_fetch(&shared_count[0], 1, __ATOMIC_RELAXED);
 #endif
   if (!cmd) {
     return;
@@ -256,9 +283,15 @@ static void command(struct conn *c, char *line) {
     reply(c, "COUNT %lu\n", (unsigned long)stats.keys);
   } else if (!strcmp(cmd, "VERSION")) {
     reply(c, "VERSION %d\n", KV_VERSION);
-#if KV_VERSION == 11
+#if KV_VERSION == 11 || defined(KV_PREFORK)
   } else if (!strcmp(cmd, "SHARED")) {
-    reply(c, "SHARED %lu\n", shared_count[0]);
+    reply(c, "SHARED %lu\n", __atomic_load_n(&shared_count[0], __ATOMIC_RELAXED));
+#endif
+#ifdef KV_PREFORK
+  } else if (!strcmp(cmd, "CHANNEL")) {
+    reply(c, "CHANNEL %lu\n", channel_msgs);
+  } else if (!strcmp(cmd, "WORKER")) {
+    reply(c, "WORKER %d %d %d\n", worker_index, (int)getpid(), (int)master_pid);
 #endif
 #if KV_VERSION == 3
   } else if (!strcmp(cmd, "HITS") && key) {
@@ -370,7 +403,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 #endif
-#if KV_VERSION == 11
+#if KV_VERSION == 11 || defined(KV_PREFORK)
   shared_count = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared_count == MAP_FAILED) {
     fprintf(stderr, "kvstore: mmap: %s\n", strerror(errno));
@@ -387,9 +420,51 @@ int main(int argc, char **argv) {
   if (worker < 0)
     fprintf(stderr, "kvstore: fork: %s\n", strerror(errno));
 #endif
+#ifdef KV_PREFORK
+  pid_t workers[KV_PREFORK];
+  for (int i = 0; i < KV_PREFORK; i++) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel[i]) < 0) {
+      fprintf(stderr, "kvstore: socketpair: %s\n", strerror(errno));
+      return 1;
+    }
+    workers[i] = fork();
+    if (workers[i] == 0) { /* a worker: on to the loop below */
+      worker_index = i;
+      master_pid = getppid();
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      break;
+    }
+    if (workers[i] < 0) {
+      fprintf(stderr, "kvstore: fork of worker %d: %s\n", i, strerror(errno));
+      return 1;
+    }
+    for (int k = 0; k < i; k++) { /* the earlier workers hear of the new one */
+      char line[32];
+      int n = snprintf(line, sizeof(line), "worker %d\n", i);
+      struct iovec iov = {line, (size_t)n};
+      struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+      if (sendmsg(channel[k][0], &mh, 0) != n)
+        fprintf(stderr, "kvstore: sendmsg: %s\n", strerror(errno));
+    }
+  }
+  if (worker_index < 0) { /* the master: waits for the end, then ends its workers */
+    fprintf(stderr, "kvstore: master %d listening on 127.0.0.1:%d\n", getpid(), config.port);
+    while (!stopping)
+      pause();
+    for (int i = 0; i < KV_PREFORK; i++)
+      kill(workers[i], SIGTERM);
+    if (config.pidfile)
+      unlink(config.pidfile);
+    return 0;
+  }
+#endif
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+#ifdef KV_PREFORK
+  struct epoll_event chev = {.events = EPOLLIN, .data.ptr = &channel_marker};
+  epoll_ctl(ep, EPOLL_CTL_ADD, channel[worker_index][1], &chev);
+#endif
   fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   mode = MODE_SERVING;
 
@@ -398,6 +473,15 @@ int main(int argc, char **argv) {
     int n = epoll_wait(ep, events, 64, -1);
     for (int i = 0; i < n; i++) {
       struct conn *c = events[i].data.ptr;
+#ifdef KV_PREFORK
+      if (c == (void *)&channel_marker) {
+        char buf[256];
+        ssize_t got = read(channel[worker_index][1], buf, sizeof(buf));
+        for (ssize_t k = 0; k < got; k++)
+          channel_msgs += buf[k] == '\n';
+        continue;
+      }
+#endif
       if (c) {
         readable(ep, c);
         continue;
@@ -420,6 +504,10 @@ int main(int argc, char **argv) {
       }
     }
   }
+#ifdef KV_PREFORK
+  if (worker_index >= 0)
+    return 0; /* the master's pid file */
+#endif
   if (config.pidfile)
     unlink(config.pidfile);
   return 0;

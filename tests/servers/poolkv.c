@@ -20,6 +20,14 @@
  * every worker has registered, as memcached's wait_for_thread_registration.
  * Each command counts in the log its thread's key gives.
  *
+ * Thread-local variables: each worker also counts its commands in a __thread
+ * counter, in a heap note that a __thread pointer of its own holds (made at
+ * its first command), and in a __thread mark it reaches through another __thread
+ * pointer (set at its start: a pointer into its own thread's variables). The
+ * counter is 32 bits wide in version 1 and 64 in the others, so an update
+ * converts it. After an update each worker must find the variables
+ * of the old worker it took over.
+ *
  * Protocol (one command a line):
  *   SET key value   -> OK
  *   GET key         -> VALUE value | NOTFOUND
@@ -35,6 +43,11 @@
  *   LOGS            -> LOGS total=T sum=S: S adds up the lines counted in the
  *                      logs the pool lists; S = T only if every worker counts in
  *                      a listed log through its thread-specific data
+ *   TLS             -> TLS id handled lines note_id note_lines mark: the worker
+ *                      that runs it, its count in its struct worker, its __thread
+ *                      counter, its __thread note's id and count, its mark; all
+ *                      four counts are equal and note_id = id unless a worker
+ *                      lost its thread-local variables
  *
  * Version 3 (POOL_VERSION=3) starts its maintenance thread at the first TICKS,
  * not at startup: an update to it would lose a thread class the old version's
@@ -112,6 +125,19 @@ struct ticks {
   unsigned long count;
 };
 
+struct tls_note {
+  int id;
+  unsigned long lines;
+};
+
+#if POOL_VERSION == 1
+static __thread unsigned tls_lines;
+#else
+static __thread unsigned long tls_lines;
+#endif
+static __thread struct tls_note *tls_note;
+static __thread unsigned long tls_mark, *tls_mark_at; /* tls_mark_at = &tls_mark */
+
 static struct pool *pool;
 static pthread_key_t log_key; /* a worker's struct worker_log */
 static struct ticks *ticks;
@@ -187,6 +213,15 @@ static void command(struct worker *w, char *line, char *out, size_t *len, size_t
   struct worker_log *lg = pthread_getspecific(log_key);
   if (lg)
     lg->lines++;
+  tls_lines++;
+  /* made at the first command, not at startup: a second startup calloc of the
+   * same size in worker_main would share the log's call-stack ID, and the
+   * workers race to it, so the update could pair a new log with an old note */
+  if (!tls_note && (tls_note = calloc(1, sizeof(*tls_note))))
+    tls_note->id = w->id;
+  if (tls_note)
+    tls_note->lines++;
+  (*tls_mark_at)++;
   if (!strcmp(cmd, "SET") && key && value) {
     set(p, key, value);
     put(out, len, cap, "OK\n");
@@ -218,6 +253,9 @@ static void command(struct worker *w, char *line, char *out, size_t *len, size_t
     for (int i = 0; i < p->nworkers; i++)
       sum += p->logs[i] ? p->logs[i]->lines : 0;
     put(out, len, cap, "LOGS total=%lu sum=%lu\n", p->commands, sum);
+  } else if (!strcmp(cmd, "TLS")) {
+    put(out, len, cap, "TLS %d %lu %lu %d %lu %lu\n", w->id, w->handled, (unsigned long)tls_lines,
+        tls_note ? tls_note->id : -1, tls_note ? tls_note->lines : 0, tls_mark);
   } else if (!strcmp(cmd, "WHO")) {
     put(out, len, cap, "WHO %d %lu\n", w->id, w->handled);
   } else {
@@ -295,6 +333,7 @@ static void *worker_main(void *arg)
     lg->id = w->id;
     pthread_setspecific(log_key, lg);
   }
+  tls_mark_at = &tls_mark;
   pthread_mutex_lock(&p->lock);
   p->logs[w->id] = lg;
   p->registered++;

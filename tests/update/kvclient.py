@@ -18,6 +18,15 @@
       and GET in batches on 4 connections for SECONDS, every reply checked against
       a model of the store; writes "requests N failures M" to OUTFILE and the
       model to OUTFILE.model (JSON, key -> value, null: deleted).
+  kvclient.py prefork PORT N VERSION EXPECT CMD...
+      for the prefork server (kvstore version 12/13: a master and 2 workers, each
+      with its own table): opens connections until both workers hold some (up
+      to 6 each, at most 400 tries), fills N keys per connection (its worker's table), leaves a
+      half-sent line on each, runs CMD and records its exit status; EXPECT
+      "commit": every connection completes its line, finds its keys, its worker
+      has the same index and a new pid, VERSION answers VERSION, the shared
+      counter went on, fresh connections reach both new workers; EXPECT
+      "rollback": the same but the workers' pids and VERSION are the old ones.
   kvclient.py verify PORT MODELFILE
       every key of the model has its value (or is NOTFOUND), and COUNT matches.
 """
@@ -110,6 +119,90 @@ def session(port, n, version, cmd):
     d = Conn(port)
     r = d.cmd("COUNT")
     ok &= report(r == "COUNT %d" % (n + 1), "a new connection: %r" % r)
+    return 0 if ok else 1
+
+
+def prefork(port, n, version, expect, cmd):
+    conns, seen = [], {}
+    # which worker accepts is up to the scheduler (both wait on the listening
+    # socket): under load one may win many times in a row, so keep trying, a
+    # little apart, and keep only a few connections of each worker
+    for _ in range(400):
+        if len(seen) == 2 and len(conns) >= 6:
+            break
+        c = Conn(port)
+        w = c.cmd("WORKER").split()  # WORKER index pid
+        if sum(1 for d in conns if d.worker[0] == w[1]) >= 6:
+            c.s.close()
+            time.sleep(0.005)
+            continue
+        c.worker = (w[1], w[2])
+        seen[w[1]] = w[2]
+        conns.append(c)
+    ok = report(len(seen) == 2, "%d connections, on %d workers %s" % (len(conns), len(seen), seen))
+    for i, c in enumerate(conns):
+        for r in c.pipeline(["SET c%d-k%d v%d-%d" % (i, j, i, j) for j in range(n)]):
+            if r != "OK":
+                raise RuntimeError("SET answered %r" % r)
+        c.send("SET c%d-partial hal" % i)
+    time.sleep(0.2)
+    d = Conn(port)
+    shared0 = int(d.cmd("SHARED").split()[1])
+    d.s.close()
+    rc = subprocess.call(cmd)
+    want_rc = 0 if expect == "commit" else 1
+    ok &= report(rc == want_rc, "update command exit status %d (expected %d)" % (rc, want_rc))
+    bad = moved = 0
+    for i, c in enumerate(conns):
+        c.send("f\n")
+        if c.line() != "OK" or c.cmd("GET c%d-partial" % i) != "VALUE half":
+            bad += 1
+        for j, r in enumerate(c.pipeline(["GET c%d-k%d" % (i, j) for j in range(n)])):
+            if r != "VALUE v%d-%d" % (i, j):
+                bad += 1
+        w = c.cmd("WORKER").split()
+        if w[1] != c.worker[0] or (w[2] == c.worker[1]) != (expect != "commit"):
+            moved += 1
+        if c.cmd("VERSION") != "VERSION %s" % version:
+            bad += 1
+    ok &= report(bad == 0, "%d connections: half-sent lines completed, %d keys each, VERSION %s "
+                 "(%d bad answers)" % (len(conns), n, version, bad))
+    ok &= report(moved == 0, "each connection's worker: same index, %s pid (%d not)" %
+                 ("a new" if expect == "commit" else "the same", moved))
+    # the worker's pid_t global naming its master names its parent now
+    stale = 0
+    for c in conns:
+        w = c.cmd("WORKER").split()
+        with open("/proc/%s/stat" % w[2]) as f:
+            ppid = f.read().rsplit(")", 1)[1].split()[1]
+        stale += w[3] != ppid
+    ok &= report(stale == 0, "each worker's master pid (a pid_t global) is its parent's (%d not)"
+                 % stale)
+    # the master's messages of its startup to its workers: as many as before the
+    # update (the new master's replay must not send them to the old workers again)
+    chans = {}
+    for c in conns:
+        chans[c.worker[0]] = c.cmd("CHANNEL")
+    want = {"0": "CHANNEL 1", "1": "CHANNEL 0"}
+    ok &= report(chans == want, "lines each worker read on its channel with the master: %s "
+                 "(expected %s)" % (chans, want))
+    d = Conn(port)
+    shared1 = int(d.cmd("SHARED").split()[1])
+    ok &= report(shared1 > shared0, "the shared counter went on: %d -> %d" % (shared0, shared1))
+    fresh = {}
+    for _ in range(400):
+        e = Conn(port)
+        w = e.cmd("WORKER").split()
+        fresh[w[1]] = w[2]
+        v = e.cmd("VERSION")
+        e.s.close()
+        if v != "VERSION %s" % version:
+            ok &= report(False, "a fresh connection answers %r" % v)
+            break
+        if len(fresh) == 2:
+            break
+        time.sleep(0.005)
+    ok &= report(len(fresh) == 2, "fresh connections reach %d workers %s" % (len(fresh), fresh))
     return 0 if ok else 1
 
 
@@ -229,6 +322,8 @@ def main():
         return 0
     if a[0] == "verify":
         return verify(int(a[1]), a[2])
+    if a[0] == "prefork":
+        return prefork(int(a[1]), int(a[2]), a[3], a[4], a[5:])
     print("kvclient.py: unknown command %r" % a[0], file=sys.stderr)
     return 2
 

@@ -10,7 +10,8 @@
       what it was before) and consistent (their sum is the total: every worker
       counts in the struct the pool lists), LOGS adds up (every worker counts
       through its thread-specific data in a log the pool lists), WHO (the
-      worker's own local) agrees,
+      worker's own local) agrees, TLS (each worker's thread-local counter and
+      note count what its struct worker counts),
       and a fresh connection works. Prints one line per check; exit 0 only if
       all pass.
   poolclient.py state PORT [VERSION]
@@ -88,7 +89,29 @@ def check_workers(c, before=None):
     ok &= report(len(r) == 3 and int(r[1]) in after and 0 < int(r[2]) <= after[int(r[1])],
                  "WHO (a worker's own local): %r, the pool lists %s" %
                  (" ".join(r), after.get(int(r[1])) if len(r) == 3 else None))
+    ok &= check_tls(c)
     return ok
+
+
+def check_tls(c, tries=16):
+    """Each worker's thread-local counter, the note its thread-local pointer
+    holds and the mark it reaches through a pointer into its own thread-local
+    variables count what its struct worker counts: an update that lost a
+    worker's thread-local variables resets them (or points it at another's
+    note, or at the old thread's variables)."""
+    seen, bad = {}, []
+    for _ in range(tries):  # each command goes to whichever worker is free
+        r = c.cmd("TLS").split()
+        if len(r) != 7 or r[0] != "TLS":
+            return report(False, "TLS answered %r" % " ".join(r))
+        wid, handled, lines, nid, nlines, mark = (int(x) for x in r[1:])
+        seen[wid] = (handled, lines, nlines, mark)
+        if not (handled == lines == nlines == mark and nid == wid):
+            bad.append(" ".join(r[1:]))
+    return report(not bad, "TLS: the thread-local counter, note and mark of %d workers count "
+                  "what their struct worker does (id:handled/lines/note/mark %s)%s"
+                  % (len(seen), " ".join("%d:%d/%d/%d/%d" % ((w,) + seen[w]) for w in sorted(seen)),
+                     "; wrong: %s" % bad if bad else ""))
 
 
 def session(port, n, version, cmd):

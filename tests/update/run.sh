@@ -10,18 +10,30 @@
 #   rollback   MCR_UPDATE_FAULT=PHASE:crash and PHASE:hang for every phase: exit 1,
 #              the old process serves with its keys, its connection, the same
 #              descriptors, not quiesced; then a clean update still works
-#   badinput   a server that forks a worker at startup: refused, no process of
+#   badinput   a server that forks a worker at startup whose worker never reaches a
+#              quiescent point: refused, the report names the worker, no process of
 #              the new version left;
 #              NEW missing / not executable / not ELF / not built by mcr-clang /
 #              another program; a PID without mcr, a PID an mcr process forked (not
 #              the root of its tree); an update while another runs: refused, exit 2
 #              (1 for the busy case), the process untouched
+#   prefork    a process tree (kvstore v12: a master, 2 workers forked at startup,
+#              each with its own table, a MAP_SHARED counter page): v12 -> v13 with
+#              keys and a half-sent line on connections to both workers: committed,
+#              every connection keeps its worker (same index, new pid) and keys,
+#              VERSION 13, the shared counter goes on, 3 processes of the new
+#              version and none of the old; v13 -> v12 on top; a crash in a worker's
+#              transfer (heap:crash:child) rolls the whole tree back: the old 3
+#              serve, nothing of the new version left, the report names the worker;
+#              a v13 with one worker fewer is refused, naming the old worker left over
 #   pool       the thread-pool server tests/servers/poolkv.c (an epoll thread, 4
 #              workers on a heap mutex + condition variable, a maintenance thread
 #              in pthread_cond_timedwait, per-worker heap structs kept in locals):
 #              v1 -> v2 with 2000 keys, a half-sent line and a checking load
 #              client: committed, no failed request, keys, line, VERSION, TICKS
-#              still counting, WORKERS carried over; a rollback (stacks:crash)
+#              still counting, WORKERS carried over, each worker's thread-local
+#              counter (converted 32 -> 64 bits) and thread-local pointer to its
+#              heap note carried over (TLS); a rollback (stacks:crash)
 #              leaves v2 serving; v2 -> v3 (no maintenance thread) is refused with a
 #              conflict of kind thread; then v2 -> v1 commits
 #   transform  changed types (kvstore versions 3-6, see tests/servers/kvstore.c): with
@@ -96,8 +108,8 @@ build_versions() { # [VERSION...] (default 1 2)
   local port p versions=("${@:-1}")
   [ $# -gt 0 ] || versions=(1 2)
   mkdir -p "$work/prof"
-  "$mcc" --mcr-profile "${cflags[@]}" -o "$work/prof/kvstore" "$top/tests/servers/kvstore.c" ||
-    fail "profiling build"
+  "$mcc" --mcr-profile "${cflags[@]}" -DKV_VERSION="${prof_version:-1}" -o "$work/prof/kvstore" \
+    "$top/tests/servers/kvstore.c" || fail "profiling build"
   port=$(free_port)
   "$prof" -o "$work/kvstore.qp" --duration 3 -- "$work/prof/kvstore" -p "$port" >"$work/profile.log" 2>&1 &
   p=$!
@@ -481,27 +493,94 @@ EOF
   ok "mcr-ctl report --json: conflicts[0].kind startup, object listen(.., 64), stack"
   sed 's/^/  /' "$work/startup.txt"
   ;;
+prefork)
+  prof_version=12 build_versions 12 13
+  tree() { pgrep -f "^$work/v1[23]/kvstore" | sort | tr '\n' ' '; }
+  settle3() { for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 3 ] && break; sleep 0.05; done; }
+  start "$work/v12/kvstore"
+  settle3
+  before=$(tree)
+  [ "$(echo $before | wc -w)" = 3 ] || fail "v12: not a master and 2 workers: $before"
+  python3 "$client" prefork "$port" 50 13 commit "$ctl" update "$pid" "$work/v13/kvstore" \
+    --json --report "$work/prefork.report" >"$work/session.log" 2>&1 ||
+    { cat "$work/session.log"; "$ctl" report "$work/prefork.report" 2>/dev/null; fail "update of the tree v12 -> v13"; }
+  cat "$work/session.log"
+  sleep 0.3
+  after=$(tree)
+  [ "$(echo $after | wc -w)" = 3 ] || { pgrep -a -f "^$work/v1[23]/kvstore"; fail "not 3 processes after the update: $after"; }
+  for p in $before; do ! alive "$p" || fail "old process $p still runs"; done
+  new=$(cat "$work/pidfile")
+  [ "$new" != "$pid" ] && alive "$new" || fail "the pid file names $new"
+  for p in $after; do [ "$p" = "$new" ] || [ "$(awk '{print $4}' /proc/$p/stat)" = "$new" ] ||
+    fail "process $p is not a child of the new master $new"; done
+  ok "the tree was replaced: $before -> $after, the workers are children of the new master"
+  # the report of a committed tree update: one note per worker
+  n=$(grep -o '"process [0-9]* (new [0-9]*): [a-z-]* [0-9.]* ms' "$work/session.log" | wc -l)
+  [ "$n" -ge 2 ] || fail "the update's output has no per-process notes"
+  ok "the update's output reports per process ($n notes with a worker's transfer phases)"
+  # and back, on top
+  old=$(tree)
+  python3 "$client" prefork "$port" 20 12 commit "$ctl" update "$new" "$work/v12/kvstore" >"$work/session.log" 2>&1 ||
+    { cat "$work/session.log"; fail "second update of the tree v13 -> v12"; }
+  ok "second update v13 -> v12 committed with every worker's state"
+  # a worker's new process crashes in its transfer: the whole tree rolls back
+  settle3
+  pid=$(cat "$work/pidfile")
+  old=$(tree)
+  MCR_UPDATE_FAULT=heap:crash:child python3 "$client" prefork "$port" 20 12 rollback "$ctl" update "$pid" "$work/v13/kvstore" --report "$work/rb.report" >"$work/session.log" 2>&1 ||
+    { cat "$work/session.log"; fail "rollback of the tree"; }
+  sleep 0.5
+  [ "$(tree)" = "$old" ] || { pgrep -a -f "^$work/v1[23]/kvstore"; fail "after the rollback: $(tree), expected the old $old"; }
+  "$ctl" report "$work/rb.report" --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["conflicts"]
+sys.exit(0 if any(x["kind"] == "crash" and x["message"].startswith("process ") for x in c) else 1)' ||
+    { "$ctl" report "$work/rb.report"; fail "the report does not name the crashed worker"; }
+  ok "a worker crashing in its transfer: the tree rolled back, the old 3 serve, the report names the worker"
+  # a new version that forks one worker fewer: the old worker left over would serve
+  # on the old version without its parent: refused, naming it
+  mkdir -p "$work/v13w1"
+  "$mcc" --mcr-quiescence="$work/kvstore.qp" "${cflags[@]}" -DKV_VERSION=13 -DKV_WORKERS=1 \
+    -o "$work/v13w1/kvstore" "$top/tests/servers/kvstore.c" || fail "build of v13 with 1 worker"
+  rc=0
+  update "$pid" "$work/v13w1/kvstore" --report "$work/fewer.report" || rc=$?
+  [ $rc = 1 ] || fail "update to a version with fewer workers: exit $rc, expected 1"
+  "$ctl" report "$work/fewer.report" --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["conflicts"]
+sys.exit(0 if any(x["kind"] == "startup" and "has no counterpart" in x["message"] for x in c) else 1)' ||
+    { "$ctl" report "$work/fewer.report"; fail "the report does not name the worker left over"; }
+  sleep 0.5
+  [ "$(tree)" = "$old" ] || fail "after the refused update: $(tree), expected the old $old"
+  python3 "$client" prefork "$port" 5 12 rollback false >/dev/null ||
+    fail "the old tree after the refused update"
+  ok "a new version with one worker fewer: refused (the report names the old worker left over), the old tree serves"
+  ;;
 badinput)
   build_versions 1 2 10
-  # a startup fork whose parent goes on (a worker process): refused, and nothing of
-  # the new version stays (its fork is not made: before, its child outlived the
-  # rollback and served beside the old process)
+  # a worker forked at startup whose loop has no quiescent point (its pause() is not
+  # in v1's config): the new worker cannot park, the update is refused naming it,
+  # and nothing of the new version stays (before the process-tree update its fork
+  # was not made; before that, its child outlived the rollback and served)
   start "$work/v10/kvstore"
   for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v10/kvstore")" = 2 ] && break; sleep 0.05; done
   [ "$(pgrep -c -f "^$work/v10/kvstore")" = 2 ] || fail "v10: not a parent and its worker"
+  worker=$(pgrep -P "$pid" -f "^$work/v10/kvstore")
   rc=0
-  update "$pid" "$work/v10/kvstore" --report "$work/fork.report" || rc=$?
-  [ $rc = 1 ] || fail "update of a forking server: exit $rc, expected 1 (refused)"
+  update "$pid" "$work/v10/kvstore" --timeout 3 --report "$work/fork.report" || rc=$?
+  [ $rc = 1 ] || fail "update of a server whose worker cannot quiesce: exit $rc, expected 1 (refused)"
   "$ctl" report "$work/fork.report" --json | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["conflicts"]
-sys.exit(0 if any(x["kind"] == "startup" and "parent of this fork" in x["message"] for x in c) else 1)' ||
-    fail "the report does not name the startup fork"
+sys.exit(0 if any("process %s " % sys.argv[1] in x["message"] and "quiescent" in x["message"]
+                  for x in c) else 1)' "$worker" ||
+    { "$ctl" report "$work/fork.report"; fail "the report does not name the worker $worker"; }
   sleep 0.5
   n=$(pgrep -c -f "^$work/v10/kvstore" || true)
   [ "$n" = 2 ] || { pgrep -a -f "^$work/v10/kvstore"; fail "$n processes of v10 after the refused update, expected the old 2"; }
+  alive "$worker" || fail "the old worker $worker is gone"
   python3 "$client" check "$port" 0 10 >/dev/null || fail "v10 after the refused update"
-  ok "a startup fork whose parent goes on: refused (kind startup), no process of the new version left"
+  ok "a startup worker that cannot quiesce: refused (the report names process $worker), no process of the new version left"
   kill "$pid"
   start "$work/v1/kvstore"
   fds=$(fdcount "$pid")
