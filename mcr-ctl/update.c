@@ -40,7 +40,7 @@
 void cmd_update_help(void)
 {
   printf("Usage: mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--rename OLD=NEW]...\n"
-         "                      [--rename-file FILE] [--json]\n"
+         "                      [--keep-new GLOBAL]... [--rename-file FILE] [--json]\n"
          "\n"
          "Updates the running program PID (built by mcr-clang --mcr-quiescence) to the\n"
          "executable NEW without a restart: the old process starts NEW with its own\n"
@@ -61,7 +61,13 @@ void cmd_update_help(void)
          "                  (renamed, or replaced by a function of the same meaning): the\n"
          "                  pointers to OLD that live objects hold are translated to NEW.\n"
          "                  Repeatable. Each must be one function of its executable\n"
-         "  --rename-file FILE  the same, one OLD=NEW per line ('#' starts a comment)\n"
+         "  --keep-new GLOBAL  GLOBAL is new in the new version and its startup set it:\n"
+         "                  keep that value (a cache, a table of the new code). Without\n"
+         "                  it such a global refuses the update: its value may belong to\n"
+         "                  state the old process does not have (a new module's index).\n"
+         "                  Repeatable\n"
+         "  --rename-file FILE  renames, one OLD=NEW per line, and 'keep-new GLOBAL' lines\n"
+         "                  ('#' starts a comment)\n"
          "  --json          machine-readable output (one JSON object; the conflicts with\n"
          "                  all their fields, as mcr-ctl report --json)\n"
          "  -h, --help      this help\n"
@@ -375,10 +381,24 @@ static int read_rename_file(const char *path, char *spec, size_t cap)
       *--end = '\0';
     if (!*p)
       continue;
-    if (strpbrk(p, " \t") || !strchr(p, '=')) {
-      ctl_err("update: %s:%u: expected OLD=NEW, got '%s'", path, lineno, p);
+    char keep[512];
+    if (!strncmp(p, "keep-new", 8) && (p[8] == ' ' || p[8] == '\t')) {
+      const char *g = p + 9;
+      while (*g == ' ' || *g == '\t')
+        g++;
+      if (!*g || strpbrk(g, " \t=") || strlen(g) + 2 > sizeof(keep)) {
+        ctl_err("update: %s:%u: expected 'keep-new GLOBAL', got '%s'", path, lineno, p);
+        rc = -1;
+        continue;
+      }
+      snprintf(keep, sizeof(keep), "+%s", g);
+      p = keep;
+    } else if (strpbrk(p, " \t") || !strchr(p, '=')) {
+      ctl_err("update: %s:%u: expected OLD=NEW or 'keep-new GLOBAL', got '%s'", path, lineno, p);
       rc = -1;
-    } else if (mcr_renames_append(spec, cap, p) != 0) {
+      continue;
+    }
+    if (mcr_renames_append(spec, cap, p) != 0) {
       ctl_err("update: %s:%u: the rename map is too long (at most %zu bytes)", path, lineno,
               cap - 1);
       rc = -1;
@@ -449,7 +469,7 @@ int cmd_update(int argc, char **argv)
   static char spec[MCR_RENAME_SPEC_MAX];
   static struct mcr_renames renames;
   static char pairs[MCR_RENAME_SPEC_MAX]; /* "OLD=NEW\0" each: no longer than spec */
-  char *pairp[MCR_RENAME_MAX];
+  char *pairp[2 * MCR_RENAME_MAX]; /* the pairs, then the keeps ("+NAME") */
   int json = 0, timeout_ms = DEFAULT_TIMEOUT_MS, nargs = 0, rc;
   pid_t pid;
 
@@ -478,6 +498,18 @@ int cmd_update(int argc, char **argv)
         return CTL_EXIT_USAGE;
       }
       if (mcr_renames_append(spec, sizeof(spec), v) != 0) {
+        ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
+        return CTL_EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--keep-new") || !strncmp(a, "--keep-new=", 11)) {
+      const char *v = a[10] == '=' ? a + 11 : (i + 1 < argc ? argv[++i] : NULL);
+      char keep[512];
+      if (!v || !*v || strpbrk(v, " \t\n=") || strlen(v) + 2 > sizeof(keep)) {
+        ctl_err("update: --keep-new '%s': expected a global's name", v ? v : "");
+        return CTL_EXIT_USAGE;
+      }
+      snprintf(keep, sizeof(keep), "+%s", v);
+      if (mcr_renames_append(spec, sizeof(spec), keep) != 0) {
         ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
         return CTL_EXIT_USAGE;
       }
@@ -518,10 +550,16 @@ int cmd_update(int argc, char **argv)
   }
   if (check_new(pid, args[1], abs) != 0 || check_renames(pid, abs, &renames) != 0)
     return CTL_EXIT_USAGE;
-  for (size_t i = 0, off = 0; i < renames.n; i++) {
+  size_t off = 0;
+  for (size_t i = 0; i < renames.n; i++) {
     int n = snprintf(pairs + off, sizeof(pairs) - off, "%s=%s", renames.old_name[i],
                      renames.new_name[i]);
     pairp[i] = pairs + off;
+    off += (size_t)n + 1;
+  }
+  for (size_t i = 0; i < renames.nkeep; i++) {
+    int n = snprintf(pairs + off, sizeof(pairs) - off, "+%s", renames.keep_name[i]);
+    pairp[renames.n + i] = pairs + off;
     off += (size_t)n + 1;
   }
   if (!report) {
@@ -540,7 +578,7 @@ int cmd_update(int argc, char **argv)
   ureq.has_timeout_ms = 1;
   ureq.timeout_ms = (uint32_t)timeout_ms;
   ureq.fault = getenv("MCR_UPDATE_FAULT");
-  ureq.n_renames = renames.n;
+  ureq.n_renames = renames.n + renames.nkeep;
   ureq.renames = pairp;
   req.kind_case = MCR__CONTROL__REQUEST__KIND_UPDATE;
   req.update = &ureq;

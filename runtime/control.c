@@ -900,7 +900,53 @@ static int serve(int fd)
  * programs close 0-2 and count on the next open landing there). Returns the new
  * descriptor, fd itself when there is no room up there, or -1 (fd closed) when fd
  * would stay in 0-2. */
+/* The descriptors mcr_fd_move_high returned, with their file's identity: a
+ * number the runtime closed and the program reused is not the runtime's. */
+#define RUNTIME_FDS 256
+static struct {
+  int fd;
+  dev_t dev;
+  ino_t ino;
+} runtime_fds[RUNTIME_FDS];
+static unsigned runtime_fds_next;
+
+static void runtime_fd_note(int fd)
+{
+  struct stat sb;
+  if (fd < 0 || fstat(fd, &sb) != 0)
+    return;
+  unsigned i, n = __atomic_load_n(&runtime_fds_next, __ATOMIC_RELAXED);
+  for (i = 0; i < RUNTIME_FDS && i < n; i++)
+    if (runtime_fds[i].fd == fd)
+      break;
+  if (i == RUNTIME_FDS || i == n) /* a new number: the next slot, round robin when full */
+    i = __atomic_fetch_add(&runtime_fds_next, 1, __ATOMIC_RELAXED) % RUNTIME_FDS;
+  runtime_fds[i].dev = sb.st_dev;
+  runtime_fds[i].ino = sb.st_ino;
+  runtime_fds[i].fd = fd;
+}
+
+int mcr_fd_is_runtime(int fd)
+{
+  struct stat sb;
+  unsigned n = __atomic_load_n(&runtime_fds_next, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < RUNTIME_FDS && i < n; i++)
+    if (runtime_fds[i].fd == fd)
+      return fstat(fd, &sb) == 0 && sb.st_dev == runtime_fds[i].dev &&
+             sb.st_ino == runtime_fds[i].ino;
+  return 0;
+}
+
+static int fd_move_high(int fd);
+
 int mcr_fd_move_high(int fd)
+{
+  int r = fd_move_high(fd);
+  runtime_fd_note(r);
+  return r;
+}
+
+static int fd_move_high(int fd)
 {
   struct rlimit rl;
   rlim_t floor = FD_FLOOR;

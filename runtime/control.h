@@ -39,6 +39,11 @@ static inline uint32_t mcr_control_get_len(const unsigned char *p)
  * in 0-2. */
 int mcr_fd_move_high(int fd);
 
+/* Whether fd is one of the runtime's own descriptors (one mcr_fd_move_high
+ * returned, still the same open file): an update neither passes it to the new
+ * version nor takes it from the old one (pidfds, channels, libunwind's pipe). */
+int mcr_fd_is_runtime(int fd);
+
 /* Is fd one of the control socket's own descriptors (its socket, a connection
  * being served)? An update neither hands these to the new version nor lists them. */
 int mcr_control_fd_is_own(int fd);

@@ -36,6 +36,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "arena.h"
 #include "elfsym.h"
 #include "rename.h"
@@ -101,7 +102,7 @@ struct range {
   int obj;
 };
 
-enum { HOW_SYMBOL = 1, HOW_LIBRARY, HOW_STRING };
+enum { HOW_SYMBOL = 1, HOW_LIBRARY, HOW_STRING, HOW_ARGS };
 
 struct memo {
   uintptr_t key; /* 0: empty slot */
@@ -132,6 +133,10 @@ struct mcr_image_map {
   char *scratch; /* STR_BACK + STR_MAX bytes */
   const struct mcr_renames *renames; /* renamed functions, or NULL */
   uint32_t *renamed_to;              /* per rename: the new symbol, or NONE */
+  /* the argument block (args.h): its pointer arrays [0] and strings [1] in the
+   * old process, at args_new in this one (ranges of obj -2 - k) */
+  uintptr_t args_old[2], args_len[2], args_new[2];
+  int nargs;
   struct mcr_image_stats st;
 };
 
@@ -1042,6 +1047,11 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
         (unsigned long long)old);
     rc = -1;
     e.how = 0;
+  } else if (r->obj < 0) { /* the argument block: by offset (args.h) */
+    size_t k = (size_t)(-2 - r->obj);
+    e.val = m->args_new[k] + (old - m->args_old[k]);
+    e.how = HOW_ARGS;
+    rc = 0;
   } else if (r->obj == m->side[0].exe) {
     rc = translate_exe(m, old, &e.val, &e.how, reason, sizeof(reason));
   } else {
@@ -1056,6 +1066,7 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
     m->st.by_symbol += e.how == HOW_SYMBOL;
     m->st.by_library += e.how == HOW_LIBRARY;
     m->st.by_string += e.how == HOW_STRING;
+    m->st.by_args += e.how == HOW_ARGS;
     *new_out = e.val;
   }
   if (old && (!rc || e.why))
@@ -1129,10 +1140,14 @@ static int build_ranges(struct mcr_image_map *m, char *err, size_t errlen)
   size_t cap = 0;
   for (size_t i = 0; i < os->nobjs; i++)
     cap += os->objs[i].kind == OBJ_ELF ? ((const Elf64_Ehdr *)os->objs[i].hdr)->e_phnum : 1;
+  cap += (size_t)m->nargs;
   m->ranges = mcr_arena_alloc(m->a, (cap + 1) * sizeof(*m->ranges), 0);
   if (!m->ranges)
     goto nomem;
   size_t n = 0;
+  for (int k = 0; k < m->nargs; k++)
+    if (m->args_len[k])
+      m->ranges[n++] = (struct range){m->args_old[k], m->args_old[k] + m->args_len[k], -2 - k};
   for (size_t i = 0; i < os->nobjs; i++) {
     const struct object *o = &os->objs[i];
     if (o->kind == OBJ_ELF) {
@@ -1223,6 +1238,11 @@ void mcr_image_set_renames(const struct mcr_renames *r)
   image_renames = r;
 }
 
+const struct mcr_renames *mcr_image_renames(void)
+{
+  return image_renames;
+}
+
 int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_arena *a, char *err,
                        size_t errlen)
 {
@@ -1263,6 +1283,17 @@ int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_are
     m->st.new_objects += i == 1 ? s->nobjs : 0;
   }
   pair(&m->side[0], &m->side[1]);
+  struct mcr_args_block ob, nb;
+  char why[256];
+  if (mcr_args_self(&nb) == 0 && mcr_args_old(old_pid, &ob, why, sizeof(why)) == 0) {
+    m->args_old[0] = ob.arr;
+    m->args_len[0] = ob.arr_len;
+    m->args_new[0] = nb.arr;
+    m->args_old[1] = ob.str;
+    m->args_len[1] = ob.str_len;
+    m->args_new[1] = nb.str;
+    m->nargs = 2;
+  }
   if (build_ranges(m, err, errlen) || resolve_renames(m, err, errlen))
     goto fail;
   m->memo_mask = 1023;

@@ -17,7 +17,9 @@
  *    device and inode, same program headers) has the same layout, so by offset from
  *    its load address; .bss included;
  *  - any other private file mapping (locale-archive, ...): by file offset, to a
- *    mapping of the same file in the new process that covers that offset.
+ *    mapping of the same file in the new process that covers that offset;
+ *  - the argument and environment block at the top of the first stack (args.h):
+ *    by offset, for the part both processes' blocks share.
  *
  * Runs in the new process, with the old one alive and stopped, same uid
  * (/proc/PID/maps, /proc/PID/exe, process_vm_readv). Everything it keeps comes from
@@ -73,12 +75,14 @@ int mcr_image_symbol(struct mcr_image_map *m, int side, const char *name, const 
  * the new executable makes every address inside OLD a conflict saying so. */
 struct mcr_renames;
 void mcr_image_set_renames(const struct mcr_renames *r);
+const struct mcr_renames *mcr_image_renames(void); /* what was set, or NULL */
 
 /* Counts for the update report. Translations are per distinct address. */
 struct mcr_image_stats {
   size_t by_symbol;  /* executable addresses translated through a symbol */
   size_t by_library; /* library/vDSO/file-mapping addresses, by offset */
   size_t by_string;  /* string literals found by content */
+  size_t by_args;    /* into the argument and environment block, by offset (args.h) */
   size_t failed;     /* addresses with no equivalent */
   size_t renamed;    /* of by_symbol, through a renamed function (mcr_image_set_renames) */
   size_t lookups;    /* mcr_image_translate calls (memo hits included) */

@@ -27,6 +27,7 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
   char *p, *end;
 
   r->n = 0;
+  r->nkeep = 0;
   if (len >= sizeof(r->buf)) {
     snprintf(err, errlen, "the rename map is too long (%zu bytes, at most %zu)", len,
              sizeof(r->buf) - 1);
@@ -45,6 +46,18 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
     while (p < end && !is_space(*p))
       p++;
     *p++ = '\0'; /* p may now be end + 1: the loop ends */
+    if (pair[0] == '+') { /* a kept new global */
+      for (q = pair + 1; *q && is_name_char(*q); q++)
+        ;
+      if (!pair[1] || *q || r->nkeep == MCR_RENAME_MAX) {
+        snprintf(err, errlen, "keep-new '%s': expected one global's name%s", pair + 1,
+                 r->nkeep == MCR_RENAME_MAX ? " (at most 64)" : "");
+        r->n = r->nkeep = 0;
+        return -1;
+      }
+      r->keep_name[r->nkeep++] = pair + 1;
+      continue;
+    }
     eq = strchr(pair, '=');
     if (!eq || eq == pair || !eq[1]) {
       snprintf(err, errlen, "rename '%s': expected OLD=NEW (the old function's name, '=', "
@@ -91,6 +104,14 @@ int mcr_renames_append(char *spec, size_t cap, const char *pair)
     spec[len] = '\0';
     return -1;
   }
+  return 0;
+}
+
+int mcr_renames_keeps(const struct mcr_renames *r, const char *name)
+{
+  for (size_t i = 0; r && i < r->nkeep; i++)
+    if (!strcmp(r->keep_name[i], name))
+      return 1;
   return 0;
 }
 

@@ -30,10 +30,15 @@ struct mcr_renames {
   size_t n;
   const char *old_name[MCR_RENAME_MAX]; /* into buf */
   const char *new_name[MCR_RENAME_MAX];
+  /* "+NAME" tokens (mcr-ctl update --keep-new NAME): new globals whose value
+   * the new version's startup set is kept (runtime/transfer.c) */
+  size_t nkeep;
+  const char *keep_name[MCR_RENAME_MAX];
   char buf[MCR_RENAME_SPEC_MAX];
 };
 
-/* Parses spec ("OLD=NEW" pairs separated by white space; NULL or "" is none)
+/* Parses spec ("OLD=NEW" pairs and "+NAME" keeps separated by white space; NULL
+ * or "" is none)
  * into r. A pair must have both names, of symbol characters (no white space,
  * '=' or control characters); an OLD may appear once. Returns 0, or -1 with a
  * message naming the pair in err (r is then empty). */
@@ -49,6 +54,9 @@ int mcr_renames_append(char *spec, size_t cap, const char *pair);
  * ("'f' is not a function of the new executable"). */
 int mcr_rename_check(const struct mcr_elfsym *old, const struct mcr_elfsym *new,
                      const char *old_name, const char *new_name, char *why, size_t whylen);
+
+/* Whether r keeps the new global name (a "+NAME" token). */
+int mcr_renames_keeps(const struct mcr_renames *r, const char *name);
 
 /* The new name of old_name in r, or NULL. */
 const char *mcr_renames_find(const struct mcr_renames *r, const char *old_name);

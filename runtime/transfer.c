@@ -22,12 +22,15 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "args.h"
 #include "control.h"
 #include "dirty.h"
+#include "elfsym.h"
 #include "fnv.h"
 #include "heap.h"
 #include "image.h"
 #include "quiesce.h"
+#include "rename.h"
 #include "startup.h"
 #include "threads.h"
 #include "tls.h"
@@ -286,7 +289,7 @@ static struct {
   struct mcr_image_map *image;
   pid_t old_pid;
   struct gplan *g;
-  size_t ng, fresh, missing;
+  size_t ng, fresh, missing, kept_new;
   char err[256];
   int conflicts; /* changes that cannot be converted: reported at the transfer */
   char conflict[8][2048];
@@ -949,6 +952,59 @@ static int in_exe(const void *p)
   return lm->l_name == NULL || lm->l_name[0] == 0;
 }
 
+/* Whether the new global sym (at na, ns bytes) differs from its initial value
+ * in this executable's file: the new startup changed it. Words that are
+ * relocated pointers into the executable count as unchanged. 0 when it cannot
+ * be read (no symbol table): a stripped executable is not refused for it. */
+static int fresh_written(const char *sym, uintptr_t na, size_t ns)
+{
+  static struct mcr_elfsym self;
+  static int state; /* 0 not opened, 1 open, -1 unreadable */
+  uintptr_t bias;
+  char path[64];
+  Elf64_Sym es;
+  Elf64_Shdr sh;
+  const char *name, *sname;
+
+  if (state == 0)
+    state = mcr_elfsym_open(&self, "/proc/self/exe") == 0 ? 1 : -1;
+  if (state < 0 || !ns || mcr_elf_object_of(na, &bias, path, sizeof(path)) != 0)
+    return 0;
+  for (size_t i = 0; mcr_elfsym_symbol(&self, i, &es, &name) == 0; i++) {
+    if (es.st_value + bias != na || es.st_size != ns || strcmp(name, sym) ||
+        mcr_elfsym_section(&self, es.st_shndx, &sh, &sname) != 0)
+      continue;
+    const unsigned char *now = (const unsigned char *)na, *init = NULL;
+    if (sh.sh_type != SHT_NOBITS) {
+      uint64_t at = sh.sh_offset + (es.st_value - sh.sh_addr);
+      if (es.st_value < sh.sh_addr || at > self.size || ns > self.size - at)
+        return 0;
+      init = self.map + at;
+    }
+    size_t lead = (8 - na % 8) % 8;
+    for (size_t off = 0; off < ns;) {
+      if (off >= lead && (off - lead) % 8 == 0 && off + 8 <= ns) {
+        uintptr_t v, f = 0, vb;
+        char vp[64];
+        memcpy(&v, now + off, 8);
+        if (init)
+          memcpy(&f, init + off, 8);
+        if (v != 0 && (v - bias == f || (f == 0 && init &&
+                                         mcr_elf_object_of(v, &vb, vp, sizeof(vp)) == 0 &&
+                                         vb == bias && strcmp(vp, path) == 0))) {
+          off += 8; /* a pointer the loader relocated */
+          continue;
+        }
+      }
+      if (now[off] != (init ? init[off] : 0))
+        return 1;
+      off++;
+    }
+    return 0;
+  }
+  return 0;
+}
+
 /* Before the pause: pairs every writable global of the executable's type
  * tables with the old process's by symbol name. */
 static int plan_globals(void)
@@ -999,8 +1055,25 @@ static int plan_globals(void)
           plan.missing++; /* not in this executable's symbol table */
           continue;
         } else if (mcr_image_symbol(plan.image, 0, sym, file, &oa, &os) != 0) {
-          plan.fresh++;
-          continue; /* a new global: keeps its initial value */
+          plan.fresh++; /* a new global: keeps its value */
+          if (fresh_written(sym, na, ns) && mcr_renames_keeps(mcr_image_renames(), sym)) {
+            plan.kept_new++;
+          } else if (fresh_written(sym, na, ns)) {
+            if (plan.conflicts < 8)
+              snprintf(plan.conflict[plan.conflicts], sizeof(plan.conflict[0]),
+                       "global\tnew in this version, and its startup changed it from its "
+                       "initial value: it holds state built at startup that nothing in the old "
+                       "process corresponds to, while the state it goes with comes from the "
+                       "old process (a new module's index with no configuration of that "
+                       "module in the old state, a pointer to the new startup's heap, which "
+                       "the old heap replaces). If the new startup's value is right with the "
+                       "old state (a cache, a table of the new code), say so: mcr-ctl update "
+                       "--keep-new %s\tglobal %s\t\t\t\t%s:%u",
+                       sym,
+                       sym, mcr_typetab_str(&tt, gr.file), gr.line);
+            plan.conflicts++;
+          }
+          continue;
         }
         const struct mcr_xplan *xp = NULL;
         char why[2048];
@@ -1261,10 +1334,22 @@ static int step_globals(struct ctx *c)
     converted += r == 0 && g->xplan;
     bytes += r == 0 ? g->size : 0;
   }
+  /* the argument block: the old process's arrays and strings (args.h) */
+  char why[256];
+  ssize_t ab = mcr_args_copy(c->old_pid, why, sizeof(why));
+  if (ab >= 0)
+    mcr_buf_printf(c->report, "note the argument and environment block (%zd bytes) copied from "
+                              "the old process\n", ab);
+  else
+    mcr_buf_printf(c->report, "note the argument and environment block is this process's own, "
+                              "not the old one's: %s\n", why);
   phase(c, "globals", t,
         "%zu globals (%.1f kB) copied, %zu of changed type converted, %zu static tables of "
         "changed type kept as the new version has them, %zu new ones keep their initial value",
         plan.ng, bytes / 1e3, converted, kept, plan.fresh);
+  if (plan.kept_new)
+    mcr_buf_printf(c->report, "note %zu new globals keep the value the new startup set "
+                              "(--keep-new)\n", plan.kept_new);
   if (npids_mapped)
     mcr_buf_printf(c->report, "note %zu pid_t fields of globals named another process of the "
                               "tree: given its new pid\n", npids_mapped);

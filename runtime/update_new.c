@@ -877,6 +877,10 @@ static void *agent(void *arg)
     close(parent_link);
     parent_link = -1;
   }
+  if (parent_pidfd >= 0) { /* committed: nothing waits on the parent any more */
+    close(parent_pidfd);
+    parent_pidfd = -1;
+  }
   for (size_t i = 0; i < nkids; i++) {
     close(kids[i].link);
     if (kids[i].pidfd >= 0)

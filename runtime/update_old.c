@@ -322,7 +322,8 @@ static size_t list_fds(int *out, size_t max, const int *own, size_t nown)
   while ((e = readdir(d))) {
     char *end;
     long fd = strtol(e->d_name, &end, 10);
-    if (*end || e->d_name[0] == '.' || fd == dfd || own_fd((int)fd, own, nown))
+    if (*end || e->d_name[0] == '.' || fd == dfd || own_fd((int)fd, own, nown) ||
+        mcr_fd_is_runtime((int)fd))
       continue;
     if (n < max)
       out[n] = (int)fd;

@@ -116,6 +116,13 @@ static void check_renames(pid_t pid)
         "renames: an old name twice is refused");
   CHECK(mcr_renames_parse(&r, "a=b=c", err, sizeof(err)) == -1 && strstr(err, "0x3d"),
         "renames: '=' in a name is refused");
+  CHECK(mcr_renames_parse(&r, "a=b +g1 +g2", err, sizeof(err)) == 0 && r.n == 1 &&
+            r.nkeep == 2 && mcr_renames_keeps(&r, "g2") && !mcr_renames_keeps(&r, "a") &&
+            !mcr_renames_find(&r, "+g1"),
+        "renames: '+NAME' tokens are kept new globals, not pairs");
+  CHECK(mcr_renames_parse(&r, "+ a=b", err, sizeof(err)) == -1 && strstr(err, "keep-new") &&
+            r.n == 0 && r.nkeep == 0,
+        "renames: a '+' without a name is refused");
   CHECK(mcr_renames_append(spec, sizeof(spec), "x=y") == 0 &&
             mcr_renames_append(spec, sizeof(spec), "z=w") == 0 && !strcmp(spec, "x=y z=w"),
         "renames: append");

@@ -53,6 +53,14 @@
  *         workers). The update of the process tree (docs/coordinator.md)
  *   13    like 12, a code change (VERSION answers 13); -DKV_WORKERS=N forks N
  *         workers instead of 2
+ *   14    like 1 plus a global its startup sets (new_at_startup, NEWGLOBAL -> NEWGLOBAL
+ *         n): an update from 1 refuses it (its value may belong to state the old
+ *         process lacks) unless mcr-ctl update --keep-new new_at_startup says it is
+ *         right
+ *
+ * Every version: PIDFILE -> PIDFILE path, read through config.pidfile, which points
+ * into the argument strings (-f's optarg): after an update, into the new process's
+ * copy of the old one's (runtime/args.h).
  *
  * usage: kvstore [-p PORT] [-f PIDFILE]
  */
@@ -249,6 +257,9 @@ static void reply(struct conn *c, const char *fmt, ...) {
 #if KV_VERSION == 9
 #define command run_command /* renamed: only its name changes */
 #endif
+#if KV_VERSION == 14
+static int new_at_startup; /* set by main: a new global with state from the startup */
+#endif
 static void command(struct conn *c, char *line) {
   char *save = NULL;
   char *cmd = strtok_r(line, " \r", &save);
@@ -283,6 +294,12 @@ static void command(struct conn *c, char *line) {
     reply(c, "COUNT %lu\n", (unsigned long)stats.keys);
   } else if (!strcmp(cmd, "VERSION")) {
     reply(c, "VERSION %d\n", KV_VERSION);
+  } else if (!strcmp(cmd, "PIDFILE")) {
+    reply(c, "PIDFILE %s\n", config.pidfile ? config.pidfile : "-");
+#if KV_VERSION == 14
+  } else if (!strcmp(cmd, "NEWGLOBAL")) {
+    reply(c, "NEWGLOBAL %d\n", new_at_startup);
+#endif
 #if KV_VERSION == 11 || defined(KV_PREFORK)
   } else if (!strcmp(cmd, "SHARED")) {
     reply(c, "SHARED %lu\n", __atomic_load_n(&shared_count[0], __ATOMIC_RELAXED));
@@ -365,6 +382,9 @@ int main(int argc, char **argv) {
     }
   }
   signal(SIGPIPE, SIG_IGN);
+#if KV_VERSION == 14
+  new_at_startup = 14;
+#endif
   struct sigaction sa = {0};
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);

@@ -61,7 +61,10 @@
 #              line of a --rename-file); without a rename the update is refused
 #              (kind image, naming the function and the object) and v1 serves on;
 #              with --rename-file (command=run_command) it commits, and a
-#              connection held across it still runs its lines
+#              connection held across it still runs its lines; config.pidfile, a
+#              pointer into the argument strings, reads its path after the update;
+#              v9 -> v14 (a new global its startup sets) is refused naming the
+#              global, and commits with a rename file's keep-new line
 #   report     conflict reports: v1 -> v2 with MCR_UPDATE_FAULT=heap:crash, read back
 #              by mcr-ctl report and --json (kind crash, the signal, a fix, program,
 #              pids, phases), mcr-ctl update --json's conflicts[], the default report
@@ -354,7 +357,7 @@ sys.exit(0 if j["committed"] and d and d[0].startswith("1 anonymous mappings") e
   ok "an anonymous shared mapping of the startup carried over at its address: SHARED $before -> $after"
   ;;
 rename)
-  build_versions 1 9
+  build_versions 1 9 14
   start "$work/v1/kvstore"
   python3 "$client" fill "$port" 500
   exec 3<>"/dev/tcp/127.0.0.1/$port"
@@ -405,6 +408,37 @@ PY
   exec 3<&-
   python3 "$client" check "$port" 500 9 || fail "keys after v1 -> v9"
   ok "v1 -> v9 committed with --rename-file command=run_command: the held connection runs its lines"
+  # the argument block: config.pidfile points into -f's argument string; after two
+  # updates (v1 -> v9 above, v9 -> v14 below) it still reads the same path
+  pid=$(new_pid_of)
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'PIDFILE\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "PIDFILE $work/pidfile" ] ||
+    fail "v9: config.pidfile (into the argument strings) reads '$line', expected '$work/pidfile'"
+  ok "v9: config.pidfile, a pointer into the argument strings, reads the path after the update"
+  # a new global the startup sets: refused without --keep-new, the global named
+  rc=0
+  update "$pid" "$work/v14/kvstore" --rename run_command=command --report "$work/v14.report" || rc=$?
+  [ $rc = 1 ] || fail "v9 -> v14 without --keep-new: exit $rc, expected 1"
+  "$ctl" report "$work/v14.report" --json >"$work/v14.json" || fail "mcr-ctl report v14"
+  python3 - "$work/v14.json" <<'PY' || fail "v9 -> v14: the report does not name new_at_startup: $(cat "$work/v14.json")"
+import json, sys
+cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "global"]
+sys.exit(0 if cs and all(c["object"] == "global new_at_startup" and "--keep-new" in c["message"]
+                         for c in cs) else 1)
+PY
+  printf 'GET held\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "VALUE before" ] || fail "v9 after the refusal: '$line'"
+  ok "v9 -> v14 refused (global new_at_startup: set by the new startup, no counterpart), v9 serves on"
+  printf 'run_command=command\nkeep-new new_at_startup  # v14 sets it from nothing the old state holds\n' >"$work/v14.renames"
+  update "$pid" "$work/v14/kvstore" --rename-file "$work/v14.renames" ||
+    fail "v9 -> v14 with keep-new (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
+  printf 'NEWGLOBAL\nPIDFILE\nGET held\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "NEWGLOBAL 14" ] || fail "v14: NEWGLOBAL: '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "PIDFILE $work/pidfile" ] || fail "v14: PIDFILE: '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "VALUE before" ] || fail "v14: GET held: '$line'"
+  exec 3<&-
+  ok "v9 -> v14 committed with keep-new new_at_startup: its startup value kept, the held connection served"
   ;;
 report)
   # conflict reports of rolled-back updates, read back with mcr-ctl report (the
