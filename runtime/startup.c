@@ -2794,6 +2794,29 @@ out_unlocked:
   return rc;
 }
 
+void mcr_startup_forget_fd(int fd)
+{
+  pthread_mutex_lock(&st_lock);
+  for (unsigned i = 0; i < nentries; i++) {
+    struct mcr_startup_entry *x = &entries[i];
+    const char *paren = strchr(x->detail, '(');
+    long on = -1;
+    if (paren) {
+      char *end;
+      on = strtol(paren + 1, &end, 10);
+      if (end == paren + 1 || (*end != ',' && *end != ')'))
+        on = -1;
+    }
+    int made = (x->flags & MCR_SE_FD_RESULT) && x->result >= 0 &&
+               (x->fds[0] == fd || x->fds[1] == fd);
+    if (made || (on == fd && x->kind != MCR_SK_FORK)) {
+      x->stack_id = ~0ull;
+      x->args_hash = 0;
+    }
+  }
+  pthread_mutex_unlock(&st_lock);
+}
+
 void mcr_startup_replay_inherit(int fd)
 {
   pthread_mutex_lock(&st_lock);

@@ -179,6 +179,15 @@ size_t mcr_startup_old_forks(struct mcr_startup_entry *out, size_t max);
 /* fd, now the old process's object at the old number, counts as inherited. */
 void mcr_startup_replay_inherit(int fd);
 
+/* After the transfer replaced descriptor fd (the new startup's) with the old
+ * process's of the same number: this process's log entries that made fd or
+ * acted on it ("bind(FD, ..."), describe an object the process no longer has.
+ * They are made unmatchable (no stack, no argument hash), so that the next
+ * update's replay runs those calls as new ones instead of pairing them with
+ * whatever fd now holds (an adopted listening socket's number, later a
+ * connection of the old process's: the next replay bound for real and failed). */
+void mcr_startup_forget_fd(int fd);
+
 /* The conflicts found so far in a replay. */
 size_t mcr_startup_conflicts(const struct mcr_startup_conflict **out);
 /* Differences a replay accepted (a listening socket taken over by its address,

@@ -1928,6 +1928,7 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
         for (size_t k = 0; k < ninherited && !inh; k++)
           inh = inherited[k] == fd;
         replaced++;
+        mcr_startup_forget_fd(fd); /* what the new startup logged of it is gone */
         if (replaced <= 5 && !inh) {
           char link[64], what[128] = "?";
           snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)c->old_pid, fd);
