@@ -1056,9 +1056,10 @@ static int plan_globals(void)
           continue;
         } else if (mcr_image_symbol(plan.image, 0, sym, file, &oa, &os) != 0) {
           plan.fresh++; /* a new global: keeps its value */
-          if (fresh_written(sym, na, ns) && mcr_renames_keeps(mcr_image_renames(), sym)) {
+          int written = fresh_written(sym, na, ns);
+          if (written && mcr_renames_keeps(mcr_image_renames(), sym)) {
             plan.kept_new++;
-          } else if (fresh_written(sym, na, ns)) {
+          } else if (written) {
             if (plan.conflicts < 8)
               snprintf(plan.conflict[plan.conflicts], sizeof(plan.conflict[0]),
                        "global\tnew in this version, and its startup changed it from its "
