@@ -1069,9 +1069,13 @@ static int plan_globals(void)
                        "module in the old state, a pointer to the new startup's heap, which "
                        "the old heap replaces). If the new startup's value is right with the "
                        "old state (a cache, a table of the new code), say so: mcr-ctl update "
-                       "--keep-new %s\tglobal %s\t\t\t\t%s:%u",
+                       "--keep-new %s\tglobal %s\t\t\t\t%s:%u\t\tif the new startup's value "
+                       "is right with the old process's state, keep it: mcr-ctl update "
+                       "--keep-new %s (or a line 'keep-new %s' in a --rename-file); if it "
+                       "belongs to state only the new startup builds, the update needs that "
+                       "state rebuilt (a restart, or a transformation that does it)",
                        sym,
-                       sym, mcr_typetab_str(&tt, gr.file), gr.line);
+                       sym, mcr_typetab_str(&tt, gr.file), gr.line, sym, sym);
             plan.conflicts++;
           }
           continue;

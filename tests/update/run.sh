@@ -425,7 +425,7 @@ PY
 import json, sys
 cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "global"]
 sys.exit(0 if cs and all(c["object"] == "global new_at_startup" and "--keep-new" in c["message"]
-                         for c in cs) else 1)
+                         and "keep-new new_at_startup" in c["fix"] for c in cs) else 1)
 PY
   printf 'GET held\n' >&3
   read -r -t 5 line <&3 && [ "$line" = "VALUE before" ] || fail "v9 after the refusal: '$line'"
