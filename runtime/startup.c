@@ -378,6 +378,12 @@ static void set_bit(unsigned char *map, int fd)
     map[fd / 8] |= (unsigned char)(1u << (fd % 8));
 }
 
+static void clear_bit(unsigned char *map, int fd)
+{
+  if (map && fd >= 0 && fd < FD_MAP)
+    map[fd / 8] &= (unsigned char)~(1u << (fd % 8));
+}
+
 static int is_inherited(int fd)
 {
   return bit(inherited_map, fd);
@@ -779,7 +785,8 @@ take:
 
 static int result_fds(const struct mcr_startup_entry *e)
 {
-  return !(e->flags & MCR_SE_FD_RESULT) || e->result < 0 ? 0 : e->fds[1] >= 0 ? 2 : 1;
+  return !(e->flags & MCR_SE_FD_RESULT) || e->result < 0 ? 0
+         : e->fds[1] >= 0 && !(e->flags & MCR_SE_MOVED) ? 2 : 1;
 }
 
 /* The old entry's result fds are open here, inherited, and the same objects. */
@@ -791,7 +798,8 @@ static int still_same(const struct mcr_startup_entry *e)
     return 0;
   for (int i = 0; i < n; i++) {
     uint64_t dev, ino, link;
-    if (!is_inherited(e->fds[i]) || fd_identity(e->fds[i], &dev, &ino, &link) ||
+    int fd = i == 0 && (e->flags & MCR_SE_MOVED) ? e->fds[1] : e->fds[i];
+    if (!is_inherited(fd) || fd_identity(fd, &dev, &ino, &link) ||
         dev != e->dev[i] || ino != e->ino[i] || link != e->link_hash[i])
       return 0;
   }
@@ -880,7 +888,9 @@ static void adopt_socket(struct call *c)
     if (!x || x->kind != MCR_SK_BIND || x->result != 0 || (n = detail_fd(x, "bind")) < 0 ||
         !is_inherited(n) || bit(claimed_map, n) || sock_int(n, SOL_SOCKET, SO_DOMAIN) != domain ||
         sock_int(n, SOL_SOCKET, SO_TYPE) != type || sock_int(n, SOL_SOCKET, SO_PROTOCOL) != proto ||
-        !bound_to(n, c->sa, c->salen))
+        !bound_to(n, c->sa, c->salen) ||
+        /* a connection accepted on that address has it as its own: never one */
+        (type == SOCK_STREAM && sock_int(n, SOL_SOCKET, SO_ACCEPTCONN) != 1))
       continue;
     e = x;
     old_fd = n;
@@ -1017,7 +1027,7 @@ static void decide(struct call *c)
     } else if (o && (o->result < 0 || still_same(o))) {
       c->act = A_REPLAY;
       for (int i = 0; i < result_fds(o); i++)
-        set_bit(claimed_map, o->fds[i]);
+        set_bit(claimed_map, i == 0 && (o->flags & MCR_SE_MOVED) ? o->fds[1] : o->fds[i]);
     }
     break;
   case C_MODIFY:
@@ -1101,6 +1111,14 @@ static int64_t old_result(struct call *c, int *fds)
     c->fds[i] = o->fds[i];
     if (fds)
       fds[i] = o->fds[i];
+  }
+  if ((o->flags & MCR_SE_MOVED) && c->nfds == 1 && o->result >= 0) {
+    /* the object is at fds[1]: that number for the program, and its later
+     * calls hash as the number the old log has for it */
+    c->result = c->fds[0] = o->fds[1];
+    if (fds)
+      fds[0] = o->fds[1];
+    set_xlat(o->fds[1], o->fds[0]);
   }
   if (c->result < 0)
     errno = c->err;
@@ -2054,7 +2072,8 @@ void mcr_startup_refresh(void)
     int n = result_fds(e), same = n > 0;
     for (int k = 0; k < n; k++) {
       uint64_t dev, ino, link;
-      if (fd_identity(e->fds[k], &dev, &ino, &link) || dev != e->dev[k] || ino != e->ino[k] ||
+      int fd = k == 0 && (e->flags & MCR_SE_MOVED) ? e->fds[1] : e->fds[k];
+      if (fd_identity(fd, &dev, &ino, &link) || dev != e->dev[k] || ino != e->ino[k] ||
           link != e->link_hash[k])
         same = 0;
     }
@@ -2396,7 +2415,8 @@ int mcr_startup_serialize(void **bufp, size_t *lenp)
     PUT(&c, e->args_hash);
     PUT(&c, e->result);
     PUT(&c, e->err);
-    PUT(&c, e->flags & (MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT));
+    PUT(&c, e->flags & (MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT |
+                   MCR_SE_MOVED));
     PUT(&c, e->fds[0]);
     PUT(&c, e->fds[1]);
     PUT(&c, e->dev[0]);
@@ -2560,7 +2580,8 @@ int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, 
       fail(err, errlen, "entry %u at offset %zu: unknown kind %u", i, start, e->kind);
       goto bad;
     }
-    if (e->flags & ~(MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT)) {
+    if (e->flags & ~(MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT |
+                     MCR_SE_MOVED)) {
       fail(err, errlen, "entry %u (%s): unknown flags %#x", i, mcr_startup_kind_name(e->kind),
            e->flags);
       goto bad;
@@ -2797,21 +2818,43 @@ out_unlocked:
 void mcr_startup_forget_fd(int fd)
 {
   pthread_mutex_lock(&st_lock);
-  for (unsigned i = 0; i < nentries; i++) {
-    struct mcr_startup_entry *x = &entries[i];
-    const char *paren = strchr(x->detail, '(');
-    long on = -1;
-    if (paren) {
-      char *end;
-      on = strtol(paren + 1, &end, 10);
-      if (end == paren + 1 || (*end != ',' && *end != ')'))
-        on = -1;
+  /* the object now replaced: the latest entry that made fd, and what came after */
+  unsigned from = nentries;
+  for (unsigned i = nentries; i-- > 0;) {
+    const struct mcr_startup_entry *x = &entries[i];
+    if ((x->flags & MCR_SE_FD_RESULT) && x->result >= 0 && (x->fds[0] == fd || x->fds[1] == fd)) {
+      from = i;
+      break;
     }
-    int made = (x->flags & MCR_SE_FD_RESULT) && x->result >= 0 &&
-               (x->fds[0] == fd || x->fds[1] == fd);
-    if (made || (on == fd && x->kind != MCR_SK_FORK)) {
-      x->stack_id = ~0ull;
-      x->args_hash = 0;
+  }
+  if (from == nentries) {
+    pthread_mutex_unlock(&st_lock);
+    return;
+  }
+  struct mcr_startup_entry *made = &entries[from];
+  int to = adopted_map && bit(adopted_map, fd) ? (int)xlat(fd) : -1;
+  if (to >= 0 && to != fd && made->fds[0] == fd && result_fds(made) == 1) {
+    /* a listening socket taken over from the old process: it lives on at the
+     * old number (inherited); the entries keep their numbers and hashes, the
+     * next replay gives the program that number (old_result) */
+    made->flags |= MCR_SE_MOVED;
+    made->fds[1] = to;
+    clear_bit(adopted_map, fd);
+  } else {
+    for (unsigned i = from; i < nentries; i++) {
+      struct mcr_startup_entry *x = &entries[i];
+      const char *paren = strchr(x->detail, '(');
+      long on = -1;
+      if (paren) {
+        char *end;
+        on = strtol(paren + 1, &end, 10);
+        if (end == paren + 1 || (*end != ',' && *end != ')'))
+          on = -1;
+      }
+      if (i == from || (on == fd && x->kind != MCR_SK_FORK)) {
+        x->stack_id = ~0ull;
+        x->args_hash = 0;
+      }
     }
   }
   pthread_mutex_unlock(&st_lock);

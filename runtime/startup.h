@@ -65,6 +65,9 @@ enum mcr_startup_kind {
 #define MCR_SE_OPEN_NOW 0x2u  /* mcr_startup_refresh: each result fd is still the same object */
 #define MCR_SE_REPLAYED 0x4u  /* new process: the old result was returned, the call did not run */
 #define MCR_SE_CONFLICT 0x8u  /* new process: this call conflicted with the old log */
+#define MCR_SE_MOVED 0x10u    /* the object this call made (fds[0], one fd) is at fds[1] now:
+                               * a listening socket taken over from the old process, whose
+                               * number the transfer gave to another of the old's objects */
 
 #define MCR_SE_DETAIL 160
 #define MCR_SE_STACK 256
