@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "args.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,56 +54,21 @@ int mcr_args_self(struct mcr_args_block *out)
   return 0;
 }
 
-/* Fields 28 (startstack: where argc is), 48 and 49 (arg_start, arg_end) of
- * /proc/PID/stat. */
-static int stat_fields(pid_t pid, uintptr_t *stack, uintptr_t *arg_start, uintptr_t *arg_end)
-{
-  char path[64], buf[4096];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0)
-    return -1;
-  buf[n] = 0;
-  char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-  if (!p)
-    return -1;
-  /* p + 2 is field 3, the state (a letter); numbers from field 4 */
-  unsigned long long v[52] = {0};
-  int field = 4;
-  if (!p[1] || !p[2] || p[3] != ' ')
-    return -1;
-  for (char *s = p + 4; *s && field <= 51;) {
-    char *e;
-    v[field] = strtoull(s, &e, 10);
-    if (e == s)
-      break;
-    s = e + (*e == ' ');
-    field++;
-  }
-  if (field <= 49)
-    return -1;
-  *stack = (uintptr_t)v[28];
-  *arg_start = (uintptr_t)v[48];
-  *arg_end = (uintptr_t)v[49];
-  return 0;
-}
-
 int mcr_args_old(pid_t pid, struct mcr_args_block *out, char *err, size_t errlen)
 {
-  uintptr_t stack, as, ae, ms, mas, mae;
+  unsigned long long o[MCR_STAT_FIELDS], m[MCR_STAT_FIELDS];
   long argc = 0;
   if (!self_ok) {
     snprintf(err, errlen, "this process's argument block was not seen at its start");
     return -1;
   }
-  if (stat_fields(pid, &stack, &as, &ae) != 0 || stat_fields(getpid(), &ms, &mas, &mae) != 0) {
+  if (mcr_proc_stat(pid, NULL, o) != 0 || mcr_proc_stat(getpid(), NULL, m) != 0) {
     snprintf(err, errlen, "/proc/%d/stat: %s", (int)pid, strerror(errno ? errno : EINVAL));
     return -1;
   }
+  uintptr_t stack = (uintptr_t)o[MCR_STAT_STARTSTACK], as = (uintptr_t)o[MCR_STAT_ARG_START],
+            ae = (uintptr_t)o[MCR_STAT_ARG_END], ms = (uintptr_t)m[MCR_STAT_STARTSTACK],
+            mas = (uintptr_t)m[MCR_STAT_ARG_START], mae = (uintptr_t)m[MCR_STAT_ARG_END];
   struct iovec l = {&argc, sizeof(argc)}, r = {(void *)stack, sizeof(argc)};
   if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)sizeof(argc)) {
     snprintf(err, errlen, "reading process %d's argument count: %s", (int)pid, strerror(errno));

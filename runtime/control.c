@@ -31,6 +31,7 @@
 
 #include "control.pb-c.h"
 #include "elfsym.h"
+#include "procstat.h"
 #include "quiesce.h"
 #include "rename.h"
 #include "threads.h"
@@ -654,19 +655,6 @@ static int handle_update(struct arena *a, const Request *req, Reply *rep)
   return HANDED_OFF;
 }
 
-/* The parent of process pid (/proc/PID/stat), or -1. */
-static pid_t parent_of(pid_t pid)
-{
-  char path[64], buf[512];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  if (read_small(path, buf, sizeof(buf)) != 0)
-    return -1;
-  const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-  int ppid;
-  if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-    return -1;
-  return (pid_t)ppid;
-}
 
 struct partner_job {
   int fd;
@@ -701,7 +689,7 @@ static int handle_update_partner(struct arena *a, const Request *req, Reply *rep
   pid_t mid;
 
   if (getsockopt(client_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-      (mid = parent_of(cred.pid)) <= 0 || parent_of(mid) != getppid() || getppid() <= 1) {
+      (mid = mcr_proc_parent(cred.pid, 0)) <= 0 || mcr_proc_parent(mid, 0) != getppid() || getppid() <= 1) {
     set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
               "an update partner must be a child of a process that this process's parent "
               "started");

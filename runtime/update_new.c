@@ -38,6 +38,7 @@
 
 #include "elfsym.h"
 #include "image.h"
+#include "procstat.h"
 #include "quiesce.h"
 #include "rename.h"
 #include "startup.h"
@@ -459,23 +460,10 @@ static void set_pid_map(struct mcr_buf *lines)
   mcr_transfer_pid_map(o, n, k);
 }
 
-/* Is pid a child of process parent? */
+/* Is pid a live child of process parent? */
 static int child_of(pid_t pid, pid_t parent)
 {
-  char path[64], buf[512];
-  int fd, ppid;
-  ssize_t n;
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-    return 0;
-  n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0)
-    return 0;
-  buf[n] = 0;
-  const char *p = strrchr(buf, ')');
-  char state;
-  return p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && state != 'Z' && ppid == parent;
+  return parent > 0 && mcr_proc_parent(pid, 1) == parent;
 }
 
 int mcr_update_tree_pairable(pid_t old_child)

@@ -31,6 +31,7 @@
 #include "control.h"
 #include "dirty.h"
 #include "heap.h"
+#include "procstat.h"
 #include "quiesce.h"
 #include "rename.h"
 #include "startup.h"
@@ -378,24 +379,10 @@ static size_t startup_children(pid_t *out, size_t max)
 {
   const struct mcr_startup_entry *e;
   size_t n = mcr_startup_entries(&e), k = 0;
-  for (size_t i = 0; i < n && k < max; i++) {
-    char path[64], buf[512];
-    int ppid;
-    if (e[i].kind != MCR_SK_FORK || e[i].result <= 0)
-      continue;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)e[i].result);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      continue;
-    ssize_t got = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (got <= 0)
-      continue;
-    buf[got] = 0;
-    const char *p = strrchr(buf, ')');
-    if (p && sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == (int)getpid())
+  for (size_t i = 0; i < n && k < max; i++)
+    if (e[i].kind == MCR_SK_FORK && e[i].result > 0 &&
+        mcr_proc_parent((pid_t)e[i].result, 0) == getpid())
       out[k++] = (pid_t)e[i].result;
-  }
   return k;
 }
 
