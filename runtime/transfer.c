@@ -25,7 +25,6 @@
 #include "args.h"
 #include "control.h"
 #include "dirty.h"
-#include "elfsym.h"
 #include "fnv.h"
 #include "heap.h"
 #include "image.h"
@@ -952,59 +951,6 @@ static int in_exe(const void *p)
   return lm->l_name == NULL || lm->l_name[0] == 0;
 }
 
-/* Whether the new global sym (at na, ns bytes) differs from its initial value
- * in this executable's file: the new startup changed it. Words that are
- * relocated pointers into the executable count as unchanged. 0 when it cannot
- * be read (no symbol table): a stripped executable is not refused for it. */
-static int fresh_written(const char *sym, uintptr_t na, size_t ns)
-{
-  static struct mcr_elfsym self;
-  static int state; /* 0 not opened, 1 open, -1 unreadable */
-  uintptr_t bias;
-  char path[64];
-  Elf64_Sym es;
-  Elf64_Shdr sh;
-  const char *name, *sname;
-
-  if (state == 0)
-    state = mcr_elfsym_open(&self, "/proc/self/exe") == 0 ? 1 : -1;
-  if (state < 0 || !ns || mcr_elf_object_of(na, &bias, path, sizeof(path)) != 0)
-    return 0;
-  for (size_t i = 0; mcr_elfsym_symbol(&self, i, &es, &name) == 0; i++) {
-    if (es.st_value + bias != na || es.st_size != ns || strcmp(name, sym) ||
-        mcr_elfsym_section(&self, es.st_shndx, &sh, &sname) != 0)
-      continue;
-    const unsigned char *now = (const unsigned char *)na, *init = NULL;
-    if (sh.sh_type != SHT_NOBITS) {
-      uint64_t at = sh.sh_offset + (es.st_value - sh.sh_addr);
-      if (es.st_value < sh.sh_addr || at > self.size || ns > self.size - at)
-        return 0;
-      init = self.map + at;
-    }
-    size_t lead = (8 - na % 8) % 8;
-    for (size_t off = 0; off < ns;) {
-      if (off >= lead && (off - lead) % 8 == 0 && off + 8 <= ns) {
-        uintptr_t v, f = 0, vb;
-        char vp[64];
-        memcpy(&v, now + off, 8);
-        if (init)
-          memcpy(&f, init + off, 8);
-        if (v != 0 && (v - bias == f || (f == 0 && init &&
-                                         mcr_elf_object_of(v, &vb, vp, sizeof(vp)) == 0 &&
-                                         vb == bias && strcmp(vp, path) == 0))) {
-          off += 8; /* a pointer the loader relocated */
-          continue;
-        }
-      }
-      if (now[off] != (init ? init[off] : 0))
-        return 1;
-      off++;
-    }
-    return 0;
-  }
-  return 0;
-}
-
 /* Before the pause: pairs every writable global of the executable's type
  * tables with the old process's by symbol name. */
 static int plan_globals(void)
@@ -1056,7 +1002,7 @@ static int plan_globals(void)
           continue;
         } else if (mcr_image_symbol(plan.image, 0, sym, file, &oa, &os) != 0) {
           plan.fresh++; /* a new global: keeps its value */
-          int written = fresh_written(sym, na, ns);
+          int written = mcr_xform_new_written(sym, na, ns);
           if (written && mcr_renames_keeps(mcr_image_renames(), sym)) {
             plan.kept_new++;
           } else if (written) {

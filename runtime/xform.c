@@ -6,6 +6,7 @@
 #include "xform_int.h"
 
 #include <errno.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +56,9 @@ static struct {
   struct tinfo *tag[MCR_TAG_MAX + 1];
   uintptr_t bias; /* the old executable's load bias (0: unknown) */
   int have_bias;
+  struct mcr_elfsym self; /* this process's executable, for its new globals */
+  int self_open;
+  uintptr_t self_bias, self_lo, self_hi;
 } X;
 
 static uint64_t hash2(const char *a, const char *b)
@@ -212,43 +216,47 @@ static void find_bias(pid_t pid)
 
 static const unsigned char zeros[1] = {0}; /* "all zero" (.bss) */
 
-const unsigned char *mcr_xform_initial(const char *sym, uintptr_t oa, size_t os)
+/* sym's bytes at run-time address a (n bytes) in the file e, loaded at bias: the
+ * file's .data, zeros for .bss, or NULL when no such symbol is there. */
+static const unsigned char *initial_in(const struct mcr_elfsym *e, uintptr_t bias,
+                                       const char *sym, uintptr_t a, size_t n)
 {
   Elf64_Sym es;
   Elf64_Shdr sh;
   const char *name, *sname;
-  if (!X.elf_open || !X.have_bias)
-    return NULL;
-  for (size_t i = 0; mcr_elfsym_symbol(&X.elf, i, &es, &name) == 0; i++) {
-    if (es.st_value + X.bias != oa || es.st_size != os || strcmp(name, sym) ||
-        mcr_elfsym_section(&X.elf, es.st_shndx, &sh, &sname) != 0)
+  for (size_t i = 0; mcr_elfsym_symbol(e, i, &es, &name) == 0; i++) {
+    if (es.st_value + bias != a || es.st_size != n || strcmp(name, sym) ||
+        mcr_elfsym_section(e, es.st_shndx, &sh, &sname) != 0)
       continue;
     if (sh.sh_type == SHT_NOBITS)
       return zeros; /* .bss: all zero */
     uint64_t at = sh.sh_offset + (es.st_value - sh.sh_addr);
-    if (es.st_value < sh.sh_addr || at > X.elf.size || os > X.elf.size - at)
+    if (es.st_value < sh.sh_addr || at > e->size || n > e->size - at)
       return NULL;
-    return X.elf.map + at;
+    return e->map + at;
   }
   return NULL;
 }
 
-int mcr_xform_unmodified(const unsigned char *init, uintptr_t oa, const unsigned char *val,
-                         size_t os, struct mcr_image_map *im)
+/* Whether val (n bytes at run-time address a) is still the file's init: an
+ * aligned word for which in_image holds is a pointer the loader relocated, and
+ * equal when the file holds 0 there (RELA) or its link-time address. */
+static int same_as_file(const unsigned char *init, uintptr_t a, const unsigned char *val,
+                        size_t n, uintptr_t bias, int (*in_image)(const void *, uintptr_t),
+                        const void *ctx)
 {
   if (!init)
     return 0;
-  size_t lead = (8 - oa % 8) % 8;
-  for (size_t off = 0; off < os;) {
-    if (off >= lead && (off - lead) % 8 == 0 && off + 8 <= os) {
+  size_t lead = (8 - a % 8) % 8;
+  for (size_t off = 0; off < n;) {
+    if (off >= lead && (off - lead) % 8 == 0 && off + 8 <= n) {
       uintptr_t v, f;
       memcpy(&v, val + off, 8);
-      if (mcr_image_is_old(im, v)) {
-        /* a relocated pointer: the file holds 0 or the link-time address */
+      if (in_image(ctx, v)) {
         if (init == zeros)
           return 0;
         memcpy(&f, init + off, 8);
-        if (f != 0 && f != v - X.bias)
+        if (f != 0 && f != v - bias)
           return 0;
         off += 8;
         continue;
@@ -259,6 +267,74 @@ int mcr_xform_unmodified(const unsigned char *init, uintptr_t oa, const unsigned
     off++;
   }
   return 1;
+}
+
+static int in_old_image(const void *im, uintptr_t v)
+{
+  return mcr_image_is_old(im, v);
+}
+
+/* In this process's executable (X.self_lo..hi: its loaded span). */
+static int in_self(const void *unused, uintptr_t v)
+{
+  (void)unused;
+  return v >= X.self_lo && v < X.self_hi;
+}
+
+const unsigned char *mcr_xform_initial(const char *sym, uintptr_t oa, size_t os)
+{
+  if (!X.elf_open || !X.have_bias)
+    return NULL;
+  return initial_in(&X.elf, X.bias, sym, oa, os);
+}
+
+int mcr_xform_unmodified(const unsigned char *init, uintptr_t oa, const unsigned char *val,
+                         size_t os, struct mcr_image_map *im)
+{
+  return same_as_file(init, oa, val, os, X.bias, in_old_image, im);
+}
+
+int mcr_xform_new_written(const char *sym, uintptr_t na, size_t ns)
+{
+  if (!X.self_open || !ns)
+    return 0;
+  const unsigned char *init = initial_in(&X.self, X.self_bias, sym, na, ns);
+  return init && !same_as_file(init, na, (const unsigned char *)na, ns, X.self_bias, in_self,
+                               NULL);
+}
+
+/* This process's executable: its symbols, load bias and span (dl_iterate_phdr
+ * through mcr_elf_object_of; this code is linked into it). Not open: new
+ * globals are not checked (mcr_xform_new_written says 0). */
+static int self_span(struct dl_phdr_info *info, size_t size, void *data)
+{
+  (void)size;
+  (void)data;
+  if (info->dlpi_name && info->dlpi_name[0])
+    return 0; /* the executable is the entry with no name */
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD)
+      continue;
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+    if (!X.self_lo || lo < X.self_lo)
+      X.self_lo = lo;
+    if (hi > X.self_hi)
+      X.self_hi = hi;
+  }
+  X.self_bias = info->dlpi_addr;
+  return 1;
+}
+
+static void open_self(void)
+{
+  if (mcr_elfsym_open(&X.self, "/proc/self/exe") != 0)
+    return;
+  dl_iterate_phdr(self_span, NULL);
+  if (X.self_hi > X.self_lo)
+    X.self_open = 1;
+  else
+    mcr_elfsym_close(&X.self);
 }
 
 int mcr_xform_open(pid_t old_pid, struct mcr_arena *a, char *err, size_t errlen)
@@ -291,6 +367,7 @@ int mcr_xform_open(pid_t old_pid, struct mcr_arena *a, char *err, size_t errlen)
     return -1;
   }
   find_bias(old_pid);
+  open_self();
   if (!(X.blobs = mcr_arena_alloc(a, MAX_BLOBS * sizeof(*X.blobs), 8))) {
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -346,6 +423,9 @@ void mcr_xform_close(void)
   if (X.elf_open)
     mcr_elfsym_close(&X.elf);
   X.elf_open = 0;
+  if (X.self_open)
+    mcr_elfsym_close(&X.self);
+  X.self_open = 0;
 }
 
 static const char *rendered(const struct mcr_typetab *tt, uint32_t t, uint32_t shape)

@@ -130,6 +130,12 @@ const unsigned char *mcr_xform_initial(const char *sym, uintptr_t oa, size_t os)
 int mcr_xform_unmodified(const unsigned char *init, uintptr_t oa, const unsigned char *val,
                         size_t os, struct mcr_image_map *im);
 
+/* Whether this process's global sym (at na, ns bytes: one the old version does
+ * not have) differs from its initial value in this executable's file, i.e. the
+ * new startup set it (same comparison as mcr_xform_unmodified). 0 also when
+ * that cannot be told (no symbol table). */
+int mcr_xform_new_written(const char *sym, uintptr_t na, size_t ns);
+
 /* The user's transformation for global sym (mcr/transform.h), or NULL. */
 void *mcr_xform_global_hook(const char *sym);
 
