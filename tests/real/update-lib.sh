@@ -6,11 +6,12 @@
 #       --no-build, --help: the script's header up to "# Exit"); sets mcr_clang
 #       (absolute) and MCR_CTL, checks that each TOOL is installed; the
 #       arguments it does not know are left in UPDATE_ARGS for the script.
-#   update_builds OUT MCR_CLANG PATCH...
+#   update_builds OUT MCR_CLANG [--v2-version V] PATCH...
 #       v1 and v2 of $SERVER $VERSION, built as the pipeline builds a server:
 #       scripts/profile-server.sh (profiling build, mcr-profile under the
 #       standard workload, OUT/$SERVER.qp, the production build = v1 in
-#       OUT/prod); v2 = the same upstream tree with each PATCH applied in turn
+#       OUT/prod); v2 = the same upstream tree (V's with --v2-version) with each
+#       PATCH applied in turn
 #       (`patch -p1`, in the order given) in a source cache of its own
 #       (OUT/v2-cache), built by scripts/build-server.sh into OUT/v2 with the
 #       same compiler, wrappers, quiescence config and flags. Sets V1, V2, QP,
@@ -128,13 +129,19 @@ update_key() {
 }
 
 update_builds() {
-  local out=$1 cc=$2 src key s=$SECONDS
+  local out=$1 cc=$2 v2v=$VERSION src src2 srcs key s=$SECONDS
   shift 2
+  if [ "${1:-}" = --v2-version ]; then v2v=$2; shift 2; fi
   [ $# -gt 0 ] || { log "FAILED: update_builds: no patch"; exit 1; }
   QP=$out/$SERVER.qp
   src=$("$UPDATE_FETCH" "$SERVER" "$VERSION") || { log "FAILED: fetch-source.sh $SERVER $VERSION"; exit 1; }
-  key=$(update_key "$cc" "$src" "$@")
-  V2SRC=$out/v2-cache/src/$(basename "$src")
+  src2=$src srcs=$src
+  if [ "$v2v" != "$VERSION" ]; then
+    src2=$("$UPDATE_FETCH" "$SERVER" "$v2v") || { log "FAILED: fetch-source.sh $SERVER $v2v"; exit 1; }
+    srcs="$src $src2"
+  fi
+  key=$(update_key "$cc" "$srcs" "$@")
+  V2SRC=$out/v2-cache/src/$(basename "$src2")
   if update_reuse "$out" "$key"; then
     BUILD_SECS=$((SECONDS - s))
     return 0
@@ -144,10 +151,10 @@ update_builds() {
     { log "FAILED: scripts/profile-server.sh $SERVER $VERSION failed (logs in $out)"; exit 1; }
   # v2's source: the upstream tree plus the patches in a source cache of its
   # own, so that build-server.sh builds it with the very same command as v1.
-  V2SRC=$(update_prep_source "$src" "$out/v2-cache" "$@") || exit 1
+  V2SRC=$(update_prep_source "$src2" "$out/v2-cache" "$@") || exit 1
   V2=$(MCR_CACHE=$out/v2-cache MCR_WRAPPERS=$REPO/configs/$SERVER.wrappers MCR_PROFILE= \
-       MCR_QUIESCENCE=$QP "$UPDATE_BUILD" "$SERVER" "$VERSION" --cc "$cc" --out "$out/v2") ||
-    { log "FAILED: the v2 build failed (see $out/v2/build.log)"; exit 1; }
+       MCR_QUIESCENCE=$QP "$UPDATE_BUILD" "$SERVER" "$v2v" --cc "$cc" --out "$out/v2") ||
+    { log "FAILED: the v2 build ($SERVER $v2v) failed (see $out/v2/build.log)"; exit 1; }
   echo "$key" >"$out/update-key"
   BUILD_SECS=$((SECONDS - s))
 }
