@@ -14,43 +14,15 @@ SERVER=nginx
 VERSION=${MCR_NGINX_VERSION:-1.22.1}
 PORT_BASE=24530
 . "$(dirname "${BASH_SOURCE[0]}")/quiesce-lib.sh"
+. "$REAL_DIR/nginx-lib.sh"
 
 start_server() {
   local bin=$1 run=$2 port=$3
   DOCROOT=$run/docroot
   make_docroot "$DOCROOT"
-  mkdir -p "$run/conf" "$run/logs"
-  cp "$(dirname "$bin")/../conf/mime.types" "$run/conf/"
-  {
-    [ "$(id -u)" -ne 0 ] || echo "user root;"
-    cat <<CONF
-worker_processes 2;
-daemon off;
-master_process on;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 256; }
-http {
-    include mime.types;
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    keepalive_timeout 60;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$port;
-        server_name localhost;
-        root $DOCROOT;
-    }
-}
-CONF
-  } >"$run/conf/nginx.conf"
+  nginx_conf "$run" "$bin" "$port" "$DOCROOT"
   start_group "$run/server.log" "$bin" -p "$run/" -c conf/nginx.conf
   SERVER_PID=$GROUP_PID
-}
-ping_server() {
-  "${CURL[@]}" --max-time 2 -f -o /dev/null "http://127.0.0.1:$PORT/index.html" || return 1
-  [ "$(pgrep -P "$SERVER_PID" | wc -l)" = 2 ]   # both workers started
 }
 server_pids() { echo "$SERVER_PID"; pgrep -P "$SERVER_PID" | sort -n; }
 prepare_data() { http_check_data; }

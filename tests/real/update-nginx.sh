@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# nginx, master + 2 workers, updated live as one process tree under wrk (label
-# real-update; docs/coordinator.md, docs/real-servers.md).
+# nginx, master + 2 workers, updated live as one process tree under wrk
+# (docs/coordinator.md, docs/real-servers.md). --code: test real-update-nginx,
+# label real-unstable; without it: real-update-nginx-debian and -118, label
+# real-pending (both refused today). Neither label runs in CI.
 #
 # Which update: v1 = nginx 1.22.1 as Debian ships its upstream source, without
 # Debian's patches; v2 = 1.22.1 with every patch of Debian's series (the
@@ -69,7 +71,7 @@
 #   --v1-version 1.18.0   v1 = nginx 1.18.0 (above) instead of 1.22.1
 #   --code                v2 = 1.22.1 + tests/real/patches/nginx-1.22.1-code.patch (every
 #                         response carries X-Mcr-Code: v2), instead of Debian's patches:
-#                         a code-only change (test real-update-nginx, label real-update;
+#                         a code-only change (test real-update-nginx, label real-unstable;
 #                         output in $MCR_REAL_OUT/nginx-1.22.1-update). New connections
 #                         tell the versions apart by that header instead of the probe
 # Environment: MCR_CACHE (default ~/.cache/mcr), MCR_REAL_OUT (default
@@ -84,6 +86,7 @@ PORT_BASE=24700
 . "$(dirname "${BASH_SOURCE[0]}")/quiesce-lib.sh"
 . "$REAL_DIR/update-lib.sh"
 . "$REAL_DIR/update-lighttpd-lib.sh"
+. "$REAL_DIR/nginx-lib.sh"
 
 CHECK=$REAL_DIR/update-check.py
 WRK_SECS=${MCR_UPDATE_WRK_SECS:-8}
@@ -121,48 +124,23 @@ log "output in $OUT"
 
 # --- 1. builds ----------------------------------------------------------------------
 if [ "$CODE" = 1 ]; then
-PATCHES=("$REAL_DIR/patches/nginx-$V2VERSION-code.patch")
-V2_DESC="$V2VERSION + tests/real/patches/nginx-$V2VERSION-code.patch"
+  PATCHES=("$REAL_DIR/patches/nginx-$V2VERSION-code.patch")
+  V2_DESC="$V2VERSION + tests/real/patches/nginx-$V2VERSION-code.patch"
 else
-DEBSRC=$("$UPDATE_FETCH" "$SERVER" "$V2VERSION" --debian-patches) ||
-  { log "FAILED: fetch-source.sh $SERVER $V2VERSION --debian-patches"; exit 1; }
-PATCHES=()
-while read -r p _; do
-  case "$p" in ''|'#'*) continue ;; esac
-  [ -f "$DEBSRC/debian/patches/$p" ] || { log "FAILED: the series names $p, not in $DEBSRC/debian/patches"; exit 1; }
-  PATCHES+=("$DEBSRC/debian/patches/$p")
-done <"$DEBSRC/debian/patches/series"
-V2_DESC="$V2VERSION + Debian's $(sed -n 's/^debian_version=//p' "$DEBSRC/.mcr-source") patches (${#PATCHES[@]} of ${#PATCHES[@]})"
+  DEBSRC=$("$UPDATE_FETCH" "$SERVER" "$V2VERSION" --debian-patches) ||
+    { log "FAILED: fetch-source.sh $SERVER $V2VERSION --debian-patches"; exit 1; }
+  PATCHES=()
+  while read -r p _; do
+    case "$p" in ''|'#'*) continue ;; esac
+    [ -f "$DEBSRC/debian/patches/$p" ] || { log "FAILED: the series names $p, not in $DEBSRC/debian/patches"; exit 1; }
+    PATCHES+=("$DEBSRC/debian/patches/$p")
+  done <"$DEBSRC/debian/patches/series"
+  V2_DESC="$V2VERSION + Debian's $(sed -n 's/^debian_version=//p' "$DEBSRC/.mcr-source") patches (${#PATCHES[@]} of ${#PATCHES[@]})"
 fi
 
-# v1 = another upstream version: v1 through the pipeline, v2 = 1.22.1's
-# upstream tree + the patches (update_prep_source), built with v1's config;
-# reused when OUT/update-key matches. Sets V1, V2, QP, V2SRC, BUILD_SECS.
-upgrade_builds() {
-  local s=$SECONDS src1 src2 key
-  QP=$OUT/$SERVER.qp
-  src1=$("$UPDATE_FETCH" "$SERVER" "$VERSION") || { log "FAILED: fetch-source.sh $SERVER $VERSION"; exit 1; }
-  src2=$("$UPDATE_FETCH" "$SERVER" "$V2VERSION") || { log "FAILED: fetch-source.sh $SERVER $V2VERSION"; exit 1; }
-  key=$(update_key "$mcr_clang" "$src1 $src2" "${PATCHES[@]}")
-  V2SRC=$OUT/v2-cache/src/$(basename "$src2")
-  if ! update_reuse "$OUT" "$key"; then
-    rm -f "$OUT/update-key"
-    V1=$("$UPDATE_PROFILE" "$SERVER" "$VERSION" --cc "$mcr_clang" --out "$OUT") ||
-      { log "FAILED: scripts/profile-server.sh $SERVER $VERSION failed (logs in $OUT)"; exit 1; }
-    V2SRC=$(update_prep_source "$src2" "$OUT/v2-cache" "${PATCHES[@]}") || exit 1
-    V2=$(MCR_CACHE=$OUT/v2-cache MCR_WRAPPERS=$REPO/configs/$SERVER.wrappers MCR_PROFILE= \
-         MCR_QUIESCENCE=$QP "$UPDATE_BUILD" "$SERVER" "$V2VERSION" --cc "$mcr_clang" --out "$OUT/v2") ||
-      { log "FAILED: the v2 build ($SERVER $V2VERSION) failed (see $OUT/v2/build.log)"; exit 1; }
-    echo "$key" >"$OUT/update-key"
-  fi
-  BUILD_SECS=$((SECONDS - s))
-}
-
-if [ "$VERSION" = "$V2VERSION" ]; then
-  update_builds "$OUT" "$mcr_clang" "${PATCHES[@]}"
-else
-  upgrade_builds
-fi
+# v1 = $VERSION through the pipeline; v2 = 1.22.1's upstream tree + the patches,
+# built with v1's config (update-lib.sh)
+update_builds "$OUT" "$mcr_clang" --v2-version "$V2VERSION" "${PATCHES[@]}"
 log "v1 $V1 ($VERSION, no Debian patch)"
 log "v2 $V2 ($V2_DESC); builds $BUILD_SECS s"
 if [ "$CODE" = 1 ]; then
@@ -191,38 +169,9 @@ lighttpd_docroot
 PORT=$(free_port "$PORT_BASE")
 PIDFILE=$RUN/logs/nginx.pid
 ERRLOG=$RUN/logs/error.log
-cp "$(dirname "$V1")/../conf/mime.types" "$RUN/conf/"
-{
-  [ "$(id -u)" -ne 0 ] || echo "user root;"
-  cat <<CONF
-worker_processes 2;
-daemon off;
-master_process on;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 256; }
-http {
-    include mime.types;
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    keepalive_timeout 60;
-    keepalive_requests 1000000;
-    large_client_header_buffers 4 32k;
-    server {
-        listen 127.0.0.1:$PORT;
-        server_name localhost;
-        root $DOCROOT;
-        add_header X-Worker-Pid \$pid always;
-        location /dir/ { autoindex on; }
-    }
-}
-CONF
-} >"$RUN/conf/nginx.conf"
-ping_server() {
-  "${CURL[@]}" --max-time 2 -f -o /dev/null "http://127.0.0.1:$PORT/index.html" || return 1
-  [ "$(pgrep -P "$SERVER_PID" | wc -l)" = 2 ]   # both workers started
-}
+nginx_conf "$RUN" "$V1" "$PORT" "$DOCROOT" '    large_client_header_buffers 4 32k;' \
+  '        add_header X-Worker-Pid $pid always;
+        location /dir/ { autoindex on; }'
 # in RUN with core dumps on (core_pattern "core"; the new version inherits both)
 start_group "$RUN/server.log" bash -c 'cd "$1" && ulimit -c unlimited 2>/dev/null; shift; exec "$@"' \
   _ "$RUN" "$V1" -p "$RUN/" -c conf/nginx.conf
