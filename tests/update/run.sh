@@ -557,6 +557,16 @@ prefork)
   python3 "$client" prefork "$port" 20 12 commit "$ctl" update "$new" "$work/v12/kvstore" >"$work/session.log" 2>&1 ||
     { cat "$work/session.log"; fail "second update of the tree v13 -> v12"; }
   ok "second update v13 -> v12 committed with every worker's state"
+  # what the runtime kept of two updates: no pidfd, no other generation's pipe
+  # (each process has its own libunwind pipe pair, numbered 900 and up)
+  settle3
+  for p in $(tree); do
+    pidfds=$(ls -l "/proc/$p/fd" 2>/dev/null | grep -c 'anon_inode:\[pidfd\]' || true)
+    pipes=$(ls -l "/proc/$p/fd" 2>/dev/null | awk '$9 >= 900 && /pipe:/' | wc -l)
+    [ "$pidfds" = 0 ] && [ "$pipes" -le 2 ] ||
+      { ls -l "/proc/$p/fd" >&2; fail "process $p after two updates: $pidfds pidfds, $pipes runtime pipe ends (at most 2)"; }
+  done
+  ok "after two updates no process of the tree holds a pidfd or an earlier generation's pipe"
   # a worker's new process crashes in its transfer: the whole tree rolls back
   settle3
   pid=$(cat "$work/pidfile")
