@@ -2,8 +2,9 @@
 # lighttpd 1.4.69 updated live to lighttpd 1.4.79 under wrk (label real-update):
 # a real upstream version change (issue 5), whose request_st, connection,
 # chunkqueue, server_config and mod_dirlisting structs change. The update's
-# config: configs/lighttpd-1.4.69-to-1.4.79.renames (a function 1.4.79 replaced,
-# passed with mcr-ctl update --rename-file), one type line in
+# config: configs/lighttpd-1.4.69-to-1.4.79.renames (a function 1.4.79 replaced
+# and five new globals its startup sets, kept; passed with mcr-ctl update
+# --rename-file), one type line in
 # configs/lighttpd.wrappers (plugin_slots), and one user transformation added to
 # 1.4.79's mod_dirlisting.c (configs/lighttpd-1.4.69-to-1.4.79.transform.patch,
 # 8 lines: a listing in progress at the update needs the mimetypes field 1.4.79
