@@ -253,7 +253,7 @@ load_begin update v1,v2
 # listening socket got when it took over v1's (1.4.79 makes it at another call stack),
 # so the transfer hands v2 a connection at that number. The rollback step below is the
 # next update of that process: its replay must still find the listening socket (it
-# bound for real and failed before runtime 9a9b0a4's successor; about 1 run in 8 when
+# bound for real and failed before runtime b4f24ce; about 1 run in 8 when
 # left to chance).
 python3 -c 'import socket, sys, time
 held = []
