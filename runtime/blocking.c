@@ -394,13 +394,27 @@ static int epoll_at(const struct mcr_qp *qp, int epfd, struct epoll_event *ev, i
   return rc;
 }
 
+/* A wait that is not a quiescent point, in the window of the startup: in the
+ * new version of an update it must not take the old process's events from a
+ * shared epoll instance (startup.c, "Shadow epoll instances"). -1: no shadow
+ * could be made; the wait then reports no event at once. */
+__attribute__((noinline, cold)) static int startup_epfd(int epfd)
+{
+  int saved = errno, fd = mcr_startup_wait_epfd(epfd);
+  errno = saved;
+  return fd;
+}
+
 int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
   const struct mcr_qp *qp;
 
   PROFILED(MCR_BLOCK_EPOLL_WAIT, REAL(epoll_wait)(epfd, ev, max, timeout));
-  if (!(qp = at_point(MCR_BLOCK_EPOLL_WAIT)))
+  if (!(qp = at_point(MCR_BLOCK_EPOLL_WAIT))) {
+    if (LIKELY_NOT(mcr_startup_on) && (epfd = startup_epfd(epfd)) < 0)
+      return 0;
     return REAL(epoll_wait)(epfd, ev, max, timeout);
+  }
   (void)REAL(epoll_pwait);
   return epoll_at(qp, epfd, ev, max, timeout, NULL);
 }
@@ -410,8 +424,11 @@ int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const si
   const struct mcr_qp *qp;
 
   PROFILED(MCR_BLOCK_EPOLL_PWAIT, REAL(epoll_pwait)(epfd, ev, max, timeout, mask));
-  if (!(qp = at_point(MCR_BLOCK_EPOLL_PWAIT)))
+  if (!(qp = at_point(MCR_BLOCK_EPOLL_PWAIT))) {
+    if (LIKELY_NOT(mcr_startup_on) && (epfd = startup_epfd(epfd)) < 0)
+      return 0;
     return REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
+  }
   return epoll_at(qp, epfd, ev, max, timeout, mask);
 }
 

@@ -925,6 +925,15 @@ int mcr_fd_is_runtime(int fd)
   return 0;
 }
 
+void mcr_fd_close(int fd)
+{
+  unsigned n = __atomic_load_n(&runtime_fds_next, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < RUNTIME_FDS && i < n; i++)
+    if (runtime_fds[i].fd == fd)
+      runtime_fds[i].fd = -1;
+  close(fd);
+}
+
 static int fd_move_high(int fd);
 
 int mcr_fd_move_high(int fd)

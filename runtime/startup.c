@@ -1568,6 +1568,80 @@ MCR_EXPORT int epoll_create1(int flags)
   return st_epoll_create(RA, flags, 0);
 }
 
+/* Shadow epoll instances. In the new version of an update the program's epoll
+ * instance can be the old process's (inherited at its number), on which the old
+ * process waits until the commit. A wait on it during the new startup (nginx
+ * probes EPOLLRDHUP with a socket pair in ngx_epoll_test_rdhup) would take the
+ * old process's events, and an edge-triggered one is not reported again: that
+ * connection stalls after the update. So until the startup ends such a wait
+ * goes to a shadow instance that holds what the new startup registered of its
+ * own descriptors; registrations of shared ones are the old process's
+ * (replayed, not run) and stay out. Each shadow is one of the runtime's
+ * descriptors, closed when the startup ends. */
+#define MAX_SHADOWS 16
+static struct {
+  int epfd;   /* the program's number (an inherited instance) */
+  int shadow; /* the runtime's instance */
+} shadows[MAX_SHADOWS];
+static unsigned nshadows;
+
+/* st_lock held. The shadow of epfd, made at the first use: -1 if there is none
+ * and none could be made. */
+static int shadow_of(int epfd)
+{
+  int fd;
+
+  for (unsigned i = 0; i < nshadows; i++)
+    if (shadows[i].epfd == epfd)
+      return shadows[i].shadow;
+  if (nshadows == MAX_SHADOWS)
+    return -1;
+  mcr_in_runtime++;
+  fd = REAL(epoll_create1)(EPOLL_CLOEXEC);
+  if (fd >= 0)
+    fd = mcr_fd_move_high(fd);
+  mcr_in_runtime--;
+  if (fd < 0)
+    return -1;
+  shadows[nshadows].epfd = epfd;
+  shadows[nshadows++].shadow = fd;
+  return fd;
+}
+
+/* st_lock held */
+static void shadows_close(void)
+{
+  mcr_in_runtime++;
+  for (unsigned i = 0; i < nshadows; i++)
+    mcr_fd_close(shadows[i].shadow);
+  mcr_in_runtime--;
+  nshadows = 0;
+}
+
+int mcr_startup_wait_epfd(int epfd)
+{
+  int fd = epfd;
+
+  pthread_mutex_lock(&st_lock);
+  if (replaying && !ended && is_shared(epfd))
+    fd = shadow_of(epfd);
+  pthread_mutex_unlock(&st_lock);
+  return fd;
+}
+
+/* A registration the new startup makes of its own fd on a shared instance:
+ * into the shadow too (the replay decides what the program is told). */
+static void shadow_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+  pthread_mutex_lock(&st_lock);
+  if (replaying && !ended && is_shared(epfd) && !is_shared(fd)) {
+    int s = shadow_of(epfd);
+    if (s >= 0)
+      REAL(epoll_ctl)(s, op, fd, ev);
+  }
+  pthread_mutex_unlock(&st_lock);
+}
+
 /* The event's data is not compared: it is often a pointer to the program's
  * object, which the update maps to the old process's (whose data the shared
  * epoll instance keeps). */
@@ -1577,6 +1651,8 @@ MCR_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
   if (!RECORDING())
     return REAL(epoll_ctl)(epfd, op, fd, ev);
+  if (UNLIKELY(replaying))
+    shadow_ctl(epfd, op, fd, ev);
   begin(&c, MCR_SK_EPOLL_CTL, C_MODIFY, RA);
   c.target = epfd;
   h_fd(&c, epfd);
@@ -2055,6 +2131,7 @@ void mcr_startup_end(void)
   __atomic_store_n(&mcr_startup_on, 0, __ATOMIC_RELEASE);
   ended = 1;
   replaying = 0;
+  shadows_close();
   pthread_mutex_unlock(&st_lock);
 }
 
@@ -2797,6 +2874,7 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   old_alloc_index = NULL; /* rebuilt for this log at first use */
   old_alloc_cap = 0;
   child_from = (long)k;
+  shadows_close(); /* the parent's: this child's shared instances are its old child's */
   index = sh = ah = sn = an = NULL;
   used = NULL;
   rc = 0;

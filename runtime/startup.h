@@ -130,6 +130,12 @@ extern int mcr_startup_on;
  * test-only env MCR_STARTUP_DUMP=FILE, the serialized log is written there. */
 void mcr_startup_end(void);
 
+/* The epoll instance a wait on epfd uses: epfd, except in the new version of
+ * an update before its startup ends, when epfd is the old process's instance:
+ * then a shadow holding only the new startup's registrations of its own fds
+ * (the old process's events stay its own), or -1 if none could be made. */
+int mcr_startup_wait_epfd(int epfd);
+
 /* This process's log (valid until the next wrapped call in the window). */
 size_t mcr_startup_entries(const struct mcr_startup_entry **out);
 

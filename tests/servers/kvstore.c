@@ -50,7 +50,9 @@
  *         read on its socket pair with the master, which sends each earlier
  *         worker one line per worker it forks (as nginx's master passes each
  *         new worker's channel to the others); SHARED -> SHARED n (commands of all
- *         workers). The update of the process tree (docs/coordinator.md)
+ *         workers). The update of the process tree (docs/coordinator.md).
+ *         Each worker probes EPOLLRDHUP on its new instance as nginx does
+ *         (ngx_epoll_test_rdhup: a wait at startup) and prints the result
  *   13    like 12, a code change (VERSION answers 13); -DKV_WORKERS=N forks N
  *         workers instead of 2
  *   14    like 1 plus a global its startup sets (new_at_startup, NEWGLOBAL -> NEWGLOBAL
@@ -342,6 +344,33 @@ static void close_conn(int ep, struct conn *c) {
 }
 
 /* Reads what is there, runs every complete line, keeps the rest. */
+#ifdef KV_PREFORK
+/* nginx's EPOLLRDHUP probe (ngx_epoll_test_rdhup), on the worker's instance at
+ * its startup: a socket pair, one end registered edge-triggered, the other
+ * closed, one wait. In the new version of an update the instance is the old
+ * worker's, and the probe must see its socket pair's event, not one of the old
+ * worker's (update-prefork checks the line). noinline: its wait is not the
+ * quiescent point in main. */
+__attribute__((noinline)) static void probe_rdhup(int ep) {
+  static int marker;
+  struct epoll_event ee = {.events = EPOLLET | EPOLLIN | EPOLLRDHUP, .data.ptr = &marker};
+  const char *what = "epoll_ctl failed";
+  int s[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s) < 0)
+    return;
+  int added = epoll_ctl(ep, EPOLL_CTL_ADD, s[0], &ee) == 0;
+  close(s[1]);
+  if (added) {
+    int n = epoll_wait(ep, &ee, 1, 1000);
+    what = n < 0 ? "epoll_wait failed" : n == 0 ? "no event"
+           : ee.data.ptr != &marker ? "another descriptor's event"
+           : ee.events & EPOLLRDHUP ? "rdhup" : "no rdhup";
+  }
+  close(s[0]);
+  fprintf(stderr, "kvstore: pid %d epoll probe: %s\n", getpid(), what);
+}
+#endif
+
 static void readable(int ep, struct conn *c) {
   ssize_t n = read(c->fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len);
   if (n <= 0) {
@@ -479,6 +508,9 @@ int main(int argc, char **argv) {
   }
 #endif
   int ep = epoll_create1(EPOLL_CLOEXEC);
+#ifdef KV_PREFORK
+  probe_rdhup(ep); /* as nginx, right after it made the instance */
+#endif
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
 #ifdef KV_PREFORK

@@ -548,6 +548,14 @@ prefork)
   for p in $after; do [ "$p" = "$new" ] || [ "$(awk '{print $4}' /proc/$p/stat)" = "$new" ] ||
     fail "process $p is not a child of the new master $new"; done
   ok "the tree was replaced: $before -> $after, the workers are children of the new master"
+  # each new worker's startup waited on its instance (the old worker's): it saw
+  # its own probe's event, and took none of the old worker's
+  for p in $after; do
+    [ "$p" = "$new" ] && continue
+    grep -q "^kvstore: pid $p epoll probe: rdhup$" "$work/server.log" ||
+      { grep "epoll probe" "$work/server.log"; fail "new worker $p: its startup's epoll probe did not see its own event"; }
+  done
+  ok "each new worker's startup wait on the old worker's epoll instance saw only its own registration (EPOLLRDHUP probe)"
   # the report of a committed tree update: one note per worker
   n=$(grep -o '"process [0-9]* (new [0-9]*): [a-z-]* [0-9.]* ms' "$work/session.log" | wc -l)
   [ "$n" -ge 2 ] || fail "the update's output has no per-process notes"
