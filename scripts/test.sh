@@ -33,12 +33,12 @@ cd "$build"
 if [ ${#labels[@]} -gt 0 ]; then
   for l in "${labels[@]}"; do ctest --output-on-failure -L "^$l\$"; done
 elif [ $fast -eq 1 ]; then
-  ctest --output-on-failure -LE '^real(-quiesce|-update|-pending|-unstable)?$'
+  ctest --output-on-failure -LE '^real(-quiesce|-update|-pending)?$'
 else
   # Fast labels first, so a failure there shows before the long real-server runs;
   # then the real servers' suites, their quiescence, their live update (each runs
   # even if an earlier one fails; ctest prints each test's time).
-  ctest --output-on-failure -LE '^real(-quiesce|-update|-pending|-unstable)?$'
+  ctest --output-on-failure -LE '^real(-quiesce|-update|-pending)?$'
   rc=0
   for l in real real-quiesce real-update; do
     s=$(date +%s)

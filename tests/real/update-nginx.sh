@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # nginx, master + 2 workers, updated live as one process tree under wrk
 # (docs/coordinator.md, docs/real-servers.md). --code: test real-update-nginx,
-# label real-unstable; without it: real-update-nginx-debian and -118, label
-# real-pending (both refused today). Neither label runs in CI.
+# label real-update (CI runs it); without it: real-update-nginx-debian and -118,
+# label real-pending (both refused today), which CI does not run.
 #
 # Which update: v1 = nginx 1.22.1 as Debian ships its upstream source, without
 # Debian's patches; v2 = 1.22.1 with every patch of Debian's series (the
@@ -71,7 +71,7 @@
 #   --v1-version 1.18.0   v1 = nginx 1.18.0 (above) instead of 1.22.1
 #   --code                v2 = 1.22.1 + tests/real/patches/nginx-1.22.1-code.patch (every
 #                         response carries X-Mcr-Code: v2), instead of Debian's patches:
-#                         a code-only change (test real-update-nginx, label real-unstable;
+#                         a code-only change (test real-update-nginx, label real-update;
 #                         output in $MCR_REAL_OUT/nginx-1.22.1-update). New connections
 #                         tell the versions apart by that header instead of the probe
 # Environment: MCR_CACHE (default ~/.cache/mcr), MCR_REAL_OUT (default
