@@ -44,7 +44,7 @@
 #define QUIESCE_MAX_MS 600000u     /* hold and timeout limits */
 #define QUIESCE_DEFAULT_TIMEOUT_MS 2000u
 #define HANDED_OFF 2               /* a handler took over the connection */
-#define FD_FLOOR 900 /* our descriptors move up here (or to 7/8 of RLIMIT_NOFILE) */
+#define FD_FLOOR_MAX 65536 /* our descriptors move up to 7/8 of RLIMIT_NOFILE, at most here */
 
 typedef Mcr__Control__Request Request;
 typedef Mcr__Control__Reply Reply;
@@ -943,15 +943,27 @@ int mcr_fd_move_high(int fd)
   return r;
 }
 
-static int fd_move_high(int fd)
+/* Where the runtime's descriptors go: 7/8 of RLIMIT_NOFILE (896 at the usual
+ * 1024), at most 65536 (the kernel's table grows to the highest number in use:
+ * 512 KiB there). As high as that because a process tree's new child takes its
+ * old counterpart's descriptors at their numbers (docs/coordinator.md): a busy
+ * worker's connections must not find the runtime's there. */
+static rlim_t fd_floor(void)
 {
   struct rlimit rl;
-  rlim_t floor = FD_FLOOR;
+  rlim_t floor;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return FD_FLOOR_MAX;
+  floor = rl.rlim_cur - rl.rlim_cur / 8;
+  return floor > FD_FLOOR_MAX ? FD_FLOOR_MAX : floor;
+}
+
+static int fd_move_high(int fd)
+{
+  rlim_t floor = fd_floor();
   int high;
 
-  if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
-      rl.rlim_cur - rl.rlim_cur / 8 < floor)
-    floor = rl.rlim_cur - rl.rlim_cur / 8;
   if ((rlim_t)fd < floor && (high = fcntl(fd, F_DUPFD_CLOEXEC, (int)floor)) >= 0) {
     close(fd);
     return high;

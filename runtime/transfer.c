@@ -1858,6 +1858,11 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
     int have = fcntl(fd, F_GETFD) >= 0;
     if (have && syscall(SYS_kcmp, getpid(), c->old_pid, KCMP_FILE, fd, fd) == 0) {
       same++;
+    } else if (have && mcr_fd_is_runtime(fd)) { /* replacing it would break the runtime */
+      conflict(c, "descriptor %d of the old process has the number of one of the runtime's own "
+                  "descriptors in the new one (they sit at 7/8 of RLIMIT_NOFILE when it was "
+                  "read: start the server with a higher limit)", fd);
+      continue;
     } else {
       int got = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
       if (got < 0) {

@@ -36,10 +36,6 @@
 #define MCR_ENV_UPDATE_RENAMES "MCR_UPDATE_RENAMES" /* rename.h: "OLD=NEW OLD=NEW" */
 #define MCR_ENV_UPDATE_TIMEOUT "MCR_UPDATE_TIMEOUT" /* the old side's bound per phase, ms */
 
-/* Runtime-owned fds of either process live at or above this number, so they
- * never take a number the program uses. */
-#define MCR_UPDATE_FD_BASE 900
-
 enum mcr_umsg {
   MCR_U_READY = 1,   /* new -> old: text lines */
   MCR_U_FAIL = 2,    /* either way: text, one reason per line */

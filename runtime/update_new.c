@@ -549,11 +549,19 @@ static int join_partner(pid_t old_child, uint64_t stack_id, uint32_t ordinal, ch
   }
   for (uint32_t i = 0; i < nfds; i++) {
     int ofd = (int)mcr_buf_get_u32(&log), got;
-    if (ofd == fd || ofd >= MCR_UPDATE_FD_BASE)
-      continue; /* the runtime's (moved high) */
+    if (ofd == fd)
+      continue;
     if (fcntl(ofd, F_GETFD) >= 0 &&
         syscall(SYS_kcmp, getpid(), old_child, KCMP_FILE, ofd, ofd) == 0)
       goto have;
+    if (mcr_fd_is_runtime(ofd)) { /* taking it would close one of ours */
+      snprintf(why, len, "descriptor %d of old process %d has the number of one of the "
+                         "runtime's own descriptors in its new counterpart (they sit at 7/8 of "
+                         "RLIMIT_NOFILE when it was read: start the server with a higher limit)",
+               ofd, (int)old_child);
+      close(pidfd);
+      goto fail;
+    }
     got = (int)syscall(SYS_pidfd_getfd, pidfd, ofd, 0);
     if (got < 0)
       continue; /* closed meanwhile (a client left): the transfer sees it too */

@@ -52,7 +52,8 @@
  *         new worker's channel to the others); SHARED -> SHARED n (commands of all
  *         workers). The update of the process tree (docs/coordinator.md).
  *         Each worker probes EPOLLRDHUP on its new instance as nginx does
- *         (ngx_epoll_test_rdhup: a wait at startup) and prints the result
+ *         (ngx_epoll_test_rdhup: a wait at startup) and prints the result.
+ *         MOVEFD N -> MOVEFD n: the connection moves to descriptor N
  *   13    like 12, a code change (VERSION answers 13); -DKV_WORKERS=N forks N
  *         workers instead of 2
  *   14    like 1 plus a global its startup sets (new_at_startup, NEWGLOBAL -> NEWGLOBAL
@@ -311,6 +312,15 @@ static void command(struct conn *c, char *line) {
     reply(c, "CHANNEL %lu\n", channel_msgs);
   } else if (!strcmp(cmd, "WORKER")) {
     reply(c, "WORKER %d %d %d\n", worker_index, (int)getpid(), (int)master_pid);
+  } else if (!strcmp(cmd, "MOVEFD") && key) {
+    /* the connection moves to descriptor N (a busy worker's high numbers); its
+     * epoll registration stays with the open file */
+    int to = atoi(key);
+    if (to > 2 && to != c->fd && dup3(c->fd, to, O_CLOEXEC) == to) {
+      close(c->fd);
+      c->fd = to;
+    }
+    reply(c, "MOVEFD %d\n", c->fd);
 #endif
 #if KV_VERSION == 3
   } else if (!strcmp(cmd, "HITS") && key) {
