@@ -372,6 +372,45 @@ static int arrivals(struct arena *a, const struct mcr_qresult *res, Mcr__Control
   return a->failed ? -1 : 0;
 }
 
+/* ---- jobs: a quiesce, an update or an update partner, one at a time ----
+ * Each runs on a thread of its own with the connection that asked (the job's
+ * fd); the process has one slot for them (quiesce_active). */
+
+/* Takes the slot for the current connection: 0, or -1 with a REFUSED reply
+ * saying busy (what the running job is). */
+static int job_claim(struct arena *a, Reply *rep, const char *busy)
+{
+  if (__atomic_exchange_n(&quiesce_active, 1, __ATOMIC_SEQ_CST)) {
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED, busy);
+    return -1;
+  }
+  quiesce_fd = client_fd;
+  return 0;
+}
+
+/* Frees the slot (the job's end, or a failure before it started). */
+static void job_release(void)
+{
+  quiesce_fd = -1;
+  __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Runs fn(job) on a thread of its own: HANDED_OFF, or 0 with an INTERNAL reply
+ * (job freed, the slot released). */
+static int job_start(struct arena *a, Reply *rep, void *(*fn)(void *), void *job)
+{
+  pthread_t t;
+
+  if (mcr_threads_start_internal(&t, fn, job) != 0) {
+    free(job);
+    job_release();
+    set_error(a, rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "cannot start a thread");
+    return 0;
+  }
+  pthread_detach(t);
+  return HANDED_OFF;
+}
+
 static void *quiesce_worker(void *p)
 {
   struct quiesce_job *job = p;
@@ -420,8 +459,7 @@ static void *quiesce_worker(void *p)
   /* Ready for the next quiesce before the client has this reply: a client that
    * asks again as soon as it has it (mcr-ctl in a loop) must not find this
    * worker still cleaning up and be refused as "in progress". */
-  quiesce_fd = -1;
-  __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+  job_release();
   send_reply(job->fd, &rep);
   close(job->fd);
   arena_free(&a);
@@ -434,7 +472,6 @@ static int handle_quiesce(struct arena *a, const Request *req, Reply *rep)
 {
   const Mcr__Control__QuiesceRequest *q = req->quiesce;
   struct quiesce_job *job;
-  pthread_t t;
   char msg[160];
 
   if (q->has_hold_ms && q->hold_ms > QUIESCE_MAX_MS) {
@@ -447,27 +484,17 @@ static int handle_quiesce(struct arena *a, const Request *req, Reply *rep)
     set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED, msg);
     return 0;
   }
-  if (__atomic_exchange_n(&quiesce_active, 1, __ATOMIC_SEQ_CST)) {
-    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
-              "another quiesce is in progress in this process; try again when it ends");
+  if (job_claim(a, rep, "another quiesce is in progress in this process; try again when it ends"))
     return 0;
-  }
   job = malloc(sizeof(*job));
   if (!job) {
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    job_release();
     return -1;
   }
-  job->fd = quiesce_fd = client_fd;
+  job->fd = client_fd;
   job->hold_ms = q->has_hold_ms ? q->hold_ms : 0;
   job->timeout_ms = q->has_timeout_ms ? q->timeout_ms : QUIESCE_DEFAULT_TIMEOUT_MS;
-  if (mcr_threads_start_internal(&t, quiesce_worker, job) != 0) {
-    free(job);
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
-    set_error(a, rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "cannot start a thread");
-    return 0;
-  }
-  pthread_detach(t);
-  return HANDED_OFF;
+  return job_start(a, rep, quiesce_worker, job);
 }
 
 /* ---- update: served by a worker thread, like a quiesce (and excluding it) ---- */
@@ -572,10 +599,8 @@ static void *update_worker(void *p)
                              : "refused");
   else if (update_reply(&a, &res, &rep) != 0)
     set_error(&a, &rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "out of memory");
-  if (!res.committed) {
-    quiesce_fd = -1;
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
-  }
+  if (!res.committed)
+    job_release();
   send_reply(job->fd, &rep);
   close(job->fd);
   arena_free(&a);
@@ -611,7 +636,6 @@ static int handle_update(struct arena *a, const Request *req, Reply *rep)
 {
   const Mcr__Control__UpdateRequest *u = req->update;
   struct update_job *job;
-  pthread_t t;
   char msg[400];
 
   if (!u->path || u->path[0] != '/' || strlen(u->path) >= sizeof(job->path)) {
@@ -624,35 +648,25 @@ static int handle_update(struct arena *a, const Request *req, Reply *rep)
     set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED, msg);
     return 0;
   }
-  if (__atomic_exchange_n(&quiesce_active, 1, __ATOMIC_SEQ_CST)) {
-    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
-              "another update or quiesce is in progress in this process; try again when it "
-              "ends");
+  if (job_claim(a, rep, "another update or quiesce is in progress in this process; try again "
+                        "when it ends"))
     return 0;
-  }
   job = calloc(1, sizeof(*job));
   if (!job) {
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    job_release();
     return -1;
   }
-  job->fd = quiesce_fd = client_fd;
+  job->fd = client_fd;
   job->timeout_ms = u->has_timeout_ms ? u->timeout_ms : UPDATE_DEFAULT_TIMEOUT_MS;
   snprintf(job->path, sizeof(job->path), "%s", u->path);
   snprintf(job->fault, sizeof(job->fault), "%s", u->fault ? u->fault : "");
   if (update_renames(job, u, msg, sizeof(msg)) != 0) {
     free(job);
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    job_release();
     set_error(a, rep, MCR__CONTROL__ERROR__CODE__MALFORMED, msg);
     return 0;
   }
-  if (mcr_threads_start_internal(&t, update_worker, job) != 0) {
-    free(job);
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
-    set_error(a, rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "cannot start a thread");
-    return 0;
-  }
-  pthread_detach(t);
-  return HANDED_OFF;
+  return job_start(a, rep, update_worker, job);
 }
 
 
@@ -669,8 +683,7 @@ static void *partner_worker(void *p)
   pthread_setname_np(pthread_self(), "mcr-update");
   mcr_update_partner(job->fd, job->peer, job->timeout_ms); /* returns on a rollback only */
   close(job->fd);
-  quiesce_fd = -1;
-  __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+  job_release();
   free(job);
   return NULL;
 }
@@ -685,7 +698,6 @@ static int handle_update_partner(struct arena *a, const Request *req, Reply *rep
   struct ucred cred;
   socklen_t len = sizeof(cred);
   struct partner_job *job;
-  pthread_t t;
   pid_t mid;
 
   if (getsockopt(client_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
@@ -695,30 +707,19 @@ static int handle_update_partner(struct arena *a, const Request *req, Reply *rep
               "started");
     return 0;
   }
-  if (__atomic_exchange_n(&quiesce_active, 1, __ATOMIC_SEQ_CST)) {
-    set_error(a, rep, MCR__CONTROL__ERROR__CODE__REFUSED,
-              "another update or quiesce is in progress in this process");
+  if (job_claim(a, rep, "another update or quiesce is in progress in this process"))
     return 0;
-  }
   job = calloc(1, sizeof(*job));
   if (!job) {
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
+    job_release();
     return -1;
   }
-  job->fd = quiesce_fd = client_fd;
+  job->fd = client_fd;
   job->peer = cred.pid;
   job->timeout_ms = u->has_timeout_ms && u->timeout_ms && u->timeout_ms <= QUIESCE_MAX_MS
                         ? u->timeout_ms
                         : UPDATE_DEFAULT_TIMEOUT_MS;
-  if (mcr_threads_start_internal(&t, partner_worker, job) != 0) {
-    free(job);
-    quiesce_fd = -1;
-    __atomic_store_n(&quiesce_active, 0, __ATOMIC_SEQ_CST);
-    set_error(a, rep, MCR__CONTROL__ERROR__CODE__INTERNAL, "cannot start a thread");
-    return 0;
-  }
-  pthread_detach(t);
-  return HANDED_OFF;
+  return job_start(a, rep, partner_worker, job);
 }
 
 int mcr_control_fd_is_own(int fd)
