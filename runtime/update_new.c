@@ -185,6 +185,8 @@ __attribute__((constructor(102))) static void update_new_fds(void)
 
 /* After the startup log's constructor (startup.c, 202), before every
  * constructor of the program (default priority) and main. */
+static void exit_in_startup(void);
+
 __attribute__((constructor(203))) static void update_new_init(void)
 {
   int logfd, old;
@@ -228,6 +230,7 @@ __attribute__((constructor(203))) static void update_new_init(void)
   /* the log stays mapped: the replay refers to it */
   __atomic_store_n(&mcr_update_parking, 1, __ATOMIC_SEQ_CST);
   __atomic_store_n(&mcr_quiescing, 1, __ATOMIC_SEQ_CST);
+  atexit(exit_in_startup);
 }
 
 /* A startup replay conflict as a structured conflict line (update.h): kind
@@ -254,9 +257,15 @@ static void startup_conflict(struct mcr_buf *b, const struct mcr_startup_conflic
   mcr_buf_printf(b, "\t\t\t\t\t"); /* no types, no source locations */
   mcr_conflict_field_put(b, k->stack);
   mcr_buf_printf(b, "\t");
-  if (!strcmp(call, "fork"))
-    mcr_buf_printf(b, "a process that goes on after forking (a parent that keeps running) "
-                      "cannot be updated yet: restart it instead");
+  if (!strcmp(call, "fork") && strstr(k->message, "is gone")) /* startup.c's C_FORK */
+    mcr_buf_printf(b, "a child of the old process's startup has exited; if the server started "
+                      "another in its place (a respawned worker), the update cannot pair it yet "
+                      "(docs/coordinator.md, Respawns): restart the server to run the new "
+                      "version");
+  else if (!strcmp(call, "fork"))
+    mcr_buf_printf(b, "the new version's startup forks where the old one's did not: its child "
+                      "would run beside the old process; fork where the old version does, or "
+                      "restart the server instead");
   else if (!k->old_detail[0])
     mcr_buf_printf(b, "the new version's startup must not change a descriptor it inherits "
                       "from the old one: make this %s after the startup (once the main thread "
@@ -269,6 +278,23 @@ static void startup_conflict(struct mcr_buf *b, const struct mcr_startup_conflic
                       "the old one in this version, or restart the server instead");
   }
   mcr_buf_printf(b, "\n");
+}
+
+/* The program exits in its startup (kvstore exits when a fork it needs is
+ * refused): the old side would see only an exit status, so the conflicts the
+ * replay found, which are why, go first. */
+static void exit_in_startup(void)
+{
+  const struct mcr_startup_conflict *conf;
+  size_t nconf;
+  struct mcr_buf b = {0};
+
+  if (chan < 0 || !__atomic_load_n(&mcr_startup_on, __ATOMIC_SEQ_CST) ||
+      !(nconf = mcr_startup_conflicts(&conf)))
+    return;
+  for (size_t i = 0; i < nconf && i < 20; i++)
+    startup_conflict(&b, &conf[i]);
+  fail_lines_exit(&b);
 }
 
 /* The renames against both executables (rename.h: what mcr-ctl checked, in case

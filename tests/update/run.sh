@@ -650,6 +650,30 @@ sys.exit(0 if any(x["kind"] == "startup" and "has no counterpart" in x["message"
   python3 "$client" prefork "$port" 5 12 rollback false >/dev/null ||
     fail "the old tree after the refused update"
   ok "a new version with one worker fewer: refused (the report names the old worker left over), the old tree serves"
+  # a worker that died: the startup fork that made it has no child to pair (a server
+  # that respawns it, as nginx, forks the new one after the startup, which the
+  # update cannot pair yet): refused, the fix says so, the rest of the tree serves
+  dead=$(pgrep -P "$pid" | head -1)
+  kill -9 "$dead"
+  for _ in $(seq 100); do alive "$dead" || break; sleep 0.05; done
+  left=$(tree)
+  rc=0
+  update "$pid" "$work/v12/kvstore" --report "$work/gone.report" || rc=$?
+  [ $rc = 1 ] || fail "update with a dead worker: exit $rc, expected 1"
+  "$ctl" report "$work/gone.report" --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["conflicts"]
+sys.exit(0 if any(x["kind"] == "startup" and "is gone" in x["message"] and "respawned" in x["fix"]
+                  for x in c) else 1)' ||
+    { "$ctl" report "$work/gone.report"; fail "the report does not say the worker is gone and what to do"; }
+  sleep 0.3
+  [ "$(tree)" = "$left" ] || fail "after the refused update: $(tree), expected $left"
+  [ "$(printf 'VERSION\n' | timeout 5 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"VERSION\n")
+print(s.makefile().readline().strip())' "$port")" = "VERSION 12" ] || fail "the tree with a dead worker does not answer"
+  ok "a dead worker: refused (kind startup, 'is gone', the fix names respawned workers), the master and the other worker serve"
   ;;
 badinput)
   build_versions 1 2 10
