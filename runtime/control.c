@@ -904,12 +904,17 @@ static void runtime_fd_note(int fd)
   struct stat sb;
   if (fd < 0 || fstat(fd, &sb) != 0)
     return;
-  unsigned i, n = __atomic_load_n(&runtime_fds_next, __ATOMIC_RELAXED);
-  for (i = 0; i < RUNTIME_FDS && i < n; i++)
+  unsigned i, n = __atomic_load_n(&runtime_fds_next, __ATOMIC_RELAXED), freed = RUNTIME_FDS;
+  for (i = 0; i < RUNTIME_FDS && i < n; i++) {
     if (runtime_fds[i].fd == fd)
       break;
-  if (i == RUNTIME_FDS || i == n) /* a new number: the next slot, round robin when full */
-    i = __atomic_fetch_add(&runtime_fds_next, 1, __ATOMIC_RELAXED) % RUNTIME_FDS;
+    if (runtime_fds[i].fd < 0 && freed == RUNTIME_FDS)
+      freed = i;
+  }
+  if (i == RUNTIME_FDS || i == n) /* a new number: a slot mcr_fd_close freed, else the
+                                    * next one (round robin when full) */
+    i = freed < RUNTIME_FDS ? freed
+                            : __atomic_fetch_add(&runtime_fds_next, 1, __ATOMIC_RELAXED) % RUNTIME_FDS;
   runtime_fds[i].dev = sb.st_dev;
   runtime_fds[i].ino = sb.st_ino;
   runtime_fds[i].fd = fd;
@@ -926,13 +931,13 @@ int mcr_fd_is_runtime(int fd)
   return 0;
 }
 
-void mcr_fd_close(int fd)
+int mcr_fd_close(int fd)
 {
   unsigned n = __atomic_load_n(&runtime_fds_next, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < RUNTIME_FDS && i < n; i++)
     if (runtime_fds[i].fd == fd)
       runtime_fds[i].fd = -1;
-  close(fd);
+  return close(fd);
 }
 
 static int fd_move_high(int fd);

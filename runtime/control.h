@@ -46,8 +46,8 @@ int mcr_fd_is_runtime(int fd);
 
 /* Closes one of the runtime's descriptors and forgets it: a program's file
  * that gets the number later is the program's (anonymous inodes, epoll's
- * included, all have the same st_ino). */
-void mcr_fd_close(int fd);
+ * included, all have the same st_ino). Returns close()'s result. */
+int mcr_fd_close(int fd);
 
 /* Is fd one of the control socket's own descriptors (its socket, a connection
  * being served)? An update neither hands these to the new version nor lists them. */

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "elfsym.h"
 #include "stackid.h"
 #include "threads.h"
@@ -50,7 +51,6 @@
 #define THREAD_SLOTS 16384
 #define WRITE_INTERVAL_NS 1000000000ull
 #define MAX_WRITE_FAILURES 3 /* in a row: then profiling turns off */
-#define FD_FLOOR 900         /* the file is written through a descriptor up here */
 
 int mcr_profiling;
 
@@ -743,18 +743,13 @@ static void write_profile(void)
   if (format(&b) != 0)
     goto out;
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd >= 0 && fd < FD_FLOOR) {
-    /* out of the numbers the program hands out (as control.c does): a daemon
-     * closing and reusing low numbers cannot get ours while we write */
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
-    if (hi >= 0) {
-      close(fd);
-      fd = hi;
-    }
-  }
+  /* out of the numbers the program hands out: a daemon closing and reusing low
+   * numbers cannot get ours while we write */
+  if (fd >= 0)
+    fd = mcr_fd_move_high(fd);
   if (fd < 0 || write_all(fd, b.p, b.len) != 0)
     goto out;
-  if (close(fd) != 0) {
+  if (mcr_fd_close(fd) != 0) {
     fd = -1;
     goto out;
   }
@@ -762,7 +757,7 @@ static void write_profile(void)
   ok = rename(tmp, path) == 0;
 out:
   if (fd >= 0)
-    close(fd);
+    mcr_fd_close(fd);
   if (!ok && __atomic_load_n(&mcr_profiling, __ATOMIC_RELAXED)) {
     unlink(tmp);
     __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
