@@ -48,9 +48,11 @@
 int mcr_update_parking;
 
 #define WAIT_STARTUP_MS 60000u  /* the old side enforces its own, shorter, timeout */
-static unsigned wait_startup_ms = WAIT_STARTUP_MS; /* MCR_UPDATE_TIMEOUT, if given: a child's
-                                                    * own timeout then names it, before the
-                                                    * old root's ends the whole update */
+static unsigned wait_startup_ms = WAIT_STARTUP_MS; /* 3/4 of MCR_UPDATE_TIMEOUT, if given: a
+                                                    * child's own timeout then names it,
+                                                    * before the old root's (which starts a
+                                                    * little earlier or later) ends the whole
+                                                    * update */
 #define WAIT_STATE_MS 600000u
 
 static int chan = -1;
@@ -183,10 +185,10 @@ __attribute__((constructor(102))) static void update_new_fds(void)
   list_inherited(logfd);
 }
 
-/* After the startup log's constructor (startup.c, 202), before every
- * constructor of the program (default priority) and main. */
 static void exit_in_startup(void);
 
+/* After the startup log's constructor (startup.c, 202), before every
+ * constructor of the program (default priority) and main. */
 __attribute__((constructor(203))) static void update_new_init(void)
 {
   int logfd, old;
@@ -205,7 +207,7 @@ __attribute__((constructor(203))) static void update_new_init(void)
   {
     int ms;
     if (env_int(MCR_ENV_UPDATE_TIMEOUT, &ms) == 0 && ms > 0)
-      wait_startup_ms = (unsigned)ms;
+      wait_startup_ms = (unsigned)(ms - ms / 4);
   }
   if (mcr_renames_parse(&renames, getenv(MCR_ENV_UPDATE_RENAMES), err, sizeof(err)) != 0)
     fail_exit(err);
@@ -257,7 +259,7 @@ static void startup_conflict(struct mcr_buf *b, const struct mcr_startup_conflic
   mcr_buf_printf(b, "\t\t\t\t\t"); /* no types, no source locations */
   mcr_conflict_field_put(b, k->stack);
   mcr_buf_printf(b, "\t");
-  if (!strcmp(call, "fork") && strstr(k->message, "is gone")) /* startup.c's C_FORK */
+  if (!strcmp(call, "fork") && k->old_detail[0]) /* the old fork's child is gone */
     mcr_buf_printf(b, "a child of the old process's startup has exited; if the server started "
                       "another in its place (a respawned worker), the update cannot pair it yet "
                       "(docs/coordinator.md, Respawns): restart the server to run the new "
