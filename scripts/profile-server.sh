@@ -41,6 +41,7 @@ set -euo pipefail
 
 PROG=profile-server
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/nginx-conf.sh"
 REPO=$(cd "$HERE/.." && pwd)
 say() { echo "$PROG: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -206,32 +207,7 @@ CONF
     ;;
   nginx)
     make_docroot
-    mkdir -p "$RUN/conf" "$RUN/logs"
-    cp "$OUT/prof/src/conf/mime.types" "$RUN/conf/"
-    {
-      [ "$(id -u)" -ne 0 ] || echo "user root;"
-      cat <<CONF
-worker_processes 2;
-daemon off;
-master_process on;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 256; }
-http {
-    include mime.types;
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    keepalive_timeout 30;
-    keepalive_requests 100000;
-    server {
-        listen 127.0.0.1:$PORT;
-        server_name localhost;
-        root $RUN/docroot;
-    }
-}
-CONF
-    } >"$RUN/conf/nginx.conf"
+    nginx_conf "$RUN" "$PROF_BIN" "$PORT" "$RUN/docroot"
     SERVER_CMD=("$PROF_BIN" -p "$RUN/" -c conf/nginx.conf)
     ;;
   vsftpd)

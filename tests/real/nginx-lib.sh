@@ -1,47 +1,13 @@
 # shellcheck shell=bash
-# nginx's run configuration, shared by tests/real/quiesce-nginx.sh and
+# nginx's test helpers, shared by tests/real/quiesce-nginx.sh and
 # update-nginx.sh; sourced after quiesce-lib.sh, not run.
 #
 #   nginx_conf RUN BIN PORT DOCROOT [HTTP_LINES [SERVER_LINES]]
-#       RUN/conf/nginx.conf and mime.types (from BIN's tree) for master + 2
-#       workers in the foreground (daemon off), logs and pid file in RUN/logs,
-#       keep-alive 60 s and 1 000 000 requests, serving DOCROOT on
-#       127.0.0.1:PORT; HTTP_LINES and SERVER_LINES are added to the http and
-#       server blocks. As root, the workers run as root too.
+#       scripts/nginx-conf.sh (the profiling run writes its config with it too)
 #   ping_server
 #       a GET of index.html on $PORT answers and $SERVER_PID has its 2 workers.
 
-nginx_conf() {
-  local run=$1 bin=$2 port=$3 docroot=$4 http_lines=${5:-} server_lines=${6:-}
-  mkdir -p "$run/conf" "$run/logs"
-  cp "$(dirname "$bin")/../conf/mime.types" "$run/conf/"
-  {
-    [ "$(id -u)" -ne 0 ] || echo "user root;"
-    cat <<CONF
-worker_processes 2;
-daemon off;
-master_process on;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 256; }
-http {
-    include mime.types;
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    keepalive_timeout 60;
-    keepalive_requests 1000000;
-$http_lines
-    server {
-        listen 127.0.0.1:$port;
-        server_name localhost;
-        root $docroot;
-$server_lines
-    }
-}
-CONF
-  } >"$run/conf/nginx.conf"
-}
+. "$REPO/scripts/nginx-conf.sh"
 
 ping_server() {
   "${CURL[@]}" --max-time 2 -f -o /dev/null "http://127.0.0.1:$PORT/index.html" || return 1
