@@ -133,6 +133,7 @@ static unsigned nnotes, nby_args, nadopted, nsuppressed;
  * real: the child starts with its new parent's, not with what the old child
  * made of its own. -1: not such a child. */
 static long child_from = -1;
+static int child_of_respawn; /* that fork was a respawn's (a late fork: respawn_of) */
 
 /* ---- the real functions ---- */
 
@@ -471,6 +472,7 @@ struct call {
   int fds[2];
   uint64_t len; /* anonymous mmap: its length (recorded in dev[0]) */
   pid_t pair;   /* fork in a tree's update: the old child the new one replaces */
+  uint32_t late; /* MCR_SE_LATE: a fork logged after the window (late_fork) */
 };
 
 static void begin(struct call *c, uint32_t kind, enum cls cls, uintptr_t ra)
@@ -998,10 +1000,90 @@ static int socket_flags_only(const struct call *c, const struct mcr_startup_entr
   return 0;
 }
 
+/* The innermost frame of a stack description: "main > a > spawn" -> "spawn". */
+static const char *innermost(const char *stack)
+{
+  const char *p = strrchr(stack, '>');
+  return p && p > stack && p[-1] == ' ' && p[1] == ' ' ? p + 2 : stack;
+}
+
+/* Under st_lock, for a startup fork whose old child is gone: the oldest live
+ * child of the old process forked after its startup (MCR_SE_LATE) from the
+ * same function, not yet paired, or NULL. nginx respawns a worker that died
+ * through the function its startup forked it with (ngx_spawn_process, called
+ * by ngx_reap_children instead of ngx_start_worker_processes). Children of
+ * different kinds forked by one function could pair crosswise; their own
+ * startups then differ and the child's replay refuses the update. */
+static const struct mcr_startup_entry *respawn_of(const struct call *c)
+{
+  static pid_t taken[256];
+  static unsigned ntaken;
+  const char *fn = innermost(c->stack);
+
+  for (size_t i = 0; i < old.nentries && ntaken < sizeof(taken) / sizeof(taken[0]); i++) {
+    const struct mcr_startup_entry *e = &old.entries[i];
+    unsigned k = 0;
+    if (e->kind != MCR_SK_FORK || !(e->flags & MCR_SE_LATE) || e->result <= 0 ||
+        strcmp(innermost(e->stack), fn))
+      continue;
+    while (k < ntaken && taken[k] != (pid_t)e->result)
+      k++;
+    if (k < ntaken || !mcr_update_tree_pairable((pid_t)e->result))
+      continue;
+    taken[ntaken++] = (pid_t)e->result;
+    return e;
+  }
+  return NULL;
+}
+
+/* "epoll_ctl(E, OP, FD, events X, ...": 0 and the numbers, or -1. */
+static int epoll_ctl_detail(const char *d, int *epfd, char op[8], int *fd, unsigned *events)
+{
+  return sscanf(d, "epoll_ctl(%d, %7[A-Z], %d, events %x", epfd, op, fd, events) == 4 ? 0 : -1;
+}
+
+/* Under st_lock, in the child of a respawn pairing (respawn_of), an epoll_ctl
+ * on the old child's epoll instance with no old call of equal arguments: the
+ * respawned child's descriptors have other numbers than the dead child's
+ * (nginx's and kvstore's master make a new channel socket pair for the
+ * respawn, after the startup; the new parent's replay made it afresh, and its
+ * number may even be one of the old child's descriptors, taken at the fork),
+ * so its registration of the same thing differs in that number only. Paired with the first unused old
+ * registration on that instance, with the same operation and events, of an
+ * old descriptor of the same file type that no call of this process took yet;
+ * later calls on the descriptor then compare as that number. The program's
+ * memory and descriptors become the respawned child's in the transfer. */
+static int respawn_epoll_ctl(struct call *c)
+{
+  int nep, nfd, oep, ofd;
+  unsigned nev, oev;
+  char nop[8], oop[8];
+  struct stat ns, os;
+
+  if (epoll_ctl_detail(c->detail, &nep, nop, &nfd, &nev) != 0 || fstat(nfd, &ns) != 0)
+    return 0;
+  for (size_t i = (size_t)child_from + 1; i < old.nentries; i++) {
+    const struct mcr_startup_entry *e = &old.entries[i];
+    if (old_used[i] || e->kind != MCR_SK_EPOLL_CTL || e->result != 0 ||
+        epoll_ctl_detail(e->detail, &oep, oop, &ofd, &oev) != 0 || oep != xlat(nep) ||
+        strcmp(oop, nop) || oev != nev || !is_inherited(ofd) || bit(claimed_map, ofd) ||
+        fstat(ofd, &os) != 0 || (os.st_mode & S_IFMT) != (ns.st_mode & S_IFMT))
+      continue;
+    old_used[i] = 1;
+    c->o = e;
+    set_bit(claimed_map, ofd);
+    set_xlat(nfd, ofd);
+    note(c, "%s: the respawned child registered its own descriptor %d the same way (%s): "
+            "paired with it", c->detail, ofd, e->detail);
+    return 1;
+  }
+  return 0;
+}
+
 /* Under st_lock: what a call in the window does. */
 static void decide(struct call *c)
 {
-  const struct mcr_startup_entry *o;
+  const struct mcr_startup_entry *o, *respawn;
   int equal, how;
 
   c->ordinal = next_ordinal(c->id, c->kind);
@@ -1041,6 +1123,8 @@ static void decide(struct call *c)
     } else if (o) {
       conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
       c->act = A_SKIP;
+    } else if (child_of_respawn && c->kind == MCR_SK_EPOLL_CTL && respawn_epoll_ctl(c)) {
+      c->act = A_REPLAY;
     } else {
       conflict(c, "%s would change fd %d, shared with the old process, which made no such "
                   "call here", c->detail, c->target);
@@ -1073,6 +1157,12 @@ static void decide(struct call *c)
     if (o && equal && o->result > 0 && mcr_update_tree_pairable((pid_t)o->result)) {
       c->act = A_RUN; /* a process tree: the new child replaces the old one */
       c->pair = (pid_t)o->result;
+    } else if (o && equal && o->result > 0 && (respawn = respawn_of(c)) != NULL) {
+      c->act = A_RUN; /* the child that took the gone one's place */
+      c->pair = (pid_t)respawn->result;
+      note(c, "the old process's child %lld, forked here by its startup, is gone: its child %lld, "
+              "forked later at %s (a respawn), is replaced by this fork's child instead",
+           (long long)o->result, (long long)respawn->result, respawn->stack);
     } else if (o && o->result > 0) {
       conflict(c, "the old process was the parent of this fork, and its child %lld is gone (it "
                   "exited, or is no longer a child of the old process): the new child would "
@@ -1164,7 +1254,7 @@ static void record(struct call *c)
   e->result = c->result;
   e->err = c->err;
   e->flags = (c->nfds ? MCR_SE_FD_RESULT : 0) | (c->act == A_REPLAY ? MCR_SE_REPLAYED : 0) |
-             (c->conflict ? MCR_SE_CONFLICT : 0);
+             (c->conflict ? MCR_SE_CONFLICT : 0) | c->late;
   e->fds[0] = e->fds[1] = -1;
   if (c->kind == MCR_SK_MMAP_ANON)
     e->dev[0] = c->len;
@@ -1819,13 +1909,74 @@ MCR_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 /* Both processes log the fork, each with its own result: the child's log is
  * the parent's up to here (its memory), then "fork() = 0". Our lock is held
  * across the fork by our fork handlers, so the child's copy is consistent. */
+/* Under st_lock: did this process's startup fork a child from the function
+ * the stack ends in? */
+static int spawned_from(const char *stack)
+{
+  const char *fn = innermost(stack);
+
+  for (unsigned i = 0; entries && i < nentries; i++) {
+    const struct mcr_startup_entry *e = &entries[i];
+    if (e->kind == MCR_SK_FORK && e->result > 0 && !(e->flags & MCR_SE_LATE) &&
+        !strcmp(innermost(e->stack), fn))
+      return 1;
+  }
+  return 0;
+}
+
+/* A fork after the window ended. When this process's startup forked children
+ * from the same function (nginx's ngx_spawn_process, which ngx_reap_children
+ * calls again to respawn a worker that died), the fork is logged, flagged
+ * MCR_SE_LATE: the parent's log gets the child's pid, and the child reopens
+ * its window with the fork's 0, so that its own startup is logged up to its
+ * first quiescent point as a startup child's is. An update can then pair the
+ * respawned child with the startup fork whose child it replaced
+ * (docs/coordinator.md, "Respawned workers"). Any other fork (a session
+ * process) is not logged: it finishes on the old version. */
+static pid_t late_fork(uintptr_t ra)
+{
+  struct call c;
+  pid_t pid;
+  int e, spawn;
+
+  begin(&c, MCR_SK_FORK, C_FORK, ra);
+  d_add(&c, "fork()");
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  spawn = spawned_from(c.stack);
+  if (spawn)
+    c.ordinal = next_ordinal(c.id, c.kind);
+  pthread_mutex_unlock(&st_lock);
+  pid = REAL(fork)(); /* in the runtime: the fork handlers' calls are not the program's */
+  e = errno;
+  mcr_in_runtime--;
+  if (!spawn) {
+    errno = e;
+    return pid;
+  }
+  if (pid == 0) { /* one thread, our lock new (fork_child): the window opens again */
+    ended = 0;
+    __atomic_store_n(&mcr_startup_on, ON_LOG | (allocs_dropped ? 0 : ON_ALLOCS),
+                     __ATOMIC_RELEASE);
+  }
+  c.act = A_RUN;
+  c.late = MCR_SE_LATE;
+  ran(&c, pid, e, 0, NULL);
+  record(&c);
+  errno = e;
+  return pid;
+}
+
 MCR_EXPORT pid_t fork(void)
 {
   struct call c;
   pid_t pid;
 
-  if (!RECORDING())
+  if (!RECORDING()) {
+    if (UNLIKELY(ended) && !mcr_in_runtime && !replaying)
+      return late_fork(RA);
     return REAL(fork)();
+  }
   begin(&c, MCR_SK_FORK, C_FORK, RA);
   d_add(&c, "fork()");
   decide_locked(&c);
@@ -2167,7 +2318,8 @@ size_t mcr_startup_old_forks(struct mcr_startup_entry *out, size_t max)
   size_t k = 0;
   pthread_mutex_lock(&st_lock);
   for (size_t i = 0; i < old.nentries && k < max; i++)
-    if (old.entries[i].kind == MCR_SK_FORK && old.entries[i].result > 0)
+    if (old.entries[i].kind == MCR_SK_FORK && old.entries[i].result > 0 &&
+        !(old.entries[i].flags & MCR_SE_LATE))
       out[k++] = old.entries[i];
   pthread_mutex_unlock(&st_lock);
   return k;
@@ -2492,8 +2644,7 @@ int mcr_startup_serialize(void **bufp, size_t *lenp)
     PUT(&c, e->args_hash);
     PUT(&c, e->result);
     PUT(&c, e->err);
-    PUT(&c, e->flags & (MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT |
-                   MCR_SE_MOVED));
+    PUT(&c, e->flags & MCR_SE_KNOWN_FLAGS);
     PUT(&c, e->fds[0]);
     PUT(&c, e->fds[1]);
     PUT(&c, e->dev[0]);
@@ -2657,8 +2808,7 @@ int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, 
       fail(err, errlen, "entry %u at offset %zu: unknown kind %u", i, start, e->kind);
       goto bad;
     }
-    if (e->flags & ~(MCR_SE_FD_RESULT | MCR_SE_OPEN_NOW | MCR_SE_REPLAYED | MCR_SE_CONFLICT |
-                     MCR_SE_MOVED)) {
+    if (e->flags & ~MCR_SE_KNOWN_FLAGS) {
       fail(err, errlen, "entry %u (%s): unknown flags %#x", i, mcr_startup_kind_name(e->kind),
            e->flags);
       goto bad;
@@ -2791,6 +2941,9 @@ int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
   for (size_t i = 0; i < ninherited; i++)
     if (inherited[i] >= 0 && inherited[i] < FD_MAP)
       inherited_map[inherited[i] / 8] |= (unsigned char)(1u << (inherited[i] % 8));
+  for (size_t i = 0; i < log.nentries; i++) /* late forks pair only by respawn_of */
+    if (log.entries[i].flags & MCR_SE_LATE)
+      old_used[i] = 1;
   old = log;
   log.mem = NULL;
   old_slots = slots;
@@ -2815,7 +2968,7 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   size_t slots = 16, k;
   uint32_t *index = NULL, *sh = NULL, *ah = NULL, *sn = NULL, *an = NULL;
   unsigned char *used = NULL;
-  int rc = -1;
+  int rc = -1, late = 0;
 
   mcr_in_runtime++;
   if (mcr_startup_parse(buf, len, &log, err, errlen) != 0)
@@ -2828,9 +2981,16 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   for (k = 0; k < log.nentries; k++) {
     const struct mcr_startup_entry *e = &log.entries[k];
     if (e->kind == MCR_SK_FORK && e->stack_id == stack_id && e->ordinal == ordinal &&
-        e->result == 0)
+        e->result == 0 && !(e->flags & MCR_SE_LATE))
       break;
   }
+  if (k == log.nentries) /* a respawned child (respawn_of): the late fork that made it */
+    for (k = 0; k < log.nentries; k++)
+      if (log.entries[k].kind == MCR_SK_FORK && log.entries[k].result == 0 &&
+          (log.entries[k].flags & MCR_SE_LATE)) {
+        late = 1;
+        break;
+      }
   if (k == log.nentries) {
     fail(err, errlen, "the old child's startup log has no fork that made it at this call "
                       "stack: it is not the child of this fork");
@@ -2849,10 +3009,17 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
     goto out;
   }
   /* up to the fork the old child's log is its parent's (its memory at the
-   * fork): what the parent's replay used then is used here */
-  for (size_t i = 0; i < k && i < old.nentries; i++)
-    used[i] = old_used[i];
+   * fork): what the parent's replay used then is used here. A respawned
+   * child's is its parent's log when it respawned it: the whole startup,
+   * which this child's calls must not take. Its own calls come from another
+   * call stack (ngx_reap_children's, not ngx_start_worker_processes'): they
+   * pair by kind and arguments (match_old, rule 4). */
+  for (size_t i = 0; i < k; i++)
+    used[i] = late || i >= old.nentries ? 1 : old_used[i];
   used[k] = 1;
+  for (size_t i = k; i < log.nentries; i++)
+    if (log.entries[i].flags & MCR_SE_LATE)
+      used[i] = 1;
   for (size_t i = 0; i < log.nentries; i++) {
     const struct mcr_startup_entry *e = &log.entries[i];
     uint64_t h = (e->stack_id ^ ((uint64_t)e->kind << 32 | e->ordinal)) * 0x9e3779b97f4a7c15ull;
@@ -2874,6 +3041,7 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   old_alloc_index = NULL; /* rebuilt for this log at first use */
   old_alloc_cap = 0;
   child_from = (long)k;
+  child_of_respawn = late;
   shadows_close(); /* the parent's: this child's shared instances are its old child's */
   index = sh = ah = sn = an = NULL;
   used = NULL;

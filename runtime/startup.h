@@ -68,6 +68,11 @@ enum mcr_startup_kind {
 #define MCR_SE_MOVED 0x10u    /* the object this call made (fds[0], one fd) is at fds[1] now:
                                * a listening socket taken over from the old process, whose
                                * number the transfer gave to another of the old's objects */
+#define MCR_SE_LATE 0x20u     /* a fork after the startup window ended, at a spawn function the
+                               * startup forked children from (a respawned worker): the parent
+                               * logs the child's pid, the child its 0 and then its own startup
+                               * up to its first quiescent point (docs/coordinator.md) */
+#define MCR_SE_KNOWN_FLAGS 0x3fu
 
 #define MCR_SE_DETAIL 160
 #define MCR_SE_STACK 256
@@ -181,8 +186,8 @@ int mcr_startup_replay_begin(const void *log, size_t len, const int *inherited,
 int mcr_startup_replay_switch(const void *log, size_t len, uint64_t stack_id, uint32_t ordinal,
                               char *err, size_t errlen);
 
-/* The replayed log's forks whose old result was a child pid (copies, at most
- * max). */
+/* The replayed log's startup forks whose old result was a child pid (copies,
+ * at most max; not the late forks of respawned children). */
 size_t mcr_startup_old_forks(struct mcr_startup_entry *out, size_t max);
 
 /* fd, now the old process's object at the old number, counts as inherited. */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -1463,37 +1464,40 @@ static int step_anon(struct ctx *c)
   return c->conflicts ? -1 : 0;
 }
 
-/* The data words of every epoll registration of process pid (up to max). */
-static size_t epoll_data(pid_t pid, uintptr_t *out, size_t max)
+/* Calls fn for every registration of process pid's epoll instances, read
+ * from /proc/PID/fdinfo: lines "tfd: N events: X data: HEX  pos:...". */
+static void epoll_regs(pid_t pid, void (*fn)(void *arg, int epfd, int tfd, uint32_t events,
+                                             uint64_t data),
+                       void *arg)
 {
   char path[64], buf[8192];
-  size_t n = 0;
   snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
   DIR *d = opendir(path);
   struct dirent *e;
   if (!d)
-    return 0;
-  while ((e = readdir(d)) && n < max) {
+    return;
+  while ((e = readdir(d))) {
     if (e->d_name[0] == '.')
       continue;
     snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC), epfd = atoi(e->d_name);
     if (fd < 0)
       continue;
     ssize_t len;
     size_t have = 0;
-    /* lines "tfd: N events: X data: HEX  pos:..." */
     while ((len = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0) {
       have += (size_t)len;
       buf[have] = 0;
       char *last = strrchr(buf, '\n');
       if (!last)
         break;
-      for (char *p = buf; p && p < last && n < max; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        char *dat;
-        if (strncmp(p, "tfd:", 4) || !(dat = strstr(p, " data: ")) || dat > strchr(p, '\n'))
+      for (char *p = buf; p && p < last; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        char *ev, *dat;
+        if (strncmp(p, "tfd:", 4) || !(ev = strstr(p, " events: ")) ||
+            !(dat = strstr(p, " data: ")) || dat > strchr(p, '\n'))
           continue;
-        out[n++] = (uintptr_t)strtoull(dat + 7, NULL, 16);
+        fn(arg, epfd, (int)strtol(p + 4, NULL, 10), (uint32_t)strtoul(ev + 9, NULL, 16),
+           (uint64_t)strtoull(dat + 7, NULL, 16));
       }
       have = strlen(last + 1);
       memmove(buf, last + 1, have);
@@ -1501,7 +1505,29 @@ static size_t epoll_data(pid_t pid, uintptr_t *out, size_t max)
     close(fd);
   }
   closedir(d);
-  return n;
+}
+
+struct words {
+  uintptr_t *w;
+  size_t n, max;
+};
+
+static void add_data_word(void *arg, int epfd, int tfd, uint32_t events, uint64_t data)
+{
+  struct words *ws = arg;
+  (void)epfd;
+  (void)tfd;
+  (void)events;
+  if (ws->n < ws->max)
+    ws->w[ws->n++] = (uintptr_t)data;
+}
+
+/* The data words of every epoll registration of process pid (up to max). */
+static size_t epoll_data(pid_t pid, uintptr_t *out, size_t max)
+{
+  struct words ws = {out, 0, max};
+  epoll_regs(pid, add_data_word, &ws);
+  return ws.n;
 }
 
 /* In the pause, after the stacks: objects of changed types (xform.c), with the
@@ -1922,6 +1948,85 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
   return c->conflicts ? -1 : 0;
 }
 
+/* ---- epoll registrations' data pointing into the program image ----
+ * A registration's data is the program's word, kept by the kernel: kvstore's
+ * worker registers its channel with the address of a global as the data. The
+ * epoll instances are the old process's, so after an update that word holds
+ * the old executable's address, which the new version's loop compares with
+ * its own (or calls through). Like every other word pointing into the old
+ * image (docs/update.md, "Pointers into the program image"), it is rewritten,
+ * with EPOLL_CTL_MOD and the same events: but only after the commit, since
+ * the instance is shared with the old process until then, and the old
+ * process must find its own words if the update rolls back. */
+#define MAX_EPOLL_FIX 1024
+static struct epoll_fix {
+  int epfd, tfd;
+  uint32_t events;
+  uint64_t data;
+} epoll_fix[MAX_EPOLL_FIX];
+static size_t nepoll_fix;
+
+struct epoll_scan {
+  struct ctx *c;
+  size_t found;
+};
+
+static void fix_epoll_word(void *arg, int epfd, int tfd, uint32_t events, uint64_t data)
+{
+  struct epoll_scan *es = arg;
+  struct ctx *c = es->c;
+  uintptr_t nv;
+  char why[256];
+
+  if (mcr_fd_is_runtime(epfd) || !mcr_image_is_old(c->image, (uintptr_t)data))
+    return;
+  es->found++;
+  if (translate(c->image, (uintptr_t)data, &nv, why, sizeof(why)) != 0) {
+    conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d is 0x%llx, "
+                "a pointer into the old program with no counterpart in the new one: %s\t"
+                "epoll instance %d",
+             tfd, epfd, (unsigned long long)data, why, epfd);
+  } else if (events & EPOLLEXCLUSIVE) {
+    conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d points "
+                "into the old program, and an EPOLLEXCLUSIVE registration cannot be changed "
+                "(EPOLL_CTL_MOD refuses it)\tepoll instance %d",
+             tfd, epfd, epfd);
+  } else if (nepoll_fix == MAX_EPOLL_FIX) {
+    conflict(c, "image\tmore than %d epoll registrations hold data pointing into the old "
+                "program\tepoll instance %d", MAX_EPOLL_FIX, epfd);
+  } else {
+    epoll_fix[nepoll_fix++] = (struct epoll_fix){epfd, tfd, events, (uint64_t)nv};
+  }
+}
+
+/* In the pause, after the fds (the instances are at their numbers here). */
+static int step_epoll(struct ctx *c)
+{
+  struct epoll_scan es = {c, 0};
+  uint64_t t = mcr_update_now_ns();
+
+  nepoll_fix = 0;
+  epoll_regs(getpid(), fix_epoll_word, &es);
+  if (es.found)
+    phase(c, "epoll", t, "%zu epoll registrations hold data pointing into the program image: "
+                         "rewritten after the commit", es.found);
+  return c->conflicts ? -1 : 0;
+}
+
+void mcr_transfer_commit_epoll(struct mcr_buf *report)
+{
+  size_t failed = 0;
+  for (size_t i = 0; i < nepoll_fix; i++) {
+    struct epoll_event ev = {.events = epoll_fix[i].events, .data.u64 = epoll_fix[i].data};
+    if (epoll_ctl(epoll_fix[i].epfd, EPOLL_CTL_MOD, epoll_fix[i].tfd, &ev) != 0 &&
+        ++failed == 1 && report)
+      mcr_buf_printf(report, "note after the commit, the data of descriptor %d's registration "
+                             "in epoll instance %d could not be rewritten: %s\n",
+                     epoll_fix[i].tfd, epoll_fix[i].epfd, strerror(errno));
+  }
+  nepoll_fix = 0;
+}
+
 int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherited,
                        struct mcr_buf *report)
 {
@@ -1970,6 +2075,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   mcr_update_fault("fds");
   if (step_fds(&c, st, inherited, ninherited) != 0)
+    goto out;
+  if (step_epoll(&c) != 0)
     goto out;
   rc = 0;
 out:

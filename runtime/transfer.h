@@ -67,4 +67,10 @@ int mcr_transfer_apply(struct mcr_buf *state, const int *inherited, size_t ninhe
  * records name the objects in use now (the old process's), for the next update. */
 void mcr_transfer_committed(void);
 
+/* After the commit, before the threads resume: the epoll registrations whose
+ * data pointed into the old program image get the new address (EPOLL_CTL_MOD;
+ * the instances were shared with the old process until the commit). A failure
+ * is a note in report. */
+void mcr_transfer_commit_epoll(struct mcr_buf *report);
+
 #endif /* MCR_TRANSFER_H */

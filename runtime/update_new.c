@@ -260,10 +260,10 @@ static void startup_conflict(struct mcr_buf *b, const struct mcr_startup_conflic
   mcr_conflict_field_put(b, k->stack);
   mcr_buf_printf(b, "\t");
   if (!strcmp(call, "fork") && k->old_detail[0]) /* the old fork's child is gone */
-    mcr_buf_printf(b, "a child of the old process's startup has exited; if the server started "
-                      "another in its place (a respawned worker), the update cannot pair it yet "
-                      "(docs/coordinator.md, Respawns): restart the server to run the new "
-                      "version");
+    mcr_buf_printf(b, "a child of the old process's startup has exited and no child forked "
+                      "later from the same function (a respawned worker) took its place: let "
+                      "the server start it again (nginx respawns its workers itself) and "
+                      "update then, or restart the server to run the new version");
   else if (!strcmp(call, "fork"))
     mcr_buf_printf(b, "the new version's startup forks where the old one's did not: its child "
                       "would run beside the old process; fork where the old version does, or "
@@ -884,6 +884,7 @@ static void *agent(void *arg)
   }
   if (parent_link >= 0)
     mcr_chan_send(chan, MCR_U_COMMIT, NULL); /* the old partner exits */
+  mcr_transfer_commit_epoll(&rep); /* the old partner no longer waits on them */
   __atomic_store_n(&mcr_update_parking, 0, __ATOMIC_SEQ_CST);
   mcr_quiesce_end();
   uint64_t resumed = mcr_update_now_ns();

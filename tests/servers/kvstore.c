@@ -81,6 +81,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef KV_VERSION
@@ -408,6 +409,131 @@ static void on_signal(int sig) {
   stopping = 1;
 }
 
+/* Makes the epoll instance and serves until SIGTERM. noinline: in a prefork
+ * worker it runs inside spawn_worker, as nginx's worker cycle runs inside
+ * ngx_spawn_process, so that a respawned worker's startup calls have another
+ * call stack (reap_children's) than a startup worker's. */
+__attribute__((noinline)) static void serve(int lfd) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+#ifdef KV_PREFORK
+  probe_rdhup(ep); /* as nginx, right after it made the instance */
+#endif
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+#ifdef KV_PREFORK
+  struct epoll_event chev = {.events = EPOLLIN, .data.ptr = &channel_marker};
+  epoll_ctl(ep, EPOLL_CTL_ADD, channel[worker_index][1], &chev);
+#endif
+  fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
+  mode = MODE_SERVING;
+
+  while (!stopping) {
+    struct epoll_event events[64];
+    int n = epoll_wait(ep, events, 64, -1);
+    for (int i = 0; i < n; i++) {
+      struct conn *c = events[i].data.ptr;
+#ifdef KV_PREFORK
+      if (c == (void *)&channel_marker) {
+        char buf[256];
+        ssize_t got = read(channel[worker_index][1], buf, sizeof(buf));
+        for (ssize_t k = 0; k < got; k++)
+          channel_msgs += buf[k] == '\n';
+        continue;
+      }
+#endif
+      if (c) {
+        readable(ep, c);
+        continue;
+      }
+      int fd;
+      while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+          close(fd);
+          continue;
+        }
+        c->fd = fd;
+        c->on_line = command;
+        c->next = conns;
+        conns = c;
+        memcpy(last_conn, &c, sizeof(c));
+        stats.conns_count++;
+        struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
+      }
+    }
+  }
+}
+
+#ifdef KV_PREFORK
+static pid_t workers[KV_PREFORK];
+static volatile sig_atomic_t child_died;
+
+static void on_child(int sig) {
+  (void)sig;
+  child_died = 1;
+}
+
+/* Forks worker i with its channel, as nginx's ngx_spawn_process: the child
+ * serves and exits, never returning. The other workers hear of the new one
+ * (one line each on their channel). Returns 0 or -1. noinline: the startup and
+ * the respawns fork here. */
+__attribute__((noinline)) static int spawn_worker(int i, int lfd) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel[i]) < 0) {
+    fprintf(stderr, "kvstore: socketpair: %s\n", strerror(errno));
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    worker_index = i;
+    master_pid = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    serve(lfd);
+    exit(0);
+  }
+  if (pid < 0) {
+    fprintf(stderr, "kvstore: fork of worker %d: %s\n", i, strerror(errno));
+    return -1;
+  }
+  workers[i] = pid;
+  for (int k = 0; k < KV_PREFORK; k++) {
+    if (k == i || workers[k] <= 0)
+      continue;
+    char line[32];
+    int n = snprintf(line, sizeof(line), "worker %d\n", i);
+    struct iovec iov = {line, (size_t)n};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (sendmsg(channel[k][0], &mh, 0) != n)
+      fprintf(stderr, "kvstore: sendmsg: %s\n", strerror(errno));
+  }
+  return 0;
+}
+
+/* The master, after SIGCHLD: a worker that died is forked again through
+ * spawn_worker, as nginx's ngx_reap_children respawns (-DKV_NO_RESPAWN: not). */
+__attribute__((noinline)) static void reap_children(int lfd) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+    for (int i = 0; i < KV_PREFORK; i++) {
+      if (workers[i] != pid)
+        continue;
+      workers[i] = 0;
+      close(channel[i][0]);
+      close(channel[i][1]);
+#ifndef KV_NO_RESPAWN
+      fprintf(stderr, "kvstore: worker %d (pid %d) died (%s %d)\n", i, (int)pid,
+              WIFSIGNALED(status) ? "signal" : "exit status",
+              WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+      if (!stopping && spawn_worker(i, lfd) == 0)
+        fprintf(stderr, "kvstore: worker %d respawned as pid %d\n", i, (int)workers[i]);
+#else
+      (void)lfd;
+#endif
+    }
+}
+#endif
+
 int main(int argc, char **argv) {
   int opt;
   while ((opt = getopt(argc, argv, "p:f:")) != -1) {
@@ -480,95 +606,26 @@ int main(int argc, char **argv) {
     fprintf(stderr, "kvstore: fork: %s\n", strerror(errno));
 #endif
 #ifdef KV_PREFORK
-  pid_t workers[KV_PREFORK];
-  for (int i = 0; i < KV_PREFORK; i++) {
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel[i]) < 0) {
-      fprintf(stderr, "kvstore: socketpair: %s\n", strerror(errno));
+  struct sigaction sc = {0};
+  sc.sa_handler = on_child;
+  sigaction(SIGCHLD, &sc, NULL);
+  for (int i = 0; i < KV_PREFORK; i++)
+    if (spawn_worker(i, lfd) != 0)
       return 1;
-    }
-    workers[i] = fork();
-    if (workers[i] == 0) { /* a worker: on to the loop below */
-      worker_index = i;
-      master_pid = getppid();
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      break;
-    }
-    if (workers[i] < 0) {
-      fprintf(stderr, "kvstore: fork of worker %d: %s\n", i, strerror(errno));
-      return 1;
-    }
-    for (int k = 0; k < i; k++) { /* the earlier workers hear of the new one */
-      char line[32];
-      int n = snprintf(line, sizeof(line), "worker %d\n", i);
-      struct iovec iov = {line, (size_t)n};
-      struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-      if (sendmsg(channel[k][0], &mh, 0) != n)
-        fprintf(stderr, "kvstore: sendmsg: %s\n", strerror(errno));
-    }
-  }
-  if (worker_index < 0) { /* the master: waits for the end, then ends its workers */
-    fprintf(stderr, "kvstore: master %d listening on 127.0.0.1:%d\n", getpid(), config.port);
-    while (!stopping)
-      pause();
-    for (int i = 0; i < KV_PREFORK; i++)
-      kill(workers[i], SIGTERM);
-    if (config.pidfile)
-      unlink(config.pidfile);
-    return 0;
-  }
-#endif
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-#ifdef KV_PREFORK
-  probe_rdhup(ep); /* as nginx, right after it made the instance */
-#endif
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
-#ifdef KV_PREFORK
-  struct epoll_event chev = {.events = EPOLLIN, .data.ptr = &channel_marker};
-  epoll_ctl(ep, EPOLL_CTL_ADD, channel[worker_index][1], &chev);
-#endif
-  fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
-  mode = MODE_SERVING;
-
+  /* the master: waits for the end, then ends its workers */
+  fprintf(stderr, "kvstore: master %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   while (!stopping) {
-    struct epoll_event events[64];
-    int n = epoll_wait(ep, events, 64, -1);
-    for (int i = 0; i < n; i++) {
-      struct conn *c = events[i].data.ptr;
-#ifdef KV_PREFORK
-      if (c == (void *)&channel_marker) {
-        char buf[256];
-        ssize_t got = read(channel[worker_index][1], buf, sizeof(buf));
-        for (ssize_t k = 0; k < got; k++)
-          channel_msgs += buf[k] == '\n';
-        continue;
-      }
-#endif
-      if (c) {
-        readable(ep, c);
-        continue;
-      }
-      int fd;
-      while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-        c = calloc(1, sizeof(*c));
-        if (!c) {
-          close(fd);
-          continue;
-        }
-        c->fd = fd;
-        c->on_line = command;
-        c->next = conns;
-        conns = c;
-        memcpy(last_conn, &c, sizeof(c));
-        stats.conns_count++;
-        struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
-        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
-      }
+    pause();
+    if (child_died) {
+      child_died = 0;
+      reap_children(lfd);
     }
   }
-#ifdef KV_PREFORK
-  if (worker_index >= 0)
-    return 0; /* the master's pid file */
+  for (int i = 0; i < KV_PREFORK; i++)
+    if (workers[i] > 0)
+      kill(workers[i], SIGTERM);
+#else
+  serve(lfd);
 #endif
   if (config.pidfile)
     unlink(config.pidfile);

@@ -652,30 +652,98 @@ sys.exit(0 if any(x["kind"] == "startup" and "has no counterpart" in x["message"
   python3 "$client" prefork "$port" 5 12 rollback false >/dev/null ||
     fail "the old tree after the refused update"
   ok "a new version with one worker fewer: refused (the report names the old worker left over), the old tree serves"
-  # a worker that died: the startup fork that made it has no child to pair (a server
-  # that respawns it, as nginx, forks the new one after the startup, which the
-  # update cannot pair yet): refused, the fix says so, the rest of the tree serves
+  # a worker that died and that the master forked again (kvstore's reap_children,
+  # as nginx's ngx_reap_children, through the function the startup forked it
+  # with): the respawn's fork is logged after the startup, and the update pairs
+  # the respawned worker with the startup fork whose child died
+  workers_before=$(pgrep -P "$pid" | sort | tr '\n' ' ')
+  dead=$(pgrep -P "$pid" | head -1)
+  kill -9 "$dead"
+  respawned=
+  for _ in $(seq 100); do
+    respawned=
+    for w in $(pgrep -P "$pid"); do case " $workers_before" in *" $w "*) ;; *) respawned=$w ;; esac; done
+    [ -n "$respawned" ] && ! alive "$dead" && break
+    sleep 0.05
+  done
+  [ -n "$respawned" ] || { cat "$work/server.log"; fail "the master did not respawn worker $dead"; }
+  rm -f "$work/respawn".*
+  python3 - "$port" "$work/respawn" "$respawned" <<'PY' &
+import os, socket, sys, time
+port, base, want = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def ask(f, s, line):
+    s.sendall((line + "\n").encode())
+    return f.readline().strip()
+for _ in range(400):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    f = s.makefile()
+    w = ask(f, s, "WORKER").split()
+    if w[2] == want:
+        break
+    s.close()
+else:
+    sys.exit("no connection reached the respawned worker")
+out = [" ".join(w[:2]), ask(f, s, "SET respawn kept"), ask(f, s, "VERSION")]
+open(base + ".ready", "w").write(" ".join(out) + "\n")
+while not os.path.exists(base + ".go"):
+    time.sleep(0.05)
+try:
+    out += [ask(f, s, "GET respawn"), ask(f, s, "VERSION"), " ".join(ask(f, s, "WORKER").split()[:2])]
+except OSError as e:
+    out.append("error %s" % e)
+open(base + ".out", "w").write("|".join(out[3:]) + "\n")
+PY
+  holder=$!
+  for _ in $(seq 200); do [ -s "$work/respawn.ready" ] && break; sleep 0.05; done
+  ready=$(cat "$work/respawn.ready" 2>/dev/null)
+  case "$ready" in "WORKER "[01]" OK VERSION 12") ;; *) fail "no connection to the respawned worker $respawned: $ready" ;; esac
+  index=$(echo "$ready" | awk '{print $2}')
+  left=$(tree)
+  rc=0
+  update "$pid" "$work/v13/kvstore" --report "$work/respawn.report" || rc=$?
+  touch "$work/respawn.go"
+  [ $rc = 0 ] || { cat "$work/update.json"; "$ctl" report "$work/respawn.report"; fail "update with a respawned worker: exit $rc, expected 0"; }
+  wait "$holder" || fail "the client of the respawned worker failed"
+  got=$(cat "$work/respawn.out")
+  [ "$got" = "VALUE kept|VERSION 13|WORKER $index" ] ||
+    fail "the respawned worker's connection after the update: $got (expected VALUE kept|VERSION 13|WORKER $index)"
+  grep -q "forked later at main > reap_children > spawn_worker (a respawn)" "$work/update.json" ||
+    { cat "$work/update.json"; fail "the update's notes do not name the respawn it paired"; }
+  settle3
+  for p in $left; do ! alive "$p" || fail "old process $p still runs"; done
+  new=$(cat "$work/pidfile")
+  [ "$(pgrep -c -P "$new")" = 2 ] || fail "the new master $new has not 2 workers"
+  ok "a worker the master respawned after the startup: paired with the startup fork whose child died, its connection keeps its key (VERSION 13, worker $index), the tree is replaced"
+  # a master that does not respawn: the startup fork's child is gone and nothing
+  # took its place: refused, the fix says so, the rest of the tree serves
+  mkdir -p "$work/v12nr"
+  "$mcc" --mcr-quiescence="$work/kvstore.qp" "${cflags[@]}" -DKV_VERSION=12 -DKV_NO_RESPAWN \
+    -o "$work/v12nr/kvstore" "$top/tests/servers/kvstore.c" || fail "build of v12 without respawns"
+  kill -TERM "$new"
+  for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 0 ] && break; sleep 0.05; done
+  start "$work/v12nr/kvstore"
+  for _ in $(seq 100); do [ "$(pgrep -c -P "$pid")" = 2 ] && break; sleep 0.05; done
   dead=$(pgrep -P "$pid" | head -1)
   kill -9 "$dead"
   for _ in $(seq 100); do alive "$dead" || break; sleep 0.05; done
-  left=$(tree)
+  left=$(pgrep -f "^$work/v12nr/kvstore" | sort | tr '\n' ' ')
   rc=0
-  update "$pid" "$work/v12/kvstore" --report "$work/gone.report" || rc=$?
+  update "$pid" "$work/v13/kvstore" --report "$work/gone.report" || rc=$?
   [ $rc = 1 ] || fail "update with a dead worker: exit $rc, expected 1"
   "$ctl" report "$work/gone.report" --json | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["conflicts"]
-sys.exit(0 if any(x["kind"] == "startup" and "is gone" in x["message"] and "respawned" in x["fix"]
+sys.exit(0 if any(x["kind"] == "startup" and "is gone" in x["message"] and "respawn" in x["fix"]
                   for x in c) else 1)' ||
     { "$ctl" report "$work/gone.report"; fail "the report does not say the worker is gone and what to do"; }
   sleep 0.3
-  [ "$(tree)" = "$left" ] || fail "after the refused update: $(tree), expected $left"
-  [ "$(printf 'VERSION\n' | timeout 5 python3 -c '
+  [ "$(pgrep -f "^$work/v12nr/kvstore" | sort | tr '\n' ' ')" = "$left" ] || fail "after the refused update: not the old $left"
+  [ "$(timeout 5 python3 -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
 s.sendall(b"VERSION\n")
 print(s.makefile().readline().strip())' "$port")" = "VERSION 12" ] || fail "the tree with a dead worker does not answer"
-  ok "a dead worker: refused (kind startup, 'is gone', the fix names respawned workers), the master and the other worker serve"
+  ok "a dead worker nobody respawned: refused (kind startup, 'is gone', the fix says what to do), the master and the other worker serve"
   ;;
 badinput)
   build_versions 1 2 10
