@@ -74,6 +74,10 @@
 #                         a code-only change (test real-update-nginx, label real-update;
 #                         output in $MCR_REAL_OUT/nginx-1.22.1-update). New connections
 #                         tell the versions apart by that header instead of the probe
+#   --respawn             before the update, kill a v1 worker (-9) and wait for the master
+#                         to respawn it: the tree updated then holds a worker forked after
+#                         the startup (docs/coordinator.md, "Respawned workers"); error.log
+#                         is emptied after the respawn (its alert about the kill)
 # Environment: MCR_CACHE (default ~/.cache/mcr), MCR_REAL_OUT (default
 # $MCR_CACHE/real; builds and run files in $MCR_REAL_OUT/nginx-1.22.1-update-debian
 # or nginx-1.18.0-to-1.22.1-update), MCR_BUILD_DIR (default /work/main/build),
@@ -97,10 +101,12 @@ failed() { log "FAILED: $*"; STATUS=1; }
 update_args wrk curl python3 patch -- "$@"
 VERSION=$V2VERSION
 CODE=0
+RESPAWN=0
 set -- "${UPDATE_ARGS[@]+"${UPDATE_ARGS[@]}"}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --code) CODE=1; shift ;;
+    --respawn) RESPAWN=1; shift ;;
     --v1-version) VERSION=$2; shift 2 ;;
     --v1-version=*) VERSION=${1#*=}; shift ;;
     *) echo "$0: unknown argument $1" >&2; exit 1 ;;
@@ -196,6 +202,23 @@ for ((i = 0; i < 50; i++)); do [ -s "$PIDFILE" ] && break; sleep 0.1; done
 [ "$(cat "$PIDFILE" 2>/dev/null)" = "$V1PID" ] ||
   failed "the pid file holds '$(cat "$PIDFILE" 2>/dev/null)', not v1's master $V1PID"
 log "v1 master $V1PID, workers $V1W, on 127.0.0.1:$PORT"
+if [ "$RESPAWN" = 1 ]; then
+  victim=${V1W%% *}
+  kill -9 "$victim"
+  now=""
+  for ((i = 0; i < 100; i++)); do
+    now=$(workers "$V1PID")
+    [ "$(wc -w <<<"$now")" = 2 ] && ! grep -qw "$victim" <<<"$now" && break
+    sleep 0.1
+  done
+  if [ "$(wc -w <<<"$now")" = 2 ] && ! grep -qw "$victim" <<<"$now"; then
+    log "worker $victim killed (-9); the master respawned it: workers now $now"
+  else
+    failed "the master did not respawn worker $victim (workers: $now)"
+  fi
+  V1W=$now
+  : >"$ERRLOG" # its alert about the killed worker
+fi
 "$MCR_CTL" status "$V1PID" >"$RUN/status-v1.txt" 2>&1 || true
 sed 's/^/    /' "$RUN/status-v1.txt" >&2
 
