@@ -1048,11 +1048,12 @@ static int epoll_ctl_detail(const char *d, int *epfd, char op[8], int *fd, unsig
  * (nginx's and kvstore's master make a new channel socket pair for the
  * respawn, after the startup; the new parent's replay made it afresh, and its
  * number may even be one of the old child's descriptors, taken at the fork),
- * so its registration of the same thing differs in that number only. Paired with the first unused old
- * registration on that instance, with the same operation and events, of an
- * old descriptor of the same file type that no call of this process took yet;
- * later calls on the descriptor then compare as that number. The program's
- * memory and descriptors become the respawned child's in the transfer. */
+ * so its registration of the same thing differs in that number only. Paired
+ * with the first unused old registration on that instance, with the same
+ * operation and events, of an old descriptor of the same file type that no
+ * call of this process took yet; later calls on the descriptor then compare
+ * as that number. The program's memory and descriptors become the respawned
+ * child's in the transfer. */
 static int respawn_epoll_ctl(struct call *c)
 {
   int nep, nfd, oep, ofd;
@@ -1906,9 +1907,6 @@ MCR_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 /* ---- processes ---- */
 
-/* Both processes log the fork, each with its own result: the child's log is
- * the parent's up to here (its memory), then "fork() = 0". Our lock is held
- * across the fork by our fork handlers, so the child's copy is consistent. */
 /* Under st_lock: did this process's startup fork a child from the function
  * the stack ends in? */
 static int spawned_from(const char *stack)
@@ -1967,6 +1965,9 @@ static pid_t late_fork(uintptr_t ra)
   return pid;
 }
 
+/* Both processes log the fork, each with its own result: the child's log is
+ * the parent's up to here (its memory), then "fork() = 0". Our lock is held
+ * across the fork by our fork handlers, so the child's copy is consistent. */
 MCR_EXPORT pid_t fork(void)
 {
   struct call c;
