@@ -97,11 +97,13 @@ case "$test" in
   census)
     # kvstore's live heap, counted from the tags, matches what the client stored.
     "$mcc" -O2 -o "$work/kvstore" "$top/tests/servers/kvstore.c"
-    port=$((20000 + RANDOM % 20000))
+    # a port the kernel says is free (a random one in 20000-40000 could be an
+    # ephemeral port in use: kvstore then cannot bind and exits)
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     MCR_HEAP_CENSUS="$work/census.txt" "$work/kvstore" -p "$port" 2>"$work/log" &
     pid=$!
     for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-    exec 3<>"/dev/tcp/127.0.0.1/$port"
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || { echo "FAIL: kvstore does not listen on $port:"; cat "$work/log"; exit 1; }
     for i in $(seq 1 40); do printf 'SET key%d value-%d\n' "$i" "$i" >&3; done
     printf 'DEL key7\nCOUNT\n' >&3
     for _ in $(seq 42); do read -r -t 5 reply <&3; done
