@@ -204,6 +204,9 @@ struct ctx {
   /* the new threads' thread-local variables, roots for the type transform */
   struct mcr_xform_region *tls_regions;
   size_t ntls_regions;
+  /* the data words of the old process's epoll registrations (step_epoll) */
+  uintptr_t *epoll_words;
+  size_t nepoll_words;
 };
 
 static void suspect(struct ctx *c, uintptr_t *where)
@@ -1507,27 +1510,93 @@ static void epoll_regs(pid_t pid, void (*fn)(void *arg, int epfd, int tfd, uint3
   closedir(d);
 }
 
-struct words {
-  uintptr_t *w;
-  size_t n, max;
+/* ---- epoll registrations' data pointing into the program image ----
+ * A registration's data is the program's word, kept by the kernel: kvstore's
+ * worker registers its channel with the address of a global as the data. The
+ * epoll instances are the old process's, so after an update that word holds
+ * the old executable's address, which the new version's loop compares with
+ * its own (or calls through). Like every other word pointing into the old
+ * image (docs/update.md, "Pointers into the program image"), it is rewritten,
+ * with EPOLL_CTL_MOD and the same events: but only after the commit, since
+ * the instance is shared with the old process until then, and the old
+ * process must find its own words if the update rolls back. */
+#define MAX_EPOLL_FIX 1024
+static struct epoll_fix {
+  int epfd, tfd;
+  uint32_t events;
+  uint64_t data;
+} epoll_fix[MAX_EPOLL_FIX];
+static size_t nepoll_fix;
+
+#define MAX_EPOLL_WORDS 65536
+
+struct epoll_scan {
+  struct ctx *c;
+  size_t found;
 };
 
-static void add_data_word(void *arg, int epfd, int tfd, uint32_t events, uint64_t data)
+/* One registration of the old process: its data word kept for the transform,
+ * and noted for the rewrite if it points into the old image. */
+static void scan_epoll_reg(void *arg, int epfd, int tfd, uint32_t events, uint64_t data)
 {
-  struct words *ws = arg;
-  (void)epfd;
-  (void)tfd;
-  (void)events;
-  if (ws->n < ws->max)
-    ws->w[ws->n++] = (uintptr_t)data;
+  struct epoll_scan *es = arg;
+  struct ctx *c = es->c;
+  uintptr_t nv;
+  char why[256];
+
+  if (c->epoll_words && c->nepoll_words < MAX_EPOLL_WORDS)
+    c->epoll_words[c->nepoll_words++] = (uintptr_t)data;
+  if (!mcr_image_is_old(c->image, (uintptr_t)data))
+    return;
+  es->found++;
+  if (translate(c->image, (uintptr_t)data, &nv, why, sizeof(why)) != 0) {
+    conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d is 0x%llx, "
+                "a pointer into the old program with no counterpart in the new one: %s\t"
+                "epoll instance %d",
+             tfd, epfd, (unsigned long long)data, why, epfd);
+  } else if (events & EPOLLEXCLUSIVE) {
+    conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d points "
+                "into the old program, and an EPOLLEXCLUSIVE registration cannot be changed "
+                "(EPOLL_CTL_MOD refuses it)\tepoll instance %d",
+             tfd, epfd, epfd);
+  } else if (nepoll_fix == MAX_EPOLL_FIX) {
+    conflict(c, "image\tmore than %d epoll registrations hold data pointing into the old "
+                "program\tepoll instance %d", MAX_EPOLL_FIX, epfd);
+  } else {
+    epoll_fix[nepoll_fix++] = (struct epoll_fix){epfd, tfd, events, (uint64_t)nv};
+  }
 }
 
-/* The data words of every epoll registration of process pid (up to max). */
-static size_t epoll_data(pid_t pid, uintptr_t *out, size_t max)
+/* In the pause, before the transform: the old process's registrations, read
+ * once (one file per descriptor in /proc/PID/fdinfo). Its epoll instances
+ * are this process's at the same numbers after step_fds. */
+static int step_epoll(struct ctx *c)
 {
-  struct words ws = {out, 0, max};
-  epoll_regs(pid, add_data_word, &ws);
-  return ws.n;
+  struct epoll_scan es = {c, 0};
+  uint64_t t = mcr_update_now_ns();
+
+  nepoll_fix = 0;
+  c->epoll_words = mcr_arena_alloc(c->arena, MAX_EPOLL_WORDS * sizeof(uintptr_t), 8);
+  c->nepoll_words = 0;
+  epoll_regs(c->old_pid, scan_epoll_reg, &es);
+  if (es.found)
+    phase(c, "epoll", t, "%zu epoll registrations hold data pointing into the program image: "
+                         "rewritten after the commit", es.found);
+  return c->conflicts ? -1 : 0;
+}
+
+void mcr_transfer_commit_epoll(struct mcr_buf *report)
+{
+  size_t failed = 0;
+  for (size_t i = 0; i < nepoll_fix; i++) {
+    struct epoll_event ev = {.events = epoll_fix[i].events, .data.u64 = epoll_fix[i].data};
+    if (epoll_ctl(epoll_fix[i].epfd, EPOLL_CTL_MOD, epoll_fix[i].tfd, &ev) != 0 &&
+        ++failed == 1 && report)
+      mcr_buf_printf(report, "note after the commit, the data of descriptor %d's registration "
+                             "in epoll instance %d could not be rewritten: %s\n",
+                     epoll_fix[i].tfd, epoll_fix[i].epfd, strerror(errno));
+  }
+  nepoll_fix = 0;
 }
 
 /* In the pause, after the stacks: objects of changed types (xform.c), with the
@@ -1552,11 +1621,10 @@ static int step_transform(struct ctx *c)
       r[n++] = (struct mcr_xform_region){qs[i]->park_sp, qs[i]->stack_hi, NULL, 0,
                                          "a parked thread's stack"};
   /* the kernel holds pointers too: the data of epoll registrations (a
-   * connection object, typically), listed in /proc/PID/fdinfo */
-  uintptr_t *epd = mcr_arena_alloc(c->arena, 65536 * sizeof(uintptr_t), 8);
-  size_t nepd = epd ? epoll_data(c->old_pid, epd, 65536) : 0;
-  if (nepd)
-    r[n++] = (struct mcr_xform_region){(uintptr_t)epd, (uintptr_t)(epd + nepd), NULL, 0,
+   * connection object, typically), read by step_epoll */
+  if (c->nepoll_words)
+    r[n++] = (struct mcr_xform_region){(uintptr_t)c->epoll_words,
+                                       (uintptr_t)(c->epoll_words + c->nepoll_words), NULL, 0,
                                        "an epoll registration's data (kernel)"};
   return mcr_xform_heap(r, n, c->fresh, c->nfresh, c->hs, c->report, &c->conflicts);
 }
@@ -1948,85 +2016,6 @@ static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, siz
   return c->conflicts ? -1 : 0;
 }
 
-/* ---- epoll registrations' data pointing into the program image ----
- * A registration's data is the program's word, kept by the kernel: kvstore's
- * worker registers its channel with the address of a global as the data. The
- * epoll instances are the old process's, so after an update that word holds
- * the old executable's address, which the new version's loop compares with
- * its own (or calls through). Like every other word pointing into the old
- * image (docs/update.md, "Pointers into the program image"), it is rewritten,
- * with EPOLL_CTL_MOD and the same events: but only after the commit, since
- * the instance is shared with the old process until then, and the old
- * process must find its own words if the update rolls back. */
-#define MAX_EPOLL_FIX 1024
-static struct epoll_fix {
-  int epfd, tfd;
-  uint32_t events;
-  uint64_t data;
-} epoll_fix[MAX_EPOLL_FIX];
-static size_t nepoll_fix;
-
-struct epoll_scan {
-  struct ctx *c;
-  size_t found;
-};
-
-static void fix_epoll_word(void *arg, int epfd, int tfd, uint32_t events, uint64_t data)
-{
-  struct epoll_scan *es = arg;
-  struct ctx *c = es->c;
-  uintptr_t nv;
-  char why[256];
-
-  if (mcr_fd_is_runtime(epfd) || !mcr_image_is_old(c->image, (uintptr_t)data))
-    return;
-  es->found++;
-  if (translate(c->image, (uintptr_t)data, &nv, why, sizeof(why)) != 0) {
-    conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d is 0x%llx, "
-                "a pointer into the old program with no counterpart in the new one: %s\t"
-                "epoll instance %d",
-             tfd, epfd, (unsigned long long)data, why, epfd);
-  } else if (events & EPOLLEXCLUSIVE) {
-    conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d points "
-                "into the old program, and an EPOLLEXCLUSIVE registration cannot be changed "
-                "(EPOLL_CTL_MOD refuses it)\tepoll instance %d",
-             tfd, epfd, epfd);
-  } else if (nepoll_fix == MAX_EPOLL_FIX) {
-    conflict(c, "image\tmore than %d epoll registrations hold data pointing into the old "
-                "program\tepoll instance %d", MAX_EPOLL_FIX, epfd);
-  } else {
-    epoll_fix[nepoll_fix++] = (struct epoll_fix){epfd, tfd, events, (uint64_t)nv};
-  }
-}
-
-/* In the pause, after the fds (the instances are at their numbers here). */
-static int step_epoll(struct ctx *c)
-{
-  struct epoll_scan es = {c, 0};
-  uint64_t t = mcr_update_now_ns();
-
-  nepoll_fix = 0;
-  epoll_regs(getpid(), fix_epoll_word, &es);
-  if (es.found)
-    phase(c, "epoll", t, "%zu epoll registrations hold data pointing into the program image: "
-                         "rewritten after the commit", es.found);
-  return c->conflicts ? -1 : 0;
-}
-
-void mcr_transfer_commit_epoll(struct mcr_buf *report)
-{
-  size_t failed = 0;
-  for (size_t i = 0; i < nepoll_fix; i++) {
-    struct epoll_event ev = {.events = epoll_fix[i].events, .data.u64 = epoll_fix[i].data};
-    if (epoll_ctl(epoll_fix[i].epfd, EPOLL_CTL_MOD, epoll_fix[i].tfd, &ev) != 0 &&
-        ++failed == 1 && report)
-      mcr_buf_printf(report, "note after the commit, the data of descriptor %d's registration "
-                             "in epoll instance %d could not be rewritten: %s\n",
-                     epoll_fix[i].tfd, epoll_fix[i].epfd, strerror(errno));
-  }
-  nepoll_fix = 0;
-}
-
 int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherited,
                        struct mcr_buf *report)
 {
@@ -2067,6 +2056,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   mcr_update_fault("stacks");
   if (step_stacks(&c) != 0)
     goto out;
+  if (step_epoll(&c) != 0)
+    goto out;
   if (step_transform(&c) != 0)
     goto out;
   /* after the transform: objects of changed types are in their new layout,
@@ -2075,8 +2066,6 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   mcr_update_fault("fds");
   if (step_fds(&c, st, inherited, ninherited) != 0)
-    goto out;
-  if (step_epoll(&c) != 0)
     goto out;
   rc = 0;
 out:

@@ -47,13 +47,16 @@
  *         instance and serves the shared listening socket with its own table.
  *         WORKER -> WORKER index pid master (the master's pid, kept in a
  *         pid_t global at the fork); CHANNEL -> CHANNEL n: lines the worker
- *         read on its socket pair with the master, which sends each earlier
- *         worker one line per worker it forks (as nginx's master passes each
+ *         read on its socket pair with the master, which sends the other
+ *         workers one line per worker it forks (as nginx's master passes each
  *         new worker's channel to the others); SHARED -> SHARED n (commands of all
  *         workers). The update of the process tree (docs/coordinator.md).
  *         Each worker probes EPOLLRDHUP on its new instance as nginx does
  *         (ngx_epoll_test_rdhup: a wait at startup) and prints the result.
- *         MOVEFD N -> MOVEFD n: the connection moves to descriptor N
+ *         MOVEFD N -> MOVEFD n: the connection moves to descriptor N.
+ *         Workers are forked by spawn_worker and serve inside it; a worker
+ *         that dies is forked again by reap_children through spawn_worker, as
+ *         nginx's ngx_reap_children respawns (-DKV_NO_RESPAWN: not)
  *   13    like 12, a code change (VERSION answers 13); -DKV_WORKERS=N forks N
  *         workers instead of 2
  *   14    like 1 plus a global its startup sets (new_at_startup, NEWGLOBAL -> NEWGLOBAL

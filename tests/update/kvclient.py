@@ -29,6 +29,14 @@
       "rollback": the same but the workers' pids and VERSION are the old ones.
   kvclient.py verify PORT MODELFILE
       every key of the model has its value (or is NOTFOUND), and COUNT matches.
+  kvclient.py hold PORT BASE FIELD VALUE BEFORE AFTER
+      for the prefork server: opens connections until one's "WORKER index pid
+      master" answer has VALUE in FIELD (1: the index, 2: the pid; at most 400
+      tries), sends the commands of BEFORE (separated by ';') and writes their
+      answers, joined by '|', to BASE.ready; waits for the file BASE.go (the
+      update in between), sends AFTER on the same connection and writes their
+      answers to BASE.out ("error ..." if the connection broke). Exit 1 if no
+      connection reached that worker.
 """
 import json
 import random
@@ -296,6 +304,30 @@ def verify(port, modelfile):
     return 0 if ok else 1
 
 
+def hold(port, base, field, value, before, after):
+    for _ in range(400):
+        c = Conn(port)
+        if c.cmd("WORKER").split()[field] == value:
+            break
+        c.s.close()
+    else:
+        print("kvclient.py hold: no connection reached a worker with %s in field %d"
+              % (value, field), file=sys.stderr)
+        return 1
+    out = [c.cmd(x) for x in before.split(";")]
+    with open(base + ".ready", "w") as f:
+        f.write("|".join(out) + "\n")
+    while not os.path.exists(base + ".go"):
+        time.sleep(0.05)
+    try:
+        out = [c.cmd(x) for x in after.split(";")]
+    except (OSError, EOFError) as e:
+        out = ["error %s" % e]
+    with open(base + ".out", "w") as f:
+        f.write("|".join(out) + "\n")
+    return 0
+
+
 def main():
     a = sys.argv[1:]
     if not a or a[0] in ("-h", "--help"):
@@ -322,6 +354,8 @@ def main():
         return 0
     if a[0] == "verify":
         return verify(int(a[1]), a[2])
+    if a[0] == "hold":
+        return hold(int(a[1]), a[2], int(a[3]), a[4], a[5], a[6])
     if a[0] == "prefork":
         return prefork(int(a[1]), int(a[2]), a[3], a[4], a[5:])
     print("kvclient.py: unknown command %r" % a[0], file=sys.stderr)
