@@ -42,6 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -133,7 +137,6 @@ static unsigned nnotes, nby_args, nadopted, nsuppressed;
  * real: the child starts with its new parent's, not with what the old child
  * made of its own. -1: not such a child. */
 static long child_from = -1;
-static int child_of_respawn; /* that fork was a respawn's (a late fork: respawn_of) */
 static int startup_parent;   /* this log has a startup fork whose child was another
                               * process: only then are later forks worth a stack walk */
 
@@ -453,7 +456,7 @@ struct call {
   enum cls cls;
   int target;     /* C_MODIFY: the fd it shapes */
   int arg;        /* listen: the backlog */
-  int sock[3];    /* socket: domain, type, protocol */
+  int sock[3];    /* socket, socketpair: domain, type, protocol */
   const struct sockaddr *sa; /* bind: the address */
   socklen_t salen;
   uint64_t id;
@@ -835,6 +838,65 @@ static int sock_int(int fd, int level, int name)
   return getsockopt(fd, level, name, &v, &l) == 0 && l == sizeof(v) ? v : -1;
 }
 
+/* The inode of the peer of the unix socket whose inode is ino, from the
+ * kernel's socket diagnostics (what `ss -x` shows), or 0. */
+static uint64_t unix_peer_ino(uint64_t ino)
+{
+  struct {
+    struct nlmsghdr nh;
+    struct unix_diag_req req;
+  } q = {.nh = {.nlmsg_len = sizeof(q), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                .nlmsg_flags = NLM_F_REQUEST},
+         .req = {.sdiag_family = AF_UNIX, .udiag_states = ~0u, .udiag_ino = (uint32_t)ino,
+                 .udiag_show = UDIAG_SHOW_PEER, .udiag_cookie = {~0u, ~0u}}};
+  union {
+    struct nlmsghdr nh;
+    char buf[1024];
+  } a;
+  uint64_t peer = 0;
+  ssize_t n;
+  int s = REAL(socket)(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+
+  if (s < 0)
+    return 0;
+  if (syscall(SYS_sendto, s, &q, sizeof(q), 0, NULL, 0) == (long)sizeof(q) &&
+      (n = syscall(SYS_recvfrom, s, &a, sizeof(a), 0, NULL, NULL)) > 0 &&
+      NLMSG_OK(&a.nh, (size_t)n) && a.nh.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+    struct unix_diag_msg *m = NLMSG_DATA(&a.nh);
+    int left = (int)(a.nh.nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+    for (struct rtattr *ra = (struct rtattr *)(m + 1); m->udiag_ino == ino && RTA_OK(ra, left);
+         ra = RTA_NEXT(ra, left))
+      if (ra->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(ra) >= sizeof(uint32_t))
+        peer = *(uint32_t *)RTA_DATA(ra);
+  }
+  REAL(close)(s);
+  return peer;
+}
+
+/* An old socketpair() whose two numbers the old process closed after its
+ * startup and gave to another socket pair of the same domain and type,
+ * connected to each other: nginx's master closes a dead worker's channel and
+ * makes its respawn's at the same numbers, before it forks the respawn
+ * (docs/coordinator.md, "Respawned workers"). The new startup takes that pair
+ * (inherited at those numbers) as its own: the old process's state names
+ * those numbers for it, and its respawned child, which the new child
+ * replaces, holds them. A fresh pair would get other numbers, which collide
+ * with the respawned child's descriptors in the new child. */
+static int pair_renewed(const struct call *c, const struct mcr_startup_entry *o)
+{
+  struct stat sa, sb;
+  int a = o->fds[0], b = o->fds[1];
+
+  if (result_fds(o) != 2 || !is_inherited(a) || !is_inherited(b) || bit(claimed_map, a) ||
+      bit(claimed_map, b) || fstat(a, &sa) != 0 || fstat(b, &sb) != 0 || !S_ISSOCK(sa.st_mode) ||
+      !S_ISSOCK(sb.st_mode) || sock_int(a, SOL_SOCKET, SO_DOMAIN) != c->sock[0] ||
+      sock_int(b, SOL_SOCKET, SO_DOMAIN) != c->sock[0] ||
+      sock_int(a, SOL_SOCKET, SO_TYPE) != (c->sock[1] & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) ||
+      sock_int(b, SOL_SOCKET, SO_TYPE) != (c->sock[1] & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)))
+    return 0;
+  return c->sock[0] == AF_UNIX && unix_peer_ino(sa.st_ino) == (uint64_t)sb.st_ino;
+}
+
 /* fd is bound to sa: same family, port and address (and IPv6 scope). */
 static int bound_to(int fd, const struct sockaddr *sa, socklen_t len)
 {
@@ -1038,56 +1100,6 @@ static const struct mcr_startup_entry *respawn_of(const struct call *c)
   return NULL;
 }
 
-/* "epoll_ctl(E, OP, FD, events X, ...": 0 and the numbers, or -1. */
-static int epoll_ctl_detail(const char *d, int *epfd, char op[8], int *fd, unsigned *events)
-{
-  return sscanf(d, "epoll_ctl(%d, %7[A-Z], %d, events %x", epfd, op, fd, events) == 4 ? 0 : -1;
-}
-
-/* Under st_lock, in the child of a respawn pairing (respawn_of), an epoll_ctl
- * on the old child's epoll instance with no old call of equal arguments: the
- * respawned child's descriptors have other numbers than the dead child's
- * (nginx's and kvstore's master make a new channel socket pair for the
- * respawn, after the startup; the new parent's replay made it afresh, and its
- * number may even be one of the old child's descriptors, taken at the fork),
- * so its registration of the same thing differs in that number only. Paired
- * with the first unused old registration on that instance, with the same
- * operation and events, of an old descriptor of the same file type that no
- * call of this process took yet; later calls on the descriptor then compare
- * as that number. The program's memory and descriptors become the respawned
- * child's in the transfer. A stopgap: the numbers differ because the parent's
- * socket pair for the respawn, made after its startup, is not logged, and
- * other calls with such a number (nginx's workers close the other workers'
- * channels by number) still conflict; logging the descriptors a late fork's
- * child inherits from after the startup, and replaying the slot's socket
- * pair as those, would fix both (docs/coordinator.md, "Not built yet"). */
-static int respawn_epoll_ctl(struct call *c)
-{
-  int nep, nfd, oep, ofd;
-  unsigned nev, oev;
-  char nop[8], oop[8];
-  struct stat ns, os;
-
-  if (epoll_ctl_detail(c->detail, &nep, nop, &nfd, &nev) != 0 || fstat(nfd, &ns) != 0)
-    return 0;
-  for (size_t i = (size_t)child_from + 1; i < old.nentries; i++) {
-    const struct mcr_startup_entry *e = &old.entries[i];
-    if (old_used[i] || e->kind != MCR_SK_EPOLL_CTL || e->result != 0 ||
-        epoll_ctl_detail(e->detail, &oep, oop, &ofd, &oev) != 0 || oep != xlat(nep) ||
-        strcmp(oop, nop) || oev != nev || !is_inherited(ofd) || bit(claimed_map, ofd) ||
-        fstat(ofd, &os) != 0 || (os.st_mode & S_IFMT) != (ns.st_mode & S_IFMT))
-      continue;
-    old_used[i] = 1;
-    c->o = e;
-    set_bit(claimed_map, ofd);
-    set_xlat(nfd, ofd);
-    note(c, "%s: the respawned child registered its own descriptor %d the same way (%s): "
-            "paired with it", c->detail, ofd, e->detail);
-    return 1;
-  }
-  return 0;
-}
-
 /* Under st_lock: what a call in the window does. */
 static void decide(struct call *c)
 {
@@ -1114,10 +1126,16 @@ static void decide(struct call *c)
     } else if (o && !equal) {
       conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
       c->act = A_SKIP;
-    } else if (o && (o->result < 0 || still_same(o))) {
+    } else if (o && (o->result < 0 || still_same(o) ||
+                     (c->kind == MCR_SK_SOCKETPAIR && pair_renewed(c, o)))) {
       c->act = A_REPLAY;
       for (int i = 0; i < result_fds(o); i++)
         set_bit(claimed_map, i == 0 && (o->flags & MCR_SE_MOVED) ? o->fds[1] : o->fds[i]);
+      if (o->result >= 0 && !still_same(o))
+        note(c, "%s: the old process closed the pair its startup made here (%d, %d) and made "
+                "another at the same numbers since (as a master does for a respawned child's "
+                "channel): taken over",
+             c->detail, o->fds[0], o->fds[1]);
     }
     break;
   case C_MODIFY:
@@ -1131,8 +1149,6 @@ static void decide(struct call *c)
     } else if (o) {
       conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
       c->act = A_SKIP;
-    } else if (child_of_respawn && c->kind == MCR_SK_EPOLL_CTL && respawn_epoll_ctl(c)) {
-      c->act = A_REPLAY;
     } else {
       conflict(c, "%s would change fd %d, shared with the old process, which made no such "
                   "call here", c->detail, c->target);
@@ -1361,6 +1377,9 @@ MCR_EXPORT int socketpair(int domain, int type, int proto, int sv[2])
   h_int(&c, domain);
   h_int(&c, type);
   h_int(&c, proto);
+  c.sock[0] = domain;
+  c.sock[1] = type;
+  c.sock[2] = proto;
   d_socket(&c, "socketpair", domain, type, proto);
   decide_locked(&c);
   if (c.act != A_RUN) {
@@ -3051,7 +3070,6 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   old_alloc_index = NULL; /* rebuilt for this log at first use */
   old_alloc_cap = 0;
   child_from = (long)k;
-  child_of_respawn = late;
   /* the parent's notes and counts (this child's memory at the fork) are the
    * parent's to report */
   nnotes = 0;

@@ -77,7 +77,8 @@
 #   --respawn             before the update, kill a v1 worker (-9) and wait for the master
 #                         to respawn it: the tree updated then holds a worker forked after
 #                         the startup (docs/coordinator.md, "Respawned workers"); error.log
-#                         is emptied after the respawn (its alert about the kill)
+#                         is emptied after the respawn (its alert about the kill). With
+#                         --code: test real-update-nginx-respawn, label real-update
 # Environment: MCR_CACHE (default ~/.cache/mcr), MCR_REAL_OUT (default
 # $MCR_CACHE/real; builds and run files in $MCR_REAL_OUT/nginx-1.22.1-update-debian
 # or nginx-1.18.0-to-1.22.1-update), MCR_BUILD_DIR (default /work/main/build),
@@ -102,6 +103,7 @@ update_args wrk curl python3 patch -- "$@"
 VERSION=$V2VERSION
 CODE=0
 RESPAWN=0
+RESPAWNED=
 set -- "${UPDATE_ARGS[@]+"${UPDATE_ARGS[@]}"}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -212,7 +214,8 @@ if [ "$RESPAWN" = 1 ]; then
     sleep 0.1
   done
   if [ "$(wc -w <<<"$now")" = 2 ] && ! grep -qw "$victim" <<<"$now"; then
-    log "worker $victim killed (-9); the master respawned it: workers now $now"
+    for w in $now; do case " $V1W " in *" $w "*) ;; *) RESPAWNED=$w ;; esac; done
+    log "worker $victim killed (-9); the master respawned it as $RESPAWNED: workers now $now"
   else
     failed "the master did not respawn worker $victim (workers: $now)"
   fi
@@ -286,6 +289,12 @@ if [ "$rc" -eq 0 ]; then
   for p in $NEWW; do
     case " $V1W " in *" $p "*) failed "worker $p was v1's" ;; esac
   done
+  if [ "$RESPAWN" = 1 ]; then # the respawn was paired with the dead worker's startup fork
+    if grep -q "its child $RESPAWNED, forked later at [^\"]*ngx_spawn_process (a respawn)" \
+         "$RUN/update.json"; then
+      log "the notes name the respawned worker $RESPAWNED as the dead worker's replacement"
+    else failed "the update's notes do not name the respawned worker $RESPAWNED"; fi
+  fi
   exes=$(exe_pids "$V2")
   want=$(echo "$NEWPID" $NEWW | tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')
   if [ "$exes" = "$want" ]; then log "the processes running v2's binary: $exes (the new master and workers)"
