@@ -710,6 +710,45 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
 s.sendall(b"VERSION\n")
 print(s.makefile().readline().strip())' "$port")" = "VERSION 12" ] || fail "the tree with a dead worker does not answer"
   ok "a dead worker nobody respawned: refused (kind startup, 'is gone', the fix says what to do), the master and the other worker serve"
+  # an old worker's connection at the number of one of its new counterpart's runtime
+  # descriptors: refused before the new child takes it (taking it would close the
+  # runtime's), naming the descriptor, the process and the fix. The new child holds
+  # more runtime descriptors than the old worker at rest (it inherits the new
+  # master's, made for the update), so the number just above the old worker's
+  # highest is one of them
+  kill -TERM "$pid"
+  for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v12nr/kvstore")" = 0 ] && break; sleep 0.05; done
+  start "$work/v12/kvstore"
+  settle3
+  victim=$(pgrep -P "$pid" | head -1)
+  at=$(( $(ls "/proc/$victim/fd" | sort -n | tail -1) + 1 ))
+  rm -f "$work/collide".*
+  python3 "$client" hold "$port" "$work/collide" 2 "$victim" "MOVEFD $at;SET collide kept" \
+    "GET collide;VERSION;WORKER" &
+  holder=$!
+  for _ in $(seq 100); do [ -s "$work/collide.ready" ] && break; sleep 0.05; done
+  [ "$(cat "$work/collide.ready" 2>/dev/null)" = "MOVEFD $at|OK" ] ||
+    fail "the connection to worker $victim did not move to descriptor $at: $(cat "$work/collide.ready" 2>/dev/null)"
+  left=$(tree)
+  rc=0
+  update "$pid" "$work/v13/kvstore" --report "$work/collide.report" || rc=$?
+  touch "$work/collide.go"
+  [ $rc = 1 ] || fail "update with a connection at runtime descriptor $at: exit $rc, expected 1"
+  "$ctl" report "$work/collide.report" --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["conflicts"]
+sys.exit(0 if any(x["kind"] == "other" and "process %s " % sys.argv[1] in x["message"]
+                  and "descriptor %s " % sys.argv[2] in x["message"]
+                  and "higher limit" in x["message"] for x in c) else 1)' "$victim" "$at" ||
+    { "$ctl" report "$work/collide.report"; fail "the report does not name descriptor $at of worker $victim and the fix"; }
+  wait "$holder" || fail "the client holding descriptor $at failed"
+  case "$(cat "$work/collide.out")" in
+    "VALUE kept|VERSION 12|WORKER "[01]" $victim "*) ;;
+    *) fail "the connection at descriptor $at after the refused update: $(cat "$work/collide.out")" ;;
+  esac
+  sleep 0.3
+  [ "$(tree)" = "$left" ] || fail "after the refused update: $(tree), not the old $left"
+  ok "a worker's connection at descriptor $at, one of its new counterpart's runtime descriptors: refused (kind other, naming it), the connection keeps its key on the old tree"
   ;;
 badinput)
   build_versions 1 2 10
