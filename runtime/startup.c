@@ -55,6 +55,7 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -187,6 +188,11 @@ static struct {
   int (*initgroups)(const char *, gid_t);
   int (*prctl)(int, ...);
   ssize_t (*sendmsg)(int, const struct msghdr *, int);
+  pid_t (*wait)(int *);
+  pid_t (*waitpid)(pid_t, int *, int);
+  pid_t (*wait3)(int *, int, struct rusage *);
+  pid_t (*wait4)(pid_t, int *, int, struct rusage *);
+  int (*waitid)(idtype_t, id_t, siginfo_t *, int);
 } real;
 
 static void *next(const char *name)
@@ -241,6 +247,11 @@ static void resolve(void)
   R(initgroups, "initgroups");
   R(prctl, "prctl");
   R(sendmsg, "sendmsg");
+  R(wait, "wait");
+  R(waitpid, "waitpid");
+  R(wait3, "wait3");
+  R(wait4, "wait4");
+  R(waitid, "waitid");
 #undef R
 }
 
@@ -478,6 +489,7 @@ struct call {
   uint64_t len; /* anonymous mmap: its length (recorded in dev[0]) */
   pid_t pair;   /* fork in a tree's update: the old child the new one replaces */
   uint32_t late; /* MCR_SE_LATE: a fork logged after the window (late_fork) */
+  uint32_t finished; /* MCR_SE_FINISHED: a replayed fork of a child that finished */
 };
 
 static void begin(struct call *c, uint32_t kind, enum cls cls, uintptr_t ra)
@@ -1178,7 +1190,14 @@ static void decide(struct call *c)
   case C_FORK:
     /* Not forked in a conflict: a child of the new version would run beside the
      * old process, serve, and outlive a rollback (nginx's workers did). */
-    if (o && equal && o->result > 0 && mcr_update_tree_pairable((pid_t)o->result)) {
+    if (o && equal && o->result > 0 && (o->flags & MCR_SE_FINISHED)) {
+      /* the old child is gone by design: so is the new one (the old state, which
+       * the transfer brings, knows it finished); its pid may be another's now */
+      c->act = A_REPLAY;
+      c->finished = MCR_SE_FINISHED;
+      note(c, "the old process's child %lld, forked here by its startup, finished (exit "
+              "status 0): not forked again", (long long)o->result);
+    } else if (o && equal && o->result > 0 && mcr_update_tree_pairable((pid_t)o->result)) {
       c->act = A_RUN; /* a process tree: the new child replaces the old one */
       c->pair = (pid_t)o->result;
     } else if (o && equal && o->result > 0 && (respawn = respawn_of(c)) != NULL) {
@@ -1280,7 +1299,7 @@ static void record(struct call *c)
   e->result = c->result;
   e->err = c->err;
   e->flags = (c->nfds ? MCR_SE_FD_RESULT : 0) | (c->act == A_REPLAY ? MCR_SE_REPLAYED : 0) |
-             (c->conflict ? MCR_SE_CONFLICT : 0) | c->late;
+             (c->conflict ? MCR_SE_CONFLICT : 0) | c->late | c->finished;
   e->fds[0] = e->fds[1] = -1;
   if (c->kind == MCR_SK_MMAP_ANON)
     e->dev[0] = c->len;
@@ -2036,6 +2055,82 @@ MCR_EXPORT pid_t fork(void)
   record(&c);
   errno = e;
   return pid;
+}
+
+/* ---- children reaped ---- */
+
+/* A child the program reaped: a startup child that exited with status 0
+ * finished its work (nginx's cache loader exits once the cache is loaded), and
+ * its fork is flagged MCR_SE_FINISHED, so that an update does not fork it again
+ * nor refuse because it is gone (decide). Any other end (a signal, a failure)
+ * leaves the fork as it is: a dead worker is still refused, unless respawned.
+ * Without our lock: nginx reaps in its SIGCHLD handler, which may interrupt
+ * a holder of the lock. The startup's fork entries were written long before;
+ * the flag is set atomically. */
+static void reaped(pid_t pid, int exited, int status)
+{
+  struct mcr_startup_entry *e = __atomic_load_n(&entries, __ATOMIC_ACQUIRE);
+  unsigned n = __atomic_load_n(&nentries, __ATOMIC_ACQUIRE);
+
+  if (pid <= 0 || !exited || status != 0 || !e)
+    return;
+  for (unsigned i = 0; i < n; i++)
+    if (e[i].kind == MCR_SK_FORK && e[i].result == pid && !(e[i].flags & MCR_SE_LATE))
+      __atomic_or_fetch(&e[i].flags, MCR_SE_FINISHED, __ATOMIC_RELEASE);
+}
+
+#define REAPED(r, st)                                                                         \
+  do {                                                                                        \
+    if ((r) > 0 && UNLIKELY(startup_parent))                                                  \
+      reaped((r), WIFEXITED(st), WEXITSTATUS(st));                                            \
+  } while (0)
+
+MCR_EXPORT pid_t wait(int *status)
+{
+  int st = 0;
+  pid_t r = REAL(wait)(&st);
+  if (r > 0 && status)
+    *status = st;
+  REAPED(r, st);
+  return r;
+}
+
+MCR_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+{
+  int st = 0;
+  pid_t r = REAL(waitpid)(pid, &st, options);
+  if (r > 0 && status)
+    *status = st;
+  REAPED(r, st);
+  return r;
+}
+
+MCR_EXPORT pid_t wait3(int *status, int options, struct rusage *ru)
+{
+  int st = 0;
+  pid_t r = REAL(wait3)(&st, options, ru);
+  if (r > 0 && status)
+    *status = st;
+  REAPED(r, st);
+  return r;
+}
+
+MCR_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
+{
+  int st = 0;
+  pid_t r = REAL(wait4)(pid, &st, options, ru);
+  if (r > 0 && status)
+    *status = st;
+  REAPED(r, st);
+  return r;
+}
+
+MCR_EXPORT int waitid(idtype_t type, id_t id, siginfo_t *si, int options)
+{
+  int r = REAL(waitid)(type, id, si, options);
+  if (r == 0 && si && si->si_pid > 0 && UNLIKELY(startup_parent))
+    reaped(si->si_pid, si->si_code == CLD_EXITED, si->si_status);
+  return r;
 }
 
 MCR_EXPORT pid_t setsid(void)

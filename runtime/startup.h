@@ -72,7 +72,10 @@ enum mcr_startup_kind {
                                * startup forked children from (a respawned worker): the parent
                                * logs the child's pid, the child its 0 and then its own startup
                                * up to its first quiescent point (docs/coordinator.md) */
-#define MCR_SE_KNOWN_FLAGS 0x3fu
+#define MCR_SE_FINISHED 0x40u /* a fork whose child the program reaped with exit status 0: it
+                               * finished its work (nginx's cache loader); an update does not
+                               * fork it again (docs/coordinator.md) */
+#define MCR_SE_KNOWN_FLAGS 0x7fu
 
 #define MCR_SE_DETAIL 160
 #define MCR_SE_STACK 256

@@ -56,7 +56,10 @@
  *         MOVEFD N -> MOVEFD n: the connection moves to descriptor N.
  *         Workers are forked by spawn_worker and serve inside it; a worker
  *         that dies is forked again by reap_children through spawn_worker, as
- *         nginx's ngx_reap_children respawns (-DKV_NO_RESPAWN: not)
+ *         nginx's ngx_reap_children respawns (-DKV_NO_RESPAWN: not).
+ *         -L: the master also forks a loader at startup, after the workers,
+ *         which exits with status 0 at once (as nginx's cache loader exits
+ *         once the cache is loaded); the master reaps it and goes on
  *   13    like 12, a code change (VERSION answers 13); -DKV_WORKERS=N forks N
  *         workers instead of 2
  *   14    like 1 plus a global its startup sets (new_at_startup, NEWGLOBAL -> NEWGLOBAL
@@ -68,7 +71,7 @@
  * into the argument strings (-f's optarg): after an update, into the new process's
  * copy of the old one's (runtime/args.h).
  *
- * usage: kvstore [-p PORT] [-f PIDFILE]
+ * usage: kvstore [-p PORT] [-f PIDFILE] [-L]  (-L: versions 12 and 13)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -537,15 +540,29 @@ __attribute__((noinline)) static void reap_children(int lfd) {
 }
 #endif
 
+#ifdef KV_PREFORK
+/* -L: a child of the startup that finishes its work and exits 0 (nginx's
+ * cache loader); reap_children reaps it with the workers' deaths. */
+__attribute__((noinline)) static void spawn_loader(void) {
+  pid_t pid = fork();
+  if (pid == 0)
+    _exit(0);
+  if (pid < 0)
+    fprintf(stderr, "kvstore: fork of the loader: %s\n", strerror(errno));
+}
+#endif
+
 int main(int argc, char **argv) {
-  int opt;
-  while ((opt = getopt(argc, argv, "p:f:")) != -1) {
+  int opt, loader = 0;
+  while ((opt = getopt(argc, argv, "p:f:L")) != -1) {
     if (opt == 'p')
       config.port = atoi(optarg);
     else if (opt == 'f')
       config.pidfile = optarg;
+    else if (opt == 'L')
+      loader = 1;
     else {
-      fprintf(stderr, "usage: %s [-p PORT] [-f PIDFILE]\n", argv[0]);
+      fprintf(stderr, "usage: %s [-p PORT] [-f PIDFILE] [-L]\n", argv[0]);
       return 2;
     }
   }
@@ -615,6 +632,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < KV_PREFORK; i++)
     if (spawn_worker(i, lfd) != 0)
       return 1;
+  if (loader)
+    spawn_loader();
   /* the master: waits for the end, then ends its workers */
   fprintf(stderr, "kvstore: master %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   while (!stopping) {
@@ -628,6 +647,7 @@ int main(int argc, char **argv) {
     if (workers[i] > 0)
       kill(workers[i], SIGTERM);
 #else
+  (void)loader;
   serve(lfd);
 #endif
   if (config.pidfile)

@@ -148,6 +148,8 @@ def prefork(port, n, version, expect, cmd):
         seen[w[1]] = w[2]
         conns.append(c)
     ok = report(len(seen) == 2, "%d connections, on %d workers %s" % (len(conns), len(seen), seen))
+    if len(seen) != 2 and os.environ.get("KV_DIAG"):
+        subprocess.run(["bash", os.environ["KV_DIAG"]])
     for i, c in enumerate(conns):
         for r in c.pipeline(["SET c%d-k%d v%d-%d" % (i, j, i, j) for j in range(n)]):
             if r != "OK":

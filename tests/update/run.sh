@@ -530,6 +530,15 @@ EOF
 prefork)
   prof_version=12 build_versions 12 13
   tree() { pgrep -f "^$work/v1[23]/kvstore" | sort | tr '\n' ' '; }
+  # what each process of the tree is doing, for a failure (a worker that accepts
+  # nothing): kvclient.py prefork runs it when it finds fewer than 2 workers
+  cat >"$work/tree-state.sh" <<EOF
+for p in \$(pgrep -f "^$work/v1[23]/kvstore"); do
+  echo "process \$p: \$(awk '{print \$3}' /proc/\$p/stat) wchan \$(cat /proc/\$p/wchan) syscall \$(cut -d' ' -f1-3 /proc/\$p/syscall)"
+  "$ctl" status \$p 2>&1 | grep -A1 '^ *[0-9]' | head -4
+done >&2
+EOF
+  export KV_DIAG="$work/tree-state.sh"
   settle3() { for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 3 ] && break; sleep 0.05; done; }
   # a limit above the usual 1024, as busy servers run with: the runtime's own
   # descriptors then sit at 7/8 of it (3584, runtime/control.c fd_floor; checked
@@ -749,6 +758,38 @@ sys.exit(0 if any(x["kind"] == "other" and "process %s " % sys.argv[1] in x["mes
   sleep 0.3
   [ "$(tree)" = "$left" ] || fail "after the refused update: $(tree), not the old $left"
   ok "a worker's connection at descriptor $at, one of its new counterpart's runtime descriptors: refused (kind other, naming it), the connection keeps its key on the old tree"
+  # a child of the startup that finished its work and exited 0 (-L: a loader, as
+  # nginx's cache loader): the master reaped it; the update neither refuses
+  # because it is gone nor forks it again, twice in a row (the new master's log
+  # keeps that it finished)
+  kill -TERM "$pid"
+  for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 0 ] && break; sleep 0.05; done
+  start "$work/v12/kvstore" -L
+  settle3
+  for _ in $(seq 100); do
+    [ "$(wc -w <"/proc/$pid/task/$pid/children")" = 2 ] && break; sleep 0.05
+  done
+  [ "$(wc -w <"/proc/$pid/task/$pid/children")" = 2 ] ||
+    fail "the master with a loader does not have exactly its 2 workers: $(cat "/proc/$pid/task/$pid/children")"
+  for step in "v13 $pid" "v12 -"; do
+    set -- $step
+    [ "$2" = - ] && set -- "$1" "$(cat "$work/pidfile")"
+    rc=0
+    update "$2" "$work/$1/kvstore" --report "$work/loader.report" || rc=$?
+    [ $rc = 0 ] || { cat "$work/update.json"; "$ctl" report "$work/loader.report" 2>/dev/null; fail "update to $1 of a master whose loader finished: exit $rc, expected 0"; }
+    grep -q "finished (exit status 0): not forked again" "$work/update.json" ||
+      { cat "$work/update.json"; fail "update to $1: the notes do not say the finished loader was not forked again"; }
+    settle3
+    newpid=$(cat "$work/pidfile")
+    [ "$(wc -w <"/proc/$newpid/task/$newpid/children")" = 2 ] && [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 3 ] ||
+      { pgrep -a -f "^$work/v1[23]/kvstore"; fail "after the update to $1: not the new master and its 2 workers"; }
+  done
+  [ "$(timeout 5 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"VERSION\n")
+print(s.makefile().readline().strip())' "$port")" = "VERSION 12" ] || fail "the tree after two updates does not answer VERSION 12"
+  ok "a loader forked by the startup that exited 0: two updates in a row commit without forking it again (the notes say so), the tree is a master and 2 workers"
   ;;
 badinput)
   build_versions 1 2 10
