@@ -145,11 +145,12 @@ __attribute__((noinline, cold)) static void first_point(void)
     mcr_startup_end();
 }
 
-/* Is the stack above ra (outermost first: "main > a > b") the point's
- * configured stack, give or take frames inlined in this build? The marker
- * only matches the innermost call: in the new version of an update, redis'
+/* In the new version of an update a thread parks only where its whole stack
+ * (outermost first: "main > a > b") is a configured one, give or take frames
+ * inlined in this build. The marker only matches the innermost call: redis'
  * epoll_wait inside processEventsWhileBlocked during an RDB load at startup is
  * marked too, and parking there would resume the load on the old state. */
+
 /* The config's stack as mcr_stack_describe_at names frames: the profiler writes
  * a library's frames "NAME@LIB" or "0xOFFSET@LIB" (profile.c), the description
  * "NAME" or "LIB" (stackid.c). 0, or -1 if out does not hold it. */
@@ -180,13 +181,14 @@ static int config_stack_as_described(const char *cfg, char *out, size_t len)
   return 0;
 }
 
-__attribute__((noinline, cold)) static int stack_matches(const struct mcr_qp *qp, uintptr_t ra)
+/* Is got (the caller's stack, described) qp's configured stack, give or take
+ * inlined frames? -1: cannot tell (no stack configured, a name too long). */
+static int stack_matches(const struct mcr_qp *qp, const char *got)
 {
-  char got[2048], cfg[2048];
+  char cfg[2048];
   const char *want = cfg, *p = got;
-  if (!qp->stack || config_stack_as_described(qp->stack, cfg, sizeof(cfg)) != 0 ||
-      mcr_stack_describe_at(ra, got, sizeof(got)) <= 0 || !strncmp(got, "... > ", 6))
-    return 1; /* cannot tell: as before */
+  if (!qp->stack || config_stack_as_described(qp->stack, cfg, sizeof(cfg)) != 0)
+    return -1;
   while (*p) {
     const char *end = strstr(p, " > ");
     size_t n = end ? (size_t)(end - p) : strlen(p);
@@ -194,7 +196,7 @@ __attribute__((noinline, cold)) static int stack_matches(const struct mcr_qp *qp
     char name[256];
     const char *w = want;
     if (n >= sizeof(name))
-      return 1;
+      return -1;
     memcpy(name, p, n);
     name[n] = 0;
     for (;;) {
@@ -213,15 +215,51 @@ __attribute__((noinline, cold)) static int stack_matches(const struct mcr_qp *qp
   return 1;
 }
 
+/* Marks the same call as qp (one record per configured stack through it). */
+static int same_call(const struct mcr_qp *a, const struct mcr_qp *b)
+{
+  return a->line == b->line && a->blockfn == b->blockfn && a->caller && b->caller &&
+         a->callee && b->callee && a->file && b->file && !strcmp(a->caller, b->caller) &&
+         !strcmp(a->callee, b->callee) && !strcmp(a->file, b->file);
+}
+
+/* The quiescent point the caller's stack above ra is at: qp, or another
+ * point configured at the same call (nginx's workers and its cache manager
+ * wait at the same epoll_wait call, each its own point; the call is marked
+ * with the first), or NULL if the stack is none of theirs. Cannot tell: qp,
+ * as before. */
+__attribute__((noinline, cold)) static const struct mcr_qp *matching_point(const struct mcr_qp *qp,
+                                                                          uintptr_t ra)
+{
+  const struct mcr_qp *all[64];
+  char got[2048];
+  size_t n;
+
+  if (mcr_stack_describe_at(ra, got, sizeof(got)) <= 0 || !strncmp(got, "... > ", 6))
+    return qp;
+  if (stack_matches(qp, got) != 0)
+    return qp;
+  n = mcr_quiesce_points(all, sizeof(all) / sizeof(all[0]));
+  for (size_t i = 0; i < n && i < sizeof(all) / sizeof(all[0]); i++)
+    if (all[i] != qp && same_call(all[i], qp) && stack_matches(all[i], got) != 0)
+      return all[i];
+  return NULL;
+}
+
+/* In the new version of an update, a point counts only where the stack is a
+ * configured one, and the startup ends there (first_point) and nowhere else:
+ * a thread that passes the marked call at another stack goes on in its
+ * startup window, where its waits on shared epoll instances see none of the
+ * old process's events (startup.c, "Shadow epoll instances"). */
 static inline const struct mcr_qp *at_point_ra(enum mcr_blockfn f, uintptr_t ra)
 {
   const struct mcr_qp *qp = mcr_qp_current;
   if (!qp || qp->blockfn != f || !mcr_qself)
     return NULL;
+  if (LIKELY_NOT(mcr_update_parking) && !(qp = matching_point(qp, ra)))
+    return NULL;
   if (LIKELY_NOT(mcr_startup_on))
     first_point();
-  if (LIKELY_NOT(mcr_update_parking) && !stack_matches(qp, ra))
-    return NULL;
   return qp;
 }
 #define at_point(f) at_point_ra((f), (uintptr_t)__builtin_return_address(0))

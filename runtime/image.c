@@ -103,6 +103,7 @@ struct range {
 };
 
 enum { HOW_SYMBOL = 1, HOW_LIBRARY, HOW_STRING, HOW_ARGS };
+#define OBJ_STACK (-100) /* a range's obj: the old main thread's stack (args: -2, -3) */
 
 struct memo {
   uintptr_t key; /* 0: empty slot */
@@ -137,6 +138,9 @@ struct mcr_image_map {
    * old process, at args_new in this one (ranges of obj -2 - k) */
   uintptr_t args_old[2], args_len[2], args_new[2];
   int nargs;
+  /* the old main thread's stack below the argument block (range obj
+   * OBJ_STACK): its locals have other addresses in the new process */
+  uintptr_t stack_lo, stack_hi;
   struct mcr_image_stats st;
 };
 
@@ -1047,6 +1051,14 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
         (unsigned long long)old);
     rc = -1;
     e.how = 0;
+  } else if (r->obj == OBJ_STACK) {
+    msg(reason, sizeof(reason),
+        "0x%llx points into the old process's main thread stack (a local variable of a "
+        "function on it, %llu bytes below the argument block): the new process's stack has "
+        "other addresses, and such pointers are not translated",
+        (unsigned long long)old, (unsigned long long)(m->stack_hi - old));
+    rc = -1;
+    e.how = 0;
   } else if (r->obj < 0) { /* the argument block: by offset (args.h) */
     size_t k = (size_t)(-2 - r->obj);
     e.val = m->args_new[k] + (old - m->args_old[k]);
@@ -1140,7 +1152,7 @@ static int build_ranges(struct mcr_image_map *m, char *err, size_t errlen)
   size_t cap = 0;
   for (size_t i = 0; i < os->nobjs; i++)
     cap += os->objs[i].kind == OBJ_ELF ? ((const Elf64_Ehdr *)os->objs[i].hdr)->e_phnum : 1;
-  cap += (size_t)m->nargs;
+  cap += (size_t)m->nargs + 1;
   m->ranges = mcr_arena_alloc(m->a, (cap + 1) * sizeof(*m->ranges), 0);
   if (!m->ranges)
     goto nomem;
@@ -1148,6 +1160,8 @@ static int build_ranges(struct mcr_image_map *m, char *err, size_t errlen)
   for (int k = 0; k < m->nargs; k++)
     if (m->args_len[k])
       m->ranges[n++] = (struct range){m->args_old[k], m->args_old[k] + m->args_len[k], -2 - k};
+  if (m->stack_hi > m->stack_lo)
+    m->ranges[n++] = (struct range){m->stack_lo, m->stack_hi, OBJ_STACK};
   for (size_t i = 0; i < os->nobjs; i++) {
     const struct object *o = &os->objs[i];
     if (o->kind == OBJ_ELF) {
@@ -1293,6 +1307,16 @@ int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_are
     m->args_len[1] = ob.str_len;
     m->args_new[1] = nb.str;
     m->nargs = 2;
+  }
+  for (size_t i = 0; i < m->side[0].nmaps; i++) {
+    const struct mapping *sm = &m->side[0].maps[i];
+    if (strcmp(sm->path, "[stack]") != 0)
+      continue;
+    m->stack_lo = sm->start;
+    m->stack_hi = sm->end;
+    for (int k = 0; k < m->nargs; k++) /* the block sits at the top of it */
+      if (m->args_len[k] && m->args_old[k] >= m->stack_lo && m->args_old[k] < m->stack_hi)
+        m->stack_hi = m->args_old[k];
   }
   if (build_ranges(m, err, errlen) || resolve_renames(m, err, errlen))
     goto fail;

@@ -8,7 +8,10 @@
 #       workers in the foreground (daemon off), logs and pid file in RUN/logs,
 #       keep-alive 60 s and 1 000 000 requests, serving DOCROOT on
 #       127.0.0.1:PORT; HTTP_LINES and SERVER_LINES are added to the http and
-#       server blocks. As root, the workers run as root too.
+#       server blocks. As root, the workers run as root too. With MCR_NGINX_CACHE=1
+#       in the environment, a proxy cache path (RUN/cache) too: the master then
+#       also forks a cache manager and a cache loader, which exits about 60 s
+#       after the start (tests/real/update-nginx.sh --cache).
 
 nginx_conf() {
   local run=$1 bin=$2 port=$3 docroot=$4 http_lines=${5:-} server_lines=${6:-}
@@ -31,6 +34,7 @@ http {
     keepalive_timeout 60;
     keepalive_requests 1000000;
 $http_lines
+$([ "${MCR_NGINX_CACHE:-0}" != 1 ] || echo "    proxy_cache_path $run/cache keys_zone=mcr_cache:1m;")
     server {
         listen 127.0.0.1:$port;
         server_name localhost;

@@ -11,5 +11,5 @@
 
 ping_server() {
   "${CURL[@]}" --max-time 2 -f -o /dev/null "http://127.0.0.1:$PORT/index.html" || return 1
-  [ "$(pgrep -P "$SERVER_PID" | wc -l)" = 2 ]   # both workers started
+  [ "$(pgrep -P "$SERVER_PID" -f 'worker process' | wc -l)" = 2 ] # both workers started
 }

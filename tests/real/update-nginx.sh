@@ -79,6 +79,12 @@
 #                         the startup (docs/coordinator.md, "Respawned workers"); error.log
 #                         is emptied after the respawn (its alert about the kill). With
 #                         --code: test real-update-nginx-respawn, label real-update
+#   --cache               the config has a proxy cache path (MCR_NGINX_CACHE=1 for
+#                         scripts/nginx-conf.sh, in the profiling run too): the master
+#                         also forks a cache manager and a cache loader; the update
+#                         waits for the loader to exit (about 60 s after the start),
+#                         then checks that the new master has a cache manager and no
+#                         loader. Output in a directory of its own (-cache)
 # Environment: MCR_CACHE (default ~/.cache/mcr), MCR_REAL_OUT (default
 # $MCR_CACHE/real; builds and run files in $MCR_REAL_OUT/nginx-1.22.1-update-debian
 # or nginx-1.18.0-to-1.22.1-update), MCR_BUILD_DIR (default /work/main/build),
@@ -109,6 +115,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --code) CODE=1; shift ;;
     --respawn) RESPAWN=1; shift ;;
+    --cache) export MCR_NGINX_CACHE=1; shift ;;
     --v1-version) VERSION=$2; shift 2 ;;
     --v1-version=*) VERSION=${1#*=}; shift ;;
     *) echo "$0: unknown argument $1" >&2; exit 1 ;;
@@ -125,6 +132,7 @@ elif [ "$VERSION" = "$V2VERSION" ]; then
 else
   OUT=${MCR_REAL_OUT:-$CACHE/real}/$SERVER-$VERSION-to-$V2VERSION-update
 fi
+[ "${MCR_NGINX_CACHE:-0}" != 1 ] || OUT=$OUT-cache # another profile: the cache processes' points
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 T0=$SECONDS
@@ -191,7 +199,13 @@ if ! wait_up 30; then
 fi
 V1PID=$SERVER_PID
 # workers PID: the children of PID, sorted, on one line
-workers() { { pgrep -P "$1" || true; } | sort -n | tr '\n' ' ' | sed 's/ $//'; }
+# (by their title: the cache manager and loader are the master's children too)
+workers() { { pgrep -P "$1" -f 'worker process' || true; } | sort -n | tr '\n' ' ' | sed 's/ $//'; }
+# cache_procs PID: the master's cache manager and loader children, "manager loader"
+cache_procs() {
+  echo "$({ pgrep -P "$1" -f 'cache manager process' || true; } | wc -l)" \
+       "$({ pgrep -P "$1" -f 'cache loader process' || true; } | wc -l)"
+}
 # exe_pids BIN: the processes running BIN, sorted, on one line
 exe_pids() {
   local f
@@ -221,6 +235,16 @@ if [ "$RESPAWN" = 1 ]; then
   fi
   V1W=$now
   : >"$ERRLOG" # its alert about the killed worker
+fi
+if [ "${MCR_NGINX_CACHE:-0}" = 1 ]; then
+  # the loader finishes about 60 s after the start; the master reaps it
+  for ((i = 0; i < 900; i++)); do [ "$(cache_procs "$V1PID")" = "1 0" ] && break; sleep 0.1; done
+  if [ "$(cache_procs "$V1PID")" = "1 0" ]; then
+    log "the cache loader exited after $((i / 10)) s; the cache manager runs"
+  else
+    failed "cache processes of the master (manager loader): $(cache_procs "$V1PID"), expected 1 0"
+  fi
+  V1CM=$(pgrep -P "$V1PID" -f 'cache manager process' || true)
 fi
 "$MCR_CTL" status "$V1PID" >"$RUN/status-v1.txt" 2>&1 || true
 sed 's/^/    /' "$RUN/status-v1.txt" >&2
@@ -289,6 +313,14 @@ if [ "$rc" -eq 0 ]; then
   for p in $NEWW; do
     case " $V1W " in *" $p "*) failed "worker $p was v1's" ;; esac
   done
+  if [ "${MCR_NGINX_CACHE:-0}" = 1 ]; then # the loader finished: not forked again
+    if [ "$(cache_procs "$NEWPID")" = "1 0" ] && ! alive "$V1CM" &&
+       grep -q "finished (exit status 0): not forked again" "$RUN/update.json"; then
+      log "the new master has a cache manager ($(pgrep -P "$NEWPID" -f 'cache manager process')) and no loader; the notes say the old loader finished"
+    else
+      failed "cache processes of the new master (manager loader): $(cache_procs "$NEWPID"), expected 1 0; the old manager $V1CM alive: $(alive "$V1CM" && echo yes || echo no); or no note about the finished loader"
+    fi
+  fi
   if [ "$RESPAWN" = 1 ]; then # the respawn was paired with the dead worker's startup fork
     if grep -q "its child $RESPAWNED, forked later at [^\"]*ngx_spawn_process (a respawn)" \
          "$RUN/update.json"; then
@@ -296,7 +328,8 @@ if [ "$rc" -eq 0 ]; then
     else failed "the update's notes do not name the respawned worker $RESPAWNED"; fi
   fi
   exes=$(exe_pids "$V2")
-  want=$(echo "$NEWPID" $NEWW | tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')
+  want=$(echo "$NEWPID" $NEWW $(pgrep -P "$NEWPID" -f 'cache manager process' || true) |
+         tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')
   if [ "$exes" = "$want" ]; then log "the processes running v2's binary: $exes (the new master and workers)"
   else failed "the processes running v2's binary are '$exes', expected '$want'"; fi
   # the checking client's v2 answers came from the new workers
