@@ -59,7 +59,11 @@
  *         nginx's ngx_reap_children respawns (-DKV_NO_RESPAWN: not).
  *         -L: the master also forks a loader at startup, after the workers,
  *         which exits with status 0 at once (as nginx's cache loader exits
- *         once the cache is loaded); the master reaps it and goes on
+ *         once the cache is loaded); the master reaps it and goes on.
+ *         -S: the master also forks a standby at startup, from spawn_standby,
+ *         which serves like a worker (WORKER 2 ...) through serve(): its wait
+ *         is the workers' epoll_wait call at another stack, as nginx's cache
+ *         manager waits at its workers' call
  *   13    like 12, a code change (VERSION answers 13); -DKV_WORKERS=N forks N
  *         workers instead of 2
  *   14    like 1 plus a global its startup sets (new_at_startup, NEWGLOBAL -> NEWGLOBAL
@@ -71,7 +75,7 @@
  * into the argument strings (-f's optarg): after an update, into the new process's
  * copy of the old one's (runtime/args.h).
  *
- * usage: kvstore [-p PORT] [-f PIDFILE] [-L]  (-L: versions 12 and 13)
+ * usage: kvstore [-p PORT] [-f PIDFILE] [-L] [-S]  (-L, -S: versions 12 and 13)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -428,7 +432,8 @@ __attribute__((noinline)) static void serve(int lfd) {
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
 #ifdef KV_PREFORK
   struct epoll_event chev = {.events = EPOLLIN, .data.ptr = &channel_marker};
-  epoll_ctl(ep, EPOLL_CTL_ADD, channel[worker_index][1], &chev);
+  if (worker_index < KV_PREFORK) /* the standby (-S) has no channel */
+    epoll_ctl(ep, EPOLL_CTL_ADD, channel[worker_index][1], &chev);
 #endif
   fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   mode = MODE_SERVING;
@@ -550,19 +555,38 @@ __attribute__((noinline)) static void spawn_loader(void) {
   if (pid < 0)
     fprintf(stderr, "kvstore: fork of the loader: %s\n", strerror(errno));
 }
+
+
+/* -S: a child of the startup that serves through serve() as the workers do,
+ * forked by another function: its quiescent point is the workers' call at
+ * another stack. */
+__attribute__((noinline)) static void spawn_standby(int lfd) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    worker_index = KV_PREFORK;
+    master_pid = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    serve(lfd);
+    exit(0);
+  }
+  if (pid < 0)
+    fprintf(stderr, "kvstore: fork of the standby: %s\n", strerror(errno));
+}
 #endif
 
 int main(int argc, char **argv) {
-  int opt, loader = 0;
-  while ((opt = getopt(argc, argv, "p:f:L")) != -1) {
+  int opt, loader = 0, standby = 0;
+  while ((opt = getopt(argc, argv, "p:f:LS")) != -1) {
     if (opt == 'p')
       config.port = atoi(optarg);
     else if (opt == 'f')
       config.pidfile = optarg;
     else if (opt == 'L')
       loader = 1;
+    else if (opt == 'S')
+      standby = 1;
     else {
-      fprintf(stderr, "usage: %s [-p PORT] [-f PIDFILE] [-L]\n", argv[0]);
+      fprintf(stderr, "usage: %s [-p PORT] [-f PIDFILE] [-L] [-S]\n", argv[0]);
       return 2;
     }
   }
@@ -634,6 +658,8 @@ int main(int argc, char **argv) {
       return 1;
   if (loader)
     spawn_loader();
+  if (standby)
+    spawn_standby(lfd);
   /* the master: waits for the end, then ends its workers */
   fprintf(stderr, "kvstore: master %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   while (!stopping) {
@@ -648,6 +674,7 @@ int main(int argc, char **argv) {
       kill(workers[i], SIGTERM);
 #else
   (void)loader;
+  (void)standby;
   serve(lfd);
 #endif
   if (config.pidfile)

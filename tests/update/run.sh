@@ -114,7 +114,8 @@ build_versions() { # [VERSION...] (default 1 2)
   "$mcc" --mcr-profile "${cflags[@]}" -DKV_VERSION="${prof_version:-1}" -o "$work/prof/kvstore" \
     "$top/tests/servers/kvstore.c" || fail "profiling build"
   port=$(free_port)
-  "$prof" -o "$work/kvstore.qp" --duration 3 -- "$work/prof/kvstore" -p "$port" >"$work/profile.log" 2>&1 &
+  "$prof" -o "$work/kvstore.qp" --duration 3 -- "$work/prof/kvstore" -p "$port" \
+    "${prof_args[@]+"${prof_args[@]}"}" >"$work/profile.log" 2>&1 &
   p=$!
   python3 "$client" fill "$port" 200 || fail "load while profiling"
   wait "$p" || fail "mcr-profile"
@@ -528,7 +529,13 @@ EOF
   sed 's/^/  /' "$work/startup.txt"
   ;;
 prefork)
+  # profiled with a standby (-S): two configured stacks go through serve()'s
+  # epoll_wait call, the workers' and the standby's (see the standby's check below)
+  prof_args=(-S)
   prof_version=12 build_versions 12 13
+  grep -q "spawn_standby > serve > epoll_wait" "$work/kvstore.qp" &&
+    grep -q "spawn_worker > serve > epoll_wait" "$work/kvstore.qp" ||
+    { cat "$work/kvstore.qp"; fail "the profile lacks the workers' or the standby's point"; }
   tree() { pgrep -f "^$work/v1[23]/kvstore" | sort | tr '\n' ' '; }
   # what each process of the tree is doing, for a failure (a worker that accepts
   # nothing): kvclient.py prefork runs it when it finds fewer than 2 workers
@@ -790,6 +797,39 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
 s.sendall(b"VERSION\n")
 print(s.makefile().readline().strip())' "$port")" = "VERSION 12" ] || fail "the tree after two updates does not answer VERSION 12"
   ok "a loader forked by the startup that exited 0: two updates in a row commit without forking it again (the notes say so), the tree is a master and 2 workers"
+  # a standby (-S) serving through the workers' epoll_wait call at another stack:
+  # each new process parks at its own point (the call is marked with one of the
+  # two; before, the other kind passed it in the new version and served on the
+  # old process's epoll instance), and the standby's connection keeps its key
+  kill -TERM "$(cat "$work/pidfile")"
+  for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 0 ] && break; sleep 0.05; done
+  start "$work/v12/kvstore" -S
+  for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 4 ] && break; sleep 0.05; done
+  old=$(tree)
+  [ "$(echo $old | wc -w)" = 4 ] || fail "v12 -S: not a master, 2 workers and a standby: $old"
+  rm -f "$work/standby".*
+  python3 "$client" hold "$port" "$work/standby" 1 2 "SET standby kept;VERSION;WORKER" \
+    "GET standby;VERSION;WORKER" &
+  holder=$!
+  for _ in $(seq 200); do [ -s "$work/standby.ready" ] && break; sleep 0.05; done
+  case "$(cat "$work/standby.ready" 2>/dev/null)" in
+    "OK|VERSION 12|WORKER 2 "*) ;;
+    *) fail "no connection to the standby: $(cat "$work/standby.ready" 2>/dev/null)" ;;
+  esac
+  rc=0
+  update "$pid" "$work/v13/kvstore" --report "$work/standby.report" || rc=$?
+  touch "$work/standby.go"
+  [ $rc = 0 ] || { cat "$work/update.json"; "$ctl" report "$work/standby.report" 2>/dev/null; fail "update of a tree with a standby: exit $rc, expected 0"; }
+  wait "$holder" || fail "the client of the standby failed"
+  case "$(cat "$work/standby.out")" in
+    "VALUE kept|VERSION 13|WORKER 2 "*) ;;
+    *) fail "the standby's connection after the update: $(cat "$work/standby.out")" ;;
+  esac
+  sleep 0.3
+  new=$(tree)
+  [ "$(echo $new | wc -w)" = 4 ] || fail "after the update: not 4 processes: $new"
+  for p in $old; do ! alive "$p" || fail "old process $p still runs"; done
+  ok "a standby waiting at the workers' epoll_wait call with another stack: the tree of 4 is updated, the standby's connection keeps its key on v13"
   ;;
 badinput)
   build_versions 1 2 10
