@@ -1053,9 +1053,9 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
     e.how = 0;
   } else if (r->obj == OBJ_STACK) {
     msg(reason, sizeof(reason),
-        "0x%llx points into the old process's main thread stack (a local variable of a "
-        "function on it, %llu bytes below the argument block): the new process's stack has "
-        "other addresses, and such pointers are not translated",
+        "0x%llx is on the old process's main thread stack, %llu bytes below its argument "
+        "block (a local variable of a function on it): the new process's stack has other "
+        "addresses, and such pointers are not translated",
         (unsigned long long)old, (unsigned long long)(m->stack_hi - old));
     rc = -1;
     e.how = 0;
@@ -1105,6 +1105,11 @@ static inline int is_old(const struct mcr_image_map *m, uintptr_t v)
 int mcr_image_is_old(const struct mcr_image_map *m, uintptr_t v)
 {
   return is_old(m, v);
+}
+
+int mcr_image_in_old_stack(const struct mcr_image_map *m, uintptr_t v)
+{
+  return v >= m->stack_lo && v < m->stack_hi;
 }
 
 size_t mcr_image_scan(const struct mcr_image_map *m, const uintptr_t *words, size_t n,

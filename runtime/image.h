@@ -47,6 +47,11 @@ int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_are
  * comparisons: meant for every aligned word of the heap. */
 int mcr_image_is_old(const struct mcr_image_map *m, uintptr_t v);
 
+/* Whether v points into the old main thread's stack below the argument block:
+ * a local variable of a function on it (such a word is in the map, and
+ * mcr_image_translate refuses it). */
+int mcr_image_in_old_stack(const struct mcr_image_map *m, uintptr_t v);
+
 /* The same test over n words (a heap range): stores the indexes i of the words for
  * which it holds into idx, which has room for n, in order; returns how many. About
  * twice as fast as a call per word (no call, the test inlined). */

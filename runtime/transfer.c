@@ -469,6 +469,13 @@ static int build_tag_map(struct ctx *c, struct mcr_buf *st)
   return st->bad ? -1 : 0;
 }
 
+/* The fix of a pointer into the old main thread's stack (image.c). */
+#define STACK_FIX                                                                         \
+  "mcr does not move pointers into a stack yet (the new process's stack is elsewhere): "  \
+  "update when no global or live object points to a local variable (nginx: a "          \
+  "proxy_cache_path's cache manager keeps its timer event on its stack), or restart the " \
+  "server instead"
+
 /* Rewrites the words of [p, p+len) that point into the old program image. */
 static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const char *where)
 {
@@ -482,6 +489,10 @@ static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const ch
       c->image_words++;
     } else if (!where) {
       suspect(c, &p[i]); /* heap: decided after the adoption */
+    } else if (mcr_image_in_old_stack(c->image, v)) {
+      c->image_failed++;
+      conflict(c, "image\t%s+%zu holds a pointer into a stack: %s\tglobal %s\t\t\t\t\t\t" STACK_FIX,
+               where, c->where_off + i * sizeof(uintptr_t), why, where);
     } else {
       c->image_failed++;
       conflict(c, "image\t%s+%zu holds 0x%lx, a pointer into the old program with no "
@@ -513,6 +524,13 @@ static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_
     c->image_failed++;
     if (*ndone < maxdone)
       done[(*ndone)++] = list[i];
+    if (mcr_image_in_old_stack(c->image, *w)) {
+      conflict(c, "image\tholds at +%zu a pointer into a stack: %s\theap object 0x%lx (%zu "
+                  "bytes, tag %u)\t\t\t\t\t\t" STACK_FIX,
+               (size_t)((uintptr_t)w - (uintptr_t)o.base), why, (unsigned long)(uintptr_t)o.base,
+               o.size, o.tag);
+      continue;
+    }
     conflict(c, "image\tholds at +%zu the address 0x%lx, a pointer into the old program with no "
                 "counterpart in the new one: %s\theap object 0x%lx (%zu bytes, tag %u)"
                 "\t\t\t\t\t\tif the new version renamed that function or replaced it by one "
