@@ -145,12 +145,6 @@ __attribute__((noinline, cold)) static void first_point(void)
     mcr_startup_end();
 }
 
-/* In the new version of an update a thread parks only where its whole stack
- * (outermost first: "main > a > b") is a configured one, give or take frames
- * inlined in this build. The marker only matches the innermost call: redis'
- * epoll_wait inside processEventsWhileBlocked during an RDB load at startup is
- * marked too, and parking there would resume the load on the old state. */
-
 /* The config's stack as mcr_stack_describe_at names frames: the profiler writes
  * a library's frames "NAME@LIB" or "0xOFFSET@LIB" (profile.c), the description
  * "NAME" or "LIB" (stackid.c). 0, or -1 if out does not hold it. */
@@ -223,11 +217,15 @@ static int same_call(const struct mcr_qp *a, const struct mcr_qp *b)
          !strcmp(a->callee, b->callee) && !strcmp(a->file, b->file);
 }
 
-/* The quiescent point the caller's stack above ra is at: qp, or another
- * point configured at the same call (nginx's workers and its cache manager
- * wait at the same epoll_wait call, each its own point; the call is marked
- * with the first), or NULL if the stack is none of theirs. Cannot tell: qp,
- * as before. */
+/* In the new version of an update a thread parks only where its whole stack
+ * (outermost first: "main > a > b") is a configured one, give or take frames
+ * inlined in this build. The marker only matches the innermost call: redis'
+ * epoll_wait inside processEventsWhileBlocked during an RDB load at startup is
+ * marked too, and parking there would resume the load on the old state.
+ * Returns the point the caller's stack above ra is at: qp, or another point
+ * configured at the same call (nginx's workers and its cache manager wait at
+ * the same epoll_wait call, each its own point; the call is marked with the
+ * first), or NULL if the stack is none of theirs. Cannot tell: qp. */
 __attribute__((noinline, cold)) static const struct mcr_qp *matching_point(const struct mcr_qp *qp,
                                                                           uintptr_t ra)
 {

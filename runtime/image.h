@@ -43,7 +43,8 @@ int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_are
                        char *err, size_t errlen);
 
 /* Whether v points into the old process's image (a loaded segment of its executable
- * or of a library, .bss included, the vDSO, or a private file mapping). A few
+ * or of a library, .bss included, the vDSO, or a private file mapping), its argument
+ * block, or its main thread's stack below that (never translated). A few
  * comparisons: meant for every aligned word of the heap. */
 int mcr_image_is_old(const struct mcr_image_map *m, uintptr_t v);
 

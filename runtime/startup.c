@@ -188,9 +188,6 @@ static struct {
   int (*initgroups)(const char *, gid_t);
   int (*prctl)(int, ...);
   ssize_t (*sendmsg)(int, const struct msghdr *, int);
-  pid_t (*wait)(int *);
-  pid_t (*waitpid)(pid_t, int *, int);
-  pid_t (*wait3)(int *, int, struct rusage *);
   pid_t (*wait4)(pid_t, int *, int, struct rusage *);
   int (*waitid)(idtype_t, id_t, siginfo_t *, int);
 } real;
@@ -247,9 +244,6 @@ static void resolve(void)
   R(initgroups, "initgroups");
   R(prctl, "prctl");
   R(sendmsg, "sendmsg");
-  R(wait, "wait");
-  R(waitpid, "waitpid");
-  R(wait3, "wait3");
   R(wait4, "wait4");
   R(waitid, "waitid");
 #undef R
@@ -1116,7 +1110,7 @@ static const struct mcr_startup_entry *respawn_of(const struct call *c)
 static void decide(struct call *c)
 {
   const struct mcr_startup_entry *o, *respawn;
-  int equal, how;
+  int equal, how, renewed = 0;
 
   c->ordinal = next_ordinal(c->id, c->kind);
   c->act = A_RUN;
@@ -1139,11 +1133,11 @@ static void decide(struct call *c)
       conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
       c->act = A_SKIP;
     } else if (o && (o->result < 0 || still_same(o) ||
-                     (c->kind == MCR_SK_SOCKETPAIR && pair_renewed(c, o)))) {
+                     (renewed = c->kind == MCR_SK_SOCKETPAIR && pair_renewed(c, o)))) {
       c->act = A_REPLAY;
       for (int i = 0; i < result_fds(o); i++)
         set_bit(claimed_map, i == 0 && (o->flags & MCR_SE_MOVED) ? o->fds[1] : o->fds[i]);
-      if (o->result >= 0 && !still_same(o))
+      if (renewed)
         note(c, "%s: the old process closed the pair its startup made here (%d, %d) and made "
                 "another at the same numbers since (as a master does for a respawned child's "
                 "channel): taken over",
@@ -2079,50 +2073,31 @@ static void reaped(pid_t pid, int exited, int status)
       __atomic_or_fetch(&e[i].flags, MCR_SE_FINISHED, __ATOMIC_RELEASE);
 }
 
-#define REAPED(r, st)                                                                         \
-  do {                                                                                        \
-    if ((r) > 0 && UNLIKELY(startup_parent))                                                  \
-      reaped((r), WIFEXITED(st), WEXITSTATUS(st));                                            \
-  } while (0)
+/* wait, waitpid and wait3 are wait4 (as in glibc): one real function. */
+MCR_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
+{
+  int st = 0;
+  pid_t r = REAL(wait4)(pid, status ? status : &st, options, ru);
+  if (r > 0 && UNLIKELY(startup_parent)) {
+    int v = status ? *status : st;
+    reaped(r, WIFEXITED(v), WEXITSTATUS(v));
+  }
+  return r;
+}
 
 MCR_EXPORT pid_t wait(int *status)
 {
-  int st = 0;
-  pid_t r = REAL(wait)(&st);
-  if (r > 0 && status)
-    *status = st;
-  REAPED(r, st);
-  return r;
+  return wait4(-1, status, 0, NULL);
 }
 
 MCR_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
 {
-  int st = 0;
-  pid_t r = REAL(waitpid)(pid, &st, options);
-  if (r > 0 && status)
-    *status = st;
-  REAPED(r, st);
-  return r;
+  return wait4(pid, status, options, NULL);
 }
 
 MCR_EXPORT pid_t wait3(int *status, int options, struct rusage *ru)
 {
-  int st = 0;
-  pid_t r = REAL(wait3)(&st, options, ru);
-  if (r > 0 && status)
-    *status = st;
-  REAPED(r, st);
-  return r;
-}
-
-MCR_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
-{
-  int st = 0;
-  pid_t r = REAL(wait4)(pid, &st, options, ru);
-  if (r > 0 && status)
-    *status = st;
-  REAPED(r, st);
-  return r;
+  return wait4(-1, status, options, ru);
 }
 
 MCR_EXPORT int waitid(idtype_t type, id_t id, siginfo_t *si, int options)

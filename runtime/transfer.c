@@ -1569,9 +1569,12 @@ static void scan_epoll_reg(void *arg, int epfd, int tfd, uint32_t events, uint64
   es->found++;
   if (translate(c->image, (uintptr_t)data, &nv, why, sizeof(why)) != 0) {
     conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d is 0x%llx, "
-                "a pointer into the old program with no counterpart in the new one: %s\t"
-                "epoll instance %d",
-             tfd, epfd, (unsigned long long)data, why, epfd);
+                "%s: %s\tepoll instance %d",
+             tfd, epfd, (unsigned long long)data,
+             mcr_image_in_old_stack(c->image, (uintptr_t)data)
+                 ? "a pointer into a stack"
+                 : "a pointer into the old program with no counterpart in the new one",
+             why, epfd);
   } else if (events & EPOLLEXCLUSIVE) {
     conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d points "
                 "into the old program, and an EPOLLEXCLUSIVE registration cannot be changed "

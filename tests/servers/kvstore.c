@@ -485,6 +485,17 @@ static void on_child(int sig) {
   child_died = 1;
 }
 
+/* A forked child's life: it serves as worker index (its channel's; the
+ * standby has none) and exits. Inlined: the quiescent point's stack is its
+ * caller's (main > spawn_worker > serve, main > spawn_standby > serve). */
+__attribute__((always_inline)) static inline void child_serve(int index, int lfd) {
+  worker_index = index;
+  master_pid = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  serve(lfd);
+  exit(0);
+}
+
 /* Forks worker i with its channel, as nginx's ngx_spawn_process: the child
  * serves and exits, never returning. The other workers hear of the new one
  * (one line each on their channel). Returns 0 or -1. noinline: the startup and
@@ -495,13 +506,8 @@ __attribute__((noinline)) static int spawn_worker(int i, int lfd) {
     return -1;
   }
   pid_t pid = fork();
-  if (pid == 0) {
-    worker_index = i;
-    master_pid = getppid();
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    serve(lfd);
-    exit(0);
-  }
+  if (pid == 0)
+    child_serve(i, lfd);
   if (pid < 0) {
     fprintf(stderr, "kvstore: fork of worker %d: %s\n", i, strerror(errno));
     return -1;
@@ -556,19 +562,13 @@ __attribute__((noinline)) static void spawn_loader(void) {
     fprintf(stderr, "kvstore: fork of the loader: %s\n", strerror(errno));
 }
 
-
 /* -S: a child of the startup that serves through serve() as the workers do,
  * forked by another function: its quiescent point is the workers' call at
  * another stack. */
 __attribute__((noinline)) static void spawn_standby(int lfd) {
   pid_t pid = fork();
-  if (pid == 0) {
-    worker_index = KV_PREFORK;
-    master_pid = getppid();
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    serve(lfd);
-    exit(0);
-  }
+  if (pid == 0)
+    child_serve(KV_PREFORK, lfd);
   if (pid < 0)
     fprintf(stderr, "kvstore: fork of the standby: %s\n", strerror(errno));
 }

@@ -27,6 +27,8 @@
       has the same index and a new pid, VERSION answers VERSION, the shared
       counter went on, fresh connections reach both new workers; EXPECT
       "rollback": the same but the workers' pids and VERSION are the old ones.
+      If fewer than 2 workers answer and KV_DIAG names a script, it is run (bash)
+      to show what the processes are doing.
   kvclient.py verify PORT MODELFILE
       every key of the model has its value (or is NOTFOUND), and COUNT matches.
   kvclient.py hold PORT BASE FIELD VALUE BEFORE AFTER

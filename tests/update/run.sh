@@ -546,6 +546,17 @@ for p in \$(pgrep -f "^$work/v1[23]/kvstore"); do
 done >&2
 EOF
   export KV_DIAG="$work/tree-state.sh"
+  # hold NAME FIELD VALUE BEFORE AFTER: in the background ($holder), one
+  # connection to the worker whose WORKER answer has VALUE in FIELD
+  # (kvclient.py hold); BEFORE's answers in $ready; touch $work/NAME.go and
+  # AFTER's answers come in $work/NAME.out
+  hold() {
+    rm -f "$work/$1".*
+    python3 "$client" hold "$port" "$work/$1" "$2" "$3" "$4" "$5" &
+    holder=$!
+    for _ in $(seq 200); do [ -s "$work/$1.ready" ] && break; sleep 0.05; done
+    ready=$(cat "$work/$1.ready" 2>/dev/null)
+  }
   settle3() { for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 3 ] && break; sleep 0.05; done; }
   # a limit above the usual 1024, as busy servers run with: the runtime's own
   # descriptors then sit at 7/8 of it (3584, runtime/control.c fd_floor; checked
@@ -557,13 +568,8 @@ EOF
   before=$(tree)
   [ "$(echo $before | wc -w)" = 3 ] || fail "v12: not a master and 2 workers: $before"
   # a connection to worker 0 moved to descriptor 1000, with a key, held across the update
-  rm -f "$work/highfd".*
-  python3 "$client" hold "$port" "$work/highfd" 1 0 "MOVEFD 1000;SET highfd kept" \
-    "GET highfd;VERSION;WORKER" &
-  holder=$!
-  for _ in $(seq 100); do [ -s "$work/highfd.ready" ] && break; sleep 0.05; done
-  [ "$(cat "$work/highfd.ready" 2>/dev/null)" = "MOVEFD 1000|OK" ] ||
-    fail "the connection to worker 0 did not move to descriptor 1000: $(cat "$work/highfd.ready" 2>/dev/null)"
+  hold highfd 1 0 "MOVEFD 1000;SET highfd kept" "GET highfd;VERSION;WORKER"
+  [ "$ready" = "MOVEFD 1000|OK" ] || fail "the connection to worker 0 did not move to descriptor 1000: $ready"
   python3 "$client" prefork "$port" 50 13 commit "$ctl" update "$pid" "$work/v13/kvstore" \
     --json --report "$work/prefork.report" >"$work/session.log" 2>&1 ||
     { cat "$work/session.log"; "$ctl" report "$work/prefork.report" 2>/dev/null; fail "update of the tree v12 -> v13"; }
@@ -661,12 +667,7 @@ sys.exit(0 if any(x["kind"] == "startup" and "has no counterpart" in x["message"
     sleep 0.05
   done
   [ -n "$respawned" ] || { cat "$work/server.log"; fail "the master did not respawn worker $dead"; }
-  rm -f "$work/respawn".*
-  python3 "$client" hold "$port" "$work/respawn" 2 "$respawned" "SET respawn kept;VERSION;WORKER" \
-    "GET respawn;VERSION;WORKER" &
-  holder=$!
-  for _ in $(seq 200); do [ -s "$work/respawn.ready" ] && break; sleep 0.05; done
-  ready=$(cat "$work/respawn.ready" 2>/dev/null)
+  hold respawn 2 "$respawned" "SET respawn kept;VERSION;WORKER" "GET respawn;VERSION;WORKER"
   case "$ready" in "OK|VERSION 12|WORKER "[01]" $respawned "*) ;; *) fail "no connection to the respawned worker $respawned: $ready" ;; esac
   index=$(echo "${ready##*|}" | awk '{print $2}')
   # the master told the other worker of the respawn on its channel, whose epoll
@@ -738,13 +739,8 @@ print(s.makefile().readline().strip())' "$port")" = "VERSION 12" ] || fail "the 
   settle3
   victim=$(pgrep -P "$pid" | head -1)
   at=$(( $(ls "/proc/$victim/fd" | sort -n | tail -1) + 1 ))
-  rm -f "$work/collide".*
-  python3 "$client" hold "$port" "$work/collide" 2 "$victim" "MOVEFD $at;SET collide kept" \
-    "GET collide;VERSION;WORKER" &
-  holder=$!
-  for _ in $(seq 100); do [ -s "$work/collide.ready" ] && break; sleep 0.05; done
-  [ "$(cat "$work/collide.ready" 2>/dev/null)" = "MOVEFD $at|OK" ] ||
-    fail "the connection to worker $victim did not move to descriptor $at: $(cat "$work/collide.ready" 2>/dev/null)"
+  hold collide 2 "$victim" "MOVEFD $at;SET collide kept" "GET collide;VERSION;WORKER"
+  [ "$ready" = "MOVEFD $at|OK" ] || fail "the connection to worker $victim did not move to descriptor $at: $ready"
   left=$(tree)
   rc=0
   update "$pid" "$work/v13/kvstore" --report "$work/collide.report" || rc=$?
@@ -807,14 +803,10 @@ print(s.makefile().readline().strip())' "$port")" = "VERSION 12" ] || fail "the 
   for _ in $(seq 100); do [ "$(pgrep -c -f "^$work/v1[23]/kvstore")" = 4 ] && break; sleep 0.05; done
   old=$(tree)
   [ "$(echo $old | wc -w)" = 4 ] || fail "v12 -S: not a master, 2 workers and a standby: $old"
-  rm -f "$work/standby".*
-  python3 "$client" hold "$port" "$work/standby" 1 2 "SET standby kept;VERSION;WORKER" \
-    "GET standby;VERSION;WORKER" &
-  holder=$!
-  for _ in $(seq 200); do [ -s "$work/standby.ready" ] && break; sleep 0.05; done
-  case "$(cat "$work/standby.ready" 2>/dev/null)" in
+  hold standby 1 2 "SET standby kept;VERSION;WORKER" "GET standby;VERSION;WORKER"
+  case "$ready" in
     "OK|VERSION 12|WORKER 2 "*) ;;
-    *) fail "no connection to the standby: $(cat "$work/standby.ready" 2>/dev/null)" ;;
+    *) fail "no connection to the standby: $ready" ;;
   esac
   rc=0
   update "$pid" "$work/v13/kvstore" --report "$work/standby.report" || rc=$?
