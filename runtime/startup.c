@@ -112,8 +112,6 @@ static unsigned nallocs, nlive, ntomb, allocs_dropped, alloc_events;
 
 /* replay state */
 static struct mcr_startup_log old;
-static uint32_t *old_index; /* old_slots: 0 free, else entry + 1 */
-static size_t old_slots;
 static unsigned char *old_used;
 static unsigned char *inherited_map; /* FD_MAP bits */
 static int32_t *fd_xlat;             /* FD_MAP: new fd -> old fd number + 1 (0: none) */
@@ -137,6 +135,7 @@ static unsigned nnotes, nby_args, nadopted, nsuppressed;
  * of process-wide state after it (setuid, setsid, PR_SET_PDEATHSIG) run for
  * real: the child starts with its new parent's, not with what the old child
  * made of its own. -1: not such a child. */
+static int trace_fd = -1; /* MCR_STARTUP_TRACE: one line per replayed-startup call */
 static long child_from = -1;
 static int startup_parent;   /* this log has a startup fork whose child was another
                               * process: only then are later forks worth a stack walk */
@@ -481,6 +480,10 @@ struct call {
   int nfds;
   int fds[2];
   uint64_t len; /* anonymous mmap: its length (recorded in dev[0]) */
+  int how;      /* M_*: how c->o was found */
+  int epoll_fd;                   /* epoll_ctl: the fd registered */
+  const struct epoll_event *ev;   /* epoll_ctl: its event (NULL for DEL) */
+  int data_in_heap;               /* epoll_ctl: its data points into this process's heap */
   pid_t pair;   /* fork in a tree's update: the old child the new one replaces */
   uint32_t late; /* MCR_SE_LATE: a fork logged after the window (late_fork) */
   uint32_t finished; /* MCR_SE_FINISHED: a replayed fork of a child that finished */
@@ -678,26 +681,6 @@ static void note(struct call *c, const char *fmt, ...)
 }
 
 /* Under st_lock: the unused old entry with (id, kind, ordinal), or NULL. */
-static const struct mcr_startup_entry *find_old(const struct call *c)
-{
-  uint64_t h;
-  size_t i;
-
-  if (!old_slots)
-    return NULL;
-  h = (c->id ^ ((uint64_t)c->kind << 32 | c->ordinal)) * 0x9e3779b97f4a7c15ull;
-  for (i = (size_t)(h >> 20) & (old_slots - 1);; i = (i + 1) & (old_slots - 1)) {
-    uint32_t v = old_index[i];
-    const struct mcr_startup_entry *e;
-    if (!v)
-      return NULL;
-    e = &old.entries[v - 1];
-    if (e->stack_id == c->id && e->kind == c->kind && e->ordinal == c->ordinal &&
-        !old_used[v - 1])
-      return e;
-  }
-}
-
 static uint64_t stack_key(const struct mcr_startup_entry *e)
 {
   return e->stack_id ^ (uint64_t)e->kind * 0xff51afd7ed558ccdull;
@@ -736,51 +719,81 @@ static int used_idx(const struct mcr_startup_entry *e)
   return (int)(e - old.entries);
 }
 
-enum { M_POSITION = 1, M_REORDERED, M_BY_ARGS };
+enum { M_POSITION = 1, M_REORDERED, M_BY_ARGS, M_INSERTED };
+
+/* Whether a call whose group's first fitting unused old entry is x is one the
+ * new version makes once more than the old did (a loop whose body now creates
+ * two eventfds where it created one: memcached 1.6.38's worker setup). It is
+ * when the old process, after the group's last entry taken so far, made other
+ * calls before x and the new process has made none of them yet: taking x would
+ * pair this call with the next iteration's and shift every pairing after it.
+ * When some of those calls were made already, the new version dropped the rest
+ * (a call deleted from the loop body), and x is this call's counterpart. */
+static int inserted(const struct mcr_startup_entry *x, uint64_t key)
+{
+  long prev = -1, between = 0;
+
+  for (uint32_t v = *chain_slot(&by_stack, key, stack_key); v && v - 1 < (uint32_t)used_idx(x);
+       v = by_stack.next[v - 1])
+    if (old.entries[v - 1].kind == x->kind && old.entries[v - 1].stack_id == x->stack_id &&
+        old_used[v - 1])
+      prev = (long)v - 1;
+  if (prev < 0)
+    return 0;
+  for (long i = prev + 1; i < used_idx(x); i++) {
+    if (old.entries[i].flags & MCR_SE_LATE) /* pre-marked: never a counterpart here */
+      continue;
+    if (old_used[i])
+      return 0;
+    between++;
+  }
+  return between > 0;
+}
 
 /* Under st_lock: the old entry a call is paired with, marked used (NULL: none).
- *   1. the one at its (ID, kind, ordinal), if the arguments are equal;
- *   2. else the first unused one with its (ID, kind) and equal arguments (a call
- *      that moved out of or into this function shifts the ordinals after it);
- *   3. else the one at its (ID, kind, ordinal) with other arguments (a conflict
- *      for most kinds, as before);
- *   4. else, when no unused old entry has its (ID, kind) at all (the call moved
- *      to another call stack: a helper added, inlined, tail-called away), the
+ * In the old entries of the call's (ID, kind) group, in log order:
+ *   1. the first unused one with equal arguments (the one at the call's ordinal
+ *      unless a call was added to or removed from the group before it);
+ *   2. else the first unused one, with other arguments (a conflict for most
+ *      kinds);
+ *   either unless the call is one more than the old version made here
+ *   (inserted()): then none, as for a call the old version never made.
+ *   3. When no unused old entry has its (ID, kind) at all (the call moved to
+ *      another call stack: a helper added, inlined, tail-called away), the
  *      first unused one of its kind with equal arguments, at any stack. Not for
  *      socket() (a listening socket is identified by its address, at bind:
  *      adopt_socket) nor fork (an unrelated fork must not be taken for the
  *      daemonizing one). */
 static const struct mcr_startup_entry *match_old(struct call *c, int *how)
 {
-  const struct mcr_startup_entry *pos = find_old(c), *e = NULL;
   struct mcr_startup_entry key = {.stack_id = c->id, .kind = c->kind, .args_hash = c->hash};
-  int group_unused = 0;
+  const struct mcr_startup_entry *e = NULL, *first = NULL;
 
   *how = 0;
-  if (pos && pos->args_hash == c->hash) {
-    e = pos;
-    *how = M_POSITION;
-    goto take;
-  }
   if (by_stack.slots)
     for (uint32_t v = *chain_slot(&by_stack, stack_key(&key), stack_key); v;
          v = by_stack.next[v - 1]) {
       const struct mcr_startup_entry *x = &old.entries[v - 1];
       if (old_used[v - 1] || x->stack_id != c->id || x->kind != c->kind)
         continue;
-      group_unused = 1;
+      if (!first)
+        first = x;
       if (x->args_hash == c->hash) {
         e = x;
-        *how = M_REORDERED;
-        goto take;
+        break;
       }
     }
-  if (pos) {
-    e = pos;
-    *how = M_POSITION;
+  if (!e)
+    e = first;
+  if (e) {
+    if (inserted(e, stack_key(&key))) {
+      *how = M_INSERTED;
+      return NULL;
+    }
+    *how = e->ordinal == c->ordinal ? M_POSITION : M_REORDERED;
     goto take;
   }
-  if (group_unused || !by_args.slots || c->kind == MCR_SK_SOCKET || c->kind == MCR_SK_FORK ||
+  if (!by_args.slots || c->kind == MCR_SK_SOCKET || c->kind == MCR_SK_FORK ||
       c->kind == MCR_SK_MMAP)
     return NULL;
   for (uint32_t v = *chain_slot(&by_args, args_key(&key), args_key); v; v = by_args.next[v - 1])
@@ -1107,6 +1120,8 @@ static const struct mcr_startup_entry *respawn_of(const struct call *c)
 }
 
 /* Under st_lock: what a call in the window does. */
+static int defer_epoll_ctl(struct call *c, int op);
+
 static void decide(struct call *c)
 {
   const struct mcr_startup_entry *o, *respawn;
@@ -1119,6 +1134,7 @@ static void decide(struct call *c)
   if (c->kind == MCR_SK_LISTEN && bit(adopted_map, c->target) && listen_adopted(c))
     goto count;
   o = c->o = match_old(c, &how);
+  c->how = how;
   equal = o && o->args_hash == c->hash;
   if (how == M_BY_ARGS)
     nby_args++;
@@ -1155,6 +1171,8 @@ static void decide(struct call *c)
     } else if (o) {
       conflict(c, "the old version made %s here, the new makes %s", o->detail, c->detail);
       c->act = A_SKIP;
+    } else if (c->kind == MCR_SK_EPOLL_CTL && defer_epoll_ctl(c, c->arg)) {
+      c->act = A_SKIP; /* told it worked: made in the pause */
     } else {
       conflict(c, "%s would change fd %d, shared with the old process, which made no such "
                   "call here", c->detail, c->target);
@@ -1265,6 +1283,26 @@ static void ran(struct call *c, int64_t result, int err, int nfds, const int *fd
       set_xlat(c->fds[i], c->o->fds[i]);
 }
 
+/* Under st_lock, in a replay with MCR_STARTUP_TRACE set: what was decided for c,
+ * and the old call it was paired with (how a user finds a wrong pairing). */
+static void trace(const struct call *c)
+{
+  static const char *const acts[] = {"run", "replay", "refuse"};
+  static const char *const hows[] = {"-", "position", "reordered", "by-arguments", "inserted"};
+  char line[2 * (MCR_SE_DETAIL + MCR_SE_STACK) + 128];
+  int n;
+
+  n = snprintf(line, sizeof(line), "%s %s: %s = %lld at %s", acts[c->act], hows[c->how],
+               c->detail, (long long)c->result, c->stack);
+  if (c->o && n > 0 && (size_t)n < sizeof(line))
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "\n    old: %s = %lld at %s", c->o->detail,
+                  (long long)c->o->result, c->o->stack);
+  if (n > 0 && (size_t)n < sizeof(line) - 1) {
+    line[n++] = '\n';
+    if (write(trace_fd, line, (size_t)n) < 0) { /* best effort: a diagnostic */ }
+  }
+}
+
 /* Appends the call to this process's log. Keeps errno. */
 static void record(struct call *c)
 {
@@ -1276,6 +1314,8 @@ static void record(struct call *c)
   for (int i = 0; i < c->nfds; i++)
     fd_identity(c->fds[i], &dev[i], &ino[i], &link[i]);
   pthread_mutex_lock(&st_lock);
+  if (replaying && trace_fd >= 0)
+    trace(c);
   if (nentries >= MAX_ENTRIES || !entries) {
     ndropped++;
     if (!replaying) /* a window that never ends: stop paying for it */
@@ -1672,6 +1712,78 @@ MCR_EXPORT int pipe2(int fds[2], int flags)
 
 /* ---- epoll, eventfd, signalfd, timerfd ---- */
 
+/* Registrations the new startup makes of its own descriptors on an epoll
+ * instance it inherits, which the old startup did not make (memcached 1.6.38
+ * adds a second eventfd per worker to the instances 1.6.18 made). Run now,
+ * they would change the old process's instance while it serves (its threads
+ * would take the new descriptors' events); the program is told they worked and
+ * they are made in the pause, after the state transfer (mcr_startup_apply_
+ * deferred). A rollback needs nothing undone: the kernel drops a registration
+ * when its file's last descriptor closes, and these files are the new
+ * process's alone. */
+#define MAX_DEFERRED 256
+static struct deferred {
+  int epfd, fd;
+  struct epoll_event ev;
+  char detail[MCR_SE_DETAIL];
+} deferred[MAX_DEFERRED];
+static unsigned ndeferred;
+
+/* st_lock held: the deferred registration of fd in epfd, or NULL */
+static struct deferred *deferred_of(int epfd, int fd)
+{
+  for (unsigned i = 0; i < ndeferred; i++)
+    if (deferred[i].epfd == epfd && deferred[i].fd == fd)
+      return &deferred[i];
+  return NULL;
+}
+
+/* st_lock held, in decide: whether an epoll_ctl on a shared instance the old
+ * startup did not make is deferred (or changes one that is), with a note. */
+static int defer_epoll_ctl(struct call *c, int op)
+{
+  struct deferred *d = deferred_of(c->target, c->epoll_fd);
+
+  if (d && op == EPOLL_CTL_MOD && c->ev) {
+    d->ev = *c->ev;
+    return 1;
+  }
+  if (d && op == EPOLL_CTL_DEL) {
+    *d = deferred[--ndeferred];
+    return 1;
+  }
+  /* the data must mean the same after the transfer: a pointer into the heap
+   * (an nginx connection) would point into the old process's heap by then */
+  if (d || op != EPOLL_CTL_ADD || !c->ev || is_shared(c->epoll_fd) || c->data_in_heap ||
+      ndeferred == MAX_DEFERRED)
+    return 0;
+  d = &deferred[ndeferred++];
+  d->epfd = c->target;
+  d->fd = c->epoll_fd;
+  d->ev = *c->ev;
+  copy_str(d->detail, sizeof(d->detail), c->detail);
+  note(c, "%s: a registration the old startup did not make, of this process's own descriptor "
+          "on an instance shared with the old process: made in the pause, after the state "
+          "transfer", c->detail);
+  return 1;
+}
+
+int mcr_startup_apply_deferred(char *why, size_t len)
+{
+  int rc = 0;
+
+  pthread_mutex_lock(&st_lock);
+  for (unsigned i = 0; i < ndeferred && rc == 0; i++)
+    if (REAL(epoll_ctl)(deferred[i].epfd, EPOLL_CTL_ADD, deferred[i].fd, &deferred[i].ev) != 0) {
+      snprintf(why, len, "%s, deferred from the new startup to the pause, failed: %s",
+               deferred[i].detail, strerror(errno));
+      rc = -1;
+    }
+  ndeferred = 0;
+  pthread_mutex_unlock(&st_lock);
+  return rc;
+}
+
 static int st_epoll_create(uintptr_t ra, int flags, int size)
 {
   struct call c;
@@ -1787,6 +1899,15 @@ MCR_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     shadow_ctl(epfd, op, fd, ev);
   begin(&c, MCR_SK_EPOLL_CTL, C_MODIFY, RA);
   c.target = epfd;
+  c.arg = op;
+  c.epoll_fd = fd;
+  c.ev = ev;
+  if (UNLIKELY(replaying) && ev && op != EPOLL_CTL_DEL) { /* outside st_lock: the heap's */
+    struct mcr_object obj;
+    mcr_in_runtime++;
+    c.data_in_heap = mcr_heap_find((const void *)(uintptr_t)ev->data.u64, &obj) == 0;
+    mcr_in_runtime--;
+  }
   h_fd(&c, epfd);
   h_int(&c, op);
   h_fd(&c, fd);
@@ -2043,8 +2164,9 @@ MCR_EXPORT pid_t fork(void)
   pid = REAL(fork)();
   int e = errno;
   mcr_in_runtime--;
-  if (c.pair > 0) /* the child: its own replay and agent from here */
-    mcr_update_tree_forked(pid, c.pair, c.id, c.ordinal);
+  if (c.pair > 0) /* the child: its own replay and agent from here (the old child's log
+                    * has the fork at the old entry's ordinal) */
+    mcr_update_tree_forked(pid, c.pair, c.id, c.o ? c.o->ordinal : c.ordinal);
   ran(&c, pid, e, 0, NULL);
   record(&c);
   errno = e;
@@ -3000,7 +3122,6 @@ int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
   }
   while (slots < 2 * log.nentries)
     slots *= 2;
-  old_index = map(slots * sizeof(*old_index));
   old_used = map(log.nentries ? log.nentries : 1);
   if (!inherited_map)
     inherited_map = map(FD_MAP / 8);
@@ -3014,10 +3135,9 @@ int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
   by_args.head = map(slots * sizeof(uint32_t));
   by_stack.next = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
   by_args.next = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
-  if (!old_index || !old_used || !inherited_map || !claimed_map || !adopted_map || !fd_xlat ||
+  if (!old_used || !inherited_map || !claimed_map || !adopted_map || !fd_xlat ||
       !by_stack.head || !by_args.head || !by_stack.next || !by_args.next) {
     fail(err, errlen, "no memory for the replay tables: %s", strerror(errno));
-    unmap(old_index, slots * sizeof(*old_index));
     unmap(old_used, log.nentries ? log.nentries : 1);
     unmap(by_stack.head, slots * sizeof(uint32_t));
     unmap(by_args.head, slots * sizeof(uint32_t));
@@ -3025,17 +3145,8 @@ int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
     unmap(by_args.next, (log.nentries ? log.nentries : 1) * sizeof(uint32_t));
     memset(&by_stack, 0, sizeof(by_stack));
     memset(&by_args, 0, sizeof(by_args));
-    old_index = NULL;
     old_used = NULL;
     goto out;
-  }
-  for (size_t i = 0; i < log.nentries; i++) {
-    const struct mcr_startup_entry *e = &log.entries[i];
-    uint64_t h = (e->stack_id ^ ((uint64_t)e->kind << 32 | e->ordinal)) * 0x9e3779b97f4a7c15ull;
-    size_t s = (size_t)(h >> 20) & (slots - 1);
-    while (old_index[s])
-      s = (s + 1) & (slots - 1);
-    old_index[s] = (uint32_t)i + 1;
   }
   for (size_t i = 0; i < ninherited; i++)
     if (inherited[i] >= 0 && inherited[i] < FD_MAP)
@@ -3045,12 +3156,16 @@ int mcr_startup_replay_begin(const void *buf, size_t len, const int *inherited,
       old_used[i] = 1;
   old = log;
   log.mem = NULL;
-  old_slots = slots;
   by_stack.slots = by_args.slots = slots;
   chains_build(&by_stack, stack_key, old.nentries);
   chains_build(&by_args, args_key, old.nentries);
   replaying = 1;
   rc = 0;
+  if (getenv("MCR_STARTUP_TRACE") && *getenv("MCR_STARTUP_TRACE")) {
+    int fd = real.open(getenv("MCR_STARTUP_TRACE"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                       0600);
+    trace_fd = fd >= 0 ? mcr_fd_move_high(fd) : -1; /* high: the replay's numbers stay the old */
+  }
 out:
   pthread_mutex_unlock(&st_lock);
   if (log.mem)
@@ -3065,7 +3180,7 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
 {
   struct mcr_startup_log log;
   size_t slots = 16, k;
-  uint32_t *index = NULL, *sh = NULL, *ah = NULL, *sn = NULL, *an = NULL;
+  uint32_t *sh = NULL, *ah = NULL, *sn = NULL, *an = NULL;
   unsigned char *used = NULL;
   int rc = -1, late = 0;
 
@@ -3097,13 +3212,12 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   }
   while (slots < 2 * log.nentries)
     slots *= 2;
-  index = map(slots * sizeof(*index));
   used = map(log.nentries ? log.nentries : 1);
   sh = map(slots * sizeof(uint32_t));
   ah = map(slots * sizeof(uint32_t));
   sn = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
   an = map((log.nentries ? log.nentries : 1) * sizeof(uint32_t));
-  if (!index || !used || !sh || !ah || !sn || !an) {
+  if (!used || !sh || !ah || !sn || !an) {
     fail(err, errlen, "no memory for the replay tables: %s", strerror(errno));
     goto out;
   }
@@ -3112,27 +3226,17 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
    * child's is its parent's log when it respawned it: the whole startup,
    * which this child's calls must not take. Its own calls come from another
    * call stack (ngx_reap_children's, not ngx_start_worker_processes'): they
-   * pair by kind and arguments (match_old, rule 4). */
+   * pair by kind and arguments (match_old, rule 3). */
   for (size_t i = 0; i < k; i++)
     used[i] = late || i >= old.nentries ? 1 : old_used[i];
   used[k] = 1;
   for (size_t i = k; i < log.nentries; i++)
     if (log.entries[i].flags & MCR_SE_LATE)
       used[i] = 1;
-  for (size_t i = 0; i < log.nentries; i++) {
-    const struct mcr_startup_entry *e = &log.entries[i];
-    uint64_t h = (e->stack_id ^ ((uint64_t)e->kind << 32 | e->ordinal)) * 0x9e3779b97f4a7c15ull;
-    size_t s = (size_t)(h >> 20) & (slots - 1);
-    while (index[s])
-      s = (s + 1) & (slots - 1);
-    index[s] = (uint32_t)i + 1;
-  }
   /* the parent's tables stay mapped (in-flight calls may point into them) */
   old = log;
   log.mem = NULL;
-  old_index = index;
   old_used = used;
-  old_slots = slots;
   by_stack = (struct chains){sh, sn, slots};
   by_args = (struct chains){ah, an, slots};
   chains_build(&by_stack, stack_key, old.nentries);
@@ -3145,12 +3249,11 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   nnotes = 0;
   nreplayed = nrun = nby_args = nadopted = nsuppressed = 0;
   shadows_close(); /* the parent's: this child's shared instances are its old child's */
-  index = sh = ah = sn = an = NULL;
+  sh = ah = sn = an = NULL;
   used = NULL;
   rc = 0;
 out:
   pthread_mutex_unlock(&st_lock);
-  unmap(index, slots * sizeof(*index));
   unmap(used, log.nentries ? log.nentries : 1);
   unmap(sh, slots * sizeof(uint32_t));
   unmap(ah, slots * sizeof(uint32_t));

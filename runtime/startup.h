@@ -144,6 +144,11 @@ void mcr_startup_end(void);
  * (the old process's events stay its own), or -1 if none could be made. */
 int mcr_startup_wait_epfd(int epfd);
 
+/* In the pause, after the state transfer: makes the epoll registrations the new
+ * startup deferred (its own descriptors on instances shared with the old
+ * process). 0, or -1 with why. */
+int mcr_startup_apply_deferred(char *why, size_t len);
+
 /* This process's log (valid until the next wrapped call in the window). */
 size_t mcr_startup_entries(const struct mcr_startup_entry **out);
 

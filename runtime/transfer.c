@@ -24,6 +24,7 @@
 
 #include "arena.h"
 #include "args.h"
+#include "classmatch.h"
 #include "control.h"
 #include "dirty.h"
 #include "fnv.h"
@@ -1379,17 +1380,31 @@ static int step_tls(struct ctx *c, struct mcr_buf *st)
                               "could not locate its threads' TLS blocks\n");
     n = 0;
   }
-  size_t lost = 0;
+  size_t lost = 0, nclasses = 0;
   const char *lost_cls = NULL;
+  const char **classes = mcr_arena_alloc(c->arena, (nn + 1) * sizeof(*classes), 8);
+  if (!classes)
+    return -1;
+  for (size_t j = 0; j < nn; j++) { /* the new classes, each once */
+    size_t q = 0;
+    while (q < nclasses && strcmp(classes[q], nt[j].cls))
+      q++;
+    if (q == nclasses)
+      classes[nclasses++] = nt[j].cls;
+  }
   for (uint32_t i = 0; i < n; i++) {
-    /* the k-th old thread of its class and the k-th new one */
+    /* the k-th old thread of its class and the k-th new one of the class it
+     * is in the new version (classmatch.h: the same name, or one inlined
+     * differently) */
     unsigned k = 0;
-    size_t j;
+    size_t j = nn;
     for (uint32_t p = 0; p < i; p++)
       k += !strcmp(ocls[p], ocls[i]);
-    for (j = 0; j < nn; j++)
-      if (!strcmp(nt[j].cls, ocls[i]) && k-- == 0)
-        break;
+    long q = mcr_class_pick(ocls[i], ocls, n, classes, nclasses);
+    if (q >= 0)
+      for (j = 0; j < nn; j++)
+        if (!strcmp(nt[j].cls, classes[q]) && k-- == 0)
+          break;
     if (j == nn || !nt[j].block) {
       lost++;
       lost_cls = ocls[i];

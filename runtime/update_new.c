@@ -849,6 +849,16 @@ static void *agent(void *arg)
     memcpy(&t_quiesce, msg.p + 8, sizeof(t_quiesce));
   if (mcr_transfer_apply(&msg, inherited, ninherited, &rep) != 0)
     fail_lines_exit(&rep);
+  {
+    char why[400];
+    if (mcr_startup_apply_deferred(why, sizeof(why)) != 0) {
+      mcr_buf_printf(&rep, "conflict startup\t");
+      mcr_conflict_field_put(&rep, why);
+      mcr_buf_printf(&rep, "\t\t\t\t\t\t\tthe registration could not be made in the pause: "
+                           "make it after the startup, or restart the server instead\n");
+      fail_lines_exit(&rep);
+    }
+  }
   mcr_buf_free(&msg);
   if (t_quiesce) /* the pause this process's own work took: its old partner's quiesce to here */
     mcr_buf_printf(&rep, "own %llu\n", (unsigned long long)(mcr_update_now_ns() - t_quiesce) / 1000);

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <unistd.h>
 
+#include "classmatch.h"
 #include "control.h"
 #include "dirty.h"
 #include "heap.h"
@@ -236,28 +237,37 @@ static void take_lines(struct mcr_update_result *r, const struct mcr_buf *b)
   "them in the old version first"
 static void match_thread_classes(struct mcr_update_result *r, const struct mcr_buf *ready)
 {
-  size_t max = 64, n;
+  size_t max = 64, n, nnew = 0;
   struct mcr_thread_class *mine =
-      mmap(NULL, max * sizeof(*mine), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      mmap(NULL, 2 * max * sizeof(*mine), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+           -1, 0);
+  struct mcr_thread_class *new_ = mine + max; /* the READY's classes */
+  const char *olds[64], *news[64];
   char summary[256] = "";
   size_t slen = 0, matched = 0;
 
   if (mine == MAP_FAILED)
     return;
   n = mcr_threads_classes(mine, max);
-  for (size_t i = 0; i < n && i < max; i++) {
-    const char *p = (const char *)ready->p, *end = p + ready->len;
-    unsigned theirs = 0;
-    size_t len = strlen(mine[i].name);
-    while (p && p < end) { /* "threads N<TAB>CLASS\n" */
-      const char *nl = memchr(p, '\n', (size_t)(end - p)), *tab;
-      size_t ln = nl ? (size_t)(nl - p) : (size_t)(end - p);
-      if (ln > 8 && !strncmp(p, "threads ", 8) && (tab = memchr(p, '\t', ln)) &&
-          (size_t)(p + ln - tab - 1) == len && !memcmp(tab + 1, mine[i].name, len))
-        theirs = (unsigned)strtoul(p + 8, NULL, 10);
-      p = nl ? nl + 1 : NULL;
+  for (const char *p = (const char *)ready->p, *end = p + ready->len; p && p < end;) {
+    /* "threads N<TAB>CLASS\n" */
+    const char *nl = memchr(p, '\n', (size_t)(end - p)), *tab;
+    size_t ln = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (ln > 8 && !strncmp(p, "threads ", 8) && (tab = memchr(p, '\t', ln)) && nnew < max) {
+      snprintf(new_[nnew].name, sizeof(new_[nnew].name), "%.*s", (int)(p + ln - tab - 1),
+               tab + 1);
+      new_[nnew].n = (unsigned)strtoul(p + 8, NULL, 10);
+      news[nnew] = new_[nnew].name;
+      nnew++;
     }
-    char line[700];
+    p = nl ? nl + 1 : NULL;
+  }
+  for (size_t i = 0; i < n && i < max; i++)
+    olds[i] = mine[i].name;
+  for (size_t i = 0; i < n && i < max; i++) {
+    long k = mcr_class_pick(mine[i].name, olds, n < max ? n : max, news, nnew);
+    unsigned theirs = k >= 0 ? new_[k].n : 0;
+    char line[1200];
     if (!theirs && mine[i].startup) {
       snprintf(line, sizeof(line),
                "the old version runs %u thread%s of class %s, %u made by its startup; the new "
@@ -273,6 +283,12 @@ static void match_thread_classes(struct mcr_update_result *r, const struct mcr_b
                mine[i].name, mine[i].n, mine[i].n == 1 ? "" : "s");
       add_line(r->notes, &r->nnotes, line);
       continue;
+    }
+    if (strcmp(news[k], mine[i].name)) {
+      snprintf(line, sizeof(line), "thread class %s is the new version's %s (a function of its "
+                                   "creation stack inlined in one version only)",
+               mine[i].name, news[k]);
+      add_line(r->notes, &r->nnotes, line);
     }
     matched++;
     if (theirs != mine[i].n) {
@@ -297,7 +313,7 @@ static void match_thread_classes(struct mcr_update_result *r, const struct mcr_b
                                  "one (%s)", matched, n < max ? n : max, summary);
     add_line(r->notes, &r->nnotes, line);
   }
-  munmap(mine, max * sizeof(*mine));
+  munmap(mine, 2 * max * sizeof(*mine));
 }
 
 /* Is fd one the runtime opened for itself (never inherited, never listed)? */

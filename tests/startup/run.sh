@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Startup log and replay (label "startup"): programs built with mcr-clang.
-#   run.sh BUILD_DIR TEST    TEST: replay bind-change extra-ctl moved moved-addr
-#                                  moved-blocking sock-nb ids corrupt
+#   run.sh BUILD_DIR TEST    TEST: replay bind-change extra-ctl extra-ctl-ptr loop-insert
+#                                  moved moved-addr moved-blocking sock-nb ids corrupt
 set -euo pipefail
 build=$1
 test=$2
@@ -95,13 +95,57 @@ case "$test" in
     same "the conflicting bind was not run (rc is the old one)" "$(val "$new" bind_rc)" 0
     ;;
   extra-ctl)
+    # version 2 registers an eventfd of its own on the epoll instance it inherits:
+    # told it worked, made only when the update applies it (in the pause)
     run_pair -DEXTRA_CTL
+    same "no conflicts" "$(grep -c '^conflict' "$new" || true)" 0
+    grep '^conflict' "$new" || true
+    n=$(grep -c '^note epoll_ctl: epoll_ctl(.*ADD.*): a registration the old startup did not make, of this process.s own descriptor on an instance shared with the old process: made in the pause, after the state transfer' "$new" || true)
+    same "a note says it is deferred" "$n" 1
+    same "the program was told it worked" "$(val "$new" extra_ctl_rc)" 0
+    same "not made in the startup (the shared instance has the old target only)" \
+      "$(val "$new" extra_targets)" 1
+    same "applied when asked" "$(val "$new" apply_deferred)" 0
+    same "then the instance has it" "$(val "$new" extra_targets_applied)" 2
+    same "and the program can remove it" "$(val "$new" extra_del)" removed
+    same "the old process's epoll set has one target again (the new one exited)" \
+      "$(val "$old" old_epoll_targets)" 1
+    ;;
+  extra-ctl-ptr)
+    # the same registration with data pointing into the new startup's heap: it
+    # would mean nothing after the state transfer, so it is a conflict
+    run_pair -DEXTRA_CTL -DEXTRA_CTL_PTR
     c=$(grep '^conflict epoll_ctl:' "$new" || true)
     if [[ "$c" == *"shared with the old process"*"watch_more"* ]]; then
       ok "an unmatched epoll_ctl on the inherited epoll fd is a conflict: $c"
     else bad "no epoll_ctl conflict: '$c'"; cat "$new"; fi
-    same "it was not executed (EPOLL_CTL_DEL finds nothing)" "$(val "$new" extra_del)" ENOENT
+    same "nothing deferred" "$(grep -c 'made in the pause' "$new" || true)" 0
+    same "not made" "$(val "$new" extra_targets)" 1
+    same "nothing applied" "$(val "$new" extra_targets_applied)" 1
+    same "so nothing to remove" "$(val "$new" extra_del)" ENOENT
     same "the old process's epoll set still has one target" "$(val "$old" old_epoll_targets)" 1
+    ;;
+  loop-insert)
+    # version 2's worker loop makes a second eventfd per worker at the same call
+    # stack (memcached 1.6.38): each worker's first eventfd is still the old
+    # one's, the second is the new process's own, and its registration on the
+    # worker's inherited instance is deferred
+    v1flags=(-DLOOP)
+    run_pair -DLOOP -DLOOP_EXTRA
+    same "no conflicts" "$(grep -c '^conflict' "$new" || true)" 0
+    grep '^conflict' "$new" || true
+    for i in 0 1 2; do
+      read -r oefd oep <<<"$(awk -v k="loop_$i" '$1 == k { print $3, $7 }' "$old")"
+      read -r nefd nefd2 nep ntargets <<<"$(awk -v k="loop_$i" '$1 == k { print $3, $5, $7, $9 }' "$new")"
+      same "worker $i: its eventfd is the old one's" "$nefd" "$oefd"
+      same "worker $i: its epoll instance is the old one's" "$nep" "$oep"
+      if [ "$nefd2" -gt "$(val "$old" fd_log)" ] && [ "$nefd2" != "$oefd" ]; then
+        ok "worker $i: its second eventfd is its own ($nefd2)"
+      else bad "worker $i: second eventfd $nefd2"; fi
+      same "worker $i: the instance has the old target only in the startup" "$ntargets" 1
+      same "worker $i: both after the apply" "$(val "$new" loop_${i}_applied | awk '{print $2}')" 2
+    done
+    same "three registrations deferred" "$(grep -c 'made in the pause' "$new" || true)" 3
     ;;
   moved)
     # version 2 creates its listening socket in a helper with SOCK_NONBLOCK (a call

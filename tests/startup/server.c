@@ -64,6 +64,10 @@ static int bind_rc, bind_errno, listen_rc, ctl_rc;
 #ifdef EXTRA_CTL
 static int extra_efd = -1, extra_ctl_rc = -2;
 #endif
+#ifdef LOOP
+#define LOOP_N 3
+static int loop_ep[LOOP_N], loop_efd[LOOP_N], loop_efd2[LOOP_N] = {-1, -1, -1};
+#endif
 static FILE *out;
 
 #ifdef MOVED
@@ -174,9 +178,37 @@ __attribute__((noinline)) static void watch_more(void)
   struct epoll_event ev = {.events = EPOLLIN};
   extra_efd = eventfd(0, EFD_CLOEXEC);
   ev.data.fd = extra_efd;
+#ifdef EXTRA_CTL_PTR
+  ev.data.ptr = malloc(32); /* a heap object of the new startup: no meaning after a transfer */
+#endif
   extra_ctl_rc = epoll_ctl(ep, EPOLL_CTL_ADD, extra_efd, &ev);
 }
 #endif
+
+#ifdef LOOP
+/* one notification eventfd and one epoll instance per worker, as memcached's
+ * thread setup makes them; with LOOP_EXTRA (version 2, as memcached 1.6.38) a
+ * second eventfd per worker, at the same call stack, on the same instance */
+__attribute__((noinline)) static void setup_workers(void)
+{
+  for (int i = 0; i < LOOP_N; i++) {
+    struct epoll_event ev = {.events = EPOLLIN};
+    loop_efd[i] = eventfd(0, EFD_NONBLOCK);
+#ifdef LOOP_EXTRA
+    loop_efd2[i] = eventfd(0, EFD_NONBLOCK);
+#endif
+    loop_ep[i] = epoll_create1(EPOLL_CLOEXEC);
+    ev.data.fd = loop_efd[i];
+    epoll_ctl(loop_ep[i], EPOLL_CTL_ADD, loop_efd[i], &ev);
+#ifdef LOOP_EXTRA
+    ev.data.fd = loop_efd2[i];
+    epoll_ctl(loop_ep[i], EPOLL_CTL_ADD, loop_efd2[i], &ev);
+#endif
+  }
+}
+#endif
+
+static int epoll_targets(int fd);
 
 __attribute__((noinline)) static void init_server(const char *dir, int port)
 {
@@ -205,6 +237,9 @@ __attribute__((noinline)) static void init_server(const char *dir, int port)
 #endif
 #ifdef EXTRA_CTL
   watch_more();
+#endif
+#ifdef LOOP
+  setup_workers();
 #endif
 }
 
@@ -277,9 +312,28 @@ static void report(void)
     fprintf(out, "listen_accepting %d\nlisten_nonblock %d\nlisten_cloexec %d\n", acc,
             fl >= 0 && (fl & O_NONBLOCK) ? 1 : 0, fdfl >= 0 && (fdfl & FD_CLOEXEC) ? 1 : 0);
   }
+#ifdef LOOP
+  for (int i = 0; i < LOOP_N; i++)
+    fprintf(out, "loop_%d efd %d efd2 %d ep %d targets %d\n", i, loop_efd[i], loop_efd2[i],
+            loop_ep[i], epoll_targets(loop_ep[i]));
+#endif
 #ifdef EXTRA_CTL
-  /* not executed: the shared epoll instance does not know the eventfd */
+  /* deferred or refused: the shared epoll instance does not know the eventfd */
   fprintf(out, "extra_ctl_rc %d\n", extra_ctl_rc);
+  fprintf(out, "extra_targets %d\n", epoll_targets(ep));
+#endif
+  {
+    /* what the update does in the pause, after the state transfer */
+    char why[400] = "";
+    int rc = mcr_startup_apply_deferred(why, sizeof(why));
+    fprintf(out, "apply_deferred %d%s%s\n", rc, rc ? " " : "", why);
+  }
+#ifdef LOOP
+  for (int i = 0; i < LOOP_N; i++)
+    fprintf(out, "loop_%d_applied targets %d\n", i, epoll_targets(loop_ep[i]));
+#endif
+#ifdef EXTRA_CTL
+  fprintf(out, "extra_targets_applied %d\n", epoll_targets(ep));
   if (extra_efd >= 0)
     fprintf(out, "extra_del %s\n", epoll_ctl(ep, EPOLL_CTL_DEL, extra_efd, NULL) == 0
                                        ? "removed" : errno == ENOENT ? "ENOENT" : strerror(errno));
