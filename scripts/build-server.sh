@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# build-server.sh NAME VERSION --cc CC --out DIR [--debian-patches] [--jobs N] [--reuse] [-- EXTRA...]
+# build-server.sh NAME VERSION --cc CC --out DIR [--debian-patches] [--jobs N] [--reuse]
+#                 [--libevent VERSION] [-- EXTRA...]
 #
 # Builds a real server from its Debian source package (fetched and cached by
 # fetch-source.sh) with compiler CC into DIR: the source is copied to DIR/src so
@@ -9,6 +10,19 @@
 #   lighttpd   meson setup -Dbuildtype=debugoptimized DIR/build (CC=CC) + ninja
 #                                                             -> DIR/build/src/lighttpd
 #   memcached  ./configure CC=CC + make (needs libevent-dev)  -> DIR/src/memcached
+#   libevent   ./configure CC=CC --prefix=DIR/inst --disable-shared
+#              --disable-malloc-replacement --disable-openssl --disable-samples
+#              --disable-libevent-regress --with-pic + make install
+#              (mm_malloc is malloc, so mcr-clang types each allocation at its
+#              call)                                     -> DIR/inst/lib/libevent.a
+#
+# --libevent VERSION (memcached): first builds libevent VERSION from Debian's
+# source as above into DIR/libevent, with the same CC and environment but
+# MCR_WRAPPERS=configs/libevent.wrappers (so a
+# profiling build's libevent has call records, a production build's the
+# quiescent points inside it), and configures memcached --with-libevent on it:
+# the server's event library is then compiled like the server (its allocations
+# typed, its pointers into the server's objects precise).
 #   nginx      ./configure --with-cc=CC --without-pcre
 #              --without-http_rewrite_module --without-http_gzip_module
 #              --with-cc-opt=-Wno-error + make                -> DIR/src/objs/nginx
@@ -37,12 +51,13 @@ PROG=build-server
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "$PROG: $*" >&2; exit 1; }
 usage() {
-  echo "usage: $0 NAME VERSION --cc CC --out DIR [--debian-patches] [--jobs N] [-- EXTRA...]" >&2
-  echo "  NAME: redis | lighttpd | memcached | nginx | vsftpd" >&2
+  echo "usage: $0 NAME VERSION --cc CC --out DIR [--debian-patches] [--jobs N] [--reuse]" >&2
+  echo "       [--libevent VERSION] [-- EXTRA...]" >&2
+  echo "  NAME: redis | lighttpd | memcached | nginx | vsftpd | libevent" >&2
   exit 1
 }
 
-NAME="" VERSION="" CC_ARG="" OUT="" JOBS=${MCR_JOBS:-2} REUSE=0
+NAME="" VERSION="" CC_ARG="" OUT="" JOBS=${MCR_JOBS:-2} REUSE=0 LIBEVENT=""
 FETCH_OPTS=()
 EXTRA=()
 while [ $# -gt 0 ]; do
@@ -54,6 +69,7 @@ while [ $# -gt 0 ]; do
     --jobs) [ $# -ge 2 ] || usage; JOBS=$2; shift 2 ;;
     --debian-patches) FETCH_OPTS+=(--debian-patches); shift ;;
     --reuse) REUSE=1; shift ;;
+    --libevent) [ $# -ge 2 ] || usage; LIBEVENT=$2; shift 2 ;;
     -h|--help) usage ;;
     --) shift; EXTRA+=("$@"); break ;;
     *)
@@ -67,8 +83,8 @@ done
 [ -n "$NAME" ] && [ -n "$VERSION" ] && [ -n "$CC_ARG" ] && [ -n "$OUT" ] || usage
 
 case "$NAME" in
-  redis|lighttpd|memcached|nginx|vsftpd) ;;
-  *) die "unknown server '$NAME' (known: redis lighttpd memcached nginx vsftpd)" ;;
+  redis|lighttpd|memcached|nginx|vsftpd|libevent) ;;
+  *) die "unknown server '$NAME' (known: redis lighttpd memcached nginx vsftpd; library: libevent)" ;;
 esac
 
 # An absolute compiler path: configure scripts and sub-makes run elsewhere.
@@ -91,14 +107,16 @@ KEY=$( {
   echo "$CC_PATH"
   sha256sum <"$(readlink -f "$CC_PATH")"
   "$CC_PATH" --version 2>&1 || true
-  printf '%s\n' "$JOBS" "${EXTRA[@]+"${EXTRA[@]}"}"
+  printf '%s\n' "$JOBS" "libevent=$LIBEVENT" "${EXTRA[@]+"${EXTRA[@]}"}"
+  [ -z "$LIBEVENT" ] || cat "$("$HERE/fetch-source.sh" libevent "$LIBEVENT")/.mcr-source" \
+                            "$HERE/../configs/libevent.wrappers"
   [ -z "${MCR_WRAPPERS:-}" ] || cat "$MCR_WRAPPERS" 2>/dev/null || true
   echo "profile=${MCR_PROFILE:-} quiescence=${MCR_QUIESCENCE:-}"
   [ -z "${MCR_QUIESCENCE:-}" ] || cat "$MCR_QUIESCENCE" 2>/dev/null || true
 } | sha256sum | cut -c1-16)
 if [ "$REUSE" -eq 1 ] && [ -f "$OUT/build-info" ] && grep -qx "key=$KEY" "$OUT/build-info"; then
   BIN=$(sed -n 's/^binary=//p' "$OUT/build-info")
-  if [ -x "$BIN" ]; then
+  if [ -x "$BIN" ] || { [ "$NAME" = libevent ] && [ -f "$BIN" ]; }; then
     echo "$PROG: $NAME $VERSION with $CC_ARG: reusing the identical build in $OUT: $BIN" >&2
     echo "$BIN"
     exit 0
@@ -134,12 +152,28 @@ case "$NAME" in
     BIN=$OUT/build/src/lighttpd
     ;;
   memcached)
+    if [ -n "$LIBEVENT" ]; then
+      MCR_WRAPPERS=$HERE/../configs/libevent.wrappers \
+      "$HERE/build-server.sh" libevent "$LIBEVENT" --cc "$CC_PATH" --out "$OUT/libevent" --jobs "$JOBS" >/dev/null ||
+        fail "the libevent build (see $OUT/libevent/build.log)"
+      EXTRA+=(--with-libevent="$OUT/libevent/inst")
+    fi
     cd "$OUT/src"
     run ./configure CC="$CC_PATH" "${EXTRA[@]+"${EXTRA[@]}"}" || fail "configure"
     # all = memcached plus memcached-debug, sizes, testapp, timedrun: what its test
     # suite runs, built with the same compiler.
     run make -j"$JOBS" all || fail "make"
     BIN=$OUT/src/memcached
+    ;;
+  libevent)
+    cd "$OUT/src"
+    run ./configure CC="$CC_PATH" --prefix="$OUT/inst" --disable-shared --enable-static \
+        --disable-malloc-replacement --disable-openssl --disable-samples \
+        --disable-libevent-regress --with-pic "${EXTRA[@]+"${EXTRA[@]}"}" || fail "configure"
+    run make -j"$JOBS" || fail "make"
+    rm -rf "$OUT/inst"
+    run make install || fail "make install"
+    BIN=$OUT/inst/lib/libevent.a
     ;;
   nginx)
     cd "$OUT/src"
@@ -164,7 +198,7 @@ esac
 end=$(date +%s.%N)
 secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
 
-[ -x "$BIN" ] || fail "build (no $BIN)"
+[ -x "$BIN" ] || { [ "$NAME" = libevent ] && [ -f "$BIN" ]; } || fail "build (no $BIN)"
 {
   echo "name=$NAME"
   echo "version=$VERSION"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # profile-server.sh NAME VERSION --cc MCR_CLANG --out DIR [--duration SEC]
-#                   [--port PORT] [--debian-patches] [--no-prod]
+#                   [--port PORT] [--debian-patches] [--no-prod] [--libevent VERSION]
 #
 # The whole quiescence pipeline for one real server (docs/quiescence.md):
 #
@@ -32,6 +32,8 @@
 #                  24430 nginx, 24440 vsftpd; vsftpd's passive data ports
 #                  are the 20 from PORT + 10)
 # --no-prod        stop after writing and checking DIR/NAME.qp
+# --libevent VERSION  memcached: both builds compile libevent VERSION from
+#                  Debian's source with the server (scripts/build-server.sh)
 #
 # Also in DIR: profile.log (mcr-profile's summary and the server's output),
 # workload.log, run/ (the server's config, docroot, logs), prof/build.log,
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --port) [ $# -ge 2 ] || usage; PORT=$2; shift 2 ;;
     --port=*) PORT=${1#*=}; shift ;;
     --debian-patches) BUILD_OPTS+=(--debian-patches); shift ;;
+    --libevent) [ $# -ge 2 ] || usage; BUILD_OPTS+=(--libevent "$2"); shift 2 ;;
     --no-prod) PROD=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d;s/^# \{0,1\}//' >&2; exit 0 ;;
     -*) say "unknown option $1"; usage ;;
@@ -394,8 +397,8 @@ EXPECT=()
 case "$NAME" in
   redis) EXPECT=('aeProcessEvents > aeApiPoll > epoll_wait$'          # event loop
                  '^bioProcessBackgroundJobs > pthread_cond_wait$') ;; # bio threads
-  memcached) EXPECT=('^main > event_base_loop@'                       # listener
-                     '^worker_libevent > event_base_loop@'            # -t 4 workers
+  memcached) EXPECT=('^main > event_base_loop[@ ]'                  # listener
+                     '^worker_libevent > event_base_loop[@ ]'       # -t 4 workers
                      '^lru_maintainer_thread > '
                      '^item_crawler_thread > '
                      '^slab_rebalance_thread > '

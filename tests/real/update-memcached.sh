@@ -7,11 +7,11 @@
 # update that commits today. With --v2-version 1.6.38, v2 is memcached 1.6.38
 # (Debian 1.6.38-1), the upstream version change: test real-update-memcached-138,
 # label real-pending (not run by scripts/test.sh or CI), because that update is
-# refused today: 1.6.38's startup registers a second notification eventfd per
-# worker in the epoll instances it shares with 1.6.18, and its conn and
-# LIBEVENT_THREAD structs move fields that libevent's own (untyped) memory
-# points into (docs/real-servers.md). Then the test checks that v1 served on
-# and fails.
+# refused today: its startup replay passes, then the transfer refuses it
+# (without --libevent-mcr: libevent's own untyped memory points into fields of
+# conn and LIBEVENT_THREAD that move; with it: the new startup's references into
+# the LIBEVENT_THREAD array are read as old-layout pointers; docs/real-servers.md).
+# Then the test checks that v1 served on and fails.
 #
 #   1. Builds (tests/real/update-lib.sh): v1 = 1.6.18 through the quiescence
 #      pipeline (scripts/profile-server.sh: profiling build, mcr-profile under
@@ -78,6 +78,12 @@
 #   --rebuild            build v1 and v2 even if identical builds are there
 #   --no-build           reuse v1, v2 and the config of an earlier run as they are
 #   --v2-version 1.6.38  v2 = memcached 1.6.38 (above) instead of the code patch
+#   --libevent-mcr       with --v2-version: both versions link a libevent built by
+#                        the same mcr-clang from Debian's source (2.1.12-stable,
+#                        static, mm_malloc = malloc: scripts/build-server.sh),
+#                        so that libevent's allocations have types and its
+#                        pointers into memcached's objects are precise; builds in
+#                        OUT-libevent
 # Environment: MCR_CACHE (default ~/.cache/mcr), MCR_REAL_OUT (default
 # $MCR_CACHE/real; builds and run files in $MCR_REAL_OUT/memcached-1.6.18-update,
 # or memcached-1.6.18-to-1.6.38-update), MCR_BUILD_DIR (default /work/main/build),
@@ -103,15 +109,20 @@ failed() { log "FAILED: $*"; STATUS=1; }
 
 update_args memcaslap python3 patch -- "$@"
 V2VERSION=""
+LIBEVENT_MCR=0
+LIBEVENT_VERSION=2.1.12-stable
 set -- "${UPDATE_ARGS[@]+"${UPDATE_ARGS[@]}"}"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --libevent-mcr) LIBEVENT_MCR=1; shift ;;
     --v2-version) V2VERSION=$2; shift 2 ;;
     --v2-version=*) V2VERSION=${1#*=}; shift ;;
     *) echo "$0: unknown argument $1" >&2; exit 1 ;;
   esac
 done
 
+[ "$LIBEVENT_MCR" -eq 0 ] || [ -n "$V2VERSION" ] ||
+  { echo "$0: --libevent-mcr goes with --v2-version" >&2; exit 1; }
 CACHE=${MCR_CACHE:-$HOME/.cache/mcr}
 if [ -z "$V2VERSION" ]; then
   OUT=${MCR_REAL_OUT:-$CACHE/real}/$SERVER-$VERSION-update
@@ -119,6 +130,7 @@ if [ -z "$V2VERSION" ]; then
   V2_STAT=mcr_code; V2_VALUE=v2      # how `stats` tells v2 from v1
 else
   OUT=${MCR_REAL_OUT:-$CACHE/real}/$SERVER-$VERSION-to-$V2VERSION-update
+  [ "$LIBEVENT_MCR" -eq 0 ] || OUT=$OUT-libevent
   V2_DESC=$V2VERSION
   V2_STAT=version; V2_VALUE=$V2VERSION
 fi
@@ -137,14 +149,23 @@ upgrade_builds() {
   echo "$QP2_EDIT" >"$edit"
   src1=$("$UPDATE_FETCH" "$SERVER" "$VERSION") || { log "FAILED: fetch-source.sh $SERVER $VERSION"; exit 1; }
   src2=$("$UPDATE_FETCH" "$SERVER" "$V2VERSION") || { log "FAILED: fetch-source.sh $SERVER $V2VERSION"; exit 1; }
-  key=$(update_key "$mcr_clang" "$src1 $src2" "$edit")
+  local extra=() srcs="$src1 $src2" lsrc
+  if [ "$LIBEVENT_MCR" -eq 1 ]; then
+    lsrc=$("$UPDATE_FETCH" libevent "$LIBEVENT_VERSION") ||
+      { log "FAILED: fetch-source.sh libevent $LIBEVENT_VERSION"; exit 1; }
+    srcs="$srcs $lsrc"
+    extra=(--libevent "$LIBEVENT_VERSION") # each build compiles it (build-server.sh)
+  fi
+  key=$(update_key "$mcr_clang" "$srcs" "$edit" ${lsrc:+"$REPO/configs/libevent.wrappers"})
   if ! update_reuse "$OUT" "$key"; then
     rm -f "$OUT/update-key"
-    V1=$("$UPDATE_PROFILE" "$SERVER" "$VERSION" --cc "$mcr_clang" --out "$OUT") ||
+    V1=$("$UPDATE_PROFILE" "$SERVER" "$VERSION" --cc "$mcr_clang" --out "$OUT" \
+         "${extra[@]+"${extra[@]}"}") ||
       { log "FAILED: scripts/profile-server.sh $SERVER $VERSION failed (logs in $OUT)"; exit 1; }
     sed -f "$edit" "$QP" >"$OUT/$SERVER-v2.qp"
     V2=$(MCR_WRAPPERS=$REPO/configs/$SERVER.wrappers MCR_PROFILE= MCR_QUIESCENCE=$OUT/$SERVER-v2.qp \
-         "$UPDATE_BUILD" "$SERVER" "$V2VERSION" --cc "$mcr_clang" --out "$OUT/v2") ||
+         "$UPDATE_BUILD" "$SERVER" "$V2VERSION" --cc "$mcr_clang" --out "$OUT/v2" \
+         "${extra[@]+"${extra[@]}"}") ||
       { log "FAILED: the v2 build ($SERVER $V2VERSION) failed (see $OUT/v2/build.log)"; exit 1; }
     echo "$key" >"$OUT/update-key"
   fi
