@@ -1812,8 +1812,18 @@ static int step_sync(struct ctx *c)
 struct pair {
   uintptr_t nbase, nend, obase;
   size_t size;
-  int state; /* 0 not checked yet, 1 the old object is there, 2 it is not */
+  int state;   /* 0 not checked yet, 1 the old object is there, 2 it is not */
+  int changes; /* -1 not checked yet; 1 its type changed (converted by the transform) */
 };
+
+/* Words rewrite() leaves to late_rewrite, and their pairs (in the ctx's arena). */
+static struct {
+  struct late_word {
+    uintptr_t *w;
+    const struct pair *q;
+  } *v;
+  size_t n, cap, lost;
+} late;
 
 static int cmp_pair(const void *a, const void *b)
 {
@@ -1861,7 +1871,7 @@ static int plan_pairs(void)
     const struct mcr_startup_alloc *o = mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
     if (o && o->size == mine[i].size)
       pairs.p[pairs.np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o->addr,
-                                          mine[i].size, 0};
+                                          mine[i].size, 0, -1};
     else
       pairs.stay[pairs.nstay++] = &mine[i];
   }
@@ -1883,8 +1893,8 @@ void mcr_transfer_committed(void)
                          o.size == q->size
                      ? 1
                      : 2;
-    if (q->state == 1)
-      mcr_startup_alloc_retarget(q->nbase, q->obase);
+    if (q->state == 1) /* a converted object may have moved */
+      mcr_startup_alloc_retarget(q->nbase, q->changes > 0 ? mcr_xform_where(q->obase) : q->obase);
   }
 }
 
@@ -1902,12 +1912,39 @@ static size_t rewrite(uintptr_t *w, size_t nwords)
                      ? 1
                      : 2;
     }
-    if (q->state == 1) {
+    if (q->state == 1 && q->changes < 0)
+      q->changes = mcr_xform_changes(q->obase);
+    if (q->state == 1 && q->changes) {
+      /* an old object of a changed type: this word (this process's, so in
+       * the new layout) points into where the conversion puts it, known
+       * after the transform (late_rewrite); until then it points into this
+       * process's own object, which the transform leaves alone */
+      if (late.n < late.cap)
+        late.v[late.n++] = (struct late_word){&w[i], q};
+      else
+        late.lost++;
+      k++;
+    } else if (q->state == 1) {
       w[i] = q->obase + (w[i] - q->nbase);
       k++;
     }
   }
   return k;
+}
+
+/* After the transform: the words rewrite() left for it. */
+static int late_rewrite(struct ctx *c)
+{
+  if (late.lost) {
+    conflict(c, "more than %zu references of the new startup point into its objects of changed "
+                "types that the old ones replace", late.cap);
+    return -1;
+  }
+  for (size_t i = 0; i < late.n; i++) {
+    const struct pair *q = late.v[i].q;
+    *late.v[i].w = mcr_xform_where(q->obase) + (*late.v[i].w - q->nbase);
+  }
+  return 0;
 }
 
 static int step_stacks(struct ctx *c)
@@ -2079,6 +2116,12 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   }
   c.image = plan.image;
+  late.cap = 1 << 16;
+  late.n = late.lost = 0;
+  if (!(late.v = mcr_arena_alloc(c.arena, late.cap * sizeof(*late.v), 8))) {
+    conflict(&c, "out of memory");
+    goto out;
+  }
   mcr_update_fault("heap");
   if (step_heap(&c, st, &hs) != 0)
     goto out;
@@ -2094,7 +2137,7 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   if (step_epoll(&c) != 0)
     goto out;
-  if (step_transform(&c) != 0)
+  if (step_transform(&c) != 0 || late_rewrite(&c) != 0)
     goto out;
   /* after the transform: objects of changed types are in their new layout,
    * which is the one the reset reads */

@@ -112,6 +112,15 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
                    const struct mcr_heap_range *fresh, size_t nfresh,
                    const struct mcr_heap_state *final, struct mcr_buf *report, int *conflicts);
 
+/* In the pause, after the tags are renumbered: whether the object at base is
+ * of a changed type (mcr_xform_heap converts it, unless it is this process's
+ * own: only objects in the old heap's ranges are converted). */
+int mcr_xform_changes(uintptr_t base);
+
+/* After mcr_xform_heap: where the converted object that was at base is now
+ * (base itself when it converted in place, or was not converted). */
+uintptr_t mcr_xform_where(uintptr_t base);
+
 /* After the commit, the program running: frees the old copies of the objects
  * that moved (nothing points to them any more). */
 void mcr_xform_committed(void);

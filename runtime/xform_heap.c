@@ -220,6 +220,8 @@ static struct {
   uint32_t *stale;             /* objects to check again in the pause */
   size_t nstale, stalecap;
   const uint32_t *tagmap;      /* pre-copy: old site id -> new */
+  struct mcr_heap_range *oldr; /* pause: where the old heap's objects are (address order) */
+  size_t noldr;
   uint32_t taglimit;
   size_t cursor;
   size_t redone, fresh;        /* pause: converted again, found new */
@@ -265,11 +267,34 @@ static long add_obj(uintptr_t base, size_t size, uint32_t tag, const struct tinf
   return (long)H.n++;
 }
 
+/* Whether a is in the old heap's ranges (H.oldr; none known: yes). */
+static int in_old_heap(uintptr_t a)
+{
+  size_t lo = 0, hi = H.noldr;
+  if (!H.oldr)
+    return 1;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (a < H.oldr[mid].start)
+      hi = mid;
+    else if (a >= H.oldr[mid].start + H.oldr[mid].len)
+      lo = mid + 1;
+    else
+      return 1;
+  }
+  return 0;
+}
+
+/* An object of a changed type to convert: one of the old process's. This
+ * process's own objects of the same sites (its startup's, which carry the
+ * same tags since the renumbering) are in the new layout already. */
 static int collect(const struct mcr_object *o, void *arg)
 {
   (void)arg;
   const struct tinfo *ti = mcr_xform_tinfo(o->tag);
-  return ti && add_obj((uintptr_t)o->base, o->size, o->tag, ti) < 0 ? -1 : 0;
+  if (!ti || !in_old_heap((uintptr_t)o->base))
+    return 0;
+  return add_obj((uintptr_t)o->base, o->size, o->tag, ti) < 0 ? -1 : 0;
 }
 
 static uint32_t pre_tag(uint32_t old)
@@ -1051,6 +1076,19 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
   } else {
     reset(report, conflicts); /* what the pre-copy converted is no use now */
   }
+  /* (after reset(), which clears H) */
+  H.oldr = NULL;
+  H.noldr = 0;
+  if (final) {
+    size_t n = mcr_heap_ranges(final, NULL, 0);
+    struct mcr_heap_range *r = mcr_arena_alloc(mcr_xform_arena(), (n + 1) * sizeof(*r), 8);
+    if (!r) {
+      hconflict("other", "out of memory listing the old heap's ranges", "", "", "", "", "", "");
+      return -1;
+    }
+    H.noldr = mcr_heap_ranges(final, r, n);
+    H.oldr = r;
+  }
   if (incremental ? pause_incremental(regions, nregions, fresh, nfresh, final)
                   : pause_all(regions, nregions))
     return -1;
@@ -1074,6 +1112,19 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
                  (unsigned long long)dt, H.n, mcr_xform_changed_sites(), moved, H.precise,
                  H.pinned);
   return 0;
+}
+
+int mcr_xform_changes(uintptr_t base)
+{
+  struct mcr_object o;
+  return mcr_heap_find((void *)base, &o) == 0 && (uintptr_t)o.base == base &&
+         mcr_xform_tinfo(o.tag) != NULL;
+}
+
+uintptr_t mcr_xform_where(uintptr_t base)
+{
+  long i = hidx ? index_get(base) : -1;
+  return i >= 0 && H.v[i].state == OBJ_OK && H.v[i].nbase ? H.v[i].nbase : base;
 }
 
 void mcr_xform_committed(void)

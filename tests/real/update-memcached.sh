@@ -9,8 +9,9 @@
 # label real-pending (not run by scripts/test.sh or CI), because that update is
 # refused today: its startup replay passes, then the transfer refuses it
 # (without --libevent-mcr: libevent's own untyped memory points into fields of
-# conn and LIBEVENT_THREAD that move; with it: the new startup's references into
-# the LIBEVENT_THREAD array are read as old-layout pointers; docs/real-servers.md).
+# conn and LIBEVENT_THREAD that move; with it: libevent's event lists point
+# into LIBEVENT_THREAD.notify_event, which 1.6.38 moved into a nested struct;
+# docs/real-servers.md).
 # Then the test checks that v1 served on and fails.
 #
 #   1. Builds (tests/real/update-lib.sh): v1 = 1.6.18 through the quiescence

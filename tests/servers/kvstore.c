@@ -13,11 +13,18 @@
  *   VERSION         -> VERSION n (KV_VERSION at build time: the update tests build
  *                      version 2 of this server with -DKV_VERSION=2, a code change)
  *   HITS key        -> HITS n (version 3: GETs of the key since the update)
+ *   SLOT            -> SLOT id served self same: serve()'s slot (element 1 of
+ *                      the startup array `slots`, through a pointer on serve()'s
+ *                      stack), its count of SLOT commands, whether its self
+ *                      pointer is itself and whether it is &slots[1]
  *
  * Versions (-DKV_VERSION=N), for the update tests (tests/update/run.sh):
  *   1, 2  the same types (2 is a code change)
  *   3     changed types: struct entry reordered with a new field (its objects no
- *         longer fit their slots: they move), struct stats with a new field and
+ *         longer fit their slots: they move), struct slot with a field inserted
+ *         (the startup array slots converts in place; the new startup's
+ *         references into its own array, on serve()'s stack, must come to the
+ *         converted old one in the new layout), struct stats with a new field and
  *         `keys` narrowed to unsigned int (the values fit), struct config with a
  *         new field, an enum with reordered enumerators, a table that grew
  *   4     like 1 but stats.commands narrowed to unsigned char: overflows once the
@@ -194,6 +201,21 @@ static int channel_marker;         /* epoll data of a worker's channel */
 #endif
 static struct entry **table;
 static struct conn *conns;
+
+/* A startup array of a type version 3 changes; serve() keeps a pointer to
+ * element 1 on its stack (SLOT). */
+struct slot {
+  int id;
+#if KV_VERSION == 3
+  long weight; /* inserted: served and self move */
+#endif
+  long served;
+  struct slot *self;
+  char name[960]; /* 4 elements: the same heap slot in both layouts */
+};
+#define NSLOTS 4
+static struct slot *slots;
+static struct slot *cur_slot; /* serve()'s stack pointer, as of its last event */
 static unsigned char last_conn[sizeof(void *)]; /* the newest connection, as bytes */
 static volatile sig_atomic_t stopping;
 
@@ -333,6 +355,11 @@ static void command(struct conn *c, char *line) {
     }
     reply(c, "MOVEFD %d\n", c->fd);
 #endif
+  } else if (!strcmp(cmd, "SLOT")) {
+    struct slot *sl = cur_slot;
+    sl->served++;
+    reply(c, "SLOT %d %ld self %d same %d\n", sl->id, sl->served, sl->self == sl,
+          sl == &slots[1]);
 #if KV_VERSION == 3
   } else if (!strcmp(cmd, "HITS") && key) {
     struct entry *e = *find(key);
@@ -437,10 +464,12 @@ __attribute__((noinline)) static void serve(int lfd) {
 #endif
   fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   mode = MODE_SERVING;
+  struct slot *volatile slot = &slots[1]; /* on this stack across the wait */
 
   while (!stopping) {
     struct epoll_event events[64];
     int n = epoll_wait(ep, events, 64, -1);
+    cur_slot = slot;
     for (int i = 0; i < n; i++) {
       struct conn *c = events[i].data.ptr;
 #ifdef KV_PREFORK
@@ -600,6 +629,12 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
 
   table = calloc(NBUCKETS, sizeof(*table));
+  slots = calloc(NSLOTS, sizeof(*slots));
+  for (int i = 0; i < NSLOTS; i++) {
+    slots[i].id = i;
+    slots[i].self = &slots[i];
+    snprintf(slots[i].name, sizeof(slots[i].name), "slot %d", i);
+  }
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

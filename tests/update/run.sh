@@ -46,7 +46,9 @@
 #              narrowed and extended, an enum reordered, an array widened and grown,
 #              a config field added, a field renamed with a user transformation
 #              MCR_TRANSFORM_GLOBAL) commits with every key, the line, STATS
-#              converted; and v3 -> v1 back. v1 -> v7 (a startup that fails and
+#              converted, and serve()'s stack pointer into the startup array
+#              `slots` (a field inserted in v3) at the converted old element (SLOT);
+#              and v3 -> v1 back. v1 -> v7 (a startup that fails and
 #              removes the pid file on its way out) rolls back with the pid file
 #              naming v1 again; v1 -> v8 converts the connection objects in place
 #              (epoll and a byte buffer point to them) and the held connection works
@@ -259,6 +261,9 @@ transform)
   exec 3<>"/dev/tcp/127.0.0.1/$port"
   printf 'STATS\n' >&3
   read -r -t 5 before <&3 || fail "no STATS before"
+  printf 'SLOT\nSLOT\n' >&3
+  read -r -t 5 line <&3 && read -r -t 5 line <&3 && [ "$line" = "SLOT 1 2 self 1 same 1" ] ||
+    fail "v1: SLOT answered '$line'"
   fds=$(fdcount "$pid")
   # refused: VERSION KIND WORDS...: the report names the conflict
   refused() {
@@ -314,6 +319,15 @@ print("STATS before:", sys.argv[2]); print("STATS after: ", stats, "|", hits)
 sys.exit(0 if ok else 1)
 PY
   ok "v1 -> v3 committed: keys, the half-sent line, converted STATS"
+  # struct slot changed: serve()'s stack pointer into the new startup's array
+  # must now point into the converted old array (count 2 carried over)
+  exec 4<>"/dev/tcp/127.0.0.1/$port"
+  printf 'SLOT\n' >&4
+  read -r -t 5 line <&4 || fail "v3: no answer to SLOT"
+  exec 4<&-
+  [ "$line" = "SLOT 1 3 self 1 same 1" ] ||
+    fail "v3: SLOT answered '$line', expected 'SLOT 1 3 self 1 same 1' (the stack's pointer into the startup array)"
+  ok "v1 -> v3: serve()'s stack pointer into the startup array of changed type is the converted old element ($line)"
   update "$pid" "$work/v1/kvstore" || fail "update v3 -> v1 (exit $?)"
   python3 "$client" check "$port" 3000 1 || fail "keys after v3 -> v1"
   ok "v3 -> v1 committed (a removed field, a widened field narrowed back)"
