@@ -135,10 +135,10 @@ static unsigned nnotes, nby_args, nadopted, nsuppressed;
  * of process-wide state after it (setuid, setsid, PR_SET_PDEATHSIG) run for
  * real: the child starts with its new parent's, not with what the old child
  * made of its own. -1: not such a child. */
-static int trace_fd = -1; /* MCR_STARTUP_TRACE: one line per replayed-startup call */
 static long child_from = -1;
 static int startup_parent;   /* this log has a startup fork whose child was another
                               * process: only then are later forks worth a stack walk */
+static int trace_fd = -1;    /* MCR_STARTUP_TRACE: one line per replayed-startup call */
 
 /* ---- the real functions ---- */
 
@@ -459,7 +459,7 @@ struct call {
   uint32_t kind;
   enum cls cls;
   int target;     /* C_MODIFY: the fd it shapes */
-  int arg;        /* listen: the backlog */
+  int arg;        /* listen: the backlog; epoll_ctl: the op */
   int sock[3];    /* socket, socketpair: domain, type, protocol */
   const struct sockaddr *sa; /* bind: the address */
   socklen_t salen;
@@ -680,7 +680,6 @@ static void note(struct call *c, const char *fmt, ...)
   va_end(ap);
 }
 
-/* Under st_lock: the unused old entry with (id, kind, ordinal), or NULL. */
 static uint64_t stack_key(const struct mcr_startup_entry *e)
 {
   return e->stack_id ^ (uint64_t)e->kind * 0xff51afd7ed558ccdull;
@@ -1119,13 +1118,13 @@ static const struct mcr_startup_entry *respawn_of(const struct call *c)
   return NULL;
 }
 
-/* Under st_lock: what a call in the window does. */
 static int defer_epoll_ctl(struct call *c, int op);
 
+/* Under st_lock: what a call in the window does. */
 static void decide(struct call *c)
 {
   const struct mcr_startup_entry *o, *respawn;
-  int equal, how, renewed = 0;
+  int equal, renewed = 0;
 
   c->ordinal = next_ordinal(c->id, c->kind);
   c->act = A_RUN;
@@ -1133,10 +1132,9 @@ static void decide(struct call *c)
     return;
   if (c->kind == MCR_SK_LISTEN && bit(adopted_map, c->target) && listen_adopted(c))
     goto count;
-  o = c->o = match_old(c, &how);
-  c->how = how;
+  o = c->o = match_old(c, &c->how);
   equal = o && o->args_hash == c->hash;
-  if (how == M_BY_ARGS)
+  if (c->how == M_BY_ARGS)
     nby_args++;
   switch (c->cls) {
   case C_CREATE:
@@ -3249,6 +3247,7 @@ int mcr_startup_replay_switch(const void *buf, size_t len, uint64_t stack_id, ui
   nnotes = 0;
   nreplayed = nrun = nby_args = nadopted = nsuppressed = 0;
   shadows_close(); /* the parent's: this child's shared instances are its old child's */
+  ndeferred = 0;   /* the parent's registrations: its own to make in its pause */
   sh = ah = sn = an = NULL;
   used = NULL;
   rc = 0;

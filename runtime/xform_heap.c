@@ -1079,14 +1079,15 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
   /* (after reset(), which clears H) */
   H.oldr = NULL;
   H.noldr = 0;
-  if (final) {
-    size_t n = mcr_heap_ranges(final, NULL, 0);
+  size_t n = final ? mcr_heap_ranges(final, NULL, 0) : 0;
+  if (n) { /* none (a state it cannot read): every object of a changed type, as before */
     struct mcr_heap_range *r = mcr_arena_alloc(mcr_xform_arena(), (n + 1) * sizeof(*r), 8);
     if (!r) {
       hconflict("other", "out of memory listing the old heap's ranges", "", "", "", "", "", "");
       return -1;
     }
-    H.noldr = mcr_heap_ranges(final, r, n);
+    size_t got = mcr_heap_ranges(final, r, n);
+    H.noldr = got < n ? got : n;
     H.oldr = r;
   }
   if (incremental ? pause_incremental(regions, nregions, fresh, nfresh, final)

@@ -96,6 +96,9 @@ rc=0
 SRC=$("$HERE/fetch-source.sh" "$NAME" "$VERSION" "${FETCH_OPTS[@]+"${FETCH_OPTS[@]}"}") || rc=$?
 [ "$rc" -eq 0 ] || exit "$rc"   # 2: version not available (message already printed)
 
+# What a build leaves: a server's executable, or libevent's archive.
+built() { if [ "$NAME" = libevent ]; then [ -f "$1" ]; else [ -x "$1" ]; fi; }
+
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 LOG=$OUT/build.log
@@ -116,7 +119,7 @@ KEY=$( {
 } | sha256sum | cut -c1-16)
 if [ "$REUSE" -eq 1 ] && [ -f "$OUT/build-info" ] && grep -qx "key=$KEY" "$OUT/build-info"; then
   BIN=$(sed -n 's/^binary=//p' "$OUT/build-info")
-  if [ -x "$BIN" ] || { [ "$NAME" = libevent ] && [ -f "$BIN" ]; }; then
+  if built "$BIN"; then
     echo "$PROG: $NAME $VERSION with $CC_ARG: reusing the identical build in $OUT: $BIN" >&2
     echo "$BIN"
     exit 0
@@ -198,7 +201,7 @@ esac
 end=$(date +%s.%N)
 secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
 
-[ -x "$BIN" ] || { [ "$NAME" = libevent ] && [ -f "$BIN" ]; } || fail "build (no $BIN)"
+built "$BIN" || fail "build (no $BIN)"
 {
   echo "name=$NAME"
   echo "version=$VERSION"
