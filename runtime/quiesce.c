@@ -474,7 +474,8 @@ static int arrived(int state)
 int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
 {
   struct mcr_qthread **qs = NULL;
-  uint64_t *seen_ns = NULL;
+  uint64_t *seen_ns = NULL; /* when each thread was first seen arrived, 0: not */
+  int *seen_state = NULL;   /* its state then, reported: it may wake and park since */
   size_t n, cap = 0;
   uint64_t t0, deadline, last_kick, ticket = 0, gp_start = 0, gp_end = 0;
   int all = 0;
@@ -523,11 +524,13 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
     }
   }
   seen_ns = rt_alloc((n ? n : 1) * sizeof(*seen_ns));
+  seen_state = rt_alloc((n ? n : 1) * sizeof(*seen_state));
   res->threads_bytes = (n ? n : 1) * sizeof(*res->threads);
   res->threads = rt_alloc(res->threads_bytes);
-  if (!seen_ns || !res->threads) {
+  if (!seen_ns || !seen_state || !res->threads) {
     rt_free(qs, cap * sizeof(*qs));
     rt_free(seen_ns, (n ? n : 1) * sizeof(*seen_ns));
+    rt_free(seen_state, (n ? n : 1) * sizeof(*seen_state));
     mcr_qresult_free(res);
     resume();
     pthread_mutex_unlock(&busy);
@@ -556,6 +559,7 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
           seen_ns[i] = s == MCR_Q_PARKED && qs[i]->quiesce_gen == quiesce_gen
                            ? qs[i]->arrived_ns
                            : now;
+        seen_state[i] = s;
       } else {
         states_ok = 0;
         seen_ns[i] = 0;
@@ -598,7 +602,9 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
       continue; /* it ended */
     res->nthreads++;
     a->tid = tid;
-    a->state = __atomic_load_n(&qs[i]->state, __ATOMIC_SEQ_CST);
+    /* quiesced: each thread's state when the grace period confirmed it (a
+     * thread blocked at its point may have woken since, on its way to park) */
+    a->state = all ? seen_state[i] : __atomic_load_n(&qs[i]->state, __ATOMIC_SEQ_CST);
     a->arrived = all || seen_ns[i] != 0;
     a->at = a->arrived ? qs[i]->at : NULL;
     a->arrival_us = a->arrived && seen_ns[i] > t0 ? (seen_ns[i] - t0) / 1000 : 0;
@@ -615,6 +621,7 @@ int mcr_quiesce_begin(unsigned timeout_ms, struct mcr_qresult *res)
   }
   rt_free(qs, cap * sizeof(*qs));
   rt_free(seen_ns, (n ? n : 1) * sizeof(*seen_ns));
+  rt_free(seen_state, (n ? n : 1) * sizeof(*seen_state));
   if (!all) {
     pthread_mutex_unlock(&busy);
     return -1;
