@@ -40,6 +40,7 @@
 #include "arena.h"
 #include "ctl.h"
 #include "elf.h"
+#include "rename.h"
 #include "typediff.h"
 #include "typetab.h"
 
@@ -77,6 +78,7 @@ struct asite { /* an allocation site of a type table */
 };
 
 struct version {
+  const char *cmd;  /* the command messages name: "check", "update" */
   const char *path;
   const char *role; /* "OLD" or "NEW" */
   struct mcr_elf elf;
@@ -135,6 +137,7 @@ struct item {
 
 struct check {
   struct version v[2]; /* old, new */
+  struct mcr_renames moves; /* --move-field */
   struct mcr_arena *arena;
   struct item *items;
   size_t nitems, cap;
@@ -160,7 +163,7 @@ struct imgref {
 
 void cmd_check_help(void)
 {
-  printf("Usage: mcr-ctl check OLD NEW [--json]\n"
+  printf("Usage: mcr-ctl check OLD NEW [--move-field TYPE.OLD=NEW]... [--json]\n"
          "\n"
          "Previews, without running anything, what a live update from the executable OLD\n"
          "to the executable NEW (two builds of the same program by mcr-clang) would have\n"
@@ -178,6 +181,9 @@ void cmd_check_help(void)
          "handled conservatively (allocation sites without a type in either version).\n"
          "\n"
          "Options:\n"
+         "  --move-field TYPE.OLD=NEW  struct TYPE's field OLD is at the member path NEW\n"
+         "              in the new version (moved into a nested struct: n.notify_event,\n"
+         "              or renamed), as mcr-ctl update --move-field declares it\n"
          "  --json      machine-readable output (one JSON object)\n"
          "  -h, --help  this help\n"
          "\n"
@@ -247,7 +253,7 @@ static int bad(const struct version *v, const char *fmt_, ...)
   va_start(ap, fmt_);
   vsnprintf(msg, sizeof(msg), fmt_, ap);
   va_end(ap);
-  ctl_err("check: %s %s: %s", v->role, v->path, msg);
+  ctl_err("%s: %s %s: %s", v->cmd, v->role, v->path, msg);
   return -1;
 }
 
@@ -1011,7 +1017,8 @@ static int judge_pair(struct check *c, struct item *it)
   const char *tname = site ? mcr_type_name(nt, ntype) : NULL;
   it->hook = site ? find_hook(c, "mcr_transform_type_", tname)
                   : find_hook(c, "mcr_transform_global_", it->ng->symbol);
-  if (mcr_xplan_build(c->arena, ot, otype, nt, ntype, &it->plan, &it->err) != 0 && it->hook &&
+  if (mcr_xplan_build(c->arena, ot, otype, nt, ntype, &c->moves, &it->plan, &it->err) != 0 &&
+      it->hook &&
       (it->plan = empty_plan(c, ot, otype, nt, ntype))) {
     it->by_hook = 1; /* the user's transformation does it all */
   } else if (!it->plan || it->err.msg[0]) {
@@ -2031,14 +2038,51 @@ static void free_version(struct version *v)
   mcr_elf_close(&v->elf);
 }
 
+/* Each field move of r against both versions' type tables: 0, or -1 after a
+ * message naming the move. */
+static int check_moves(const struct version *o, const struct version *n,
+                       const struct mcr_renames *r)
+{
+  char why[512];
+  for (size_t i = 0; i < r->nmove; i++)
+    if (mcr_xmove_check(o->tabs, o->ntabs, n->tabs, n->ntabs, r->move_type[i], r->move_old[i],
+                        r->move_new[i], why, sizeof(why)) != 0) {
+      ctl_err("%s: --move-field %s.%s=%s: %s", o->cmd, r->move_type[i], r->move_old[i],
+              r->move_new[i], why);
+      return -1;
+    }
+  return 0;
+}
+
+int ctl_check_moves(const char *cmd, const char *old_path, const char *new_path,
+                    const struct mcr_renames *r)
+{
+  struct version v[2];
+  int ret = -1;
+
+  if (!r->nmove)
+    return 0;
+  memset(v, 0, sizeof(v));
+  v[0] = (struct version){.cmd = cmd, .path = old_path, .role = "OLD"};
+  v[1] = (struct version){.cmd = cmd, .path = new_path, .role = "NEW"};
+  if (load_version(&v[0]) == 0 && load_version(&v[1]) == 0)
+    ret = check_moves(&v[0], &v[1], r);
+  free_version(&v[0]);
+  free_version(&v[1]);
+  return ret;
+}
+
 int cmd_check(int argc, char **argv)
 {
   struct check c;
+  char spec[MCR_RENAME_SPEC_MAX];
   const char *paths[2] = {NULL, NULL};
   int json = 0, npaths = 0, dashdash = 0, ret = CTL_EXIT_USAGE;
   size_t refused = 0, xsites = 0;
+  char err[512];
 
   memset(&c, 0, sizeof(c));
+  spec[0] = '\0';
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
 
@@ -2050,6 +2094,19 @@ int cmd_check(int argc, char **argv)
         return CTL_EXIT_OK;
       } else if (!strcmp(a, "--json")) {
         json = 1;
+      } else if (!strcmp(a, "--move-field") || !strncmp(a, "--move-field=", 13)) {
+        const char *v = a[12] == '=' ? a + 13 : i + 1 < argc ? argv[++i] : NULL;
+        char tok[MCR_RENAME_SPEC_MAX];
+        if (!v || !*v) {
+          ctl_err("check: --move-field needs TYPE.OLD=NEW");
+          return CTL_EXIT_USAGE;
+        }
+        snprintf(tok, sizeof(tok), "@%s", v);
+        if (mcr_renames_append(spec, sizeof(spec), tok) != 0) {
+          ctl_err("check: the --move-field list is too long (at most %zu bytes)",
+                  sizeof(spec) - 1);
+          return CTL_EXIT_USAGE;
+        }
       } else {
         ctl_err("check: unknown option '%s' (see 'mcr-ctl check --help')", a);
         return CTL_EXIT_USAGE;
@@ -2066,11 +2123,17 @@ int cmd_check(int argc, char **argv)
             npaths ? "NEW" : "OLD and NEW");
     return CTL_EXIT_USAGE;
   }
+  if (mcr_renames_parse(&c.moves, spec, err, sizeof(err)) != 0) {
+    ctl_err("check: %s", err);
+    return CTL_EXIT_USAGE;
+  }
+  c.v[0].cmd = c.v[1].cmd = "check";
   c.v[0].path = paths[0];
   c.v[0].role = "OLD";
   c.v[1].path = paths[1];
   c.v[1].role = "NEW";
-  if (load_version(&c.v[0]) || load_version(&c.v[1]) || same_program(&c.v[0], &c.v[1]))
+  if (load_version(&c.v[0]) || load_version(&c.v[1]) || same_program(&c.v[0], &c.v[1]) ||
+      check_moves(&c.v[0], &c.v[1], &c.moves))
     goto out;
   if (!(c.arena = mcr_arena_create())) {
     ctl_err("check: %s", strerror(errno));

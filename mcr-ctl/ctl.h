@@ -42,9 +42,16 @@ void cmd_quiesce_help(void);
 int cmd_update(int argc, char **argv);
 void cmd_update_help(void);
 
-/* mcr-ctl check OLD NEW [--json] (check.c). */
+/* mcr-ctl check OLD NEW [--move-field TYPE.OLD=NEW]... [--json] (check.c). */
 int cmd_check(int argc, char **argv);
 void cmd_check_help(void);
+
+/* The field moves of r ("@TYPE.OLD=NEW", rename.h) checked against the type
+ * tables of the executables old_path and new_path (check.c): 0, or -1 after a
+ * message (prefixed "cmd: ") naming the move or the unreadable executable. */
+struct mcr_renames;
+int ctl_check_moves(const char *cmd, const char *old_path, const char *new_path,
+                    const struct mcr_renames *r);
 
 /* mcr-ctl report FILE [--json] (report.c). */
 int cmd_report(int argc, char **argv);

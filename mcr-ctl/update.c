@@ -40,7 +40,8 @@
 void cmd_update_help(void)
 {
   printf("Usage: mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--rename OLD=NEW]...\n"
-         "                      [--keep-new GLOBAL]... [--rename-file FILE] [--json]\n"
+         "                      [--keep-new GLOBAL]... [--move-field TYPE.OLD=NEW]...\n"
+         "                      [--rename-file FILE] [--json]\n"
          "\n"
          "Updates the running program PID (built by mcr-clang --mcr-quiescence) to the\n"
          "executable NEW without a restart: the old process starts NEW with its own\n"
@@ -66,8 +67,14 @@ void cmd_update_help(void)
          "                  it such a global refuses the update: its value may belong to\n"
          "                  state the old process does not have (a new module's index).\n"
          "                  Repeatable\n"
-         "  --rename-file FILE  renames, one OLD=NEW per line, and 'keep-new GLOBAL' lines\n"
-         "                  ('#' starts a comment)\n"
+         "  --move-field TYPE.OLD=NEW  struct TYPE's field OLD is at the member path NEW\n"
+         "                  in the new version (moved into a nested struct: 'n.fd', or\n"
+         "                  renamed): its value goes there, and so do pointers into it.\n"
+         "                  Fields are otherwise matched by name, and a field only the\n"
+         "                  old version has is dropped. Preview with mcr-ctl check\n"
+         "                  --move-field. Repeatable\n"
+         "  --rename-file FILE  renames, one OLD=NEW per line, 'keep-new GLOBAL' and\n"
+         "                  'move-field TYPE.OLD=NEW' lines ('#' starts a comment)\n"
          "  --json          machine-readable output (one JSON object; the conflicts with\n"
          "                  all their fields, as mcr-ctl report --json)\n"
          "  -h, --help      this help\n"
@@ -80,7 +87,8 @@ void cmd_update_help(void)
          "report says why); 2 bad usage or bad input: no such process, NEW missing, not\n"
          "executable, not an x86-64 ELF, not built by mcr-clang or from another program,\n"
          "a rename whose OLD is not one function of the running executable or whose NEW\n"
-         "is not one function of NEW (nothing was done).\n");
+         "is not one function of NEW, a field move whose TYPE.OLD is not a field of the\n"
+         "running version or whose NEW path is not one of NEW's (nothing was done).\n");
 }
 
 /* Source modules of the type tables in an executable (for "same program"). */
@@ -382,7 +390,18 @@ static int read_rename_file(const char *path, char *spec, size_t cap)
     if (!*p)
       continue;
     char keep[512];
-    if (!strncmp(p, "keep-new", 8) && (p[8] == ' ' || p[8] == '\t')) {
+    if (!strncmp(p, "move-field", 10) && (p[10] == ' ' || p[10] == '\t')) {
+      const char *m = p + 11;
+      while (*m == ' ' || *m == '\t')
+        m++;
+      if (!*m || strpbrk(m, " \t") || !strchr(m, '=') || strlen(m) + 2 > sizeof(keep)) {
+        ctl_err("update: %s:%u: expected 'move-field TYPE.OLD=NEW', got '%s'", path, lineno, p);
+        rc = -1;
+        continue;
+      }
+      snprintf(keep, sizeof(keep), "@%s", m);
+      p = keep;
+    } else if (!strncmp(p, "keep-new", 8) && (p[8] == ' ' || p[8] == '\t')) {
       const char *g = p + 9;
       while (*g == ' ' || *g == '\t')
         g++;
@@ -394,7 +413,8 @@ static int read_rename_file(const char *path, char *spec, size_t cap)
       snprintf(keep, sizeof(keep), "+%s", g);
       p = keep;
     } else if (strpbrk(p, " \t") || !strchr(p, '=')) {
-      ctl_err("update: %s:%u: expected OLD=NEW or 'keep-new GLOBAL', got '%s'", path, lineno, p);
+      ctl_err("update: %s:%u: expected OLD=NEW, 'keep-new GLOBAL' or 'move-field TYPE.OLD=NEW', "
+              "got '%s'", path, lineno, p);
       rc = -1;
       continue;
     }
@@ -469,7 +489,7 @@ int cmd_update(int argc, char **argv)
   static char spec[MCR_RENAME_SPEC_MAX];
   static struct mcr_renames renames;
   static char pairs[MCR_RENAME_SPEC_MAX]; /* "OLD=NEW\0" each: no longer than spec */
-  char *pairp[2 * MCR_RENAME_MAX]; /* the pairs, then the keeps ("+NAME") */
+  char *pairp[3 * MCR_RENAME_MAX]; /* the pairs, the keeps ("+NAME"), the moves ("@T.F=P") */
   int json = 0, timeout_ms = DEFAULT_TIMEOUT_MS, nargs = 0, rc;
   pid_t pid;
 
@@ -513,6 +533,19 @@ int cmd_update(int argc, char **argv)
         ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
         return CTL_EXIT_USAGE;
       }
+    } else if (!strcmp(a, "--move-field") || !strncmp(a, "--move-field=", 13)) {
+      const char *v = a[12] == '=' ? a + 13 : (i + 1 < argc ? argv[++i] : NULL);
+      char move[512];
+      if (!v || !*v || strpbrk(v, " \t\n") || strlen(v) + 2 > sizeof(move)) {
+        ctl_err("update: --move-field '%s': expected TYPE.OLD=NEW (a struct, its old field, "
+                "the field's member path in the new version)", v ? v : "");
+        return CTL_EXIT_USAGE;
+      }
+      snprintf(move, sizeof(move), "@%s", v);
+      if (mcr_renames_append(spec, sizeof(spec), move) != 0) {
+        ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
+        return CTL_EXIT_USAGE;
+      }
     } else if (!strcmp(a, "--rename-file") || !strncmp(a, "--rename-file=", 14)) {
       const char *v = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
       if (!v || !*v) {
@@ -550,6 +583,9 @@ int cmd_update(int argc, char **argv)
   }
   if (check_new(pid, args[1], abs) != 0 || check_renames(pid, abs, &renames) != 0)
     return CTL_EXIT_USAGE;
+  snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+  if (ctl_check_moves("update", exe, abs, &renames) != 0)
+    return CTL_EXIT_USAGE;
   size_t off = 0;
   for (size_t i = 0; i < renames.n; i++) {
     int n = snprintf(pairs + off, sizeof(pairs) - off, "%s=%s", renames.old_name[i],
@@ -562,13 +598,18 @@ int cmd_update(int argc, char **argv)
     pairp[renames.n + i] = pairs + off;
     off += (size_t)n + 1;
   }
+  for (size_t i = 0; i < renames.nmove; i++) {
+    int n = snprintf(pairs + off, sizeof(pairs) - off, "@%s.%s=%s", renames.move_type[i],
+                     renames.move_old[i], renames.move_new[i]);
+    pairp[renames.n + renames.nkeep + i] = pairs + off;
+    off += (size_t)n + 1;
+  }
   if (!report) {
     snprintf(defreport, sizeof(defreport), "/tmp/mcr-update-%d-%ld.report", (int)pid,
              (long)time(NULL));
     report = defreport;
   }
   /* the old executable, for the report (after a commit the process is gone) */
-  snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
   {
     ssize_t n = readlink(exe, program, sizeof(program) - 1);
     program[n > 0 ? n : 0] = 0;
@@ -578,7 +619,7 @@ int cmd_update(int argc, char **argv)
   ureq.has_timeout_ms = 1;
   ureq.timeout_ms = (uint32_t)timeout_ms;
   ureq.fault = getenv("MCR_UPDATE_FAULT");
-  ureq.n_renames = renames.n + renames.nkeep;
+  ureq.n_renames = renames.n + renames.nkeep + renames.nmove;
   ureq.renames = pairp;
   req.kind_case = MCR__CONTROL__REQUEST__KIND_UPDATE;
   req.update = &ureq;

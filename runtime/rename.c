@@ -21,13 +21,67 @@ static int is_name_char(char c)
   return (unsigned char)c > ' ' && c != '=' && c != 0x7f;
 }
 
+/* Whether s is a C identifier. */
+static int is_ident(const char *s, const char *end)
+{
+  if (s == end || (*s >= '0' && *s <= '9'))
+    return 0;
+  for (; s < end; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '_'))
+      return 0;
+  return 1;
+}
+
+/* Whether s is identifiers joined by '.': a member path. */
+static int is_path(const char *s)
+{
+  const char *dot;
+  while ((dot = strchr(s, '.'))) {
+    if (!is_ident(s, dot))
+      return 0;
+    s = dot + 1;
+  }
+  return is_ident(s, s + strlen(s));
+}
+
+/* "@TYPE.OLD=NEW" (pair without the '@'): 0, or -1 with why in err. */
+static int parse_move(struct mcr_renames *r, char *pair, char *err, size_t errlen)
+{
+  char *eq = strchr(pair, '='), *dot = strchr(pair, '.');
+  if (!eq || !dot || dot > eq) {
+    snprintf(err, errlen, "move-field '%s': expected TYPE.OLD=NEW (the struct's name, its old "
+                          "field, the field's member path in the new version)", pair);
+    return -1;
+  }
+  *eq = *dot = '\0';
+  if (!is_ident(pair, dot) || !is_ident(dot + 1, eq) || !is_path(eq + 1)) {
+    snprintf(err, errlen, "move-field '%s.%s=%s': TYPE and OLD must be C identifiers, NEW "
+                          "identifiers joined by '.'", pair, dot + 1, eq + 1);
+    return -1;
+  }
+  if (mcr_renames_move(r, pair, dot + 1)) {
+    snprintf(err, errlen, "move-field '%s.%s=%s': %s.%s is moved twice", pair, dot + 1, eq + 1,
+             pair, dot + 1);
+    return -1;
+  }
+  if (r->nmove == MCR_RENAME_MAX) {
+    snprintf(err, errlen, "more than %d field moves", MCR_RENAME_MAX);
+    return -1;
+  }
+  r->move_type[r->nmove] = pair;
+  r->move_old[r->nmove] = dot + 1;
+  r->move_new[r->nmove] = eq + 1;
+  r->nmove++;
+  return 0;
+}
+
 int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t errlen)
 {
   size_t len = spec ? strlen(spec) : 0;
   char *p, *end;
 
-  r->n = 0;
-  r->nkeep = 0;
+  r->n = r->nkeep = r->nmove = 0;
   if (len >= sizeof(r->buf)) {
     snprintf(err, errlen, "the rename map is too long (%zu bytes, at most %zu)", len,
              sizeof(r->buf) - 1);
@@ -52,17 +106,24 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
       if (!pair[1] || *q || r->nkeep == MCR_RENAME_MAX) {
         snprintf(err, errlen, "keep-new '%s': expected one global's name%s", pair + 1,
                  r->nkeep == MCR_RENAME_MAX ? " (at most 64)" : "");
-        r->n = r->nkeep = 0;
+        r->n = r->nkeep = r->nmove = 0;
         return -1;
       }
       r->keep_name[r->nkeep++] = pair + 1;
+      continue;
+    }
+    if (pair[0] == '@') { /* a moved field */
+      if (parse_move(r, pair + 1, err, errlen) != 0) {
+        r->n = r->nkeep = r->nmove = 0;
+        return -1;
+      }
       continue;
     }
     eq = strchr(pair, '=');
     if (!eq || eq == pair || !eq[1]) {
       snprintf(err, errlen, "rename '%s': expected OLD=NEW (the old function's name, '=', "
                             "the new one's)", pair);
-      r->n = 0;
+      r->n = r->nkeep = r->nmove = 0;
       return -1;
     }
     *eq = '\0';
@@ -76,17 +137,17 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
     if (*q) {
       snprintf(err, errlen, "rename '%s=%s': a name holds the character 0x%02x", pair, eq + 1,
                (unsigned char)*q);
-      r->n = 0;
+      r->n = r->nkeep = r->nmove = 0;
       return -1;
     }
     if (mcr_renames_find(r, pair)) {
       snprintf(err, errlen, "rename '%s=%s': %s is renamed twice", pair, eq + 1, pair);
-      r->n = 0;
+      r->n = r->nkeep = r->nmove = 0;
       return -1;
     }
     if (r->n == MCR_RENAME_MAX) {
       snprintf(err, errlen, "more than %d renames", MCR_RENAME_MAX);
-      r->n = 0;
+      r->n = r->nkeep = r->nmove = 0;
       return -1;
     }
     r->old_name[r->n] = pair;
@@ -113,6 +174,15 @@ int mcr_renames_keeps(const struct mcr_renames *r, const char *name)
     if (!strcmp(r->keep_name[i], name))
       return 1;
   return 0;
+}
+
+const char *mcr_renames_move(const struct mcr_renames *r, const char *type,
+                             const char *old_field)
+{
+  for (size_t i = 0; r && i < r->nmove; i++)
+    if (!strcmp(r->move_type[i], type) && !strcmp(r->move_old[i], old_field))
+      return r->move_new[i];
+  return NULL;
 }
 
 const char *mcr_renames_find(const struct mcr_renames *r, const char *old_name)

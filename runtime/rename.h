@@ -34,12 +34,20 @@ struct mcr_renames {
    * the new version's startup set is kept (runtime/transfer.c) */
   size_t nkeep;
   const char *keep_name[MCR_RENAME_MAX];
+  /* "@TYPE.OLD=NEW" tokens (mcr-ctl update --move-field TYPE.OLD=NEW): struct
+   * TYPE's field OLD is at the member path NEW of the new version's TYPE (for
+   * a field moved into a nested struct: "n.notify_event"); used by the
+   * conversion plans (runtime/typediff.c), for values and for pointers into
+   * the field */
+  size_t nmove;
+  const char *move_type[MCR_RENAME_MAX];
+  const char *move_old[MCR_RENAME_MAX];
+  const char *move_new[MCR_RENAME_MAX];
   char buf[MCR_RENAME_SPEC_MAX];
 };
 
-/* Parses spec ("OLD=NEW" pairs and "+NAME" keeps separated by white space; NULL
- * or "" is none)
- * into r. A pair must have both names, of symbol characters (no white space,
+/* Parses spec ("OLD=NEW" pairs, "+NAME" keeps and "@TYPE.OLD=NEW" field moves
+ * separated by white space; NULL or "" is none) into r. A pair must have both names, of symbol characters (no white space,
  * '=' or control characters); an OLD may appear once. Returns 0, or -1 with a
  * message naming the pair in err (r is then empty). */
 int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t errlen);
@@ -57,6 +65,10 @@ int mcr_rename_check(const struct mcr_elfsym *old, const struct mcr_elfsym *new,
 
 /* Whether r keeps the new global name (a "+NAME" token). */
 int mcr_renames_keeps(const struct mcr_renames *r, const char *name);
+
+/* The new member path of struct type's field old_field in r, or NULL. */
+const char *mcr_renames_move(const struct mcr_renames *r, const char *type,
+                             const char *old_field);
 
 /* The new name of old_name in r, or NULL. */
 const char *mcr_renames_find(const struct mcr_renames *r, const char *old_name);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "rename.h"
 
 #define MAX_OPS (1u << 20)
 #define MAX_DEPTH 48
@@ -26,6 +27,7 @@ struct builder {
   struct mcr_xchange *ch;
   size_t nch, chcap;
   struct mcr_xerror *err;
+  const struct mcr_renames *moves; /* declared field moves, or NULL */
 };
 
 static void fail(struct builder *b, const char *path, const char *fmt, ...)
@@ -127,6 +129,8 @@ static void change(struct builder *b, int kind, const char *path, uint32_t ot, u
   c->old_type = ot == MCR_NO_TYPE ? "" : render(b, b->ot, ot);
   c->new_type = nt == MCR_NO_TYPE ? "" : render(b, b->nt, nt);
   c->old_off = ooff;
+  struct mcr_type_rec r;
+  c->old_size = ot != MCR_NO_TYPE && strip(b->ot, ot, &r, NULL) == 0 ? r.size : 0;
   c->new_off = noff;
   c->risky = risky;
 }
@@ -387,7 +391,105 @@ static int build_bits(struct builder *b, const struct mcr_member_rec *om,
   return push(b, &op);
 }
 
-static int build_struct(struct builder *b, const struct mcr_type_rec *o,
+/* Whether type t of tt, typedefs included, is named name: its tag or one of the
+ * typedef names on the way to it. */
+static int named(const struct mcr_typetab *tt, uint32_t t, const char *name)
+{
+  struct mcr_type_rec r;
+  for (int i = 0; i < MCR_TYPE_MAX_DEPTH; i++) {
+    if (t == MCR_NO_TYPE || mcr_typetab_type(tt, t, &r) != 0)
+      return 0;
+    const char *n = mcr_typetab_str(tt, r.name);
+    if (n && !strcmp(n, name))
+      return 1;
+    if (r.kind != MCR_TYPE_TYPEDEF)
+      return 0;
+    t = r.target;
+  }
+  return 0;
+}
+
+/* The member path mpath ("n.notify_event") in struct or union r of table tt: its
+ * type and byte offset. 0, or -1 with why. */
+static int resolve_path(const struct mcr_typetab *tt, const struct mcr_type_rec *r,
+                        const char *mpath, uint32_t *type, uint64_t *off, char *why, size_t len)
+{
+  struct mcr_type_rec in = *r;
+  uint64_t at = 0;
+  const char *p = mpath;
+  for (;;) {
+    const char *dot = strchr(p, '.');
+    int l = (int)(dot ? (size_t)(dot - p) : strlen(p));
+    struct mcr_member_rec m;
+    int found = 0;
+    if (in.kind != MCR_TYPE_STRUCT && in.kind != MCR_TYPE_UNION) {
+      snprintf(why, len, "'%.*s' would be a field of something that is not a struct", l, p);
+      return -1;
+    }
+    for (uint32_t j = 0; j < in.count && !found; j++) {
+      const char *nm;
+      if (mcr_typetab_member(tt, in.first_member + j, &m) != 0)
+        continue;
+      nm = mcr_typetab_str(tt, m.name);
+      found = nm && (int)strlen(nm) == l && !strncmp(nm, p, (size_t)l);
+    }
+    if (!found) {
+      snprintf(why, len, "no field '%.*s' where the path %s leads", l, p, mpath);
+      return -1;
+    }
+    if (m.bit_size || m.offset_bits % 8) {
+      snprintf(why, len, "'%.*s' is a bit-field", l, p);
+      return -1;
+    }
+    at += m.offset_bits / 8;
+    if (!dot) {
+      *type = m.type;
+      *off = at;
+      return 0;
+    }
+    if (strip(tt, m.type, &in, NULL) != 0) {
+      snprintf(why, len, "'%.*s' has no type information", l, p);
+      return -1;
+    }
+    p = dot + 1;
+  }
+}
+
+/* Old member om (named oname) of struct ot, which the new struct has no field of
+ * that name for: when a --move-field names it, converted to its new place. 1 done,
+ * 0 no move declared, -1 failed. */
+static int build_moved(struct builder *b, uint32_t ot, const struct mcr_member_rec *om,
+                       const char *oname, const struct mcr_type_rec *n, uint64_t ooff,
+                       uint64_t noff, const char *path, int depth)
+{
+  const char *to = NULL;
+  char why[256];
+  uint32_t mt;
+  uint64_t moff;
+
+  for (size_t k = 0; b->moves && k < b->moves->nmove && !to; k++)
+    if (!strcmp(b->moves->move_old[k], oname) && named(b->ot, ot, b->moves->move_type[k]))
+      to = b->moves->move_new[k];
+  if (!to)
+    return 0;
+  const char *p = join(b, path, oname, -1);
+  if (om->bit_size || om->offset_bits % 8) {
+    fail(b, p, "a moved bit-field is not supported (--move-field %s)", to);
+    return -1;
+  }
+  if (resolve_path(b->nt, n, to, &mt, &moff, why, sizeof(why)) != 0) {
+    fail(b, p, "--move-field to %s: %s", to, why);
+    return -1;
+  }
+  char shown[256]; /* the change names both places: "served -> counters.served" */
+  snprintf(shown, sizeof(shown), "%s -> %s", p, join(b, path, to, -1));
+  change(b, MCR_XC_MOVED, shown, om->type, mt, ooff + om->offset_bits / 8, noff + moff, 0);
+  return build(b, om->type, ooff + om->offset_bits / 8, mt, noff + moff, p, depth + 1) != 0
+             ? -1
+             : 1;
+}
+
+static int build_struct(struct builder *b, uint32_t ot, const struct mcr_type_rec *o,
                         const struct mcr_type_rec *n, uint64_t ooff, uint64_t noff,
                         const char *path, int depth)
 {
@@ -432,7 +534,13 @@ static int build_struct(struct builder *b, const struct mcr_type_rec *o,
       const char *nname = member_name(b->nt, n, j, &nm, nb, sizeof(nb));
       found = nname && !strcmp(oname, nname);
     }
-    if (!found)
+    if (found)
+      continue;
+    /* after every field matched by name: a field moved into one of them writes last */
+    int moved = build_moved(b, ot, &om, oname, n, ooff, noff, path, depth);
+    if (moved < 0)
+      return -1;
+    if (!moved)
       change(b, MCR_XC_REMOVED, join(b, path, oname, -1), om.type, MCR_NO_TYPE,
              ooff + om.offset_bits / 8, 0, 0);
   }
@@ -528,7 +636,7 @@ static int build(struct builder *b, uint32_t ot, uint64_t ooff, uint32_t nt, uin
            render(b, b->nt, nt));
       return -1;
     }
-    return build_struct(b, &o, &n, ooff, noff, path, depth);
+    return build_struct(b, ot, &o, &n, ooff, noff, path, depth);
   case MCR_TYPE_UNION:
     return build_union(b, &o, &n, ot, nt, ooff, noff, path, depth);
   default:
@@ -553,10 +661,11 @@ static int flex_member(const struct mcr_typetab *tt, uint32_t t, uint32_t *elem,
 }
 
 static int build_plan(struct mcr_arena *a, const struct mcr_typetab *otab, uint32_t ot,
-                      const struct mcr_typetab *ntab, uint32_t nt, struct mcr_xplan **out,
+                      const struct mcr_typetab *ntab, uint32_t nt,
+                      const struct mcr_renames *moves, struct mcr_xplan **out,
                       struct mcr_xerror *err, int depth)
 {
-  struct builder b = {.a = a, .ot = otab, .nt = ntab, .err = err};
+  struct builder b = {.a = a, .ot = otab, .nt = ntab, .err = err, .moves = moves};
   struct mcr_type_rec o, n;
   struct mcr_xplan *p;
 
@@ -588,7 +697,7 @@ static int build_plan(struct mcr_arena *a, const struct mcr_typetab *otab, uint3
   }
   if (of && depth < 4) {
     struct mcr_xplan *tail;
-    if (build_plan(a, otab, oe, ntab, ne, &tail, err, depth + 1) != 0)
+    if (build_plan(a, otab, oe, ntab, ne, moves, &tail, err, depth + 1) != 0)
       return -1;
     p->tail = tail;
     p->has_tail = 1;
@@ -610,13 +719,79 @@ static int build_plan(struct mcr_arena *a, const struct mcr_typetab *otab, uint3
 }
 
 int mcr_xplan_build(struct mcr_arena *a, const struct mcr_typetab *otab, uint32_t ot,
-                    const struct mcr_typetab *ntab, uint32_t nt, const struct mcr_xplan **out,
+                    const struct mcr_typetab *ntab, uint32_t nt,
+                    const struct mcr_renames *moves, const struct mcr_xplan **out,
                     struct mcr_xerror *err)
 {
   struct mcr_xplan *p;
-  if (build_plan(a, otab, ot, ntab, nt, &p, err, 0) != 0)
+  if (build_plan(a, otab, ot, ntab, nt, moves, &p, err, 0) != 0)
     return -1;
   *out = p;
+  return 0;
+}
+
+/* The struct or union named name (tag or typedef) in one of the n tables tabs:
+ * its record and table, or NULL. */
+static const struct mcr_typetab *find_struct(const struct mcr_typetab *tabs, size_t n,
+                                             const char *name, struct mcr_type_rec *out)
+{
+  for (size_t i = 0; i < n; i++)
+    for (uint32_t t = 0; t < mcr_typetab_ntypes(&tabs[i]); t++) {
+      struct mcr_type_rec r;
+      if (mcr_typetab_type(&tabs[i], t, &r) != 0 || !*mcr_typetab_str(&tabs[i], r.name) ||
+          strcmp(mcr_typetab_str(&tabs[i], r.name), name) || strip(&tabs[i], t, out, NULL) != 0)
+        continue;
+      if ((out->kind == MCR_TYPE_STRUCT || out->kind == MCR_TYPE_UNION) &&
+          !(out->flags & MCR_TF_INCOMPLETE))
+        return &tabs[i];
+    }
+  return NULL;
+}
+
+static int has_member(const struct mcr_typetab *tt, const struct mcr_type_rec *r,
+                      const char *name)
+{
+  for (uint32_t j = 0; j < r->count; j++) {
+    struct mcr_member_rec m;
+    if (mcr_typetab_member(tt, r->first_member + j, &m) == 0 &&
+        !strcmp(mcr_typetab_str(tt, m.name), name))
+      return 1;
+  }
+  return 0;
+}
+
+int mcr_xmove_check(const struct mcr_typetab *otabs, size_t nold, const struct mcr_typetab *ntabs,
+                    size_t nnew, const char *type, const char *old_field, const char *new_path,
+                    char *why, size_t len)
+{
+  struct mcr_type_rec o, n;
+  const struct mcr_typetab *ot = find_struct(otabs, nold, type, &o), *nt;
+  uint32_t mt;
+  uint64_t off;
+  char w[256];
+
+  if (!ot) {
+    snprintf(why, len, "the old version has no struct named '%s' (its tag or typedef name)",
+             type);
+    return -1;
+  }
+  if (!has_member(ot, &o, old_field)) {
+    snprintf(why, len, "the old version's %s has no field '%s'", type, old_field);
+    return -1;
+  }
+  if (!(nt = find_struct(ntabs, nnew, type, &n))) {
+    snprintf(why, len, "the new version has no struct named '%s'", type);
+    return -1;
+  }
+  if (has_member(nt, &n, old_field)) {
+    snprintf(why, len, "the new version's %s still has a field '%s': it is matched by name, "
+                       "nothing to declare", type, old_field);
+    return -1;
+  }
+  if (resolve_path(nt, &n, new_path, &mt, &off, w, sizeof(w)) != 0) {
+    snprintf(why, len, "in the new version's %s: %s", type, w);
+    return -1;
+  }
   return 0;
 }
 
@@ -848,6 +1023,39 @@ int mcr_xplan_apply(const struct mcr_xplan *p, const unsigned char *old, size_t 
     }
   }
   return 0;
+}
+
+void mcr_xplan_describe_lost(const struct mcr_xplan *p, uint64_t old_off, char *what,
+                             size_t whatlen, char *fix, size_t fixlen)
+{
+  const struct mcr_xchange *hit = NULL;
+  for (size_t k = 0; k < p->nchanges && !hit; k++) {
+    const struct mcr_xchange *c = &p->changes[k];
+    if ((c->kind == MCR_XC_REMOVED || c->kind == MCR_XC_RETYPED) && old_off >= c->old_off &&
+        old_off < c->old_off + (c->old_size ? c->old_size : 1))
+      hit = c;
+  }
+  if (!hit) {
+    snprintf(what, whatlen, "a field the new version removed or converted");
+    snprintf(fix, fixlen, "keep the field, or register a transformation");
+    return;
+  }
+  if (hit->kind == MCR_XC_RETYPED) {
+    snprintf(what, whatlen, "field '%s' (%s), converted to %s", hit->path, hit->old_type,
+             hit->new_type);
+    snprintf(fix, fixlen, "keep the field's type, or register a transformation");
+    return;
+  }
+  const char *last = strrchr(hit->path, '.');
+  last = last ? last + 1 : hit->path;
+  snprintf(what, whatlen, "field '%s' (%s), which the new version does not have", hit->path,
+           hit->old_type);
+  snprintf(fix, fixlen,
+           "if the field moved (into a nested struct, or renamed), declare where: mcr-ctl update "
+           "--move-field TYPE.%s=NEW, TYPE the struct that has it, NEW its member path in the "
+           "new version (preview with mcr-ctl check --move-field); else keep the field, or "
+           "register a transformation",
+           last);
 }
 
 int mcr_xplan_map_offset(const struct mcr_xplan *p, uint64_t old_off, size_t old_len,

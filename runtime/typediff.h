@@ -12,6 +12,8 @@
  *    the anonymous ones): reordered and moved fields are copied to their new
  *    place, removed fields are dropped, added fields are not written (a heap
  *    object's start zeroed, a global's keep the new version's initial value);
+ *    a field moved under another name or into a nested struct is matched only
+ *    when the user declares it (mcr-ctl update --move-field TYPE.OLD=NEW);
  *  - integers (char, _Bool, enums treated as integers when only one side is an
  *    enum) convert to any width and signedness; a value that does not fit is
  *    detected when the plan is applied, never truncated;
@@ -91,6 +93,7 @@ struct mcr_xchange {
   const char *old_type; /* rendered; "" when none */
   const char *new_type;
   uint64_t old_off, new_off; /* bytes */
+  uint64_t old_size;         /* the old field's bytes (0: none or unknown) */
   int risky;            /* narrowing, signedness or shrinking: applying may refuse */
 };
 
@@ -116,13 +119,28 @@ struct mcr_xerror {
 
 /*
  * Compares old type ot (in table otab) with new type nt (in ntab) and builds the
- * plan into *out (allocated in a). Returns 0, or -1 with err filled when the change
- * cannot be inferred (err->msg says what and suggests a user transformation), or
- * when memory runs out. MCR_NO_TYPE on either side fails.
+ * plan into *out (allocated in a). moves (NULL: none) declares fields moved to
+ * another member path (rename.h, "@TYPE.OLD=NEW"): an old field the new struct
+ * has no field of that name for goes there, instead of being dropped. Returns 0,
+ * or -1 with err filled when the change cannot be inferred (err->msg says what
+ * and suggests a user transformation), or when memory runs out. MCR_NO_TYPE on
+ * either side fails.
  */
+struct mcr_renames;
 int mcr_xplan_build(struct mcr_arena *a, const struct mcr_typetab *otab, uint32_t ot,
-                    const struct mcr_typetab *ntab, uint32_t nt, const struct mcr_xplan **out,
+                    const struct mcr_typetab *ntab, uint32_t nt,
+                    const struct mcr_renames *moves, const struct mcr_xplan **out,
                     struct mcr_xerror *err);
+
+/*
+ * Checks a declared field move (rename.h: "@TYPE.OLD=NEW") against both versions'
+ * type tables (nold tables otabs, nnew ntabs): the old version has a struct TYPE
+ * (tag or typedef name) with a field OLD; the new one has a struct TYPE without
+ * such a field, in which the member path NEW leads to a field. 0, or -1 with why.
+ */
+int mcr_xmove_check(const struct mcr_typetab *otabs, size_t nold, const struct mcr_typetab *ntabs,
+                    size_t nnew, const char *type, const char *old_field, const char *new_path,
+                    char *why, size_t len);
 
 /*
  * Converts one old object at old (old_len bytes: the type's size, or more for a
@@ -150,6 +168,12 @@ int mcr_xplan_map_offset(const struct mcr_xplan *p, uint64_t old_off, size_t old
  * offset 0 is the first field, wherever it moved. */
 int mcr_xplan_map_field(const struct mcr_xplan *p, uint64_t old_off, size_t old_len,
                         uint64_t *new_off);
+
+/* For a pointer to old_off (inside one object of the old type) that cannot be
+ * mapped: what it points into ("field 'served' (long), which the new version does
+ * not have") and what the user can do (a --move-field for a removed field). */
+void mcr_xplan_describe_lost(const struct mcr_xplan *p, uint64_t old_off, char *what,
+                             size_t whatlen, char *fix, size_t fixlen);
 
 /* "added", "removed", "moved", "retyped", "resized". */
 const char *mcr_xchange_name(int kind);

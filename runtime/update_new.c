@@ -793,6 +793,13 @@ static void *agent(void *arg)
     if (check_renames(&bad, &rep))
       fail_lines_exit(&bad);
   }
+  if (renames.nmove) { /* checked by mcr-ctl against both executables' type tables */
+    mcr_buf_printf(&rep, "note fields moved (values and pointers into them go to the new place):");
+    for (size_t i = 0; i < renames.nmove; i++)
+      mcr_buf_printf(&rep, " %s.%s=%s", renames.move_type[i], renames.move_old[i],
+                     renames.move_new[i]);
+    mcr_buf_printf(&rep, "\n");
+  }
   {
     char err[300];
     uint64_t t0 = mcr_update_now_ns();

@@ -503,8 +503,9 @@ int mcr_xform_global(const struct mcr_typetab *ntab, const struct mcr_global_rec
     return -1;
   }
   hook_fn hook = find_hook("mcr_transform_global_", sym);
-  if (mcr_xplan_build(X.a, otab, ogr.type, ntab, ngr->type, plan, &xe) != 0 && hook &&
-      (*plan = empty_plan(otab, ogr.type, ntab, ngr->type)))
+  int bad = mcr_xplan_build(X.a, otab, ogr.type, ntab, ngr->type, mcr_image_renames(), plan,
+                            &xe) != 0;
+  if (bad && hook && (*plan = empty_plan(otab, ogr.type, ntab, ngr->type)))
     return 1; /* the user's transformation does it all */
   if (!*plan || (xe.msg[0] && !hook)) {
     char msg[900];
@@ -598,8 +599,10 @@ int mcr_xform_translate(uintptr_t v, uintptr_t *nv, char *why, size_t whylen)
     return 1;
   }
   if (mcr_xplan_map_offset(g->plan, off, g->os, &off) != 0) {
-    snprintf(why, whylen, "it points into %s+%llu, a field the new version removed or converted",
-             g->name, (unsigned long long)(v - g->oa));
+    char what[400], fix[400];
+    mcr_xplan_describe_lost(g->plan, v - g->oa, what, sizeof(what), fix, sizeof(fix));
+    snprintf(why, whylen, "it points into %s+%llu, %s: %s", g->name,
+             (unsigned long long)(v - g->oa), what, fix);
     return -1;
   }
   *nv = g->na + off;
@@ -737,7 +740,8 @@ int mcr_xform_site(const char *key, struct mcr_site *s)
       nrec.shape == MCR_SHAPE_UNKNOWN)
     return 0; /* untyped on a side: kept as it is, traced conservatively */
   const struct mcr_xplan *p = NULL;
-  int bad = mcr_xplan_build(X.a, otab, orec.type, &ntab, nrec.type, &p, &xe) != 0;
+  int bad =
+      mcr_xplan_build(X.a, otab, orec.type, &ntab, nrec.type, mcr_image_renames(), &p, &xe) != 0;
   const char *tname = mcr_type_name(&ntab, nrec.type);
   hook_fn hook = find_hook("mcr_transform_type_", tname);
   if (bad && hook && (p = empty_plan(otab, orec.type, &ntab, nrec.type)))

@@ -752,14 +752,15 @@ static int apply_patch(const struct patch *q, int report)
     return 0;
   if (map_off(t, q->off, 0, &noff) != 0) {
     if (report) {
-      char obj[200], msg[600];
+      char obj[200], msg[900], what[400], fix[400];
+      const struct mcr_xplan *p = t->ti->plan;
+      uint64_t in = t->ti->shape == MCR_SHAPE_ARRAY && p->old_size ? q->off % p->old_size : q->off;
+      mcr_xplan_describe_lost(p, in, what, sizeof(what), fix, sizeof(fix));
       snprintf(obj, sizeof(obj), "heap object 0x%lx (%zu bytes)", (unsigned long)t->base, t->size);
-      snprintf(msg, sizeof(msg),
-               "a pointer at 0x%lx points to +%u inside it, a field the new version removed or "
-               "converted",
-               (unsigned long)q->slot, q->off);
+      snprintf(msg, sizeof(msg), "a pointer at 0x%lx points to +%u inside it, into %s",
+               (unsigned long)q->slot, q->off, what);
       hconflict("type", msg, obj, t->ti->old_name, t->ti->new_name, t->ti->old_loc,
-                t->ti->new_loc, "keep the field, or register a transformation");
+                t->ti->new_loc, fix);
     }
     return -1;
   }

@@ -17,6 +17,9 @@
  *                      the startup array `slots`, through a pointer on serve()'s
  *                      stack), its count of SLOT commands, whether its self
  *                      pointer is itself and whether it is &slots[1]
+ *   SERVED          -> SERVED n ptr p: slots[1]'s count of SLOT commands, and
+ *                      whether last_served points to it (1), is unset (-1) or
+ *                      points elsewhere (0)
  *
  * Versions (-DKV_VERSION=N), for the update tests (tests/update/run.sh):
  *   1, 2  the same types (2 is a code change)
@@ -77,7 +80,13 @@
  *         n): an update from 1 refuses it (its value may belong to state the old
  *         process lacks) unless mcr-ctl update --keep-new new_at_startup says it is
  *         right
- *
+ *   15    like 1 but struct slot's `served` moved into a nested struct, as
+ *         `counters.served` (memcached 1.6.38 moved LIBEVENT_THREAD's notify_event
+ *         into `n`): matched by name it is a removed field, and the global
+ *         last_served (SLOT sets it to &slot->served) points into it, so the
+ *         update refuses; with mcr-ctl update --move-field
+ *         slot.served=counters.served the count and the pointer carry over
+ * *
  * Every version: PIDFILE -> PIDFILE path, read through config.pidfile, which points
  * into the argument strings (-f's optarg): after an update, into the new process's
  * copy of the old one's (runtime/args.h).
@@ -209,13 +218,23 @@ struct slot {
 #if KV_VERSION == 3
   long weight; /* inserted: served and self move */
 #endif
+#if KV_VERSION == 15
+  struct {
+    long hits;
+    long served; /* was slot.served */
+  } counters;
+#define SERVED(s) ((s)->counters.served)
+#else
   long served;
+#define SERVED(s) ((s)->served)
+#endif
   struct slot *self;
   char name[960]; /* 4 elements: the same heap slot in both layouts */
 };
 #define NSLOTS 4
 static struct slot *slots;
 static struct slot *cur_slot; /* serve()'s stack pointer, as of its last event */
+static long *last_served;      /* into the field of the last slot SLOT counted in */
 static unsigned char last_conn[sizeof(void *)]; /* the newest connection, as bytes */
 static volatile sig_atomic_t stopping;
 
@@ -357,9 +376,13 @@ static void command(struct conn *c, char *line) {
 #endif
   } else if (!strcmp(cmd, "SLOT")) {
     struct slot *sl = cur_slot;
-    sl->served++;
-    reply(c, "SLOT %d %ld self %d same %d\n", sl->id, sl->served, sl->self == sl,
+    SERVED(sl)++;
+    last_served = &SERVED(sl);
+    reply(c, "SLOT %d %ld self %d same %d\n", sl->id, SERVED(sl), sl->self == sl,
           sl == &slots[1]);
+  } else if (!strcmp(cmd, "SERVED")) {
+    reply(c, "SERVED %ld ptr %d\n", SERVED(&slots[1]),
+          last_served ? last_served == &SERVED(&slots[1]) : -1);
 #if KV_VERSION == 3
   } else if (!strcmp(cmd, "HITS") && key) {
     struct entry *e = *find(key);

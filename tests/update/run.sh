@@ -162,6 +162,18 @@ update() { # update PID BIN [ARGS]: runs mcr-ctl update, output in update.log
   "$ctl" update "$p" "$bin" --json "$@" >"$work/update.json" 2>>"$work/update.log"
 }
 
+# bad_update BIN MESSAGE_PART ARGS...: mcr-ctl update $pid BIN ARGS exits 2 with
+# MESSAGE_PART in its message, the process untouched ($fds descriptors)
+bad_update() {
+  local bin=$1 part=$2 rc=0
+  shift 2
+  "$ctl" update "$pid" "$bin" "$@" >"$work/out.log" 2>&1 || rc=$?
+  [ $rc = 2 ] || { cat "$work/out.log"; fail "mcr-ctl update $*: exit $rc, expected 2"; }
+  grep -q -- "$part" "$work/out.log" || { cat "$work/out.log"; fail "$*: no '$part' in the message"; }
+  alive "$pid" && [ "$(fdcount "$pid")" = "$fds" ] || fail "$*: the process was touched"
+  ok "refused (2): $(head -1 "$work/out.log")"
+}
+
 new_pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_pid"])' "$work/update.json"; }
 
 case "$test" in
@@ -379,15 +391,7 @@ rename)
   printf 'SET held before\n' >&3
   read -r -t 5 line <&3 && [ "$line" = OK ] || fail "v1: SET on the held connection"
   fds=$(fdcount "$pid")
-  bad_rename() { # MESSAGE_PART ARGS...: exit 2, the message, the process untouched
-    local part=$1 rc=0
-    shift
-    "$ctl" update "$pid" "$work/v9/kvstore" "$@" >"$work/out.log" 2>&1 || rc=$?
-    [ $rc = 2 ] || { cat "$work/out.log"; fail "mcr-ctl update $*: exit $rc, expected 2"; }
-    grep -q -- "$part" "$work/out.log" || { cat "$work/out.log"; fail "$*: no '$part' in the message"; }
-    alive "$pid" && [ "$(fdcount "$pid")" = "$fds" ] || fail "$*: the process was touched"
-    ok "refused (2): $(head -1 "$work/out.log")"
-  }
+  bad_rename() { bad_update "$work/v9/kvstore" "$@"; }
   bad_rename "'no_such_fn' is not a function of the new executable" --rename command=no_such_fn
   bad_rename "'no_such_fn' is not a function of the old executable" --rename no_such_fn=run_command
   bad_rename "'stats' is data in the new executable" --rename command=stats
@@ -455,6 +459,72 @@ PY
   exec 3<&-
   ok "v9 -> v14 committed with keep-new new_at_startup: its startup value kept, the held connection served"
   ;;
+movefield)
+  # v15 moved struct slot's `served` into a nested struct (counters.served), and
+  # the global last_served points into the field: matched by name the field is
+  # removed, so the update refuses, naming the field and --move-field; declared,
+  # the count and the pointer carry over
+  build_versions 1 15
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 300
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'SLOT\nSLOT\nSERVED\n' >&3
+  read -r -t 5 line <&3 && read -r -t 5 line <&3 && read -r -t 5 line <&3 &&
+    [ "$line" = "SERVED 2 ptr 1" ] || fail "v1: SERVED answered '$line'"
+  fds=$(fdcount "$pid")
+  move="slot.served=counters.served"
+  # check previews the move
+  "$ctl" check "$work/v1/kvstore" "$work/v15/kvstore" >"$work/check.txt" ||
+    fail "mcr-ctl check v1 v15 exited $?"
+  grep -qE "removed +served +long" "$work/check.txt" ||
+    fail "check v1 v15 does not show served removed: $(cat "$work/check.txt")"
+  "$ctl" check "$work/v1/kvstore" "$work/v15/kvstore" --move-field "$move" >"$work/check-move.txt" ||
+    fail "mcr-ctl check --move-field exited $?"
+  grep -qE "moved +served -> counters.served +long +offset 8 -> 16" "$work/check-move.txt" ||
+    fail "check --move-field does not show the move: $(cat "$work/check-move.txt")"
+  ! grep -qE "removed +served" "$work/check-move.txt" || fail "check --move-field still shows served removed"
+  ok "mcr-ctl check shows served removed, and moved to counters.served with --move-field"
+  bad_move() { bad_update "$work/v15/kvstore" "$@"; }
+  bad_move "the old version's slot has no field 'nope'" --move-field slot.nope=counters.served
+  bad_move "no field 'nope' where the path counters.nope leads" --move-field slot.served=counters.nope
+  bad_move "still has a field 'id'" --move-field slot.id=counters.served
+  bad_move "no struct named 'nosuch'" --move-field nosuch.served=counters.served
+  bad_move "expected TYPE.OLD=NEW" --move-field slot.served
+  bad_move "is moved twice" --move-field "$move" --move-field slot.served=counters.hits
+  printf 'move-field slot.served\n' >"$work/bad.renames"
+  bad_move "bad.renames:1: expected 'move-field TYPE.OLD=NEW'" --rename-file "$work/bad.renames"
+  # undeclared: refused, the report names the field and the option
+  rc=0
+  update "$pid" "$work/v15/kvstore" --report "$work/v15.report" || rc=$?
+  [ $rc = 1 ] || fail "v1 -> v15 without --move-field: exit $rc, expected 1"
+  "$ctl" report "$work/v15.report" --json >"$work/v15.json" || fail "mcr-ctl report v15"
+  python3 - "$work/v15.json" <<'PY' || fail "v1 -> v15: the report does not name the field: $(cat "$work/v15.json")"
+import json, sys
+cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "type"]
+sys.exit(0 if cs and all("field 'served' (long)" in c["message"] and
+                         "--move-field TYPE.served=NEW" in c["fix"] for c in cs) else 1)
+PY
+  alive "$pid" || fail "v1 -> v15: the old process died"
+  printf 'SERVED\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "SERVED 2 ptr 1" ] || fail "v1 after the refusal: '$line'"
+  ok "v1 -> v15 without --move-field refused (type: field 'served', the fix names --move-field), v1 serves on"
+  # declared (in a rename file): committed, the count and last_served carried over
+  printf '# kvstore 1 -> 15\nmove-field %s\n' "$move" >"$work/v15.renames"
+  update "$pid" "$work/v15/kvstore" --rename-file "$work/v15.renames" ||
+    fail "v1 -> v15 with move-field (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
+  grep -q "fields moved.*slot.served=counters.served" "$work/update.json" ||
+    fail "v1 -> v15: no note of the move: $(cat "$work/update.json")"
+  printf 'SERVED\nSLOT\nSERVED\nVERSION\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "SERVED 2 ptr 1" ] ||
+    fail "v15: SERVED answered '$line', expected 'SERVED 2 ptr 1' (the count and the pointer into the moved field)"
+  read -r -t 5 line <&3 && [ "$line" = "SLOT 1 3 self 1 same 1" ] || fail "v15: SLOT answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "SERVED 3 ptr 1" ] || fail "v15: SERVED after SLOT answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "VERSION 15" ] || fail "v15: VERSION answered '$line'"
+  exec 3<&-
+  python3 "$client" check "$port" 300 15 || fail "keys after v1 -> v15"
+  ok "v1 -> v15 committed with move-field $move: the count and the pointer into the field carried over, the held connection served"
+  ;;
+
 report)
   # conflict reports of rolled-back updates, read back with mcr-ctl report (the
   # narrowing kind is in the transform case)
