@@ -250,6 +250,6 @@ expect_error "three arguments" "check: too many arguments" check v1/prog v2/prog
 expect_error "unknown option" "check: unknown option '--frob'" check --frob v1/prog v2/prog
 
 "$MCR_CTL" check --help >out.txt 2>err.txt || fail "check --help: exit $?"
-grep -q "Usage: mcr-ctl check OLD NEW \[--json\]" out.txt || fail "check --help: $(head -2 out.txt)"
+grep -q "Usage: mcr-ctl check OLD NEW \[--move-field TYPE.OLD=NEW\]... \[--json\]" out.txt || fail "check --help: $(head -2 out.txt)"
 "$MCR_CTL" --help | grep -qE "^  check +OLD NEW" || fail "mcr-ctl --help does not list check"
 finish

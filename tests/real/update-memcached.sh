@@ -311,9 +311,13 @@ rollback_serves_on() {
 log "update v1 -> v2 ($V2_DESC) under memcaslap -T 1 -c 4 -w 1k -t ${LOAD_SECS}s and the checking client"
 load_begin update
 rc=0
+# what the user declares for this pair of versions (moved fields), if anything
+MAP=$REPO/configs/$SERVER-$VERSION-to-$V2VERSION.renames
+MAP_ARGS=()
+[ -z "$V2VERSION" ] || [ ! -f "$MAP" ] || MAP_ARGS=(--rename-file "$MAP")
 timeout -k 5 120 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update-report" \
-  >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
-log "mcr-ctl update $V1PID $V2 --json: exit $rc"
+  "${MAP_ARGS[@]+"${MAP_ARGS[@]}"}" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
+log "mcr-ctl update $V1PID $V2 --json ${MAP_ARGS[*]+"${MAP_ARGS[*]}"}: exit $rc"
 [ ! -s "$RUN/update.err" ] || sed 's/^/    /' "$RUN/update.err" >&2
 [ -s "$RUN/update.json" ] && update_log_json "$RUN/update.json"
 NEWPID=$(json_field "$RUN/update.json" new_pid 2>/dev/null || echo 0)
