@@ -101,7 +101,8 @@ struct TypeRule {
 
 // Wrapper config (docs/wrappers.md). mcr-clang validates the file and reports
 // errors with file:line before clang runs; here bad lines are just skipped.
-void loadWrappers(StringMap<AllocFn> &Fns, std::vector<TypeRule> &Rules) {
+void loadWrappers(StringMap<AllocFn> &Fns, std::vector<TypeRule> &Rules,
+                  StringMap<unsigned> &Releases) {
   const char *Path = std::getenv("MCR_WRAPPERS");
   if (!Path || !*Path)
     return;
@@ -127,6 +128,19 @@ void loadWrappers(StringMap<AllocFn> &Fns, std::vector<TypeRule> &Rules) {
         Name += " " + W[I].str();
       Rules.push_back({std::move(*G), Name,
                        (sys::path::filename(Path) + ":" + Twine(LineNo)).str()});
+      continue;
+    }
+    if (W.size() >= 2 && W[0] == "release") {
+      // "release NAME [ptr=K]": the object passed as argument K goes back to
+      // the program's own free list (docs/wrappers.md)
+      unsigned Arg = 0;
+      for (size_t I = 2; I < W.size(); I++) {
+        auto KV = W[I].split('=');
+        unsigned N;
+        if (KV.first == "ptr" && !KV.second.getAsInteger(10, N))
+          Arg = N;
+      }
+      Releases[W[1]] = Arg;
       continue;
     }
     if (W.size() < 2 || W[0] != "wrapper")
@@ -919,7 +933,8 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
 
   StringMap<AllocFn> Fns = builtinAllocFns();
   std::vector<TypeRule> Rules;
-  loadWrappers(Fns, Rules);
+  StringMap<unsigned> Releases;
+  loadWrappers(Fns, Rules, Releases);
   LLVMContext &Ctx = M.getContext();
   const DataLayout &DL = M.getDataLayout();
   Recovery R(M, DL);
@@ -937,6 +952,8 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     bool ThroughArg; // the object comes back through Fn.OutArg
   };
   std::vector<PendingSite> Pending;
+  // Calls to configured release functions and the argument they release.
+  std::vector<std::pair<CallInst *, unsigned>> ReleaseCalls;
 
   for (Function &F : M) {
     if (F.isDeclaration())
@@ -954,6 +971,10 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
         Function *Callee = CB->getCalledFunction();
         if (!Callee)
           continue;
+        auto Rel = Releases.find(Callee->getName());
+        if (Rel != Releases.end() && isa<CallInst>(CB) && Rel->second < CB->arg_size() &&
+            CB->getArgOperand(Rel->second)->getType()->isPointerTy())
+          ReleaseCalls.push_back({cast<CallInst>(CB), Rel->second});
         auto It = Fns.find(Callee->getName());
         if (It == Fns.end())
           continue;
@@ -1096,6 +1117,20 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
   TableGV->setSection(MCR_TYPES_SECTION);
   TableGV->setAlignment(Align(MCR_BLOB_ALIGN));
   appendToUsed(M, {TableGV}); // llvm.used: SHF_GNU_RETAIN survives --gc-sections
+
+  // Before each release call (not after: once on the program's free list the
+  // object may be handed out again by another thread, and tagged anew), the
+  // object loses its type: a free object's bytes are the free list's, not the
+  // type's, and must never be converted as one (docs/wrappers.md).
+  if (!ReleaseCalls.empty()) {
+    FunctionCallee Untag = M.getOrInsertFunction(
+        "__mcr_untag", FunctionType::get(Type::getVoidTy(Ctx), {Ptr}, false));
+    for (auto &RC : ReleaseCalls) {
+      IRBuilder<> B(RC.first);
+      B.SetCurrentDebugLocation(RC.first->getDebugLoc());
+      B.CreateCall(Untag, {RC.first->getArgOperand(RC.second)});
+    }
+  }
 
   // Site records and tag calls.
   if (!Pending.empty()) {

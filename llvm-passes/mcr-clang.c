@@ -288,9 +288,23 @@ static void check_wrappers(const char *path) {
             lineno);
       continue;
     }
+    if (strcmp(w, "release") == 0) {
+      char *name = strtok_r(NULL, " \t\r\n", &save);
+      if (!name)
+        die("%s:%d: 'release' needs a function name", path, lineno);
+      while ((w = strtok_r(NULL, " \t\r\n", &save))) {
+        char *end;
+        long v = strncmp(w, "ptr=", 4) == 0 && w[4] ? strtol(w + 4, &end, 10) : -1;
+        if (v < 0 || v >= 64 || *end)
+          die("%s:%d: bad attribute '%s' for release %s: expected ptr=N (N the 0-based index "
+              "of the argument holding the object)",
+              path, lineno, w, name);
+      }
+      continue;
+    }
     if (strcmp(w, "wrapper") != 0)
-      die("%s:%d: expected 'wrapper NAME [size=N] [count=M] [out=K] [string]' or "
-          "'type FUNCTION TYPE', found '%s' (see docs/wrappers.md)",
+      die("%s:%d: expected 'wrapper NAME [size=N] [count=M] [out=K] [string]', "
+          "'release NAME [ptr=N]' or 'type FUNCTION TYPE', found '%s' (see docs/wrappers.md)",
           path, lineno, w);
     char *name = strtok_r(NULL, " \t\r\n", &save);
     if (!name)

@@ -38,7 +38,7 @@ static int count_object(const struct mcr_object *o, void *arg) {
 }
 
 static void describe(uint32_t tag, char *type, size_t tlen, char *where, size_t wlen) {
-  snprintf(type, tlen, "<untyped>");
+  snprintf(type, tlen, tag == MCR_TAG_RELEASED ? "<released>" : "<untyped>");
   snprintf(where, wlen, "-");
   struct mcr_typetab tt;
   struct mcr_site_rec r;

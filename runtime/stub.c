@@ -25,6 +25,10 @@ __attribute__((weak)) void __mcr_tag_out(int rc, void **out, struct mcr_site *si
   (void)site;
 }
 
+__attribute__((weak)) void __mcr_untag(void *ptr) {
+  (void)ptr;
+}
+
 /* Quiescent-point markers (mcr-clang --mcr-quiescence): outside an mcr program
  * there is no quiescence, so nothing to mark. */
 __attribute__((weak)) const struct mcr_qp *__mcr_qp_enter(const struct mcr_qp *qp) {

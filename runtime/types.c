@@ -126,6 +126,11 @@ void __mcr_tag(void *ptr, struct mcr_site *site) {
   mcr_heap_tag_new(ptr, id);
 }
 
+void __mcr_untag(void *ptr) {
+  if (ptr)
+    mcr_heap_set_tag(ptr, MCR_TAG_RELEASED);
+}
+
 void __mcr_tag_out(int rc, void **out, struct mcr_site *site) {
   if (rc == 0 && out)
     __mcr_tag(*out, site);

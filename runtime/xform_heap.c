@@ -529,6 +529,8 @@ static void scan_words(uintptr_t *w, size_t n, const struct wmap *m, const char 
 static int scan_object(const struct mcr_object *o, void *arg)
 {
   (void)arg;
+  if (o->tag == MCR_TAG_RELEASED)
+    return 0; /* on the program's free list: its words are dead (abi.h) */
   long h = mcr_xform_tinfo(o->tag) ? index_get((uintptr_t)o->base) : -1;
   H.holder = h >= 0 && H.v[h].state == OBJ_OK ? (uint32_t)h : NONE;
   scan_words((uintptr_t *)o->base, o->size / 8, wmap_of(o->tag), NULL);
@@ -541,6 +543,8 @@ static int scan_copied(const struct mcr_object *o, void *arg)
 {
   (void)arg;
   uint32_t tag = pre_tag(o->tag);
+  if (tag == MCR_TAG_RELEASED)
+    return 0;
   while (H.cursor < H.n && H.v[H.cursor].base < (uintptr_t)o->base)
     H.cursor++;
   H.holder = H.cursor < H.n && H.v[H.cursor].base == (uintptr_t)o->base ? (uint32_t)H.cursor : NONE;

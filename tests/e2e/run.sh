@@ -76,7 +76,7 @@ expect_refusal() {
 case "$test" in
   tags|layout)
     # The runtime's own API is in the archive linked by mcr-clang.
-    printf 'wrapper prefixed_alloc size=0\nwrapper pool_alloc size=0\n' > "$work/wrappers"
+    printf 'wrapper prefixed_alloc size=0\nwrapper pool_alloc size=0\nwrapper cache_get size=0\nrelease cache_put ptr=0\n' > "$work/wrappers"
     "$mcc" --mcr-wrappers="$work/wrappers" -O2 -Wall "${inc[@]}" -o "$work/$test" "$src/$test.c"
     "$work/$test"
     ;;

@@ -40,6 +40,22 @@ void *pool_alloc(size_t n) {
   return r;
 }
 
+/* A private free list (memcached's cache.c): cache_put (configured "release
+ * cache_put ptr=0") keeps an object for the next cache_get (a wrapper), with
+ * the list's link in its first word. */
+static void *cache_head;
+__attribute__((noinline)) void cache_put(void *o) {
+  *(void **)o = cache_head;
+  cache_head = o;
+}
+__attribute__((noinline)) void *cache_get(size_t n) {
+  void *o = cache_head;
+  if (!o)
+    return malloc(n);
+  cache_head = *(void **)o;
+  return o;
+}
+
 int main(void) {
   char b[256];
   struct pair *p = malloc(sizeof(*p));
@@ -84,6 +100,17 @@ int main(void) {
   CHECK_STR(type_of(pooled, b, sizeof(b)), "char []"); /* still the block's type */
   free(pool_block);
   free((size_t *)pp - 1);
+
+  /* Released to a private free list: no type there (its bytes are the list's,
+   * not a struct pair to convert); handed out again: the new caller's type. */
+  struct pair *cached = cache_get(sizeof(struct pair));
+  CHECK_STR(type_of(cached, b, sizeof(b)), "struct pair");
+  cache_put(cached);
+  CHECK_STR(type_of(cached, b, sizeof(b)), "<released>");
+  int *again = cache_get(4 * sizeof(int));
+  CHECK(again == (int *)cached);
+  CHECK_STR(type_of(again, b, sizeof(b)), "int []");
+  free(again);
 
   char *s = p->s;
   free(s);

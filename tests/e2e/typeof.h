@@ -1,5 +1,6 @@
 /* typeof.h - what the runtime says a heap pointer is: the type of its
- * allocation site as C spells it, "<untyped>", or "<not found>". */
+ * allocation site as C spells it, "<untyped>", "<released>" (on the program's
+ * own free list) or "<not found>". */
 #ifndef MCR_E2E_TYPEOF_H
 #define MCR_E2E_TYPEOF_H
 #include "heap.h"
@@ -12,6 +13,8 @@ static const char *type_of(const void *p, char *buf, size_t len) {
     return "<not found>";
   if (o.tag == MCR_TAG_UNTYPED)
     return "<untyped>";
+  if (o.tag == MCR_TAG_RELEASED)
+    return "<released>";
   struct mcr_typetab tt;
   struct mcr_site_rec r;
   if (mcr_site_record(o.tag, &tt, &r) != 0)

@@ -40,7 +40,12 @@ extern "C" {
 /* Per-object heap tags kept by the runtime allocator. */
 #define MCR_TAG_FREE 0U    /* slot not allocated */
 #define MCR_TAG_UNTYPED 1U /* allocated by code the pass did not see */
-#define MCR_TAG_FIRST_SITE 2U
+/* allocated, but back on the program's own free list (a configured release
+ * function, __mcr_untag): its words are dead to the program but the list's link,
+ * which points to objects of the same list, never converted ones. So it is kept
+ * as it is and its words point to nothing (no conservative pins). */
+#define MCR_TAG_RELEASED 2U
+#define MCR_TAG_FIRST_SITE 3U
 #define MCR_TAG_MAX 0xffffU /* tags are 16 bits; later sites leave objects untyped */
 
 /* Largest header an allocator wrapper may put before the object it returns. */
@@ -171,6 +176,13 @@ void __mcr_tag(void *ptr, struct mcr_site *site);
 /* Called after allocators that return the object through a pointer argument
  * (posix_memalign): tags *out if rc == 0. */
 void __mcr_tag_out(int rc, void **out, struct mcr_site *site);
+
+/* Called right before a call to a configured release function (wrappers config:
+ * "release NAME ptr=K") with the object it gets back: the object goes to the
+ * program's own free list, so it is MCR_TAG_RELEASED until it is handed out
+ * again. NULL, foreign pointers and pointers deeper than MCR_TAG_MAX_HEADER are
+ * ignored. */
+void __mcr_untag(void *ptr);
 
 #ifdef __cplusplus
 }
