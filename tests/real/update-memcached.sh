@@ -4,15 +4,14 @@
 #
 # Which update: v2 = 1.6.18 + tests/real/patches/memcached-1.6.18-code.patch
 # (one line of code: `stats` answers `STAT mcr_code v2`), the real multi-threaded
-# update that commits today. With --v2-version 1.6.38, v2 is memcached 1.6.38
-# (Debian 1.6.38-1), the upstream version change: test real-update-memcached-138,
-# label real-pending (not run by scripts/test.sh or CI), because that update is
-# refused today: its startup replay passes, then the transfer refuses it
-# (without --libevent-mcr: libevent's own untyped memory points into fields of
-# conn and LIBEVENT_THREAD that move; with it: libevent's event lists point
-# into LIBEVENT_THREAD.notify_event, which 1.6.38 moved into a nested struct;
-# docs/real-servers.md).
-# Then the test checks that v1 served on and fails.
+# update. With --v2-version 1.6.38, v2 is memcached 1.6.38 (Debian 1.6.38-1),
+# the upstream version change: test real-update-memcached-138 (label
+# real-update), with --libevent-mcr (libevent compiled by mcr-clang in both
+# builds) and configs/memcached-1.6.18-to-1.6.38.renames (two fields 1.6.38 moved
+# into a nested struct), passed to mcr-ctl update as --rename-file. Without
+# --libevent-mcr the update is refused: libevent's own untyped memory points into
+# fields of conn and LIBEVENT_THREAD that move (docs/real-servers.md); a refused
+# update makes the test check that v1 served on, and fail.
 #
 #   1. Builds (tests/real/update-lib.sh): v1 = 1.6.18 through the quiescence
 #      pipeline (scripts/profile-server.sh: profiling build, mcr-profile under
