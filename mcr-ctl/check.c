@@ -848,6 +848,13 @@ static const char *change_note(const struct mcr_xchange *x, const struct item *i
              "the object, it needs a transformation (MCR_TRANSFORM_TYPE)";
     return "";
   case MCR_XC_REMOVED:
+    if (x->move_hint) {
+      static char moved[700]; /* one note at a time */
+      snprintf(moved, sizeof(moved),
+               "its value is dropped; if it is %s now, declare it: --move-field %s",
+               strchr(x->move_hint, '=') + 1, x->move_hint);
+      return moved;
+    }
     return "its value is dropped";
   case MCR_XC_RESIZED:
     if (may_refuse(x) && it && it->dropped_data)

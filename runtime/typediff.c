@@ -133,6 +133,7 @@ static void change(struct builder *b, int kind, const char *path, uint32_t ot, u
   c->old_size = ot != MCR_NO_TYPE && strip(b->ot, ot, &r, NULL) == 0 ? r.size : 0;
   c->new_off = noff;
   c->risky = risky;
+  c->move_hint = NULL;
 }
 
 /* ---- structural equality: same layout and same meaning ---- */
@@ -455,6 +456,54 @@ static int resolve_path(const struct mcr_typetab *tt, const struct mcr_type_rec 
   }
 }
 
+/* The name a --move-field gives type t of tt: its first typedef name, else its
+ * tag; NULL if anonymous. */
+static const char *type_label(const struct mcr_typetab *tt, uint32_t t)
+{
+  struct mcr_type_rec r;
+  for (int i = 0; i < MCR_TYPE_MAX_DEPTH; i++) {
+    if (t == MCR_NO_TYPE || mcr_typetab_type(tt, t, &r) != 0)
+      return NULL;
+    const char *n = mcr_typetab_str(tt, r.name);
+    if (n && *n)
+      return n;
+    if (r.kind != MCR_TYPE_TYPEDEF)
+      return NULL;
+    t = r.target;
+  }
+  return NULL;
+}
+
+/* Fields named name of the old type ot's meaning nested in struct or union r of
+ * the new table (through structs and unions, at most 3 levels): how many, and the
+ * path of the first in path (prefix: the path so far). */
+static int find_nested(struct builder *b, const struct mcr_type_rec *r, const char *name,
+                       uint32_t ot, const char *prefix, char *path, size_t len, int depth)
+{
+  int hits = 0;
+  for (uint32_t j = 0; j < r->count && depth < 3; j++) {
+    struct mcr_member_rec m;
+    struct mcr_type_rec in;
+    char here[256];
+    if (mcr_typetab_member(b->nt, r->first_member + j, &m) != 0 ||
+        strip(b->nt, m.type, &in, NULL) != 0)
+      continue;
+    const char *mn = mcr_typetab_str(b->nt, m.name);
+    snprintf(here, sizeof(here), "%s%s%s", prefix, *prefix ? "." : "", mn ? mn : "");
+    if (depth > 0 && mn && !strcmp(mn, name) && same(b, ot, m.type, 0)) {
+      if (!hits++)
+        snprintf(path, len, "%s", here);
+    } else if (mn && *mn && (in.kind == MCR_TYPE_STRUCT || in.kind == MCR_TYPE_UNION)) {
+      char sub[256];
+      int k = find_nested(b, &in, name, ot, here, sub, sizeof(sub), depth + 1);
+      if (k && !hits)
+        snprintf(path, len, "%s", sub);
+      hits += k;
+    }
+  }
+  return hits;
+}
+
 /* Old member om (named oname) of struct ot, which the new struct has no field of
  * that name for: when a --move-field names it, converted to its new place. 1 done,
  * 0 no move declared, -1 failed. */
@@ -540,9 +589,16 @@ static int build_struct(struct builder *b, uint32_t ot, const struct mcr_type_re
     int moved = build_moved(b, ot, &om, oname, n, ooff, noff, path, depth);
     if (moved < 0)
       return -1;
-    if (!moved)
+    if (!moved) {
       change(b, MCR_XC_REMOVED, join(b, path, oname, -1), om.type, MCR_NO_TYPE,
              ooff + om.offset_bits / 8, 0, 0);
+      char to[256], hint[600];
+      const char *label = type_label(b->ot, ot);
+      if (label && b->nch && find_nested(b, n, oname, om.type, "", to, sizeof(to), 0) == 1) {
+        snprintf(hint, sizeof(hint), "%s.%s=%s", label, oname, to);
+        b->ch[b->nch - 1].move_hint = mcr_arena_strdup(b->a, hint);
+      }
+    }
   }
   return 0;
 }
@@ -1050,6 +1106,14 @@ void mcr_xplan_describe_lost(const struct mcr_xplan *p, uint64_t old_off, char *
   last = last ? last + 1 : hit->path;
   snprintf(what, whatlen, "field '%s' (%s), which the new version does not have", hit->path,
            hit->old_type);
+  if (hit->move_hint) {
+    snprintf(fix, fixlen,
+             "if it moved to %s (a field of that name and type there), declare it: mcr-ctl "
+             "update --move-field %s (preview with mcr-ctl check --move-field); else keep the "
+             "field, or register a transformation",
+             strchr(hit->move_hint, '=') + 1, hit->move_hint);
+    return;
+  }
   snprintf(fix, fixlen,
            "if the field moved (into a nested struct, or renamed), declare where: mcr-ctl update "
            "--move-field TYPE.%s=NEW, TYPE the struct that has it, NEW its member path in the "

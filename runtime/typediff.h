@@ -94,6 +94,10 @@ struct mcr_xchange {
   const char *new_type;
   uint64_t old_off, new_off; /* bytes */
   uint64_t old_size;         /* the old field's bytes (0: none or unknown) */
+  /* a removed field the new struct has exactly one field of that name and type
+   * nested in: the --move-field that would say so ("slot.served=counters.served"),
+   * else NULL */
+  const char *move_hint;
   int risky;            /* narrowing, signedness or shrinking: applying may refuse */
 };
 

@@ -476,14 +476,14 @@ movefield)
   # check previews the move
   "$ctl" check "$work/v1/kvstore" "$work/v15/kvstore" >"$work/check.txt" ||
     fail "mcr-ctl check v1 v15 exited $?"
-  grep -qE "removed +served +long" "$work/check.txt" ||
-    fail "check v1 v15 does not show served removed: $(cat "$work/check.txt")"
+  grep -qE "removed +served +long .*if it is counters.served now, declare it: --move-field slot.served=counters.served" "$work/check.txt" ||
+    fail "check v1 v15 does not show served removed, with the move to declare: $(cat "$work/check.txt")"
   "$ctl" check "$work/v1/kvstore" "$work/v15/kvstore" --move-field "$move" >"$work/check-move.txt" ||
     fail "mcr-ctl check --move-field exited $?"
   grep -qE "moved +served -> counters.served +long +offset 8 -> 16" "$work/check-move.txt" ||
     fail "check --move-field does not show the move: $(cat "$work/check-move.txt")"
   ! grep -qE "removed +served" "$work/check-move.txt" || fail "check --move-field still shows served removed"
-  ok "mcr-ctl check shows served removed, and moved to counters.served with --move-field"
+  ok "mcr-ctl check shows served removed (suggesting --move-field slot.served=counters.served), and moved with it"
   bad_move() { bad_update "$work/v15/kvstore" "$@"; }
   bad_move "the old version's slot has no field 'nope'" --move-field slot.nope=counters.served
   bad_move "no field 'nope' where the path counters.nope leads" --move-field slot.served=counters.nope
@@ -502,12 +502,12 @@ movefield)
 import json, sys
 cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "type"]
 sys.exit(0 if cs and all("field 'served' (long)" in c["message"] and
-                         "--move-field TYPE.served=NEW" in c["fix"] for c in cs) else 1)
+                         "--move-field slot.served=counters.served" in c["fix"] for c in cs) else 1)
 PY
   alive "$pid" || fail "v1 -> v15: the old process died"
   printf 'SERVED\n' >&3
   read -r -t 5 line <&3 && [ "$line" = "SERVED 2 ptr 1" ] || fail "v1 after the refusal: '$line'"
-  ok "v1 -> v15 without --move-field refused (type: field 'served', the fix names --move-field), v1 serves on"
+  ok "v1 -> v15 without --move-field refused (type: field 'served', the fix gives --move-field slot.served=counters.served), v1 serves on"
   # declared (in a rename file): committed, the count and last_served carried over
   printf '# kvstore 1 -> 15\nmove-field %s\n' "$move" >"$work/v15.renames"
   update "$pid" "$work/v15/kvstore" --rename-file "$work/v15.renames" ||
