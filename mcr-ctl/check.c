@@ -1808,6 +1808,8 @@ static void json_changes(FILE *f, const struct mcr_xplan *p, const struct item *
       fprintf(f, ", \"new_offset\": %llu", (unsigned long long)x->new_off);
     fprintf(f, ", \"risky\": %s, \"note\": ", may_refuse(x) ? "true" : "false");
     json_opt(f, change_note(x, it, it && it->is_site));
+    fputs(", \"move_field\": ", f); /* the declaration a removed field may need */
+    json_opt(f, x->move_hint);
     fputc('}', f);
   }
   fputc(']', f);

@@ -483,6 +483,13 @@ movefield)
   grep -qE "moved +served -> counters.served +long +offset 8 -> 16" "$work/check-move.txt" ||
     fail "check --move-field does not show the move: $(cat "$work/check-move.txt")"
   ! grep -qE "removed +served" "$work/check-move.txt" || fail "check --move-field still shows served removed"
+  "$ctl" check "$work/v1/kvstore" "$work/v15/kvstore" --json >"$work/check.json" || true
+  python3 - "$work/check.json" <<'PY' || fail "check --json: no move_field for served: $(cat "$work/check.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+cs = [c for t in d["transformable"] for c in t["changes"] if c["change"] == "removed"]
+sys.exit(0 if [c["move_field"] for c in cs] == ["slot.served=counters.served"] else 1)
+PY
   ok "mcr-ctl check shows served removed (suggesting --move-field slot.served=counters.served), and moved with it"
   bad_move() { bad_update "$work/v15/kvstore" "$@"; }
   bad_move "the old version's slot has no field 'nope'" --move-field slot.nope=counters.served
