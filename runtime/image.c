@@ -104,6 +104,7 @@ struct range {
 
 enum { HOW_SYMBOL = 1, HOW_LIBRARY, HOW_STRING, HOW_ARGS };
 #define OBJ_STACK (-100) /* a range's obj: the old main thread's stack (args: -2, -3) */
+#define OBJ_THREAD_STACK (-101) /* another thread's stack (mcr_image_set_thread_stacks) */
 
 struct memo {
   uintptr_t key; /* 0: empty slot */
@@ -145,6 +146,8 @@ struct mcr_image_map {
 };
 
 static const struct mcr_renames *image_renames; /* mcr_image_set_renames */
+static const uintptr_t *thread_stack_lo, *thread_stack_hi; /* mcr_image_set_thread_stacks */
+static size_t nthread_stacks;
 
 /* ---- small helpers ---- */
 
@@ -1059,6 +1062,14 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
         (unsigned long long)old, (unsigned long long)(m->stack_hi - old));
     rc = -1;
     e.how = 0;
+  } else if (r->obj == OBJ_THREAD_STACK) {
+    msg(reason, sizeof(reason),
+        "0x%llx is on the stack of one of the old process's threads, %llu bytes below the "
+        "thread's outermost frame (a local variable of a function on it): the new thread's "
+        "stack has other addresses, and such pointers are not translated",
+        (unsigned long long)old, (unsigned long long)(r->hi - old));
+    rc = -1;
+    e.how = 0;
   } else if (r->obj < 0) { /* the argument block: by offset (args.h) */
     size_t k = (size_t)(-2 - r->obj);
     e.val = m->args_new[k] + (old - m->args_old[k]);
@@ -1109,7 +1120,10 @@ int mcr_image_is_old(const struct mcr_image_map *m, uintptr_t v)
 
 int mcr_image_in_old_stack(const struct mcr_image_map *m, uintptr_t v)
 {
-  return v >= m->stack_lo && v < m->stack_hi;
+  if (v >= m->stack_lo && v < m->stack_hi)
+    return 1;
+  const struct range *r = nthread_stacks ? range_at(m, v) : NULL;
+  return r && r->obj == OBJ_THREAD_STACK;
 }
 
 size_t mcr_image_scan(const struct mcr_image_map *m, const uintptr_t *words, size_t n,
@@ -1157,7 +1171,7 @@ static int build_ranges(struct mcr_image_map *m, char *err, size_t errlen)
   size_t cap = 0;
   for (size_t i = 0; i < os->nobjs; i++)
     cap += os->objs[i].kind == OBJ_ELF ? ((const Elf64_Ehdr *)os->objs[i].hdr)->e_phnum : 1;
-  cap += (size_t)m->nargs + 1;
+  cap += (size_t)m->nargs + 1 + nthread_stacks;
   m->ranges = mcr_arena_alloc(m->a, (cap + 1) * sizeof(*m->ranges), 0);
   if (!m->ranges)
     goto nomem;
@@ -1167,6 +1181,9 @@ static int build_ranges(struct mcr_image_map *m, char *err, size_t errlen)
       m->ranges[n++] = (struct range){m->args_old[k], m->args_old[k] + m->args_len[k], -2 - k};
   if (m->stack_hi > m->stack_lo)
     m->ranges[n++] = (struct range){m->stack_lo, m->stack_hi, OBJ_STACK};
+  for (size_t i = 0; i < nthread_stacks; i++)
+    if (thread_stack_hi[i] > thread_stack_lo[i])
+      m->ranges[n++] = (struct range){thread_stack_lo[i], thread_stack_hi[i], OBJ_THREAD_STACK};
   for (size_t i = 0; i < os->nobjs; i++) {
     const struct object *o = &os->objs[i];
     if (o->kind == OBJ_ELF) {
@@ -1250,6 +1267,13 @@ static int resolve_renames(struct mcr_image_map *m, char *err, size_t errlen)
   }
   m->renames = r;
   return 0;
+}
+
+void mcr_image_set_thread_stacks(const uintptr_t *lo, const uintptr_t *hi, size_t n)
+{
+  thread_stack_lo = lo;
+  thread_stack_hi = hi;
+  nthread_stacks = n;
 }
 
 void mcr_image_set_renames(const struct mcr_renames *r)

@@ -48,7 +48,8 @@ int mcr_image_map_open(struct mcr_image_map **out, pid_t old_pid, struct mcr_are
  * comparisons: meant for every aligned word of the heap. */
 int mcr_image_is_old(const struct mcr_image_map *m, uintptr_t v);
 
-/* Whether v points into the old main thread's stack below the argument block:
+/* Whether v points into the old main thread's stack below the argument block, or
+ * into another of its threads' stacks (mcr_image_set_thread_stacks):
  * a local variable of a function on it (such a word is in the map, and
  * mcr_image_translate refuses it). */
 int mcr_image_in_old_stack(const struct mcr_image_map *m, uintptr_t v);
@@ -81,6 +82,11 @@ int mcr_image_symbol(struct mcr_image_map *m, int side, const char *name, const 
  * the new executable makes every address inside OLD a conflict saying so. */
 struct mcr_renames;
 void mcr_image_set_renames(const struct mcr_renames *r);
+
+/* The old process's other threads' stacks (n ranges [lo[i], hi[i])), before the
+ * map is built: pointers into them are not translated, as into its main thread's
+ * stack (mcr_image_in_old_stack). The arrays must outlive the map. */
+void mcr_image_set_thread_stacks(const uintptr_t *lo, const uintptr_t *hi, size_t n);
 const struct mcr_renames *mcr_image_renames(void); /* what was set, or NULL */
 
 /* Counts for the update report. Translations are per distinct address. */

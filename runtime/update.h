@@ -35,6 +35,9 @@
 #define MCR_ENV_UPDATE_HEAP "MCR_UPDATE_HEAP"   /* heap.h: where the old heap is */
 #define MCR_ENV_UPDATE_RENAMES "MCR_UPDATE_RENAMES" /* rename.h: "OLD=NEW OLD=NEW" */
 #define MCR_ENV_UPDATE_TIMEOUT "MCR_UPDATE_TIMEOUT" /* the old side's bound per phase, ms */
+/* the old process's threads' stacks but the main thread's, "LO-HI LO-HI" in hex:
+ * pointers into them are refused as pointers into its main stack are (image.h) */
+#define MCR_ENV_UPDATE_STACKS "MCR_UPDATE_STACKS"
 
 enum mcr_umsg {
   MCR_U_READY = 1,   /* new -> old: text lines */

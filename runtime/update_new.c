@@ -185,6 +185,28 @@ __attribute__((constructor(102))) static void update_new_fds(void)
   list_inherited(logfd);
 }
 
+/* The old process's other threads' stacks (MCR_UPDATE_STACKS, update_old.c), for
+ * the image map: "LO-HI LO-HI ..." in hex. Malformed or missing: none. */
+static uintptr_t stack_lo[1024], stack_hi[1024];
+static void read_thread_stacks(const char *spec)
+{
+  size_t n = 0;
+  while (spec && *spec && n < 1024) {
+    unsigned long lo, hi;
+    int used;
+    if (sscanf(spec, " %lx-%lx%n", &lo, &hi, &used) != 2 || lo >= hi)
+      return; /* all or nothing: a partial list would check some stacks silently */
+    stack_lo[n] = lo;
+    stack_hi[n] = hi;
+    n++;
+    spec += used;
+    while (*spec == ' ')
+      spec++;
+  }
+  mcr_image_set_thread_stacks(stack_lo, stack_hi, n);
+}
+
+
 static void exit_in_startup(void);
 
 /* After the startup log's constructor (startup.c, 202), before every
@@ -213,6 +235,8 @@ __attribute__((constructor(203))) static void update_new_init(void)
     fail_exit(err);
   mcr_image_set_renames(&renames);
   unsetenv(MCR_ENV_UPDATE_RENAMES);
+  read_thread_stacks(getenv(MCR_ENV_UPDATE_STACKS));
+  unsetenv(MCR_ENV_UPDATE_STACKS);
   unsetenv(MCR_ENV_UPDATE_FD);
   unsetenv(MCR_ENV_UPDATE_LOG);
   unsetenv(MCR_ENV_UPDATE_OLD);

@@ -391,6 +391,49 @@ static int make_log_memfd(void)
 
 /* The children this process's startup forked that still run as its
  * children: the old halves of a process tree's pairs (docs/coordinator.md). */
+/* "NAME=LO-HI LO-HI ..." (hex) into buf: the stack of each registered thread
+ * but the main one, from the mapping of /proc/self/maps that holds its outermost
+ * frame, up to that frame (above it: glibc's descriptor and the thread's TLS,
+ * which are not the stack). 0, or -1 when there is nothing to say or no room. */
+static int thread_stacks_env(char *buf, size_t cap)
+{
+  static char maps[1 << 18];
+  struct mcr_qthread *qs[1024];
+  size_t n = mcr_threads_qstates(qs, 1024), len, got = 0;
+  int fd, k = 0;
+  ssize_t r;
+
+  if (n > 1024)
+    n = 1024;
+  if ((fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) < 0)
+    return -1;
+  while (got < sizeof(maps) - 1 && (r = read(fd, maps + got, sizeof(maps) - 1 - got)) > 0)
+    got += (size_t)r;
+  close(fd);
+  maps[got] = '\0';
+  len = (size_t)snprintf(buf, cap, "%s=", MCR_ENV_UPDATE_STACKS);
+  for (size_t i = 0; i < n && len < cap; i++) {
+    uintptr_t top = qs[i]->stack_hi;
+    if (!qs[i]->tid || qs[i]->tid == getpid() || !top)
+      continue;
+    for (const char *line = maps; *line;) {
+      unsigned long lo, hi;
+      if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && top > lo && top <= hi) {
+        int w = snprintf(buf + len, cap - len, "%s%lx-%lx", k ? " " : "", lo,
+                         (unsigned long)top);
+        if (w < 0 || (size_t)w >= cap - len)
+          return -1; /* no room: none rather than some */
+        len += (size_t)w;
+        k++;
+        break;
+      }
+      const char *nl = strchr(line, '\n');
+      line = nl ? nl + 1 : line + strlen(line);
+    }
+  }
+  return k ? 0 : -1;
+}
+
 static size_t startup_children(pid_t *out, size_t max)
 {
   const struct mcr_startup_entry *e;
@@ -414,10 +457,11 @@ static int spawn(const char *path, int chan, int logfd, const char *fault, const
   posix_spawnattr_t at;
   size_t nargs = 0, nenv = 0;
   char **argv = vec(start_args, start_args_len, 0, &nargs);
-  char **envp = vec(start_env, start_env_len, 8, &nenv);
-  size_t envlen = nenv + 8 + 1; /* what vec mapped, in pointers */
+  char **envp = vec(start_env, start_env_len, 12, &nenv);
+  size_t envlen = nenv + 12 + 1; /* what vec mapped, in pointers */
   static char e_fd[64], e_log[64], e_old[64], e_fault[160], e_heap[2048], e_timeout[64];
   static char e_renames[sizeof(MCR_ENV_UPDATE_RENAMES) + MCR_RENAME_SPEC_MAX];
+  static char e_stacks[sizeof(MCR_ENV_UPDATE_STACKS) + 1024 * 34];
   int fds[4096];
   size_t nfds;
   sigset_t none, def;
@@ -451,6 +495,8 @@ static int spawn(const char *path, int chan, int logfd, const char *fault, const
     snprintf(e_renames, sizeof(e_renames), "%s=%s", MCR_ENV_UPDATE_RENAMES, renames);
     envp[nenv++] = e_renames;
   }
+  if (thread_stacks_env(e_stacks, sizeof(e_stacks)) == 0)
+    envp[nenv++] = e_stacks;
   envp[nenv] = NULL;
 
   posix_spawn_file_actions_init(&fa);

@@ -49,6 +49,13 @@
  *                      four counts are equal and note_id = id unless a worker
  *                      lost its thread-local variables
  *
+ *   STACKREF        -> STACKREF ok: once the command is done, the worker that
+ *                      ran it stores in the global stack_ref the address of a
+ *                      local of its start routine (a pointer into its stack, as
+ *                      nginx's cache manager leaves its timer event's): an
+ *                      update is refused while it is set
+ *   UNSTACKREF      -> UNSTACKREF ok: stack_ref = NULL
+ *
  * Version 3 (POOL_VERSION=3) starts its maintenance thread at the first TICKS,
  * not at startup: an update to it would lose a thread class the old version's
  * startup made, and is refused.
@@ -197,6 +204,9 @@ static void put(char *out, size_t *len, size_t cap, const char *fmt, ...)
 static void start_maintenance(void);
 #endif
 
+static int want_stack_ref;  /* STACKREF asked: the worker sets stack_ref */
+static long *stack_ref;     /* into a worker's stack, or NULL */
+
 static void command(struct worker *w, char *line, char *out, size_t *len, size_t cap)
 {
   struct pool *p = w->pool;
@@ -256,6 +266,12 @@ static void command(struct worker *w, char *line, char *out, size_t *len, size_t
   } else if (!strcmp(cmd, "TLS")) {
     put(out, len, cap, "TLS %d %lu %lu %d %lu %lu\n", w->id, w->handled, (unsigned long)tls_lines,
         tls_note ? tls_note->id : -1, tls_note ? tls_note->lines : 0, tls_mark);
+  } else if (!strcmp(cmd, "STACKREF")) {
+    __atomic_store_n(&want_stack_ref, 1, __ATOMIC_SEQ_CST);
+    put(out, len, cap, "STACKREF ok\n");
+  } else if (!strcmp(cmd, "UNSTACKREF")) {
+    __atomic_store_n(&stack_ref, NULL, __ATOMIC_SEQ_CST);
+    put(out, len, cap, "UNSTACKREF ok\n");
   } else if (!strcmp(cmd, "WHO")) {
     put(out, len, cap, "WHO %d %lu\n", w->id, w->handled);
   } else {
@@ -326,6 +342,7 @@ close:
 static void *worker_main(void *arg)
 {
   struct worker *w = arg; /* kept for the thread's life */
+  long on_stack = 0;      /* what STACKREF points stack_ref to */
   struct pool *p = w->pool;
   struct worker_log *lg = calloc(1, sizeof(*lg));
 
@@ -350,6 +367,8 @@ static void *worker_main(void *arg)
     w->jobs++;
     serve(w, j->conn);
     free(j);
+    if (__atomic_exchange_n(&want_stack_ref, 0, __ATOMIC_SEQ_CST))
+      __atomic_store_n(&stack_ref, &on_stack, __ATOMIC_SEQ_CST);
   }
   return NULL;
 }

@@ -1056,6 +1056,32 @@ pool)
     "$work/session.log" || fail "no thread-class note naming main, the 4 workers and the maintenance thread"
   ok "thread classes matched: main 1, worker_main 4, maintenance_main 1"
 
+  # a global pointing into a worker's stack: refused (the new worker's stack is
+  # elsewhere), naming the stack; cleared, the same update goes on below
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'STACKREF\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "STACKREF ok" ] || fail "STACKREF answered '$line'"
+  sleep 0.2
+  rc=0
+  update "$new" "$work/v2/poolkv" --report "$work/stackref.report" || rc=$?
+  [ $rc = 1 ] || fail "v2 -> v2 with a pointer into a worker's stack: mcr-ctl update exited $rc, expected 1"
+  "$ctl" report "$work/stackref.report" --json >"$work/stackref.json" ||
+    fail "mcr-ctl report $work/stackref.report"
+  python3 - "$work/stackref.json" <<'PY' || fail "the report does not name the pointer into a thread's stack: $(cat "$work/stackref.json")"
+import json, sys
+c = json.load(open(sys.argv[1]))["conflicts"]
+t = [x for x in c if x["kind"] == "image" and "stack_ref" in x["object"]
+     and "on the stack of one of the old process's threads" in x["message"]]
+print("   conflicts: %s" % [(x["kind"], x["object"]) for x in c])
+sys.exit(0 if len(t) == 1 and len(c) == 1 else 1)
+PY
+  alive "$new" || fail "the refused update with a stack pointer: v2 died"
+  printf 'UNSTACKREF\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "UNSTACKREF ok" ] || fail "UNSTACKREF answered '$line'"
+  exec 3<&-
+  python3 "$pclient" state "$port" 2 >"$work/stateref.log" 2>&1 || { cat "$work/stateref.log"; fail "v2 after the refusal"; }
+  ok "a global pointing into a worker's stack: refused (image, stack_ref), v2 serves on"
+
   # v2 -> v3, whose startup makes no maintenance thread: refused (kind thread)
   rc=0
   update "$new" "$work/v3/poolkv" --report "$work/threads.report" || rc=$?
