@@ -1054,20 +1054,17 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
         (unsigned long long)old);
     rc = -1;
     e.how = 0;
-  } else if (r->obj == OBJ_STACK) {
+  } else if (r->obj == OBJ_STACK || r->obj == OBJ_THREAD_STACK) {
+    int main_stack = r->obj == OBJ_STACK;
     msg(reason, sizeof(reason),
-        "0x%llx is on the old process's main thread stack, %llu bytes below its argument "
-        "block (a local variable of a function on it): the new process's stack has other "
-        "addresses, and such pointers are not translated",
-        (unsigned long long)old, (unsigned long long)(m->stack_hi - old));
-    rc = -1;
-    e.how = 0;
-  } else if (r->obj == OBJ_THREAD_STACK) {
-    msg(reason, sizeof(reason),
-        "0x%llx is on the stack of one of the old process's threads, %llu bytes below the "
-        "thread's outermost frame (a local variable of a function on it): the new thread's "
-        "stack has other addresses, and such pointers are not translated",
-        (unsigned long long)old, (unsigned long long)(r->hi - old));
+        "0x%llx is on %s, %llu bytes below %s (a local variable of a function on it): the "
+        "new %s stack has other addresses, and such pointers are not translated",
+        (unsigned long long)old,
+        main_stack ? "the old process's main thread stack"
+                   : "the stack of one of the old process's threads",
+        (unsigned long long)((main_stack ? m->stack_hi : r->hi) - old),
+        main_stack ? "its argument block" : "the thread's outermost frame",
+        main_stack ? "process's" : "thread's");
     rc = -1;
     e.how = 0;
   } else if (r->obj < 0) { /* the argument block: by offset (args.h) */
