@@ -393,8 +393,10 @@ static int make_log_memfd(void)
  * children: the old halves of a process tree's pairs (docs/coordinator.md). */
 /* "NAME=LO-HI LO-HI ..." (hex) into buf: the stack of each registered thread
  * but the main one, from the mapping of /proc/self/maps that holds its outermost
- * frame, up to that frame (above it: glibc's descriptor and the thread's TLS,
- * which are not the stack). 0, or -1 when there is nothing to say or no room. */
+ * frame (or the heap object, for a stack the program allocated itself: never
+ * the whole heap), up to that frame (above it: glibc's descriptor and the
+ * thread's TLS, which are not the stack). 0, or -1 when there is nothing to say
+ * or no room. */
 static int thread_stacks_env(char *buf, size_t cap)
 {
   static char maps[1 << 18];
@@ -414,22 +416,29 @@ static int thread_stacks_env(char *buf, size_t cap)
   len = (size_t)snprintf(buf, cap, "%s=", MCR_ENV_UPDATE_STACKS);
   for (size_t i = 0; i < n && len < cap; i++) {
     uintptr_t top = qs[i]->stack_hi;
+    struct mcr_object o;
     if (!qs[i]->tid || qs[i]->tid == getpid() || !top)
       continue;
-    for (const char *line = maps; *line;) {
-      unsigned long lo, hi;
-      if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && top > lo && top <= hi) {
-        int w = snprintf(buf + len, cap - len, "%s%lx-%lx", k ? " " : "", lo,
-                         (unsigned long)top);
-        if (w < 0 || (size_t)w >= cap - len)
-          return -1; /* no room: none rather than some */
-        len += (size_t)w;
-        k++;
-        break;
+    uintptr_t lo = 0;
+    if (mcr_heap_find((void *)(top - 1), &o) == 0) { /* a stack the program allocated */
+      lo = (uintptr_t)o.base;
+    } else {
+      for (const char *line = maps; *line && !lo;) {
+        unsigned long mlo, mhi;
+        if (sscanf(line, "%lx-%lx", &mlo, &mhi) == 2 && top > mlo && top <= mhi)
+          lo = mlo;
+        const char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : line + strlen(line);
       }
-      const char *nl = strchr(line, '\n');
-      line = nl ? nl + 1 : line + strlen(line);
     }
+    if (!lo)
+      continue;
+    int w = snprintf(buf + len, cap - len, "%s%lx-%lx", k ? " " : "", (unsigned long)lo,
+                     (unsigned long)top);
+    if (w < 0 || (size_t)w >= cap - len)
+      return -1; /* no room: none rather than some */
+    len += (size_t)w;
+    k++;
   }
   return k ? 0 : -1;
 }
