@@ -162,6 +162,17 @@ update() { # update PID BIN [ARGS]: runs mcr-ctl update, output in update.log
   "$ctl" update "$p" "$bin" --json "$@" >"$work/update.json" 2>>"$work/update.log"
 }
 
+# update_refused PID BIN NAME [ARGS]: mcr-ctl update PID BIN ARGS exits 1 (rolled
+# back), its report read back into $work/NAME.json (mcr-ctl report --json)
+update_refused() {
+  local p=$1 bin=$2 name=$3 rc=0
+  shift 3
+  update "$p" "$bin" "$@" --report "$work/$name.report" || rc=$?
+  [ $rc = 1 ] || fail "update to $bin ($name): mcr-ctl update exited $rc, expected 1 (refused)"
+  "$ctl" report "$work/$name.report" --json >"$work/$name.json" ||
+    fail "mcr-ctl report $work/$name.report"
+}
+
 # bad_update BIN MESSAGE_PART ARGS...: mcr-ctl update $pid BIN ARGS exits 2 with
 # MESSAGE_PART in its message, the process untouched ($fds descriptors)
 bad_update() {
@@ -279,11 +290,9 @@ transform)
   fds=$(fdcount "$pid")
   # refused: VERSION KIND WORDS...: the report names the conflict
   refused() {
-    local v=$1 kind=$2 rc=0
+    local v=$1 kind=$2
     shift 2
-    update "$pid" "$work/v$v/kvstore" --report "$work/v$v.report" || rc=$?
-    [ $rc = 1 ] || fail "v1 -> v$v: mcr-ctl update exited $rc, expected 1 (refused)"
-    "$ctl" report "$work/v$v.report" --json >"$work/v$v.json" || fail "mcr-ctl report v$v"
+    update_refused "$pid" "$work/v$v/kvstore" "v$v"
     python3 - "$work/v$v.json" "$kind" "$@" <<'PY' || fail "v1 -> v$v: the report does not name the conflict ($kind $*): $(cat "$work/v$v.json")"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -401,10 +410,7 @@ rename)
   bad_rename "bad.renames:3: expected OLD=NEW" --rename-file "$work/bad.renames"
   bad_rename "No such file" --rename-file "$work/missing.renames"
   # without the rename: refused, the function and the connection objects named
-  rc=0
-  update "$pid" "$work/v9/kvstore" --report "$work/v9.report" || rc=$?
-  [ $rc = 1 ] || fail "v1 -> v9 without a rename: exit $rc, expected 1"
-  "$ctl" report "$work/v9.report" --json >"$work/v9.json" || fail "mcr-ctl report v9"
+  update_refused "$pid" "$work/v9/kvstore" v9
   python3 - "$work/v9.json" <<'PY' || fail "v1 -> v9: the report does not name the function: $(cat "$work/v9.json")"
 import json, sys
 cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "image"]
@@ -436,10 +442,7 @@ PY
     fail "v9: config.pidfile (into the argument strings) reads '$line', expected '$work/pidfile'"
   ok "v9: config.pidfile, a pointer into the argument strings, reads the path after the update"
   # a new global the startup sets: refused without --keep-new, the global named
-  rc=0
-  update "$pid" "$work/v14/kvstore" --rename run_command=command --report "$work/v14.report" || rc=$?
-  [ $rc = 1 ] || fail "v9 -> v14 without --keep-new: exit $rc, expected 1"
-  "$ctl" report "$work/v14.report" --json >"$work/v14.json" || fail "mcr-ctl report v14"
+  update_refused "$pid" "$work/v14/kvstore" v14 --rename run_command=command
   python3 - "$work/v14.json" <<'PY' || fail "v9 -> v14: the report does not name new_at_startup: $(cat "$work/v14.json")"
 import json, sys
 cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "global"]
@@ -501,10 +504,7 @@ PY
   printf 'move-field slot.served\n' >"$work/bad.renames"
   bad_move "bad.renames:1: expected 'move-field TYPE.OLD=NEW'" --rename-file "$work/bad.renames"
   # undeclared: refused, the report names the field and the option
-  rc=0
-  update "$pid" "$work/v15/kvstore" --report "$work/v15.report" || rc=$?
-  [ $rc = 1 ] || fail "v1 -> v15 without --move-field: exit $rc, expected 1"
-  "$ctl" report "$work/v15.report" --json >"$work/v15.json" || fail "mcr-ctl report v15"
+  update_refused "$pid" "$work/v15/kvstore" v15
   python3 - "$work/v15.json" <<'PY' || fail "v1 -> v15: the report does not name the field: $(cat "$work/v15.json")"
 import json, sys
 cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "type"]
@@ -1062,11 +1062,7 @@ pool)
   printf 'STACKREF\n' >&3
   read -r -t 5 line <&3 && [ "$line" = "STACKREF ok" ] || fail "STACKREF answered '$line'"
   sleep 0.2
-  rc=0
-  update "$new" "$work/v2/poolkv" --report "$work/stackref.report" || rc=$?
-  [ $rc = 1 ] || fail "v2 -> v2 with a pointer into a worker's stack: mcr-ctl update exited $rc, expected 1"
-  "$ctl" report "$work/stackref.report" --json >"$work/stackref.json" ||
-    fail "mcr-ctl report $work/stackref.report"
+  update_refused "$new" "$work/v2/poolkv" stackref
   python3 - "$work/stackref.json" <<'PY' || fail "the report does not name the pointer into a thread's stack: $(cat "$work/stackref.json")"
 import json, sys
 c = json.load(open(sys.argv[1]))["conflicts"]
@@ -1083,11 +1079,7 @@ PY
   ok "a global pointing into a worker's stack: refused (image, stack_ref), v2 serves on"
 
   # v2 -> v3, whose startup makes no maintenance thread: refused (kind thread)
-  rc=0
-  update "$new" "$work/v3/poolkv" --report "$work/threads.report" || rc=$?
-  [ $rc = 1 ] || fail "v2 -> v3 (no maintenance thread): mcr-ctl update exited $rc, expected 1"
-  "$ctl" report "$work/threads.report" --json >"$work/threads.json" ||
-    fail "mcr-ctl report $work/threads.report"
+  update_refused "$new" "$work/v3/poolkv" threads
   python3 - "$work/threads.json" <<'PY' || fail "the report of v2 -> v3 does not name the lost thread class"
 import json, sys
 c = json.load(open(sys.argv[1]))["conflicts"]
