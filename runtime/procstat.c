@@ -1,8 +1,9 @@
 /*
- * procstat.c - a process's /proc/PID/stat (procstat.h).
+ * procstat.c - a process's /proc/PID/stat, this process's maps (procstat.h).
  */
 #include "procstat.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,4 +47,58 @@ pid_t mcr_proc_parent(pid_t pid, int live_only)
   if (mcr_proc_stat(pid, &state, v) != 0 || (live_only && state == 'Z'))
     return -1;
   return (pid_t)v[MCR_STAT_PPID];
+}
+
+/* One line ("lo-hi perms ...") into *m: 0, or -1 when it is not one. */
+static int parse_map(const char *line, struct mcr_map *m)
+{
+  char *end;
+  unsigned long long lo = strtoull(line, &end, 16), hi;
+  if (end == line || *end != '-')
+    return -1;
+  line = end + 1;
+  hi = strtoull(line, &end, 16);
+  if (end == line || *end != ' ' || strlen(end + 1) < 4)
+    return -1;
+  m->lo = (uintptr_t)lo;
+  m->hi = (uintptr_t)hi;
+  memcpy(m->perms, end + 1, 4);
+  m->perms[4] = 0;
+  return 0;
+}
+
+size_t mcr_proc_maps(struct mcr_map *m, size_t max)
+{
+  char chunk[4096], line[512];
+  size_t n = 0, ll = 0;
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  while (n < max) {
+    ssize_t got = read(fd, chunk, sizeof(chunk));
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      break;
+    for (ssize_t i = 0; i < got && n < max; i++) {
+      if (chunk[i] != '\n') {
+        if (ll + 1 < sizeof(line)) /* a long path is cut: only the start counts */
+          line[ll++] = chunk[i];
+        continue;
+      }
+      line[ll] = 0;
+      ll = 0;
+      n += parse_map(line, &m[n]) == 0;
+    }
+  }
+  close(fd);
+  return n;
+}
+
+const struct mcr_map *mcr_proc_map_at(const struct mcr_map *m, size_t n, uintptr_t addr)
+{
+  for (size_t i = 0; i < n; i++)
+    if (addr >= m[i].lo && addr < m[i].hi)
+      return &m[i];
+  return NULL;
 }

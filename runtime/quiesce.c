@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "quiesce.h"
 #include "heap.h"
+#include "procstat.h"
 #include "update.h"
 
 #include <dlfcn.h>
@@ -304,40 +305,7 @@ static int after_call(uintptr_t ra)
   return 0;
 }
 
-/* The mappings of the process, from /proc/self/maps (at most MAX_MAPS). */
 #define MAX_MAPS 1024
-struct map {
-  uintptr_t lo, hi;
-  char perms[5];
-};
-
-static size_t read_maps(struct map *m, size_t max)
-{
-  FILE *f = fopen("/proc/self/maps", "re");
-  char line[512];
-  size_t n = 0;
-
-  if (!f)
-    return 0;
-  while (n < max && fgets(line, sizeof(line), f)) {
-    unsigned long a, b;
-    if (sscanf(line, "%lx-%lx %4s", &a, &b, m[n].perms) == 3) {
-      m[n].lo = a;
-      m[n].hi = b;
-      n++;
-    }
-  }
-  fclose(f);
-  return n;
-}
-
-static const struct map *find_map(const struct map *m, size_t n, uintptr_t addr)
-{
-  for (size_t i = 0; i < n; i++)
-    if (addr >= m[i].lo && addr < m[i].hi)
-      return &m[i];
-  return NULL;
-}
 
 /* What a thread that did not arrive is doing: its scheduler state, the system
  * call it is blocked in, and the return addresses found on its stack (a scan:
@@ -378,15 +346,15 @@ static void describe(pid_t tid, char *out, size_t len)
   }
   used = (size_t)snprintf(out, len, "blocked in system call %lu", nr);
   if (sp) {
-    struct map *maps = malloc(MAX_MAPS * sizeof(*maps));
-    size_t nmaps = maps ? read_maps(maps, MAX_MAPS) : 0;
-    const struct map *stack = find_map(maps, nmaps, sp);
+    struct mcr_map *maps = malloc(MAX_MAPS * sizeof(*maps));
+    size_t nmaps = maps ? mcr_proc_maps(maps, MAX_MAPS) : 0;
+    const struct mcr_map *stack = mcr_proc_map_at(maps, nmaps, sp);
     if (stack && stack->perms[0] == 'r') {
       uintptr_t end = stack->hi < sp + 65536 ? stack->hi : sp + 65536;
       mcr_symbolize(&sym, pc - 1, names[nnames++], sizeof(names[0]));
       for (uintptr_t p = sp & ~(uintptr_t)7; p + 8 <= end && nnames < 16; p += 8) {
         uintptr_t w = *(const uintptr_t *)p;
-        const struct map *t = w >= 4096 ? find_map(maps, nmaps, w) : NULL;
+        const struct mcr_map *t = w >= 4096 ? mcr_proc_map_at(maps, nmaps, w) : NULL;
         if (!t || t->perms[2] != 'x' || t->perms[0] != 'r' || w - t->lo < 8 || !after_call(w))
           continue;
         mcr_symbolize(&sym, w - 1, names[nnames], sizeof(names[0]));

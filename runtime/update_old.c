@@ -399,39 +399,25 @@ static int make_log_memfd(void)
  * or no room. */
 static int thread_stacks_env(char *buf, size_t cap)
 {
-  static char maps[1 << 18];
+  static struct mcr_map maps[4096];
   struct mcr_qthread *qs[1024];
-  size_t n = mcr_threads_qstates(qs, 1024), len, got = 0;
-  int fd, k = 0;
-  ssize_t r;
+  size_t n = mcr_threads_qstates(qs, 1024), nmaps = mcr_proc_maps(maps, 4096), len;
+  int k = 0;
 
   if (n > 1024)
     n = 1024;
-  if ((fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) < 0)
-    return -1;
-  while (got < sizeof(maps) - 1 && (r = read(fd, maps + got, sizeof(maps) - 1 - got)) > 0)
-    got += (size_t)r;
-  close(fd);
-  maps[got] = '\0';
   len = (size_t)snprintf(buf, cap, "%s=", MCR_ENV_UPDATE_STACKS);
   for (size_t i = 0; i < n && len < cap; i++) {
-    uintptr_t top = qs[i]->stack_hi;
+    uintptr_t top = qs[i]->stack_hi, lo;
     struct mcr_object o;
+    const struct mcr_map *m;
     if (!qs[i]->tid || qs[i]->tid == getpid() || !top)
       continue;
-    uintptr_t lo = 0;
-    if (mcr_heap_find((void *)(top - 1), &o) == 0) { /* a stack the program allocated */
+    if (mcr_heap_find((void *)(top - 1), &o) == 0) /* a stack the program allocated */
       lo = (uintptr_t)o.base;
-    } else {
-      for (const char *line = maps; *line && !lo;) {
-        unsigned long mlo, mhi;
-        if (sscanf(line, "%lx-%lx", &mlo, &mhi) == 2 && top > mlo && top <= mhi)
-          lo = mlo;
-        const char *nl = strchr(line, '\n');
-        line = nl ? nl + 1 : line + strlen(line);
-      }
-    }
-    if (!lo)
+    else if ((m = mcr_proc_map_at(maps, nmaps, top - 1)))
+      lo = m->lo;
+    else
       continue;
     int w = snprintf(buf + len, cap - len, "%s%lx-%lx", k ? " " : "", (unsigned long)lo,
                      (unsigned long)top);
