@@ -971,8 +971,10 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
         Function *Callee = CB->getCalledFunction();
         if (!Callee)
           continue;
+        // (inside a release function the object is untagged already: its caller's call)
         auto Rel = Releases.find(Callee->getName());
-        if (Rel != Releases.end() && isa<CallInst>(CB) && Rel->second < CB->arg_size() &&
+        if (Rel != Releases.end() && !Releases.count(F.getName()) && isa<CallInst>(CB) &&
+            Rel->second < CB->arg_size() &&
             CB->getArgOperand(Rel->second)->getType()->isPointerTy())
           ReleaseCalls.push_back({cast<CallInst>(CB), Rel->second});
         auto It = Fns.find(Callee->getName());

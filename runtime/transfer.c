@@ -516,8 +516,9 @@ static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_
     int seen = 0;
     for (size_t k = 0; k < *ndone && !seen; k++)
       seen = done[k] == list[i];
-    if (seen || mcr_heap_find(w, &o) != 0 || !mcr_image_is_old(c->image, *w))
-      continue; /* reported, free memory, or rewritten since */
+    if (seen || mcr_heap_find(w, &o) != 0 || o.tag == MCR_TAG_RELEASED ||
+        !mcr_image_is_old(c->image, *w))
+      continue; /* reported, free memory (the heap's or the program's), or rewritten since */
     if (translate(c->image, *w, &nv, why, sizeof(why)) == 0) {
       *w = nv;
       continue;
