@@ -456,24 +456,6 @@ static int resolve_path(const struct mcr_typetab *tt, const struct mcr_type_rec 
   }
 }
 
-/* The name a --move-field gives type t of tt: its first typedef name, else its
- * tag; NULL if anonymous. */
-static const char *type_label(const struct mcr_typetab *tt, uint32_t t)
-{
-  struct mcr_type_rec r;
-  for (int i = 0; i < MCR_TYPE_MAX_DEPTH; i++) {
-    if (t == MCR_NO_TYPE || mcr_typetab_type(tt, t, &r) != 0)
-      return NULL;
-    const char *n = mcr_typetab_str(tt, r.name);
-    if (n && *n)
-      return n;
-    if (r.kind != MCR_TYPE_TYPEDEF)
-      return NULL;
-    t = r.target;
-  }
-  return NULL;
-}
-
 /* Fields named name of the old type ot's meaning nested in struct or union r of
  * the new table (through structs and unions, at most 3 levels): how many, and the
  * path of the first in path (prefix: the path so far). */
@@ -593,7 +575,7 @@ static int build_struct(struct builder *b, uint32_t ot, const struct mcr_type_re
       change(b, MCR_XC_REMOVED, join(b, path, oname, -1), om.type, MCR_NO_TYPE,
              ooff + om.offset_bits / 8, 0, 0);
       char to[256], hint[600];
-      const char *label = type_label(b->ot, ot);
+      const char *label = mcr_type_name(b->ot, ot); /* what a --move-field names */
       if (label && b->nch && find_nested(b, n, oname, om.type, "", to, sizeof(to), 0) == 1) {
         snprintf(hint, sizeof(hint), "%s.%s=%s", label, oname, to);
         b->ch[b->nch - 1].move_hint = mcr_arena_strdup(b->a, hint);
