@@ -1151,6 +1151,21 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     FunctionCallee TagOut = M.getOrInsertFunction(
         "__mcr_tag_out",
         FunctionType::get(Type::getVoidTy(Ctx), {I32, Ptr, Ptr}, false));
+    // A wrapper's result may be a piece of a pool block: the runtime records
+    // such pieces of the startup with their size (docs/update.md,
+    // "Reinitialized startup state").
+    Type *I64 = Type::getInt64Ty(Ctx);
+    FunctionCallee TagSized = M.getOrInsertFunction(
+        "__mcr_tag_sized",
+        FunctionType::get(Type::getVoidTy(Ctx), {Ptr, Ptr, I64}, false));
+    auto sizeArg = [&](IRBuilder<> &B, CallInst *CI, int Idx) -> Value * {
+      if (Idx < 0 || (unsigned)Idx >= CI->arg_size())
+        return nullptr;
+      Value *V = CI->getArgOperand(Idx);
+      if (!V->getType()->isIntegerTy())
+        return nullptr;
+      return B.CreateZExtOrTrunc(V, I64);
+    };
     for (size_t I = 0; I < Pending.size(); I++) {
       CallBase *CB = Pending[I].Call;
       auto *CI = dyn_cast<CallInst>(CB);
@@ -1166,7 +1181,15 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
         Value *Rc = CI->getType()->isIntegerTy(32) ? (Value *)CI : ConstantInt::get(I32, 0);
         B.CreateCall(TagOut, {Rc, CI->getArgOperand(Pending[I].Fn.OutArg), Site});
       } else if (CI->getType()->isPointerTy()) {
-        B.CreateCall(Tag, {CI, Site});
+        Value *Size = Pending[I].Fn.IsWrapper ? sizeArg(B, CI, Pending[I].Fn.Size) : nullptr;
+        Value *Count = Size && Pending[I].Fn.Count >= 0 ? sizeArg(B, CI, Pending[I].Fn.Count)
+                                                        : nullptr;
+        if (Count)
+          Size = B.CreateMul(Size, Count);
+        if (Size)
+          B.CreateCall(TagSized, {CI, Site, Size});
+        else
+          B.CreateCall(Tag, {CI, Site});
       }
       ++NumSites;
     }

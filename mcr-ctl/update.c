@@ -41,7 +41,7 @@ void cmd_update_help(void)
 {
   printf("Usage: mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--rename OLD=NEW]...\n"
          "                      [--keep-new GLOBAL]... [--move-field TYPE.OLD=NEW]...\n"
-         "                      [--rename-file FILE] [--json]\n"
+         "                      [--reinit] [--rename-file FILE] [--json]\n"
          "\n"
          "Updates the running program PID (built by mcr-clang --mcr-quiescence) to the\n"
          "executable NEW without a restart: the old process starts NEW with its own\n"
@@ -73,8 +73,18 @@ void cmd_update_help(void)
          "                  Fields are otherwise matched by name, and a field only the\n"
          "                  old version has is dropped. Preview with mcr-ctl check\n"
          "                  --move-field. Repeatable\n"
-         "  --rename-file FILE  renames, one OLD=NEW per line, 'keep-new GLOBAL' and\n"
-         "                  'move-field TYPE.OLD=NEW' lines ('#' starts a comment)\n"
+         "  --reinit        state the running version built in its startup and never\n"
+         "                  changed since (its configuration: nginx's modules, their\n"
+         "                  indexes and settings) is taken from NEW's startup, which\n"
+         "                  rebuilt it with the new code, instead of from the running\n"
+         "                  process; pointers to it from the state carried over follow.\n"
+         "                  For updates that change how the startup builds that state\n"
+         "                  (a module added). Not for programs whose startup draws\n"
+         "                  values at random or from the clock that later state\n"
+         "                  depends on (hash seeds): see docs/update.md\n"
+         "  --rename-file FILE  renames, one OLD=NEW per line, 'keep-new GLOBAL',\n"
+         "                  'move-field TYPE.OLD=NEW' and 'reinit' lines ('#' starts a\n"
+         "                  comment)\n"
          "  --json          machine-readable output (one JSON object; the conflicts with\n"
          "                  all their fields, as mcr-ctl report --json)\n"
          "  -h, --help      this help\n"
@@ -390,7 +400,10 @@ static int read_rename_file(const char *path, char *spec, size_t cap)
     if (!*p)
       continue;
     char keep[512];
-    if (!strncmp(p, "move-field", 10) && (p[10] == ' ' || p[10] == '\t')) {
+    if (!strcmp(p, "reinit")) {
+      snprintf(keep, sizeof(keep), "!reinit");
+      p = keep;
+    } else if (!strncmp(p, "move-field", 10) && (p[10] == ' ' || p[10] == '\t')) {
       const char *m = p + 11;
       while (*m == ' ' || *m == '\t')
         m++;
@@ -413,8 +426,8 @@ static int read_rename_file(const char *path, char *spec, size_t cap)
       snprintf(keep, sizeof(keep), "+%s", g);
       p = keep;
     } else if (strpbrk(p, " \t") || !strchr(p, '=')) {
-      ctl_err("update: %s:%u: expected OLD=NEW, 'keep-new GLOBAL' or 'move-field TYPE.OLD=NEW', "
-              "got '%s'", path, lineno, p);
+      ctl_err("update: %s:%u: expected OLD=NEW, 'keep-new GLOBAL', 'move-field TYPE.OLD=NEW' "
+              "or 'reinit', got '%s'", path, lineno, p);
       rc = -1;
       continue;
     }
@@ -489,7 +502,8 @@ int cmd_update(int argc, char **argv)
   static char spec[MCR_RENAME_SPEC_MAX];
   static struct mcr_renames renames;
   static char pairs[MCR_RENAME_SPEC_MAX]; /* "OLD=NEW\0" each: no longer than spec */
-  char *pairp[3 * MCR_RENAME_MAX]; /* the pairs, the keeps ("+NAME"), the moves ("@T.F=P") */
+  char *pairp[3 * MCR_RENAME_MAX + 1]; /* the pairs, the keeps ("+NAME"), the moves
+                                       * ("@T.F=P"), "!reinit" */
   int json = 0, timeout_ms = DEFAULT_TIMEOUT_MS, nargs = 0, rc;
   pid_t pid;
 
@@ -518,6 +532,11 @@ int cmd_update(int argc, char **argv)
         return CTL_EXIT_USAGE;
       }
       if (mcr_renames_append(spec, sizeof(spec), v) != 0) {
+        ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
+        return CTL_EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--reinit")) {
+      if (!strstr(spec, "!reinit") && mcr_renames_append(spec, sizeof(spec), "!reinit") != 0) {
         ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
         return CTL_EXIT_USAGE;
       }
@@ -604,6 +623,11 @@ int cmd_update(int argc, char **argv)
     pairp[renames.n + renames.nkeep + i] = pairs + off;
     off += (size_t)n + 1;
   }
+  size_t ntokens = renames.n + renames.nkeep + renames.nmove;
+  if (renames.reinit) {
+    pairp[ntokens++] = strcpy(pairs + off, "!reinit");
+    off += sizeof("!reinit");
+  }
   if (!report) {
     snprintf(defreport, sizeof(defreport), "/tmp/mcr-update-%d-%ld.report", (int)pid,
              (long)time(NULL));
@@ -619,7 +643,7 @@ int cmd_update(int argc, char **argv)
   ureq.has_timeout_ms = 1;
   ureq.timeout_ms = (uint32_t)timeout_ms;
   ureq.fault = getenv("MCR_UPDATE_FAULT");
-  ureq.n_renames = renames.n + renames.nkeep + renames.nmove;
+  ureq.n_renames = ntokens;
   ureq.renames = pairp;
   req.kind_case = MCR__CONTROL__REQUEST__KIND_UPDATE;
   req.update = &ureq;

@@ -43,11 +43,15 @@ struct mcr_renames {
   const char *move_type[MCR_RENAME_MAX];
   const char *move_old[MCR_RENAME_MAX];
   const char *move_new[MCR_RENAME_MAX];
+  /* "!reinit" (mcr-ctl update --reinit): state the old process built in its
+   * startup and never changed since comes from the new version's startup
+   * (runtime/transfer.c; docs/update.md, "Reinitialized startup state") */
+  int reinit;
   char buf[MCR_RENAME_SPEC_MAX];
 };
 
-/* Parses spec ("OLD=NEW" pairs, "+NAME" keeps and "@TYPE.OLD=NEW" field moves
- * separated by white space; NULL or "" is none) into r. A pair must have both names, of symbol characters (no white space,
+/* Parses spec ("OLD=NEW" pairs, "+NAME" keeps, "@TYPE.OLD=NEW" field moves and
+ * "!reinit", separated by white space; NULL or "" is none) into r. A pair must have both names, of symbol characters (no white space,
  * '=' or control characters); an OLD may appear once. Returns 0, or -1 with a
  * message naming the pair in err (r is then empty). */
 int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t errlen);

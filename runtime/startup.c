@@ -27,6 +27,8 @@
 #define _GNU_SOURCE
 #undef _FORTIFY_SOURCE
 #include "fnv.h"
+#include "mcr/abi.h"
+#include "snapshot.h"
 #include "startup.h"
 
 #include <arpa/inet.h>
@@ -82,9 +84,12 @@
 
 #define LOG_MAGIC "MCRSLOG"   /* 8 bytes with the NUL */
 #define LOG_VERSION 1u
-#define HEADER_SIZE 64u
+#define HEADER_SIZE 88u       /* 64 up to runtime c1e5beb: no snapshot fields */
 #define ENTRY_FIXED 104u      /* serialized entry without its strings */
-#define ALLOC_REC 32u
+#define ALLOC_REC 48u         /* 32 up to runtime c1e5beb: no flags, block, hash */
+#define ALLOC_REC_V1 32u
+#define HEADER_SIZE_V1 64u
+#define HASH_CAP ((uint64_t)64 << 20) /* bytes of startup objects hashed at its end */
 
 MCR_EXPORT int mcr_startup_on; /* opened by startup_init */
 
@@ -2495,9 +2500,34 @@ size_t mcr_startup_anon_maps(struct mcr_anon_map *out, size_t max)
 
 /* ---- the window ---- */
 
+/* Under st_lock, when the startup ends: each live record's bytes, so that an
+ * update can tell the objects the program never changed since (configuration
+ * the new version's startup rebuilds: docs/update.md, "Reinitialized startup
+ * state") from the ones it did. Up to HASH_CAP bytes: beyond, hash 0 (unknown). */
+static void hash_records(void)
+{
+  uint64_t done = 0;
+  if (!allocs)
+    return;
+  for (unsigned i = 0; i < nallocs; i++) {
+    struct mcr_startup_alloc *a = &allocs[i];
+    a->hash = 0;
+    if (!a->live || done + a->size > HASH_CAP)
+      continue;
+    a->hash = mcr_startup_bytes_hash((const void *)(uintptr_t)a->addr, a->size);
+    done += a->size;
+  }
+}
+
 void mcr_startup_end(void)
 {
   pthread_mutex_lock(&st_lock);
+  if (!ended && __atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED)) {
+    mcr_in_runtime++;
+    hash_records();
+    mcr_snapshot_take();
+    mcr_in_runtime--;
+  }
   __atomic_store_n(&mcr_startup_on, 0, __ATOMIC_RELEASE);
   ended = 1;
   replaying = 0;
@@ -2619,6 +2649,47 @@ static void compact(void)
   ntomb = 0;
 }
 
+/* Under st_lock: drops the record at address a, if any. */
+static void drop_record(uint64_t a)
+{
+  uint32_t *slot = find_alloc(a);
+  if (slot) {
+    allocs[*slot - 1].live = 0;
+    *slot = TOMB;
+    nlive--;
+    ntomb++;
+  }
+}
+
+/* Under st_lock: appends rec (its ordinal given here), replacing a record of
+ * the same address (freed behind our back, or a pool block's memory carved
+ * again: the address is new now). */
+static void add_record(struct mcr_startup_alloc rec)
+{
+  size_t s;
+  rec.ordinal = next_ordinal(rec.stack_id, 0);
+  rec.live = 1;
+  drop_record(rec.addr);
+  if (nallocs == MAX_ALLOCS || ntomb > ALLOC_SLOTS / 4)
+    compact();
+  if (nallocs == MAX_ALLOCS || nlive >= ALLOC_SLOTS / 2) {
+    /* a startup that loads data (redis reading its RDB file) allocates far
+     * more than long-lived startup objects: stop recording rather than let
+     * the open-addressing index fill up (every probe then walks it all) */
+    __atomic_and_fetch(&mcr_startup_on, ~ON_ALLOCS, __ATOMIC_RELAXED);
+    allocs_dropped++;
+    return;
+  }
+  allocs[nallocs] = rec;
+  for (s = addr_slot(rec.addr); alloc_index[s] && alloc_index[s] != TOMB;
+       s = (s + 1) & (ALLOC_SLOTS - 1))
+    ;
+  if (alloc_index[s] == TOMB)
+    ntomb--;
+  alloc_index[s] = ++nallocs;
+  nlive++;
+}
+
 void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra)
 {
   uint64_t id = 0;
@@ -2640,49 +2711,68 @@ void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra)
   pthread_mutex_lock(&st_lock);
   if (tables() != 0)
     goto out;
-  if (oldp) {
-    uint32_t *slot = find_alloc((uint64_t)(uintptr_t)oldp);
-    if (slot) {
-      allocs[*slot - 1].live = 0;
-      *slot = TOMB;
-      nlive--;
-      ntomb++;
-    }
-  }
-  if (newp) {
-    uint32_t ord = next_ordinal(id, 0);
-    uint32_t *slot = find_alloc((uint64_t)(uintptr_t)newp);
-    size_t s;
-    if (slot) { /* freed behind our back (a runtime thread): the address is new now */
-      allocs[*slot - 1].live = 0;
-      *slot = TOMB;
-      nlive--;
-      ntomb++;
-    }
-    if (nallocs == MAX_ALLOCS || ntomb > ALLOC_SLOTS / 4)
-      compact();
-    if (nallocs == MAX_ALLOCS || nlive >= ALLOC_SLOTS / 2) {
-      /* a startup that loads data (redis reading its RDB file) allocates far
-       * more than long-lived startup objects: stop recording rather than let
-       * the open-addressing index fill up (every probe then walks it all) */
-      __atomic_and_fetch(&mcr_startup_on, ~ON_ALLOCS, __ATOMIC_RELAXED);
-      allocs_dropped++;
-      goto out;
-    }
-    allocs[nallocs] = (struct mcr_startup_alloc){.addr = (uint64_t)(uintptr_t)newp,
-                                                 .size = size, .stack_id = id,
-                                                 .ordinal = ord, .live = 1};
-    for (s = addr_slot((uint64_t)(uintptr_t)newp); alloc_index[s] && alloc_index[s] != TOMB;
-         s = (s + 1) & (ALLOC_SLOTS - 1))
-      ;
-    if (alloc_index[s] == TOMB)
-      ntomb--;
-    alloc_index[s] = ++nallocs;
-    nlive++;
-  }
+  if (oldp)
+    drop_record((uint64_t)(uintptr_t)oldp);
+  if (newp)
+    add_record((struct mcr_startup_alloc){.addr = (uint64_t)(uintptr_t)newp, .size = size,
+                                          .stack_id = id});
 out:
   pthread_mutex_unlock(&st_lock);
   mcr_in_runtime--;
+}
+
+uint64_t mcr_startup_bytes_hash(const void *p, size_t len)
+{
+  const unsigned char *b = p;
+  uint64_t h = 0xcbf29ce484222325ull ^ len, w;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    memcpy(&w, b + i, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  for (; i < len; i++)
+    h = (h ^ b[i]) * 0x100000001b3ull;
+  return h ? h : 1;
+}
+
+void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uintptr_t ra)
+{
+  struct mcr_object o;
+  uintptr_t a = (uintptr_t)p;
+
+  if (mcr_in_runtime || !(__atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED) & ON_ALLOCS) ||
+      !p || !size || mcr_heap_find(p, &o) != 0 || a <= (uintptr_t)o.base + MCR_TAG_MAX_HEADER ||
+      size > (uintptr_t)o.base + o.size - a)
+    return; /* not a piece: an object of its own (the allocation hook records it) */
+  uint64_t id = mcr_stack_id_at(ra);
+  id = (id ^ site_key) * 0x100000001b3ull;
+  id = id ? id : 1;
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  if (tables() != 0)
+    goto out;
+  add_record((struct mcr_startup_alloc){.addr = (uint64_t)a, .size = size, .stack_id = id,
+                                        .flags = MCR_SA_PIECE, .block = (uint64_t)(uintptr_t)o.base});
+out:
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+}
+
+/* Under st_lock, outside the allocator: pieces whose block is gone (a pool
+ * destroyed, its memory handed out again) are dead. */
+static void drop_dead_pieces(void)
+{
+  for (unsigned i = 0; i < nallocs; i++) {
+    struct mcr_startup_alloc *a = &allocs[i];
+    struct mcr_object o;
+    if (!a->live || !(a->flags & MCR_SA_PIECE))
+      continue;
+    if (mcr_heap_find((const void *)(uintptr_t)a->addr, &o) == 0 &&
+        (uintptr_t)o.base == a->block && a->addr + a->size <= a->block + o.size)
+      continue;
+    drop_record(a->addr);
+  }
 }
 
 size_t mcr_startup_allocs(const struct mcr_startup_alloc **out)
@@ -2691,8 +2781,10 @@ size_t mcr_startup_allocs(const struct mcr_startup_alloc **out)
 
   mcr_in_runtime++;
   pthread_mutex_lock(&st_lock);
-  if (allocs && alloc_index)
+  if (allocs && alloc_index) {
+    drop_dead_pieces();
     compact();
+  }
   n = nlive;
   pthread_mutex_unlock(&st_lock);
   mcr_in_runtime--;
@@ -2713,6 +2805,13 @@ void mcr_startup_alloc_retarget(uint64_t from, uint64_t to)
       *slot = TOMB;
       ntomb++;
       allocs[rec - 1].addr = to;
+      /* the old process's object, changed since its startup: never "unchanged" */
+      allocs[rec - 1].hash = 0;
+      if (allocs[rec - 1].flags & MCR_SA_PIECE) {
+        struct mcr_object o;
+        if (mcr_heap_find((const void *)(uintptr_t)to, &o) == 0)
+          allocs[rec - 1].block = (uint64_t)(uintptr_t)o.base;
+      }
       for (s = addr_slot(to); alloc_index[s] && alloc_index[s] != TOMB; s = (s + 1) & (ALLOC_SLOTS - 1))
         ;
       if (alloc_index[s] == TOMB)
@@ -2732,6 +2831,11 @@ static size_t old_alloc_cap;
 static size_t alloc_key(uint64_t stack_id, uint32_t ordinal)
 {
   return (size_t)((stack_id ^ ((uint64_t)ordinal * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull >> 20);
+}
+
+void mcr_startup_old_snapshot(struct mcr_startup_snapshot *out)
+{
+  *out = old.snap;
 }
 
 const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_t ordinal)
@@ -2773,13 +2877,16 @@ const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_
  *   header, HEADER_SIZE bytes: magic "MCRSLOG\0", u32 version, u32 header_size,
  *     u64 total_len, u32 nentries, u32 nallocs, u32 entry_fixed, u32 alloc_rec,
  *     u32 dropped, u32 allocs_dropped, u64 checksum (FNV-1a 64 of every
- *     byte of the buffer but these 8), 8 bytes reserved (0);
+ *     byte of the buffer but these 8), 8 bytes reserved (0), u64 snapshot copy,
+ *     u64 snapshot length, u64 data address (mcr_startup_snapshot; absent in
+ *     logs of 64-byte headers);
  *   nentries entries: entry_fixed bytes (u64 stack_id, u32 kind, u32 ordinal,
  *     u64 args_hash, i64 result, i32 err, u32 flags, i32 fds[2], u64 dev[2],
  *     u64 ino[2], u64 link_hash[2], u16 detail_len, u16 stack_len, u32 0),
  *     then the detail and the stack text (no NUL), padded with 0 to 8 bytes;
  *   nallocs records of alloc_rec bytes: u64 addr, u64 size, u64 stack_id,
- *     u32 ordinal, u32 0.
+ *     u32 ordinal, u32 flags (MCR_SA_*), u64 block, u64 hash (the last three
+ *     absent in records of 32 bytes).
  * A reader accepts larger entry_fixed/alloc_rec/header_size (fields appended
  * later) and skips what it does not know.
  */
@@ -2829,8 +2936,10 @@ int mcr_startup_serialize(void **bufp, size_t *lenp)
   *lenp = 0;
   mcr_in_runtime++;
   pthread_mutex_lock(&st_lock);
-  if (allocs && alloc_index)
+  if (allocs && alloc_index) {
+    drop_dead_pieces();
     compact();
+  }
   for (unsigned i = 0; i < nentries; i++)
     total += entry_bytes(&entries[i]);
   total += (size_t)nlive * ALLOC_REC;
@@ -2852,6 +2961,13 @@ int mcr_startup_serialize(void **bufp, size_t *lenp)
   PUT(&c, (uint32_t)allocs_dropped);
   PUT(&c, (uint64_t)0); /* checksum, below */
   PUT(&c, (uint64_t)0);
+  {
+    struct mcr_startup_snapshot sn;
+    mcr_startup_snapshot_of(&sn);
+    PUT(&c, sn.copy);
+    PUT(&c, sn.len);
+    PUT(&c, sn.data);
+  }
   for (unsigned i = 0; i < nentries; i++) {
     const struct mcr_startup_entry *e = &entries[i];
     uint16_t dl = (uint16_t)strnlen(e->detail, sizeof(e->detail));
@@ -2884,7 +3000,9 @@ int mcr_startup_serialize(void **bufp, size_t *lenp)
     PUT(&c, allocs[i].size);
     PUT(&c, allocs[i].stack_id);
     PUT(&c, allocs[i].ordinal);
-    PUT(&c, (uint32_t)0);
+    PUT(&c, allocs[i].flags);
+    PUT(&c, allocs[i].block);
+    PUT(&c, allocs[i].hash);
   }
   sum = checksum(c.p, total);
   memcpy(c.p + 48, &sum, sizeof(sum));
@@ -2970,11 +3088,11 @@ int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, 
   if (total != len)
     return fail(err, errlen, "truncated or padded: the header says %llu bytes, the buffer has %zu",
                 (unsigned long long)total, len);
-  if (hsize < HEADER_SIZE || hsize > len)
+  if (hsize < HEADER_SIZE_V1 || hsize > len)
     return fail(err, errlen, "bad header size %u (buffer %zu bytes)", hsize, len);
-  if (efix < ENTRY_FIXED || efix > 4096 || arec < ALLOC_REC || arec > 4096)
+  if (efix < ENTRY_FIXED || efix > 4096 || arec < ALLOC_REC_V1 || arec > 4096)
     return fail(err, errlen, "bad record sizes: entry %u (at least %u), allocation %u (at least %u)",
-                efix, ENTRY_FIXED, arec, ALLOC_REC);
+                efix, ENTRY_FIXED, arec, ALLOC_REC_V1);
   if (checksum(buf, len) != sum)
     return fail(err, errlen, "checksum mismatch: the buffer is corrupt");
   if (reserved)
@@ -2993,6 +3111,11 @@ int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, 
   out->allocs = (struct mcr_startup_alloc *)(mem + (size_t)nent * sizeof(struct mcr_startup_entry));
   out->dropped = dropped;
   out->allocs_dropped = adropped;
+  if (hsize >= HEADER_SIZE) {
+    GET(&r, out->snap.copy);
+    GET(&r, out->snap.len);
+    GET(&r, out->snap.data);
+  }
   r.off = hsize;
   for (uint32_t i = 0; i < nent; i++) {
     struct mcr_startup_entry *e = &out->entries[i];
@@ -3071,6 +3194,11 @@ int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, 
     GET(&r, a->size);
     GET(&r, a->stack_id);
     GET(&r, a->ordinal);
+    if (arec >= ALLOC_REC) {
+      GET(&r, a->flags);
+      GET(&r, a->block);
+      GET(&r, a->hash);
+    }
     a->live = 1;
     r.off = start + arec;
     if (!a->addr || a->size > (1ull << 48)) {

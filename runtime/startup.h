@@ -98,11 +98,35 @@ struct mcr_startup_entry {
 
 struct mcr_startup_alloc {
   uint64_t addr;
-  uint64_t size;     /* usable size */
-  uint64_t stack_id; /* of the allocation call (malloc, calloc, realloc ...) */
+  uint64_t size;     /* usable size; a piece's requested size */
+  uint64_t stack_id; /* of the allocation call (malloc, calloc, realloc ...); a piece's
+                      * mixes in its allocation site's key */
   uint32_t ordinal;  /* among allocations with the same stack_id, freed ones included */
   uint32_t live;     /* internal: 0 once freed (never in what mcr_startup_allocs returns) */
+  uint32_t flags;    /* MCR_SA_* */
+  uint32_t pad;
+  uint64_t block;    /* a piece: the heap object it is carved from (its start) */
+  uint64_t hash;     /* of its bytes when the startup ended (mcr_startup_bytes_hash); 0: not
+                      * known (the startup had not ended, or the record was retargeted) */
 };
+#define MCR_SA_PIECE 0x1u /* a piece of a pool block (an allocator wrapper's result inside a
+                           * heap object), recorded with its exact size */
+
+/* The hash the startup records keep of an object's bytes (never 0). */
+uint64_t mcr_startup_bytes_hash(const void *p, size_t len);
+
+/* The allocator wrappers' hook (heap.c, __mcr_tag_sized, only while recording):
+ * p, of size bytes, was returned by a wrapper whose result lies inside a heap
+ * object (a pool's piece); site_key hashes its allocation site's key. ra is the
+ * wrapper call's return address. */
+void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uintptr_t ra);
+
+/* The executable's writable data as it was when this process's startup ended
+ * (a private copy, made then): where the copy is and what it copies. */
+struct mcr_startup_snapshot {
+  uint64_t copy, len, data; /* the copy's address, its length, the data's address */
+};
+void mcr_startup_snapshot_of(struct mcr_startup_snapshot *out);
 
 struct mcr_startup_conflict {
   uint32_t kind;
@@ -170,6 +194,7 @@ struct mcr_startup_log {
   struct mcr_startup_alloc *allocs;
   size_t nallocs;
   uint32_t dropped, allocs_dropped;
+  struct mcr_startup_snapshot snap; /* all 0 when the log has none */
   void *mem;
   size_t memlen;
 };
@@ -222,6 +247,8 @@ void mcr_startup_stats(struct mcr_startup_stats *out);
 size_t mcr_startup_allocs(const struct mcr_startup_alloc **out);
 /* The replayed (old) log's allocation with this (stack_id, ordinal), or NULL. */
 const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_t ordinal);
+/* The replayed (old) log's snapshot of the old process's writable data. */
+void mcr_startup_old_snapshot(struct mcr_startup_snapshot *out);
 
 /* The allocator's hook (malloc.c, only while mcr_startup_on): newp was
  * returned for a request (NULL: none), oldp was freed or reallocated (NULL:

@@ -25,6 +25,12 @@ __attribute__((weak)) void __mcr_tag_out(int rc, void **out, struct mcr_site *si
   (void)site;
 }
 
+__attribute__((weak)) void __mcr_tag_sized(void *ptr, struct mcr_site *site, uint64_t size) {
+  (void)ptr;
+  (void)site;
+  (void)size;
+}
+
 __attribute__((weak)) void __mcr_untag(void *ptr) {
   (void)ptr;
 }

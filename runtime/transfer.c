@@ -310,6 +310,9 @@ static struct {
   size_t ntv, tvcap, tls_fresh, tls_missing;
   struct mcr_tls_syms *tls_syms[2]; /* old, new */
   int tls_bad;                      /* the symbol tables could not be read */
+  /* --reinit: the old process's writable data when its startup ended */
+  unsigned char *snap;
+  uint64_t snap_data, snap_len;
 } plan;
 
 /* The new version's sites by key, built before the pause (mcr_transfer_prepare):
@@ -339,6 +342,12 @@ static int translate(struct mcr_image_map *im, uintptr_t v, uintptr_t *nv, char 
 static int plan_globals(void);
 static void warm_globals(void);
 static size_t rewrite(uintptr_t *w, size_t nwords);
+static int reinit_on(void);
+static void read_old_snapshot(void);
+static int global_unchanged(uintptr_t oa, const unsigned char *val, size_t len);
+static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval, size_t len,
+                            int same_layout);
+static size_t redirect(uintptr_t *w, size_t nwords);
 static int plan_pairs(void);
 static int plan_sync(void);
 
@@ -399,6 +408,8 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
     (void)mcr_tls_threads(NULL, 0); /* the threads' classes, symbolized outside the pause */
   prefault_old_heap(old_pid);
   warm_globals();
+  if (reinit_on())
+    read_old_snapshot();
   if (plan_pairs() != 0 || plan_sync() != 0) {
     snprintf(err, errlen, "out of memory planning the transfer");
     return -1;
@@ -1027,7 +1038,7 @@ static int plan_globals(void)
         } else if (mcr_image_symbol(plan.image, 0, sym, file, &oa, &os) != 0) {
           plan.fresh++; /* a new global: keeps its value */
           int written = mcr_xform_new_written(sym, na, ns);
-          if (written && mcr_renames_keeps(mcr_image_renames(), sym)) {
+          if (written && (mcr_renames_keeps(mcr_image_renames(), sym) || reinit_on())) {
             plan.kept_new++;
           } else if (written) {
             if (plan.conflicts < 8)
@@ -1042,8 +1053,10 @@ static int plan_globals(void)
                        "--keep-new %s\tglobal %s\t\t\t\t%s:%u\t\tif the new startup's value "
                        "is right with the old process's state, keep it: mcr-ctl update "
                        "--keep-new %s (or a line 'keep-new %s' in a --rename-file); if it "
-                       "belongs to state only the new startup builds, the update needs that "
-                       "state rebuilt (a restart, or a transformation that does it)",
+                       "belongs to state only the new startup builds (a module's index and "
+                       "the configuration sized by the module count), take that state from "
+                       "the new startup: mcr-ctl update --reinit (docs/update.md, "
+                       "\"Reinitialized startup state\")",
                        sym,
                        sym, mcr_typetab_str(&tt, gr.file), gr.line, sym, sym);
             plan.conflicts++;
@@ -1290,10 +1303,23 @@ static int step_globals(struct ctx *c)
       return -1;
     }
   }
+  size_t reinit_kept = 0, reinit_refused = 0, redirected = 0;
   for (size_t i = 0; i < plan.ng; i++) {
     struct gplan *g = &plan.g[i];
     unsigned char *dst = (unsigned char *)g->na;
     val = lv[i].iov_base;
+    if (plan.snap && global_unchanged(g->oa, val, g->osize)) {
+      /* never changed since the old startup: the new startup's value, unless
+       * it points elsewhere than the old one does (docs/update.md) */
+      if (global_reinit_ok(val, dst, g->osize < g->size ? g->osize : g->size,
+                           !g->xplan && g->osize == g->size)) {
+        reinit_kept++;
+        rewrite((uintptr_t *)(((uintptr_t)dst + 7) & ~(uintptr_t)7),
+                (g->size - ((8 - g->na % 8) % 8)) / sizeof(uintptr_t));
+        continue;
+      }
+      reinit_refused++;
+    }
     if (g->xplan && mcr_xform_global_kept(g->na)) {
       kept++; /* a static table matched by content: the new one is the same */
       continue;
@@ -1306,6 +1332,9 @@ static int step_globals(struct ctx *c)
     int r = put_value(c, g, val, dst, NULL);
     if (r < 0)
       return -1;
+    if (r == 0 && reinit_on())
+      redirected += redirect((uintptr_t *)(((uintptr_t)dst + 7) & ~(uintptr_t)7),
+                             (g->size - ((8 - g->na % 8) % 8)) / sizeof(uintptr_t));
     converted += r == 0 && g->xplan;
     bytes += r == 0 ? g->size : 0;
   }
@@ -1324,7 +1353,16 @@ static int step_globals(struct ctx *c)
         plan.ng, bytes / 1e3, converted, kept, plan.fresh);
   if (plan.kept_new)
     mcr_buf_printf(c->report, "note %zu new globals keep the value the new startup set "
-                              "(--keep-new)\n", plan.kept_new);
+                              "(--keep-new%s)\n", plan.kept_new, reinit_on() ? ", --reinit" : "");
+  if (reinit_on())
+    mcr_buf_printf(c->report, "note --reinit: %zu globals the old process never changed since "
+                              "its startup keep the new startup's value%s, %zu such globals held "
+                              "pointers to old state the new value does not match and were "
+                              "copied; %zu pointers in copied globals moved to reinitialized "
+                              "startup objects\n",
+                   reinit_kept, plan.snap ? "" : " (none: the old process has no snapshot of "
+                                                 "its data)",
+                   reinit_refused, redirected);
   if (npids_mapped)
     mcr_buf_printf(c->report, "note %zu pid_t fields of globals named another process of the "
                               "tree: given its new pid\n", npids_mapped);
@@ -1815,7 +1853,26 @@ struct pair {
   size_t size;
   int state;   /* 0 not checked yet, 1 the old object is there, 2 it is not */
   int changes; /* -1 not checked yet; 1 its type changed (converted by the transform) */
+  int piece;   /* a piece of a pool block (startup.h), not a heap object of its own */
+  int reinit;  /* the old object never changed since its startup: this process's stays,
+                * and pointers to the old one are moved to it (step_reinit) */
+  uint64_t ohash; /* the old record's hash of its bytes when its startup ended (0: none) */
+  int container;  /* a heap object holding paired pieces (a pool block): with --reinit,
+                   * its pieces decide, and the rest of it (strings the pool handed out,
+                   * its header) is nobody's counterpart, as the layouts may differ */
 };
+
+/* Whether the old object of q is in the adopted heap: a heap object of its own
+ * with that address and size, or a piece inside a live object. */
+static int old_there(const struct pair *q)
+{
+  struct mcr_object o;
+  if (mcr_heap_find((void *)q->obase, &o) != 0)
+    return 0;
+  if (q->piece)
+    return (uintptr_t)o.base < q->obase && q->obase + q->size <= (uintptr_t)o.base + o.size;
+  return (uintptr_t)o.base == q->obase && o.size == q->size;
+}
 
 /* Words rewrite() leaves to late_rewrite, and their pairs (in the ctx's arena). */
 static struct {
@@ -1854,9 +1911,21 @@ static struct pair *find_pair(struct pair *p, size_t n, uintptr_t v)
 static struct {
   struct pair *p;
   size_t np;
+  size_t nobj; /* p[0, nobj): heap objects, p[nobj, np): pieces, each sorted by nbase (a
+                * piece lies inside an object: a lookup tries the pieces first) */
   const struct mcr_startup_alloc **stay; /* startup objects with no pair */
   size_t nstay, nmine;
+  struct pair **by_old; /* the pairs that stay this process's (reinit), by obase: pieces
+                         * [0, nold_pieces), then objects, each sorted */
+  size_t nold, nold_pieces;
 } pairs;
+
+/* The pair whose new object holds v: a piece's first, else a heap object's. */
+static struct pair *pair_of_new(uintptr_t v)
+{
+  struct pair *q = find_pair(pairs.p + pairs.nobj, pairs.np - pairs.nobj, v);
+  return q ? q : find_pair(pairs.p, pairs.nobj, v);
+}
 
 static int plan_pairs(void)
 {
@@ -1868,15 +1937,29 @@ static int plan_pairs(void)
   pairs.stay = mcr_arena_alloc(plan.arena, (nmine + 1) * sizeof(*pairs.stay), 8);
   if (!pairs.p || !pairs.stay)
     return -1;
-  for (size_t i = 0; i < nmine; i++) {
-    const struct mcr_startup_alloc *o = mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
-    if (o && o->size == mine[i].size)
-      pairs.p[pairs.np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o->addr,
-                                          mine[i].size, 0, -1};
-    else
-      pairs.stay[pairs.nstay++] = &mine[i];
+  /* heap objects first, then pieces (pair_of_new) */
+  for (int pieces = 0; pieces < 2; pieces++) {
+    if (pieces)
+      pairs.nobj = pairs.np;
+    for (size_t i = 0; i < nmine; i++) {
+      if (!(mine[i].flags & MCR_SA_PIECE) != !pieces)
+        continue;
+      const struct mcr_startup_alloc *o =
+          mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
+      if (o && o->size == mine[i].size && !(o->flags & MCR_SA_PIECE) == !pieces)
+        pairs.p[pairs.np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o->addr,
+                                            mine[i].size, 0, -1, pieces, 0, o->hash, 0};
+      else
+        pairs.stay[pairs.nstay++] = &mine[i];
+    }
   }
-  qsort(pairs.p, pairs.np, sizeof(*pairs.p), cmp_pair);
+  qsort(pairs.p, pairs.nobj, sizeof(*pairs.p), cmp_pair);
+  qsort(pairs.p + pairs.nobj, pairs.np - pairs.nobj, sizeof(*pairs.p), cmp_pair);
+  for (size_t i = pairs.nobj; i < pairs.np; i++) {
+    struct pair *b = find_pair(pairs.p, pairs.nobj, pairs.p[i].nbase);
+    if (b)
+      b->container = 1;
+  }
   return 0;
 }
 
@@ -1888,12 +1971,10 @@ void mcr_transfer_committed(void)
    * the ones discarded here. Checked now, outside the pause. */
   for (size_t i = 0; i < pairs.np; i++) {
     struct pair *q = &pairs.p[i];
-    struct mcr_object o;
     if (q->state == 0)
-      q->state = mcr_heap_find((void *)q->obase, &o) == 0 && (uintptr_t)o.base == q->obase &&
-                         o.size == q->size
-                     ? 1
-                     : 2;
+      q->state = old_there(q) ? 1 : 2;
+    if (q->reinit)
+      continue; /* this process's object stays, and its record with it */
     if (q->state == 1) /* a converted object may have moved */
       mcr_startup_alloc_retarget(q->nbase, q->changes > 0 ? mcr_xform_where(q->obase) : q->obase);
   }
@@ -1903,16 +1984,11 @@ static size_t rewrite(uintptr_t *w, size_t nwords)
 {
   size_t k = 0;
   for (size_t i = 0; i < nwords; i++) {
-    struct pair *q = find_pair(pairs.p, pairs.np, w[i]);
-    if (!q)
+    struct pair *q = pair_of_new(w[i]);
+    if (!q || q->reinit || (q->container && reinit_on()))
       continue;
-    if (!q->state) {
-      struct mcr_object o;
-      q->state = mcr_heap_find((void *)q->obase, &o) == 0 && (uintptr_t)o.base == q->obase &&
-                         o.size == q->size
-                     ? 1
-                     : 2;
-    }
+    if (!q->state)
+      q->state = old_there(q) ? 1 : 2;
     if (q->state == 1 && q->changes < 0)
       q->changes = mcr_xform_changes(q->obase);
     if (q->state == 1 && q->changes) {
@@ -1979,6 +2055,10 @@ static int step_stacks(struct ctx *c)
    * ones that were replaced */
   for (size_t i = 0; i < pairs.nstay; i++)
     words += rewrite((uintptr_t *)pairs.stay[i]->addr, pairs.stay[i]->size / sizeof(uintptr_t));
+  /* and so may the ones that stay instead of the old (step_reinit) */
+  for (size_t i = 0; i < pairs.np; i++)
+    if (pairs.p[i].reinit)
+      words += rewrite((uintptr_t *)pairs.p[i].nbase, pairs.p[i].size / sizeof(uintptr_t));
   size_t used = 0;
   for (size_t i = 0; i < pairs.np; i++)
     used += pairs.p[i].state == 1;
@@ -1989,6 +2069,231 @@ static int step_stacks(struct ctx *c)
                         "references rewritten on %zu threads, %zu thread-specific values",
         pairs.np, pairs.nmine, used, words, nthreads, tsd_words);
   return c->conflicts ? -1 : 0;
+}
+
+/* ---- reinitialized startup state (mcr-ctl update --reinit) ----
+ *
+ * State the old program built in its startup and never changed afterwards is
+ * configuration the new version's startup rebuilt with the new code (nginx:
+ * its modules' indexes and configuration, which a new module changes). With
+ * --reinit this process keeps its own such objects and globals, and the
+ * pointers to the old ones in the state carried over (connections, the cycle)
+ * are moved to them. "Never changed": the object's bytes hash as they did when
+ * the old startup ended (startup.h), a global's bytes equal the old process's
+ * snapshot of its data (snapshot.h). docs/update.md, "Reinitialized startup
+ * state". */
+
+static int reinit_on(void)
+{
+  const struct mcr_renames *r = mcr_image_renames();
+  return r && r->reinit;
+}
+
+static void read_old_snapshot(void)
+{
+  struct mcr_startup_snapshot sn;
+  mcr_startup_old_snapshot(&sn);
+  if (!sn.copy || !sn.len || sn.len > ((uint64_t)256 << 20))
+    return;
+  unsigned char *buf = mcr_arena_alloc(plan.arena, sn.len, 16);
+  struct iovec l = {buf, sn.len}, r = {(void *)(uintptr_t)sn.copy, sn.len};
+  if (!buf || process_vm_readv(plan.old_pid, &l, 1, &r, 1, 0) != (ssize_t)sn.len)
+    return;
+  plan.snap = buf;
+  plan.snap_data = sn.data;
+  plan.snap_len = sn.len;
+}
+
+/* Whether the old global at oa, now val, still has the value it had when the
+ * old startup ended. */
+static int global_unchanged(uintptr_t oa, const unsigned char *val, size_t len)
+{
+  if (oa < plan.snap_data || len > plan.snap_len || oa - plan.snap_data > plan.snap_len - len)
+    return 0;
+  return memcmp(plan.snap + (oa - plan.snap_data), val, len) == 0;
+}
+
+static int cmp_old(const void *a, const void *b)
+{
+  const struct pair *x = *(struct pair *const *)a, *y = *(struct pair *const *)b;
+  return x->obase < y->obase ? -1 : x->obase > y->obase;
+}
+
+static struct pair *find_old(struct pair **v, size_t n, uintptr_t w)
+{
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (w < v[mid]->obase)
+      hi = mid;
+    else if (w >= v[mid]->obase + v[mid]->size)
+      lo = mid + 1;
+    else
+      return v[mid];
+  }
+  return NULL;
+}
+
+/* The pair (with the old object there) whose old object holds w: a piece's
+ * first, else a heap object's. */
+static struct pair *pair_of_old(uintptr_t w)
+{
+  struct pair *q = find_old(pairs.by_old, pairs.nold_pieces, w);
+  return q ? q : find_old(pairs.by_old + pairs.nold_pieces, pairs.nold - pairs.nold_pieces, w);
+}
+
+/* Whether w[i] == v, the first byte of an old object that stays the new
+ * startup's, is rather the end of the memory before it: a buffer's end, as
+ * nginx's ngx_buf_t keeps start and end of a buffer it freed (v then is the
+ * next slot's start: moved, the buffer's size became 8 GB). Taken for one when
+ * a word near it in the same holder points below it, within 64 KiB, and not
+ * into an object that stays the new startup's. */
+static int looks_like_end(const uintptr_t *w, size_t nwords, size_t i, uintptr_t v)
+{
+  size_t lo = i >= 4 ? i - 4 : 0, hi = i + 5 < nwords ? i + 5 : nwords;
+  for (size_t j = lo; j < hi; j++) {
+    uintptr_t u = w[j];
+    if (j == i || u >= v || v - u > 65536)
+      continue;
+    struct pair *p = pair_of_old(u);
+    if (!p || !p->reinit)
+      return 1;
+  }
+  return 0;
+}
+
+/* Moves the words of [w, w+n) that point into old objects this process's
+ * counterparts replace to those counterparts. */
+static size_t redirect(uintptr_t *w, size_t nwords)
+{
+  size_t k = 0;
+  for (size_t i = 0; i < nwords; i++) {
+    uintptr_t v = w[i];
+    if (v < ((uintptr_t)1 << 44)) /* below the heap's range: not a pointer into it */
+      continue;
+    struct pair *q = pair_of_old(v);
+    if (q && q->reinit && !(v == q->obase && looks_like_end(w, nwords, i, v))) {
+      w[i] = q->nbase + (v - q->obase);
+      k++;
+    }
+  }
+  return k;
+}
+
+/* Whether a global whose old value oval never changed since the old startup
+ * may take the new startup's value nval: every word of the old value that
+ * points into the old heap must point into an old startup object whose
+ * counterpart the new word points into, at the same offset (the new value
+ * then means what the old one meant). With another layout, the old value must
+ * hold no pointer into the heap at all. */
+static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval, size_t len,
+                            int same_layout)
+{
+  for (size_t off = 0; off + sizeof(uintptr_t) <= len; off += sizeof(uintptr_t)) {
+    uintptr_t wo, wn;
+    struct mcr_object o;
+    memcpy(&wo, oval + off, sizeof(wo));
+    memcpy(&wn, nval + off, sizeof(wn));
+    if (wo < ((uintptr_t)1 << 44) || mcr_heap_find((void *)wo, &o) != 0)
+      continue; /* not a pointer into the heap */
+    if (!same_layout)
+      return 0;
+    struct pair *q = pair_of_old(wo);
+    if (!q)
+      return 0; /* an old object with no counterpart: the new value cannot name it */
+    if (q->reinit ? wn != q->nbase + (wo - q->obase) : pair_of_new(wn) != q ||
+                                                           wn - q->nbase != wo - q->obase)
+      return 0;
+  }
+  return 1;
+}
+
+/* In the pause, after the heap's adoption: which pairs' old objects never
+ * changed since the old startup (their bytes, read from the old process, hash
+ * as they did then). Those stay this process's. */
+static int step_reinit(struct ctx *c)
+{
+  uint64_t t = mcr_update_now_ns();
+  size_t candidates = 0, unchanged = 0, converted = 0, pieces = 0, bytes = 0;
+  unsigned char *buf = NULL;
+  size_t cap = 0;
+
+  if (!reinit_on())
+    return 0;
+  pairs.by_old = mcr_arena_alloc(c->arena, (pairs.np + 1) * sizeof(*pairs.by_old), 8);
+  if (!pairs.by_old) {
+    conflict(c, "out of memory for --reinit");
+    return -1;
+  }
+  for (int piece = 1; piece >= 0; piece--) {
+    size_t from = pairs.nold;
+    for (size_t i = 0; i < pairs.np; i++) {
+      struct pair *q = &pairs.p[i];
+      if (q->piece != piece)
+        continue;
+      if (!q->state)
+        q->state = old_there(q) ? 1 : 2;
+      if (q->state != 1)
+        continue;
+      pairs.by_old[pairs.nold++] = q;
+      if (!q->ohash || q->container)
+        continue;
+      candidates++;
+      if (!q->piece && (q->changes < 0 ? (q->changes = mcr_xform_changes(q->obase)) : q->changes)) {
+        converted++; /* its type changed: the old object is converted, and kept */
+        continue;
+      }
+      if (q->size > cap) {
+        cap = q->size > 65536 ? q->size : 65536;
+        if (!(buf = mcr_arena_alloc(c->arena, cap, 16))) {
+          conflict(c, "out of memory for --reinit");
+          return -1;
+        }
+      }
+      struct iovec l = {buf, q->size}, r = {(void *)q->obase, q->size};
+      if (process_vm_readv(c->old_pid, &l, 1, &r, 1, 0) != (ssize_t)q->size)
+        continue;
+      bytes += q->size;
+      if (mcr_startup_bytes_hash(buf, q->size) == q->ohash) {
+        q->reinit = 1;
+        unchanged++;
+        pieces += q->piece;
+      }
+    }
+    qsort(pairs.by_old + from, pairs.nold - from, sizeof(*pairs.by_old), cmp_old);
+    if (piece)
+      pairs.nold_pieces = pairs.nold;
+  }
+  phase(c, "reinit", t, "%zu of %zu startup objects the old process never changed since its "
+                        "startup (%zu pool pieces; %.1f kB compared) stay the new startup's; "
+                        "%zu of changed types are converted instead",
+        unchanged, candidates, pieces, bytes / 1e3, converted);
+  return 0;
+}
+
+static int redirect_object(const struct mcr_object *o, void *arg)
+{
+  size_t *n = arg;
+  *n += redirect((uintptr_t *)o->base, o->size / sizeof(uintptr_t));
+  return 0;
+}
+
+/* After the transform: the heap's and the thread-local variables' pointers to
+ * the old objects that stay this process's. */
+static int step_redirect(struct ctx *c)
+{
+  uint64_t t = mcr_update_now_ns();
+  size_t heap = 0, tls = 0;
+  if (!reinit_on() || !pairs.nold)
+    return 0;
+  mcr_heap_foreach(redirect_object, &heap);
+  for (size_t i = 0; i < c->ntls_regions; i++)
+    tls += redirect((uintptr_t *)c->tls_regions[i].lo,
+                    (c->tls_regions[i].hi - c->tls_regions[i].lo) / sizeof(uintptr_t));
+  phase(c, "reinit-pointers", t, "%zu pointers in the heap and %zu in thread-local variables "
+                                 "moved to the new startup's objects",
+        heap, tls);
+  return 0;
 }
 
 /* ---- descriptors ---- */
@@ -2126,6 +2431,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   mcr_update_fault("heap");
   if (step_heap(&c, st, &hs) != 0)
     goto out;
+  if (step_reinit(&c) != 0)
+    goto out;
   mcr_update_fault("globals");
   if (step_globals(&c) != 0)
     goto out;
@@ -2139,6 +2446,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   if (step_epoll(&c) != 0)
     goto out;
   if (step_transform(&c) != 0 || late_rewrite(&c) != 0)
+    goto out;
+  if (step_redirect(&c) != 0)
     goto out;
   /* after the transform: objects of changed types are in their new layout,
    * which is the one the reset reads */

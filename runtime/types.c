@@ -7,8 +7,10 @@
  */
 #include "types.h"
 
+#include <string.h>
 #include <sys/mman.h>
 
+#include "fnv.h"
 #include "heap.h"
 #include "typetab.h"
 
@@ -124,6 +126,26 @@ void __mcr_tag(void *ptr, struct mcr_site *site) {
   if (__builtin_expect(id == 0, 0))
     id = assign_site_id(site);
   mcr_heap_tag_new(ptr, id);
+}
+
+/* The startup's pieces (startup.h); weak defaults beside malloc.c's. */
+extern int mcr_startup_on;
+void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uintptr_t ra);
+
+/* An allocator wrapper's result with its size: as __mcr_tag, and while the
+ * startup is recorded, a result inside a heap object (a pool's piece) is
+ * recorded as a startup object of its own. */
+__attribute__((noinline)) void __mcr_tag_sized(void *ptr, struct mcr_site *site, uint64_t size) {
+  __mcr_tag(ptr, site);
+  if (__builtin_expect(mcr_startup_on, 0) && ptr && site) {
+    struct mcr_typetab tt;
+    char key[1024];
+    uint64_t k = 0;
+    if (site->blob && mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) == 0 &&
+        mcr_typetab_site_key(&tt, site->index, key, sizeof(key)) == 0)
+      k = mcr_fnv(MCR_FNV_OFFSET, key, strlen(key));
+    mcr_startup_piece_hook(ptr, size, k, (uintptr_t)__builtin_return_address(0));
+  }
 }
 
 void __mcr_untag(void *ptr) {

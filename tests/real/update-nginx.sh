@@ -281,9 +281,14 @@ log "update v1 -> v2 under load (wrk -t2 -c16 -d${WRK_SECS}s + the checking clie
 CHECK_ARGS=(--version-header X-Worker-Pid --v1-value "${V1W// /,}" --v2-value '*')
 load_begin update v1,v2
 rc=0
+# what the user declares for this pair of versions (--reinit), if anything
+MAP=$REPO/configs/$SERVER-$VERSION-to-$V2VERSION-debian.renames
+[ "$VERSION" = "$V2VERSION" ] || MAP=$REPO/configs/$SERVER-$VERSION-to-$V2VERSION.renames
+MAP_ARGS=()
+[ "$CODE" = 1 ] || [ ! -f "$MAP" ] || MAP_ARGS=(--rename-file "$MAP")
 timeout -k 5 180 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update-report.json" \
-  >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
-log "mcr-ctl update $V1PID $V2 --json: exit $rc"
+  "${MAP_ARGS[@]+"${MAP_ARGS[@]}"}" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
+log "mcr-ctl update $V1PID $V2 --json ${MAP_ARGS[*]+"${MAP_ARGS[*]}"}: exit $rc"
 [ ! -s "$RUN/update.err" ] || sed 's/^/    /' "$RUN/update.err" >&2
 [ -s "$RUN/update.json" ] && update_log_json "$RUN/update.json"
 NEWPID=$(json_field "$RUN/update.json" new_pid 2>/dev/null || echo 0)

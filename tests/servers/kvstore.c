@@ -86,6 +86,22 @@
  *         last_served (SLOT sets it to &slot->served) points into it, so the
  *         update refuses; with mcr-ctl update --move-field
  *         slot.served=counters.served the count and the pointer carry over
+ *   16    like 1 plus modules configured at startup, as nginx's: each module's
+ *         configuration is carved from a pool by its own create function
+ *         (pool_alloc, an allocator wrapper: tests/servers/kvstore.wrappers),
+ *         the startup gives each module its index in table order, and a
+ *         connection reaches the configuration through a context, as an nginx
+ *         connection through its conf_ctx: ctx->confs[module.index]. The cycle
+ *         (a piece of the pool too) counts commands.
+ *         MODS -> MODS name=value ... (each module's setting, through the
+ *         connection's context); REQS -> REQS n (the cycle's count);
+ *         SCRATCH -> SCRATCH size cmd: the cycle's scratch piece (start and
+ *         end, whose end is the next piece's start) holds the command's first
+ *         bytes
+ *   17    like 16 with a module inserted (count, 7) before log, whose default
+ *         changes from 1 to 2 (as Debian's nginx inserts
+ *         ngx_http_header_count_module): the configuration the new startup
+ *         builds is another one, and the update needs mcr-ctl update --reinit
  * *
  * Every version: PIDFILE -> PIDFILE path, read through config.pidfile, which points
  * into the argument strings (-f's optarg): after an update, into the new process's
@@ -145,6 +161,9 @@ struct conn {
   char in[INBUF]; /* bytes read but not yet handled */
   struct conn *next;
   void (*on_line)(struct conn *c, char *line); /* runs each complete line: command */
+#if KV_VERSION >= 16
+  struct mod_ctx *ctx; /* the configuration, as an nginx connection's conf_ctx */
+#endif
 };
 
 #if KV_VERSION == 3
@@ -309,6 +328,103 @@ static void reply(struct conn *c, const char *fmt, ...) {
     perror("kvstore: write");
 }
 
+#if KV_VERSION >= 16
+/* Modules (versions 16, 17; the comment at the top). The pool's header is at
+ * the start of its block, as nginx's: the pieces start after it. */
+struct pool {
+  char *next, *end;
+};
+__attribute__((noinline)) void *pool_alloc(struct pool *p, size_t size) {
+  size = (size + 15) & ~(size_t)15;
+  if ((size_t)(p->end - p->next) < size)
+    return NULL;
+  void *r = p->next;
+  p->next += size;
+  return r;
+}
+struct mod_conf {
+  const char *name;
+  long value;
+};
+struct module {
+  const char *name;
+  struct mod_conf *(*create)(struct pool *pool);
+  int index; /* given by the startup */
+};
+static struct mod_conf *make_conf(struct pool *pool, const char *name, long value) {
+  struct mod_conf *mc = pool_alloc(pool, sizeof(*mc));
+  if (mc) {
+    mc->name = name;
+    mc->value = value;
+  }
+  return mc;
+}
+/* one create function a module: the call stacks of their allocations differ */
+__attribute__((noinline)) static struct mod_conf *core_create(struct pool *pool) {
+  return make_conf(pool, "core", 1);
+}
+#if KV_VERSION >= 17
+__attribute__((noinline)) static struct mod_conf *count_create(struct pool *pool) {
+  return make_conf(pool, "count", 7);
+}
+#endif
+__attribute__((noinline)) static struct mod_conf *log_create(struct pool *pool) {
+  return make_conf(pool, "log", KV_VERSION >= 17 ? 2 : 1);
+}
+__attribute__((noinline)) static struct mod_conf *stats_create(struct pool *pool) {
+  return make_conf(pool, "stats", 3);
+}
+static struct module core_module = {"core", core_create, -1};
+#if KV_VERSION >= 17
+static struct module count_module = {"count", count_create, -1};
+#endif
+static struct module log_module = {"log", log_create, -1};
+static struct module stats_module = {"stats", stats_create, -1};
+static struct module *modules[] = {&core_module,
+#if KV_VERSION >= 17
+                                   &count_module,
+#endif
+                                   &log_module, &stats_module};
+#define NMODULES ((int)(sizeof(modules) / sizeof(modules[0])))
+struct mod_ctx {
+  struct mod_conf **confs; /* NMODULES, by module index */
+};
+struct cycle {
+  struct mod_ctx *ctx;
+  long requests; /* changed by every command: the old process's is kept */
+  /* the last command's first bytes, in a piece right before the first module's
+   * configuration: scratch_end is the end of one piece and the start of the
+   * next, which stays the new startup's in an update (--reinit) while scratch
+   * is the old process's */
+  char *scratch, *scratch_end;
+};
+static struct pool *conf_pool;
+static struct cycle *cycle;
+
+static int modules_init(void) {
+  char *block = malloc(16384);
+  if (!block)
+    return -1;
+  conf_pool = (struct pool *)block;
+  conf_pool->next = block + 32;
+  conf_pool->end = block + 16384;
+  cycle = pool_alloc(conf_pool, sizeof(*cycle));
+  if (!cycle || !(cycle->ctx = pool_alloc(conf_pool, sizeof(*cycle->ctx))) ||
+      !(cycle->ctx->confs = pool_alloc(conf_pool, NMODULES * sizeof(struct mod_conf *))))
+    return -1;
+  cycle->requests = 0;
+  if (!(cycle->scratch = pool_alloc(conf_pool, 16)))
+    return -1;
+  cycle->scratch_end = cycle->scratch + 16;
+  for (int i = 0; i < NMODULES; i++) {
+    modules[i]->index = i;
+    if (!(cycle->ctx->confs[i] = modules[i]->create(conf_pool)))
+      return -1;
+  }
+  return 0;
+}
+#endif
+
 #if KV_VERSION == 9
 #define command run_command /* renamed: only its name changes */
 #endif
@@ -322,6 +438,10 @@ static void command(struct conn *c, char *line) {
   char *value = strtok_r(NULL, "\r", &save);
   stats.commands++;
   latency_ms[stats.commands % 4] = (int)(stats.commands % 1000);
+#if KV_VERSION >= 16
+  cycle->requests++;
+  snprintf(cycle->scratch, (size_t)(cycle->scratch_end - cycle->scratch), "%s", line);
+#endif
 #if KV_VERSION == 11
   shared_count[0]++;
 #elif defined(KV_PREFORK)
@@ -351,6 +471,20 @@ static void command(struct conn *c, char *line) {
     reply(c, "VERSION %d\n", KV_VERSION);
   } else if (!strcmp(cmd, "PIDFILE")) {
     reply(c, "PIDFILE %s\n", config.pidfile ? config.pidfile : "-");
+#if KV_VERSION >= 16
+  } else if (!strcmp(cmd, "MODS")) {
+    char out[256];
+    size_t o = 0;
+    for (int i = 0; i < NMODULES && o < sizeof(out); i++) {
+      const struct mod_conf *mc = c->ctx->confs[modules[i]->index];
+      o += (size_t)snprintf(out + o, sizeof(out) - o, " %s=%ld", mc->name, mc->value);
+    }
+    reply(c, "MODS%s\n", out);
+  } else if (!strcmp(cmd, "REQS")) {
+    reply(c, "REQS %ld\n", cycle->requests);
+  } else if (!strcmp(cmd, "SCRATCH")) {
+    reply(c, "SCRATCH %ld %s\n", (long)(cycle->scratch_end - cycle->scratch), cycle->scratch);
+#endif
 #if KV_VERSION == 14
   } else if (!strcmp(cmd, "NEWGLOBAL")) {
     reply(c, "NEWGLOBAL %d\n", new_at_startup);
@@ -517,6 +651,9 @@ __attribute__((noinline)) static void serve(int lfd) {
         }
         c->fd = fd;
         c->on_line = command;
+#if KV_VERSION >= 16
+        c->ctx = cycle->ctx;
+#endif
         c->next = conns;
         conns = c;
         memcpy(last_conn, &c, sizeof(c));
@@ -646,6 +783,12 @@ int main(int argc, char **argv) {
 #if KV_VERSION == 14
   new_at_startup = 14;
 #endif
+#if KV_VERSION >= 16
+  if (modules_init() != 0) {
+    fprintf(stderr, "kvstore: out of memory configuring the modules\n");
+    return 1;
+  }
+#endif
   struct sigaction sa = {0};
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
@@ -721,7 +864,8 @@ int main(int argc, char **argv) {
   /* the master: waits for the end, then ends its workers */
   fprintf(stderr, "kvstore: master %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   while (!stopping) {
-    pause();
+    if (!child_died) /* a child may have died already (the loader exits at once) */
+      pause();
     if (child_died) {
       child_died = 0;
       reap_children(lfd);

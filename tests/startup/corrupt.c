@@ -137,14 +137,16 @@ int main(void)
   reseal(m, len);
   expect("entry count", m, len, "cannot fit");
   memcpy(m, buf, len);
+  uint32_t hsize; /* where the entries start */
+  memcpy(&hsize, buf + 12, 4);
   v = 99;
-  memcpy(m + 64 + 8, &v, 4); /* the first entry's kind */
+  memcpy(m + hsize + 8, &v, 4); /* the first entry's kind */
   reseal(m, len);
   expect("kind", m, len, "unknown kind 99");
   memcpy(m, buf, len);
   {
     uint16_t dl = 4000;
-    memcpy(m + 64 + 96, &dl, 2); /* the first entry's detail length */
+    memcpy(m + hsize + 96, &dl, 2); /* the first entry's detail length */
   }
   reseal(m, len);
   expect("text length", m, len, "text too long");

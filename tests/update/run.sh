@@ -188,6 +188,61 @@ bad_update() {
 new_pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_pid"])' "$work/update.json"; }
 
 case "$test" in
+reinit)
+  # v17 inserts a module before log and changes log's default (as Debian's nginx
+  # inserts ngx_http_header_count_module): the configuration its startup builds
+  # (pieces of a pool, module indexes) is another one. Without --reinit the
+  # update refuses (count_module: a new global the startup set); with it, the
+  # held connection's context leads to the new configuration (count=7, log=2,
+  # the new indexes) while the cycle's count, changed since the startup, is the
+  # old process's
+  cflags+=(--mcr-wrappers="$top/tests/servers/kvstore.wrappers")
+  prof_version=16 build_versions 16 17
+  start "$work/v16/kvstore"
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'SET held 1\nMODS\nREQS\n' >&3
+  read -r -t 5 line <&3 && read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] ||
+    fail "v16: MODS answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "REQS 3" ] || fail "v16: REQS answered '$line'"
+  update_refused "$pid" "$work/v17/kvstore" v17
+  python3 - "$work/v17.json" <<'PY' || fail "v16 -> v17: no global conflict naming count_module: $(cat "$work/v17.json")"
+import json, sys
+cs = json.load(open(sys.argv[1]))["conflicts"]
+sys.exit(0 if any(c["kind"] == "global" and "count_module" in c["object"] for c in cs) else 1)
+PY
+  printf 'MODS\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] || fail "v16 after the refusal: '$line'"
+  ok "v16 -> v17 without --reinit refused (global count_module), v16 serves on"
+  update "$pid" "$work/v17/kvstore" --reinit ||
+    fail "v16 -> v17 --reinit (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
+  python3 - "$work/update.json" <<'PY' || fail "v16 -> v17: no reinit phase in $(cat "$work/update.json")"
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+ph = " ".join(p.get("detail", "") for p in d.get("phases", []) if p.get("name") == "reinit")
+m = re.search(r"(\d+) of (\d+) startup objects the old process never changed", ph)
+print("  reinit: " + ph)
+for n in d.get("notes", []):
+    if "reinit" in n:
+        print("  note: " + n)
+sys.exit(0 if m and int(m.group(1)) > 0 else 1)
+PY
+  pid=$(new_pid_of)
+  printf 'MODS\nREQS\nGET held\nVERSION\nSCRATCH\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 count=7 log=2 stats=3" ] ||
+    fail "v17 on the held connection: MODS answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "REQS 6" ] || fail "v17: REQS answered '$line' (the old count was 5)"
+  read -r -t 5 line <&3 && [ "$line" = "VALUE 1" ] || fail "v17: GET held answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "VERSION 17" ] || fail "v17: VERSION answered '$line'"
+  # the scratch piece's end is the next piece's start: not moved with that piece
+  read -r -t 5 line <&3 && [ "$line" = "SCRATCH 16 SCRATCH" ] || fail "v17: SCRATCH answered '$line'"
+  exec 4<>"/dev/tcp/127.0.0.1/$port"
+  printf 'MODS\n' >&4
+  read -r -t 5 line <&4 && [ "$line" = "MODS core=1 count=7 log=2 stats=3" ] ||
+    fail "v17 on a new connection: MODS answered '$line'"
+  exec 4>&-
+  ok "v16 -> v17 --reinit committed: the held connection reads the new configuration (count=7, log=2), the cycle's count, its scratch piece (whose end is the next piece's start) and the table carried over"
+  exec 3>&-
+  ;;
 kvstore)
   build_versions
   # a service manager's notification socket: the old process must send MAINPID=new

@@ -173,6 +173,12 @@ void __mcr_register_types(const char *start, const char *stop);
  * tag is left alone. */
 void __mcr_tag(void *ptr, struct mcr_site *site);
 
+/* Called instead of __mcr_tag after a call to a configured allocator wrapper
+ * with a size argument, with the size it asked for (times the count, for a
+ * calloc-like one): while the startup is recorded, a result inside a heap
+ * object (a pool's piece) is recorded as a startup object of its own. */
+void __mcr_tag_sized(void *ptr, struct mcr_site *site, uint64_t size);
+
 /* Called after allocators that return the object through a pointer argument
  * (posix_memalign): tags *out if rc == 0. */
 void __mcr_tag_out(int rc, void **out, struct mcr_site *site);
