@@ -4,6 +4,7 @@
     bench.py run --plain BIN --mcr BIN --ctl MCR_CTL --work DIR [--repeats R]
                  [--modes baseline,usr2,mcr-baseline,mcr] [--port-base P]
                  [--duration S] [--at S] [--threads T] [--conns C] [--json OUT]
+                 [--plain-new BIN --mcr-new BIN [--update-arg ARG]...]
     bench.py client PORT SECONDS OUT        (the keep-alive checking client)
     bench.py summarize DIR [--json OUT]     (the table from DIR/raw.jsonl)
 
@@ -17,10 +18,16 @@ DIR/raw.jsonl. The modes:
                 old workers gone, QUIT, old master gone (nginx's binary upgrade)
   mcr-baseline  mcr build of nginx (daemon off, as mcr needs), no update
   mcr           mcr build: mcr-ctl update MASTER SAME-BINARY --json
+
+With --plain-new and --mcr-new the upgrade goes to those binaries instead: usr2
+runs a copy of the plain binary, replaced by --plain-new right before the USR2 (as
+a package upgrade replaces it); mcr updates to --mcr-new with the --update-arg
+arguments (a --rename-file).
 """
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -296,6 +303,8 @@ class Run:
         self.dir = os.path.join(args.work, "%s-%d" % (mode, rep))
         self.plain = mode in ("baseline", "usr2")
         self.bin = args.plain if self.plain else args.mcr
+        # the version upgraded to: the same binary, or --plain-new / --mcr-new
+        self.new_bin = (args.plain_new if self.plain else args.mcr_new) or self.bin
         self.port = free_port(args.port_base)
         self.pidfile = os.path.join(self.dir, "logs", "nginx.pid")
         self.seen = set()     # every nginx process of this run, for the cleanup
@@ -309,6 +318,13 @@ class Run:
     def start(self):
         subprocess.run(["rm", "-rf", self.dir], check=True)
         write_conf(self.dir, self.port, daemon=self.plain)
+        if self.plain and self.new_bin != self.bin:
+            # USR2 starts the binary at the running one's path: run a copy of
+            # it, which the upgrade replaces, as a package upgrade does
+            os.makedirs(os.path.join(self.dir, "sbin"))
+            run_bin = os.path.join(self.dir, "sbin", "nginx")
+            shutil.copy2(self.bin, run_bin)
+            self.bin = run_bin
         cmd = [self.bin, "-p", self.dir + "/", "-c", "conf/nginx.conf"]
         logf = open(os.path.join(self.dir, "server.log"), "w")
         if self.plain:   # daemon on: the command returns once the master runs
@@ -360,6 +376,9 @@ class Run:
         r = {}
         t = time.monotonic()
         r["at_s"] = round(t - t_wrk, 3)
+        if self.new_bin != self.bin:  # the new version in place, then USR2
+            shutil.copy2(self.new_bin, self.bin + ".new")
+            os.rename(self.bin + ".new", self.bin)
         os.kill(old, signal.SIGUSR2)
         new = [None]
 
@@ -402,8 +421,9 @@ class Run:
         t = time.monotonic()
         r["at_s"] = round(t - t_wrk, 3)
         try:
-            p = subprocess.run([self.a.ctl, "update", str(self.master), self.bin, "--json",
-                                "--report", os.path.join(self.dir, "update.report")],
+            p = subprocess.run([self.a.ctl, "update", str(self.master), self.new_bin, "--json",
+                                "--report", os.path.join(self.dir, "update.report")]
+                               + (self.a.update_arg or []),
                                capture_output=True, text=True, timeout=120)
             rc, out, err = p.returncode, p.stdout, p.stderr
         except subprocess.TimeoutExpired as e:
@@ -428,10 +448,10 @@ class Run:
         r["reasons"] = d.get("reasons", [])
         r["outcome"] = "committed" if r["committed"] else "refused today"
         time.sleep(0.5)
-        r["new_version_procs_after"] = [x for x in procs_of(self.bin)
-                                        if x not in self.seen]
-        if r["committed"] and r["new_pid"]:
+        if r["committed"] and r["new_pid"]:  # the new tree is no leftover
             self.seen.update([r["new_pid"]] + children(r["new_pid"]))
+        r["new_version_procs_after"] = [x for x in procs_of(self.new_bin)
+                                        if x not in self.seen]
         return r
 
     def go(self):
@@ -627,6 +647,7 @@ def summarize(work, jout=None):
                 outcome += " (%g conflicts: %s)" % (n, ", ".join(
                     "%g %s" % (v, k) for k, v in sorted(s["conflict_kinds"].items())))
             survives = ("same master, same workers" if s["master_same"] and s["workers_same"]
+                        else "new master, new workers" if s["committed"] == len(rs)
                         else "changed")
         else:
             outcome, survives = "no upgrade", "same master, same workers"
@@ -707,6 +728,9 @@ def main(argv):
     p.add_argument("--at", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--conns", type=int, default=16)
+    p.add_argument("--plain-new", default=None)
+    p.add_argument("--mcr-new", default=None)
+    p.add_argument("--update-arg", action="append")
     a = p.parse_args(argv[1:])
     return run_main(a)
 

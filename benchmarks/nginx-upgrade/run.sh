@@ -4,7 +4,16 @@
 # `mcr-ctl update`, in the same run (issue 6):
 #
 #   benchmarks/nginx-upgrade/run.sh [--build DIR] [--repeats R] [--json OUT]
-#       [--work DIR] [--modes LIST] [--duration S] [--at S] [--port P]
+#       [--work DIR] [--modes LIST] [--duration S] [--at S] [--port P] [--to-debian]
+#
+# --to-debian: the upgrade goes to nginx 1.22.1 with all of Debian's patches
+# (FIX-HTTP2bomb.patch adds a module) instead of the same binary: usr2 replaces
+# the running binary by the plain build of it (scripts/build-server.sh
+# --debian-patches, into $MCR_CACHE/bench/nginx-1.22.1-debian-plain) before the
+# USR2; mcr updates to the mcr build tests/real/update-nginx.sh --build-only
+# makes (with v1's quiescence config, into $MCR_CACHE/bench/nginx-upgrade-debian)
+# with --rename-file configs/nginx-1.22.1-to-1.22.1-debian.renames (reinit). The
+# baselines run v1 of each build.
 #
 # Builds, or reuses when nothing that goes into them changed:
 #   plain  scripts/build-server.sh nginx 1.22.1 --cc clang-16 --reuse
@@ -47,7 +56,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/benchmarks/nginx-upgrade
 cache=${MCR_CACHE:-$HOME/.cache/mcr}
 build=$top/build repeats=3 jout="" work="" modes=baseline,usr2,mcr-baseline,mcr
-duration=10 at=3 port=24620
+duration=10 at=3 port=24620 to_debian=0
 args=("$@")
 die() { echo "nginx-upgrade: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -60,6 +69,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --at) at=$2; shift ;;
     --port) port=$2; shift ;;
+    --to-debian) to_debian=1 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -86,6 +96,21 @@ fi
 plain=$("$top/scripts/build-server.sh" nginx 1.22.1 --cc clang-16 \
           --out "$cache/bench/nginx-1.22.1-plain" --reuse) ||
   die "the plain build failed (see $cache/bench/nginx-1.22.1-plain/build.log)"
+newargs=()
+if [ "$to_debian" = 1 ]; then
+  plain_new=$("$top/scripts/build-server.sh" nginx 1.22.1 --cc clang-16 --debian-patches \
+                --out "$cache/bench/nginx-1.22.1-debian-plain" --reuse) ||
+    die "the plain build with Debian's patches failed (see $cache/bench/nginx-1.22.1-debian-plain/build.log)"
+  echo "nginx-upgrade: the mcr builds of v1 and v2 (tests/real/update-nginx.sh --build-only)" >&2
+  built=$(MCR_REAL_OUT=$cache/bench/nginx-upgrade-debian \
+    "$top/tests/real/update-nginx.sh" --mcr-clang "$mcc" --build-only) ||
+    die "tests/real/update-nginx.sh --build-only failed (logs in $cache/bench/nginx-upgrade-debian)"
+  read -r mcr mcr_new <<<"$(tail -n 1 <<<"$built")"
+  [ -x "$mcr" ] && [ -x "$mcr_new" ] || die "no mcr builds from tests/real/update-nginx.sh --build-only"
+  newargs=(--plain-new "$plain_new" --mcr-new "$mcr_new"
+           --update-arg=--rename-file
+           --update-arg="$top/configs/nginx-1.22.1-to-1.22.1-debian.renames")
+else
 mdir=$cache/bench/nginx-upgrade/nginx-1.22.1
 info=$mdir/prod/build-info
 if [ -f "$info" ] && [ "$info" -nt "$build/lib/mcr/libmcr_rt.a" ] &&
@@ -99,6 +124,7 @@ else
   mcr=$("$top/scripts/profile-server.sh" nginx 1.22.1 --cc "$mcc" --out "$mdir") ||
     die "scripts/profile-server.sh failed (logs in $mdir)"
 fi
+fi
 
 work=${work:-$cache/bench/nginx-upgrade-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$work"
@@ -111,6 +137,7 @@ rm -f "$work/raw.jsonl"
   echo "mcr build: $build (runtime library built $(date -u -r "$build/lib/mcr/libmcr_rt.a" '+%Y-%m-%d %H:%M:%S UTC'))"
   echo "plain nginx: $plain"
   echo "mcr nginx: $mcr"
+  [ "$to_debian" = 0 ] || echo "upgraded to: plain $plain_new, mcr $mcr_new (Debian's patches)"
   echo "machine: $(uname -srm), $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "repeats $repeats, modes $modes, wrk -t2 -c16 -d${duration}s, upgrade at ${at} s, ports from $port"
@@ -120,7 +147,7 @@ sed 's/^/nginx-upgrade: /' "$work/meta.txt" >&2
 rc=0
 python3 "$here/bench.py" run --plain "$plain" --mcr "$mcr" --ctl "$ctl" --work "$work" \
   --repeats "$repeats" --modes "$modes" --port-base "$port" --duration "$duration" \
-  --at "$at" || rc=1
+  --at "$at" "${newargs[@]+"${newargs[@]}"}" || rc=1
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/meta.txt"
 python3 "$here/bench.py" summarize "$work" ${jout:+--json "$jout"} | tee "$work/summary.md" || rc=1
 echo "nginx-upgrade: records in $work/raw.jsonl${jout:+, JSON in $jout}" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # nginx, master + 2 workers, updated live as one process tree under wrk
 # (docs/coordinator.md, docs/real-servers.md). --code: test real-update-nginx,
-# label real-update (CI runs it); without it: real-update-nginx-debian and -118,
-# label real-pending (both refused today), which CI does not run.
+# label real-update (CI runs it); without it: real-update-nginx-debian (label
+# real-update) and -118 (label real-pending: refused today, CI does not run it).
 #
 # Which update: v1 = nginx 1.22.1 as Debian ships its upstream source, without
 # Debian's patches; v2 = 1.22.1 with every patch of Debian's series (the
@@ -16,7 +16,8 @@
 # its patches) and v2 the same 1.22.1 with Debian's patches: test
 # real-update-nginx-118, label real-pending (docs/real-servers.md says what
 # refuses it). Then the test checks that the old tree served on, refused
-# cleanly, and fails.
+# cleanly, and fails. Both pass configs/nginx-V1-to-1.22.1[-debian].renames to
+# mcr-ctl update: 'reinit', the configuration from the new startup.
 #
 #   1. Builds (tests/real/update-lib.sh): v1 through the quiescence pipeline
 #      (scripts/profile-server.sh: profiling build, mcr-profile under wrk with
@@ -79,6 +80,9 @@
 #                         the startup (docs/coordinator.md, "Respawned workers"); error.log
 #                         is emptied after the respawn (its alert about the kill). With
 #                         --code: test real-update-nginx-respawn, label real-update
+#   --build-only          make the builds (and check them), print "V1 V2" (the two
+#                         binaries) on stdout, and exit (benchmarks/nginx-upgrade
+#                         --to-debian uses them)
 #   --cache               the config has a proxy cache path (MCR_NGINX_CACHE=1 for
 #                         scripts/nginx-conf.sh, in the profiling run too): the master
 #                         also forks a cache manager and a cache loader; the update
@@ -110,11 +114,13 @@ VERSION=$V2VERSION
 CODE=0
 RESPAWN=0
 RESPAWNED=
+BUILD_ONLY=0
 set -- "${UPDATE_ARGS[@]+"${UPDATE_ARGS[@]}"}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --code) CODE=1; shift ;;
     --respawn) RESPAWN=1; shift ;;
+    --build-only) BUILD_ONLY=1; shift ;;
     --cache) export MCR_NGINX_CACHE=1; shift ;;
     --v1-version) VERSION=$2; shift 2 ;;
     --v1-version=*) VERSION=${1#*=}; shift ;;
@@ -175,6 +181,10 @@ fi
 log "quiescent points ($QP):"
 grep -E '^[[:space:]]*(class|qp)[[:space:]]' "$QP" | sed 's/^/    /' >&2
 "$MCR_CTL" check "$V1" "$V2" >"$OUT/check.txt" 2>&1 || true
+if [ "$BUILD_ONLY" = 1 ]; then
+  echo "$V1 $V2"
+  exit 0
+fi
 log "mcr-ctl check v1 v2 ($OUT/check.txt): $(head -n1 "$OUT/check.txt")"
 
 # --- 2. start v1 --------------------------------------------------------------------
