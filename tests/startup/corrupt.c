@@ -103,6 +103,39 @@ int main(void)
   printf("log: %zu bytes\n", len);
   CHECK(parse(buf, len, err, sizeof(err)) == 0, "the log as written parses");
 
+  /* a log of runtimes up to c1e5beb (64-byte header, 32-byte allocation
+   * records: no snapshot, no flags, block or hash) still parses, its records
+   * with hash 0 (never "unchanged": docs/update.md, "Reinitialized startup state") */
+  {
+    uint32_t hsize, nal, arec;
+    memcpy(&hsize, buf + 12, 4);
+    memcpy(&nal, buf + 28, 4);
+    memcpy(&arec, buf + 36, 4);
+    size_t body = len - hsize - (size_t)nal * arec, olen = 64 + body + (size_t)nal * 32;
+    unsigned char *o = calloc(1, olen);
+    memcpy(o, buf, 64);
+    memcpy(o + 64, buf + hsize, body);
+    for (uint32_t i = 0; i < nal; i++)
+      memcpy(o + 64 + body + (size_t)i * 32, buf + hsize + body + (size_t)i * arec, 28);
+    uint32_t h64 = 64, r32 = 32;
+    uint64_t tl = olen;
+    memcpy(o + 12, &h64, 4);
+    memcpy(o + 16, &tl, 8);
+    memcpy(o + 36, &r32, 4);
+    reseal(o, olen);
+    struct mcr_startup_log old;
+    int rc = mcr_startup_parse(at_end(o, olen), olen, &old, err, sizeof(err));
+    int hashes = 0;
+    for (size_t i = 0; rc == 0 && i < old.nallocs; i++)
+      hashes += old.allocs[i].hash != 0 || old.allocs[i].flags != 0;
+    CHECK(rc == 0 && old.nallocs == nal && nal > 0 && !hashes && !old.snap.copy,
+          "a log of the earlier format (64-byte header, 32-byte records) parses: %u records, "
+          "none with a hash or flags, no snapshot%s%s", nal, rc ? ": " : "", rc ? err : "");
+    if (rc == 0)
+      mcr_startup_log_free(&old);
+    free(o);
+  }
+
   for (size_t n = 0; n < len; n++)
     if (parse(buf, n, err, sizeof(err)) != -1 || !err[0])
       nbad++;
