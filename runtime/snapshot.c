@@ -66,6 +66,18 @@ void mcr_snapshot_take(void)
   snap = (struct mcr_startup_snapshot){(uint64_t)(uintptr_t)copy, len, s.lo};
 }
 
+void mcr_snapshot_refresh(uintptr_t addr, size_t len)
+{
+  if (!snap.copy || addr < snap.data || len > snap.len || addr - snap.data > snap.len - len)
+    return;
+  uintptr_t lo = (snap.copy + (addr - snap.data)) & ~(uintptr_t)(PAGE - 1);
+  uintptr_t hi = (snap.copy + (addr - snap.data) + len + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+  if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0)
+    return;
+  memcpy((void *)(uintptr_t)(snap.copy + (addr - snap.data)), (const void *)addr, len);
+  mprotect((void *)lo, hi - lo, PROT_READ);
+}
+
 void mcr_startup_snapshot_of(struct mcr_startup_snapshot *out)
 {
   *out = snap;

@@ -2828,6 +2828,21 @@ void mcr_startup_alloc_retarget(uint64_t from, uint64_t to)
   mcr_in_runtime--;
 }
 
+void mcr_startup_alloc_rehash(uint64_t addr)
+{
+  mcr_in_runtime++;
+  pthread_mutex_lock(&st_lock);
+  if (allocs && alloc_index) {
+    uint32_t *slot = find_alloc(addr);
+    if (slot) {
+      struct mcr_startup_alloc *a = &allocs[*slot - 1];
+      a->hash = mcr_startup_bytes_hash((const void *)(uintptr_t)a->addr, a->size);
+    }
+  }
+  pthread_mutex_unlock(&st_lock);
+  mcr_in_runtime--;
+}
+
 /* (stack_id, ordinal) -> index into old.allocs + 1, open addressing, built on
  * first use (the transfer asks for every startup object: tens of thousands). */
 static uint32_t *old_alloc_index;
@@ -2836,6 +2851,12 @@ static size_t old_alloc_cap;
 static size_t alloc_key(uint64_t stack_id, uint32_t ordinal)
 {
   return (size_t)((stack_id ^ ((uint64_t)ordinal * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull >> 20);
+}
+
+size_t mcr_startup_old_allocs(const struct mcr_startup_alloc **out)
+{
+  *out = old.allocs;
+  return old.nallocs;
 }
 
 void mcr_startup_old_snapshot(struct mcr_startup_snapshot *out)

@@ -247,6 +247,8 @@ void mcr_startup_stats(struct mcr_startup_stats *out);
 size_t mcr_startup_allocs(const struct mcr_startup_alloc **out);
 /* The replayed (old) log's allocation with this (stack_id, ordinal), or NULL. */
 const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_t ordinal);
+/* The replayed (old) log's allocation records (in its order). */
+size_t mcr_startup_old_allocs(const struct mcr_startup_alloc **out);
 /* The replayed (old) log's snapshot of the old process's writable data. */
 void mcr_startup_old_snapshot(struct mcr_startup_snapshot *out);
 
@@ -257,6 +259,10 @@ void mcr_startup_old_snapshot(struct mcr_startup_snapshot *out);
  * the old process's at to, which the program uses now; the record names it, so
  * that the next update pairs the right object. */
 void mcr_startup_alloc_retarget(uint64_t from, uint64_t to);
+/* After an update with --reinit: the startup object at addr stayed this
+ * process's (its pointers to replaced objects rewritten): its hash is taken
+ * again, so that the next update still finds it unchanged. */
+void mcr_startup_alloc_rehash(uint64_t addr);
 
 void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra);
 

@@ -32,6 +32,7 @@
 #include "image.h"
 #include "quiesce.h"
 #include "rename.h"
+#include "snapshot.h"
 #include "startup.h"
 #include "threads.h"
 #include "tls.h"
@@ -205,6 +206,10 @@ struct ctx {
   /* the new threads' thread-local variables, roots for the type transform */
   struct mcr_xform_region *tls_regions;
   size_t ntls_regions;
+  /* --reinit: image pointers with no counterpart left in old startup objects
+   * that the new startup has no counterpart of and the old process never
+   * changed (in_unchanged_orphan) */
+  size_t orphan_words;
   /* the data words of the old process's epoll registrations (step_epoll) */
   uintptr_t *epoll_words;
   size_t nepoll_words;
@@ -286,6 +291,7 @@ struct gplan {
   unsigned char *keep; /* NULL: nothing kept */
   uint32_t *pids;      /* offsets of pid_t fields */
   uint32_t npids;
+  int reinit;          /* --reinit: kept the new startup's value (step_globals) */
 };
 
 static struct {
@@ -348,6 +354,7 @@ static int global_unchanged(uintptr_t oa, const unsigned char *val, size_t len);
 static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval, size_t len,
                             int same_layout);
 static size_t redirect(uintptr_t *w, size_t nwords);
+static int in_unchanged_orphan(struct ctx *c, uintptr_t a);
 static int plan_pairs(void);
 static int plan_sync(void);
 
@@ -532,6 +539,10 @@ static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_
       continue; /* reported, free memory (the heap's or the program's), or rewritten since */
     if (translate(c->image, *w, &nv, why, sizeof(why)) == 0) {
       *w = nv;
+      continue;
+    }
+    if (in_unchanged_orphan(c, list[i])) {
+      c->orphan_words++; /* --reinit: in configuration the new startup did not build */
       continue;
     }
     c->image_failed++;
@@ -883,6 +894,12 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
   phase(c, "heap-pointers", t, "%llu pointers into the program image rewritten (the scan ran "
                                "beside the copy; this is the wait for its end)",
         (unsigned long long)c->image_words);
+  if (c->orphan_words)
+    mcr_buf_printf(c->report, "note --reinit: %zu pointers into the old program with no "
+                              "counterpart were left as they are: they are in startup objects "
+                              "the old process never changed and the new startup did not build "
+                              "(configuration of code the new version lacks)\n",
+                   c->orphan_words);
   return c->conflicts ? -1 : 0;
 }
 
@@ -1314,6 +1331,7 @@ static int step_globals(struct ctx *c)
       if (global_reinit_ok(val, dst, g->osize < g->size ? g->osize : g->size,
                            !g->xplan && g->osize == g->size)) {
         reinit_kept++;
+        g->reinit = 1;
         rewrite((uintptr_t *)(((uintptr_t)dst + 7) & ~(uintptr_t)7),
                 (g->size - ((8 - g->na % 8) % 8)) / sizeof(uintptr_t));
         continue;
@@ -1966,6 +1984,11 @@ static int plan_pairs(void)
 void mcr_transfer_committed(void)
 {
   mcr_xform_committed();
+  /* the globals that kept the new startup's value are this process's startup
+   * state for the next update (snapshot.h) */
+  for (size_t i = 0; i < plan.ng; i++)
+    if (plan.g[i].reinit)
+      mcr_snapshot_refresh(plan.g[i].na, plan.g[i].size);
   /* The startup objects this process uses now are the old process's: its
    * records must say so, or the next update pairs its startup objects with
    * the ones discarded here. Checked now, outside the pause. */
@@ -1973,8 +1996,10 @@ void mcr_transfer_committed(void)
     struct pair *q = &pairs.p[i];
     if (q->state == 0)
       q->state = old_there(q) ? 1 : 2;
-    if (q->reinit)
-      continue; /* this process's object stays, and its record with it */
+    if (q->reinit) { /* this process's object stays, and its record with it */
+      mcr_startup_alloc_rehash(q->nbase);
+      continue;
+    }
     if (q->state == 1) /* a converted object may have moved */
       mcr_startup_alloc_retarget(q->nbase, q->changes > 0 ? mcr_xform_where(q->obase) : q->obase);
   }
@@ -2111,6 +2136,89 @@ static int global_unchanged(uintptr_t oa, const unsigned char *val, size_t len)
   if (oa < plan.snap_data || len > plan.snap_len || oa - plan.snap_data > plan.snap_len - len)
     return 0;
   return memcmp(plan.snap + (oa - plan.snap_data), val, len) == 0;
+}
+
+/* The old startup objects the new startup has no counterpart of and the old
+ * process never changed since its startup (their bytes, read from it, hash as
+ * they did then): configuration of code the new version lacks (a module it
+ * removed). Built on first use, in the pause; sorted by address. */
+static struct {
+  int built;
+  const struct mcr_startup_alloc **v;
+  size_t n;
+} orphans;
+
+static int cmp_alloc_addr(const void *a, const void *b)
+{
+  const struct mcr_startup_alloc *x = *(const struct mcr_startup_alloc *const *)a,
+                                  *y = *(const struct mcr_startup_alloc *const *)b;
+  return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void build_orphans(struct ctx *c)
+{
+  const struct mcr_startup_alloc *olds;
+  size_t nold = mcr_startup_old_allocs(&olds);
+  uint64_t *paired = mcr_arena_alloc(c->arena, (pairs.np + 1) * sizeof(uint64_t), 8);
+  unsigned char *buf = NULL;
+  size_t cap = 0, np = 0;
+
+  orphans.built = 1;
+  orphans.v = mcr_arena_alloc(c->arena, (nold + 1) * sizeof(*orphans.v), 8);
+  if (!paired || !orphans.v)
+    return;
+  for (size_t i = 0; i < pairs.np; i++)
+    paired[np++] = pairs.p[i].obase;
+  qsort(paired, np, sizeof(uint64_t), cmp_u64);
+  for (size_t i = 0; i < nold; i++) {
+    const struct mcr_startup_alloc *a = &olds[i];
+    if (!a->hash || bsearch(&a->addr, paired, np, sizeof(uint64_t), cmp_u64))
+      continue;
+    if (a->size > cap) {
+      cap = a->size > 65536 ? a->size : 65536;
+      if (!(buf = mcr_arena_alloc(c->arena, cap, 16)))
+        return;
+    }
+    struct iovec l = {buf, a->size}, r = {(void *)(uintptr_t)a->addr, a->size};
+    if (process_vm_readv(c->old_pid, &l, 1, &r, 1, 0) == (ssize_t)a->size &&
+        mcr_startup_bytes_hash(buf, a->size) == a->hash)
+      orphans.v[orphans.n++] = a;
+  }
+  qsort(orphans.v, orphans.n, sizeof(*orphans.v), cmp_alloc_addr);
+}
+
+/* With --reinit: whether the heap word at a lies in such an orphan (a piece
+ * first: pieces lie inside heap objects). */
+static int in_unchanged_orphan(struct ctx *c, uintptr_t a)
+{
+  if (!reinit_on())
+    return 0;
+  if (!orphans.built)
+    build_orphans(c);
+  for (int piece = 1; piece >= 0; piece--) {
+    size_t lo = 0, hi = orphans.n;
+    while (lo < hi) { /* the last orphan starting at or below a */
+      size_t mid = (lo + hi) / 2;
+      if (orphans.v[mid]->addr <= a)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    for (size_t k = lo; k-- > 0 && lo - k <= 64;) {
+      const struct mcr_startup_alloc *o = orphans.v[k];
+      if (!(o->flags & MCR_SA_PIECE) == !piece)
+        continue;
+      if (a < o->addr + o->size)
+        return 1;
+    }
+  }
+  return 0;
 }
 
 static int cmp_old(const void *a, const void *b)

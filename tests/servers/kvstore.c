@@ -388,6 +388,8 @@ static struct module *modules[] = {&core_module,
 #define NMODULES ((int)(sizeof(modules) / sizeof(modules[0])))
 struct mod_ctx {
   struct mod_conf **confs; /* NMODULES, by module index */
+  struct cycle *cycle;     /* configuration pointing to state (as nginx's listening
+                            * sockets to their connections) */
 };
 struct cycle {
   struct mod_ctx *ctx;
@@ -412,6 +414,7 @@ static int modules_init(void) {
   if (!cycle || !(cycle->ctx = pool_alloc(conf_pool, sizeof(*cycle->ctx))) ||
       !(cycle->ctx->confs = pool_alloc(conf_pool, NMODULES * sizeof(struct mod_conf *))))
     return -1;
+  cycle->ctx->cycle = cycle;
   cycle->requests = 0;
   if (!(cycle->scratch = pool_alloc(conf_pool, 16)))
     return -1;
@@ -481,7 +484,7 @@ static void command(struct conn *c, char *line) {
     }
     reply(c, "MODS%s\n", out);
   } else if (!strcmp(cmd, "REQS")) {
-    reply(c, "REQS %ld\n", cycle->requests);
+    reply(c, "REQS %ld\n", c->ctx->cycle->requests); /* through the configuration */
   } else if (!strcmp(cmd, "SCRATCH")) {
     reply(c, "SCRATCH %ld %s\n", (long)(cycle->scratch_end - cycle->scratch), cycle->scratch);
 #endif

@@ -241,6 +241,18 @@ PY
     fail "v17 on a new connection: MODS answered '$line'"
   exec 4>&-
   ok "v16 -> v17 --reinit committed: the held connection reads the new configuration (count=7, log=2), the cycle's count, its scratch piece (whose end is the next piece's start) and the table carried over"
+  # and back: v17's configuration (whose context points to the cycle carried over)
+  # is again startup state the old process never changed
+  update "$pid" "$work/v16/kvstore" --reinit ||
+    fail "v17 -> v16 --reinit (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
+  pid=$(new_pid_of)
+  printf 'MODS\nREQS\nSCRATCH\nVERSION\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] ||
+    fail "v16 again on the held connection: MODS answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "REQS 12" ] || fail "v16 again: REQS answered '$line' (the old count was 11)"
+  read -r -t 5 line <&3 && [ "$line" = "SCRATCH 16 SCRATCH" ] || fail "v16 again: SCRATCH answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "VERSION 16" ] || fail "v16 again: VERSION answered '$line'"
+  ok "v17 -> v16 --reinit committed: the held connection reads v16's configuration again, the count carried over twice"
   exec 3>&-
   ;;
 kvstore)
