@@ -41,7 +41,8 @@ void cmd_update_help(void)
 {
   printf("Usage: mcr-ctl update PID NEW [--timeout SEC] [--report FILE] [--rename OLD=NEW]...\n"
          "                      [--keep-new GLOBAL]... [--move-field TYPE.OLD=NEW]...\n"
-         "                      [--reinit] [--rename-file FILE] [--json]\n"
+         "                      [--reinit] [--epoll-data-pointers] [--rename-file FILE]\n"
+         "                      [--json]\n"
          "\n"
          "Updates the running program PID (built by mcr-clang --mcr-quiescence) to the\n"
          "executable NEW without a restart: the old process starts NEW with its own\n"
@@ -82,9 +83,15 @@ void cmd_update_help(void)
          "                  (a module added). Not for programs whose startup draws\n"
          "                  values at random or from the clock that later state\n"
          "                  depends on (hash seeds): see docs/update.md\n"
+         "  --epoll-data-pointers  the data of the program's epoll registrations are\n"
+         "                  pointers (flag bits in the low bits allowed: nginx's\n"
+         "                  connection | instance): when what they point to moves (a\n"
+         "                  type that grew), they follow it (EPOLL_CTL_MOD after the\n"
+         "                  commit). Without it such data pin the object: mcr never\n"
+         "                  takes a word it does not know to be a pointer for one\n"
          "  --rename-file FILE  renames, one OLD=NEW per line, 'keep-new GLOBAL',\n"
-         "                  'move-field TYPE.OLD=NEW' and 'reinit' lines ('#' starts a\n"
-         "                  comment)\n"
+         "                  'move-field TYPE.OLD=NEW', 'reinit' and\n"
+         "                  'epoll-data-pointers' lines ('#' starts a comment)\n"
          "  --json          machine-readable output (one JSON object; the conflicts with\n"
          "                  all their fields, as mcr-ctl report --json)\n"
          "  -h, --help      this help\n"
@@ -403,6 +410,9 @@ static int read_rename_file(const char *path, char *spec, size_t cap)
     if (!strcmp(p, "reinit")) {
       snprintf(keep, sizeof(keep), "!reinit");
       p = keep;
+    } else if (!strcmp(p, "epoll-data-pointers")) {
+      snprintf(keep, sizeof(keep), "!epoll-pointers");
+      p = keep;
     } else if (!strncmp(p, "move-field", 10) && (p[10] == ' ' || p[10] == '\t')) {
       const char *m = p + 11;
       while (*m == ' ' || *m == '\t')
@@ -426,8 +436,8 @@ static int read_rename_file(const char *path, char *spec, size_t cap)
       snprintf(keep, sizeof(keep), "+%s", g);
       p = keep;
     } else if (strpbrk(p, " \t") || !strchr(p, '=')) {
-      ctl_err("update: %s:%u: expected OLD=NEW, 'keep-new GLOBAL', 'move-field TYPE.OLD=NEW' "
-              "or 'reinit', got '%s'", path, lineno, p);
+      ctl_err("update: %s:%u: expected OLD=NEW, 'keep-new GLOBAL', 'move-field TYPE.OLD=NEW', "
+              "'reinit' or 'epoll-data-pointers', got '%s'", path, lineno, p);
       rc = -1;
       continue;
     }
@@ -502,8 +512,8 @@ int cmd_update(int argc, char **argv)
   static char spec[MCR_RENAME_SPEC_MAX];
   static struct mcr_renames renames;
   static char pairs[MCR_RENAME_SPEC_MAX]; /* "OLD=NEW\0" each: no longer than spec */
-  char *pairp[3 * MCR_RENAME_MAX + 1]; /* the pairs, the keeps ("+NAME"), the moves
-                                       * ("@T.F=P"), "!reinit" */
+  char *pairp[3 * MCR_RENAME_MAX + 2]; /* the pairs, the keeps ("+NAME"), the moves
+                                       * ("@T.F=P"), "!reinit", "!epoll-pointers" */
   int json = 0, timeout_ms = DEFAULT_TIMEOUT_MS, nargs = 0, rc;
   pid_t pid;
 
@@ -537,6 +547,12 @@ int cmd_update(int argc, char **argv)
       }
     } else if (!strcmp(a, "--reinit")) {
       if (!strstr(spec, "!reinit") && mcr_renames_append(spec, sizeof(spec), "!reinit") != 0) {
+        ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
+        return CTL_EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--epoll-data-pointers")) {
+      if (!strstr(spec, "!epoll-pointers") &&
+          mcr_renames_append(spec, sizeof(spec), "!epoll-pointers") != 0) {
         ctl_err("update: the rename map is too long (at most %zu bytes)", sizeof(spec) - 1);
         return CTL_EXIT_USAGE;
       }
@@ -627,6 +643,10 @@ int cmd_update(int argc, char **argv)
   if (renames.reinit) {
     pairp[ntokens++] = strcpy(pairs + off, "!reinit");
     off += sizeof("!reinit");
+  }
+  if (renames.epoll_pointers) {
+    pairp[ntokens++] = strcpy(pairs + off, "!epoll-pointers");
+    off += sizeof("!epoll-pointers");
   }
   if (!report) {
     snprintf(defreport, sizeof(defreport), "/tmp/mcr-update-%d-%ld.report", (int)pid,

@@ -310,6 +310,7 @@ static inline int wait_kicked(struct wait *w, long rc)
 static void wait_end(struct wait *w)
 {
   int saved = errno;
+  w->q->out_lo = w->q->out_hi = 0;
   __atomic_store_n(&w->q->state, MCR_Q_RUN, __ATOMIC_SEQ_CST);
   mcr_quiesce_online();
   errno = saved;
@@ -414,6 +415,10 @@ static int epoll_at(const struct mcr_qp *qp, int epfd, struct epoll_event *ev, i
 
   mask = unblock_ours(mask, &copy);
   wait_begin(&w, qp, timeout < 0 ? -1 : (int64_t)timeout * 1000000);
+  if (ev && max > 0) { /* the wait overwrites it before the program reads it */
+    w.q->out_lo = (uintptr_t)ev;
+    w.q->out_hi = (uintptr_t)(ev + max);
+  }
   for (;;) {
     wait_before(&w);
     rc = real.epoll_pwait(epfd, ev, max, timeout, mask);

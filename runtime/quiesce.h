@@ -42,6 +42,11 @@ struct mcr_qthread {
   uintptr_t park_sp, stack_hi;
   /* and its thread-specific data when it parked (tsd.h), rewritten likewise */
   struct mcr_tsd *tsd;
+  /* The output buffer of the wait it is in at its quiescent point (epoll_wait's
+   * events array), [out_lo, out_hi), else 0: what it holds is overwritten by
+   * the wait before the program reads it, so an update ignores its words
+   * (docs/update.md, "Heap objects"). */
+  uintptr_t out_lo, out_hi;
 };
 
 /* The calling thread's record (NULL for threads the registry does not know). */

@@ -81,7 +81,7 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
   size_t len = spec ? strlen(spec) : 0;
   char *p, *end;
 
-  r->n = r->nkeep = r->nmove = 0, r->reinit = 0;
+  r->n = r->nkeep = r->nmove = 0, r->reinit = r->epoll_pointers = 0;
   if (len >= sizeof(r->buf)) {
     snprintf(err, errlen, "the rename map is too long (%zu bytes, at most %zu)", len,
              sizeof(r->buf) - 1);
@@ -106,7 +106,7 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
       if (!pair[1] || *q || r->nkeep == MCR_RENAME_MAX) {
         snprintf(err, errlen, "keep-new '%s': expected one global's name%s", pair + 1,
                  r->nkeep == MCR_RENAME_MAX ? " (at most 64)" : "");
-        r->n = r->nkeep = r->nmove = 0, r->reinit = 0;
+        r->n = r->nkeep = r->nmove = 0, r->reinit = r->epoll_pointers = 0;
         return -1;
       }
       r->keep_name[r->nkeep++] = pair + 1;
@@ -116,9 +116,13 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
       r->reinit = 1;
       continue;
     }
+    if (!strcmp(pair, "!epoll-pointers")) { /* mcr-ctl update --epoll-data-pointers */
+      r->epoll_pointers = 1;
+      continue;
+    }
     if (pair[0] == '@') { /* a moved field */
       if (parse_move(r, pair + 1, err, errlen) != 0) {
-        r->n = r->nkeep = r->nmove = 0, r->reinit = 0;
+        r->n = r->nkeep = r->nmove = 0, r->reinit = r->epoll_pointers = 0;
         return -1;
       }
       continue;
@@ -127,7 +131,7 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
     if (!eq || eq == pair || !eq[1]) {
       snprintf(err, errlen, "rename '%s': expected OLD=NEW (the old function's name, '=', "
                             "the new one's)", pair);
-      r->n = r->nkeep = r->nmove = 0, r->reinit = 0;
+      r->n = r->nkeep = r->nmove = 0, r->reinit = r->epoll_pointers = 0;
       return -1;
     }
     *eq = '\0';
@@ -141,17 +145,17 @@ int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t
     if (*q) {
       snprintf(err, errlen, "rename '%s=%s': a name holds the character 0x%02x", pair, eq + 1,
                (unsigned char)*q);
-      r->n = r->nkeep = r->nmove = 0, r->reinit = 0;
+      r->n = r->nkeep = r->nmove = 0, r->reinit = r->epoll_pointers = 0;
       return -1;
     }
     if (mcr_renames_find(r, pair)) {
       snprintf(err, errlen, "rename '%s=%s': %s is renamed twice", pair, eq + 1, pair);
-      r->n = r->nkeep = r->nmove = 0, r->reinit = 0;
+      r->n = r->nkeep = r->nmove = 0, r->reinit = r->epoll_pointers = 0;
       return -1;
     }
     if (r->n == MCR_RENAME_MAX) {
       snprintf(err, errlen, "more than %d renames", MCR_RENAME_MAX);
-      r->n = r->nkeep = r->nmove = 0, r->reinit = 0;
+      r->n = r->nkeep = r->nmove = 0, r->reinit = r->epoll_pointers = 0;
       return -1;
     }
     r->old_name[r->n] = pair;

@@ -47,11 +47,15 @@ struct mcr_renames {
    * startup and never changed since comes from the new version's startup
    * (runtime/transfer.c; docs/update.md, "Reinitialized startup state") */
   int reinit;
+  /* "!epoll-pointers" (mcr-ctl update --epoll-data-pointers): the data of the
+   * program's epoll registrations are pointers (nginx: a connection, its low
+   * bit a flag), rewritten when what they point to moves (runtime/transfer.c) */
+  int epoll_pointers;
   char buf[MCR_RENAME_SPEC_MAX];
 };
 
 /* Parses spec ("OLD=NEW" pairs, "+NAME" keeps, "@TYPE.OLD=NEW" field moves and
- * "!reinit", separated by white space; NULL or "" is none) into r. A pair must have both names, of symbol characters (no white space,
+ * "!reinit", "!epoll-pointers", separated by white space; NULL or "" is none) into r. A pair must have both names, of symbol characters (no white space,
  * '=' or control characters); an OLD may appear once. Returns 0, or -1 with a
  * message naming the pair in err (r is then empty). */
 int mcr_renames_parse(struct mcr_renames *r, const char *spec, char *err, size_t errlen);

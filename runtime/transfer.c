@@ -40,7 +40,7 @@
 #include "types.h"
 #include "xform.h"
 
-#define STATE_VERSION 2
+#define STATE_VERSION 3
 #define KCMP_FILE 0
 
 /* The executable's allocation sites (linker-defined bounds of the section). */
@@ -167,6 +167,19 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
   }
   put_site_keys(out);
   mcr_tls_describe(out);
+  /* the output buffers of the waits the threads are parked in (quiesce.h) */
+  {
+    struct mcr_qthread *qs[1024];
+    size_t n = mcr_threads_qstates(qs, 1024), k = 0;
+    for (size_t i = 0; i < n && i < 1024; i++)
+      k += qs[i]->out_hi > qs[i]->out_lo;
+    mcr_buf_u32(out, (uint32_t)k);
+    for (size_t i = 0; i < n && i < 1024; i++)
+      if (qs[i]->out_hi > qs[i]->out_lo) {
+        mcr_buf_u64(out, qs[i]->out_lo);
+        mcr_buf_u64(out, qs[i]->out_hi);
+      }
+  }
   mcr_buf_u32(out, (uint32_t)nfds);
   for (size_t i = 0; i < nfds; i++) {
     int fl = fcntl(fds[i], F_GETFD);
@@ -180,6 +193,8 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
 }
 
 /* ---- new side ---- */
+
+struct epoll_fix; /* step_epoll */
 
 struct ctx {
   pid_t old_pid;
@@ -210,8 +225,10 @@ struct ctx {
    * that the new startup has no counterpart of and the old process never
    * changed (in_unchanged_orphan) */
   size_t orphan_words;
-  /* the data words of the old process's epoll registrations (step_epoll) */
+  /* the data words of the old process's epoll registrations (step_epoll), and
+   * the registrations they are of */
   uintptr_t *epoll_words;
+  struct epoll_fix *epoll_regs;
   size_t nepoll_words;
 };
 
@@ -355,6 +372,7 @@ static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval
                             int same_layout);
 static size_t redirect(uintptr_t *w, size_t nwords);
 static int in_unchanged_orphan(struct ctx *c, uintptr_t a);
+static int read_dead(struct ctx *c, struct mcr_buf *st);
 static int plan_pairs(void);
 static int plan_sync(void);
 
@@ -1496,7 +1514,7 @@ static int step_tls(struct ctx *c, struct mcr_buf *st)
       if (!used[j] && a % sizeof(uintptr_t) == 0)
         words += rewrite((uintptr_t *)a, g->size / sizeof(uintptr_t));
       c->tls_regions[c->ntls_regions++] =
-          (struct mcr_xform_region){a, a + g->size, g->tt, g->type, g->name};
+          (struct mcr_xform_region){a, a + g->size, g->tt, g->type, g->name, 0};
     }
   }
   if (lost)
@@ -1634,8 +1652,10 @@ static void scan_epoll_reg(void *arg, int epfd, int tfd, uint32_t events, uint64
   uintptr_t nv;
   char why[256];
 
-  if (c->epoll_words && c->nepoll_words < MAX_EPOLL_WORDS)
+  if (c->epoll_words && c->nepoll_words < MAX_EPOLL_WORDS) {
+    c->epoll_regs[c->nepoll_words] = (struct epoll_fix){epfd, tfd, events, data};
     c->epoll_words[c->nepoll_words++] = (uintptr_t)data;
+  }
   if (!mcr_image_is_old(c->image, (uintptr_t)data))
     return;
   es->found++;
@@ -1647,11 +1667,6 @@ static void scan_epoll_reg(void *arg, int epfd, int tfd, uint32_t events, uint64
                  ? "a pointer into a stack"
                  : "a pointer into the old program with no counterpart in the new one",
              why, epfd);
-  } else if (events & EPOLLEXCLUSIVE) {
-    conflict(c, "image\tthe data of descriptor %d's registration in epoll instance %d points "
-                "into the old program, and an EPOLLEXCLUSIVE registration cannot be changed "
-                "(EPOLL_CTL_MOD refuses it)\tepoll instance %d",
-             tfd, epfd, epfd);
   } else if (nepoll_fix == MAX_EPOLL_FIX) {
     conflict(c, "image\tmore than %d epoll registrations hold data pointing into the old "
                 "program\tepoll instance %d", MAX_EPOLL_FIX, epfd);
@@ -1670,6 +1685,9 @@ static int step_epoll(struct ctx *c)
 
   nepoll_fix = 0;
   c->epoll_words = mcr_arena_alloc(c->arena, MAX_EPOLL_WORDS * sizeof(uintptr_t), 8);
+  c->epoll_regs = mcr_arena_alloc(c->arena, MAX_EPOLL_WORDS * sizeof(*c->epoll_regs), 8);
+  if (!c->epoll_regs)
+    c->epoll_words = NULL;
   c->nepoll_words = 0;
   epoll_regs(c->old_pid, scan_epoll_reg, &es);
   if (es.found)
@@ -1683,8 +1701,15 @@ void mcr_transfer_commit_epoll(struct mcr_buf *report)
   size_t failed = 0;
   for (size_t i = 0; i < nepoll_fix; i++) {
     struct epoll_event ev = {.events = epoll_fix[i].events, .data.u64 = epoll_fix[i].data};
-    if (epoll_ctl(epoll_fix[i].epfd, EPOLL_CTL_MOD, epoll_fix[i].tfd, &ev) != 0 &&
-        ++failed == 1 && report)
+    int rc;
+    if (ev.events & EPOLLEXCLUSIVE) /* EPOLL_CTL_MOD refuses those: registered again (the
+                                     * new registration reports what is ready already) */
+      rc = epoll_ctl(epoll_fix[i].epfd, EPOLL_CTL_DEL, epoll_fix[i].tfd, NULL) != 0
+               ? -1
+               : epoll_ctl(epoll_fix[i].epfd, EPOLL_CTL_ADD, epoll_fix[i].tfd, &ev);
+    else
+      rc = epoll_ctl(epoll_fix[i].epfd, EPOLL_CTL_MOD, epoll_fix[i].tfd, &ev);
+    if (rc != 0 && ++failed == 1 && report)
       mcr_buf_printf(report, "note after the commit, the data of descriptor %d's registration "
                              "in epoll instance %d could not be rewritten: %s\n",
                      epoll_fix[i].tfd, epoll_fix[i].epfd, strerror(errno));
@@ -1706,20 +1731,44 @@ static int step_transform(struct ctx *c)
     return -1;
   for (size_t i = 0; i < plan.ng; i++)
     r[n++] = (struct mcr_xform_region){plan.g[i].na, plan.g[i].na + plan.g[i].size, plan.g[i].tt,
-                                       plan.g[i].type, plan.g[i].name};
+                                       plan.g[i].type, plan.g[i].name, 0};
   for (size_t i = 0; i < c->ntls_regions; i++) /* thread-local variables, by type too */
     r[n++] = c->tls_regions[i];
   for (size_t i = 0; i < nq && i < 1024; i++)
     if (qs[i]->tid && qs[i]->park_sp && qs[i]->stack_hi > qs[i]->park_sp)
       r[n++] = (struct mcr_xform_region){qs[i]->park_sp, qs[i]->stack_hi, NULL, 0,
-                                         "a parked thread's stack"};
+                                         "a parked thread's stack", 0};
   /* the kernel holds pointers too: the data of epoll registrations (a
    * connection object, typically), read by step_epoll */
+  const struct mcr_renames *rn = mcr_image_renames();
+  int declared = rn && rn->epoll_pointers;
   if (c->nepoll_words)
     r[n++] = (struct mcr_xform_region){(uintptr_t)c->epoll_words,
                                        (uintptr_t)(c->epoll_words + c->nepoll_words), NULL, 0,
-                                       "an epoll registration's data (kernel)"};
-  return mcr_xform_heap(r, n, c->fresh, c->nfresh, c->hs, c->report, &c->conflicts);
+                                       "an epoll registration's data (kernel)", declared};
+  int rc = mcr_xform_heap(r, n, c->fresh, c->nfresh, c->hs, c->report, &c->conflicts);
+  /* declared pointers the transform rewrote: given to the kernel after the
+   * commit, as image pointers are (step_epoll) */
+  size_t moved = 0;
+  for (size_t i = 0; rc == 0 && declared && i < c->nepoll_words; i++) {
+    struct epoll_fix *e = &c->epoll_regs[i];
+    if (c->epoll_words[i] == e->data)
+      continue;
+    if (nepoll_fix == MAX_EPOLL_FIX) {
+      conflict(c, "pinned\tmore than %d epoll registrations hold data to rewrite\tepoll "
+                  "instance %d", MAX_EPOLL_FIX, e->epfd);
+      rc = -1;
+    } else {
+      epoll_fix[nepoll_fix++] =
+          (struct epoll_fix){e->epfd, e->tfd, e->events, (uint64_t)c->epoll_words[i]};
+      moved++;
+    }
+  }
+  if (moved)
+    mcr_buf_printf(c->report, "note %zu epoll registrations' data (declared pointers: "
+                              "--epoll-data-pointers) follow their moved objects after the "
+                              "commit\n", moved);
+  return rc;
 }
 
 /* ---- synchronization objects in the heap ----
@@ -2404,6 +2453,40 @@ static int step_redirect(struct ctx *c)
   return 0;
 }
 
+/* ---- the output buffers of the old threads' waits ---- */
+
+/* The ranges the old process sent (mcr_transfer_describe), and this process's
+ * own: the words there are dead (quiesce.h), so the type transform does not let
+ * them pin anything. */
+static int read_dead(struct ctx *c, struct mcr_buf *st)
+{
+  uint32_t n = mcr_buf_get_u32(st);
+  struct mcr_qthread *qs[1024];
+  size_t nq = mcr_threads_qstates(qs, 1024), k;
+  uint64_t *v;
+  if (st->bad || n > 4096 ||
+      !(v = mcr_arena_alloc(c->arena, (2 * ((size_t)n + nq) + 2) * 8, 8))) {
+    conflict(c, "the old threads' wait buffers could not be read");
+    return -1;
+  }
+  for (uint32_t i = 0; i < 2 * n; i++)
+    v[i] = mcr_buf_get_u64(st);
+  if (st->bad) {
+    conflict(c, "the old threads' wait buffers could not be read");
+    return -1;
+  }
+  /* and this process's parked threads' (on their stacks, say) */
+  k = n;
+  for (size_t i = 0; i < nq && i < 1024; i++)
+    if (qs[i]->out_hi > qs[i]->out_lo) {
+      v[2 * k] = qs[i]->out_lo;
+      v[2 * k + 1] = qs[i]->out_hi;
+      k++;
+    }
+  mcr_xform_set_dead(v, k);
+  return 0;
+}
+
 /* ---- descriptors ---- */
 
 static int step_fds(struct ctx *c, struct mcr_buf *st, const int *inherited, size_t ninherited)
@@ -2544,7 +2627,7 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   mcr_update_fault("globals");
   if (step_globals(&c) != 0)
     goto out;
-  if (step_tls(&c, st) != 0)
+  if (step_tls(&c, st) != 0 || read_dead(&c, st) != 0)
     goto out;
   if (step_anon(&c) != 0)
     goto out;

@@ -107,7 +107,11 @@ struct mcr_xform_region {
   const struct mcr_typetab *tt; /* NULL: scan conservatively */
   uint32_t type;
   const char *name;
+  int pointers; /* every word is a pointer (declared: mcr-ctl update --epoll-data-pointers) */
 };
+/* The old threads' wait output buffers (n ranges, lo/hi pairs; quiesce.h):
+ * their words pin nothing. */
+void mcr_xform_set_dead(const uint64_t *ranges, size_t n);
 int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
                    const struct mcr_heap_range *fresh, size_t nfresh,
                    const struct mcr_heap_state *final, struct mcr_buf *report, int *conflicts);

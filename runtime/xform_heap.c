@@ -458,8 +458,30 @@ static int map_off(const struct chobj *c, uint64_t off, int as_field, uint64_t *
  * its address, and the word, if it is a pointer, must stay right without being
  * rewritten: allowed when the object converts in place and the word points to
  * its start or to a field that keeps its offset. */
+static const uint64_t *dead_v; /* mcr_xform_set_dead */
+static size_t dead_n, dead_words;
+
+void mcr_xform_set_dead(const uint64_t *ranges, size_t n)
+{
+  dead_v = ranges;
+  dead_n = n;
+  dead_words = 0;
+}
+
+static int in_dead(uintptr_t a)
+{
+  for (size_t i = 0; i < dead_n; i++)
+    if (a >= dead_v[2 * i] && a < dead_v[2 * i + 1])
+      return 1;
+  return 0;
+}
+
 static void judge_pin(uintptr_t *slot, const struct chobj *c, const char *region)
 {
+  if (in_dead((uintptr_t)slot)) {
+    dead_words++; /* an old thread's wait output buffer: overwritten before it is read */
+    return;
+  }
   uint64_t off = *slot - c->base, noff;
   if (c->nlen <= c->size && map_off(c, off, 0, &noff) == 0 && noff == off) {
     H.pinned++;
@@ -562,7 +584,15 @@ static void scan_regions(const struct mcr_xform_region *regions, size_t nregions
       continue;
     size_t nw = (g->hi - lo) / 8;
     struct wmap *m = NULL;
-    if (g->tt) {
+    if (g->pointers) { /* declared: every word a pointer */
+      m = mcr_arena_alloc(mcr_xform_arena(), sizeof(*m), 8);
+      if (m && (m->cls = mcr_arena_alloc(mcr_xform_arena(), nw, 1))) {
+        m->nwords = nw;
+        memset(m->cls, W_PTR, nw);
+      } else {
+        m = NULL;
+      }
+    } else if (g->tt) {
       m = mcr_arena_alloc(mcr_xform_arena(), sizeof(*m), 8);
       if (m && (m->cls = mcr_arena_alloc(mcr_xform_arena(), nw, 1))) {
         m->nwords = nw;
@@ -1100,6 +1130,10 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
     return -1;
   H.committed_pending = 1;
   uint64_t dt = mcr_update_now_ns() - t0;
+  if (dead_words)
+    mcr_buf_printf(report, "note %zu words of unknown meaning in the old threads' wait output "
+                           "buffers (epoll_wait's events) pin nothing: the wait overwrites them\n",
+                   dead_words);
   if (incremental) {
     mcr_buf_printf(report,
                    "phase transform %llu %zu changed types: %zu objects converted before the pause "

@@ -92,7 +92,7 @@ case "$test" in
     cmake --install "$build" --prefix "$work/inst" >/dev/null
     "$work/inst/bin/mcr-clang" -O2 -o "$work/kvstore" "$top/tests/servers/kvstore.c"
     "$work/inst/bin/mcr-ctl" types --json "$work/kvstore" > "$work/types.json"
-    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s); sys.exit(0 if s["sites"] == s["typed"] == 6 else 1)' "$work/types.json"
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s); sys.exit(0 if s["sites"] == s["typed"] == 7 else 1)' "$work/types.json"
     ;;
   census)
     # kvstore's live heap, counted from the tags, matches what the client stored.

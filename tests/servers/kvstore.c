@@ -98,6 +98,10 @@
  *         SCRATCH -> SCRATCH size cmd: the cycle's scratch piece (start and
  *         end, whose end is the next piece's start) holds the command's first
  *         bytes
+ *   18    like 1 but struct conn has a new field too big for its slot (as 5), and no
+ *         byte buffer refers to connections: what refers to them without a type is
+ *         the kernel's epoll registrations (their data). The update is refused
+ *         unless mcr-ctl update --epoll-data-pointers declares the data pointers
  *   17    like 16 with a module inserted (count, 7) before log, whose default
  *         changes from 1 to 2 (as Debian's nginx inserts
  *         ngx_http_header_count_module): the configuration the new startup
@@ -130,6 +134,10 @@
 #define KV_VERSION 1
 #endif
 
+#if KV_VERSION == 16 || KV_VERSION == 17
+#define KV_MODULES 1
+#endif
+
 #define NBUCKETS 1024
 #define INBUF 4096
 
@@ -152,7 +160,7 @@ struct entry {
 
 struct conn {
   int fd;
-#if KV_VERSION == 5
+#if KV_VERSION == 5 || KV_VERSION == 18
   char trace[1100]; /* new: the connection no longer fits its slot */
 #elif KV_VERSION == 8
   unsigned long long since; /* new: fits */
@@ -161,7 +169,7 @@ struct conn {
   char in[INBUF]; /* bytes read but not yet handled */
   struct conn *next;
   void (*on_line)(struct conn *c, char *line); /* runs each complete line: command */
-#if KV_VERSION >= 16
+#ifdef KV_MODULES
   struct mod_ctx *ctx; /* the configuration, as an nginx connection's conf_ctx */
 #endif
 };
@@ -254,7 +262,9 @@ struct slot {
 static struct slot *slots;
 static struct slot *cur_slot; /* serve()'s stack pointer, as of its last event */
 static long *last_served;      /* into the field of the last slot SLOT counted in */
+#if KV_VERSION != 18
 static unsigned char last_conn[sizeof(void *)]; /* the newest connection, as bytes */
+#endif
 static volatile sig_atomic_t stopping;
 
 #if KV_VERSION == 3
@@ -328,7 +338,7 @@ static void reply(struct conn *c, const char *fmt, ...) {
     perror("kvstore: write");
 }
 
-#if KV_VERSION >= 16
+#ifdef KV_MODULES
 /* Modules (versions 16, 17; the comment at the top). The pool's header is at
  * the start of its block, as nginx's: the pieces start after it. */
 struct pool {
@@ -363,25 +373,25 @@ static struct mod_conf *make_conf(struct pool *pool, const char *name, long valu
 __attribute__((noinline)) static struct mod_conf *core_create(struct pool *pool) {
   return make_conf(pool, "core", 1);
 }
-#if KV_VERSION >= 17
+#if KV_VERSION == 17
 __attribute__((noinline)) static struct mod_conf *count_create(struct pool *pool) {
   return make_conf(pool, "count", 7);
 }
 #endif
 __attribute__((noinline)) static struct mod_conf *log_create(struct pool *pool) {
-  return make_conf(pool, "log", KV_VERSION >= 17 ? 2 : 1);
+  return make_conf(pool, "log", KV_VERSION == 17 ? 2 : 1);
 }
 __attribute__((noinline)) static struct mod_conf *stats_create(struct pool *pool) {
   return make_conf(pool, "stats", 3);
 }
 static struct module core_module = {"core", core_create, -1};
-#if KV_VERSION >= 17
+#if KV_VERSION == 17
 static struct module count_module = {"count", count_create, -1};
 #endif
 static struct module log_module = {"log", log_create, -1};
 static struct module stats_module = {"stats", stats_create, -1};
 static struct module *modules[] = {&core_module,
-#if KV_VERSION >= 17
+#if KV_VERSION == 17
                                    &count_module,
 #endif
                                    &log_module, &stats_module};
@@ -441,7 +451,7 @@ static void command(struct conn *c, char *line) {
   char *value = strtok_r(NULL, "\r", &save);
   stats.commands++;
   latency_ms[stats.commands % 4] = (int)(stats.commands % 1000);
-#if KV_VERSION >= 16
+#ifdef KV_MODULES
   cycle->requests++;
   snprintf(cycle->scratch, (size_t)(cycle->scratch_end - cycle->scratch), "%s", line);
 #endif
@@ -474,7 +484,7 @@ static void command(struct conn *c, char *line) {
     reply(c, "VERSION %d\n", KV_VERSION);
   } else if (!strcmp(cmd, "PIDFILE")) {
     reply(c, "PIDFILE %s\n", config.pidfile ? config.pidfile : "-");
-#if KV_VERSION >= 16
+#ifdef KV_MODULES
   } else if (!strcmp(cmd, "MODS")) {
     char out[256];
     size_t o = 0;
@@ -625,9 +635,12 @@ __attribute__((noinline)) static void serve(int lfd) {
   fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   mode = MODE_SERVING;
   struct slot *volatile slot = &slots[1]; /* on this stack across the wait */
+  /* on the heap, as nginx's event_list: the wait's output buffer */
+  struct epoll_event *events = malloc(64 * sizeof(*events));
+  if (!events)
+    return;
 
   while (!stopping) {
-    struct epoll_event events[64];
     int n = epoll_wait(ep, events, 64, -1);
     cur_slot = slot;
     for (int i = 0; i < n; i++) {
@@ -654,12 +667,14 @@ __attribute__((noinline)) static void serve(int lfd) {
         }
         c->fd = fd;
         c->on_line = command;
-#if KV_VERSION >= 16
+#ifdef KV_MODULES
         c->ctx = cycle->ctx;
 #endif
         c->next = conns;
         conns = c;
+#if KV_VERSION != 18
         memcpy(last_conn, &c, sizeof(c));
+#endif
         stats.conns_count++;
         struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
@@ -786,7 +801,7 @@ int main(int argc, char **argv) {
 #if KV_VERSION == 14
   new_at_startup = 14;
 #endif
-#if KV_VERSION >= 16
+#ifdef KV_MODULES
   if (modules_init() != 0) {
     fprintf(stderr, "kvstore: out of memory configuring the modules\n");
     return 1;

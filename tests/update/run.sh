@@ -188,6 +188,40 @@ bad_update() {
 new_pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_pid"])' "$work/update.json"; }
 
 case "$test" in
+epolldata)
+  # v18's struct conn no longer fits its slot (as v5's) and only the kernel's epoll
+  # registrations (their data) refer to connections without a type: refused
+  # (pinned by the epoll data) until --epoll-data-pointers declares the data
+  # pointers; then committed, each connection moved and its registration
+  # following it
+  build_versions 1 18
+  start "$work/v1/kvstore"
+  python3 "$client" fill "$port" 300
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'SET held 1\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "OK" ] || fail "v1: SET answered '$line'"
+  update_refused "$pid" "$work/v18/kvstore" v18
+  python3 - "$work/v18.json" <<'PY' || fail "v1 -> v18: not refused for the epoll data: $(cat "$work/v18.json")"
+import json, sys
+cs = json.load(open(sys.argv[1]))["conflicts"]
+sys.exit(0 if cs and all(c["kind"] == "pinned" and "epoll registration's data" in c["message"]
+                         for c in cs) else 1)
+PY
+  printf 'GET held\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "VALUE 1" ] || fail "v1 after the refusal: '$line'"
+  ok "v1 -> v18 refused (pinned by the epoll registrations' data), v1 serves on"
+  update "$pid" "$work/v18/kvstore" --epoll-data-pointers ||
+    fail "v1 -> v18 --epoll-data-pointers (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
+  grep -q "epoll registrations' data (declared pointers" "$work/update.json" ||
+    fail "v1 -> v18: no note of the registrations that follow: $(cat "$work/update.json")"
+  pid=$(new_pid_of)
+  printf 'GET held\nVERSION\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "VALUE 1" ] || fail "v18 on the held connection: GET answered '$line'"
+  read -r -t 5 line <&3 && [ "$line" = "VERSION 18" ] || fail "v18: VERSION answered '$line'"
+  python3 "$client" check "$port" 300 18 >/dev/null || fail "v18: the keys"
+  exec 3>&-
+  ok "v1 -> v18 --epoll-data-pointers committed: the held connection (moved) is served, its registration followed it, the keys are there"
+  ;;
 reinit)
   # v17 inserts a module before log and changes log's default (as Debian's nginx
   # inserts ngx_http_header_count_module): the configuration its startup builds
