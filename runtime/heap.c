@@ -1575,6 +1575,10 @@ int mcr_heap_find(const void *p, struct mcr_object *out)
   return 0;
 }
 
+/* mcr_heap_piece_sites; the startup's pieces are recorded by startup.c */
+static uint8_t piece_sites[MCR_PIECE_SITES_BYTES];
+extern int mcr_startup_on; /* startup.h (a weak default in malloc.c) */
+
 void mcr_heap_set_tag(const void *p, uint32_t tag)
 {
   uintptr_t base;
@@ -1587,6 +1591,14 @@ void mcr_heap_set_tag(const void *p, uint32_t tag)
   /* Deeper inside, p is a sub-allocation (a pool's), not the object. */
   if (tagp && (uintptr_t)p - base <= MCR_TAG_MAX_HEADER)
     *tagp = tag;
+  else if (tagp && tag >= MCR_TAG_FIRST_SITE && !__atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED) &&
+           !(piece_sites[tag >> 3] & (1u << (tag & 7))))
+    __atomic_or_fetch(&piece_sites[tag >> 3], (uint8_t)(1u << (tag & 7)), __ATOMIC_RELAXED);
+}
+
+const uint8_t *mcr_heap_piece_sites(void)
+{
+  return piece_sites;
 }
 
 /* fn on every live object in slots [from, to) of class c. */

@@ -162,6 +162,13 @@ struct mcr_heap_range {
  * lists every used page of the large arena. */
 size_t mcr_heap_ranges(const struct mcr_heap_state *st, struct mcr_heap_range *out, size_t max);
 
+/* The allocation sites (tags) that handed out a piece of a heap object (a pool
+ * allocator wrapper's result inside a pool block) after the startup ended, a bit
+ * each: such pieces are not objects the runtime knows, so an update cannot
+ * convert them when their type changed (runtime/transfer.c refuses it). */
+const uint8_t *mcr_heap_piece_sites(void);
+#define MCR_PIECE_SITES_BYTES ((MCR_TAG_MAX + 1) / 8)
+
 /* In the NEW process: makes every range of mcr_heap_ranges(old) read-write,
  * after checking that old is a heap at this heap's address and geometry and
  * that none of its ranges overlaps this process's own objects. Returns 0, or

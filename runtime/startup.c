@@ -86,7 +86,7 @@
 #define LOG_VERSION 1u
 #define HEADER_SIZE 88u       /* 64 up to runtime c1e5beb: no snapshot fields */
 #define ENTRY_FIXED 104u      /* serialized entry without its strings */
-#define ALLOC_REC 48u         /* 32 up to runtime c1e5beb: no flags, block, hash */
+#define ALLOC_REC 56u         /* 32 up to runtime c1e5beb: no flags, block, hash, site */
 #define ALLOC_REC_V1 32u
 #define HEADER_SIZE_V1 64u
 #define HASH_CAP ((uint64_t)64 << 20) /* bytes of startup objects hashed at its end */
@@ -2741,7 +2741,8 @@ uint64_t mcr_startup_bytes_hash(const void *p, size_t len)
   return h ? h : 1;
 }
 
-void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uintptr_t ra)
+void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uint32_t site,
+                            uintptr_t ra)
 {
   struct mcr_object o;
   uintptr_t a = (uintptr_t)p;
@@ -2758,7 +2759,8 @@ void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uin
   if (tables() != 0)
     goto out;
   add_record((struct mcr_startup_alloc){.addr = (uint64_t)a, .size = size, .stack_id = id,
-                                        .flags = MCR_SA_PIECE, .block = (uint64_t)(uintptr_t)o.base});
+                                        .flags = MCR_SA_PIECE, .site = site,
+                                        .block = (uint64_t)(uintptr_t)o.base});
 out:
   pthread_mutex_unlock(&st_lock);
   mcr_in_runtime--;
@@ -2911,8 +2913,9 @@ const struct mcr_startup_alloc *mcr_startup_old_alloc(uint64_t stack_id, uint32_
  *     u64 ino[2], u64 link_hash[2], u16 detail_len, u16 stack_len, u32 0),
  *     then the detail and the stack text (no NUL), padded with 0 to 8 bytes;
  *   nallocs records of alloc_rec bytes: u64 addr, u64 size, u64 stack_id,
- *     u32 ordinal, u32 flags (MCR_SA_*), u64 block, u64 hash (the last three
- *     absent in records of 32 bytes).
+ *     u32 ordinal, u32 flags (MCR_SA_*), u64 block, u64 hash, u32 site, u32 0
+ *     (flags, block and hash absent in records of 32 bytes, site in records
+ *     of 48).
  * A reader accepts larger entry_fixed/alloc_rec/header_size (fields appended
  * later) and skips what it does not know.
  */
@@ -3029,6 +3032,8 @@ int mcr_startup_serialize(void **bufp, size_t *lenp)
     PUT(&c, allocs[i].flags);
     PUT(&c, allocs[i].block);
     PUT(&c, allocs[i].hash);
+    PUT(&c, allocs[i].site);
+    PUT(&c, (uint32_t)0);
   }
   sum = checksum(c.p, total);
   memcpy(c.p + 48, &sum, sizeof(sum));
@@ -3220,11 +3225,13 @@ int mcr_startup_parse(const void *buf, size_t len, struct mcr_startup_log *out, 
     GET(&r, a->size);
     GET(&r, a->stack_id);
     GET(&r, a->ordinal);
-    if (arec >= ALLOC_REC) {
+    if (arec >= 48) {
       GET(&r, a->flags);
       GET(&r, a->block);
       GET(&r, a->hash);
     }
+    if (arec >= ALLOC_REC)
+      GET(&r, a->site);
     a->live = 1;
     r.off = start + arec;
     if (!a->addr || a->size > (1ull << 48)) {

@@ -104,7 +104,7 @@ struct mcr_startup_alloc {
   uint32_t ordinal;  /* among allocations with the same stack_id, freed ones included */
   uint32_t live;     /* internal: 0 once freed (never in what mcr_startup_allocs returns) */
   uint32_t flags;    /* MCR_SA_* */
-  uint32_t pad;
+  uint32_t site;     /* a piece: its allocation site's tag in the recording process */
   uint64_t block;    /* a piece: the heap object it is carved from (its start) */
   uint64_t hash;     /* of its bytes when the startup ended (mcr_startup_bytes_hash); 0: not
                       * known (the startup had not ended, or the record was retargeted) */
@@ -119,7 +119,8 @@ uint64_t mcr_startup_bytes_hash(const void *p, size_t len);
  * p, of size bytes, was returned by a wrapper whose result lies inside a heap
  * object (a pool's piece); site_key hashes its allocation site's key. ra is the
  * wrapper call's return address. */
-void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uintptr_t ra);
+void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uint32_t site,
+                            uintptr_t ra);
 
 /* The executable's writable data as it was when this process's startup ended
  * (a private copy, made then): where the copy is and what it copies. */

@@ -180,6 +180,14 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
         mcr_buf_u64(out, qs[i]->out_hi);
       }
   }
+  /* the sites that handed out pool pieces after the startup (heap.h) */
+  {
+    uint32_t nbytes = (mcr_site_id_limit() + 7) / 8;
+    if (nbytes > MCR_PIECE_SITES_BYTES)
+      nbytes = MCR_PIECE_SITES_BYTES;
+    mcr_buf_u32(out, nbytes);
+    mcr_buf_put(out, mcr_heap_piece_sites(), nbytes);
+  }
   mcr_buf_u32(out, (uint32_t)nfds);
   for (size_t i = 0; i < nfds; i++) {
     int fl = fcntl(fds[i], F_GETFD);
@@ -373,6 +381,7 @@ static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval
 static size_t redirect(uintptr_t *w, size_t nwords);
 static int in_unchanged_orphan(struct ctx *c, uintptr_t a);
 static int read_dead(struct ctx *c, struct mcr_buf *st);
+static int read_pieces(struct ctx *c, struct mcr_buf *st);
 static int plan_pairs(void);
 static int plan_sync(void);
 
@@ -2453,6 +2462,63 @@ static int step_redirect(struct ctx *c)
   return 0;
 }
 
+/* ---- pool pieces of changed types ----
+ * A piece a pool allocator handed out (a wrapper's result inside a heap object)
+ * is no object of the heap's: the transform cannot find it, so one whose type
+ * changed would be read with the new layout after the update (nginx 1.18.0 ->
+ * 1.22.1: the new workers crashed on the old ngx_listening_t). Refused when
+ * such pieces may be alive: the site handed one out after the startup (the old
+ * process's bitmap, heap.h), or one of the startup's is alive and does not stay
+ * the new startup's (--reinit). */
+static int read_pieces(struct ctx *c, struct mcr_buf *st)
+{
+  uint32_t nbytes = mcr_buf_get_u32(st);
+  uint8_t bits[MCR_PIECE_SITES_BYTES];
+  size_t found = 0;
+
+  if (st->bad || nbytes > sizeof(bits) || mcr_buf_get(st, bits, nbytes) != 0) {
+    conflict(c, "the old process's pool sites could not be read");
+    return -1;
+  }
+  for (uint32_t t = MCR_TAG_FIRST_SITE; t < nbytes * 8 && t < c->tag_limit; t++) {
+    const char *name, *key;
+    if (!(bits[t >> 3] & (1u << (t & 7))) || !c->tag_map[t] ||
+        !(name = mcr_xform_changed_type(c->tag_map[t], &key)))
+      continue;
+    if (++found <= 8)
+      conflict(c, "type\tpieces of a pool of type %s were handed out after the startup "
+                  "(an allocator wrapper's results inside a pool block): mcr does not track "
+                  "them, so it cannot convert them, and a live one would be read with the "
+                  "new layout\tsite %s\t%s\t%s\t\t\t\tkeep this type unchanged in "
+                  "this update, or restart the server",
+               name, key, name, name);
+  }
+  const struct mcr_startup_alloc *olds;
+  size_t nold = mcr_startup_old_allocs(&olds);
+  for (size_t i = 0; i < nold; i++) {
+    const struct mcr_startup_alloc *a = &olds[i];
+    const char *name, *key;
+    struct mcr_object o;
+    if (!(a->flags & MCR_SA_PIECE) || !a->site || a->site >= c->tag_limit ||
+        !c->tag_map[a->site] || !(name = mcr_xform_changed_type(c->tag_map[a->site], &key)))
+      continue;
+    struct pair *q = pair_of_old(a->addr);
+    if ((q && q->reinit && q->obase == a->addr) ||
+        mcr_heap_find((const void *)(uintptr_t)a->addr, &o) != 0 ||
+        (uintptr_t)o.base != a->block)
+      continue; /* stays the new startup's, or gone with its pool */
+    if (++found <= 8)
+      conflict(c, "type\ta piece of the startup's pools of type %s (0x%llx, %llu bytes) is "
+                  "alive and not the new startup's: mcr cannot convert pool pieces, and it "
+                  "would be read with the new layout\tsite %s\t%s\t%s\t\t\t\tkeep "
+                  "this type unchanged in this update, or restart the server",
+               name, (unsigned long long)a->addr, (unsigned long long)a->size, key, name, name);
+  }
+  if (found > 8)
+    conflict(c, "type\t%zu more pool pieces or sites of changed types", found - 8);
+  return found ? -1 : 0;
+}
+
 /* ---- the output buffers of the old threads' waits ---- */
 
 /* The ranges the old process sent (mcr_transfer_describe), and this process's
@@ -2475,6 +2541,8 @@ static int read_dead(struct ctx *c, struct mcr_buf *st)
     conflict(c, "the old threads' wait buffers could not be read");
     return -1;
   }
+  if (read_pieces(c, st) != 0)
+    return -1;
   /* and this process's parked threads' (on their stacks, say) */
   k = n;
   for (size_t i = 0; i < nq && i < 1024; i++)

@@ -130,7 +130,8 @@ void __mcr_tag(void *ptr, struct mcr_site *site) {
 
 /* The startup's pieces (startup.h); weak defaults beside malloc.c's. */
 extern int mcr_startup_on;
-void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uintptr_t ra);
+void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uint32_t site,
+                            uintptr_t ra);
 
 /* An allocator wrapper's result with its size: as __mcr_tag, and while the
  * startup is recorded, a result inside a heap object (a pool's piece) is
@@ -144,7 +145,8 @@ __attribute__((noinline)) void __mcr_tag_sized(void *ptr, struct mcr_site *site,
     if (site->blob && mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) == 0 &&
         mcr_typetab_site_key(&tt, site->index, key, sizeof(key)) == 0)
       k = mcr_fnv(MCR_FNV_OFFSET, key, strlen(key));
-    mcr_startup_piece_hook(ptr, size, k, (uintptr_t)__builtin_return_address(0));
+    mcr_startup_piece_hook(ptr, size, k, __atomic_load_n(&site->id, __ATOMIC_RELAXED),
+                           (uintptr_t)__builtin_return_address(0));
   }
 }
 

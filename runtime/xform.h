@@ -109,6 +109,10 @@ struct mcr_xform_region {
   const char *name;
   int pointers; /* every word is a pointer (declared: mcr-ctl update --epoll-data-pointers) */
 };
+/* When the objects of (new) tag tag change type: the new type's name (its
+ * site's key in *key), else NULL. */
+const char *mcr_xform_changed_type(uint32_t tag, const char **key);
+
 /* The old threads' wait output buffers (n ranges, lo/hi pairs; quiesce.h):
  * their words pin nothing. */
 void mcr_xform_set_dead(const uint64_t *ranges, size_t n);

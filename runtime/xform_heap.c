@@ -458,6 +458,16 @@ static int map_off(const struct chobj *c, uint64_t off, int as_field, uint64_t *
  * its address, and the word, if it is a pointer, must stay right without being
  * rewritten: allowed when the object converts in place and the word points to
  * its start or to a field that keeps its offset. */
+const char *mcr_xform_changed_type(uint32_t tag, const char **key)
+{
+  const struct tinfo *ti = mcr_xform_tinfo(tag);
+  if (!ti)
+    return NULL;
+  if (key)
+    *key = ti->key ? ti->key : "";
+  return ti->new_name && *ti->new_name ? ti->new_name : "(unnamed)";
+}
+
 static const uint64_t *dead_v; /* mcr_xform_set_dead */
 static size_t dead_n, dead_words;
 

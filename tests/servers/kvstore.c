@@ -98,6 +98,9 @@
  *         SCRATCH -> SCRATCH size cmd: the cycle's scratch piece (start and
  *         end, whose end is the next piece's start) holds the command's first
  *         bytes
+ *   19    like 16 but struct mod_conf has a new field: the startup's pieces of that
+ *         type (each module's configuration) and the one MODS takes after the
+ *         startup cannot be converted, so the update is refused, --reinit or not
  *   18    like 1 but struct conn has a new field too big for its slot (as 5), and no
  *         byte buffer refers to connections: what refers to them without a type is
  *         the kernel's epoll registrations (their data). The update is refused
@@ -134,7 +137,7 @@
 #define KV_VERSION 1
 #endif
 
-#if KV_VERSION == 16 || KV_VERSION == 17
+#if KV_VERSION == 16 || KV_VERSION == 17 || KV_VERSION == 19
 #define KV_MODULES 1
 #endif
 
@@ -354,6 +357,9 @@ __attribute__((noinline)) void *pool_alloc(struct pool *p, size_t size) {
 }
 struct mod_conf {
   const char *name;
+#if KV_VERSION == 19
+  long weight; /* new: the pool pieces of this type cannot be converted */
+#endif
   long value;
 };
 struct module {
@@ -488,6 +494,10 @@ static void command(struct conn *c, char *line) {
   } else if (!strcmp(cmd, "MODS")) {
     char out[256];
     size_t o = 0;
+    /* a piece of the pool after the startup, as nginx's requests take theirs */
+    struct mod_conf *last = pool_alloc(conf_pool, sizeof(*last));
+    if (last)
+      *last = *c->ctx->confs[0];
     for (int i = 0; i < NMODULES && o < sizeof(out); i++) {
       const struct mod_conf *mc = c->ctx->confs[modules[i]->index];
       o += (size_t)snprintf(out + o, sizeof(out) - o, " %s=%ld", mc->name, mc->value);

@@ -188,6 +188,34 @@ bad_update() {
 new_pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_pid"])' "$work/update.json"; }
 
 case "$test" in
+pieces)
+  # v19 changed struct mod_conf, whose objects are pieces of a pool (pool_alloc, a
+  # wrapper): the startup's (each module's configuration, alive; with another size,
+  # so with no counterpart in v19's startup) and the one MODS took after the
+  # startup. mcr cannot convert pool pieces: refused, --reinit or not, naming the
+  # type; the old version serves on
+  cflags+=(--mcr-wrappers="$top/tests/servers/kvstore.wrappers")
+  prof_version=16 build_versions 16 19
+  start "$work/v16/kvstore"
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'MODS\n' >&3
+  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] || fail "v16: MODS answered '$line'"
+  for args in "" "--reinit"; do
+    update_refused "$pid" "$work/v19/kvstore" v19 $args
+    python3 - "$work/v19.json" <<'PY' || fail "v16 -> v19 $args: the report does not name the pool pieces: $(cat "$work/v19.json")"
+import json, sys
+cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "type"]
+after = [c for c in cs if "handed out after the startup" in c["message"] and "mod_conf" in c["message"]]
+startup = [c for c in cs if "piece of the startup's pools" in c["message"] and "mod_conf" in c["message"]]
+sys.exit(0 if after and startup else 1)
+PY
+    alive "$pid" || fail "v16 -> v19 $args: the old process died"
+    printf 'MODS\n' >&3
+    read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] || fail "v16 after the refusal: '$line'"
+    ok "v16 -> v19 ${args:-without --reinit} refused: pool pieces of struct mod_conf (the startup's and one handed out after it), v16 serves on"
+  done
+  exec 3>&-
+  ;;
 epolldata)
   # v18's struct conn no longer fits its slot (as v5's) and only the kernel's epoll
   # registrations (their data) refer to connections without a type: refused
