@@ -2505,15 +2505,13 @@ size_t mcr_startup_anon_maps(struct mcr_anon_map *out, size_t max)
  * the new version's startup rebuilds: docs/update.md, "Reinitialized startup
  * state") from the ones it did. Up to HASH_CAP bytes: beyond, hash 0 (unknown). */
 static void drop_dead_pieces(void);
-static void compact(void);
 
 static void hash_records(void)
 {
   uint64_t done = 0;
   if (!allocs || !alloc_index)
     return;
-  drop_dead_pieces();
-  compact();
+  drop_dead_pieces(); /* (no compaction: rebuilding the index costs a millisecond here) */
   for (unsigned i = 0; i < nallocs; i++) {
     struct mcr_startup_alloc *a = &allocs[i];
     a->hash = 0;

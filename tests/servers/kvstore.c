@@ -708,6 +708,11 @@ static void on_child(int sig) {
 __attribute__((always_inline)) static inline void child_serve(int index, int lfd) {
   worker_index = index;
   master_pid = getppid();
+  sigset_t ours; /* blocked by the master outside its wait */
+  sigemptyset(&ours);
+  sigaddset(&ours, SIGCHLD);
+  sigaddset(&ours, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &ours, NULL);
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   serve(lfd);
   exit(0);
@@ -882,6 +887,16 @@ int main(int argc, char **argv) {
   struct sigaction sc = {0};
   sc.sa_handler = on_child;
   sigaction(SIGCHLD, &sc, NULL);
+  /* the master waits in sigsuspend with SIGCHLD and SIGTERM blocked outside it,
+   * as nginx's: a child that dies before the wait (the loader exits at once)
+   * is not missed; the children unblock them (child_serve, spawn_loader) */
+  sigset_t block, waitmask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGCHLD);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, &waitmask);
+  sigdelset(&waitmask, SIGCHLD);
+  sigdelset(&waitmask, SIGTERM);
   for (int i = 0; i < KV_PREFORK; i++)
     if (spawn_worker(i, lfd) != 0)
       return 1;
@@ -892,8 +907,8 @@ int main(int argc, char **argv) {
   /* the master: waits for the end, then ends its workers */
   fprintf(stderr, "kvstore: master %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   while (!stopping) {
-    if (!child_died) /* a child may have died already (the loader exits at once) */
-      pause();
+    if (!child_died)
+      sigsuspend(&waitmask);
     if (child_died) {
       child_died = 0;
       reap_children(lfd);
