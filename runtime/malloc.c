@@ -26,10 +26,11 @@ __attribute__((weak)) void mcr_startup_alloc_hook(void *newp, void *oldp, uintpt
 {
   (void)newp, (void)oldp, (void)ra;
 }
-__attribute__((weak)) void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key,
-                                                  uint32_t site, uintptr_t ra)
+struct mcr_site;
+__attribute__((weak)) void mcr_startup_piece_hook(const void *p, uint64_t size,
+                                                  const struct mcr_site *site, uintptr_t ra)
 {
-  (void)p, (void)size, (void)site_key, (void)site, (void)ra;
+  (void)p, (void)size, (void)site, (void)ra;
 }
 #define HOOK(newp, oldp)                                                                       \
   (__builtin_expect(mcr_startup_on, 0)                                                        \

@@ -63,6 +63,7 @@
 #include "control.h"
 #include "heap.h"
 #include "stackid.h"
+#include "types.h"
 #include "update.h"
 
 #define MCR_EXPORT __attribute__((visibility("default")))
@@ -2739,7 +2740,7 @@ uint64_t mcr_startup_bytes_hash(const void *p, size_t len)
   return h ? h : 1;
 }
 
-void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uint32_t site,
+void mcr_startup_piece_hook(const void *p, uint64_t size, const struct mcr_site *site,
                             uintptr_t ra)
 {
   struct mcr_object o;
@@ -2749,15 +2750,22 @@ void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uin
       !p || !size || mcr_heap_find(p, &o) != 0 || a <= (uintptr_t)o.base + MCR_TAG_MAX_HEADER ||
       size > (uintptr_t)o.base + o.size - a)
     return; /* not a piece: an object of its own (the allocation hook records it) */
+  /* the events the allocation hook counts bound this too */
+  if (__atomic_add_fetch(&alloc_events, 1, __ATOMIC_RELAXED) > ALLOC_EVENT_CAP) {
+    __atomic_and_fetch(&mcr_startup_on, ~ON_ALLOCS, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&allocs_dropped, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  uint32_t site_id = __atomic_load_n(&site->id, __ATOMIC_RELAXED);
   uint64_t id = mcr_stack_id_at(ra);
-  id = (id ^ site_key) * 0x100000001b3ull;
+  id = (id ^ mcr_site_key_hash(site)) * 0x100000001b3ull;
   id = id ? id : 1;
   mcr_in_runtime++;
   pthread_mutex_lock(&st_lock);
   if (tables() != 0)
     goto out;
   add_record((struct mcr_startup_alloc){.addr = (uint64_t)a, .size = size, .stack_id = id,
-                                        .flags = MCR_SA_PIECE, .site = site,
+                                        .flags = MCR_SA_PIECE, .site = site_id,
                                         .block = (uint64_t)(uintptr_t)o.base});
 out:
   pthread_mutex_unlock(&st_lock);

@@ -115,11 +115,13 @@ struct mcr_startup_alloc {
 /* The hash the startup records keep of an object's bytes (never 0). */
 uint64_t mcr_startup_bytes_hash(const void *p, size_t len);
 
-/* The allocator wrappers' hook (heap.c, __mcr_tag_sized, only while recording):
- * p, of size bytes, was returned by a wrapper whose result lies inside a heap
- * object (a pool's piece); site_key hashes its allocation site's key. ra is the
- * wrapper call's return address. */
-void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uint32_t site,
+/* The allocator wrappers' hook (types.c, __mcr_tag_sized, only while the
+ * window is open): p, of size bytes, was returned by a wrapper at site; when it
+ * lies inside a heap object (a pool's piece) and allocations are recorded, it is
+ * recorded, its ID mixing the call stack with the site's key. ra is the wrapper
+ * call's return address. */
+struct mcr_site;
+void mcr_startup_piece_hook(const void *p, uint64_t size, const struct mcr_site *site,
                             uintptr_t ra);
 
 /* The executable's writable data as it was when this process's startup ended

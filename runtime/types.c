@@ -128,26 +128,29 @@ void __mcr_tag(void *ptr, struct mcr_site *site) {
   mcr_heap_tag_new(ptr, id);
 }
 
-/* The startup's pieces (startup.h); weak defaults beside malloc.c's. */
+/* The startup's pieces (startup.h); a weak default beside malloc.c's. */
 extern int mcr_startup_on;
-void mcr_startup_piece_hook(const void *p, uint64_t size, uint64_t site_key, uint32_t site,
+void mcr_startup_piece_hook(const void *p, uint64_t size, const struct mcr_site *site,
                             uintptr_t ra);
 
 /* An allocator wrapper's result with its size: as __mcr_tag, and while the
  * startup is recorded, a result inside a heap object (a pool's piece) is
- * recorded as a startup object of its own. */
+ * recorded as a startup object of its own. Outside the startup this costs a
+ * load and a branch. */
 __attribute__((noinline)) void __mcr_tag_sized(void *ptr, struct mcr_site *site, uint64_t size) {
   __mcr_tag(ptr, site);
-  if (__builtin_expect(mcr_startup_on, 0) && ptr && site) {
-    struct mcr_typetab tt;
-    char key[1024];
-    uint64_t k = 0;
-    if (site->blob && mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) == 0 &&
-        mcr_typetab_site_key(&tt, site->index, key, sizeof(key)) == 0)
-      k = mcr_fnv(MCR_FNV_OFFSET, key, strlen(key));
-    mcr_startup_piece_hook(ptr, size, k, __atomic_load_n(&site->id, __ATOMIC_RELAXED),
-                           (uintptr_t)__builtin_return_address(0));
-  }
+  if (__builtin_expect(mcr_startup_on, 0) && ptr && site)
+    mcr_startup_piece_hook(ptr, size, site, (uintptr_t)__builtin_return_address(0));
+}
+
+/* The hash of site's key (file, function, callee, ordinal), or 0. */
+uint64_t mcr_site_key_hash(const struct mcr_site *site) {
+  struct mcr_typetab tt;
+  char key[1024];
+  if (!site || !site->blob || mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) != 0 ||
+      mcr_typetab_site_key(&tt, site->index, key, sizeof(key)) != 0)
+    return 0;
+  return mcr_fnv(MCR_FNV_OFFSET, key, strlen(key));
 }
 
 void __mcr_untag(void *ptr) {

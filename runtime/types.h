@@ -35,5 +35,7 @@ uint32_t mcr_site_id_of(struct mcr_site *site);
 
 /* One past the highest site id handed out so far. */
 uint32_t mcr_site_id_limit(void);
+/* The hash of site's key (file, function, callee, ordinal), or 0. */
+uint64_t mcr_site_key_hash(const struct mcr_site *site);
 
 #endif /* MCR_TYPES_H */
