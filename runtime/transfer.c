@@ -49,18 +49,28 @@ extern struct mcr_site __stop_mcr_sites[] __attribute__((weak, visibility("hidde
 
 /* ---- sites: the same allocation site in both versions ----
  * Keyed by (source module, enclosing function, callee, ordinal among the
- * module's sites with that function and callee): line numbers move with any
- * code change, these do not. */
-
-static int site_key(const struct mcr_site *s, char *buf, size_t len)
-{
-  struct mcr_typetab tt;
-  if (!s || !s->blob || mcr_typetab_open(&tt, s->blob, s->blob->total_size, NULL) != 0)
-    return -1;
-  return mcr_typetab_site_key(&tt, s->index, buf, len);
-}
+ * module's sites with that function and callee; types.h mcr_site_key): line
+ * numbers move with any code change, these do not. */
 
 /* ---- old side ---- */
+
+#define WAIT_BUFFERS_MAX 1024
+
+/* The output buffers of the waits this process's threads are in at their
+ * quiescent points (quiesce.h out_lo/out_hi), lo/hi pairs into v (room for
+ * WAIT_BUFFERS_MAX); how many. Both sides use them (read_dead). */
+static size_t wait_buffers(uint64_t *v)
+{
+  struct mcr_qthread *qs[WAIT_BUFFERS_MAX];
+  size_t n = mcr_threads_qstates(qs, WAIT_BUFFERS_MAX), k = 0;
+  for (size_t i = 0; i < n && i < WAIT_BUFFERS_MAX; i++)
+    if (qs[i]->out_hi > qs[i]->out_lo) {
+      v[2 * k] = qs[i]->out_lo;
+      v[2 * k + 1] = qs[i]->out_hi;
+      k++;
+    }
+  return k;
+}
 
 /* The site key of every site id in use (old side; build_tag_map reads it). */
 static void put_site_keys(struct mcr_buf *out)
@@ -70,7 +80,7 @@ static void put_site_keys(struct mcr_buf *out)
   mcr_buf_u32(out, limit);
   for (uint32_t id = MCR_TAG_FIRST_SITE; id < limit; id++) {
     struct mcr_site *s = mcr_site_by_id(id);
-    mcr_buf_str(out, s && site_key(s, key, sizeof(key)) == 0 ? key : "");
+    mcr_buf_str(out, s && mcr_site_key(s, key, sizeof(key)) == 0 ? key : "");
   }
 }
 
@@ -169,16 +179,10 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
   mcr_tls_describe(out);
   /* the output buffers of the waits the threads are parked in (quiesce.h) */
   {
-    struct mcr_qthread *qs[1024];
-    size_t n = mcr_threads_qstates(qs, 1024), k = 0;
-    for (size_t i = 0; i < n && i < 1024; i++)
-      k += qs[i]->out_hi > qs[i]->out_lo;
+    uint64_t v[2 * WAIT_BUFFERS_MAX];
+    size_t k = wait_buffers(v);
     mcr_buf_u32(out, (uint32_t)k);
-    for (size_t i = 0; i < n && i < 1024; i++)
-      if (qs[i]->out_hi > qs[i]->out_lo) {
-        mcr_buf_u64(out, qs[i]->out_lo);
-        mcr_buf_u64(out, qs[i]->out_hi);
-      }
+    mcr_buf_put(out, v, k * 2 * sizeof(uint64_t));
   }
   /* the sites that handed out pool pieces after the startup (heap.h) */
   {
@@ -458,7 +462,7 @@ int mcr_transfer_prepare(pid_t old_pid, char *err, size_t errlen)
   if (!sites.key || !sites.site)
     return -1;
   for (size_t i = 0; i < nnew; i++) {
-    if (site_key(&__start_mcr_sites[i], key, sizeof(key)) != 0)
+    if (mcr_site_key(&__start_mcr_sites[i], key, sizeof(key)) != 0)
       continue;
     size_t h = str_hash(key) & (sites.cap - 1);
     while (sites.key[h] && strcmp(sites.key[h], key))
@@ -1309,6 +1313,14 @@ static int put_value(struct ctx *c, const struct gplan *g, unsigned char *val, u
   return 0;
 }
 
+/* The aligned words of global g in this process: the first, their count in *n. */
+static uintptr_t *global_words(const struct gplan *g, size_t *n)
+{
+  uintptr_t lo = (g->na + 7) & ~(uintptr_t)7, hi = (g->na + g->size) & ~(uintptr_t)7;
+  *n = hi > lo ? (hi - lo) / sizeof(uintptr_t) : 0;
+  return (uintptr_t *)lo;
+}
+
 /* In the pause: copies the planned globals. */
 static int step_globals(struct ctx *c)
 {
@@ -1347,7 +1359,7 @@ static int step_globals(struct ctx *c)
       return -1;
     }
   }
-  size_t reinit_kept = 0, reinit_refused = 0, redirected = 0;
+  size_t reinit_kept = 0, reinit_refused = 0, redirected = 0, nw;
   for (size_t i = 0; i < plan.ng; i++) {
     struct gplan *g = &plan.g[i];
     unsigned char *dst = (unsigned char *)g->na;
@@ -1359,8 +1371,8 @@ static int step_globals(struct ctx *c)
                            !g->xplan && g->osize == g->size)) {
         reinit_kept++;
         g->reinit = 1;
-        rewrite((uintptr_t *)(((uintptr_t)dst + 7) & ~(uintptr_t)7),
-                (g->size - ((8 - g->na % 8) % 8)) / sizeof(uintptr_t));
+        uintptr_t *w = global_words(g, &nw);
+        rewrite(w, nw);
         continue;
       }
       reinit_refused++;
@@ -1377,9 +1389,10 @@ static int step_globals(struct ctx *c)
     int r = put_value(c, g, val, dst, NULL);
     if (r < 0)
       return -1;
-    if (r == 0 && reinit_on())
-      redirected += redirect((uintptr_t *)(((uintptr_t)dst + 7) & ~(uintptr_t)7),
-                             (g->size - ((8 - g->na % 8) % 8)) / sizeof(uintptr_t));
+    if (r == 0 && reinit_on()) {
+      uintptr_t *w = global_words(g, &nw);
+      redirected += redirect(w, nw);
+    }
     converted += r == 0 && g->xplan;
     bytes += r == 0 ? g->size : 0;
   }
@@ -1933,6 +1946,7 @@ struct pair {
   int reinit;  /* the old object never changed since its startup: this process's stays,
                 * and pointers to the old one are moved to it (step_reinit) */
   uint64_t ohash; /* the old record's hash of its bytes when its startup ended (0: none) */
+  uint32_t osite; /* a piece: the old record's site (old tag), 0 if unknown */
   int container;  /* a heap object holding paired pieces (a pool block): with --reinit,
                    * its pieces decide, and the rest of it (strings the pool handed out,
                    * its header) is nobody's counterpart, as the layouts may differ */
@@ -2024,7 +2038,8 @@ static int plan_pairs(void)
           mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
       if (o && o->size == mine[i].size && !(o->flags & MCR_SA_PIECE) == !pieces)
         pairs.p[pairs.np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o->addr,
-                                            mine[i].size, 0, -1, pieces, 0, o->hash, 0};
+                                            mine[i].size, 0, -1, pieces, 0, o->hash,
+                                            o->site, 0};
       else
         pairs.stay[pairs.nstay++] = &mine[i];
     }
@@ -2172,6 +2187,30 @@ static int reinit_on(void)
   return r && r->reinit;
 }
 
+/* A scratch buffer for old objects' bytes (in the ctx's arena). */
+struct scratch {
+  unsigned char *p;
+  size_t cap;
+};
+
+/* Whether [addr, addr+size) of the old process still hashes to hash, the
+ * record's when its startup ended (-1: it could not be read). */
+static int old_unchanged(struct ctx *c, struct scratch *b, uint64_t addr, size_t size,
+                         uint64_t hash)
+{
+  if (size > b->cap) {
+    b->cap = size > 65536 ? size : 65536;
+    if (!(b->p = mcr_arena_alloc(c->arena, b->cap, 16))) {
+      b->cap = 0;
+      return -1;
+    }
+  }
+  struct iovec l = {b->p, size}, r = {(void *)(uintptr_t)addr, size};
+  if (process_vm_readv(c->old_pid, &l, 1, &r, 1, 0) != (ssize_t)size)
+    return -1;
+  return mcr_startup_bytes_hash(b->p, size) == hash;
+}
+
 static void read_old_snapshot(void)
 {
   struct mcr_startup_snapshot sn;
@@ -2197,21 +2236,15 @@ static int global_unchanged(uintptr_t oa, const unsigned char *val, size_t len)
 }
 
 /* The old startup objects the new startup has no counterpart of and the old
- * process never changed since its startup (their bytes, read from it, hash as
- * they did then): configuration of code the new version lacks (a module it
- * removed). Built on first use, in the pause; sorted by address. */
+ * process never changed since its startup: configuration of code the new
+ * version lacks (a module it removed). Built on first use, in the pause, as
+ * pairs with only their old side (pieces [0, npieces), then heap objects, each
+ * sorted by address: find_old). */
 static struct {
   int built;
-  const struct mcr_startup_alloc **v;
-  size_t n;
+  struct pair **v;
+  size_t n, npieces;
 } orphans;
-
-static int cmp_alloc_addr(const void *a, const void *b)
-{
-  const struct mcr_startup_alloc *x = *(const struct mcr_startup_alloc *const *)a,
-                                  *y = *(const struct mcr_startup_alloc *const *)b;
-  return x->addr < y->addr ? -1 : x->addr > y->addr;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -2219,64 +2252,52 @@ static int cmp_u64(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
+static int cmp_old(const void *a, const void *b);
+
 static void build_orphans(struct ctx *c)
 {
   const struct mcr_startup_alloc *olds;
   size_t nold = mcr_startup_old_allocs(&olds);
   uint64_t *paired = mcr_arena_alloc(c->arena, (pairs.np + 1) * sizeof(uint64_t), 8);
-  unsigned char *buf = NULL;
-  size_t cap = 0, np = 0;
+  struct pair *all = mcr_arena_alloc(c->arena, (nold + 1) * sizeof(*all), 8);
+  struct scratch b = {NULL, 0};
+  size_t np = 0;
 
   orphans.built = 1;
   orphans.v = mcr_arena_alloc(c->arena, (nold + 1) * sizeof(*orphans.v), 8);
-  if (!paired || !orphans.v)
+  if (!paired || !all || !orphans.v)
     return;
   for (size_t i = 0; i < pairs.np; i++)
     paired[np++] = pairs.p[i].obase;
   qsort(paired, np, sizeof(uint64_t), cmp_u64);
-  for (size_t i = 0; i < nold; i++) {
-    const struct mcr_startup_alloc *a = &olds[i];
-    if (!a->hash || bsearch(&a->addr, paired, np, sizeof(uint64_t), cmp_u64))
-      continue;
-    if (a->size > cap) {
-      cap = a->size > 65536 ? a->size : 65536;
-      if (!(buf = mcr_arena_alloc(c->arena, cap, 16)))
-        return;
+  for (int piece = 1; piece >= 0; piece--) {
+    size_t from = orphans.n;
+    for (size_t i = 0; i < nold; i++) {
+      const struct mcr_startup_alloc *a = &olds[i];
+      if (!(a->flags & MCR_SA_PIECE) != !piece || !a->hash ||
+          bsearch(&a->addr, paired, np, sizeof(uint64_t), cmp_u64) ||
+          old_unchanged(c, &b, a->addr, a->size, a->hash) != 1)
+        continue;
+      all[i] = (struct pair){.obase = a->addr, .size = a->size, .piece = piece};
+      orphans.v[orphans.n++] = &all[i];
     }
-    struct iovec l = {buf, a->size}, r = {(void *)(uintptr_t)a->addr, a->size};
-    if (process_vm_readv(c->old_pid, &l, 1, &r, 1, 0) == (ssize_t)a->size &&
-        mcr_startup_bytes_hash(buf, a->size) == a->hash)
-      orphans.v[orphans.n++] = a;
+    qsort(orphans.v + from, orphans.n - from, sizeof(*orphans.v), cmp_old);
+    if (piece)
+      orphans.npieces = orphans.n;
   }
-  qsort(orphans.v, orphans.n, sizeof(*orphans.v), cmp_alloc_addr);
 }
 
-/* With --reinit: whether the heap word at a lies in such an orphan (a piece
- * first: pieces lie inside heap objects). */
+static struct pair *find_old(struct pair **v, size_t n, uintptr_t w);
+
+/* With --reinit: whether the heap word at a lies in such an orphan. */
 static int in_unchanged_orphan(struct ctx *c, uintptr_t a)
 {
   if (!reinit_on())
     return 0;
   if (!orphans.built)
     build_orphans(c);
-  for (int piece = 1; piece >= 0; piece--) {
-    size_t lo = 0, hi = orphans.n;
-    while (lo < hi) { /* the last orphan starting at or below a */
-      size_t mid = (lo + hi) / 2;
-      if (orphans.v[mid]->addr <= a)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    for (size_t k = lo; k-- > 0 && lo - k <= 64;) {
-      const struct mcr_startup_alloc *o = orphans.v[k];
-      if (!(o->flags & MCR_SA_PIECE) == !piece)
-        continue;
-      if (a < o->addr + o->size)
-        return 1;
-    }
-  }
-  return 0;
+  return find_old(orphans.v, orphans.npieces, a) ||
+         find_old(orphans.v + orphans.npieces, orphans.n - orphans.npieces, a);
 }
 
 static int cmp_old(const void *a, const void *b)
@@ -2381,8 +2402,7 @@ static int step_reinit(struct ctx *c)
 {
   uint64_t t = mcr_update_now_ns();
   size_t candidates = 0, unchanged = 0, converted = 0, pieces = 0, bytes = 0;
-  unsigned char *buf = NULL;
-  size_t cap = 0;
+  struct scratch b = {NULL, 0};
 
   if (!reinit_on())
     return 0;
@@ -2405,22 +2425,16 @@ static int step_reinit(struct ctx *c)
       if (!q->ohash || q->container)
         continue;
       candidates++;
-      if (!q->piece && (q->changes < 0 ? (q->changes = mcr_xform_changes(q->obase)) : q->changes)) {
-        converted++; /* its type changed: the old object is converted, and kept */
+      /* its type changed: a heap object is converted and kept; a piece is
+       * refused (read_pieces), as pointers into it cannot be moved by field */
+      if (q->piece ? q->osite && q->osite < c->tag_limit && c->tag_map[q->osite] &&
+                         mcr_xform_changed_type(c->tag_map[q->osite], NULL)
+                   : (q->changes < 0 ? (q->changes = mcr_xform_changes(q->obase)) : q->changes)) {
+        converted++;
         continue;
       }
-      if (q->size > cap) {
-        cap = q->size > 65536 ? q->size : 65536;
-        if (!(buf = mcr_arena_alloc(c->arena, cap, 16))) {
-          conflict(c, "out of memory for --reinit");
-          return -1;
-        }
-      }
-      struct iovec l = {buf, q->size}, r = {(void *)q->obase, q->size};
-      if (process_vm_readv(c->old_pid, &l, 1, &r, 1, 0) != (ssize_t)q->size)
-        continue;
       bytes += q->size;
-      if (mcr_startup_bytes_hash(buf, q->size) == q->ohash) {
+      if (old_unchanged(c, &b, q->obase, q->size, q->ohash) == 1) {
         q->reinit = 1;
         unchanged++;
         pieces += q->piece;
@@ -2432,7 +2446,7 @@ static int step_reinit(struct ctx *c)
   }
   phase(c, "reinit", t, "%zu of %zu startup objects the old process never changed since its "
                         "startup (%zu pool pieces; %.1f kB compared) stay the new startup's; "
-                        "%zu of changed types are converted instead",
+                        "%zu of changed types do not",
         unchanged, candidates, pieces, bytes / 1e3, converted);
   return 0;
 }
@@ -2527,31 +2541,15 @@ static int read_pieces(struct ctx *c, struct mcr_buf *st)
 static int read_dead(struct ctx *c, struct mcr_buf *st)
 {
   uint32_t n = mcr_buf_get_u32(st);
-  struct mcr_qthread *qs[1024];
-  size_t nq = mcr_threads_qstates(qs, 1024), k;
   uint64_t *v;
-  if (st->bad || n > 4096 ||
-      !(v = mcr_arena_alloc(c->arena, (2 * ((size_t)n + nq) + 2) * 8, 8))) {
+  if (st->bad || n > WAIT_BUFFERS_MAX ||
+      !(v = mcr_arena_alloc(c->arena, 2 * ((size_t)n + WAIT_BUFFERS_MAX) * 8, 8)) ||
+      mcr_buf_get(st, v, (size_t)n * 2 * sizeof(uint64_t)) != 0) {
     conflict(c, "the old threads' wait buffers could not be read");
     return -1;
   }
-  for (uint32_t i = 0; i < 2 * n; i++)
-    v[i] = mcr_buf_get_u64(st);
-  if (st->bad) {
-    conflict(c, "the old threads' wait buffers could not be read");
-    return -1;
-  }
-  if (read_pieces(c, st) != 0)
-    return -1;
   /* and this process's parked threads' (on their stacks, say) */
-  k = n;
-  for (size_t i = 0; i < nq && i < 1024; i++)
-    if (qs[i]->out_hi > qs[i]->out_lo) {
-      v[2 * k] = qs[i]->out_lo;
-      v[2 * k + 1] = qs[i]->out_hi;
-      k++;
-    }
-  mcr_xform_set_dead(v, k);
+  mcr_xform_set_dead(v, n + wait_buffers(v + 2 * (size_t)n));
   return 0;
 }
 
@@ -2695,7 +2693,7 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
   mcr_update_fault("globals");
   if (step_globals(&c) != 0)
     goto out;
-  if (step_tls(&c, st) != 0 || read_dead(&c, st) != 0)
+  if (step_tls(&c, st) != 0 || read_dead(&c, st) != 0 || read_pieces(&c, st) != 0)
     goto out;
   if (step_anon(&c) != 0)
     goto out;

@@ -143,14 +143,16 @@ __attribute__((noinline)) void __mcr_tag_sized(void *ptr, struct mcr_site *site,
     mcr_startup_piece_hook(ptr, size, site, (uintptr_t)__builtin_return_address(0));
 }
 
-/* The hash of site's key (file, function, callee, ordinal), or 0. */
-uint64_t mcr_site_key_hash(const struct mcr_site *site) {
+int mcr_site_key(const struct mcr_site *site, char *buf, size_t len) {
   struct mcr_typetab tt;
+  if (!site || !site->blob || mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) != 0)
+    return -1;
+  return mcr_typetab_site_key(&tt, site->index, buf, len);
+}
+
+uint64_t mcr_site_key_hash(const struct mcr_site *site) {
   char key[1024];
-  if (!site || !site->blob || mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) != 0 ||
-      mcr_typetab_site_key(&tt, site->index, key, sizeof(key)) != 0)
-    return 0;
-  return mcr_fnv(MCR_FNV_OFFSET, key, strlen(key));
+  return mcr_site_key(site, key, sizeof(key)) == 0 ? mcr_fnv(MCR_FNV_OFFSET, key, strlen(key)) : 0;
 }
 
 void __mcr_untag(void *ptr) {

@@ -35,7 +35,10 @@ uint32_t mcr_site_id_of(struct mcr_site *site);
 
 /* One past the highest site id handed out so far. */
 uint32_t mcr_site_id_limit(void);
-/* The hash of site's key (file, function, callee, ordinal), or 0. */
+/* site's key, the same in every version of the program: "FILE FUNCTION CALLEE
+ * ORDINAL" (typetab.h). 0, or -1 when it has none. */
+int mcr_site_key(const struct mcr_site *site, char *buf, size_t len);
+/* Its hash, or 0. */
 uint64_t mcr_site_key_hash(const struct mcr_site *site);
 
 #endif /* MCR_TYPES_H */

@@ -187,6 +187,12 @@ bad_update() {
 
 new_pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_pid"])' "$work/update.json"; }
 
+# ask CMD WANT WHAT: CMD on the connection at descriptor 3 is answered WANT
+ask() {
+  printf '%s\n' "$1" >&3
+  read -r -t 5 line <&3 && [ "$line" = "$2" ] || fail "$3: $1 answered '$line', expected '$2'"
+}
+
 case "$test" in
 pieces)
   # v19 changed struct mod_conf, whose objects are pieces of a pool (pool_alloc, a
@@ -198,8 +204,7 @@ pieces)
   prof_version=16 build_versions 16 19
   start "$work/v16/kvstore"
   exec 3<>"/dev/tcp/127.0.0.1/$port"
-  printf 'MODS\n' >&3
-  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] || fail "v16: MODS answered '$line'"
+  ask MODS "MODS core=1 log=1 stats=3" v16
   for args in "" "--reinit"; do
     update_refused "$pid" "$work/v19/kvstore" v19 $args
     python3 - "$work/v19.json" <<'PY' || fail "v16 -> v19 $args: the report does not name the pool pieces: $(cat "$work/v19.json")"
@@ -210,8 +215,7 @@ startup = [c for c in cs if "piece of the startup's pools" in c["message"] and "
 sys.exit(0 if after and startup else 1)
 PY
     alive "$pid" || fail "v16 -> v19 $args: the old process died"
-    printf 'MODS\n' >&3
-    read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] || fail "v16 after the refusal: '$line'"
+    ask MODS "MODS core=1 log=1 stats=3" "v16 after the refusal"
     ok "v16 -> v19 ${args:-without --reinit} refused: pool pieces of struct mod_conf (the startup's and one handed out after it), v16 serves on"
   done
   exec 3>&-
@@ -226,8 +230,7 @@ epolldata)
   start "$work/v1/kvstore"
   python3 "$client" fill "$port" 300
   exec 3<>"/dev/tcp/127.0.0.1/$port"
-  printf 'SET held 1\n' >&3
-  read -r -t 5 line <&3 && [ "$line" = "OK" ] || fail "v1: SET answered '$line'"
+  ask "SET held 1" OK v1
   update_refused "$pid" "$work/v18/kvstore" v18
   python3 - "$work/v18.json" <<'PY' || fail "v1 -> v18: not refused for the epoll data: $(cat "$work/v18.json")"
 import json, sys
@@ -235,17 +238,15 @@ cs = json.load(open(sys.argv[1]))["conflicts"]
 sys.exit(0 if cs and all(c["kind"] == "pinned" and "epoll registration's data" in c["message"]
                          for c in cs) else 1)
 PY
-  printf 'GET held\n' >&3
-  read -r -t 5 line <&3 && [ "$line" = "VALUE 1" ] || fail "v1 after the refusal: '$line'"
+  ask "GET held" "VALUE 1" "v1 after the refusal"
   ok "v1 -> v18 refused (pinned by the epoll registrations' data), v1 serves on"
   update "$pid" "$work/v18/kvstore" --epoll-data-pointers ||
     fail "v1 -> v18 --epoll-data-pointers (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
   grep -q "epoll registrations' data (declared pointers" "$work/update.json" ||
     fail "v1 -> v18: no note of the registrations that follow: $(cat "$work/update.json")"
   pid=$(new_pid_of)
-  printf 'GET held\nVERSION\n' >&3
-  read -r -t 5 line <&3 && [ "$line" = "VALUE 1" ] || fail "v18 on the held connection: GET answered '$line'"
-  read -r -t 5 line <&3 && [ "$line" = "VERSION 18" ] || fail "v18: VERSION answered '$line'"
+  ask "GET held" "VALUE 1" "v18 on the held connection"
+  ask VERSION "VERSION 18" v18
   python3 "$client" check "$port" 300 18 >/dev/null || fail "v18: the keys"
   exec 3>&-
   ok "v1 -> v18 --epoll-data-pointers committed: the held connection (moved) is served, its registration followed it, the keys are there"
@@ -262,18 +263,16 @@ reinit)
   prof_version=16 build_versions 16 17
   start "$work/v16/kvstore"
   exec 3<>"/dev/tcp/127.0.0.1/$port"
-  printf 'SET held 1\nMODS\nREQS\n' >&3
-  read -r -t 5 line <&3 && read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] ||
-    fail "v16: MODS answered '$line'"
-  read -r -t 5 line <&3 && [ "$line" = "REQS 3" ] || fail "v16: REQS answered '$line'"
+  ask "SET held 1" OK v16
+  ask MODS "MODS core=1 log=1 stats=3" v16
+  ask REQS "REQS 3" v16
   update_refused "$pid" "$work/v17/kvstore" v17
   python3 - "$work/v17.json" <<'PY' || fail "v16 -> v17: no global conflict naming count_module: $(cat "$work/v17.json")"
 import json, sys
 cs = json.load(open(sys.argv[1]))["conflicts"]
 sys.exit(0 if any(c["kind"] == "global" and "count_module" in c["object"] for c in cs) else 1)
 PY
-  printf 'MODS\n' >&3
-  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] || fail "v16 after the refusal: '$line'"
+  ask MODS "MODS core=1 log=1 stats=3" "v16 after the refusal"
   ok "v16 -> v17 without --reinit refused (global count_module), v16 serves on"
   update "$pid" "$work/v17/kvstore" --reinit ||
     fail "v16 -> v17 --reinit (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
@@ -289,14 +288,12 @@ for n in d.get("notes", []):
 sys.exit(0 if m and int(m.group(1)) > 0 else 1)
 PY
   pid=$(new_pid_of)
-  printf 'MODS\nREQS\nGET held\nVERSION\nSCRATCH\n' >&3
-  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 count=7 log=2 stats=3" ] ||
-    fail "v17 on the held connection: MODS answered '$line'"
-  read -r -t 5 line <&3 && [ "$line" = "REQS 6" ] || fail "v17: REQS answered '$line' (the old count was 5)"
-  read -r -t 5 line <&3 && [ "$line" = "VALUE 1" ] || fail "v17: GET held answered '$line'"
-  read -r -t 5 line <&3 && [ "$line" = "VERSION 17" ] || fail "v17: VERSION answered '$line'"
+  ask MODS "MODS core=1 count=7 log=2 stats=3" "v17 on the held connection"
+  ask REQS "REQS 6" "v17 (the old count was 5)"
+  ask "GET held" "VALUE 1" v17
+  ask VERSION "VERSION 17" v17
   # the scratch piece's end is the next piece's start: not moved with that piece
-  read -r -t 5 line <&3 && [ "$line" = "SCRATCH 16 SCRATCH" ] || fail "v17: SCRATCH answered '$line'"
+  ask SCRATCH "SCRATCH 16 SCRATCH" v17
   exec 4<>"/dev/tcp/127.0.0.1/$port"
   printf 'MODS\n' >&4
   read -r -t 5 line <&4 && [ "$line" = "MODS core=1 count=7 log=2 stats=3" ] ||
@@ -308,12 +305,10 @@ PY
   update "$pid" "$work/v16/kvstore" --reinit ||
     fail "v17 -> v16 --reinit (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
   pid=$(new_pid_of)
-  printf 'MODS\nREQS\nSCRATCH\nVERSION\n' >&3
-  read -r -t 5 line <&3 && [ "$line" = "MODS core=1 log=1 stats=3" ] ||
-    fail "v16 again on the held connection: MODS answered '$line'"
-  read -r -t 5 line <&3 && [ "$line" = "REQS 12" ] || fail "v16 again: REQS answered '$line' (the old count was 11)"
-  read -r -t 5 line <&3 && [ "$line" = "SCRATCH 16 SCRATCH" ] || fail "v16 again: SCRATCH answered '$line'"
-  read -r -t 5 line <&3 && [ "$line" = "VERSION 16" ] || fail "v16 again: VERSION answered '$line'"
+  ask MODS "MODS core=1 log=1 stats=3" "v16 again on the held connection"
+  ask REQS "REQS 12" "v16 again (the old count was 11)"
+  ask SCRATCH "SCRATCH 16 SCRATCH" "v16 again"
+  ask VERSION "VERSION 16" "v16 again"
   ok "v17 -> v16 --reinit committed: the held connection reads v16's configuration again, the count carried over twice"
   exec 3>&-
   ;;
