@@ -2836,7 +2836,7 @@ void mcr_startup_alloc_retarget(uint64_t from, uint64_t to)
   mcr_in_runtime--;
 }
 
-void mcr_startup_alloc_rehash(uint64_t addr)
+void mcr_startup_alloc_rehash(uint64_t addr, int transferred)
 {
   mcr_in_runtime++;
   pthread_mutex_lock(&st_lock);
@@ -2844,7 +2844,7 @@ void mcr_startup_alloc_rehash(uint64_t addr)
     uint32_t *slot = find_alloc(addr);
     if (slot) {
       struct mcr_startup_alloc *a = &allocs[*slot - 1];
-      a->hash = mcr_startup_bytes_hash((const void *)(uintptr_t)a->addr, a->size);
+      a->hash = transferred ? 0 : mcr_startup_bytes_hash((const void *)(uintptr_t)a->addr, a->size);
     }
   }
   pthread_mutex_unlock(&st_lock);

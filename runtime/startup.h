@@ -264,8 +264,10 @@ void mcr_startup_old_snapshot(struct mcr_startup_snapshot *out);
 void mcr_startup_alloc_retarget(uint64_t from, uint64_t to);
 /* After an update with --reinit: the startup object at addr stayed this
  * process's (its pointers to replaced objects rewritten): its hash is taken
- * again, so that the next update still finds it unchanged. */
-void mcr_startup_alloc_rehash(uint64_t addr);
+ * again, so that the next update still finds it unchanged, unless it holds
+ * state (transferred: the old object's, converted into it), which the next
+ * update must transfer too (hash 0: never "unchanged"). */
+void mcr_startup_alloc_rehash(uint64_t addr, int transferred);
 
 void mcr_startup_alloc_hook(void *newp, void *oldp, uintptr_t ra);
 

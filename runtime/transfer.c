@@ -383,6 +383,8 @@ static int global_unchanged(uintptr_t oa, const unsigned char *val, size_t len);
 static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval, size_t len,
                             int same_layout);
 static size_t redirect(uintptr_t *w, size_t nwords);
+static size_t converted_regions(struct mcr_xform_region *r);
+static size_t npaired(void);
 static int in_unchanged_orphan(struct ctx *c, uintptr_t a);
 static int read_dead(struct ctx *c, struct mcr_buf *st);
 static int read_pieces(struct ctx *c, struct mcr_buf *st);
@@ -1536,7 +1538,7 @@ static int step_tls(struct ctx *c, struct mcr_buf *st)
       if (!used[j] && a % sizeof(uintptr_t) == 0)
         words += rewrite((uintptr_t *)a, g->size / sizeof(uintptr_t));
       c->tls_regions[c->ntls_regions++] =
-          (struct mcr_xform_region){a, a + g->size, g->tt, g->type, g->name, 0};
+          (struct mcr_xform_region){a, a + g->size, g->tt, g->type, g->name, 0, 0};
     }
   }
   if (lost)
@@ -1747,19 +1749,20 @@ static int step_transform(struct ctx *c)
   struct mcr_qthread *qs[1024];
   size_t nq = mcr_threads_qstates(qs, 1024);
   struct mcr_xform_region *r =
-      mcr_arena_alloc(c->arena, (plan.ng + c->ntls_regions + nq + 1) * sizeof(*r), 8);
+      mcr_arena_alloc(c->arena, (plan.ng + c->ntls_regions + nq + npaired() + 1) * sizeof(*r), 8);
   size_t n = 0;
   if (!r)
     return -1;
+  n += converted_regions(r);
   for (size_t i = 0; i < plan.ng; i++)
     r[n++] = (struct mcr_xform_region){plan.g[i].na, plan.g[i].na + plan.g[i].size, plan.g[i].tt,
-                                       plan.g[i].type, plan.g[i].name, 0};
+                                       plan.g[i].type, plan.g[i].name, 0, 0};
   for (size_t i = 0; i < c->ntls_regions; i++) /* thread-local variables, by type too */
     r[n++] = c->tls_regions[i];
   for (size_t i = 0; i < nq && i < 1024; i++)
     if (qs[i]->tid && qs[i]->park_sp && qs[i]->stack_hi > qs[i]->park_sp)
       r[n++] = (struct mcr_xform_region){qs[i]->park_sp, qs[i]->stack_hi, NULL, 0,
-                                         "a parked thread's stack", 0};
+                                         "a parked thread's stack", 0, 0};
   /* the kernel holds pointers too: the data of epoll registrations (a
    * connection object, typically), read by step_epoll */
   const struct mcr_renames *rn = mcr_image_renames();
@@ -1767,7 +1770,7 @@ static int step_transform(struct ctx *c)
   if (c->nepoll_words)
     r[n++] = (struct mcr_xform_region){(uintptr_t)c->epoll_words,
                                        (uintptr_t)(c->epoll_words + c->nepoll_words), NULL, 0,
-                                       "an epoll registration's data (kernel)", declared};
+                                       "an epoll registration's data (kernel)", declared, 0};
   int rc = mcr_xform_heap(r, n, c->fresh, c->nfresh, c->hs, c->report, &c->conflicts);
   /* declared pointers the transform rewrote: given to the kernel after the
    * commit, as image pointers are (step_epoll) */
@@ -1939,7 +1942,8 @@ static int step_sync(struct ctx *c)
 
 struct pair {
   uintptr_t nbase, nend, obase;
-  size_t size;
+  size_t size;  /* the new object's */
+  size_t osize; /* the old one's: another only for a piece (resized) */
   int state;   /* 0 not checked yet, 1 the old object is there, 2 it is not */
   int changes; /* -1 not checked yet; 1 its type changed (converted by the transform) */
   int piece;   /* a piece of a pool block (startup.h), not a heap object of its own */
@@ -1950,7 +1954,17 @@ struct pair {
   int container;  /* a heap object holding paired pieces (a pool block): with --reinit,
                    * its pieces decide, and the rest of it (strings the pool handed out,
                    * its header) is nobody's counterpart, as the layouts may differ */
+  uint32_t nsite; /* a piece: the new record's site (new tag) */
+  int resized;    /* a piece whose new counterpart has another size: never replaced by
+                   * the old one (rewrite), only replacing it (--reinit) */
+  int typed;      /* a piece of a changed type: offsets into it map field by field
+                   * (TYPED_FIELDS), or only its start maps (TYPED_START: the change
+                   * has no plan for its sizes) */
+  int converted;  /* a piece the old process changed since its startup, of a changed
+                   * type: its state was converted into the new startup's (step_reinit) */
 };
+
+enum { TYPED_FIELDS = 1, TYPED_START = 2 };
 
 /* Whether the old object of q is in the adopted heap: a heap object of its own
  * with that address and size, or a piece inside a live object. */
@@ -1960,8 +1974,8 @@ static int old_there(const struct pair *q)
   if (mcr_heap_find((void *)q->obase, &o) != 0)
     return 0;
   if (q->piece)
-    return (uintptr_t)o.base < q->obase && q->obase + q->size <= (uintptr_t)o.base + o.size;
-  return (uintptr_t)o.base == q->obase && o.size == q->size;
+    return (uintptr_t)o.base < q->obase && q->obase + q->osize <= (uintptr_t)o.base + o.size;
+  return (uintptr_t)o.base == q->obase && o.size == q->osize;
 }
 
 /* Words rewrite() leaves to late_rewrite, and their pairs (in the ctx's arena). */
@@ -2017,6 +2031,21 @@ static struct pair *pair_of_new(uintptr_t v)
   return q ? q : find_pair(pairs.p, pairs.nobj, v);
 }
 
+/* The pool pieces converted into the new startup's (step_reinit), as regions
+ * of the transform: in the new layout, scanned by its type. */
+static size_t converted_regions(struct mcr_xform_region *r)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < pairs.np; i++)
+    if (pairs.p[i].converted)
+      r[n++] = (struct mcr_xform_region){pairs.p[i].nbase, pairs.p[i].nend, NULL, 0,
+                                         "a pool piece converted into the new startup's", 0,
+                                         pairs.p[i].nsite};
+  return n;
+}
+
+static size_t npaired(void) { return pairs.np; }
+
 static int plan_pairs(void)
 {
   const struct mcr_startup_alloc *mine;
@@ -2036,10 +2065,20 @@ static int plan_pairs(void)
         continue;
       const struct mcr_startup_alloc *o =
           mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
-      if (o && o->size == mine[i].size && !(o->flags & MCR_SA_PIECE) == !pieces)
-        pairs.p[pairs.np++] = (struct pair){mine[i].addr, mine[i].addr + mine[i].size, o->addr,
-                                            mine[i].size, 0, -1, pieces, 0, o->hash,
-                                            o->site, 0};
+      /* a piece may have changed size (its type, or an array's count, changed):
+       * it is then the old one's counterpart for --reinit only (step_reinit) */
+      if (o && !(o->flags & MCR_SA_PIECE) == !pieces && (o->size == mine[i].size || pieces))
+        pairs.p[pairs.np++] = (struct pair){.nbase = mine[i].addr,
+                                            .nend = mine[i].addr + mine[i].size,
+                                            .obase = o->addr,
+                                            .size = mine[i].size,
+                                            .osize = o->size,
+                                            .changes = -1,
+                                            .piece = pieces,
+                                            .ohash = o->hash,
+                                            .osite = o->site,
+                                            .nsite = mine[i].site,
+                                            .resized = o->size != mine[i].size};
       else
         pairs.stay[pairs.nstay++] = &mine[i];
     }
@@ -2070,10 +2109,10 @@ void mcr_transfer_committed(void)
     if (q->state == 0)
       q->state = old_there(q) ? 1 : 2;
     if (q->reinit) { /* this process's object stays, and its record with it */
-      mcr_startup_alloc_rehash(q->nbase);
+      mcr_startup_alloc_rehash(q->nbase, q->converted);
       continue;
     }
-    if (q->state == 1) /* a converted object may have moved */
+    if (q->state == 1 && !q->resized) /* a converted object may have moved */
       mcr_startup_alloc_retarget(q->nbase, q->changes > 0 ? mcr_xform_where(q->obase) : q->obase);
   }
 }
@@ -2083,7 +2122,7 @@ static size_t rewrite(uintptr_t *w, size_t nwords)
   size_t k = 0;
   for (size_t i = 0; i < nwords; i++) {
     struct pair *q = pair_of_new(w[i]);
-    if (!q || q->reinit || (q->container && reinit_on()))
+    if (!q || q->reinit || q->resized || (q->container && reinit_on()))
       continue;
     if (!q->state)
       q->state = old_there(q) ? 1 : 2;
@@ -2153,9 +2192,10 @@ static int step_stacks(struct ctx *c)
    * ones that were replaced */
   for (size_t i = 0; i < pairs.nstay; i++)
     words += rewrite((uintptr_t *)pairs.stay[i]->addr, pairs.stay[i]->size / sizeof(uintptr_t));
-  /* and so may the ones that stay instead of the old (step_reinit) */
+  /* and so may the ones that stay instead of the old (step_reinit), or
+   * beside it (a resized piece) */
   for (size_t i = 0; i < pairs.np; i++)
-    if (pairs.p[i].reinit)
+    if (pairs.p[i].reinit || pairs.p[i].resized)
       words += rewrite((uintptr_t *)pairs.p[i].nbase, pairs.p[i].size / sizeof(uintptr_t));
   size_t used = 0;
   for (size_t i = 0; i < pairs.np; i++)
@@ -2278,7 +2318,7 @@ static void build_orphans(struct ctx *c)
           bsearch(&a->addr, paired, np, sizeof(uint64_t), cmp_u64) ||
           old_unchanged(c, &b, a->addr, a->size, a->hash) != 1)
         continue;
-      all[i] = (struct pair){.obase = a->addr, .size = a->size, .piece = piece};
+      all[i] = (struct pair){.obase = a->addr, .size = a->size, .osize = a->size, .piece = piece};
       orphans.v[orphans.n++] = &all[i];
     }
     qsort(orphans.v + from, orphans.n - from, sizeof(*orphans.v), cmp_old);
@@ -2313,7 +2353,7 @@ static struct pair *find_old(struct pair **v, size_t n, uintptr_t w)
     size_t mid = (lo + hi) / 2;
     if (w < v[mid]->obase)
       hi = mid;
-    else if (w >= v[mid]->obase + v[mid]->size)
+    else if (w >= v[mid]->obase + v[mid]->osize)
       lo = mid + 1;
     else
       return v[mid];
@@ -2349,20 +2389,51 @@ static int looks_like_end(const uintptr_t *w, size_t nwords, size_t i, uintptr_t
   return 0;
 }
 
+/* Where v, inside q's old object, is in its counterpart: the same offset, or
+ * for a piece of a changed type the same field. 0, or -1 when it has none (a
+ * field the new version removed, or past the end of a piece that shrank). */
+static int moved_to(const struct pair *q, uintptr_t v, uintptr_t *nv)
+{
+  uint64_t off = v - q->obase, noff = off;
+  if (q->typed == TYPED_START && off)
+    return -1;
+  if (q->typed == TYPED_FIELDS &&
+      mcr_xform_piece_offset(q->nsite, q->osize, q->size, off, &noff) != 0)
+    return -1;
+  if (noff >= q->size)
+    return -1;
+  *nv = q->nbase + noff;
+  return 0;
+}
+
+/* Words redirect() could not move: they point where the counterpart has
+ * nothing (the first one's place, for the report). */
+static struct {
+  size_t n;
+  uintptr_t slot, value;
+} lost_moves;
+
 /* Moves the words of [w, w+n) that point into old objects this process's
  * counterparts replace to those counterparts. */
 static size_t redirect(uintptr_t *w, size_t nwords)
 {
   size_t k = 0;
   for (size_t i = 0; i < nwords; i++) {
-    uintptr_t v = w[i];
+    uintptr_t v = w[i], nv;
     if (v < ((uintptr_t)1 << 44)) /* below the heap's range: not a pointer into it */
       continue;
     struct pair *q = pair_of_old(v);
-    if (q && q->reinit && !(v == q->obase && looks_like_end(w, nwords, i, v))) {
-      w[i] = q->nbase + (v - q->obase);
-      k++;
+    if (!q || !q->reinit || (v == q->obase && looks_like_end(w, nwords, i, v)))
+      continue;
+    if (moved_to(q, v, &nv) != 0) {
+      if (!lost_moves.n++) {
+        lost_moves.slot = (uintptr_t)&w[i];
+        lost_moves.value = v;
+      }
+      continue;
     }
+    w[i] = nv;
+    k++;
   }
   return k;
 }
@@ -2388,8 +2459,9 @@ static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval
     struct pair *q = pair_of_old(wo);
     if (!q)
       return 0; /* an old object with no counterpart: the new value cannot name it */
-    if (q->reinit ? wn != q->nbase + (wo - q->obase) : pair_of_new(wn) != q ||
-                                                           wn - q->nbase != wo - q->obase)
+    uintptr_t moved;
+    if (q->reinit ? moved_to(q, wo, &moved) != 0 || wn != moved
+                  : q->resized || pair_of_new(wn) != q || wn - q->nbase != wo - q->obase)
       return 0;
   }
   return 1;
@@ -2401,7 +2473,7 @@ static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval
 static int step_reinit(struct ctx *c)
 {
   uint64_t t = mcr_update_now_ns();
-  size_t candidates = 0, unchanged = 0, converted = 0, pieces = 0, bytes = 0;
+  size_t candidates = 0, unchanged = 0, converted = 0, pieces = 0, bytes = 0, moved = 0;
   struct scratch b = {NULL, 0};
 
   if (!reinit_on())
@@ -2425,30 +2497,61 @@ static int step_reinit(struct ctx *c)
       if (!q->ohash || q->container)
         continue;
       candidates++;
-      /* its type changed: a heap object is converted and kept; a piece is
-       * refused (read_pieces), as pointers into it cannot be moved by field */
-      if (q->piece ? q->osite && q->osite < c->tag_limit && c->tag_map[q->osite] &&
-                         mcr_xform_changed_type(c->tag_map[q->osite], NULL)
-                   : (q->changes < 0 ? (q->changes = mcr_xform_changes(q->obase)) : q->changes)) {
+      /* its type changed: a heap object is converted and kept; a piece,
+       * which cannot grow in its pool, is converted into its counterpart
+       * (the new piece replaces it). When the change cannot be planned or
+       * does not map their sizes, only an unchanged piece is replaced, and
+       * only pointers to its start move (read_pieces refuses the others). */
+      int fits = q->piece && q->nsite ? mcr_xform_piece_fits(q->nsite, q->osize, q->size) : 0;
+      if (!q->piece && (q->changes < 0 ? (q->changes = mcr_xform_changes(q->obase)) : q->changes)) {
         converted++;
         continue;
       }
-      bytes += q->size;
-      if (old_unchanged(c, &b, q->obase, q->size, q->ohash) == 1) {
+      /* a piece of the same type that changed size (an array sized by a
+       * count the new version changed, or another piece altogether that the
+       * same call made in the other order): no counterpart */
+      if (q->resized && fits == 0) {
+        candidates--;
+        continue;
+      }
+      q->typed = fits == 1 ? TYPED_FIELDS : fits == -1 ? TYPED_START : 0;
+      bytes += q->osize;
+      int same = fits == -2 ? 0 : old_unchanged(c, &b, q->obase, q->osize, q->ohash);
+      if (same != 1 && fits < 0) {
+        converted++;
+        continue;
+      }
+      if (same == 1) {
         q->reinit = 1;
         unchanged++;
         pieces += q->piece;
+      } else if (same == 0 && q->typed == TYPED_FIELDS) {
+        /* b.p holds its bytes now (old_unchanged read them) */
+        char why[300];
+        if (mcr_xform_piece_convert(q->nsite, b.p, q->osize, (unsigned char *)q->nbase, q->size,
+                                    why, sizeof(why)) != 0) {
+          const char *key = "", *name = mcr_xform_changed_type(q->nsite, &key);
+          conflict(c, "narrowing\ta piece of the startup's pools of type %s (0x%llx, %zu "
+                      "bytes), changed since the startup, cannot be converted into the new "
+                      "startup's: %s\tsite %s\t%s\t%s\t\t\t\twiden the new field, or register "
+                      "a transformation that handles the value",
+                   name ? name : "?", (unsigned long long)q->obase, q->osize, why, key,
+                   name ? name : "", name ? name : "");
+          continue;
+        }
+        q->reinit = q->converted = 1;
+        moved++;
       }
     }
     qsort(pairs.by_old + from, pairs.nold - from, sizeof(*pairs.by_old), cmp_old);
     if (piece)
       pairs.nold_pieces = pairs.nold;
   }
-  phase(c, "reinit", t, "%zu of %zu startup objects the old process never changed since its "
-                        "startup (%zu pool pieces; %.1f kB compared) stay the new startup's; "
-                        "%zu of changed types do not",
-        unchanged, candidates, pieces, bytes / 1e3, converted);
-  return 0;
+  phase(c, "reinit", t, "%zu of %zu startup objects unchanged since the startup stay the new "
+                        "startup's (%zu pieces, %.1f kB compared); %zu changed pieces converted "
+                        "into theirs; %zu of changed types do not",
+        unchanged, candidates, pieces, bytes / 1e3, moved, converted);
+  return c->conflicts ? -1 : 0;
 }
 
 static int redirect_object(const struct mcr_object *o, void *arg)
@@ -2473,6 +2576,19 @@ static int step_redirect(struct ctx *c)
   phase(c, "reinit-pointers", t, "%zu pointers in the heap and %zu in thread-local variables "
                                  "moved to the new startup's objects",
         heap, tls);
+  if (lost_moves.n) {
+    struct pair *q = pair_of_old(lost_moves.value);
+    conflict(c, "type\t%zu words point into old startup objects the new startup's replace, "
+                "where their counterparts have nothing (a field the new version removed, or "
+                "past the end of a piece that shrank): the first, at 0x%lx, points to +%lu of "
+                "0x%lx (%zu bytes; its counterpart %zu)\tstartup object 0x%lx\t\t\t\t\t\t"
+                "keep the field, or run this update without --reinit",
+             lost_moves.n, (unsigned long)lost_moves.slot,
+             (unsigned long)(q ? lost_moves.value - q->obase : 0),
+             (unsigned long)(q ? q->obase : 0), q ? q->osize : 0, q ? q->size : 0,
+             (unsigned long)(q ? q->obase : 0));
+    return -1;
+  }
   return 0;
 }
 
@@ -2679,6 +2795,7 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   }
   c.image = plan.image;
+  lost_moves.n = 0;
   late.cap = 1 << 16;
   late.n = late.lost = 0;
   if (!(late.v = mcr_arena_alloc(c.arena, late.cap * sizeof(*late.v), 8))) {

@@ -108,6 +108,8 @@ struct mcr_xform_region {
   uint32_t type;
   const char *name;
   int pointers; /* every word is a pointer (declared: mcr-ctl update --epoll-data-pointers) */
+  uint32_t new_tag; /* not 0: an object of this (new) tag's changed type, already in its
+                     * new layout (a converted pool piece), scanned by that layout */
 };
 /* When the objects of (new) tag tag change type: the new type's name (its
  * site's key in *key), else NULL. */
@@ -128,6 +130,23 @@ int mcr_xform_changes(uintptr_t base);
 /* After mcr_xform_heap: where the converted object that was at base is now
  * (base itself when it converted in place, or was not converted). */
 uintptr_t mcr_xform_where(uintptr_t base);
+
+/* Startup pool pieces of changed types (transfer.c, --reinit): a piece of
+ * new tag tag whose old counterpart is osize bytes and whose new one nsize.
+ * mcr_xform_piece_fits: 1 when the type changed and its plan maps those
+ * sizes, 0 when the type did not change; when it cannot be converted, -1 if
+ * the site hands out one object of the type (one T), -2 if not. */
+int mcr_xform_piece_fits(uint32_t tag, size_t osize, size_t nsize);
+
+/* Where old offset off of such a piece is in the new one, as a pointer
+ * target. 0, or -1 (a removed field, or the piece does not fit). */
+int mcr_xform_piece_offset(uint32_t tag, size_t osize, size_t nsize, uint64_t off,
+                           uint64_t *noff);
+
+/* Converts the old piece's bytes old into dst, the new piece: the fields the
+ * new version added keep dst's values. 0, or -1 with why (dst untouched). */
+int mcr_xform_piece_convert(uint32_t tag, const unsigned char *old, size_t osize,
+                            unsigned char *dst, size_t nsize, char *why, size_t whylen);
 
 /* After the commit, the program running: frees the old copies of the objects
  * that moved (nothing points to them any more). */

@@ -585,6 +585,8 @@ static int scan_copied(const struct mcr_object *o, void *arg)
   return 0;
 }
 
+static const struct wmap *new_wmap(uint32_t tag);
+
 static void scan_regions(const struct mcr_xform_region *regions, size_t nregions)
 {
   for (size_t r = 0; r < nregions && *H.conflicts <= 20; r++) {
@@ -602,6 +604,8 @@ static void scan_regions(const struct mcr_xform_region *regions, size_t nregions
       } else {
         m = NULL;
       }
+    } else if (g->new_tag) {
+      m = (struct wmap *)new_wmap(g->new_tag);
     } else if (g->tt) {
       m = mcr_arena_alloc(mcr_xform_arena(), sizeof(*m), 8);
       if (m && (m->cls = mcr_arena_alloc(mcr_xform_arena(), nw, 1))) {
@@ -683,12 +687,12 @@ static int place_obj(struct chobj *c, int in_place_dst)
   return 0;
 }
 
-/* Converts c from the old bytes at its base into c->dst. 0, or -1 with xe. */
-static int convert_obj(const struct chobj *c, unsigned char *old, struct mcr_xerror *xe)
+/* Converts the old bytes old of c (c->size of them) into c->dst (c->nlen):
+ * the fields the plan maps are written, the others left as they are. 0, or
+ * -1 with xe. */
+static int convert_bytes(const struct chobj *c, const unsigned char *old, struct mcr_xerror *xe)
 {
   const struct mcr_xplan *p = c->ti->plan;
-  memcpy(old, (void *)c->base, c->size);
-  memset(c->dst, 0, c->nbase == c->base ? c->size : c->nlen);
   if (c->ti->shape == MCR_SHAPE_ARRAY) {
     for (uint32_t k = 0; k < c->count; k++) {
       if (mcr_xplan_apply(p, old + (size_t)k * p->old_size, p->old_size,
@@ -712,6 +716,15 @@ static int convert_obj(const struct chobj *c, unsigned char *old, struct mcr_xer
     return -1;
   }
   return 0;
+}
+
+/* Converts c from the old bytes at its base into c->dst, zeroed first. 0, or
+ * -1 with xe. */
+static int convert_obj(const struct chobj *c, unsigned char *old, struct mcr_xerror *xe)
+{
+  memcpy(old, (void *)c->base, c->size);
+  memset(c->dst, 0, c->nbase == c->base ? c->size : c->nlen);
+  return convert_bytes(c, old, xe);
 }
 
 static void narrowing_conflict(const struct chobj *c, const struct mcr_xerror *xe)
@@ -1186,4 +1199,84 @@ void mcr_xform_committed(void)
   for (size_t i = 0; i < H.n; i++)
     if (H.v[i].state == OBJ_OK && H.v[i].nbase && H.v[i].nbase != H.v[i].base)
       mcr_heap_free((void *)H.v[i].base);
+}
+
+/* ---- startup pool pieces of changed types (transfer.c, --reinit) ----
+ * A pool's block has no room for a piece that grew, so such a piece is not
+ * converted where it is: it is converted into its counterpart, the piece the
+ * new startup made at the same call-stack ID, which then replaces it. */
+
+/* c describes a piece of osize old bytes of tag's type, nsize new: 0, or -1
+ * when the type did not change or its change cannot map those sizes. */
+static int piece_obj(uint32_t tag, size_t osize, size_t nsize, struct chobj *c)
+{
+  const struct tinfo *ti = mcr_xform_tinfo(tag);
+  memset(c, 0, sizeof(*c));
+  if (!ti || !ti->plan || !ti->plan->old_size || !ti->plan->new_size)
+    return -1;
+  c->ti = ti;
+  c->tag = tag;
+  c->size = osize;
+  if (ti->shape != MCR_SHAPE_ARRAY && ti->shape != MCR_SHAPE_SINGLE)
+    return -1;
+  size_obj(c);
+  if (ti->shape == MCR_SHAPE_ARRAY && osize % ti->plan->old_size)
+    return -1;
+  if (ti->shape == MCR_SHAPE_SINGLE && osize != ti->plan->old_size)
+    return -1;
+  return c->nlen == nsize ? 0 : -1;
+}
+
+int mcr_xform_piece_fits(uint32_t tag, size_t osize, size_t nsize)
+{
+  struct chobj c;
+  const struct tinfo *ti = mcr_xform_tinfo(tag);
+  if (!ti)
+    return 0;
+  if (piece_obj(tag, osize, nsize, &c) == 0)
+    return 1;
+  return ti->shape == MCR_SHAPE_SINGLE ? -1 : -2;
+}
+
+int mcr_xform_piece_offset(uint32_t tag, size_t osize, size_t nsize, uint64_t off,
+                           uint64_t *noff)
+{
+  struct chobj c;
+  if (piece_obj(tag, osize, nsize, &c) != 0)
+    return -1;
+  return map_off(&c, off, 0, noff);
+}
+
+int mcr_xform_piece_convert(uint32_t tag, const unsigned char *old, size_t osize,
+                            unsigned char *dst, size_t nsize, char *why, size_t whylen)
+{
+  struct chobj c;
+  struct mcr_xerror xe;
+  if (piece_obj(tag, osize, nsize, &c) != 0) {
+    snprintf(why, whylen, "its type's change does not map %zu old bytes to %zu new ones", osize,
+             nsize);
+    return -1;
+  }
+  /* into a copy: the fields the new version added keep the new startup's values,
+   * and a failure leaves the new piece as it was */
+  unsigned char *tmp = mcr_arena_alloc(mcr_xform_arena(), nsize ? nsize : 1, 16);
+  if (!tmp) {
+    snprintf(why, whylen, "out of memory");
+    return -1;
+  }
+  memcpy(tmp, dst, nsize);
+  c.dst = tmp;
+  if (convert_bytes(&c, old, &xe) != 0) {
+    snprintf(why, whylen, "field %s: %s", xe.path, xe.msg);
+    return -1;
+  }
+  memcpy(dst, tmp, nsize);
+  return 0;
+}
+
+/* The word map of tag's objects in the new layout (a converted piece). */
+static const struct wmap *new_wmap(uint32_t tag)
+{
+  const struct tinfo *ti = mcr_xform_tinfo(tag);
+  return ti ? wmap_build(ti->ntab, ti->ntype, ti->shape) : NULL;
 }
