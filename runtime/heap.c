@@ -74,6 +74,7 @@
 #include <unistd.h>
 
 #include "mcr/abi.h"
+#include "pieces.h"
 
 /* Tags are stored in 16 bits (abi.h: MCR_TAG_MAX): 2 bytes per object. */
 typedef uint16_t tag_t;
@@ -786,6 +787,7 @@ static void tc_init(void)
 
 static void fork_prepare(void)
 {
+  mcr_pieces_fork_prepare();
   for (unsigned c = 1; c < NCLASS; c++)
     pthread_mutex_lock(&central[c].lock);
   pthread_mutex_lock(&ph.lock);
@@ -796,6 +798,7 @@ static void fork_parent(void)
   pthread_mutex_unlock(&ph.lock);
   for (unsigned c = NCLASS - 1; c >= 1; c--)
     pthread_mutex_unlock(&central[c].lock);
+  mcr_pieces_fork_parent();
 }
 
 static void fork_child(void)
@@ -803,6 +806,7 @@ static void fork_child(void)
   pthread_mutex_init(&ph.lock, NULL);
   for (unsigned c = 1; c < NCLASS; c++)
     pthread_mutex_init(&central[c].lock, NULL);
+  mcr_pieces_fork_child();
 }
 
 /* ---- reservation: layout, placement, update mode ---- */
@@ -1473,6 +1477,9 @@ void *mcr_heap_calloc(size_t n, size_t size)
 void mcr_heap_free(void *p)
 {
   uintptr_t a = (uintptr_t)p;
+  /* a pool's block: the pieces recorded in it end (pieces.h) */
+  if (unlikely(__atomic_load_n(&mcr_pieces_nblocks, __ATOMIC_RELAXED)))
+    mcr_pieces_block_freed(a);
   size_t cls = small_class(a);
   if (unlikely(!cls)) {
     if (span_of(a)) /* NULL and foreign pointers fall out here */
@@ -1594,6 +1601,27 @@ void mcr_heap_set_tag(const void *p, uint32_t tag)
   else if (tagp && tag >= MCR_TAG_FIRST_SITE && !__atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED) &&
            !(piece_sites[tag >> 3] & (1u << (tag & 7))))
     __atomic_or_fetch(&piece_sites[tag >> 3], (uint8_t)(1u << (tag & 7)), __ATOMIC_RELAXED);
+}
+
+void mcr_heap_tag_sized(const void *p, uint32_t tag, size_t size)
+{
+  uintptr_t base, d = (uintptr_t)p - (uintptr_t)tc.last;
+  size_t osize;
+  if (likely(tc.last && d <= MCR_TAG_MAX_HEADER && tag != MCR_TAG_FREE && tag <= MCR_TAG_MAX)) {
+    *tc.last_tag = tag;
+    return;
+  }
+  tag_t *tagp = object_of((uintptr_t)p, &base, &osize);
+  if (!tagp || (uintptr_t)p - base <= MCR_TAG_MAX_HEADER) {
+    mcr_heap_set_tag(p, tag);
+    return;
+  }
+  if (tag < MCR_TAG_FIRST_SITE || tag > MCR_TAG_MAX || __atomic_load_n(&mcr_startup_on, __ATOMIC_RELAXED))
+    return;
+  if (!(piece_sites[tag >> 3] & (1u << (tag & 7))))
+    __atomic_or_fetch(&piece_sites[tag >> 3], (uint8_t)(1u << (tag & 7)), __ATOMIC_RELAXED);
+  if (mcr_pieces_track(tag) && (uintptr_t)p + size <= base + osize)
+    mcr_pieces_record(base, (uintptr_t)p, size, tag);
 }
 
 const uint8_t *mcr_heap_piece_sites(void)

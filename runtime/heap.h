@@ -43,6 +43,11 @@ void mcr_heap_set_tag(const void *p, uint32_t tag);
  * __mcr_tag right after an allocation): then without a lookup. */
 void mcr_heap_tag_new(const void *p, uint32_t tag);
 
+/* As mcr_heap_tag_new, for an allocator wrapper's result of size bytes
+ * (__mcr_tag_sized): a piece deeper inside an object, handed out after the
+ * startup, is recorded (pieces.h) when its site's type is worth it. */
+void mcr_heap_tag_sized(const void *p, uint32_t tag, size_t size);
+
 /* Calls fn on every live object (tag != MCR_TAG_FREE); stops and returns fn's
  * value if it is non-zero. Not safe against concurrent allocation: call it
  * while the program is quiesced. fn may allocate but must not free heap

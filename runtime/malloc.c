@@ -32,6 +32,25 @@ __attribute__((weak)) void mcr_startup_piece_hook(const void *p, uint64_t size,
 {
   (void)p, (void)size, (void)site, (void)ra;
 }
+/* The pieces handed out after the startup (pieces.h): weak defaults too. */
+__attribute__((weak)) size_t mcr_pieces_nblocks;
+__attribute__((weak)) int mcr_pieces_track(uint32_t tag)
+{
+  (void)tag;
+  return 0;
+}
+__attribute__((weak)) void mcr_pieces_record(uintptr_t block, uintptr_t p, size_t size,
+                                             uint32_t tag)
+{
+  (void)block, (void)p, (void)size, (void)tag;
+}
+__attribute__((weak)) void mcr_pieces_block_freed(uintptr_t block)
+{
+  (void)block;
+}
+__attribute__((weak)) void mcr_pieces_fork_prepare(void) {}
+__attribute__((weak)) void mcr_pieces_fork_parent(void) {}
+__attribute__((weak)) void mcr_pieces_fork_child(void) {}
 #define HOOK(newp, oldp)                                                                       \
   (__builtin_expect(mcr_startup_on, 0)                                                        \
        ? mcr_startup_alloc_hook(newp, oldp, (uintptr_t)__builtin_return_address(0))           \

@@ -29,6 +29,7 @@
 #include "dirty.h"
 #include "fnv.h"
 #include "heap.h"
+#include "pieces.h"
 #include "image.h"
 #include "quiesce.h"
 #include "rename.h"
@@ -40,7 +41,7 @@
 #include "types.h"
 #include "xform.h"
 
-#define STATE_VERSION 3
+#define STATE_VERSION 4
 #define KCMP_FILE 0
 
 /* The executable's allocation sites (linker-defined bounds of the section). */
@@ -73,6 +74,12 @@ static size_t wait_buffers(uint64_t *v)
 }
 
 /* The site key of every site id in use (old side; build_tag_map reads it). */
+static int put_piece(const struct mcr_piece *p, void *arg)
+{
+  mcr_buf_put(arg, p, sizeof(*p));
+  return 0;
+}
+
 static void put_site_keys(struct mcr_buf *out)
 {
   char key[1024];
@@ -184,13 +191,24 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
     mcr_buf_u32(out, (uint32_t)k);
     mcr_buf_put(out, v, k * 2 * sizeof(uint64_t));
   }
-  /* the sites that handed out pool pieces after the startup (heap.h) */
+  /* the sites that handed out pool pieces after the startup (heap.h) that
+   * are not all recorded, then the recorded ones (pieces.h) */
   {
     uint32_t nbytes = (mcr_site_id_limit() + 7) / 8;
+    uint8_t bits[MCR_PIECE_SITES_BYTES];
     if (nbytes > MCR_PIECE_SITES_BYTES)
       nbytes = MCR_PIECE_SITES_BYTES;
+    memcpy(bits, mcr_heap_piece_sites(), nbytes);
+    for (uint32_t t = 0; t < nbytes * 8; t++)
+      if ((bits[t >> 3] & (1u << (t & 7))) && mcr_pieces_complete(t))
+        bits[t >> 3] &= (uint8_t)~(1u << (t & 7));
     mcr_buf_u32(out, nbytes);
-    mcr_buf_put(out, mcr_heap_piece_sites(), nbytes);
+    mcr_buf_put(out, bits, nbytes);
+    size_t at = out->len;
+    mcr_buf_u32(out, 0);
+    uint32_t n = (uint32_t)mcr_pieces_foreach(put_piece, out);
+    if (!out->bad)
+      memcpy(out->p + at, &n, sizeof(n));
   }
   mcr_buf_u32(out, (uint32_t)nfds);
   for (size_t i = 0; i < nfds; i++) {
@@ -2592,20 +2610,22 @@ static int step_redirect(struct ctx *c)
   return 0;
 }
 
-/* ---- pool pieces of changed types ----
- * A piece a pool allocator handed out (a wrapper's result inside a heap object)
- * is no object of the heap's: the transform cannot find it, so one whose type
- * changed would be read with the new layout after the update (nginx 1.18.0 ->
- * 1.22.1: the new workers crashed on the old ngx_listening_t). Refused when
- * such pieces may be alive: the site handed one out after the startup (the old
- * process's bitmap, heap.h), or one of the startup's is alive and does not stay
- * the new startup's (--reinit). */
+/* ---- pool pieces ----
+ * A piece a pool allocator handed out (a wrapper's result inside a heap
+ * object) is no object of the heap's: the transform knows the ones it is
+ * told of (mcr_xform_add_piece), scans their words by their types and
+ * converts the ones of changed types. Told: the ones the old process recorded
+ * after its startup (pieces.h), and its startup's that are alive and do not
+ * stay the new startup's (--reinit). A site of a changed type whose pieces
+ * were not all recorded (a wrapper without a size argument, a type of bytes,
+ * memory ran out) refuses: a live piece would be read with the new layout. */
 static int read_pieces(struct ctx *c, struct mcr_buf *st)
 {
   uint32_t nbytes = mcr_buf_get_u32(st);
   uint8_t bits[MCR_PIECE_SITES_BYTES];
-  size_t found = 0;
+  size_t found = 0, recorded = 0, startup = 0;
 
+  mcr_xform_clear_pieces();
   if (st->bad || nbytes > sizeof(bits) || mcr_buf_get(st, bits, nbytes) != 0) {
     conflict(c, "the old process's pool sites could not be read");
     return -1;
@@ -2617,35 +2637,57 @@ static int read_pieces(struct ctx *c, struct mcr_buf *st)
       continue;
     if (++found <= 8)
       conflict(c, "type\tpieces of a pool of type %s were handed out after the startup "
-                  "(an allocator wrapper's results inside a pool block): mcr does not track "
-                  "them, so it cannot convert them, and a live one would be read with the "
-                  "new layout\tsite %s\t%s\t%s\t\t\t\tkeep this type unchanged in "
-                  "this update, or restart the server",
+                  "(an allocator wrapper's results inside a pool block) and not recorded (the "
+                  "wrapper passes no size: mcr-clang --mcr-wrappers, docs/update.md), so mcr "
+                  "cannot convert them, and a live one would be read with the new "
+                  "layout\tsite %s\t%s\t%s\t\t\t\tkeep this type unchanged in this "
+                  "update, or restart the server",
                name, key, name, name);
+  }
+  uint32_t n = mcr_buf_get_u32(st);
+  for (uint32_t i = 0; i < n && !st->bad; i++) {
+    struct mcr_piece p;
+    if (mcr_buf_get(st, &p, sizeof(p)) != 0)
+      break;
+    uint32_t tag = p.tag < c->tag_limit ? c->tag_map[p.tag] : 0;
+    if (!tag)
+      continue; /* its site is gone: its pieces are bytes to the new version */
+    if (mcr_xform_add_piece((uintptr_t)p.addr, p.size, tag) != 0) {
+      conflict(c, "out of memory listing pool pieces");
+      return -1;
+    }
+    recorded++;
+  }
+  if (st->bad) {
+    conflict(c, "the old process's pool pieces could not be read");
+    return -1;
   }
   const struct mcr_startup_alloc *olds;
   size_t nold = mcr_startup_old_allocs(&olds);
   for (size_t i = 0; i < nold; i++) {
     const struct mcr_startup_alloc *a = &olds[i];
-    const char *name, *key;
     struct mcr_object o;
     if (!(a->flags & MCR_SA_PIECE) || !a->site || a->site >= c->tag_limit ||
-        !c->tag_map[a->site] || !(name = mcr_xform_changed_type(c->tag_map[a->site], &key)))
+        !c->tag_map[a->site])
       continue;
     struct pair *q = pair_of_old(a->addr);
-    if ((q && q->reinit && q->obase == a->addr) ||
-        mcr_heap_find((const void *)(uintptr_t)a->addr, &o) != 0 ||
+    if (mcr_heap_find((const void *)(uintptr_t)a->addr, &o) != 0 ||
         (uintptr_t)o.base != a->block)
-      continue; /* stays the new startup's, or gone with its pool */
-    if (++found <= 8)
-      conflict(c, "type\ta piece of the startup's pools of type %s (0x%llx, %llu bytes) is "
-                  "alive and not the new startup's: mcr cannot convert pool pieces, and it "
-                  "would be read with the new layout\tsite %s\t%s\t%s\t\t\t\tkeep "
-                  "this type unchanged in this update, or restart the server",
-               name, (unsigned long long)a->addr, (unsigned long long)a->size, key, name, name);
+      continue; /* gone with its pool */
+    /* one the new startup's replaces is dead: its words pin nothing */
+    int dead = q && q->reinit && q->obase == a->addr;
+    if (mcr_xform_add_piece((uintptr_t)a->addr, a->size, dead ? 0 : c->tag_map[a->site]) != 0) {
+      conflict(c, "out of memory listing pool pieces");
+      return -1;
+    }
+    startup += !dead;
   }
   if (found > 8)
-    conflict(c, "type\t%zu more pool pieces or sites of changed types", found - 8);
+    conflict(c, "type\t%zu more sites of changed types handed out pool pieces not recorded",
+             found - 8);
+  if (recorded + startup)
+    mcr_buf_printf(c->report, "note pool pieces known to the transform: %zu recorded after the "
+                              "startup, %zu of the startup's\n", recorded, startup);
   return found ? -1 : 0;
 }
 

@@ -133,14 +133,21 @@ extern int mcr_startup_on;
 void mcr_startup_piece_hook(const void *p, uint64_t size, const struct mcr_site *site,
                             uintptr_t ra);
 
-/* An allocator wrapper's result with its size: as __mcr_tag, and while the
- * startup is recorded, a result inside a heap object (a pool's piece) is
- * recorded as a startup object of its own. Outside the startup this costs a
- * load and a branch. */
+/* An allocator wrapper's result with its size: as __mcr_tag, and a result
+ * inside a heap object (a pool's piece) is recorded: while the startup is,
+ * as a startup object of its own, after it in pieces.h's table. */
 __attribute__((noinline)) void __mcr_tag_sized(void *ptr, struct mcr_site *site, uint64_t size) {
-  __mcr_tag(ptr, site);
-  if (__builtin_expect(mcr_startup_on, 0) && ptr && site)
+  if (!ptr || !site)
+    return;
+  if (__builtin_expect(mcr_startup_on, 0)) {
+    __mcr_tag(ptr, site);
     mcr_startup_piece_hook(ptr, size, site, (uintptr_t)__builtin_return_address(0));
+    return;
+  }
+  uint32_t id = __atomic_load_n(&site->id, __ATOMIC_RELAXED);
+  if (__builtin_expect(id == 0, 0))
+    id = assign_site_id(site);
+  mcr_heap_tag_sized(ptr, id, size);
 }
 
 int mcr_site_key(const struct mcr_site *site, char *buf, size_t len) {

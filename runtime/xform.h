@@ -148,6 +148,18 @@ int mcr_xform_piece_offset(uint32_t tag, size_t osize, size_t nsize, uint64_t of
 int mcr_xform_piece_convert(uint32_t tag, const unsigned char *old, size_t osize,
                             unsigned char *dst, size_t nsize, char *why, size_t whylen);
 
+/* In the pause, before mcr_xform_heap: the pool pieces of the old heap the
+ * transfer knows (the startup's that stay the old process's, and the ones
+ * recorded after it: pieces.h), tag the new one (0: a dead piece, whose
+ * words are not scanned: an old one the new startup's replaces). Their words are scanned by
+ * their types, and the ones of changed types are converted: in place when
+ * the new layout fits, else into an object of their own (which their pool
+ * never frees). mcr_xform_clear_pieces forgets them (each update's start).
+ * 0, or -1 out of memory. */
+int mcr_xform_add_piece(uintptr_t addr, size_t size, uint32_t tag);
+void mcr_xform_clear_pieces(void);
+size_t mcr_xform_npieces(void);
+
 /* After the commit, the program running: frees the old copies of the objects
  * that moved (nothing points to them any more). */
 void mcr_xform_committed(void);

@@ -185,6 +185,7 @@ struct chobj {
   unsigned char *dst; /* where the new layout is built: nbase, or a side buffer */
   uint8_t state;      /* OBJ_* */
   uint8_t stale;      /* on the pause's list of objects to check again */
+  uint8_t piece;      /* a pool piece (mcr_xform_add_piece), inside a heap object */
 };
 enum { OBJ_OK, OBJ_DEAD };
 
@@ -283,6 +284,76 @@ static int in_old_heap(uintptr_t a)
       return 1;
   }
   return 0;
+}
+
+/* The pool pieces of the old heap the transfer knows (mcr_xform_add_piece),
+ * sorted by address before the scan: the words of a heap object inside one
+ * are scanned by the piece's type, and a piece of a changed type is converted
+ * as an object of its own (index: its entry in H.v, else NONE). */
+static struct {
+  struct xpiece {
+    uintptr_t addr;
+    size_t size;
+    uint32_t tag, index;
+  } *v;
+  size_t n, cap;
+  size_t converted, moved, moved_bytes;
+} PC;
+
+int mcr_xform_add_piece(uintptr_t addr, size_t size, uint32_t tag)
+{
+  if (grow((void **)&PC.v, &PC.cap, PC.n, sizeof(*PC.v)) != 0)
+    return -1;
+  PC.v[PC.n++] = (struct xpiece){addr, size, tag, UINT32_MAX};
+  return 0;
+}
+
+size_t mcr_xform_npieces(void) { return PC.n; }
+
+void mcr_xform_clear_pieces(void)
+{
+  memset(&PC, 0, sizeof(PC));
+}
+
+/* By address: a bottom-up merge sort in arena memory (as sort_objects). */
+static int sort_pieces(void)
+{
+  struct xpiece *tmp = mcr_arena_alloc(mcr_xform_arena(), (PC.n + 1) * sizeof(*tmp), 8);
+  if (!tmp)
+    return -1;
+  struct xpiece *a = PC.v, *b = tmp;
+  for (size_t w = 1; w < PC.n; w *= 2) {
+    for (size_t lo = 0; lo < PC.n; lo += 2 * w) {
+      size_t mid = lo + w < PC.n ? lo + w : PC.n, hi = lo + 2 * w < PC.n ? lo + 2 * w : PC.n;
+      size_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi)
+        b[k++] = a[i].addr <= a[j].addr ? a[i++] : a[j++];
+      while (i < mid)
+        b[k++] = a[i++];
+      while (j < hi)
+        b[k++] = a[j++];
+    }
+    struct xpiece *t = a;
+    a = b;
+    b = t;
+  }
+  PC.v = a;
+  PC.cap = a == tmp ? PC.n + 1 : PC.cap;
+  return 0;
+}
+
+/* The first known piece at or above a. */
+static size_t piece_at(uintptr_t a)
+{
+  size_t lo = 0, hi = PC.n;
+  while (lo < hi) {
+    size_t m = lo + (hi - lo) / 2;
+    if (PC.v[m].addr < a)
+      lo = m + 1;
+    else
+      hi = m;
+  }
+  return lo;
 }
 
 /* An object of a changed type to convert: one of the old process's. This
@@ -411,8 +482,16 @@ static long find_obj(uintptr_t v)
     return (long)i - 1;
   }
   struct mcr_object o;
-  if (mcr_heap_find((void *)v, &o) != 0 || !mcr_xform_tinfo(o.tag))
+  if (mcr_heap_find((void *)v, &o) != 0)
     return -1;
+  if (!mcr_xform_tinfo(o.tag)) {
+    /* inside a pool piece of a changed type? */
+    size_t k = PC.n ? piece_at(v + 1) : 0;
+    if (!k || v >= PC.v[k - 1].addr + PC.v[k - 1].size || PC.v[k - 1].index == UINT32_MAX)
+      return -1;
+    long i = (long)PC.v[k - 1].index;
+    return H.v[i].state == OBJ_OK ? i : -1;
+  }
   long i = index_get((uintptr_t)o.base);
   return i >= 0 && H.v[i].state == OBJ_OK ? i : -1;
 }
@@ -558,6 +637,43 @@ static void scan_words(uintptr_t *w, size_t n, const struct wmap *m, const char 
   }
 }
 
+/* Words [from, to) of an object whose word map is m (word i of the object is
+ * w[i]). */
+static void scan_span(uintptr_t *w, size_t from, size_t to, const struct wmap *m)
+{
+  for (size_t i = from; i < to; i++) {
+    uintptr_t v = w[i];
+    if (v < H.lo || v >= H.hi)
+      continue;
+    int cls = word_class(m, i);
+    if (cls != W_NONE)
+      hit(&w[i], cls, NULL);
+  }
+}
+
+/* A heap object holding known pool pieces: each piece's words by its type
+ * (its holder: its entry when its type changed), the rest by the object's. */
+static void scan_with_pieces(const struct mcr_object *o, size_t k, const struct wmap *m)
+{
+  uintptr_t base = (uintptr_t)o->base, end = base + o->size;
+  uintptr_t *w = (uintptr_t *)base;
+  size_t done = 0, nw = o->size / 8;
+  for (; k < PC.n && PC.v[k].addr < end; k++) {
+    const struct xpiece *p = &PC.v[k];
+    size_t a = (p->addr - base) / 8, b = (p->addr + p->size - base + 7) / 8;
+    if (a < done || b > nw)
+      continue; /* overlaps the one before, or past the object's end: left to the object's map */
+    scan_span(w, done, a, m);
+    if (p->tag) { /* (tag 0: a dead piece, whose words are not scanned) */
+      H.holder = p->index != UINT32_MAX && H.v[p->index].state == OBJ_OK ? p->index : NONE;
+      scan_words((uintptr_t *)p->addr, p->size / 8, wmap_of(p->tag), NULL);
+      H.holder = NONE;
+    }
+    done = b;
+  }
+  scan_span(w, done, nw, m);
+}
+
 static int scan_object(const struct mcr_object *o, void *arg)
 {
   (void)arg;
@@ -565,7 +681,11 @@ static int scan_object(const struct mcr_object *o, void *arg)
     return 0; /* on the program's free list: its words are dead (abi.h) */
   long h = mcr_xform_tinfo(o->tag) ? index_get((uintptr_t)o->base) : -1;
   H.holder = h >= 0 && H.v[h].state == OBJ_OK ? (uint32_t)h : NONE;
-  scan_words((uintptr_t *)o->base, o->size / 8, wmap_of(o->tag), NULL);
+  size_t k = PC.n ? piece_at((uintptr_t)o->base) : PC.n;
+  if (k < PC.n && PC.v[k].addr < (uintptr_t)o->base + o->size && H.holder == NONE)
+    scan_with_pieces(o, k, wmap_of(o->tag));
+  else
+    scan_words((uintptr_t *)o->base, o->size / 8, wmap_of(o->tag), NULL);
   H.holder = NONE;
   return *H.conflicts > 20 ? 1 : 0;
 }
@@ -1093,13 +1213,64 @@ static int pause_incremental(const struct mcr_xform_region *regions, size_t nreg
 }
 
 /* Without the pre-copy's conversion: everything in the pause. */
+/* The known pieces of changed types become objects to convert. A piece that
+ * cannot be one (unaligned, shorter than its type, inside an object that is
+ * converted itself) is a conflict. */
+static int collect_pieces(void)
+{
+  if (PC.n && sort_pieces() != 0)
+    return -1;
+  for (size_t k = 0; k < PC.n; k++) {
+    struct xpiece *p = &PC.v[k];
+    const struct tinfo *ti = mcr_xform_tinfo(p->tag);
+    struct mcr_object o;
+    if (!ti)
+      continue;
+    const char *why = NULL;
+    if (p->addr % 8)
+      why = "it is not aligned to a word";
+    else if (ti->plan && ti->plan->old_size && p->size < ti->plan->old_size)
+      why = "it is shorter than its type";
+    else if (mcr_heap_find((void *)p->addr, &o) != 0 || mcr_xform_tinfo(o.tag))
+      why = "it lies in an object that is converted itself";
+    else if (k && p->addr < PC.v[k - 1].addr + PC.v[k - 1].size)
+      why = "it overlaps another piece";
+    if (why) {
+      char obj[200], msg[300];
+      snprintf(obj, sizeof(obj), "pool piece 0x%lx (%zu bytes)", (unsigned long)p->addr, p->size);
+      snprintf(msg, sizeof(msg), "its type changed, but it cannot be converted: %s", why);
+      hconflict("type", msg, obj, ti->old_name, ti->new_name, ti->old_loc, ti->new_loc,
+                "keep this type unchanged in this update, or restart the server");
+      continue;
+    }
+    long i = add_obj(p->addr, p->size, p->tag, ti);
+    if (i < 0)
+      return -1;
+    H.v[i].piece = 1;
+  }
+  return 0;
+}
+
+/* After the sort: each piece's entry in H.v. */
+static void index_pieces(void)
+{
+  for (size_t k = 0; k < PC.n; k++) {
+    long i = mcr_xform_tinfo(PC.v[k].tag) ? index_get(PC.v[k].addr) : -1;
+    PC.v[k].index = i >= 0 && H.v[i].piece ? (uint32_t)i : UINT32_MAX;
+  }
+}
+
 static int pause_all(const struct mcr_xform_region *regions, size_t nregions)
 {
-  if (mcr_heap_foreach(collect, NULL) != 0 || sort_objects() != 0 || index_objects(0) != 0) {
+  if (mcr_heap_foreach(collect, NULL) != 0 || collect_pieces() != 0 || sort_objects() != 0 ||
+      index_objects(0) != 0) {
     hconflict("other", "out of memory listing the objects of changed types", "", "", "", "", "",
               "");
     return -1;
   }
+  index_pieces();
+  if (*H.conflicts)
+    return -1;
   if (!H.n)
     return 0;
   if (check_plans(NULL, H.n) != 0)
@@ -1116,6 +1287,15 @@ static int pause_all(const struct mcr_xform_region *regions, size_t nregions)
   for (size_t k = 0; k < H.np; k++)
     if (apply_patch(&H.p[k], 1) != 0)
       return -1;
+  for (size_t i = 0; i < H.n; i++) {
+    if (!H.v[i].piece)
+      continue;
+    PC.converted++;
+    if (H.v[i].nbase != H.v[i].base) {
+      PC.moved++;
+      PC.moved_bytes += H.v[i].nlen;
+    }
+  }
   return 0;
 }
 
@@ -1124,7 +1304,8 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
                    const struct mcr_heap_state *final, struct mcr_buf *report, int *conflicts)
 {
   uint64_t t0 = mcr_update_now_ns();
-  int incremental = H.pre_ok && fresh && final;
+  /* pieces are known in the pause only: all of it is done there */
+  int incremental = H.pre_ok && fresh && final && !PC.n;
   if (!mcr_xform_changed_sites())
     return 0;
   if (incremental) {
@@ -1169,6 +1350,11 @@ int mcr_xform_heap(const struct mcr_xform_region *regions, size_t nregions,
   size_t moved = 0;
   for (size_t i = 0; i < H.n; i++)
     moved += H.v[i].nbase != H.v[i].base;
+  if (PC.converted)
+    mcr_buf_printf(report, "note %zu pool pieces of changed types converted (of %zu pieces "
+                           "known), %zu of them moved out of their pools into objects of their "
+                           "own (%zu bytes that their pools do not free)\n",
+                   PC.converted, PC.n, PC.moved, PC.moved_bytes);
   mcr_buf_printf(report,
                  "phase transform %llu %zu objects of %zu changed types converted (%zu moved), "
                  "%zu pointers remapped, %zu words of unknown meaning left as they are\n",
@@ -1197,8 +1383,8 @@ void mcr_xform_committed(void)
     return;
   H.committed_pending = 0;
   for (size_t i = 0; i < H.n; i++)
-    if (H.v[i].state == OBJ_OK && H.v[i].nbase && H.v[i].nbase != H.v[i].base)
-      mcr_heap_free((void *)H.v[i].base);
+    if (H.v[i].state == OBJ_OK && H.v[i].nbase && H.v[i].nbase != H.v[i].base && !H.v[i].piece)
+      mcr_heap_free((void *)H.v[i].base); /* (a piece's memory is its pool's) */
 }
 
 /* ---- startup pool pieces of changed types (transfer.c, --reinit) ----
