@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include "pieces.h"
 
-#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -24,10 +23,35 @@ struct pblock {
   struct mcr_piece *v;
 };
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* A spin lock: held for a few dozen instructions, on the allocation path of
+ * the program's pools (a mutex costs more than the recording). */
+static int spin;
 static struct pblock *tab;
 static size_t tabcap; /* a power of two, or 0 */
+static struct pblock *last; /* the block recorded into last (NULL after the table changed) */
 size_t mcr_pieces_nblocks;
+
+/* Blocks that may hold pieces, a bit per hash of their address, never cleared:
+ * a free of any other object skips the lock. */
+#define MAYBE_BITS (1u << 16)
+static uint64_t maybe[MAYBE_BITS / 64];
+
+static inline size_t maybe_bit(uintptr_t base)
+{
+  return (size_t)(((base >> 4) * 0x9e3779b97f4a7c15ull) >> 48) & (MAYBE_BITS - 1);
+}
+
+static void lock(void)
+{
+  while (__atomic_exchange_n(&spin, 1, __ATOMIC_ACQUIRE))
+    while (__atomic_load_n(&spin, __ATOMIC_RELAXED))
+      __builtin_ia32_pause();
+}
+
+static void unlock(void)
+{
+  __atomic_store_n(&spin, 0, __ATOMIC_RELEASE);
+}
 
 /* ---- memory ---- */
 
@@ -112,6 +136,7 @@ static int grow_table(void)
     munmap(tab, tabcap * sizeof(*tab));
   tab = t;
   tabcap = cap;
+  last = NULL;
   return 0;
 }
 
@@ -129,6 +154,7 @@ static struct pblock *find_or_add(uintptr_t base)
   if (!v)
     return NULL;
   tab[s] = (struct pblock){base, 0, 0, v};
+  __atomic_or_fetch(&maybe[maybe_bit(base) / 64], 1ull << (maybe_bit(base) % 64), __ATOMIC_RELAXED);
   __atomic_store_n(&mcr_pieces_nblocks, mcr_pieces_nblocks + 1, __ATOMIC_RELAXED);
   return &tab[s];
 }
@@ -146,6 +172,7 @@ static void remove_slot(size_t s)
     }
   }
   tab[hole].base = 0;
+  last = NULL;
   __atomic_store_n(&mcr_pieces_nblocks, mcr_pieces_nblocks - 1, __ATOMIC_RELAXED);
 }
 
@@ -200,8 +227,8 @@ void mcr_pieces_record(uintptr_t block, uintptr_t p, size_t size, uint32_t tag)
 {
   if (!size || size > UINT32_MAX)
     return;
-  pthread_mutex_lock(&lock);
-  struct pblock *b = find_or_add(block);
+  lock();
+  struct pblock *b = last && last->base == block ? last : (last = find_or_add(block));
   if (!b)
     goto lost;
   size_t at = b->n;
@@ -229,48 +256,51 @@ void mcr_pieces_record(uintptr_t block, uintptr_t p, size_t size, uint32_t tag)
   memmove(&b->v[at + 1], &b->v[at], (b->n - at) * sizeof(*b->v));
   b->v[at] = (struct mcr_piece){p, (uint32_t)size, tag};
   b->n++;
-  pthread_mutex_unlock(&lock);
+  unlock();
   return;
 lost: /* the site's pieces are no longer all known */
   __atomic_store_n(&kinds[tag], KIND_LOST, __ATOMIC_RELAXED);
-  pthread_mutex_unlock(&lock);
+  unlock();
 }
 
 void mcr_pieces_block_freed(uintptr_t block)
 {
-  pthread_mutex_lock(&lock);
+  size_t bit = maybe_bit(block);
+  if (!(__atomic_load_n(&maybe[bit / 64], __ATOMIC_RELAXED) & (1ull << (bit % 64))))
+    return;
+  lock();
   struct pblock *b = find(block);
   if (b) {
     vec_free(b->v, b->cls);
     remove_slot((size_t)(b - tab));
   }
-  pthread_mutex_unlock(&lock);
+  unlock();
 }
 
 size_t mcr_pieces_foreach(int (*fn)(const struct mcr_piece *p, void *arg), void *arg)
 {
   size_t n = 0;
-  pthread_mutex_lock(&lock);
+  lock();
   for (size_t i = 0; i < tabcap; i++)
     for (uint32_t k = 0; tab[i].base && k < tab[i].n; k++, n++)
       if (fn(&tab[i].v[k], arg) != 0)
         goto out;
 out:
-  pthread_mutex_unlock(&lock);
+  unlock();
   return n;
 }
 
 void mcr_pieces_fork_prepare(void)
 {
-  pthread_mutex_lock(&lock);
+  lock();
 }
 
 void mcr_pieces_fork_parent(void)
 {
-  pthread_mutex_unlock(&lock);
+  unlock();
 }
 
 void mcr_pieces_fork_child(void)
 {
-  pthread_mutex_init(&lock, NULL);
+  spin = 0;
 }

@@ -315,30 +315,18 @@ void mcr_xform_clear_pieces(void)
   memset(&PC, 0, sizeof(PC));
 }
 
-/* By address: a bottom-up merge sort in arena memory (as sort_objects). */
+static int sort_by_address(void **v, size_t n, size_t each);
+
+/* By address. */
 static int sort_pieces(void)
 {
-  struct xpiece *tmp = mcr_arena_alloc(mcr_xform_arena(), (PC.n + 1) * sizeof(*tmp), 8);
-  if (!tmp)
+  size_t n = PC.n;
+  void *v = PC.v;
+  if (sort_by_address(&v, n, sizeof(*PC.v)) != 0)
     return -1;
-  struct xpiece *a = PC.v, *b = tmp;
-  for (size_t w = 1; w < PC.n; w *= 2) {
-    for (size_t lo = 0; lo < PC.n; lo += 2 * w) {
-      size_t mid = lo + w < PC.n ? lo + w : PC.n, hi = lo + 2 * w < PC.n ? lo + 2 * w : PC.n;
-      size_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        b[k++] = a[i].addr <= a[j].addr ? a[i++] : a[j++];
-      while (i < mid)
-        b[k++] = a[i++];
-      while (j < hi)
-        b[k++] = a[j++];
-    }
-    struct xpiece *t = a;
-    a = b;
-    b = t;
-  }
-  PC.v = a;
-  PC.cap = a == tmp ? PC.n + 1 : PC.cap;
+  if (v != PC.v)
+    PC.cap = n; /* (the sort's own array, exactly as long) */
+  PC.v = v;
   return 0;
 }
 
@@ -382,35 +370,48 @@ static int collect_copied(const struct mcr_object *o, void *arg)
   return collect(&m, arg);
 }
 
-/* Bottom-up merge sort by base, in arena memory (no qsort: it may malloc). The
- * heap walk gives each size class in address order, so often nothing moves. */
-static int sort_objects(void)
+/* Sorts n elements of each bytes, whose first member is an address, by it:
+ * a bottom-up merge sort in arena memory (no qsort: it may malloc). *v is the
+ * sorted array (itself, or one of the arena's). Already sorted (the heap walk
+ * gives each size class in address order) nothing moves. */
+static int sort_by_address(void **v, size_t n, size_t each)
 {
+  unsigned char *a = *v, *b;
   size_t k0 = 1;
-  while (k0 < H.n && H.v[k0 - 1].base < H.v[k0].base)
+  while (k0 < n && *(uintptr_t *)(a + (k0 - 1) * each) < *(uintptr_t *)(a + k0 * each))
     k0++;
-  if (k0 >= H.n)
+  if (k0 >= n)
     return 0;
-  struct chobj *tmp = mcr_arena_alloc(mcr_xform_arena(), (H.n + 1) * sizeof(*tmp), 8);
-  if (!tmp)
+  if (!(b = mcr_arena_alloc(mcr_xform_arena(), (n + 1) * each, 8)))
     return -1;
-  struct chobj *a = H.v, *b = tmp;
-  for (size_t w = 1; w < H.n; w *= 2) {
-    for (size_t lo = 0; lo < H.n; lo += 2 * w) {
-      size_t mid = lo + w < H.n ? lo + w : H.n, hi = lo + 2 * w < H.n ? lo + 2 * w : H.n;
+  for (size_t w = 1; w < n; w *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * w) {
+      size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
       size_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        b[k++] = a[i].base <= a[j].base ? a[i++] : a[j++];
-      while (i < mid)
-        b[k++] = a[i++];
-      while (j < hi)
-        b[k++] = a[j++];
+      while (i < mid && j < hi) {
+        int left = *(uintptr_t *)(a + i * each) <= *(uintptr_t *)(a + j * each);
+        memcpy(b + k++ * each, a + (left ? i++ : j++) * each, each);
+      }
+      memcpy(b + k * each, a + i * each, (mid - i) * each);
+      k += mid - i;
+      memcpy(b + k * each, a + j * each, (hi - j) * each);
     }
-    struct chobj *t = a;
+    unsigned char *t = a;
     a = b;
     b = t;
   }
-  H.v = a;
+  *v = a;
+  return 0;
+}
+
+static int sort_objects(void)
+{
+  void *v = H.v;
+  if (sort_by_address(&v, H.n, sizeof(*H.v)) != 0)
+    return -1;
+  if (v != H.v)
+    H.cap = H.n; /* (the sort's own array, exactly as long) */
+  H.v = v;
   return 0;
 }
 

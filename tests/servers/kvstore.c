@@ -99,8 +99,11 @@
  *         end, whose end is the next piece's start) holds the command's first
  *         bytes
  *   19    like 16 but struct mod_conf has a new field: the startup's pieces of that
- *         type (each module's configuration) and the one MODS takes after the
- *         startup cannot be converted, so the update is refused, --reinit or not
+ *         type (each module's configuration) and the ones MODS takes after the
+ *         startup (recorded: runtime/pieces.h) are converted
+ *   20    like 16, and 21 like 19, but MODS takes its piece with pool_take, a
+ *         wrapper declared without its size (kvstore.wrappers): such pieces are
+ *         not recorded, so v20 -> v21 is refused
  *   18    like 1 but struct conn has a new field too big for its slot (as 5), and no
  *         byte buffer refers to connections: what refers to them without a type is
  *         the kernel's epoll registrations (their data). The update is refused
@@ -137,7 +140,8 @@
 #define KV_VERSION 1
 #endif
 
-#if KV_VERSION == 16 || KV_VERSION == 17 || KV_VERSION == 19
+#if KV_VERSION == 16 || KV_VERSION == 17 || KV_VERSION == 19 || KV_VERSION == 20 ||         \
+    KV_VERSION == 21
 #define KV_MODULES 1
 #endif
 
@@ -355,10 +359,14 @@ __attribute__((noinline)) void *pool_alloc(struct pool *p, size_t size) {
   p->next += size;
   return r;
 }
+/* the same, declared to mcr without its size (kvstore.wrappers) */
+__attribute__((noinline)) void *pool_take(struct pool *p, size_t size) {
+  return pool_alloc(p, size);
+}
 struct mod_conf {
   const char *name;
-#if KV_VERSION == 19
-  long weight; /* new: the pool pieces of this type cannot be converted */
+#if KV_VERSION == 19 || KV_VERSION == 21
+  long weight; /* new: the pool pieces of this type are converted */
 #endif
   long value;
 };
@@ -495,7 +503,11 @@ static void command(struct conn *c, char *line) {
     char out[256];
     size_t o = 0;
     /* a piece of the pool after the startup, as nginx's requests take theirs */
+#if KV_VERSION == 20 || KV_VERSION == 21
+    struct mod_conf *last = pool_take(conf_pool, sizeof(*last));
+#else
     struct mod_conf *last = pool_alloc(conf_pool, sizeof(*last));
+#endif
     if (last)
       *last = *c->ctx->confs[0];
     for (int i = 0; i < NMODULES && o < sizeof(out); i++) {

@@ -203,9 +203,11 @@ pieces)
   # converted into an object of its own and the pointers to it are rewritten.
   # The held connection then reads every module's setting through them (with a
   # stale pointer it would read the old layout: another value). Back to v16 (they
-  # shrink: converted where they are), and to v19 again with --reinit
+  # shrink: converted where they are), and to v19 again with --reinit. Then v20 ->
+  # v21, the same change, but MODS takes its piece with a wrapper declared without
+  # its size: not recorded, so refused, naming the type; v20 serves on
   cflags+=(--mcr-wrappers="$top/tests/servers/kvstore.wrappers")
-  prof_version=16 build_versions 16 19
+  prof_version=16 build_versions 16 19 20 21
   start "$work/v16/kvstore"
   exec 3<>"/dev/tcp/127.0.0.1/$port"
   ask MODS "MODS core=1 log=1 stats=3" v16
@@ -230,6 +232,20 @@ PY
     ask MODS "MODS core=1 log=1 stats=3" "v$step on the held connection"
     ok "-> v$step committed: pool pieces of struct mod_conf (the startup's and the ones MODS took after it) converted; the held connection reads every module's setting through them"
   done
+  exec 3>&-
+  kill "$pid" 2>/dev/null
+  start "$work/v20/kvstore"
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  ask MODS "MODS core=1 log=1 stats=3" v20
+  update_refused "$pid" "$work/v21/kvstore" v21
+  python3 - "$work/v21.json" <<'PY' || fail "v20 -> v21: the report does not name the pieces not recorded: $(cat "$work/v21.json")"
+import json, sys
+cs = [c for c in json.load(open(sys.argv[1]))["conflicts"] if c["kind"] == "type"]
+sys.exit(0 if any("not recorded" in c["message"] and "mod_conf" in c["message"] for c in cs) else 1)
+PY
+  alive "$pid" || fail "v20 -> v21: the old process died"
+  ask MODS "MODS core=1 log=1 stats=3" "v20 after the refusal"
+  ok "v20 -> v21 refused: struct mod_conf pieces taken after the startup by a wrapper without its size are not recorded; v20 serves on"
   exec 3>&-
   ;;
 epolldata)
