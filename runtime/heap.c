@@ -1624,6 +1624,12 @@ void mcr_heap_tag_sized(const void *p, uint32_t tag, size_t size)
     mcr_pieces_record(base, (uintptr_t)p, size, tag);
 }
 
+void mcr_heap_mark_piece_site(uint32_t tag)
+{
+  if (tag >= MCR_TAG_FIRST_SITE && tag <= MCR_TAG_MAX)
+    __atomic_or_fetch(&piece_sites[tag >> 3], (uint8_t)(1u << (tag & 7)), __ATOMIC_RELAXED);
+}
+
 const uint8_t *mcr_heap_piece_sites(void)
 {
   return piece_sites;

@@ -172,6 +172,8 @@ size_t mcr_heap_ranges(const struct mcr_heap_state *st, struct mcr_heap_range *o
  * each: such pieces are not objects the runtime knows, so an update cannot
  * convert them when their type changed (runtime/transfer.c refuses it). */
 const uint8_t *mcr_heap_piece_sites(void);
+/* Sets tag's bit (an update's new process: the old process's sites). */
+void mcr_heap_mark_piece_site(uint32_t tag);
 #define MCR_PIECE_SITES_BYTES ((MCR_TAG_MAX + 1) / 8)
 
 /* In the NEW process: makes every range of mcr_heap_ranges(old) read-write,

@@ -2111,6 +2111,22 @@ static int plan_pairs(void)
   return 0;
 }
 
+/* A piece of the old process that stays one: this process records it, so that
+ * the next update knows it too. */
+static void keep_piece(uintptr_t addr, size_t size, uint32_t tag, void *arg)
+{
+  struct mcr_object o;
+  (void)arg;
+  if (mcr_pieces_track(tag) && mcr_heap_find((void *)addr, &o) == 0 &&
+      (uintptr_t)o.base < addr && addr + size <= (uintptr_t)o.base + o.size)
+    mcr_pieces_record((uintptr_t)o.base, addr, size, tag);
+}
+
+void mcr_transfer_keep_pieces(void)
+{
+  mcr_xform_pieces_kept(keep_piece, NULL);
+}
+
 void mcr_transfer_committed(void)
 {
   mcr_xform_committed();
@@ -2632,8 +2648,11 @@ static int read_pieces(struct ctx *c, struct mcr_buf *st)
   }
   for (uint32_t t = MCR_TAG_FIRST_SITE; t < nbytes * 8 && t < c->tag_limit; t++) {
     const char *name, *key;
-    if (!(bits[t >> 3] & (1u << (t & 7))) || !c->tag_map[t] ||
-        !(name = mcr_xform_changed_type(c->tag_map[t], &key)))
+    if (!(bits[t >> 3] & (1u << (t & 7))) || !c->tag_map[t])
+      continue;
+    /* such pieces may stay alive: the next update must know their site */
+    mcr_heap_mark_piece_site(c->tag_map[t]);
+    if (!(name = mcr_xform_changed_type(c->tag_map[t], &key)))
       continue;
     if (++found <= 8)
       conflict(c, "type\tpieces of a pool of type %s were handed out after the startup "

@@ -67,6 +67,11 @@ int mcr_transfer_apply(struct mcr_buf *state, const int *inherited, size_t ninhe
  * records name the objects in use now (the old process's), for the next update. */
 void mcr_transfer_committed(void);
 
+/* Committed, the program still parked: the old process's pool pieces that stay
+ * pieces are recorded here (pieces.h), so that the next update knows them.
+ * Before the program runs: a pool freed meanwhile would leave stale records. */
+void mcr_transfer_keep_pieces(void);
+
 /* After the commit, before the threads resume: the epoll registrations whose
  * data pointed into the old program image get the new address (EPOLL_CTL_MOD;
  * the instances were shared with the old process until the commit). A failure

@@ -926,6 +926,7 @@ static void *agent(void *arg)
   if (parent_link >= 0)
     mcr_chan_send(chan, MCR_U_COMMIT, NULL); /* the old partner exits */
   mcr_transfer_commit_epoll(&rep); /* the old partner no longer waits on them */
+  mcr_transfer_keep_pieces();
   __atomic_store_n(&mcr_update_parking, 0, __ATOMIC_SEQ_CST);
   mcr_quiesce_end();
   uint64_t resumed = mcr_update_now_ns();

@@ -160,6 +160,11 @@ int mcr_xform_add_piece(uintptr_t addr, size_t size, uint32_t tag);
 void mcr_xform_clear_pieces(void);
 size_t mcr_xform_npieces(void);
 
+/* After the commit: fn on each piece told that is still a piece (not dead, not
+ * moved out of its pool), with its tag. Returns how many. */
+size_t mcr_xform_pieces_kept(void (*fn)(uintptr_t addr, size_t size, uint32_t tag, void *arg),
+                             void *arg);
+
 /* After the commit, the program running: frees the old copies of the objects
  * that moved (nothing points to them any more). */
 void mcr_xform_committed(void);

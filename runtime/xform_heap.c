@@ -310,6 +310,20 @@ int mcr_xform_add_piece(uintptr_t addr, size_t size, uint32_t tag)
 
 size_t mcr_xform_npieces(void) { return PC.n; }
 
+size_t mcr_xform_pieces_kept(void (*fn)(uintptr_t addr, size_t size, uint32_t tag, void *arg),
+                             void *arg)
+{
+  size_t n = 0;
+  for (size_t k = 0; k < PC.n; k++) {
+    const struct xpiece *p = &PC.v[k];
+    if (!p->tag || (p->index != UINT32_MAX && H.v[p->index].nbase != H.v[p->index].base))
+      continue; /* dead, or moved out of its pool: an object of its own now */
+    fn(p->addr, p->size, p->tag, arg);
+    n++;
+  }
+  return n;
+}
+
 void mcr_xform_clear_pieces(void)
 {
   memset(&PC, 0, sizeof(PC));
@@ -1227,6 +1241,8 @@ static int collect_pieces(void)
     struct mcr_object o;
     if (!ti)
       continue;
+    if (k && p->addr == PC.v[k - 1].addr && p->size == PC.v[k - 1].size)
+      continue; /* told twice (a startup record, and recorded since an update) */
     const char *why = NULL;
     if (p->addr % 8)
       why = "it is not aligned to a word";

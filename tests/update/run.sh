@@ -202,8 +202,11 @@ pieces)
   # runtime/pieces.h). They grow, so they cannot stay in their pool: each is
   # converted into an object of its own and the pointers to it are rewritten.
   # The held connection then reads every module's setting through them (with a
-  # stale pointer it would read the old layout: another value). Back to v16 (they
-  # shrink: converted where they are), and to v19 again with --reinit. Then v20 ->
+  # stale pointer it would read the old layout: another value). First to v16 itself:
+  # the new process records the old one's pieces too, so that the update after it
+  # knows them (that one knows at least 2 recorded: the piece MODS took before the
+  # first update and the one after it). Then v19, back to v16 (they shrink:
+  # converted where they are, and again kept: 2), and to v19 with --reinit. Then v20 ->
   # v21, the same change, but MODS takes its piece with a wrapper declared without
   # its size: not recorded, so refused, naming the type; v20 serves on
   cflags+=(--mcr-wrappers="$top/tests/servers/kvstore.wrappers")
@@ -211,11 +214,11 @@ pieces)
   start "$work/v16/kvstore"
   exec 3<>"/dev/tcp/127.0.0.1/$port"
   ask MODS "MODS core=1 log=1 stats=3" v16
-  for step in "19" "16" "19 --reinit"; do
+  for step in "16 1" "19 2" "16 1" "19 2 --reinit"; do
     set -- $step
-    update "$pid" "$work/v$1/kvstore" ${2:-} ||
+    update "$pid" "$work/v$1/kvstore" ${3:-} ||
       fail "-> v$step (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
-    python3 - "$work/update.json" "$1" <<'PY' || fail "-> v$step: the report does not say the pieces were converted: $(cat "$work/update.json")"
+    python3 - "$work/update.json" "$1" "$2" <<'PY' || fail "-> v$step: the report does not say the pieces were known and converted: $(cat "$work/update.json")"
 import json, re, sys
 d = json.load(open(sys.argv[1]))
 notes = " ".join(d.get("notes", []))
@@ -224,13 +227,13 @@ conv = re.search(r"(\d+) pool pieces of changed types converted", notes)
 for n in d.get("notes", []):
     if "pool pieces" in n:
         print("  note: " + n)
-# v16 -> v19: the three modules' configurations and MODS' piece at least
-sys.exit(0 if known and int(known.group(1)) >= 1 and (sys.argv[2] != "19" or (conv and int(conv.group(1)) >= 1)) else 1)
+# to v19: the three modules' configurations and MODS' pieces at least
+sys.exit(0 if known and int(known.group(1)) >= int(sys.argv[3]) and (sys.argv[2] != "19" or (conv and int(conv.group(1)) >= 1)) else 1)
 PY
     pid=$(new_pid_of)
     ask VERSION "VERSION $1" "v$step"
     ask MODS "MODS core=1 log=1 stats=3" "v$step on the held connection"
-    ok "-> v$step committed: pool pieces of struct mod_conf (the startup's and the ones MODS took after it) converted; the held connection reads every module's setting through them"
+    ok "-> v$1${3:+ $3} committed: pool pieces of struct mod_conf (the startup's and the ones MODS took after it, at least $2 recorded) known$([ "$1" = 19 ] && echo " and converted"); the held connection reads every module's setting through them"
   done
   exec 3>&-
   kill "$pid" 2>/dev/null
