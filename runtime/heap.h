@@ -169,8 +169,9 @@ size_t mcr_heap_ranges(const struct mcr_heap_state *st, struct mcr_heap_range *o
 
 /* The allocation sites (tags) that handed out a piece of a heap object (a pool
  * allocator wrapper's result inside a pool block) after the startup ended, a bit
- * each: such pieces are not objects the runtime knows, so an update cannot
- * convert them when their type changed (runtime/transfer.c refuses it). */
+ * each. The pieces pieces.h records are known to an update; of the others it
+ * knows only this bit, so it refuses when such a site's type changed
+ * (runtime/transfer.c, read_pieces). */
 const uint8_t *mcr_heap_piece_sites(void);
 /* Sets tag's bit (an update's new process: the old process's sites). */
 void mcr_heap_mark_piece_site(uint32_t tag);
