@@ -517,7 +517,15 @@ static const char *holder_name(uintptr_t slot, char *buf, size_t len)
   struct mcr_typetab tt;
   struct mcr_site_rec rec;
   if (mcr_heap_find((void *)slot, &o) == 0) {
-    if (mcr_site_record(o.tag, &tt, &rec) == 0)
+    /* in a known pool piece: its site says more than its block's */
+    size_t k = PC.n ? piece_at(slot + 1) : 0;
+    if (k && slot < PC.v[k - 1].addr + PC.v[k - 1].size && PC.v[k - 1].tag &&
+        mcr_site_record(PC.v[k - 1].tag, &tt, &rec) == 0)
+      snprintf(buf, len, "pool piece 0x%lx+%lu (in heap object 0x%lx) allocated at %s:%u (%s)",
+               (unsigned long)PC.v[k - 1].addr, (unsigned long)(slot - PC.v[k - 1].addr),
+               (unsigned long)(uintptr_t)o.base, mcr_typetab_str(&tt, rec.file), rec.line,
+               rec.type == MCR_NO_TYPE ? "untyped" : "a word of unknown meaning");
+    else if (mcr_site_record(o.tag, &tt, &rec) == 0)
       snprintf(buf, len, "heap object 0x%lx+%lu allocated at %s:%u (%s)",
                (unsigned long)(uintptr_t)o.base, (unsigned long)(slot - (uintptr_t)o.base),
                mcr_typetab_str(&tt, rec.file), rec.line,
