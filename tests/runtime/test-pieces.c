@@ -2,10 +2,12 @@
  * test-pieces.c - the table of pool pieces recorded after the startup
  * (runtime/pieces.c): pieces in address order per block, a piece handed out
  * over recorded ones ending them, a freed block ending its own, blocks that
- * collide in the table removed without losing the others, and the table's
- * growth. The type look-up it makes for mcr_pieces_track is stubbed: every
- * site is "not typed" here (the update tests cover typed sites).
+ * collide in the table removed without losing the others, the table's growth,
+ * and two threads recording and freeing while a third lists. The type look-up
+ * it makes for mcr_pieces_track is stubbed: every site is "not typed" here (the
+ * update tests cover typed sites).
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -48,6 +50,32 @@ static size_t pieces_of(uintptr_t b, size_t len, struct mcr_piece *out, size_t m
     if (seen[i].addr >= b && seen[i].addr < b + len && n < max)
       out[n++] = seen[i];
   return n;
+}
+
+/* A thread's own blocks: each gets 8 pieces, then is freed, 20 000 times. */
+static void *churn(void *arg)
+{
+  uintptr_t base = (uintptr_t)arg;
+  for (int round = 0; round < 20000; round++) {
+    uintptr_t b = base + (uintptr_t)(round % 64) * 65536;
+    for (int k = 0; k < 8; k++)
+      mcr_pieces_record(b, b + 80 + 64 * (uintptr_t)k, 64, 14);
+    mcr_pieces_block_freed(b);
+  }
+  /* and leaves 64 blocks of 8 pieces each */
+  for (int i = 0; i < 64; i++) {
+    uintptr_t b = base + (uintptr_t)i * 65536;
+    for (int k = 0; k < 8; k++)
+      mcr_pieces_record(b, b + 80 + 64 * (uintptr_t)k, 64, 14);
+  }
+  return NULL;
+}
+
+static int count_all(const struct mcr_piece *p, void *arg)
+{
+  (void)p;
+  ++*(size_t *)arg;
+  return 0;
 }
 
 int main(void)
@@ -125,5 +153,21 @@ int main(void)
   for (int i = 1; i < NB; i += 2)
     mcr_pieces_block_freed(0x200000000000u + (uintptr_t)i * 4096);
   CHECK_EQ(mcr_pieces_nblocks, 1, "every block found and freed");
+
+  /* threads: two record and free blocks of their own while a third lists */
+  pthread_t t[2];
+  pthread_create(&t[0], NULL, churn, (void *)(uintptr_t)0x300000000000u);
+  pthread_create(&t[1], NULL, churn, (void *)(uintptr_t)0x400000000000u);
+  for (int i = 0; i < 200; i++) {
+    size_t c = 0;
+    mcr_pieces_foreach(count_all, &c);
+  }
+  pthread_join(t[0], NULL);
+  pthread_join(t[1], NULL);
+  size_t all = 0;
+  mcr_pieces_foreach(count_all, &all);
+  CHECK_EQ(all, 1001 + 2 * 64 * 8,
+           "after two threads' churn: block 2's pieces and 64 blocks of 8 each");
+  CHECK_EQ(mcr_pieces_nblocks, 1 + 2 * 64, "and 129 blocks");
   return check_failures ? 1 : 0;
 }
