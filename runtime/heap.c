@@ -1565,6 +1565,8 @@ void *mcr_heap_realloc(void *p, size_t size)
     return NULL;
   memcpy(q, p, size < old ? size : old);
   mcr_heap_set_tag(q, tag);
+  if (unlikely(__atomic_load_n(&mcr_pieces_nblocks, __ATOMIC_RELAXED)))
+    mcr_pieces_block_moved(a, (uintptr_t)q, size < old ? size : old); /* a pool's block */
   mcr_heap_free(p);
   return q;
 }

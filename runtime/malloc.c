@@ -48,6 +48,10 @@ __attribute__((weak)) void mcr_pieces_block_freed(uintptr_t block)
 {
   (void)block;
 }
+__attribute__((weak)) void mcr_pieces_block_moved(uintptr_t from, uintptr_t to, size_t len)
+{
+  (void)from, (void)to, (void)len;
+}
 __attribute__((weak)) void mcr_pieces_fork_prepare(void) {}
 __attribute__((weak)) void mcr_pieces_fork_parent(void) {}
 __attribute__((weak)) void mcr_pieces_fork_child(void) {}

@@ -277,6 +277,39 @@ void mcr_pieces_block_freed(uintptr_t block)
   unlock();
 }
 
+void mcr_pieces_block_moved(uintptr_t from, uintptr_t to, size_t len)
+{
+  size_t bit = maybe_bit(from);
+  if (!(__atomic_load_n(&maybe[bit / 64], __ATOMIC_RELAXED) & (1ull << (bit % 64))))
+    return;
+  lock();
+  struct pblock *b = find(from);
+  if (b) {
+    struct pblock moved = *b;
+    remove_slot((size_t)(b - tab));
+    struct pblock *nb = find_or_add(to);
+    if (nb) {
+      /* the vector goes with the pieces, at their new addresses; the ones
+       * past the copied bytes ended */
+      uint32_t kept = 0;
+      for (uint32_t k = 0; k < moved.n; k++)
+        if (moved.v[k].addr + moved.v[k].size <= from + len) {
+          moved.v[kept] = moved.v[k];
+          moved.v[kept++].addr += to - from;
+        }
+      vec_free(nb->v, nb->cls);
+      nb->v = moved.v;
+      nb->cls = moved.cls;
+      nb->n = kept;
+    } else {
+      for (uint32_t k = 0; k < moved.n; k++) /* their sites' pieces are not all known now */
+        __atomic_store_n(&kinds[moved.v[k].tag], KIND_LOST, __ATOMIC_RELAXED);
+      vec_free(moved.v, moved.cls);
+    }
+  }
+  unlock();
+}
+
 size_t mcr_pieces_foreach(int (*fn)(const struct mcr_piece *p, void *arg), void *arg)
 {
   size_t n = 0;

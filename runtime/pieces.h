@@ -11,7 +11,8 @@
  *
  * Per block, the pieces sorted by address. A piece handed out over recorded
  * ones (the pool was reset, or its block freed and taken again) ends them;
- * a freed block ends all of its own (heap.c calls mcr_pieces_block_freed).
+ * a freed block ends all of its own (heap.c calls mcr_pieces_block_freed),
+ * and a block realloc moves takes them along (mcr_pieces_block_moved).
  * Memory comes from mmap, never from the heap it describes.
  */
 #ifndef MCR_PIECES_H
@@ -43,6 +44,10 @@ extern size_t mcr_pieces_nblocks;
 
 /* The heap object at block is freed: its pieces end. */
 void mcr_pieces_block_freed(uintptr_t block);
+
+/* The heap object at from moved to to (realloc), its first len bytes copied:
+ * its pieces move with it. */
+void mcr_pieces_block_moved(uintptr_t from, uintptr_t to, size_t len);
 
 /* Every recorded piece, block by block, in address order; fn returns non-0 to
  * stop. Returns how many were visited. */

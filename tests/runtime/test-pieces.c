@@ -119,6 +119,20 @@ int main(void)
     in_b2 += seen[i].addr >= b2 && seen[i].addr < b2 + 0x10000;
   CHECK_EQ(in_b2, 1001, "1001 pieces in block 2");
 
+  /* a block moved by realloc takes its pieces along; the ones past the copied
+   * bytes end */
+  const uintptr_t b3 = 0x100000020000u, b4 = 0x100000030000u;
+  mcr_pieces_record(b3, b3 + 80, 16, 15);
+  mcr_pieces_record(b3, b3 + 96, 32, 16);
+  mcr_pieces_record(b3, b3 + 128, 64, 17);
+  mcr_pieces_block_moved(b3, b4, 160);
+  CHECK_EQ(pieces_of(b3, 0x10000, got, 64), 0, "moved: none left at the old block");
+  n = pieces_of(b4, 0x10000, got, 64);
+  CHECK(n == 2 && got[0].addr == b4 + 80 && got[1].addr == b4 + 96 && got[1].tag == 16,
+        "the two within the copied 160 bytes at their new addresses");
+  mcr_pieces_block_freed(b4);
+  CHECK_EQ(pieces_of(b4, 0x10000, got, 64), 0, "and freed there");
+
   /* a freed block ends its pieces, and only its own */
   mcr_pieces_block_freed(b1);
   CHECK_EQ(pieces_of(b1, 0x10000, got, 64), 0, "block 1 freed: its pieces are gone");
