@@ -321,7 +321,8 @@ static int render(const struct name_rec **names, int n, char *buf, size_t len)
 }
 
 /* The ID of the stack above ra and, if buf, its description. */
-static uint64_t id_describe(uintptr_t ra, unsigned skip, char *buf, size_t len)
+static uint64_t id_describe_from(uintptr_t ra, unsigned skip, uint64_t inner_hash, char *buf,
+                                 size_t len)
 {
   void *frames[MAX_FRAMES];
   const struct name_rec *names[MAX_DESC];
@@ -343,6 +344,8 @@ static uint64_t id_describe(uintptr_t ra, unsigned skip, char *buf, size_t len)
   for (int i = (int)skip; i < n; i++) {
     tmp = (struct name_rec *)tmpmem[(i - (int)skip) % TMP_NAMES];
     const struct name_rec *r = frame_name((uintptr_t)frames[i], tmp);
+    if (i == (int)skip && inner_hash && r->hash == inner_hash)
+      continue; /* the call's own function, not inlined this time (see header) */
     h = mcr_fnv(h, &r->hash, sizeof(r->hash));
     if (buf && !base_seen) {
       /* main is shown; the thread's start (our trampoline, libc's) is not */
@@ -357,6 +360,17 @@ static uint64_t id_describe(uintptr_t ra, unsigned skip, char *buf, size_t len)
     render(names, ndesc, buf, len);
   mcr_in_runtime--;
   return h ? h : 1;
+}
+
+static uint64_t id_describe(uintptr_t ra, unsigned skip, char *buf, size_t len)
+{
+  return id_describe_from(ra, skip, 0, buf, len);
+}
+
+__attribute__((noinline)) uint64_t mcr_stack_id_outside(uintptr_t ra, const char *function)
+{
+  return id_describe_from(ra, 0, function && *function ? mcr_stack_name_hash(function) : 0,
+                          NULL, 0);
 }
 
 __attribute__((noinline)) uint64_t mcr_stack_id(unsigned skip)

@@ -42,6 +42,15 @@ uint64_t mcr_stack_id(unsigned skip);
  * into. Robust to inlining in the runtime. */
 uint64_t mcr_stack_id_at(uintptr_t ra);
 
+/* The same, but a frame of `function` where ra returns to is left out: the ID
+ * of a call in `function` seen from its callers. For a call in a static inline
+ * helper (ngx_array_init) the compiler inlines into some of its callers and
+ * not into others, and into other ones in another version of the program:
+ * inlined, the helper has no frame; kept out of line, it has one. Without it,
+ * the calls a caller makes through the helper get one ID where it was inlined
+ * and another where not, and their ordinals shift between versions. */
+uint64_t mcr_stack_id_outside(uintptr_t ra, const char *function);
+
 /* The calling thread's stack from the function calling this outward, as names,
  * outermost first, joined by " > ", ending at main or at the thread's start
  * routine ("main > initServer > listenToPort"). Returns the length written

@@ -401,8 +401,6 @@ static int global_unchanged(uintptr_t oa, const unsigned char *val, size_t len);
 static int global_reinit_ok(const unsigned char *oval, const unsigned char *nval, size_t len,
                             int same_layout);
 static size_t redirect(uintptr_t *w, size_t nwords);
-static size_t converted_regions(struct mcr_xform_region *r);
-static size_t npaired(void);
 static int in_unchanged_orphan(struct ctx *c, uintptr_t a);
 static int read_dead(struct ctx *c, struct mcr_buf *st);
 static int read_pieces(struct ctx *c, struct mcr_buf *st);
@@ -1556,7 +1554,7 @@ static int step_tls(struct ctx *c, struct mcr_buf *st)
       if (!used[j] && a % sizeof(uintptr_t) == 0)
         words += rewrite((uintptr_t *)a, g->size / sizeof(uintptr_t));
       c->tls_regions[c->ntls_regions++] =
-          (struct mcr_xform_region){a, a + g->size, g->tt, g->type, g->name, 0, 0};
+          (struct mcr_xform_region){a, a + g->size, g->tt, g->type, g->name, 0};
     }
   }
   if (lost)
@@ -1767,20 +1765,19 @@ static int step_transform(struct ctx *c)
   struct mcr_qthread *qs[1024];
   size_t nq = mcr_threads_qstates(qs, 1024);
   struct mcr_xform_region *r =
-      mcr_arena_alloc(c->arena, (plan.ng + c->ntls_regions + nq + npaired() + 1) * sizeof(*r), 8);
+      mcr_arena_alloc(c->arena, (plan.ng + c->ntls_regions + nq + 1) * sizeof(*r), 8);
   size_t n = 0;
   if (!r)
     return -1;
-  n += converted_regions(r);
   for (size_t i = 0; i < plan.ng; i++)
     r[n++] = (struct mcr_xform_region){plan.g[i].na, plan.g[i].na + plan.g[i].size, plan.g[i].tt,
-                                       plan.g[i].type, plan.g[i].name, 0, 0};
+                                       plan.g[i].type, plan.g[i].name, 0};
   for (size_t i = 0; i < c->ntls_regions; i++) /* thread-local variables, by type too */
     r[n++] = c->tls_regions[i];
   for (size_t i = 0; i < nq && i < 1024; i++)
     if (qs[i]->tid && qs[i]->park_sp && qs[i]->stack_hi > qs[i]->park_sp)
       r[n++] = (struct mcr_xform_region){qs[i]->park_sp, qs[i]->stack_hi, NULL, 0,
-                                         "a parked thread's stack", 0, 0};
+                                         "a parked thread's stack", 0};
   /* the kernel holds pointers too: the data of epoll registrations (a
    * connection object, typically), read by step_epoll */
   const struct mcr_renames *rn = mcr_image_renames();
@@ -1788,7 +1785,7 @@ static int step_transform(struct ctx *c)
   if (c->nepoll_words)
     r[n++] = (struct mcr_xform_region){(uintptr_t)c->epoll_words,
                                        (uintptr_t)(c->epoll_words + c->nepoll_words), NULL, 0,
-                                       "an epoll registration's data (kernel)", declared, 0};
+                                       "an epoll registration's data (kernel)", declared};
   int rc = mcr_xform_heap(r, n, c->fresh, c->nfresh, c->hs, c->report, &c->conflicts);
   /* declared pointers the transform rewrote: given to the kernel after the
    * commit, as image pointers are (step_epoll) */
@@ -1980,6 +1977,9 @@ struct pair {
                    * has no plan for its sizes) */
   int converted;  /* a piece the old process changed since its startup, of a changed
                    * type: its state was converted into the new startup's (step_reinit) */
+  int aligned;    /* a resized piece whose call stack made as many startup pieces in
+                   * the old process as in this one, each with a counterpart: the
+                   * pairing by ordinal holds (plan_pairs) */
 };
 
 enum { TYPED_FIELDS = 1, TYPED_START = 2 };
@@ -2049,20 +2049,35 @@ static struct pair *pair_of_new(uintptr_t v)
   return q ? q : find_pair(pairs.p, pairs.nobj, v);
 }
 
-/* The pool pieces converted into the new startup's (step_reinit), as regions
- * of the transform: in the new layout, scanned by its type. */
-static size_t converted_regions(struct mcr_xform_region *r)
+/* Whether the call stack of this process's startup piece at addr made as many
+ * pieces in the old process's startup as in this one, each with a counterpart.
+ * Pieces are paired by (ID, ordinal): when the new version makes one more or
+ * one fewer at that stack before this one, its counterpart is another piece
+ * altogether (nginx 1.18's listening array against 1.22's configuration dump
+ * array, before IDs left out the frame of an inline helper). A resized piece
+ * of an unchanged type may only be replaced when the ordinals line up. */
+static int same_piece_count(const struct mcr_startup_alloc *mine, size_t nmine, uintptr_t addr)
 {
-  size_t n = 0;
-  for (size_t i = 0; i < pairs.np; i++)
-    if (pairs.p[i].converted)
-      r[n++] = (struct mcr_xform_region){pairs.p[i].nbase, pairs.p[i].nend, NULL, 0,
-                                         "a pool piece converted into the new startup's", 0,
-                                         pairs.p[i].nsite};
-  return n;
-}
+  const struct mcr_startup_alloc *olds, *me = NULL;
+  size_t nold = mcr_startup_old_allocs(&olds), nnew = 0, nolds = 0;
 
-static size_t npaired(void) { return pairs.np; }
+  for (size_t i = 0; i < nmine && !me; i++)
+    if (mine[i].addr == addr && (mine[i].flags & MCR_SA_PIECE))
+      me = &mine[i];
+  if (!me)
+    return 0;
+  for (size_t i = 0; i < nmine; i++) {
+    if (!(mine[i].flags & MCR_SA_PIECE) || mine[i].stack_id != me->stack_id)
+      continue;
+    const struct mcr_startup_alloc *o = mcr_startup_old_alloc(mine[i].stack_id, mine[i].ordinal);
+    if (!o || !(o->flags & MCR_SA_PIECE))
+      return 0;
+    nnew++;
+  }
+  for (size_t i = 0; i < nold; i++)
+    nolds += (olds[i].flags & MCR_SA_PIECE) && olds[i].stack_id == me->stack_id;
+  return nnew == nolds;
+}
 
 static int plan_pairs(void)
 {
@@ -2101,6 +2116,9 @@ static int plan_pairs(void)
         pairs.stay[pairs.nstay++] = &mine[i];
     }
   }
+  for (size_t i = pairs.nobj; i < pairs.np; i++)
+    if (pairs.p[i].resized)
+      pairs.p[i].aligned = same_piece_count(mine, nmine, pairs.p[i].nbase);
   qsort(pairs.p, pairs.nobj, sizeof(*pairs.p), cmp_pair);
   qsort(pairs.p + pairs.nobj, pairs.np - pairs.nobj, sizeof(*pairs.p), cmp_pair);
   for (size_t i = pairs.nobj; i < pairs.np; i++) {
@@ -2459,6 +2477,9 @@ static size_t redirect(uintptr_t *w, size_t nwords)
     struct pair *q = pair_of_old(v);
     if (!q || !q->reinit || (v == q->obase && looks_like_end(w, nwords, i, v)))
       continue;
+    struct pair *holder = pair_of_old((uintptr_t)&w[i]);
+    if (holder && holder->reinit)
+      continue; /* a word of an old object replaced itself (a pool piece's self-pointer) */
     if (moved_to(q, v, &nv) != 0) {
       if (!lost_moves.n++) {
         lost_moves.slot = (uintptr_t)&w[i];
@@ -2544,13 +2565,24 @@ static int step_reinit(struct ctx *c)
       /* a piece of the same type that changed size (an array sized by a
        * count the new version changed, or another piece altogether that the
        * same call made in the other order): no counterpart */
-      if (q->resized && fits == 0) {
+      int resized_same_type = q->resized && fits == 0;
+      if (resized_same_type && !q->aligned) {
         candidates--;
         continue;
       }
+      /* a resized piece of an unchanged type (an untyped array whose
+       * elements changed, as nginx's listening array): its counterpart
+       * replaces it only if unchanged, and only pointers to its start move */
+      if (resized_same_type)
+        fits = -1;
       q->typed = fits == 1 ? TYPED_FIELDS : fits == -1 ? TYPED_START : 0;
       bytes += q->osize;
       int same = fits == -2 ? 0 : old_unchanged(c, &b, q->obase, q->osize, q->ohash);
+      if (same != 1 && resized_same_type) {
+        q->typed = 0;
+        candidates--;
+        continue;
+      }
       if (same != 1 && fits < 0) {
         converted++;
         continue;
@@ -2612,15 +2644,23 @@ static int step_redirect(struct ctx *c)
         heap, tls);
   if (lost_moves.n) {
     struct pair *q = pair_of_old(lost_moves.value);
+    /* a piece whose layout is not known on both sides maps its start only */
+    int start_only = q && q->typed == TYPED_START;
     conflict(c, "type\t%zu words point into old startup objects the new startup's replace, "
-                "where their counterparts have nothing (a field the new version removed, or "
-                "past the end of a piece that shrank): the first, at 0x%lx, points to +%lu of "
-                "0x%lx (%zu bytes; its counterpart %zu)\tstartup object 0x%lx\t\t\t\t\t\t"
-                "keep the field, or run this update without --reinit",
-             lost_moves.n, (unsigned long)lost_moves.slot,
-             (unsigned long)(q ? lost_moves.value - q->obase : 0),
+                "where their counterparts have nothing (%s): the first, at 0x%lx, points to "
+                "+%lu of 0x%lx (%zu bytes; its counterpart %zu)\tstartup object 0x%lx\t\t\t\t"
+                "\t\t%s",
+             lost_moves.n,
+             start_only ? "a pool piece of unknown type, or of a change without a plan for "
+                          "its sizes, whose counterpart takes pointers to its start only"
+                        : "a field the new version removed, or past the end of a piece that "
+                          "shrank",
+             (unsigned long)lost_moves.slot, (unsigned long)(q ? lost_moves.value - q->obase : 0),
              (unsigned long)(q ? q->obase : 0), q ? q->osize : 0, q ? q->size : 0,
-             (unsigned long)(q ? q->obase : 0));
+             (unsigned long)(q ? q->obase : 0),
+             start_only ? "type the piece's allocation (docs/wrappers.md), or run this update "
+                          "without --reinit"
+                        : "keep the field, or run this update without --reinit");
     return -1;
   }
   return 0;
@@ -2701,6 +2741,20 @@ static int read_pieces(struct ctx *c, struct mcr_buf *st)
     }
     startup += !dead;
   }
+  /* with --reinit, this process's startup pieces that stay are live state in
+   * the new layout (pointers in them were just moved to old objects, which
+   * may move again); the ones the old process's replace are dead */
+  for (size_t i = pairs.nobj; reinit_on() && i < pairs.np; i++) {
+    const struct pair *q = &pairs.p[i];
+    if (mcr_xform_add_new_piece(q->nbase, q->size, q->reinit ? q->nsite : 0) != 0)
+      goto oom;
+  }
+  for (size_t i = 0; reinit_on() && i < pairs.nstay; i++) {
+    const struct mcr_startup_alloc *a = pairs.stay[i];
+    if ((a->flags & MCR_SA_PIECE) && a->site &&
+        mcr_xform_add_new_piece((uintptr_t)a->addr, a->size, a->site) != 0)
+      goto oom;
+  }
   if (found > 8)
     conflict(c, "type\t%zu more sites of changed types handed out pool pieces not recorded",
              found - 8);
@@ -2708,6 +2762,9 @@ static int read_pieces(struct ctx *c, struct mcr_buf *st)
     mcr_buf_printf(c->report, "note pool pieces known to the transform: %zu recorded after the "
                               "startup, %zu of the startup's\n", recorded, startup);
   return found ? -1 : 0;
+oom:
+  conflict(c, "out of memory listing pool pieces");
+  return -1;
 }
 
 /* ---- the output buffers of the old threads' waits ---- */

@@ -108,8 +108,6 @@ struct mcr_xform_region {
   uint32_t type;
   const char *name;
   int pointers; /* every word is a pointer (declared: mcr-ctl update --epoll-data-pointers) */
-  uint32_t new_tag; /* not 0: an object of this (new) tag's changed type, already in its
-                     * new layout (a converted pool piece), scanned by that layout */
 };
 /* When the objects of (new) tag tag change type: the new type's name (its
  * site's key in *key), else NULL. */
@@ -157,6 +155,9 @@ int mcr_xform_piece_convert(uint32_t tag, const unsigned char *old, size_t osize
  * never frees). mcr_xform_clear_pieces forgets them (each update's start).
  * 0, or -1 out of memory. */
 int mcr_xform_add_piece(uintptr_t addr, size_t size, uint32_t tag);
+/* The same for a piece of this process's own startup that stays (--reinit):
+ * in the new layout already, never converted, its words scanned by it. */
+int mcr_xform_add_new_piece(uintptr_t addr, size_t size, uint32_t tag);
 void mcr_xform_clear_pieces(void);
 size_t mcr_xform_npieces(void);
 

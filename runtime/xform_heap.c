@@ -295,6 +295,7 @@ static struct {
     uintptr_t addr;
     size_t size;
     uint32_t tag, index;
+    int fresh; /* this process's own (its startup's, staying): in the new layout */
   } *v;
   size_t n, cap;
   size_t converted, moved, moved_bytes;
@@ -304,7 +305,15 @@ int mcr_xform_add_piece(uintptr_t addr, size_t size, uint32_t tag)
 {
   if (grow((void **)&PC.v, &PC.cap, PC.n, sizeof(*PC.v)) != 0)
     return -1;
-  PC.v[PC.n++] = (struct xpiece){addr, size, tag, UINT32_MAX};
+  PC.v[PC.n++] = (struct xpiece){addr, size, tag, UINT32_MAX, 0};
+  return 0;
+}
+
+int mcr_xform_add_new_piece(uintptr_t addr, size_t size, uint32_t tag)
+{
+  if (mcr_xform_add_piece(addr, size, tag) != 0)
+    return -1;
+  PC.v[PC.n - 1].fresh = 1;
   return 0;
 }
 
@@ -316,8 +325,10 @@ size_t mcr_xform_pieces_kept(void (*fn)(uintptr_t addr, size_t size, uint32_t ta
   size_t n = 0;
   for (size_t k = 0; k < PC.n; k++) {
     const struct xpiece *p = &PC.v[k];
-    if (!p->tag || (p->index != UINT32_MAX && H.v[p->index].nbase != H.v[p->index].base))
-      continue; /* dead, or moved out of its pool: an object of its own now */
+    if (!p->tag || p->fresh ||
+        (p->index != UINT32_MAX && H.v[p->index].nbase != H.v[p->index].base))
+      continue; /* dead, this process's own (a startup record of its), or moved out of
+                 * its pool: an object of its own now */
     fn(p->addr, p->size, p->tag, arg);
     n++;
   }
@@ -660,6 +671,8 @@ static void scan_words(uintptr_t *w, size_t n, const struct wmap *m, const char 
   }
 }
 
+static const struct wmap *new_wmap(uint32_t tag);
+
 /* Words [from, to) of an object whose word map is m (word i of the object is
  * w[i]). */
 static void scan_span(uintptr_t *w, size_t from, size_t to, const struct wmap *m)
@@ -689,7 +702,9 @@ static void scan_with_pieces(const struct mcr_object *o, size_t k, const struct 
     scan_span(w, done, a, m);
     if (p->tag) { /* (tag 0: a dead piece, whose words are not scanned) */
       H.holder = p->index != UINT32_MAX && H.v[p->index].state == OBJ_OK ? p->index : NONE;
-      scan_words((uintptr_t *)p->addr, p->size / 8, wmap_of(p->tag), NULL);
+      scan_words((uintptr_t *)p->addr, p->size / 8,
+                 p->fresh && mcr_xform_tinfo(p->tag) ? new_wmap(p->tag) : wmap_of(p->tag),
+                 NULL);
       H.holder = NONE;
     }
     done = b;
@@ -728,8 +743,6 @@ static int scan_copied(const struct mcr_object *o, void *arg)
   return 0;
 }
 
-static const struct wmap *new_wmap(uint32_t tag);
-
 static void scan_regions(const struct mcr_xform_region *regions, size_t nregions)
 {
   for (size_t r = 0; r < nregions && *H.conflicts <= 20; r++) {
@@ -747,8 +760,6 @@ static void scan_regions(const struct mcr_xform_region *regions, size_t nregions
       } else {
         m = NULL;
       }
-    } else if (g->new_tag) {
-      m = (struct wmap *)new_wmap(g->new_tag);
     } else if (g->tt) {
       m = mcr_arena_alloc(mcr_xform_arena(), sizeof(*m), 8);
       if (m && (m->cls = mcr_arena_alloc(mcr_xform_arena(), nw, 1))) {
@@ -1247,8 +1258,8 @@ static int collect_pieces(void)
     struct xpiece *p = &PC.v[k];
     const struct tinfo *ti = mcr_xform_tinfo(p->tag);
     struct mcr_object o;
-    if (!ti)
-      continue;
+    if (!ti || p->fresh)
+      continue; /* (this process's own are in the new layout already) */
     if (k && p->addr == PC.v[k - 1].addr && p->size == PC.v[k - 1].size)
       continue; /* told twice (a startup record, and recorded since an update) */
     const char *why = NULL;
@@ -1488,6 +1499,12 @@ int mcr_xform_piece_convert(uint32_t tag, const unsigned char *old, size_t osize
 /* The word map of tag's objects in the new layout (a converted piece). */
 static const struct wmap *new_wmap(uint32_t tag)
 {
+  /* (as wmaps: one update per process, so built once) */
+  static struct wmap *built[MCR_TAG_MAX + 1];
   const struct tinfo *ti = mcr_xform_tinfo(tag);
-  return ti ? wmap_build(ti->ntab, ti->ntype, ti->shape) : NULL;
+  if (!ti || tag > MCR_TAG_MAX)
+    return NULL;
+  if (!built[tag])
+    built[tag] = wmap_build(ti->ntab, ti->ntype, ti->shape);
+  return built[tag];
 }
