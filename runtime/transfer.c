@@ -1977,6 +1977,12 @@ struct pair {
                    * has no plan for its sizes) */
   int converted;  /* a piece the old process changed since its startup, of a changed
                    * type: its state was converted into the new startup's (step_reinit) */
+  int untyped;    /* a resized piece of no type replaced (step_reinit): offsets into it
+                   * map only by elem, the struct typed pointers into it say its
+                   * elements are (step_redirect), else only its start maps */
+  const struct mcr_xplan *elem;
+  const char *elem_name;
+  int elem_bad;   /* pointers into it name two element types */
   int aligned;    /* a resized piece whose call stack made as many startup pieces in
                    * the old process as in this one, each with a counterpart: the
                    * pairing by ordinal holds (plan_pairs) */
@@ -2447,8 +2453,13 @@ static int looks_like_end(const uintptr_t *w, size_t nwords, size_t i, uintptr_t
 static int moved_to(const struct pair *q, uintptr_t v, uintptr_t *nv)
 {
   uint64_t off = v - q->obase, noff = off;
-  if (q->typed == TYPED_START && off)
-    return -1;
+  if (q->typed == TYPED_START && off) {
+    const struct mcr_xplan *e = q->elem;
+    uint64_t in_elem;
+    if (!e || mcr_xplan_map_offset(e, off % e->old_size, e->old_size, &in_elem) != 0)
+      return -1;
+    noff = off / e->old_size * e->new_size + in_elem;
+  }
   if (q->typed == TYPED_FIELDS &&
       mcr_xform_piece_offset(q->nsite, q->osize, q->size, off, &noff) != 0)
     return -1;
@@ -2588,6 +2599,7 @@ static int step_reinit(struct ctx *c)
         continue;
       }
       if (same == 1) {
+        q->untyped = resized_same_type;
         q->reinit = 1;
         unchanged++;
         pieces += q->piece;
@@ -2627,14 +2639,62 @@ static int redirect_object(const struct mcr_object *o, void *arg)
   return 0;
 }
 
+/* The words of o (a heap object of a known type, in the new layout: after the
+ * transform) that point into untyped pieces replaced by resized ones: the
+ * struct each points to (a connection's ngx_listening_t *listening into
+ * nginx's listening array) is the pieces' element type, when the sizes of
+ * both pieces are the same count of it, old and new. */
+static int type_untyped_pieces(const struct mcr_object *o, void *arg)
+{
+  size_t *found = arg;
+  const uintptr_t *w = o->base;
+  if (o->tag < MCR_TAG_FIRST_SITE || o->tag == MCR_TAG_RELEASED ||
+      mcr_xform_where((uintptr_t)o->base) != (uintptr_t)o->base)
+    return 0; /* no type, or the old copy of an object the transform moved */
+  for (size_t i = 0; i < o->size / sizeof(uintptr_t); i++) {
+    uintptr_t v = w[i];
+    const char *name;
+    if (v < ((uintptr_t)1 << 44))
+      continue;
+    struct pair *q = pair_of_old(v);
+    if (!q || !q->untyped || q->elem_bad)
+      continue;
+    const struct mcr_xplan *e = mcr_xform_pointee_plan(o->tag, i * sizeof(uintptr_t), &name);
+    if (!e || !e->old_size || !e->new_size || (v - q->obase) % e->old_size ||
+        q->osize % e->old_size || q->size % e->new_size ||
+        q->osize / e->old_size != q->size / e->new_size)
+      continue;
+    if (q->elem && q->elem != e) {
+      q->elem_bad = 1;
+      q->elem = NULL;
+    } else if (!q->elem) {
+      q->elem = e;
+      q->elem_name = name;
+      ++*found;
+    }
+  }
+  return 0;
+}
+
 /* After the transform: the heap's and the thread-local variables' pointers to
  * the old objects that stay this process's. */
 static int step_redirect(struct ctx *c)
 {
   uint64_t t = mcr_update_now_ns();
-  size_t heap = 0, tls = 0;
+  size_t heap = 0, tls = 0, typed = 0;
+  const char *typed_as = "";
   if (!reinit_on() || !pairs.nold)
     return 0;
+  for (size_t i = 0; i < pairs.nold; i++)
+    if (pairs.by_old[i]->untyped) {
+      mcr_heap_foreach(type_untyped_pieces, &typed);
+      break;
+    }
+  for (size_t i = 0; i < pairs.nold && typed; i++)
+    if (pairs.by_old[i]->elem) {
+      typed_as = pairs.by_old[i]->elem_name;
+      break;
+    }
   mcr_heap_foreach(redirect_object, &heap);
   for (size_t i = 0; i < c->ntls_regions; i++)
     tls += redirect((uintptr_t *)c->tls_regions[i].lo,
@@ -2642,6 +2702,12 @@ static int step_redirect(struct ctx *c)
   phase(c, "reinit-pointers", t, "%zu pointers in the heap and %zu in thread-local variables "
                                  "moved to the new startup's objects",
         heap, tls);
+  if (typed)
+    mcr_buf_printf(c->report, "note --reinit: %zu untyped startup pool pieces of other sizes in "
+                              "the new version taken as arrays of the struct typed pointers "
+                              "into them name (the first: %s), their fields mapped by its "
+                              "change\n",
+                   typed, typed_as);
   if (lost_moves.n) {
     struct pair *q = pair_of_old(lost_moves.value);
     /* a piece whose layout is not known on both sides maps its start only */

@@ -794,6 +794,124 @@ int mcr_xform_site(const char *key, struct mcr_site *s)
   return 1;
 }
 
+/* ---- element types of untyped pool pieces (transfer.c, --reinit) ---- */
+
+/* The type a pointer at byte off of an object of type t points to: the member
+ * there, through structs and arrays; MCR_NO_TYPE if no pointer starts there. */
+static uint32_t pointee_at(const struct mcr_typetab *tt, uint32_t t, uint64_t off)
+{
+  struct mcr_type_rec r, e;
+  for (int depth = 0; depth < 32 && mcr_typetab_type(tt, t, &r) == 0; depth++) {
+    if (r.kind == MCR_TYPE_TYPEDEF) {
+      t = r.target;
+    } else if (r.kind == MCR_TYPE_POINTER) {
+      return off == 0 ? r.target : MCR_NO_TYPE;
+    } else if (r.kind == MCR_TYPE_ARRAY) {
+      if (mcr_typetab_type(tt, r.target, &e) != 0 || !e.size)
+        return MCR_NO_TYPE;
+      for (int k = 0; k < 8 && e.kind == MCR_TYPE_TYPEDEF; k++)
+        if (mcr_typetab_type(tt, e.target, &e) != 0)
+          return MCR_NO_TYPE;
+      off %= e.size;
+      t = r.target;
+    } else if (r.kind == MCR_TYPE_STRUCT) {
+      uint32_t next = MCR_NO_TYPE;
+      for (uint32_t i = 0; i < r.count && next == MCR_NO_TYPE; i++) {
+        struct mcr_member_rec m;
+        struct mcr_type_rec mt;
+        if (mcr_typetab_member(tt, r.first_member + i, &m) != 0 || m.bit_size ||
+            mcr_typetab_type(tt, m.type, &mt) != 0)
+          continue;
+        uint64_t mo = m.offset_bits / 8;
+        for (int k = 0; k < 8 && mt.kind == MCR_TYPE_TYPEDEF; k++)
+          if (mcr_typetab_type(tt, mt.target, &mt) != 0)
+            break;
+        if (off >= mo && off < mo + mt.size) {
+          next = m.type;
+          off -= mo;
+        }
+      }
+      if (next == MCR_NO_TYPE)
+        return MCR_NO_TYPE;
+      t = next;
+    } else {
+      return MCR_NO_TYPE;
+    }
+  }
+  return MCR_NO_TYPE;
+}
+
+/* The struct type t names, through typedefs, if defined (not only declared). */
+static int defined_struct(const struct mcr_typetab *tt, uint32_t t, uint32_t *out,
+                          struct mcr_type_rec *r)
+{
+  for (int k = 0; k < 8 && mcr_typetab_type(tt, t, r) == 0; k++) {
+    if (r->kind != MCR_TYPE_TYPEDEF) {
+      *out = t;
+      return r->kind == MCR_TYPE_STRUCT && r->size && !(r->flags & MCR_TF_INCOMPLETE) &&
+                     *mcr_typetab_str(tt, r->name)
+                 ? 0
+                 : -1;
+    }
+    t = r->target;
+  }
+  return -1;
+}
+
+const struct mcr_xplan *mcr_xform_pointee_plan(uint32_t tag, uint64_t off, const char **name)
+{
+  static struct {
+    char name[128];
+    const struct mcr_xplan *plan;
+  } seen[32];
+  static size_t nseen;
+  struct mcr_typetab *ntab = X.a ? mcr_arena_alloc(X.a, sizeof(*ntab), 8) : NULL;
+  struct mcr_site_rec rec;
+  struct mcr_type_rec r, e;
+  uint32_t nt;
+
+  if (!ntab || mcr_site_record(tag, ntab, &rec) != 0 || rec.type == MCR_NO_TYPE ||
+      rec.shape == MCR_SHAPE_UNKNOWN || mcr_typetab_type(ntab, rec.type, &e) != 0)
+    return NULL;
+  if (rec.shape == MCR_SHAPE_ARRAY) { /* an element's offset */
+    uint32_t et;
+    if (defined_struct(ntab, rec.type, &et, &r) == 0 && r.size)
+      off %= r.size;
+  }
+  if (defined_struct(ntab, pointee_at(ntab, rec.type, off), &nt, &r) != 0)
+    return NULL;
+  const char *want = mcr_typetab_str(ntab, r.name);
+  for (size_t i = 0; i < nseen; i++)
+    if (!strcmp(seen[i].name, want)) {
+      *name = seen[i].name;
+      return seen[i].plan;
+    }
+  const struct mcr_xplan *plan = NULL;
+  for (size_t b = 0; b < X.nblobs && !plan; b++) {
+    const struct mcr_typetab *ot = &X.blobs[b];
+    for (uint32_t i = 0; i < mcr_typetab_ntypes(ot) && !plan; i++) {
+      struct mcr_type_rec o;
+      struct mcr_xerror xe;
+      const struct mcr_xplan *p;
+      if (mcr_typetab_type(ot, i, &o) != 0 || o.kind != MCR_TYPE_STRUCT || !o.size ||
+          (o.flags & MCR_TF_INCOMPLETE) || strcmp(mcr_typetab_str(ot, o.name), want))
+        continue;
+      if (mcr_xplan_build(X.a, ot, i, ntab, nt, mcr_image_renames(), &p, &xe) == 0)
+        plan = p;
+      else
+        break; /* the type's change has no plan: no map */
+    }
+  }
+  if (nseen < sizeof(seen) / sizeof(seen[0]) && strlen(want) < sizeof(seen[0].name)) {
+    snprintf(seen[nseen].name, sizeof(seen[nseen].name), "%s", want);
+    seen[nseen].plan = plan;
+    *name = seen[nseen++].name;
+  } else {
+    *name = "";
+  }
+  return plan;
+}
+
 void mcr_xform_tag(uint32_t tag, const char *key)
 {
   if (tag > MCR_TAG_MAX || !X.spcap || !X.nsplans)

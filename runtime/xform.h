@@ -113,6 +113,14 @@ struct mcr_xform_region {
  * site's key in *key), else NULL. */
 const char *mcr_xform_changed_type(uint32_t tag, const char **key);
 
+/* In the pause, after the transform (--reinit): the struct a pointer at byte
+ * off of an object of (new) tag tag points to, by the tag's type in the new
+ * layout, and the plan from that struct's old layout to its new one (same
+ * name in the old version), or NULL (not a pointer to a defined struct, no
+ * such struct in the old version, or no plan). *name: the struct's name.
+ * What a typed pointer into an untyped pool piece says of its elements. */
+const struct mcr_xplan *mcr_xform_pointee_plan(uint32_t tag, uint64_t off, const char **name);
+
 /* The old threads' wait output buffers (n ranges, lo/hi pairs; quiesce.h):
  * their words pin nothing. */
 void mcr_xform_set_dead(const uint64_t *ranges, size_t n);

@@ -2,7 +2,7 @@
 # nginx, master + 2 workers, updated live as one process tree under wrk
 # (docs/coordinator.md, docs/real-servers.md). --code: test real-update-nginx,
 # label real-update (CI runs it); without it: real-update-nginx-debian (label
-# real-update) and -118 (label real-pending: refused today, CI does not run it).
+# real-update) and -118 (label real-update).
 #
 # Which update: v1 = nginx 1.22.1 as Debian ships its upstream source, without
 # Debian's patches; v2 = 1.22.1 with every patch of Debian's series (the
@@ -13,11 +13,11 @@
 # (ngx_http_header_count_module: one more entry in ngx_modules[], the HTTP
 # modules after it get another ctx_index) and a request context. With
 # --v1-version 1.18.0, v1 is nginx 1.18.0 (Debian bullseye's source, without
-# its patches) and v2 the same 1.22.1 with Debian's patches: test
-# real-update-nginx-118, label real-pending (docs/real-servers.md says what
-# refuses it). Then the test checks that the old tree served on, refused
-# cleanly, and fails. Both pass configs/nginx-V1-to-1.22.1[-debian].renames to
-# mcr-ctl update: 'reinit', the configuration from the new startup.
+# its patches) and v2 the same 1.22.1 with Debian's patches plus the user
+# transformation configs/nginx-1.18.0-to-1.22.1.transform.patch: test
+# real-update-nginx-118, label real-update (docs/real-servers.md). Both pass
+# configs/nginx-V1-to-1.22.1[-debian].renames to mcr-ctl update: 'reinit',
+# the configuration from the new startup.
 #
 #   1. Builds (tests/real/update-lib.sh): v1 through the quiescence pipeline
 #      (scripts/profile-server.sh: profiling build, mcr-profile under wrk with
@@ -158,6 +158,15 @@ else
     PATCHES+=("$DEBSRC/debian/patches/$p")
   done <"$DEBSRC/debian/patches/series"
   V2_DESC="$V2VERSION + Debian's $(sed -n 's/^debian_version=//p' "$DEBSRC/.mcr-source") patches (${#PATCHES[@]} of ${#PATCHES[@]})"
+  # the user transformation an update across versions needs, after Debian's
+  # patches (configs/nginx-V1-to-V2.transform.patch says why)
+  TRANSFORM=$REPO/configs/$SERVER-$VERSION-to-$V2VERSION.transform.patch
+  if [ "$VERSION" != "$V2VERSION" ] && [ -f "$TRANSFORM" ]; then
+    PATCHES+=("$TRANSFORM")
+    V2_DESC="$V2_DESC + the user transformation $(basename "$TRANSFORM")"
+  else
+    TRANSFORM=
+  fi
 fi
 
 # v1 = $VERSION through the pipeline; v2 = 1.22.1's upstream tree + the patches,
@@ -170,10 +179,25 @@ if [ "$CODE" = 1 ]; then
     { log "FAILED: v2 does not carry the code patch's header (or v1 does)"; exit 1; }
 # v2's source is Debian's (dpkg-source -x) file for file (patch -p1 leaves
 # *.orig copies where a hunk applied with an offset)
-elif d=$(diff -rq -x debian -x .pc -x .mcr-source -x '*.orig' "$V2SRC" "$DEBSRC" 2>&1); then
-  log "v2's source tree is the one dpkg-source -x gives ($DEBSRC), debian/ aside"
 else
-  log "FAILED: v2's source differs from $DEBSRC:"; echo "$d" | head -n 20 >&2; exit 1
+  # (with a transformation: Debian's tree with it applied)
+  WANT=$DEBSRC
+  if [ -n "$TRANSFORM" ]; then
+    WANT=$OUT/debian-plus-transform
+    rm -rf "$WANT"; cp -a "$DEBSRC" "$WANT"
+    patch -s -p1 -d "$WANT" <"$TRANSFORM" ||
+      { log "FAILED: $TRANSFORM does not apply to $DEBSRC"; exit 1; }
+  fi
+  if d=$(diff -rq -x debian -x .pc -x .mcr-source -x '*.orig' "$V2SRC" "$WANT" 2>&1); then
+    log "v2's source tree is the one dpkg-source -x gives ($DEBSRC), debian/ aside${TRANSFORM:+, plus the transformation}"
+  else
+    log "FAILED: v2's source differs from $WANT:"; echo "$d" | head -n 20 >&2; exit 1
+  fi
+  [ -z "$TRANSFORM" ] || rm -rf "$WANT"
+fi
+if [ -n "${TRANSFORM:-}" ]; then
+  grep -q ' T mcr_transform_type_ngx_connection_t$' <<<"$(nm "$V2" 2>/dev/null)" ||
+    { log "FAILED: v2 lacks the user transformation mcr_transform_type_ngx_connection_t ($TRANSFORM)"; exit 1; }
 fi
 # the probe's difference is in v2's binary only
 [ "$CODE" = 1 ] || grep -q 'client sent too many header lines' "$V2" && ! grep -q 'client sent too many header lines' "$V1" ||
