@@ -5,6 +5,7 @@
 #
 #   benchmarks/nginx-upgrade/run.sh [--build DIR] [--repeats R] [--json OUT]
 #       [--work DIR] [--modes LIST] [--duration S] [--at S] [--port P] [--to-debian]
+#       [--from VERSION]
 #
 # --to-debian: the upgrade goes to nginx 1.22.1 with all of Debian's patches
 # (FIX-HTTP2bomb.patch adds a module) instead of the same binary: usr2 replaces
@@ -14,6 +15,10 @@
 # makes (with v1's quiescence config, into $MCR_CACHE/bench/nginx-upgrade-debian)
 # with --rename-file configs/nginx-1.22.1-to-1.22.1-debian.renames (reinit). The
 # baselines run v1 of each build.
+# --from 1.18.0 (with --to-debian): v1 is nginx 1.18.0 (plain build, and the mcr
+# build of tests/real/update-nginx.sh --v1-version 1.18.0 --build-only, whose v2
+# carries configs/nginx-1.18.0-to-1.22.1.transform.patch), upgraded to 1.22.1 with
+# Debian's patches; mcr passes configs/nginx-1.18.0-to-1.22.1.renames.
 #
 # Builds, or reuses when nothing that goes into them changed:
 #   plain  scripts/build-server.sh nginx 1.22.1 --cc clang-16 --reuse
@@ -56,7 +61,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/benchmarks/nginx-upgrade
 cache=${MCR_CACHE:-$HOME/.cache/mcr}
 build=$top/build repeats=3 jout="" work="" modes=baseline,usr2,mcr-baseline,mcr
-duration=10 at=3 port=24620 to_debian=0
+duration=10 at=3 port=24620 to_debian=0 from=1.22.1
 args=("$@")
 die() { echo "nginx-upgrade: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -70,6 +75,7 @@ while [ $# -gt 0 ]; do
     --at) at=$2; shift ;;
     --port) port=$2; shift ;;
     --to-debian) to_debian=1 ;;
+    --from) from=$2; shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -93,9 +99,10 @@ if [ -n "$jout" ]; then
 fi
 
 # --- the two builds -----------------------------------------------------------------
-plain=$("$top/scripts/build-server.sh" nginx 1.22.1 --cc clang-16 \
-          --out "$cache/bench/nginx-1.22.1-plain" --reuse) ||
-  die "the plain build failed (see $cache/bench/nginx-1.22.1-plain/build.log)"
+[ "$from" = 1.22.1 ] || [ "$to_debian" = 1 ] || die "--from $from needs --to-debian"
+plain=$("$top/scripts/build-server.sh" nginx "$from" --cc clang-16 \
+          --out "$cache/bench/nginx-$from-plain" --reuse) ||
+  die "the plain build failed (see $cache/bench/nginx-$from-plain/build.log)"
 newargs=()
 if [ "$to_debian" = 1 ]; then
   plain_new=$("$top/scripts/build-server.sh" nginx 1.22.1 --cc clang-16 --debian-patches \
@@ -103,13 +110,16 @@ if [ "$to_debian" = 1 ]; then
     die "the plain build with Debian's patches failed (see $cache/bench/nginx-1.22.1-debian-plain/build.log)"
   echo "nginx-upgrade: the mcr builds of v1 and v2 (tests/real/update-nginx.sh --build-only)" >&2
   built=$(MCR_REAL_OUT=$cache/bench/nginx-upgrade-debian \
-    "$top/tests/real/update-nginx.sh" --mcr-clang "$mcc" --build-only) ||
+    "$top/tests/real/update-nginx.sh" --mcr-clang "$mcc" --v1-version "$from" --build-only) ||
     die "tests/real/update-nginx.sh --build-only failed (logs in $cache/bench/nginx-upgrade-debian)"
   read -r mcr mcr_new <<<"$(tail -n 1 <<<"$built")"
   [ -x "$mcr" ] && [ -x "$mcr_new" ] || die "no mcr builds from tests/real/update-nginx.sh --build-only"
+  renames=nginx-$from-to-1.22.1.renames
+  [ "$from" != 1.22.1 ] || renames=nginx-1.22.1-to-1.22.1-debian.renames
+  [ -f "$top/configs/$renames" ] || die "no configs/$renames for an update from $from"
   newargs=(--plain-new "$plain_new" --mcr-new "$mcr_new"
            --update-arg=--rename-file
-           --update-arg="$top/configs/nginx-1.22.1-to-1.22.1-debian.renames")
+           --update-arg="$top/configs/$renames")
 else
 mdir=$cache/bench/nginx-upgrade/nginx-1.22.1
 info=$mdir/prod/build-info
@@ -137,7 +147,7 @@ rm -f "$work/raw.jsonl"
   echo "mcr build: $build (runtime library built $(date -u -r "$build/lib/mcr/libmcr_rt.a" '+%Y-%m-%d %H:%M:%S UTC'))"
   echo "plain nginx: $plain"
   echo "mcr nginx: $mcr"
-  [ "$to_debian" = 0 ] || echo "upgraded to: plain $plain_new, mcr $mcr_new (Debian's patches)"
+  [ "$to_debian" = 0 ] || echo "upgraded from $from to: plain $plain_new, mcr $mcr_new (1.22.1 with Debian's patches)"
   echo "machine: $(uname -srm), $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "repeats $repeats, modes $modes, wrk -t2 -c16 -d${duration}s, upgrade at ${at} s, ports from $port"
