@@ -25,7 +25,11 @@
 
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/Statistic.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/IR/DebugInfo.h"
+#include "llvm/IR/IntrinsicInst.h"
 #include "llvm/Analysis/LoopInfo.h"
 #include "llvm/IR/Constants.h"
 #include "llvm/IR/DebugInfoMetadata.h"
@@ -48,6 +52,7 @@ using namespace llvm;
 #define DEBUG_TYPE "mcr-quiescence"
 STATISTIC(NumCalls, "call sites recorded (profiling build)");
 STATISTIC(NumQPSites, "quiescent-point call sites marked");
+STATISTIC(NumStackObjs, "local variables registered as stack objects");
 
 // The IR below writes these layouts by hand.
 static_assert(sizeof(mcr_calls_header) == 24 && sizeof(mcr_call_rec) == 24,
@@ -220,6 +225,91 @@ const mcr_qpconfig *loadConfig(LLVMContext &Ctx) {
   return &Cache->C;
 }
 
+// Whether the address of a local variable leaves its function: passed to a
+// call, stored as a value, converted to an integer, returned. (A pointer to a
+// local kept in the program's state is what an update must move: stackobj.h.)
+bool escapes(const AllocaInst *AI) {
+  SmallVector<const Value *, 8> Work{AI};
+  SmallPtrSet<const Value *, 8> Seen;
+  while (!Work.empty()) {
+    const Value *V = Work.pop_back_val();
+    if (!Seen.insert(V).second)
+      continue;
+    for (const User *U : V->users()) {
+      if (isa<LoadInst>(U) || isa<ICmpInst>(U) || isa<DbgInfoIntrinsic>(U))
+        continue;
+      if (auto *SI = dyn_cast<StoreInst>(U)) {
+        if (SI->getValueOperand() == V)
+          return true;
+        continue;
+      }
+      if (isa<GetElementPtrInst>(U) || isa<BitCastInst>(U)) {
+        Work.push_back(U);
+        continue;
+      }
+      if (auto *II = dyn_cast<IntrinsicInst>(U)) {
+        switch (II->getIntrinsicID()) {
+        case Intrinsic::lifetime_start:
+        case Intrinsic::lifetime_end:
+        case Intrinsic::memcpy:
+        case Intrinsic::memmove:
+        case Intrinsic::memset:
+          continue;
+        default:
+          return true;
+        }
+      }
+      return true; // a call, a return, a select, a phi, ptrtoint: it leaves
+    }
+  }
+  return false;
+}
+
+// The functions on the config's quiescent-point stacks register their local
+// variables whose address escapes: __mcr_stack_obj(&var, size) on entry (the
+// type pass makes it __mcr_stack_push with the variable's site) and
+// __mcr_stack_drop(&var) before each return (abi.h, stackobj.h).
+unsigned registerStackObjects(Module &M, const mcr_qpconfig *C) {
+  StringSet<> OnStacks;
+  for (size_t I = 0; I < C->nqps; I++)
+    for (size_t K = 0; K <= C->qps[I].caller && K < C->qps[I].stack.nframes; K++)
+      OnStacks.insert(C->qps[I].stack.frames[K]);
+  LLVMContext &Ctx = M.getContext();
+  PointerType *Ptr = PointerType::get(Ctx, 0);
+  Type *I64 = Type::getInt64Ty(Ctx), *Void = Type::getVoidTy(Ctx);
+  FunctionCallee Obj = M.getOrInsertFunction("__mcr_stack_obj", FunctionType::get(Void, {Ptr, I64}, false));
+  FunctionCallee Drop = M.getOrInsertFunction("__mcr_stack_drop", FunctionType::get(Void, {Ptr}, false));
+  const DataLayout &DL = M.getDataLayout();
+  unsigned N = 0;
+  for (Function &F : M) {
+    if (!emitted(F) || F.isDeclaration() ||
+        (!OnStacks.count(functionName(F)) && !OnStacks.count(F.getName())))
+      continue;
+    SmallVector<AllocaInst *, 4> Objs;
+    for (Instruction &I : F.getEntryBlock())
+      if (auto *AI = dyn_cast<AllocaInst>(&I))
+        if (AI->isStaticAlloca() && !FindDbgDeclareUses(AI).empty() && escapes(AI))
+          Objs.push_back(AI);
+    if (Objs.empty())
+      continue;
+    IRBuilder<> B(&*F.getEntryBlock().getFirstInsertionPt());
+    while (isa<AllocaInst>(&*B.GetInsertPoint()))
+      B.SetInsertPoint(B.GetInsertPoint()->getNextNode());
+    for (AllocaInst *AI : Objs) {
+      std::optional<TypeSize> Size = AI->getAllocationSize(DL);
+      B.CreateCall(Obj, {AI, ConstantInt::get(I64, Size ? Size->getFixedValue() : 0)});
+      N++;
+    }
+    for (BasicBlock &BB : F)
+      if (auto *Ret = dyn_cast<ReturnInst>(BB.getTerminator())) {
+        IRBuilder<> R(Ret);
+        for (size_t I = Objs.size(); I-- > 0;)
+          R.CreateCall(Drop, {Objs[I]});
+      }
+  }
+  return N;
+}
+
 class QuiescencePass : public PassInfoMixin<QuiescencePass> {
 public:
   PreservedAnalyses run(Module &M, ModuleAnalysisManager &);
@@ -229,6 +319,8 @@ PreservedAnalyses QuiescencePass::run(Module &M, ModuleAnalysisManager &) {
   const mcr_qpconfig *C = loadConfig(M.getContext());
   if (!C || !C->nqps)
     return PreservedAnalyses::all();
+  unsigned Registered = registerStackObjects(M, C);
+  NumStackObjs += Registered;
 
   // The calls to mark, each with the quiescent points it serves (config order).
   MapVector<CallInst *, SmallVector<size_t, 1>> Sites;
@@ -260,7 +352,7 @@ PreservedAnalyses QuiescencePass::run(Module &M, ModuleAnalysisManager &) {
     }
   }
   if (Sites.empty())
-    return PreservedAnalyses::all();
+    return Registered ? PreservedAnalyses::none() : PreservedAnalyses::all();
 
   LLVMContext &Ctx = M.getContext();
   Type *I16 = Type::getInt16Ty(Ctx), *I32 = Type::getInt32Ty(Ctx);

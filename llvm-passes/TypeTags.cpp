@@ -954,6 +954,9 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
   std::vector<PendingSite> Pending;
   // Calls to configured release functions and the argument they release.
   std::vector<std::pair<CallInst *, unsigned>> ReleaseCalls;
+  // The stack objects the quiescence pass registered (__mcr_stack_obj), each
+  // with its site's index in T.Sites.
+  std::vector<std::pair<CallInst *, size_t>> StackObjs;
 
   for (Function &F : M) {
     if (F.isDeclaration())
@@ -971,6 +974,10 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
         Function *Callee = CB->getCalledFunction();
         if (!Callee)
           continue;
+        if (Callee->getName() == "__mcr_stack_obj" && isa<CallInst>(CB)) {
+          StackObjs.push_back({cast<CallInst>(CB), 0});
+          continue;
+        }
         // (inside a release function the object is untagged already: its caller's call)
         auto Rel = Releases.find(Callee->getName());
         if (Rel != Releases.end() && !Releases.count(F.getName()) && isa<CallInst>(CB) &&
@@ -1060,6 +1067,41 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
     T.Sites.push_back(S);
   }
 
+  // Stack objects: a site each, of the variable's declared type.
+  for (auto &SO : StackObjs) {
+    auto *AI = dyn_cast<AllocaInst>(SO.first->getArgOperand(0));
+    Function &F = *SO.first->getFunction();
+    mcr_site_rec S = {};
+    S.type = MCR_NO_TYPE;
+    S.function = T.str(F.getName());
+    std::string Name;
+    const DIType *Ty = AI ? Recovery::declaredType(AI, &Name) : nullptr;
+    // (the name is in the site key: a variable added before another one of
+    // the same function does not shift the pairing)
+    S.callee = T.str("__mcr_stack_obj:" + Name);
+    for (DbgDeclareInst *D : AI ? FindDbgDeclareUses(AI) : TinyPtrVector<DbgDeclareInst *>())
+      if (DILocalVariable *Var = D->getVariable()) {
+        S.line = Var->getLine();
+        S.file = T.str(Table::fileOf(Var->getScope()));
+        break;
+      }
+    if (Ty) {
+      const DIType *Elem = Ty;
+      S.shape = MCR_SHAPE_SINGLE;
+      if (auto *C = dyn_cast_or_null<DICompositeType>(stripTypedefs(Ty));
+          C && C->getTag() == dwarf::DW_TAG_array_type && C->getBaseType()) {
+        Elem = C->getBaseType();
+        S.shape = MCR_SHAPE_ARRAY;
+      }
+      S.type = T.type(Elem);
+      S.evidence = T.str("local variable '" + Name + "'");
+    } else {
+      S.reason = T.str("a local variable without a declared type");
+    }
+    SO.second = T.Sites.size();
+    T.Sites.push_back(S);
+  }
+
   // Globals, static locals, thread-locals. The writable ones are also put in
   // llvm.compiler.used: a live update copies each global by name (docs/update.md),
   // so the optimizer must neither split one into scalars (GlobalOpt turns a static
@@ -1135,9 +1177,9 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
   }
 
   // Site records and tag calls.
-  if (!Pending.empty()) {
+  if (!T.Sites.empty()) {
     std::vector<Constant *> Recs;
-    for (size_t I = 0; I < Pending.size(); I++)
+    for (size_t I = 0; I < T.Sites.size(); I++)
       Recs.push_back(ConstantStruct::get(
           SiteTy, {TableGV, ConstantInt::get(I32, I), ConstantInt::get(I32, 0)}));
     ArrayType *AT = ArrayType::get(SiteTy, Recs.size());
@@ -1192,6 +1234,17 @@ PreservedAnalyses TypeTagsPass::run(Module &M, ModuleAnalysisManager &) {
           B.CreateCall(Tag, {CI, Site});
       }
       ++NumSites;
+    }
+    FunctionCallee Push = M.getOrInsertFunction(
+        "__mcr_stack_push", FunctionType::get(Type::getVoidTy(Ctx), {Ptr, Ptr, I64}, false));
+    for (auto &SO : StackObjs) {
+      Constant *Site = ConstantExpr::getInBoundsGetElementPtr(
+          AT, SitesGV,
+          ArrayRef<Constant *>{ConstantInt::get(I32, 0), ConstantInt::get(I32, SO.second)});
+      IRBuilder<> B(SO.first);
+      B.SetCurrentDebugLocation(SO.first->getDebugLoc());
+      B.CreateCall(Push, {SO.first->getArgOperand(0), Site, SO.first->getArgOperand(1)});
+      SO.first->eraseFromParent();
     }
   }
 

@@ -77,6 +77,13 @@ struct asite { /* an allocation site of a type table */
   int paired;
 };
 
+/* A registered local variable's site (TypeTags.cpp: the callee names it). */
+#define STACK_OBJ "__mcr_stack_obj:"
+static int is_stack_obj(const struct asite *s)
+{
+  return s->callee && !strncmp(s->callee, STACK_OBJ, strlen(STACK_OBJ));
+}
+
 struct version {
   const char *cmd;  /* the command messages name: "check", "update" */
   const char *path;
@@ -1078,6 +1085,21 @@ static int judge_pair(struct check *c, struct item *it)
                   "kept untyped), or keep the old shape");
     return it->fix ? 0 : -1;
   }
+  if (site && is_stack_obj(it->ns)) {
+    /* transfer.c pairs a registered local variable only when its type is
+     * unchanged: a pointer into it refuses the update (docs/update.md, "Stack
+     * objects") */
+    it->out = OUT_REFUSED;
+    snprintf(it->err.path, sizeof(it->err.path), "(whole object)");
+    snprintf(it->err.msg, sizeof(it->err.msg),
+             "a local variable of a function on a quiescent point's stack, whose type changed: "
+             "mcr does not convert local variables, so the update is refused if a global or "
+             "live object points into it then (else the new thread's variable keeps its own "
+             "value)");
+    it->fix = ctl_fmt("keep the variable's type, or give it another name in NEW (a variable "
+                      "of another name is not paired: nothing must point to the old one)");
+    return it->fix ? 0 : -1;
+  }
   it->out = OUT_TRANSFORM;
   check_dropped(c, it);
   if (it->dropped_data) {
@@ -1334,6 +1356,13 @@ static void put_locs(FILE *f, const char *of, uint32_t ol, const char *nf, uint3
 
 static void put_site_name(FILE *f, const struct asite *s)
 {
+  if (is_stack_obj(s)) { /* "serve()'s local variable 'tick'" */
+    put_human(f, s->function);
+    fputs("()'s local variable '", f);
+    put_human(f, s->callee + strlen(STACK_OBJ));
+    fputs("'", f);
+    return;
+  }
   put_human(f, s->function);
   fputs("() ", f);
   put_human(f, s->callee);
@@ -1379,7 +1408,8 @@ static void put_only_in_one(FILE *f, const char *label, const struct gvar *g,
 static void put_item_name(FILE *f, const struct item *it)
 {
   if (it->is_site) {
-    fputs("heap objects of ", f);
+    if (!is_stack_obj(it->ns))
+      fputs("heap objects of ", f);
     put_site_name(f, it->ns);
   } else {
     fputs("global ", f);
@@ -1581,7 +1611,7 @@ static void print_group(FILE *f, const struct check *c, enum outcome out)
     if (what == OUT_REFUSED) {
       for (size_t j = i; j < c->nitems; j++)
         if (out == OUT_REFUSED && c->items[j].out == out && c->items[j].is_site &&
-            !strcmp(c->items[j].sig, it->sig)) {
+            !is_stack_obj(c->items[j].ns) && !strcmp(c->items[j].sig, it->sig)) {
           fputs("    (heap objects: refused only if some are alive when the update runs)\n", f);
           break;
         }

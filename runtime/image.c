@@ -148,6 +148,10 @@ struct mcr_image_map {
 static const struct mcr_renames *image_renames; /* mcr_image_set_renames */
 static const uintptr_t *thread_stack_lo, *thread_stack_hi; /* mcr_image_set_thread_stacks */
 static size_t nthread_stacks;
+static const uintptr_t *sobj_old, *sobj_new; /* mcr_image_set_stack_objects */
+static const uint64_t *sobj_size;
+static uint8_t *sobj_used;
+static size_t nsobj;
 
 /* ---- small helpers ---- */
 
@@ -1038,6 +1042,12 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
   const struct memo *hit;
 
   m->st.lookups++;
+  for (size_t i = 0; i < nsobj; i++) /* (not memoized: set after the first lookups) */
+    if (old >= sobj_old[i] && old - sobj_old[i] < sobj_size[i]) {
+      *new_out = sobj_new[i] + (old - sobj_old[i]);
+      sobj_used[i] = 1;
+      return 0;
+    }
   if (old && (hit = memo_find(m, old))) {
     if (hit->why) {
       msg(why, whylen, "%s", hit->why);
@@ -1264,6 +1274,16 @@ static int resolve_renames(struct mcr_image_map *m, char *err, size_t errlen)
   }
   m->renames = r;
   return 0;
+}
+
+void mcr_image_set_stack_objects(const uintptr_t *old_lo, const uintptr_t *new_lo,
+                                 const uint64_t *size, uint8_t *used, size_t n)
+{
+  sobj_used = used;
+  sobj_old = old_lo;
+  sobj_new = new_lo;
+  sobj_size = size;
+  nsobj = n;
 }
 
 void mcr_image_set_thread_stacks(const uintptr_t *lo, const uintptr_t *hi, size_t n)

@@ -87,6 +87,12 @@ void mcr_image_set_renames(const struct mcr_renames *r);
  * map is built: pointers into them are not translated, as into its main thread's
  * stack (mcr_image_in_old_stack). The arrays must outlive the map. */
 void mcr_image_set_thread_stacks(const uintptr_t *lo, const uintptr_t *hi, size_t n);
+/* Except the old threads' registered stack objects paired with this process's
+ * (stackobj.h): a pointer into [old_lo[i], old_lo[i] + size[i]) translates to
+ * new_lo[i] at the same offset, and sets used[i]. The arrays must stay valid
+ * while they are set. */
+void mcr_image_set_stack_objects(const uintptr_t *old_lo, const uintptr_t *new_lo,
+                                 const uint64_t *size, uint8_t *used, size_t n);
 const struct mcr_renames *mcr_image_renames(void); /* what was set, or NULL */
 
 /* Counts for the update report. Translations are per distinct address. */

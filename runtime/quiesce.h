@@ -27,6 +27,8 @@ enum mcr_qstate {
   MCR_Q_PARKED = 3 /* parked by a quiesce */
 };
 
+#define MCR_STACK_OBJS 16 /* registered stack objects a thread keeps track of */
+
 struct mcr_qthread {
   int state;                /* enum mcr_qstate, atomic */
   unsigned kicks;           /* incremented by the runtime's signal handler */
@@ -47,6 +49,14 @@ struct mcr_qthread {
    * the wait before the program reads it, so an update ignores its words
    * (docs/update.md, "Heap objects"). */
   uintptr_t out_lo, out_hi;
+  /* Its registered stack objects (abi.h, __mcr_stack_push), outermost first:
+   * written by the thread itself, read while it is parked. */
+  struct mcr_stack_obj {
+    uintptr_t addr;
+    uint64_t size;
+    uint32_t tag;
+  } objs[MCR_STACK_OBJS];
+  unsigned nobjs, objs_lost;
 };
 
 /* The calling thread's record (NULL for threads the registry does not know). */

@@ -35,6 +35,16 @@ __attribute__((weak)) void __mcr_untag(void *ptr) {
   (void)ptr;
 }
 
+__attribute__((weak)) void __mcr_stack_push(void *addr, struct mcr_site *site, uint64_t size) {
+  (void)addr;
+  (void)site;
+  (void)size;
+}
+
+__attribute__((weak)) void __mcr_stack_drop(void *addr) {
+  (void)addr;
+}
+
 /* Quiescent-point markers (mcr-clang --mcr-quiescence): outside an mcr program
  * there is no quiescence, so nothing to mark. */
 __attribute__((weak)) const struct mcr_qp *__mcr_qp_enter(const struct mcr_qp *qp) {

@@ -34,6 +34,7 @@
 #include "quiesce.h"
 #include "rename.h"
 #include "snapshot.h"
+#include "stackobj.h"
 #include "startup.h"
 #include "threads.h"
 #include "tls.h"
@@ -41,7 +42,7 @@
 #include "types.h"
 #include "xform.h"
 
-#define STATE_VERSION 4
+#define STATE_VERSION 5
 #define KCMP_FILE 0
 
 /* The executable's allocation sites (linker-defined bounds of the section). */
@@ -183,6 +184,7 @@ int mcr_transfer_describe(struct mcr_buf *out, uint64_t t_quiesce, const int *fd
     }
   }
   put_site_keys(out);
+  mcr_stackobj_describe(out);
   mcr_tls_describe(out);
   /* the output buffers of the waits the threads are parked in (quiesce.h) */
   {
@@ -392,8 +394,42 @@ static int translate(struct mcr_image_map *im, uintptr_t v, uintptr_t *nv, char 
   return mcr_image_translate(im, v, nv, why, len);
 }
 
+/* The old threads' registered stack objects paired with this process's (the
+ * same site, the same order among that site's, the same size, a type that did
+ * not change), read with the sites (read_stack_objects): pointers into them
+ * translate to their counterparts (image.h), and step_stack_objects copies
+ * their values. */
+static struct {
+  uintptr_t *old_lo, *new_lo;
+  uint64_t *size;
+  uint32_t *tag; /* the new site */
+  uint8_t *used; /* a pointer into it was translated: its value is copied */
+  size_t n;
+  size_t unpaired, changed; /* old objects with no counterpart, or of a changed type */
+  /* those old objects, for the conflicts of pointers into them (stack_refusal) */
+  uintptr_t *no_lo;
+  uint64_t *no_size;
+  const char **no_why;
+  size_t nno;
+  struct mcr_xform_region *regions; /* the copies, for the type transform (by type) */
+  size_t nregions;
+} sobj;
+
+/* A pointer into an old registered stack object that was not paired: why, in
+ * place of the image map's general reason. */
+static void stack_refusal(uintptr_t v, char *why, size_t len)
+{
+  for (size_t i = 0; i < sobj.nno; i++)
+    if (v >= sobj.no_lo[i] && v - sobj.no_lo[i] < sobj.no_size[i]) {
+      snprintf(why, len, "0x%lx is %lu bytes into %s", (unsigned long)v,
+               (unsigned long)(v - sobj.no_lo[i]), sobj.no_why[i]);
+      return;
+    }
+}
+
 static int plan_globals(void);
 static void warm_globals(void);
+static int read_stack_objects(struct ctx *c, struct mcr_buf *st);
 static size_t rewrite(uintptr_t *w, size_t nwords);
 static int reinit_on(void);
 static void read_old_snapshot(void);
@@ -539,10 +575,10 @@ static int build_tag_map(struct ctx *c, struct mcr_buf *st)
 
 /* The fix of a pointer into the old main thread's stack (image.c). */
 #define STACK_FIX                                                                         \
-  "mcr does not move pointers into a stack yet (the new process's stack is elsewhere): "  \
-  "update when no global or live object points to a local variable (nginx: a "          \
-  "proxy_cache_path's cache manager keeps its timer event on its stack), or restart the " \
-  "server instead"
+  "mcr moves pointers into a stack only to the registered local variables of the "       \
+  "functions on a quiescent point's call stack (docs/update.md, \"Stack objects\"): the " \
+  "variable is another function's, inlined into one, one of more than 16, or its type "   \
+  "changed; update when no global or live object points to it, or restart the server"
 
 /* Rewrites the words of [p, p+len) that point into the old program image. */
 static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const char *where)
@@ -559,6 +595,7 @@ static void translate_words(struct ctx *c, uintptr_t *p, size_t nwords, const ch
       suspect(c, &p[i]); /* heap: decided after the adoption */
     } else if (mcr_image_in_old_stack(c->image, v)) {
       c->image_failed++;
+      stack_refusal(v, why, sizeof(why));
       conflict(c, "image\t%s+%zu holds a pointer into a stack: %s\tglobal %s\t\t\t\t\t\t" STACK_FIX,
                where, c->where_off + i * sizeof(uintptr_t), why, where);
     } else {
@@ -598,6 +635,7 @@ static void judge_suspects(struct ctx *c, const uintptr_t *list, size_t n, size_
     if (*ndone < maxdone)
       done[(*ndone)++] = list[i];
     if (mcr_image_in_old_stack(c->image, *w)) {
+      stack_refusal(*w, why, sizeof(why));
       conflict(c, "image\tholds at +%zu a pointer into a stack: %s\theap object 0x%lx (%zu "
                   "bytes, tag %u)\t\t\t\t\t\t" STACK_FIX,
                (size_t)((uintptr_t)w - (uintptr_t)o.base), why, (unsigned long)(uintptr_t)o.base,
@@ -918,6 +956,8 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
     conflict(c, "the old version's allocation sites could not be read");
     return -1;
   }
+  if (read_stack_objects(c, st) != 0)
+    return -1;
   if (mcr_heap_adopt(hs, map_tag, c) != 0) {
     conflict(c, "the old heap could not be adopted: %s", mcr_heap_adopt_error());
     return -1;
@@ -926,6 +966,8 @@ static int step_heap(struct ctx *c, struct mcr_buf *st, const struct mcr_heap_st
   t = mcr_update_now_ns();
   if (threaded)
     pthread_join(th, NULL);
+  /* (after the scan: the map it reads is not locked) */
+  mcr_image_set_stack_objects(sobj.old_lo, sobj.new_lo, sobj.size, sobj.used, sobj.n);
   c->image_words += scan.c.image_words;
   c->image_failed += scan.c.image_failed;
   c->conflicts += scan.c.conflicts;
@@ -1445,9 +1487,241 @@ static int step_globals(struct ctx *c)
   return c->conflicts ? -1 : 0;
 }
 
-/* ---- thread-local variables ---- */
+#define TLS_THREADS 1024 /* (the threads read, here and in step_tls) */
 
-#define TLS_THREADS 1024
+/* The distinct classes of the new threads nt[0..nn), in order: their number. */
+static size_t new_classes(const struct mcr_tls_thread *nt, size_t nn, const char **classes)
+{
+  size_t nclasses = 0;
+  for (size_t j = 0; j < nn; j++) {
+    size_t q = 0;
+    while (q < nclasses && strcmp(classes[q], nt[j].cls))
+      q++;
+    if (q == nclasses)
+      classes[nclasses++] = nt[j].cls;
+  }
+  return nclasses;
+}
+
+/* The new thread paired with old thread i: the k-th old thread of its class
+ * and the k-th new one of the class it is in the new version (classmatch.h:
+ * the same name, or one inlined differently). nn if none. */
+static size_t new_thread_of(uint32_t i, const char **ocls, uint32_t n,
+                            const struct mcr_tls_thread *nt, size_t nn, const char **classes,
+                            size_t nclasses)
+{
+  unsigned k = 0;
+  for (uint32_t p = 0; p < i; p++)
+    k += !strcmp(ocls[p], ocls[i]);
+  long q = mcr_class_pick(ocls[i], ocls, n, classes, nclasses);
+  if (q >= 0)
+    for (size_t j = 0; j < nn; j++)
+      if (!strcmp(nt[j].cls, classes[q]) && k-- == 0)
+        return j;
+  return nn;
+}
+
+/* ---- registered stack objects (stackobj.h) ---- */
+
+static int read_stack_objects(struct ctx *c, struct mcr_buf *st)
+{
+  uint32_t n = mcr_buf_get_u32(st);
+  size_t total = 0;
+
+  memset(&sobj, 0, sizeof(sobj));
+  if (st->bad || n > TLS_THREADS) {
+    conflict(c, "the old version's stack objects could not be read");
+    return -1;
+  }
+  const char **ocls = mcr_arena_alloc(c->arena, (n + 1) * sizeof(*ocls), 8);
+  uint32_t *on = mcr_arena_alloc(c->arena, (n + 1) * sizeof(*on), 8);
+  struct mcr_stack_obj *oo =
+      mcr_arena_alloc(c->arena, ((size_t)n * MCR_STACK_OBJS + 1) * sizeof(*oo), 8);
+  if (!ocls || !on || !oo)
+    return -1;
+  for (uint32_t i = 0; i < n; i++) {
+    ocls[i] = mcr_buf_get_str(st);
+    on[i] = mcr_buf_get_u32(st);
+    if (on[i] > MCR_STACK_OBJS)
+      st->bad = 1;
+    for (uint32_t k = 0; k < on[i] && !st->bad; k++) {
+      struct mcr_stack_obj *o = &oo[i * MCR_STACK_OBJS + k];
+      o->addr = (uintptr_t)mcr_buf_get_u64(st);
+      o->size = mcr_buf_get_u64(st);
+      o->tag = mcr_buf_get_u32(st);
+    }
+    total += on[i];
+  }
+  if (st->bad) {
+    conflict(c, "the old version's stack objects could not be read");
+    return -1;
+  }
+  if (!total)
+    return 0;
+  sobj.old_lo = mcr_arena_alloc(c->arena, total * sizeof(*sobj.old_lo), 8);
+  sobj.new_lo = mcr_arena_alloc(c->arena, total * sizeof(*sobj.new_lo), 8);
+  sobj.size = mcr_arena_alloc(c->arena, total * sizeof(*sobj.size), 8);
+  sobj.tag = mcr_arena_alloc(c->arena, total * sizeof(*sobj.tag), 8);
+  sobj.used = mcr_arena_alloc(c->arena, total, 8);
+  struct mcr_tls_thread *nt = mcr_arena_alloc(c->arena, TLS_THREADS * sizeof(*nt), 8);
+  struct mcr_qthread **qs = mcr_arena_alloc(c->arena, TLS_THREADS * sizeof(*qs), 8);
+  const char **classes = mcr_arena_alloc(c->arena, (TLS_THREADS + 1) * sizeof(*classes), 8);
+  if (!sobj.old_lo || !sobj.new_lo || !sobj.size || !sobj.tag || !sobj.used || !nt || !qs ||
+      !classes)
+    return -1;
+  memset(sobj.used, 0, total);
+  sobj.no_lo = mcr_arena_alloc(c->arena, total * sizeof(*sobj.no_lo), 8);
+  sobj.no_size = mcr_arena_alloc(c->arena, total * sizeof(*sobj.no_size), 8);
+  sobj.no_why = mcr_arena_alloc(c->arena, total * sizeof(*sobj.no_why), 8);
+  if (!sobj.no_lo || !sobj.no_size || !sobj.no_why)
+    return -1;
+  size_t nn = mcr_tls_threads(nt, TLS_THREADS), nq = mcr_threads_qstates(qs, TLS_THREADS);
+  size_t nclasses = 0;
+  nn = nn < TLS_THREADS ? nn : TLS_THREADS;
+  nq = nq < TLS_THREADS ? nq : TLS_THREADS;
+  nclasses = new_classes(nt, nn, classes);
+  for (uint32_t i = 0; i < n; i++) {
+    /* the thread: as step_tls pairs them (the k-th of its class) */
+    size_t j = on[i] ? new_thread_of(i, ocls, n, nt, nn, classes, nclasses) : nn;
+    const struct mcr_qthread *q = NULL;
+    for (size_t x = 0; j < nn && x < nq && !q; x++)
+      if (qs[x]->tid == nt[j].tid)
+        q = qs[x];
+    for (uint32_t a = 0; a < on[i]; a++) {
+      const struct mcr_stack_obj *o = &oo[i * MCR_STACK_OBJS + a];
+      uint32_t tag = o->tag < c->tag_limit ? c->tag_map[o->tag] : 0, r = 0;
+      const struct mcr_stack_obj *m = NULL;
+      for (uint32_t b = 0; b < a; b++)
+        r += oo[i * MCR_STACK_OBJS + b].tag == o->tag;
+      for (unsigned b = 0; q && tag && b < q->nobjs && !m; b++)
+        if (q->objs[b].tag == tag && r-- == 0)
+          m = &q->objs[b];
+      const char *key = NULL, *why = NULL;
+      if (!tag)
+        why = "whose local variable has no counterpart in the new version (its function "
+              "or the variable is gone, or renamed)";
+      else if (!m)
+        why = "whose new counterpart is not registered on the new thread's stack (no "
+              "such thread, a call not made, or more than 16 variables)";
+      else if (m->size != o->size || mcr_xform_changed_type(tag, &key))
+        why = "whose type changed: mcr does not convert a local variable";
+      if (why) {
+        /* (pointers to it stay a conflict: stack_refusal says why) */
+        struct mcr_typetab *tt = mcr_arena_alloc(c->arena, sizeof(*tt), 8);
+        struct mcr_site_rec rec;
+        char d[512];
+        if (tag && tt && mcr_site_record(tag, tt, &rec) == 0)
+          snprintf(d, sizeof(d), "%s's %s on the stack of a %s thread, %s",
+                   mcr_typetab_str(tt, rec.function), mcr_typetab_str(tt, rec.evidence),
+                   ocls[i], why);
+        else
+          snprintf(d, sizeof(d), "a registered local variable (%lu bytes) on the stack of a "
+                   "%s thread, %s", (unsigned long)o->size, ocls[i], why);
+        sobj.no_lo[sobj.nno] = o->addr;
+        sobj.no_size[sobj.nno] = o->size;
+        sobj.no_why[sobj.nno] = mcr_arena_strdup(c->arena, d);
+        if (!sobj.no_why[sobj.nno])
+          sobj.no_why[sobj.nno] = "a registered local variable that was not paired";
+        sobj.nno++;
+        if (key || (m && m->size != o->size))
+          sobj.changed++;
+        else
+          sobj.unpaired++;
+        continue;
+      }
+      sobj.old_lo[sobj.n] = o->addr;
+      sobj.new_lo[sobj.n] = m->addr;
+      sobj.size[sobj.n] = o->size;
+      sobj.tag[sobj.n] = tag;
+      sobj.n++;
+    }
+  }
+  return 0;
+}
+
+static int in_stack_object(uintptr_t v)
+{
+  for (size_t i = 0; i < sobj.n; i++)
+    if (v >= sobj.old_lo[i] && v - sobj.old_lo[i] < sobj.size[i])
+      return 1;
+  return 0;
+}
+
+/* After the globals and the thread-local variables: each paired stack object
+ * something points into (a global, a heap object, another such stack object:
+ * a pointer into it was translated) gets its old value, as a global does
+ * (pointers into the old program and into paired stack objects translated).
+ * The others keep the new thread's values, as the rest of its stack does: the
+ * new startup built them, and nothing but their own function reaches them. */
+static int step_stack_objects(struct ctx *c)
+{
+  uint64_t t = mcr_update_now_ns();
+  size_t bytes = 0, copied = 0, dead = 0;
+  uint8_t *done;
+
+  if (!sobj.n && !sobj.unpaired && !sobj.changed)
+    return 0;
+  sobj.regions = mcr_arena_alloc(c->arena, (sobj.n + 1) * sizeof(*sobj.regions), 8);
+  done = mcr_arena_alloc(c->arena, sobj.n + 1, 8);
+  if (!sobj.regions || !done)
+    return -1;
+  memset(done, 0, sobj.n + 1);
+  for (int progress = 1; progress;) { /* (a copy may point into another one) */
+    progress = 0;
+    for (size_t i = 0; i < sobj.n; i++) {
+      if (!sobj.used[i] || done[i])
+        continue;
+      done[i] = 1;
+      progress = 1;
+      struct mcr_typetab *tt = mcr_arena_alloc(c->arena, sizeof(*tt), 8);
+      struct mcr_site_rec rec;
+      unsigned char *val = mcr_arena_alloc(c->arena, sobj.size[i] + 16, 16);
+      char name[300];
+      if (!tt || !val)
+        return -1;
+      int typed = mcr_site_record(sobj.tag[i], tt, &rec) == 0 && rec.type != MCR_NO_TYPE;
+      snprintf(name, sizeof(name), "%s's %s on the stack",
+               typed ? mcr_typetab_str(tt, rec.function) : "?",
+               typed && *mcr_typetab_str(tt, rec.evidence) ? mcr_typetab_str(tt, rec.evidence)
+                                                            : "local variable");
+      struct iovec l = {val, sobj.size[i]}, r = {(void *)sobj.old_lo[i], sobj.size[i]};
+      if (process_vm_readv(c->old_pid, &l, 1, &r, 1, 0) != (ssize_t)sobj.size[i]) {
+        conflict(c, "reading %s in the old process: %s", name, strerror(errno));
+        return -1;
+      }
+      /* a word into the old stack outside every paired object is dead: a
+       * registered variable pointing to a local whose address never escaped,
+       * or to a frame gone since (nginx's cache manager's ident[], whose
+       * words it never sets, bar the last). It keeps the new variable's. */
+      for (size_t off = (sizeof(uintptr_t) - sobj.old_lo[i] % sizeof(uintptr_t)) %
+                        sizeof(uintptr_t);
+           off + sizeof(uintptr_t) <= sobj.size[i]; off += sizeof(uintptr_t)) {
+        uintptr_t v;
+        memcpy(&v, val + off, sizeof(v));
+        if (!mcr_image_in_old_stack(c->image, v) || in_stack_object(v))
+          continue;
+        memcpy(val + off, (const unsigned char *)sobj.new_lo[i] + off, sizeof(v));
+        dead++;
+      }
+      struct gplan g = {.name = mcr_arena_strdup(c->arena, name), .oa = sobj.old_lo[i],
+                        .na = sobj.new_lo[i], .size = sobj.size[i], .osize = sobj.size[i],
+                        .tt = typed ? tt : NULL, .type = typed ? rec.type : 0};
+      if (put_value(c, &g, val, (unsigned char *)sobj.new_lo[i], NULL) < 0)
+        return -1;
+      sobj.regions[sobj.nregions++] = (struct mcr_xform_region){
+          sobj.new_lo[i], sobj.new_lo[i] + sobj.size[i], g.tt, g.type, g.name, 0};
+      bytes += sobj.size[i];
+      copied++;
+    }
+  }
+  phase(c, "stack-objects", t, "%zu of %zu registered stack objects paired are pointed to: "
+                               "copied (%zu bytes, %zu dead words kept new); %zu unpaired, %zu "
+                               "of changed types",
+        copied, sobj.n, bytes, dead, sobj.unpaired, sobj.changed);
+  return c->conflicts ? -1 : 0;
+}
+
+/* ---- thread-local variables ---- */
 
 /* In the pause: each old thread's thread-local variables into the new thread
  * paired with it (tls.h: the k-th of its class, by creation), as the globals
@@ -1500,26 +1774,9 @@ static int step_tls(struct ctx *c, struct mcr_buf *st)
   const char **classes = mcr_arena_alloc(c->arena, (nn + 1) * sizeof(*classes), 8);
   if (!classes)
     return -1;
-  for (size_t j = 0; j < nn; j++) { /* the new classes, each once */
-    size_t q = 0;
-    while (q < nclasses && strcmp(classes[q], nt[j].cls))
-      q++;
-    if (q == nclasses)
-      classes[nclasses++] = nt[j].cls;
-  }
+  nclasses = new_classes(nt, nn, classes);
   for (uint32_t i = 0; i < n; i++) {
-    /* the k-th old thread of its class and the k-th new one of the class it
-     * is in the new version (classmatch.h: the same name, or one inlined
-     * differently) */
-    unsigned k = 0;
-    size_t j = nn;
-    for (uint32_t p = 0; p < i; p++)
-      k += !strcmp(ocls[p], ocls[i]);
-    long q = mcr_class_pick(ocls[i], ocls, n, classes, nclasses);
-    if (q >= 0)
-      for (j = 0; j < nn; j++)
-        if (!strcmp(nt[j].cls, classes[q]) && k-- == 0)
-          break;
+    size_t j = new_thread_of(i, ocls, n, nt, nn, classes, nclasses);
     if (j == nn || !nt[j].block) {
       lost++;
       lost_cls = ocls[i];
@@ -1765,7 +2022,7 @@ static int step_transform(struct ctx *c)
   struct mcr_qthread *qs[1024];
   size_t nq = mcr_threads_qstates(qs, 1024);
   struct mcr_xform_region *r =
-      mcr_arena_alloc(c->arena, (plan.ng + c->ntls_regions + nq + 1) * sizeof(*r), 8);
+      mcr_arena_alloc(c->arena, (plan.ng + c->ntls_regions + sobj.nregions + nq + 1) * sizeof(*r), 8);
   size_t n = 0;
   if (!r)
     return -1;
@@ -1774,6 +2031,8 @@ static int step_transform(struct ctx *c)
                                        plan.g[i].type, plan.g[i].name, 0};
   for (size_t i = 0; i < c->ntls_regions; i++) /* thread-local variables, by type too */
     r[n++] = c->tls_regions[i];
+  for (size_t i = 0; i < sobj.nregions; i++) /* and the stack objects copied */
+    r[n++] = sobj.regions[i];
   for (size_t i = 0; i < nq && i < 1024; i++)
     if (qs[i]->tid && qs[i]->park_sp && qs[i]->stack_hi > qs[i]->park_sp)
       r[n++] = (struct mcr_xform_region){qs[i]->park_sp, qs[i]->stack_hi, NULL, 0,
@@ -2699,6 +2958,10 @@ static int step_redirect(struct ctx *c)
   for (size_t i = 0; i < c->ntls_regions; i++)
     tls += redirect((uintptr_t *)c->tls_regions[i].lo,
                     (c->tls_regions[i].hi - c->tls_regions[i].lo) / sizeof(uintptr_t));
+  for (size_t i = 0; i < sobj.nregions; i++) /* (aligned: locals of pointer alignment) */
+    if (sobj.regions[i].lo % sizeof(uintptr_t) == 0)
+      tls += redirect((uintptr_t *)sobj.regions[i].lo,
+                      (sobj.regions[i].hi - sobj.regions[i].lo) / sizeof(uintptr_t));
   phase(c, "reinit-pointers", t, "%zu pointers in the heap and %zu in thread-local variables "
                                  "moved to the new startup's objects",
         heap, tls);
@@ -2996,6 +3259,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   if (step_tls(&c, st) != 0 || read_dead(&c, st) != 0 || read_pieces(&c, st) != 0)
     goto out;
+  if (step_stack_objects(&c) != 0)
+    goto out;
   if (step_anon(&c) != 0)
     goto out;
   mcr_update_fault("stacks");
@@ -3016,6 +3281,8 @@ int mcr_transfer_apply(struct mcr_buf *st, const int *inherited, size_t ninherit
     goto out;
   rc = 0;
 out:
+  mcr_image_set_stack_objects(NULL, NULL, NULL, NULL, 0); /* (its arrays are in the arena) */
+  memset(&sobj, 0, sizeof(sobj));
   mcr_arena_destroy(c.arena);
   return rc;
 }

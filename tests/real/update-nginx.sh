@@ -322,6 +322,7 @@ MAP_ARGS=()
 [ "$CODE" = 1 ] || [ ! -f "$MAP" ] || MAP_ARGS=(--rename-file "$MAP")
 timeout -k 5 180 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update-report.json" \
   "${MAP_ARGS[@]+"${MAP_ARGS[@]}"}" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
+UPDATED_AT=$(date +%s)
 log "mcr-ctl update $V1PID $V2 --json ${MAP_ARGS[*]+"${MAP_ARGS[*]}"}: exit $rc"
 [ ! -s "$RUN/update.err" ] || sed 's/^/    /' "$RUN/update.err" >&2
 [ -s "$RUN/update.json" ] && update_log_json "$RUN/update.json"
@@ -356,6 +357,17 @@ if [ "$rc" -eq 0 ]; then
     if [ "$(cache_procs "$NEWPID")" = "1 0" ] && ! alive "$V1CM" &&
        grep -q "finished (exit status 0): not forked again" "$RUN/update.json"; then
       log "the new master has a cache manager ($(pgrep -P "$NEWPID" -f 'cache manager process')) and no loader; the notes say the old loader finished"
+      # its timer event is a local of its loop, in the global timer tree (moved to
+      # the new manager's same variable: docs/update.md, "Stack objects"); the
+      # timer fires at least every 10 s: the same manager still runs after that
+      NEWCM=$(pgrep -P "$NEWPID" -f 'cache manager process')
+      while [ $(( $(date +%s) - UPDATED_AT )) -lt 12 ]; do sleep 0.5; done
+      if [ "$(pgrep -P "$NEWPID" -f 'cache manager process')" = "$NEWCM" ] &&
+         ! grep -q 'cache manager process [0-9]* exited on signal' "$ERRLOG"; then
+        log "the new cache manager $NEWCM still runs $(( $(date +%s) - UPDATED_AT )) s after the update (its timer ran)"
+      else
+        failed "the new cache manager $NEWCM did not survive its timer: now '$(pgrep -P "$NEWPID" -f 'cache manager process' || true)'; $(grep 'exited on signal' "$ERRLOG" | tail -2)"
+      fi
     else
       failed "cache processes of the new master (manager loader): $(cache_procs "$NEWPID"), expected 1 0; the old manager $V1CM alive: $(alive "$V1CM" && echo yes || echo no); or no note about the finished loader"
     fi

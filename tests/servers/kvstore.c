@@ -101,6 +101,14 @@
  *   19    like 16 but struct mod_conf has a new field: the startup's pieces of that
  *         type (each module's configuration) and the ones MODS takes after the
  *         startup (recorded: runtime/pieces.h) are converted
+ *   22    like 1 with a tick counter on serve()'s stack that a global points to
+ *         (as nginx's cache manager keeps its timer event on its stack, in the
+ *         global timer tree): TICKS -> TICKS n self s name NAME (the count of
+ *         events served, whether its pointer to itself points to it, the string
+ *         it points to); 23 the same with another struct tick declared before
+ *         it in serve() (a code change: VERSION 23); 24 the same as 22
+ *         with a new field in struct tick (a stack object of a changed type:
+ *         an update from 22 or 23 is refused)
  *   20    like 16, and 21 like 19, but MODS takes its piece with pool_take, a
  *         wrapper declared without its size (kvstore.wrappers): such pieces are
  *         not recorded, so v20 -> v21 is refused
@@ -268,6 +276,27 @@ struct slot {
 #define NSLOTS 4
 static struct slot *slots;
 static struct slot *cur_slot; /* serve()'s stack pointer, as of its last event */
+#if KV_VERSION == 22 || KV_VERSION == 23 || KV_VERSION == 24
+#define KV_TICK 1
+struct tick {
+  long count;
+#if KV_VERSION == 24
+  long last; /* the last wait's events */
+#endif
+  struct tick *self;
+  const char *name;
+};
+static struct tick *ticker; /* serve()'s tick, on its stack */
+#if KV_VERSION == 23
+/* (its address escapes through a call: registered like serve()'s tick) */
+__attribute__((noinline)) static void tick_init(struct tick *t, const char *name)
+{
+  t->count = -1;
+  t->self = t;
+  t->name = name;
+}
+#endif
+#endif
 static long *last_served;      /* into the field of the last slot SLOT counted in */
 #if KV_VERSION != 18
 static unsigned char last_conn[sizeof(void *)]; /* the newest connection, as bytes */
@@ -549,6 +578,10 @@ static void command(struct conn *c, char *line) {
     last_served = &SERVED(sl);
     reply(c, "SLOT %d %ld self %d same %d\n", sl->id, SERVED(sl), sl->self == sl,
           sl == &slots[1]);
+#ifdef KV_TICK
+  } else if (!strcmp(cmd, "TICKS")) {
+    reply(c, "TICKS %ld self %d name %s\n", ticker->count, ticker->self == ticker, ticker->name);
+#endif
   } else if (!strcmp(cmd, "SERVED")) {
     reply(c, "SERVED %ld ptr %d\n", SERVED(&slots[1]),
           last_served ? last_served == &SERVED(&slots[1]) : -1);
@@ -657,6 +690,16 @@ __attribute__((noinline)) static void serve(int lfd) {
   fprintf(stderr, "kvstore: pid %d listening on 127.0.0.1:%d\n", getpid(), config.port);
   mode = MODE_SERVING;
   struct slot *volatile slot = &slots[1]; /* on this stack across the wait */
+#ifdef KV_TICK
+#if KV_VERSION == 23
+  /* (paired by name: the old tick goes into tick, not into this first one) */
+  struct tick spare;
+  tick_init(&spare, "spare");
+#endif
+  struct tick tick = {.count = 0, .self = NULL, .name = "serve's tick"};
+  tick.self = &tick;
+  ticker = &tick;
+#endif
   /* on the heap, as nginx's event_list: the wait's output buffer */
   struct epoll_event *events = malloc(64 * sizeof(*events));
   if (!events)
@@ -665,6 +708,13 @@ __attribute__((noinline)) static void serve(int lfd) {
   while (!stopping) {
     int n = epoll_wait(ep, events, 64, -1);
     cur_slot = slot;
+#ifdef KV_TICK
+    /* (through the variable: after an update the global must point to it) */
+    tick.count += n > 0 ? n : 0;
+#if KV_VERSION == 24
+    tick.last = n;
+#endif
+#endif
     for (int i = 0; i < n; i++) {
       struct conn *c = events[i].data.ptr;
 #ifdef KV_PREFORK

@@ -51,9 +51,10 @@
  *
  *   STACKREF        -> STACKREF ok: once the command is done, the worker that
  *                      ran it stores in the global stack_ref the address of a
- *                      local of its start routine (a pointer into its stack, as
- *                      nginx's cache manager leaves its timer event's): an
- *                      update is refused while it is set
+ *                      local of its start routine, its count of jobs (a pointer
+ *                      into its stack, as nginx's cache manager leaves its timer
+ *                      event's): an update moves it to the new worker's
+ *   STACKVAL        -> STACKVAL n: what stack_ref points to (-1: unset)
  *   UNSTACKREF      -> UNSTACKREF ok: stack_ref = NULL
  *
  * Version 3 (POOL_VERSION=3) starts its maintenance thread at the first TICKS,
@@ -269,6 +270,9 @@ static void command(struct worker *w, char *line, char *out, size_t *len, size_t
   } else if (!strcmp(cmd, "STACKREF")) {
     __atomic_store_n(&want_stack_ref, 1, __ATOMIC_SEQ_CST);
     put(out, len, cap, "STACKREF ok\n");
+  } else if (!strcmp(cmd, "STACKVAL")) {
+    long *r = __atomic_load_n(&stack_ref, __ATOMIC_SEQ_CST);
+    put(out, len, cap, "STACKVAL %ld\n", r ? *r : -1L);
   } else if (!strcmp(cmd, "UNSTACKREF")) {
     __atomic_store_n(&stack_ref, NULL, __ATOMIC_SEQ_CST);
     put(out, len, cap, "UNSTACKREF ok\n");
@@ -342,7 +346,7 @@ close:
 static void *worker_main(void *arg)
 {
   struct worker *w = arg; /* kept for the thread's life */
-  long on_stack = 0;      /* what STACKREF points stack_ref to */
+  long on_stack = 0;      /* its count of jobs: what STACKREF points stack_ref to */
   struct pool *p = w->pool;
   struct worker_log *lg = calloc(1, sizeof(*lg));
 
@@ -365,6 +369,7 @@ static void *worker_main(void *arg)
       p->tail = NULL;
     pthread_mutex_unlock(&p->lock);
     w->jobs++;
+    on_stack++;
     serve(w, j->conn);
     free(j);
     if (__atomic_exchange_n(&want_stack_ref, 0, __ATOMIC_SEQ_CST))

@@ -26,6 +26,12 @@
 #              transfer (heap:crash:child) rolls the whole tree back: the old 3
 #              serve, nothing of the new version left, the report names the worker;
 #              a v13 with one worker fewer is refused, naming the old worker left over
+#   stackobj   kvstore v22 -> v23 -> v22: a global points to a struct on serve()'s
+#              stack (holding pointers to itself and to a string of the program;
+#              v23 declares another of that type before it): committed, the global
+#              points to the new serve()'s same variable, which holds the old count
+#              and its pointers moved; -> v24 (a field added to the struct):
+#              refused naming the global
 #   pool       the thread-pool server tests/servers/poolkv.c (an epoll thread, 4
 #              workers on a heap mutex + condition variable, a maintenance thread
 #              in pthread_cond_timedwait, per-worker heap structs kept in locals):
@@ -33,7 +39,9 @@
 #              client: committed, no failed request, keys, line, VERSION, TICKS
 #              still counting, WORKERS carried over, each worker's thread-local
 #              counter (converted 32 -> 64 bits) and thread-local pointer to its
-#              heap note carried over (TLS); a rollback (stacks:crash)
+#              heap note carried over (TLS); a global pointing into a worker's
+#              stack (its count of jobs) moved to the new worker's by v2 -> v2
+#              (stack objects); a rollback (stacks:crash)
 #              leaves v2 serving; v2 -> v3 (no maintenance thread) is refused with a
 #              conflict of kind thread; then v2 -> v1 commits
 #   transform  changed types (kvstore versions 3-6, see tests/servers/kvstore.c): with
@@ -194,6 +202,69 @@ ask() {
 }
 
 case "$test" in
+stackobj)
+  # kvstore v22: a global points to a struct on serve()'s stack (its tick counter,
+  # holding a pointer to itself and one to a string of the program), as nginx's
+  # timer tree to its cache manager's event. mcr-clang registers serve()'s local
+  # variables whose address escapes (serve is on the quiescent point's stack); the
+  # update copies the tick into the new serve()'s and moves the global to it
+  build_versions 22 23 24
+  start "$work/v22/kvstore"
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  ask "SET held 1" OK v22
+  printf 'TICKS\n' >&3
+  read -r -t 5 line <&3 && [[ "$line" =~ ^TICKS\ ([0-9]+)\ self\ 1\ name\ serve\'s\ tick$ ]] ||
+    fail "v22: TICKS answered '$line'"
+  before=${BASH_REMATCH[1]}
+  [ "$before" -ge 2 ] || fail "v22: TICKS $before, expected at least 2 events"
+  for to in 23 22; do
+    update "$pid" "$work/v$to/kvstore" ||
+      fail "-> v$to (exit $?): $(tail -3 "$work/update.log"; cat "$work/update.json")"
+    pid=$(new_pid_of)
+    python3 - "$work/update.json" <<'PY' || fail "-> v$to: no stack objects copied: $(cat "$work/update.json")"
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+ph = " ".join(p.get("detail", "") for p in d.get("phases", []) if p.get("name") == "stack-objects")
+print("  stack-objects: " + ph)
+m = re.search(r"^(\d+) of (\d+) registered stack objects", ph)
+sys.exit(0 if m and int(m.group(1)) >= 1 else 1)
+PY
+    ask VERSION "VERSION $to" "v$to"
+    printf 'TICKS\n' >&3
+    read -r -t 5 line <&3 && [[ "$line" =~ ^TICKS\ ([0-9]+)\ self\ 1\ name\ serve\'s\ tick$ ]] ||
+      fail "v$to: TICKS answered '$line' (the tick's pointers into the stack and the program not moved?)"
+    after=${BASH_REMATCH[1]}
+    # the count goes on from the old process's (the new serve()'s own tick counted
+    # nothing: no event reached it before the update)
+    [ "$after" -gt "$before" ] || fail "v$to: TICKS $after after the update, $before before: not carried over"
+    ask "GET held" "VALUE 1" "v$to"
+    ok "-> v$to committed: the global points to the new serve()'s tick, which counts on from $before ($after), its pointers to itself and to the program's string moved"
+    before=$after
+  done
+  # v24 added a field to struct tick: the old tick is not copied into a variable
+  # of another layout, so the global's pointer to it refuses the update; mcr-ctl
+  # check says so beforehand
+  "$ctl" check "$work/v22/kvstore" "$work/v24/kvstore" >"$work/check24.txt" 2>&1 || true
+  grep -A3 "^Refused (1)" "$work/check24.txt" | grep -q "serve()'s local variable 'tick'" ||
+    fail "mcr-ctl check v22 v24 does not list serve()'s tick as refused: $(cat "$work/check24.txt")"
+  update_refused "$pid" "$work/v24/kvstore" changed
+  python3 - "$work/changed.json" <<'PY' || fail "-> v24: the report does not name the pointer into the stack: $(cat "$work/changed.json")"
+import json, sys
+c = json.load(open(sys.argv[1]))["conflicts"]
+print("   conflicts: %s" % [(x["kind"], x["object"]) for x in c])
+t = [x for x in c if x["kind"] == "image" and "ticker" in x["object"]
+     and "serve's local variable 'tick'" in x["message"] and "type changed" in x["message"]]
+for x in t:
+    print("   message: %s\n   fix: %s" % (x["message"], x["fix"]))
+sys.exit(0 if t else 1)
+PY
+  alive "$pid" || fail "the refused update to v24: v22 died"
+  ask VERSION "VERSION 22" "v22 after the refusal"
+  printf 'TICKS\n' >&3
+  read -r -t 5 line <&3 && [[ "$line" =~ ^TICKS\ ([0-9]+)\ self\ 1\ name\ serve\'s\ tick$ ]] ||
+    fail "v22 after the refusal: TICKS answered '$line'"
+  ok "-> v24 (struct tick changed) refused naming ticker; v22 serves on"
+  ;;
 pieces)
   # v19 changed struct mod_conf, whose objects are pieces of a pool (pool_alloc, a
   # wrapper with a size argument: tests/servers/kvstore.wrappers): the startup's
@@ -1211,27 +1282,32 @@ pool)
     "$work/session.log" || fail "no thread-class note naming main, the 4 workers and the maintenance thread"
   ok "thread classes matched: main 1, worker_main 4, maintenance_main 1"
 
-  # a global pointing into a worker's stack: refused (the new worker's stack is
-  # elsewhere), naming the stack; cleared, the same update goes on below
+  # a global pointing into a worker's stack (its start routine's count of jobs,
+  # registered by mcr-clang as a stack object): the update v2 -> v2 moves it to
+  # the new worker's same variable, which holds the old count
   exec 3<>"/dev/tcp/127.0.0.1/$port"
   printf 'STACKREF\n' >&3
   read -r -t 5 line <&3 && [ "$line" = "STACKREF ok" ] || fail "STACKREF answered '$line'"
   sleep 0.2
-  update_refused "$new" "$work/v2/poolkv" stackref
-  python3 - "$work/stackref.json" <<'PY' || fail "the report does not name the pointer into a thread's stack: $(cat "$work/stackref.json")"
-import json, sys
-c = json.load(open(sys.argv[1]))["conflicts"]
-t = [x for x in c if x["kind"] == "image" and "stack_ref" in x["object"]
-     and "on the stack of one of the old process's threads" in x["message"]]
-print("   conflicts: %s" % [(x["kind"], x["object"]) for x in c])
-sys.exit(0 if len(t) == 1 and len(c) == 1 else 1)
-PY
-  alive "$new" || fail "the refused update with a stack pointer: v2 died"
+  printf 'STACKVAL\n' >&3
+  read -r -t 5 line <&3 && [[ "$line" =~ ^STACKVAL\ ([0-9]+)$ ]] || fail "STACKVAL answered '$line'"
+  sv=${BASH_REMATCH[1]}
+  [ "$sv" -ge 1 ] || fail "STACKVAL $sv: the worker's count of jobs is at least 1"
+  exec 3<&-
+  update "$new" "$work/v2/poolkv" ||
+    fail "v2 -> v2 with a global pointing into a worker's stack (exit $?): $(cat "$work/update.json")"
+  grep -q '"stack-objects", "us": [0-9]*, "detail": "[1-9][0-9]* of' "$work/update.json" ||
+    fail "v2 -> v2: no stack object copied: $(cat "$work/update.json")"
+  new=$(new_pid_of)
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'STACKVAL\n' >&3
+  read -r -t 5 line <&3 && [[ "$line" =~ ^STACKVAL\ ([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge "$sv" ] ||
+    fail "after v2 -> v2: STACKVAL answered '$line', expected at least $sv (the old worker's count)"
   printf 'UNSTACKREF\n' >&3
   read -r -t 5 line <&3 && [ "$line" = "UNSTACKREF ok" ] || fail "UNSTACKREF answered '$line'"
   exec 3<&-
-  python3 "$pclient" state "$port" 2 >"$work/stateref.log" 2>&1 || { cat "$work/stateref.log"; fail "v2 after the refusal"; }
-  ok "a global pointing into a worker's stack: refused (image, stack_ref), v2 serves on"
+  python3 "$pclient" state "$port" 2 >"$work/stateref.log" 2>&1 || { cat "$work/stateref.log"; fail "v2 after the update"; }
+  ok "a global pointing into a worker's stack: v2 -> v2 committed, it points to the new worker's count ($sv before, ${BASH_REMATCH[1]} after)"
 
   # v2 -> v3, whose startup makes no maintenance thread: refused (kind thread)
   update_refused "$new" "$work/v3/poolkv" threads

@@ -190,6 +190,15 @@ void __mcr_tag_out(int rc, void **out, struct mcr_site *site);
  * ignored. */
 void __mcr_untag(void *ptr);
 
+/* Stack objects (mcr-clang --mcr-quiescence): a function on a quiescent
+ * point's call stack registers each of its local variables whose address it
+ * lets out (a timer event nginx's cache manager links into the global timer
+ * tree) on entry, with its site (type), and drops it before each return. An
+ * update copies the parked old thread's into the new thread's same variable
+ * and moves pointers to it (docs/update.md, "Stack objects"). */
+void __mcr_stack_push(void *addr, struct mcr_site *site, uint64_t size);
+void __mcr_stack_drop(void *addr);
+
 #ifdef __cplusplus
 }
 #endif
