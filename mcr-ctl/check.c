@@ -843,6 +843,14 @@ static int added_null_pointer(const struct mcr_xchange *x, int heap)
          (x->new_type[n - 1] == '*' || strstr(x->new_type, "(*)"));
 }
 
+/* Any other added field of a heap object: zero in the objects carried over,
+ * where NEW's code may expect what its allocation site sets (nginx 1.22's
+ * ngx_connection_t.start_time: 0 ended keep-alive connections carried over). */
+static int added_zero_field(const struct mcr_xchange *x, int heap)
+{
+  return x->kind == MCR_XC_ADDED && heap && !added_null_pointer(x, heap);
+}
+
 /* heap: the change is shown for heap objects (of it, or of a group with it) */
 static const char *change_note(const struct mcr_xchange *x, const struct item *it, int heap)
 {
@@ -853,6 +861,10 @@ static const char *change_note(const struct mcr_xchange *x, const struct item *i
     if (added_null_pointer(x, heap))
       return "starts NULL in the objects carried over: if NEW sets it only where it creates "
              "the object, it needs a transformation (MCR_TRANSFORM_TYPE)";
+    if (added_zero_field(x, heap))
+      return "starts 0 in the objects carried over: if NEW sets it only where it creates the "
+             "object (a start time, a size, a flag), it needs a transformation "
+             "(MCR_TRANSFORM_TYPE)";
     return "";
   case MCR_XC_REMOVED:
     if (x->move_hint) {
@@ -1437,15 +1449,18 @@ struct counts {
   size_t g[NOUT], s[NOUT]; /* by outcome */
   size_t risky_items;
   size_t null_pointers; /* added pointer fields of heap objects (added_null_pointer) */
+  size_t zero_fields;   /* the other added fields of heap objects (added_zero_field) */
 };
 
-static size_t count_null_pointers(const struct mcr_xplan *p)
+/* The plan's changes that test(x, 1) picks, its tail's included. */
+static size_t count_added(const struct mcr_xplan *p,
+                          int (*test)(const struct mcr_xchange *, int))
 {
   size_t n = 0;
   for (size_t k = 0; p && k < p->nchanges; k++)
-    n += added_null_pointer(&p->changes[k], 1);
+    n += test(&p->changes[k], 1);
   if (p && p->has_tail && p->tail && !p->tail->identical)
-    n += count_null_pointers(p->tail);
+    n += count_added(p->tail, test);
   return n;
 }
 
@@ -1460,8 +1475,10 @@ static void count(const struct check *c, struct counts *k)
       k->g[it->out]++;
     if (it->out == OUT_TRANSFORM && it->risky)
       k->risky_items++;
-    if (it->out == OUT_TRANSFORM && it->is_site)
-      k->null_pointers += count_null_pointers(it->plan);
+    if (it->out == OUT_TRANSFORM && it->is_site) {
+      k->null_pointers += count_added(it->plan, added_null_pointer);
+      k->zero_fields += count_added(it->plan, added_zero_field);
+    }
   }
 }
 
@@ -1808,6 +1825,12 @@ static void print_human(FILE *f, const struct check *c)
                  "when it creates such an object.\n",
               k.null_pointers, plural(k.null_pointers, "field", "fields"),
               k.null_pointers == 1 ? "s" : "");
+  if (k.zero_fields)
+      fprintf(f, "Review: %zu other added %s of heap objects start%s 0 in the objects carried "
+                 "over (\"starts 0\" above): NEW's code may expect what it sets when it "
+                 "creates such an object.\n",
+              k.zero_fields, plural(k.zero_fields, "field", "fields"),
+              k.zero_fields == 1 ? "s" : "");
 }
 
 /* ---- output: JSON ------------------------------------------------------------------ */
@@ -2017,7 +2040,8 @@ static void print_json(FILE *f, const struct check *c)
   fprintf(f, ",\n  \"refused\": %s", refused || c->nimgs ? "true" : "false");
   fprintf(f, ",\n  \"summary\": {\"changed_globals\": %zu, \"changed_sites\": %zu, "
              "\"transformable\": %zu, \"risky\": %zu, \"refused\": %zu, "
-             "\"static_tables\": %zu, \"image_pointers\": %zu, \"null_pointers\": %zu,\n"
+             "\"static_tables\": %zu, \"image_pointers\": %zu, \"null_pointers\": %zu, "
+             "\"zero_fields\": %zu,\n"
              "    \"globals\": {\"paired\": %zu, \"identical\": %zu, \"transformable\": %zu, "
              "\"refused\": %zu, \"static_tables\": %zu, \"untyped\": %zu, \"new\": %zu, "
              "\"removed\": %zu, \"not_in_symtab\": %zu},\n"
@@ -2025,7 +2049,7 @@ static void print_json(FILE *f, const struct check *c)
              "\"refused\": %zu, \"untyped\": %zu, \"new\": %zu, \"removed\": %zu}}",
           k.g[OUT_TRANSFORM] + k.g[OUT_REFUSED] + k.g[OUT_KEPT], k.s[OUT_TRANSFORM] + k.s[OUT_REFUSED],
           xform,
-          k.risky_items, refused, k.g[OUT_KEPT], c->nimgs, k.null_pointers, sum(k.g),
+          k.risky_items, refused, k.g[OUT_KEPT], c->nimgs, k.null_pointers, k.zero_fields, sum(k.g),
           k.g[OUT_IDENTICAL], k.g[OUT_TRANSFORM], k.g[OUT_REFUSED], k.g[OUT_KEPT], k.g[OUT_UNTYPED], c->ngadded,
           c->ngremoved,
           c->gmissing, sum(k.s), k.s[OUT_IDENTICAL], k.s[OUT_TRANSFORM],

@@ -67,6 +67,8 @@ want_re "resized +\(whole object\) +int \[8\] -> int \[16\]"
 want_re "added +flags +unsigned int +at offset 20"
 want_re "added +owner +struct session \* +at offset 32 +\(starts NULL in the objects carried over: if NEW sets it only where it creates the object, it needs a transformation \(MCR_TRANSFORM_TYPE\)\)"
 want "Review: 1 added pointer field of heap objects starts NULL in the objects carried over"
+want_re "added +flags +unsigned int +at offset 20 +\(starts 0 in the objects carried over: if NEW sets it only where it creates the object \(a start time, a size, a flag\), it needs a transformation \(MCR_TRANSFORM_TYPE\)\)"
+want "Review: 1 other added field of heap objects starts 0 in the objects carried over"
 want "heap objects of session_new() malloc (prog.c:"
 want_re "new global +v2_only: int \(prog.c:[0-9]+\): starts from its initial value"
 want_re "removed global +v1_only: int \(prog.c:[0-9]+\): its value is lost"
@@ -147,6 +149,11 @@ check(o and "starts NULL" in o["note"], "added pointer of a heap object: %r" % o
 o = changes("current").get(("added", "owner"))
 check(o and o["note"] is None, "added pointer of a global keeps its initial value: %r" % o)
 check(d["summary"]["null_pointers"] == 1, "null_pointers: %r" % d["summary"])
+o = changes("session_new").get(("added", "flags"))
+check(o and "starts 0" in o["note"], "added integer of a heap object: %r" % o)
+o = changes("current").get(("added", "flags"))
+check(o and o["note"] is None, "added integer of a global keeps its initial value: %r" % o)
+check(d["summary"]["zero_fields"] == 1, "zero_fields: %r" % d["summary"])
 check(x["session_new"]["kind"] == "site" and x["session_new"]["old"]["shape"] == "single",
       "site item: %r" % x["session_new"])
 

@@ -264,7 +264,7 @@ time.sleep(4)' "$PORT" &
 HOLDER=$!
 rc=0
 MCR_UPDATE_FAULT=ready:delay timeout -k 5 120 "$MCR_CTL" update "$V1PID" "$V2" --json \
-  --report "$RUN/update-report.json" \
+  --report "$RUN/update.report" \
   --rename-file "$RENAMES" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
 wait "$HOLDER" 2>/dev/null || true
 log "mcr-ctl update $V1PID $V2 --json: exit $rc"

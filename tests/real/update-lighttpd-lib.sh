@@ -163,7 +163,7 @@ rollback_after_commit() {
   load_begin rollback v2
   rrc=0
   MCR_UPDATE_FAULT=heap:crash timeout -k 5 120 "$MCR_CTL" update "$NEWPID" "$bin" --json \
-    --report "$RUN/rollback-report.json" >"$RUN/rollback.json" 2>"$RUN/rollback.err" || rrc=$?
+    --report "$RUN/rollback.report" >"$RUN/rollback.json" 2>"$RUN/rollback.err" || rrc=$?
   log "mcr-ctl update (heap:crash): exit $rrc"
   [ ! -s "$RUN/rollback.err" ] || sed 's/^/    /' "$RUN/rollback.err" >&2
   [ -s "$RUN/rollback.json" ] && update_log_json "$RUN/rollback.json"

@@ -434,7 +434,7 @@ if [ "$rc" -eq 0 ] && alive "$NEWPID"; then
   load_begin rollback
   rrc=0
   MCR_UPDATE_FAULT=heap:crash timeout -k 5 120 "$MCR_CTL" update "$NEWPID" "$V2" --json \
-    --report "$RUN/rollback-report" >"$RUN/rollback.json" 2>"$RUN/rollback.err" || rrc=$?
+    --report "$RUN/rollback.report" >"$RUN/rollback.json" 2>"$RUN/rollback.err" || rrc=$?
   log "mcr-ctl update (heap:crash): exit $rrc"
   [ -s "$RUN/rollback.json" ] && update_log_json "$RUN/rollback.json"
   RBPAUSE=$(pause_ms "$RUN/rollback.json")

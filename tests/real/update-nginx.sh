@@ -320,7 +320,7 @@ MAP=$REPO/configs/$SERVER-$VERSION-to-$V2VERSION-debian.renames
 [ "$VERSION" = "$V2VERSION" ] || MAP=$REPO/configs/$SERVER-$VERSION-to-$V2VERSION.renames
 MAP_ARGS=()
 [ "$CODE" = 1 ] || [ ! -f "$MAP" ] || MAP_ARGS=(--rename-file "$MAP")
-timeout -k 5 180 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update-report.json" \
+timeout -k 5 180 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update.report" \
   "${MAP_ARGS[@]+"${MAP_ARGS[@]}"}" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
 UPDATED_AT=$(date +%s)
 log "mcr-ctl update $V1PID $V2 --json ${MAP_ARGS[*]+"${MAP_ARGS[*]}"}: exit $rc"
@@ -412,7 +412,7 @@ PY
 else
   # --- rolled back: the old tree serves on, nothing of v2 left -------------------------
   log "ROLLED BACK: the update to $V2_DESC was refused; the old tree must serve on. The report:"
-  "$MCR_CTL" report "$RUN/update-report.json" >"$RUN/update-report.txt" 2>&1 || true
+  "$MCR_CTL" report "$RUN/update.report" >"$RUN/update-report.txt" 2>&1 || true
   sed 's/^/    /' "$RUN/update-report.txt" | head -n 60 >&2
   sleep 0.5
   if alive "$V1PID" && [ "$(workers "$V1PID")" = "$V1W" ]; then
@@ -441,7 +441,7 @@ if [ "$rc" -eq 0 ] && alive "$NEWPID"; then
   load_begin rollback v1
   rrc=0
   MCR_UPDATE_FAULT=heap:crash:child timeout -k 5 180 "$MCR_CTL" update "$NEWPID" "$V2" --json \
-    --report "$RUN/rollback-report.json" >"$RUN/rollback.json" 2>"$RUN/rollback.err" || rrc=$?
+    --report "$RUN/rollback.report" >"$RUN/rollback.json" 2>"$RUN/rollback.err" || rrc=$?
   log "mcr-ctl update (heap:crash:child): exit $rrc"
   [ ! -s "$RUN/rollback.err" ] || sed 's/^/    /' "$RUN/rollback.err" >&2
   [ -s "$RUN/rollback.json" ] && update_log_json "$RUN/rollback.json"
@@ -450,14 +450,14 @@ if [ "$rc" -eq 0 ] && alive "$NEWPID"; then
   [ "$rrc" -eq 1 ] || failed "mcr-ctl update with heap:crash:child exited $rrc (1 = rolled back)"
   RBPAUSE=$(pause_ms "$RUN/rollback.json")
   # rolled back because a new worker crashed, and the report names it
-  "$MCR_CTL" report "$RUN/rollback-report.json" --json 2>/dev/null | python3 -c '
+  "$MCR_CTL" report "$RUN/rollback.report" --json 2>/dev/null | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["conflicts"]
 named = [x["message"] for x in c if x["kind"] == "crash" and x["message"].startswith("process ")]
 for m in named:
     print("[nginx] the report: " + m)
 sys.exit(0 if named else 1)' >&2 ||
-    { "$MCR_CTL" report "$RUN/rollback-report.json" 2>&1 | head -n 30 >&2
+    { "$MCR_CTL" report "$RUN/rollback.report" 2>&1 | head -n 30 >&2
       failed "the rollback's report does not name a crashed worker"; }
   sleep 0.5
   if alive "$NEWPID" && [ "$(workers "$NEWPID")" = "$NEWW" ]; then

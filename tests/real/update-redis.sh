@@ -421,7 +421,7 @@ sleep 1.5
 alive "$BENCH_PID" && BENCH_AT_START=1 || BENCH_AT_START=0
 log "update v1 -> v2: mcr-ctl update $V1PID $V2 --json (redis-benchmark -t set,get -n $BENCH_N -c 8 -r 10000 and the checking client running)"
 rc=0
-timeout -k 5 120 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update-report.json" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
+timeout -k 5 120 "$MCR_CTL" update "$V1PID" "$V2" --json --report "$RUN/update.report" >"$RUN/update.json" 2>"$RUN/update.err" || rc=$?
 alive "$BENCH_PID" && BENCH_AT_END=1 || BENCH_AT_END=0
 log "mcr-ctl update: exit $rc"
 [ ! -s "$RUN/update.err" ] || sed 's/^/    /' "$RUN/update.err" >&2
@@ -467,7 +467,7 @@ else
     "$RUN/update.json" 2>/dev/null && ROLLED_BACK=1
   if [ "$ROLLED_BACK" = 1 ]; then
     log "the update was rolled back; $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("reasons", [])))' \
-        "$RUN/update.json" 2>/dev/null) reason(s) above (report $RUN/update-report.json); checking that v1 serves on"
+        "$RUN/update.json" 2>/dev/null) reason(s) above (report $RUN/update.report); checking that v1 serves on"
   else
     log "mcr-ctl update exited $rc without a rollback report; checking that v1 serves on"
   fi
