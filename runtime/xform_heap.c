@@ -541,6 +541,11 @@ static const char *holder_name(uintptr_t slot, char *buf, size_t len)
                (unsigned long)(uintptr_t)o.base, (unsigned long)(slot - (uintptr_t)o.base),
                mcr_typetab_str(&tt, rec.file), rec.line,
                rec.type == MCR_NO_TYPE ? "untyped" : "a word of unknown meaning");
+    else if (o.tag == MCR_TAG_UNTYPED) /* no site: malloc called by code mcr-clang did not compile */
+      snprintf(buf, len, "untyped heap object 0x%lx+%lu (allocated by code mcr-clang did not "
+               "compile, a shared library or libc, or at a site the new version removed)",
+               (unsigned long)(uintptr_t)o.base,
+               (unsigned long)(slot - (uintptr_t)o.base));
     else
       snprintf(buf, len, "untyped heap object 0x%lx+%lu", (unsigned long)(uintptr_t)o.base,
                (unsigned long)(slot - (uintptr_t)o.base));
@@ -629,8 +634,15 @@ static void judge_pin(uintptr_t *slot, const struct chobj *c, const char *region
              "its type changed, but %s (at 0x%lx) may point to it (+%lu) and is not known to be "
              "a pointer, so it cannot be rewritten, and %s",
              holder, (unsigned long)(uintptr_t)slot, (unsigned long)(*slot - c->base), why);
+  struct mcr_object h;
+  int foreign = !region && mcr_heap_find(slot, &h) == 0 && h.tag == MCR_TAG_UNTYPED;
   hconflict("pinned", msg, obj, c->ti->old_name, c->ti->new_name, c->ti->old_loc, c->ti->new_loc,
-            "give the holder a precise pointer type, or keep this type unchanged in this update");
+            foreign ? "if a library mcr-clang did not compile allocated the holder (memcached: "
+                      "Debian's libevent keeps its event lists so), compile that library with "
+                      "mcr-clang into the server (docs/real-servers.md, memcached 1.6.18 -> "
+                      "1.6.38); else keep this type unchanged in this update"
+                    : "give the holder a precise pointer type, or keep this type unchanged in "
+                      "this update");
 }
 
 static void hit(uintptr_t *slot, int cls, const char *region)
