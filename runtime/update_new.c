@@ -916,13 +916,11 @@ static void *agent(void *arg)
     mcr_buf_free(&msg);
   }
   mcr_update_fault("commit");
-  /* the kids commit first (each tells its old partner to exit, resumes and
-   * says when), then this process */
+  /* The kids commit (each tells its old partner to exit, resumes and says
+   * when) while this process does: past this point nothing rolls back, so
+   * no process's pause waits on another's commit (before, each parent
+   * resumed after its kids: nginx's master added 2-7 ms to the tree's). */
   kids_send(MCR_U_COMMIT, NULL);
-  if (kids_wait(MCR_U_RESUMED, &up, "its commit") != 0) {
-    /* too late to roll back: the old partners of the others exited */
-    mcr_buf_printf(&up, "note a child process failed after the commit\n");
-  }
   if (parent_link >= 0)
     mcr_chan_send(chan, MCR_U_COMMIT, NULL); /* the old partner exits */
   mcr_transfer_commit_epoll(&rep); /* the old partner no longer waits on them */
@@ -933,6 +931,10 @@ static void *agent(void *arg)
   mcr_buf_printf(&rep, "resumed %llu\n", (unsigned long long)resumed);
   if (parent_link >= 0 && t_quiesce && resumed > t_quiesce)
     mcr_buf_printf(&rep, "pause %llu\n", (unsigned long long)(resumed - t_quiesce) / 1000);
+  if (kids_wait(MCR_U_RESUMED, &up, "its commit") != 0) {
+    /* too late to roll back: the old partners of the others exited */
+    mcr_buf_printf(&up, "note a child process failed after the commit\n");
+  }
   mcr_buf_put(&rep, up.p, up.len);
   mcr_buf_free(&up);
   mcr_chan_send(parent_link >= 0 ? parent_link : chan, MCR_U_RESUMED, &rep);
