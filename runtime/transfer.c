@@ -577,7 +577,7 @@ static int build_tag_map(struct ctx *c, struct mcr_buf *st)
 #define STACK_FIX                                                                         \
   "mcr moves pointers into a stack only to the registered local variables of the "       \
   "functions on a quiescent point's call stack (docs/update.md, \"Stack objects\"): the " \
-  "variable is another function's, inlined into one, one of more than 16, or its type "   \
+  "variable is of a function not on that stack, one of more than 16, or its type "      \
   "changed; update when no global or live object points to it, or restart the server"
 
 /* Rewrites the words of [p, p+len) that point into the old program image. */
