@@ -1495,6 +1495,16 @@ static const char *plural(size_t n, const char *one, const char *many)
   return n == 1 ? one : many;
 }
 
+/* The closing line for n added fields of heap objects that start as what. */
+static void review_added(FILE *f, size_t n, const char *kind, const char *what)
+{
+  if (n)
+    fprintf(f, "Review: %zu %s %s of heap objects start%s %s in the objects carried over "
+               "(\"starts %s\" above): NEW's code may expect what it sets when it creates "
+               "such an object.\n",
+            n, kind, plural(n, "field", "fields"), n == 1 ? "s" : "", what, what);
+}
+
 /* An enum's conversion: its values, old -> new, from the plan's operation. */
 static void put_enum_map(FILE *f, const struct mcr_xplan *p, const struct mcr_xchange *x)
 {
@@ -1819,18 +1829,8 @@ static void print_human(FILE *f, const struct check *c)
               plural(written, "table", "tables"), plural(written, "it", "them"));
     fputs(".\n", f);
   }
-  if (k.null_pointers)
-      fprintf(f, "Review: %zu added pointer %s of heap objects start%s NULL in the objects "
-                 "carried over (\"starts NULL\" above): NEW's code may expect what it sets "
-                 "when it creates such an object.\n",
-              k.null_pointers, plural(k.null_pointers, "field", "fields"),
-              k.null_pointers == 1 ? "s" : "");
-  if (k.zero_fields)
-      fprintf(f, "Review: %zu other added %s of heap objects start%s 0 in the objects carried "
-                 "over (\"starts 0\" above): NEW's code may expect what it sets when it "
-                 "creates such an object.\n",
-              k.zero_fields, plural(k.zero_fields, "field", "fields"),
-              k.zero_fields == 1 ? "s" : "");
+  review_added(f, k.null_pointers, "added pointer", "NULL");
+  review_added(f, k.zero_fields, "other added", "0");
 }
 
 /* ---- output: JSON ------------------------------------------------------------------ */
