@@ -152,6 +152,7 @@ static const uintptr_t *sobj_old, *sobj_new; /* mcr_image_set_stack_objects */
 static const uint64_t *sobj_size;
 static uint8_t *sobj_used;
 static size_t nsobj;
+static uintptr_t sobj_min, sobj_max; /* [min, max): all of them, checked first */
 
 /* ---- small helpers ---- */
 
@@ -1042,7 +1043,8 @@ int mcr_image_translate(struct mcr_image_map *m, uintptr_t old, uintptr_t *new_o
   const struct memo *hit;
 
   m->st.lookups++;
-  for (size_t i = 0; i < nsobj; i++) /* (not memoized: set after the first lookups) */
+  for (size_t i = 0; old >= sobj_min && old < sobj_max && i < nsobj; i++)
+    /* (not memoized: set after the first lookups) */
     if (old >= sobj_old[i] && old - sobj_old[i] < sobj_size[i]) {
       *new_out = sobj_new[i] + (old - sobj_old[i]);
       sobj_used[i] = 1;
@@ -1284,6 +1286,12 @@ void mcr_image_set_stack_objects(const uintptr_t *old_lo, const uintptr_t *new_l
   sobj_new = new_lo;
   sobj_size = size;
   nsobj = n;
+  sobj_min = UINTPTR_MAX;
+  sobj_max = 0;
+  for (size_t i = 0; i < n; i++) {
+    sobj_min = old_lo[i] < sobj_min ? old_lo[i] : sobj_min;
+    sobj_max = old_lo[i] + size[i] > sobj_max ? old_lo[i] + size[i] : sobj_max;
+  }
 }
 
 void mcr_image_set_thread_stacks(const uintptr_t *lo, const uintptr_t *hi, size_t n)

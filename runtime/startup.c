@@ -64,6 +64,7 @@
 #include "heap.h"
 #include "stackid.h"
 #include "types.h"
+#include "typetab.h"
 #include "update.h"
 
 #define MCR_EXPORT __attribute__((visibility("default")))
@@ -2757,20 +2758,17 @@ void mcr_startup_piece_hook(const void *p, uint64_t size, const struct mcr_site 
     return;
   }
   uint32_t site_id = __atomic_load_n(&site->id, __ATOMIC_RELAXED);
-  /* the site's key is "module|function|callee|ordinal": the ID leaves out a
-   * frame of that function (stackid.h, mcr_stack_id_outside) */
-  char key[1024], function[256] = "";
-  uint64_t key_hash = 0;
-  if (mcr_site_key(site, key, sizeof(key)) == 0) {
-    const char *f = strchr(key, '|'), *e = f ? strchr(f + 1, '|') : NULL;
-    key_hash = mcr_fnv(MCR_FNV_OFFSET, key, strlen(key));
-    if (e && (size_t)(e - f - 1) < sizeof(function)) {
-      memcpy(function, f + 1, (size_t)(e - f - 1));
-      function[e - f - 1] = '\0';
-    }
-  }
+  /* the ID leaves out a frame of the site's own function (stackid.h,
+   * mcr_stack_id_outside) */
+  struct mcr_typetab tt;
+  struct mcr_site_rec rec;
+  const char *function = NULL;
+  if (site->blob &&
+      mcr_typetab_open(&tt, site->blob, site->blob->total_size, NULL) == 0 &&
+      mcr_typetab_site(&tt, site->index, &rec) == 0)
+    function = mcr_typetab_str(&tt, rec.function);
   uint64_t id = mcr_stack_id_outside(ra, function);
-  id = (id ^ key_hash) * 0x100000001b3ull;
+  id = (id ^ mcr_site_key_hash(site)) * 0x100000001b3ull;
   id = id ? id : 1;
   mcr_in_runtime++;
   pthread_mutex_lock(&st_lock);

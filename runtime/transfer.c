@@ -2913,8 +2913,6 @@ static int type_untyped_pieces(const struct mcr_object *o, void *arg)
   for (size_t i = 0; i < o->size / sizeof(uintptr_t); i++) {
     uintptr_t v = w[i];
     const char *name;
-    if (v < ((uintptr_t)1 << 44))
-      continue;
     struct pair *q = pair_of_old(v);
     if (!q || !q->untyped || q->elem_bad)
       continue;

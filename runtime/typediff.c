@@ -43,22 +43,6 @@ static void fail(struct builder *b, const char *path, const char *fmt, ...)
   va_end(ap);
 }
 
-/* Looks through typedefs. 0 and *out, or -1. */
-static int strip(const struct mcr_typetab *tt, uint32_t t, struct mcr_type_rec *out, uint32_t *idx)
-{
-  for (int i = 0; i < MCR_TYPE_MAX_DEPTH; i++) {
-    if (t == MCR_NO_TYPE || mcr_typetab_type(tt, t, out) != 0)
-      return -1;
-    if (out->kind != MCR_TYPE_TYPEDEF) {
-      if (idx)
-        *idx = t;
-      return 0;
-    }
-    t = out->target;
-  }
-  return -1;
-}
-
 static const char *render(struct builder *b, const struct mcr_typetab *tt, uint32_t t)
 {
   char buf[256];
@@ -130,7 +114,7 @@ static void change(struct builder *b, int kind, const char *path, uint32_t ot, u
   c->new_type = nt == MCR_NO_TYPE ? "" : render(b, b->nt, nt);
   c->old_off = ooff;
   struct mcr_type_rec r;
-  c->old_size = ot != MCR_NO_TYPE && strip(b->ot, ot, &r, NULL) == 0 ? r.size : 0;
+  c->old_size = ot != MCR_NO_TYPE && mcr_typetab_strip(b->ot, ot, &r, NULL) == 0 ? r.size : 0;
   c->new_off = noff;
   c->risky = risky;
   c->move_hint = NULL;
@@ -164,7 +148,8 @@ static int same_members(struct builder *b, const struct mcr_type_rec *o,
 static int same(struct builder *b, uint32_t ot, uint32_t nt, int depth)
 {
   struct mcr_type_rec o, n;
-  if (depth > MAX_DEPTH || strip(b->ot, ot, &o, NULL) != 0 || strip(b->nt, nt, &n, NULL) != 0)
+  if (depth > MAX_DEPTH || mcr_typetab_strip(b->ot, ot, &o, NULL) != 0 ||
+      mcr_typetab_strip(b->nt, nt, &n, NULL) != 0)
     return 0;
   if (o.kind != n.kind || o.size != n.size)
     return 0;
@@ -209,7 +194,7 @@ static int is_signed(const struct mcr_typetab *tt, const struct mcr_type_rec *r)
   if (r->kind == MCR_TYPE_INT)
     return !!(r->flags & MCR_TF_SIGNED);
   struct mcr_type_rec u;
-  if (r->kind == MCR_TYPE_ENUM && strip(tt, r->target, &u, NULL) == 0)
+  if (r->kind == MCR_TYPE_ENUM && mcr_typetab_strip(tt, r->target, &u, NULL) == 0)
     return !!(u.flags & MCR_TF_SIGNED);
   return 0;
 }
@@ -291,7 +276,8 @@ static int build_array(struct builder *b, const struct mcr_type_rec *o, const st
                        int depth)
 {
   struct mcr_type_rec oe, ne;
-  if (strip(b->ot, o->target, &oe, NULL) != 0 || strip(b->nt, n->target, &ne, NULL) != 0) {
+  if (mcr_typetab_strip(b->ot, o->target, &oe, NULL) != 0 ||
+      mcr_typetab_strip(b->nt, n->target, &ne, NULL) != 0) {
     fail(b, path, "array element type unreadable");
     return -1;
   }
@@ -370,7 +356,8 @@ static int build_bits(struct builder *b, const struct mcr_member_rec *om,
                       const char *path)
 {
   struct mcr_type_rec o, n;
-  if (strip(b->ot, om->type, &o, NULL) != 0 || strip(b->nt, nm->type, &n, NULL) != 0 ||
+  if (mcr_typetab_strip(b->ot, om->type, &o, NULL) != 0 ||
+      mcr_typetab_strip(b->nt, nm->type, &n, NULL) != 0 ||
       !is_intlike(&o) || !is_intlike(&n) || o.size > 8 || n.size > 8) {
     fail(b, path, "a bitfield changed to or from a non-integer type");
     return -1;
@@ -448,7 +435,7 @@ static int resolve_path(const struct mcr_typetab *tt, const struct mcr_type_rec 
       *off = at;
       return 0;
     }
-    if (strip(tt, m.type, &in, NULL) != 0) {
+    if (mcr_typetab_strip(tt, m.type, &in, NULL) != 0) {
       snprintf(why, len, "'%.*s' has no type information", l, p);
       return -1;
     }
@@ -468,7 +455,7 @@ static int find_nested(struct builder *b, const struct mcr_type_rec *r, const ch
     struct mcr_type_rec in;
     char here[256];
     if (mcr_typetab_member(b->nt, r->first_member + j, &m) != 0 ||
-        strip(b->nt, m.type, &in, NULL) != 0)
+        mcr_typetab_strip(b->nt, m.type, &in, NULL) != 0)
       continue;
     const char *mn = mcr_typetab_str(b->nt, m.name);
     snprintf(here, sizeof(here), "%s%s%s", prefix, *prefix ? "." : "", mn ? mn : "");
@@ -629,7 +616,7 @@ static int build(struct builder *b, uint32_t ot, uint64_t ooff, uint32_t nt, uin
     fail(b, path, "types nested too deeply");
     return -1;
   }
-  if (strip(b->ot, ot, &o, NULL) != 0 || strip(b->nt, nt, &n, NULL) != 0) {
+  if (mcr_typetab_strip(b->ot, ot, &o, NULL) != 0 || mcr_typetab_strip(b->nt, nt, &n, NULL) != 0) {
     fail(b, path, "no type information");
     return -1;
   }
@@ -688,9 +675,9 @@ static int flex_member(const struct mcr_typetab *tt, uint32_t t, uint32_t *elem,
 {
   struct mcr_type_rec r, a;
   struct mcr_member_rec m;
-  if (strip(tt, t, &r, NULL) != 0 || r.kind != MCR_TYPE_STRUCT || !r.count ||
+  if (mcr_typetab_strip(tt, t, &r, NULL) != 0 || r.kind != MCR_TYPE_STRUCT || !r.count ||
       mcr_typetab_member(tt, r.first_member + r.count - 1, &m) != 0 ||
-      strip(tt, m.type, &a, NULL) != 0 || a.kind != MCR_TYPE_ARRAY ||
+      mcr_typetab_strip(tt, m.type, &a, NULL) != 0 || a.kind != MCR_TYPE_ARRAY ||
       !(a.flags & MCR_TF_FLEXIBLE))
     return 0;
   *elem = a.target;
@@ -709,7 +696,7 @@ static int build_plan(struct mcr_arena *a, const struct mcr_typetab *otab, uint3
 
   if (err)
     err->path[0] = err->msg[0] = 0;
-  if (strip(otab, ot, &o, NULL) != 0 || strip(ntab, nt, &n, NULL) != 0) {
+  if (mcr_typetab_strip(otab, ot, &o, NULL) != 0 || mcr_typetab_strip(ntab, nt, &n, NULL) != 0) {
     fail(&b, "", "no type information on %s side", ot == MCR_NO_TYPE ? "the old" : "the new");
     return -1;
   }
@@ -777,7 +764,8 @@ static const struct mcr_typetab *find_struct(const struct mcr_typetab *tabs, siz
     for (uint32_t t = 0; t < mcr_typetab_ntypes(&tabs[i]); t++) {
       struct mcr_type_rec r;
       if (mcr_typetab_type(&tabs[i], t, &r) != 0 || !*mcr_typetab_str(&tabs[i], r.name) ||
-          strcmp(mcr_typetab_str(&tabs[i], r.name), name) || strip(&tabs[i], t, out, NULL) != 0)
+          strcmp(mcr_typetab_str(&tabs[i], r.name), name) ||
+          mcr_typetab_strip(&tabs[i], t, out, NULL) != 0)
         continue;
       if ((out->kind == MCR_TYPE_STRUCT || out->kind == MCR_TYPE_UNION) &&
           !(out->flags & MCR_TF_INCOMPLETE))

@@ -734,6 +734,22 @@ int mcr_type_render_shape(const struct mcr_typetab *tt, uint32_t t, uint32_t sha
   return render_finish(&r);
 }
 
+int mcr_typetab_strip(const struct mcr_typetab *tt, uint32_t t, struct mcr_type_rec *out,
+                      uint32_t *idx)
+{
+  for (int i = 0; i < MCR_TYPE_MAX_DEPTH; i++) {
+    if (t == MCR_NO_TYPE || mcr_typetab_type(tt, t, out) != 0)
+      return -1;
+    if (out->kind != MCR_TYPE_TYPEDEF) {
+      if (idx)
+        *idx = t;
+      return 0;
+    }
+    t = out->target;
+  }
+  return -1;
+}
+
 const char *mcr_type_name(const struct mcr_typetab *tt, uint32_t t)
 {
   struct mcr_type_rec r;

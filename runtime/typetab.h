@@ -89,6 +89,11 @@ int mcr_type_render(const struct mcr_typetab *tt, uint32_t t, char *buf, size_t 
 int mcr_type_render_shape(const struct mcr_typetab *tt, uint32_t t, uint32_t shape,
                           char *buf, size_t len);
 
+/* Type t through its typedefs: 0 with the first other record in *out (and its
+ * index in *idx, if idx), or -1 (MCR_NO_TYPE, a bad index, a chain too long). */
+int mcr_typetab_strip(const struct mcr_typetab *tt, uint32_t t, struct mcr_type_rec *out,
+                      uint32_t *idx);
+
 /* The name type t goes by: its struct/union/enum tag or typedef name, the first met
  * through typedefs (MCR_TRANSFORM_TYPE uses it), or NULL for an anonymous type. */
 const char *mcr_type_name(const struct mcr_typetab *tt, uint32_t t);

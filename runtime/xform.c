@@ -801,17 +801,12 @@ int mcr_xform_site(const char *key, struct mcr_site *s)
 static uint32_t pointee_at(const struct mcr_typetab *tt, uint32_t t, uint64_t off)
 {
   struct mcr_type_rec r, e;
-  for (int depth = 0; depth < 32 && mcr_typetab_type(tt, t, &r) == 0; depth++) {
-    if (r.kind == MCR_TYPE_TYPEDEF) {
-      t = r.target;
-    } else if (r.kind == MCR_TYPE_POINTER) {
+  for (int depth = 0; depth < 32 && mcr_typetab_strip(tt, t, &r, NULL) == 0; depth++) {
+    if (r.kind == MCR_TYPE_POINTER) {
       return off == 0 ? r.target : MCR_NO_TYPE;
     } else if (r.kind == MCR_TYPE_ARRAY) {
-      if (mcr_typetab_type(tt, r.target, &e) != 0 || !e.size)
+      if (mcr_typetab_strip(tt, r.target, &e, NULL) != 0 || !e.size)
         return MCR_NO_TYPE;
-      for (int k = 0; k < 8 && e.kind == MCR_TYPE_TYPEDEF; k++)
-        if (mcr_typetab_type(tt, e.target, &e) != 0)
-          return MCR_NO_TYPE;
       off %= e.size;
       t = r.target;
     } else if (r.kind == MCR_TYPE_STRUCT) {
@@ -820,12 +815,9 @@ static uint32_t pointee_at(const struct mcr_typetab *tt, uint32_t t, uint64_t of
         struct mcr_member_rec m;
         struct mcr_type_rec mt;
         if (mcr_typetab_member(tt, r.first_member + i, &m) != 0 || m.bit_size ||
-            mcr_typetab_type(tt, m.type, &mt) != 0)
+            mcr_typetab_strip(tt, m.type, &mt, NULL) != 0)
           continue;
         uint64_t mo = m.offset_bits / 8;
-        for (int k = 0; k < 8 && mt.kind == MCR_TYPE_TYPEDEF; k++)
-          if (mcr_typetab_type(tt, mt.target, &mt) != 0)
-            break;
         if (off >= mo && off < mo + mt.size) {
           next = m.type;
           off -= mo;
@@ -845,17 +837,10 @@ static uint32_t pointee_at(const struct mcr_typetab *tt, uint32_t t, uint64_t of
 static int defined_struct(const struct mcr_typetab *tt, uint32_t t, uint32_t *out,
                           struct mcr_type_rec *r)
 {
-  for (int k = 0; k < 8 && mcr_typetab_type(tt, t, r) == 0; k++) {
-    if (r->kind != MCR_TYPE_TYPEDEF) {
-      *out = t;
-      return r->kind == MCR_TYPE_STRUCT && r->size && !(r->flags & MCR_TF_INCOMPLETE) &&
-                     *mcr_typetab_str(tt, r->name)
-                 ? 0
-                 : -1;
-    }
-    t = r->target;
-  }
-  return -1;
+  return mcr_typetab_strip(tt, t, r, out) == 0 && r->kind == MCR_TYPE_STRUCT && r->size &&
+                 !(r->flags & MCR_TF_INCOMPLETE) && *mcr_typetab_str(tt, r->name)
+             ? 0
+             : -1;
 }
 
 const struct mcr_xplan *mcr_xform_pointee_plan(uint32_t tag, uint64_t off, const char **name)
@@ -867,17 +852,14 @@ const struct mcr_xplan *mcr_xform_pointee_plan(uint32_t tag, uint64_t off, const
   static size_t nseen;
   struct mcr_typetab *ntab = X.a ? mcr_arena_alloc(X.a, sizeof(*ntab), 8) : NULL;
   struct mcr_site_rec rec;
-  struct mcr_type_rec r, e;
+  struct mcr_type_rec r;
   uint32_t nt;
 
   if (!ntab || mcr_site_record(tag, ntab, &rec) != 0 || rec.type == MCR_NO_TYPE ||
-      rec.shape == MCR_SHAPE_UNKNOWN || mcr_typetab_type(ntab, rec.type, &e) != 0)
+      rec.shape == MCR_SHAPE_UNKNOWN || mcr_typetab_strip(ntab, rec.type, &r, NULL) != 0)
     return NULL;
-  if (rec.shape == MCR_SHAPE_ARRAY) { /* an element's offset */
-    uint32_t et;
-    if (defined_struct(ntab, rec.type, &et, &r) == 0 && r.size)
-      off %= r.size;
-  }
+  if (rec.shape == MCR_SHAPE_ARRAY && r.size) /* an element's offset */
+    off %= r.size;
   if (defined_struct(ntab, pointee_at(ntab, rec.type, off), &nt, &r) != 0)
     return NULL;
   const char *want = mcr_typetab_str(ntab, r.name);
